@@ -1,0 +1,1 @@
+"""mlops_dagster: the Databricks MLOps Stack as orchestrated Dagster pipelines."""

@@ -1,0 +1,1 @@
+"""The lifecycle as software-defined assets, one module per stage."""

@@ -1,0 +1,72 @@
+"""Stage `inference`: batch predictions of the champion for every customer, scored with Spark."""
+
+
+from dagster import AssetExecutionContext, MaterializeResult, asset
+
+from ..resources.lakehouse import Lakehouse
+from ..resources.registry import CHAMPION, ModelRegistry
+from ..resources.spark import SparkResource
+from ..settings import Settings
+from .ingestion import INGESTED_AT
+from .metadata import commit_info, table_metadata
+
+
+class NoChampionError(RuntimeError):
+    """Batch scoring was asked for before any model version became champion."""
+
+
+def inference_assets(settings: Settings):
+    key = settings.dataset.key
+    features_table = settings.table("churn_features")
+    predictions_table = settings.table("churn_predictions")
+    threshold = settings.inference.decision_threshold
+
+    @asset(
+        group_name="inference", deps=["churn_features", "champion_model_version"], kinds={"spark", "delta"},
+        description=(
+            f"The `{CHAMPION}` model's churn probability for every row of the feature table, scored on "
+            f"Spark with MLflow's `spark_udf`; `prediction` is 1 at probability >= {threshold}. Each run "
+            f"replaces Delta table `{predictions_table}` (earlier batches stay readable by Delta version) "
+            "and stamps every row with the model name, version and scoring time."
+        ),
+        metadata={"dagster/table_name": predictions_table},
+    )
+    def churn_predictions(
+        context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, registry: ModelRegistry,
+    ) -> MaterializeResult:
+        from pyspark.sql import functions as F
+
+        champion = registry.by_alias(CHAMPION)
+        if champion is None:
+            raise NoChampionError(
+                f"model {settings.mlflow.model_name} has no {CHAMPION!r} version yet: materialize the "
+                "training and registry stages first (the training job does both)"
+            )
+        session = spark.session()
+        feature_version = lakehouse.version(features_table)
+        features = lakehouse.read_spark(session, features_table, feature_version)
+        predict = registry.spark_udf(session, champion.version)
+        columns = [F.col(c) for c in settings.features.columns]
+        probability = predict(F.struct(*columns))[1]
+        scored = features.select(
+            F.col(key), F.col(INGESTED_AT),
+            probability.alias("churn_probability"),
+            (probability >= F.lit(threshold)).cast("int").alias("prediction"),
+            F.lit(settings.mlflow.model_name).alias("model_name"),
+            F.lit(str(champion.version)).alias("model_version"),
+            F.current_timestamp().alias("scored_at"),
+        )
+        info = lakehouse.write_spark(
+            predictions_table, scored, "overwrite",
+            commit_info={**commit_info(context), "model_version": str(champion.version),
+                         "features_version": str(feature_version)},
+            description=f"Batch churn predictions of the {CHAMPION} model for every customer in {features_table}.",
+        )
+        positive = lakehouse.read(predictions_table, columns=["prediction"])["prediction"].mean()
+        return MaterializeResult(metadata={
+            **table_metadata(info), "rows_scored": info.num_rows, "model_name": settings.mlflow.model_name,
+            "model_version": str(champion.version), "features_version": feature_version,
+            "predicted_churn_rate": float(positive),
+        })
+
+    return [churn_predictions]

@@ -1,0 +1,38 @@
+"""Metadata shown in the Dagster UI for what assets write: one shape for every table."""
+
+
+from typing import Any
+
+from dagster import MetadataValue, TableColumn, TableSchema
+
+from ..resources.lakehouse import TableInfo
+
+
+def table_metadata(info: TableInfo, **extra: Any) -> dict[str, Any]:
+    """Table name, Delta version, row count, schema and location of a table write."""
+    return {
+        "dagster/table_name": info.name,
+        "dagster/row_count": info.num_rows,
+        "dagster/uri": MetadataValue.path(info.location),
+        "dagster/column_schema": TableSchema(columns=[TableColumn(n, t) for n, t in info.columns]),
+        "delta_version": info.version,
+        "delta_operation": info.operation,
+        **extra,
+    }
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> MetadataValue:
+    """A list of records as a Markdown table (for per-file or per-column reports)."""
+    if not rows:
+        return MetadataValue.md("_none_")
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [str(row[h]).replace("|", "\\|").replace("\n", " ") for h in header]
+        lines.append("| " + " | ".join(cells) + " |")
+    return MetadataValue.md("\n".join(lines))
+
+
+def commit_info(context) -> dict[str, str]:
+    """Stamped on every Delta commit: which Dagster run and asset wrote it."""
+    return {"dagster_run_id": context.run.run_id, "dagster_job": context.run.job_name}

@@ -1,0 +1,105 @@
+"""Stage `monitoring`: drift of the newest data against what the champion was trained on."""
+
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dagster import (
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MaterializeResult,
+    MetadataValue, asset,
+)
+
+from ..resources.lakehouse import Lakehouse
+from ..resources.registry import CHAMPION, ModelRegistry
+from ..settings import Settings
+from .ingestion import INGESTED_AT
+from .metadata import commit_info, markdown_table
+
+DRIFT_CHECK = "no_dataset_drift"
+
+
+def monitoring_assets(settings: Settings):
+    key, fs = settings.dataset.key, settings.features
+    features_table = settings.table("churn_features")
+    drift_table = settings.table("churn_drift_metrics")
+    share = settings.monitoring.drift_share
+
+    @asset(
+        group_name="monitoring", deps=["churn_features", "churn_predictions", "champion_model_version"],
+        kinds={"evidently", "mlflow"}, required_resource_keys={"mlflow", "lakehouse", "registry"},
+        check_specs=[AssetCheckSpec(
+            DRIFT_CHECK, asset="churn_drift_report",
+            description=f"Warns when at least {share:.0%} of the feature columns drifted (feeds the drift sensor).",
+        )],
+        description=(
+            "Evidently DataDriftPreset report: the newest landing batch (the latest ingestion time in the "
+            f"feature table) against the `train` split the {CHAMPION} model was trained on (the exact Delta "
+            f"version recorded on the model version). The dataset drifted when at least {share:.0%} of the "
+            "feature columns drifted. The HTML report is saved and logged to MLflow; drift share and "
+            f"per-column scores are appended to `{drift_table}`."
+        ),
+    )
+    def churn_drift_report(context: AssetExecutionContext):
+        import mlflow
+        import pandas as pd
+
+        from ..ml.drift import detect_drift
+        from ..ml.training import SPLIT
+        from .inference import NoChampionError
+
+        lakehouse: Lakehouse = context.resources.lakehouse
+        registry: ModelRegistry = context.resources.registry
+        champion = registry.by_alias(CHAMPION)
+        if champion is None:
+            raise NoChampionError("no champion model: drift is measured against the champion's training data")
+        reference_table = champion.tags["training_set"]
+        reference_version = int(champion.tags["training_set_version"])
+        reference = lakehouse.read(reference_table, reference_version)
+        reference = reference[reference[SPLIT] == "train"]
+        features = lakehouse.read(features_table, columns=[key, *fs.columns, INGESTED_AT])
+        current = features[features[INGESTED_AT] == features[INGESTED_AT].max()]
+
+        result = detect_drift(reference, current, fs.numeric_columns, fs.categorical, share)
+        now = datetime.now(timezone.utc)
+        report_path = result.save_html(
+            Path(settings.reports_path, "drift", f"drift_{now:%Y%m%dT%H%M%S%f}Z.html")
+        )
+        with mlflow.start_run(run_name="drift_report", nested=True) as run:
+            mlflow.log_metrics({"drift_share": result.drift_share, "drifted_columns": result.drifted_columns})
+            mlflow.log_artifact(str(report_path), artifact_path="drift")
+            mlflow.set_tags({"mlops.stage": "monitoring", "model_version": str(champion.version),
+                             "dataset_drift": str(result.dataset_drift)})
+        row = {
+            "report_time": pd.Timestamp(now), "dataset_drift": result.dataset_drift,
+            "drift_share": result.drift_share, "drifted_columns": result.drifted_columns,
+            "columns_checked": len(result.columns), "threshold_share": share,
+            "reference_table": reference_table, "reference_version": reference_version,
+            "current_rows": len(current), "model_version": str(champion.version),
+            "report_path": str(report_path), "mlflow_run_id": run.info.run_id,
+            "dagster_run_id": context.run.run_id,
+        }
+        lakehouse.write(drift_table, pd.DataFrame([row]), "append", commit_info=commit_info(context),
+                        description="One row per drift report: verdict, drift share and where the report is.")
+        verdict = "DRIFT" if result.dataset_drift else "no drift"
+        scores = markdown_table([
+            {"column": c.column, "method": c.method, "score": round(c.score, 4), "threshold": c.threshold,
+             "drifted": c.drifted} for c in sorted(result.columns, key=lambda c: -c.score)
+        ])
+        context.log.info(f"drift report: {verdict}, {result.drifted_columns}/{len(result.columns)} columns drifted")
+        yield MaterializeResult(metadata={
+            "dataset_drift": result.dataset_drift, "verdict": verdict,
+            "drift_share": MetadataValue.float(result.drift_share), "drifted_columns": result.drifted_columns,
+            "threshold_share": share, "column_scores": scores,
+            "report_path": MetadataValue.path(str(report_path)),
+            "reference": f"{reference_table} v{reference_version} (train split, {len(reference)} rows)",
+            "current_rows": len(current), "champion_version": str(champion.version),
+            "mlflow_run_id": run.info.run_id,
+        })
+        yield AssetCheckResult(
+            check_name=DRIFT_CHECK, passed=not result.dataset_drift, severity=AssetCheckSeverity.WARN,
+            metadata={"drift_share": MetadataValue.float(result.drift_share), "threshold_share": share,
+                      "drifted_columns": result.drifted_columns, "report_path": MetadataValue.path(str(report_path))},
+            description=f"{result.drift_share:.0%} of feature columns drifted (threshold {share:.0%}).",
+        )
+
+    return [churn_drift_report]

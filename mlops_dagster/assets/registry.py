@@ -1,0 +1,148 @@
+"""Stage `registry`: register the challenger, validate it, and promote it to champion if it earns it."""
+
+
+from dataclasses import dataclass
+
+from dagster import (
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue, Output, asset,
+)
+
+from ..resources.lakehouse import Lakehouse
+from ..resources.registry import CHALLENGER, CHAMPION, ModelRegistry
+from ..settings import Settings, bound_text
+from .metadata import markdown_table
+from .training import TrainedModel
+
+VALIDATION_CHECK = "passes_validation"
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """A registered model version and what validation said of it."""
+
+    name: str
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+    training_set: str
+    training_set_version: int
+    passed_validation: bool
+
+
+def registry_assets(settings: Settings):
+    val = settings.validation
+    bounds = ", ".join(f"{m} {bound_text(b.min, b.max)}" for m, b in val.thresholds.items())
+
+    @asset(
+        group_name="registry", kinds={"mlflow"},
+        check_specs=[AssetCheckSpec(
+            VALIDATION_CHECK, asset="challenger_model_version", blocking=True,
+            description=f"Blocking: the challenger must meet every threshold on the holdout ({bounds}).",
+        )],
+        description=(
+            f"The newly trained model registered as a new version of `{settings.mlflow.model_name}` with the "
+            f"`{CHALLENGER}` alias, tagged with its metrics and training data versions. Its validation "
+            f"check is blocking: a challenger that misses a threshold ({bounds}) never reaches promotion, "
+            "and the outcome is recorded on the version either way."
+        ),
+    )
+    def challenger_model_version(context: AssetExecutionContext, churn_model: TrainedModel, registry: ModelRegistry):
+        from ..ml.evaluation import check_thresholds
+
+        results = check_thresholds(churn_model.metrics, val.thresholds)
+        passed = all(r.passed for r in results)
+        summary = "; ".join(r.describe() for r in results)
+        mv = registry.register(
+            churn_model.model_uri, churn_model.run_id, churn_model.model_id,
+            tags={
+                "training_set": churn_model.training_set,
+                "training_set_version": str(churn_model.training_set_version),
+                "dagster_run_id": context.run.run_id,
+                **{f"metric.{k}": f"{v:.6f}" for k, v in churn_model.metrics.items()},
+            },
+            description=f"Trained on {churn_model.training_set} v{churn_model.training_set_version}.",
+        )
+        registry.set_alias(CHALLENGER, mv.version)
+        registry.set_tags(mv.version, {"validation_status": "passed" if passed else "failed",
+                                       "validation_details": summary})
+        (context.log.info if passed else context.log.error)(f"validation of version {mv.version}: {summary}")
+        version = RegisteredVersion(
+            settings.mlflow.model_name, str(mv.version), churn_model.run_id, churn_model.metrics,
+            churn_model.training_set, churn_model.training_set_version, passed,
+        )
+        yield Output(version, metadata={
+            "model_name": version.name, "model_version": version.version, "alias": CHALLENGER,
+            "mlflow_run_id": version.run_id, "validation": "passed" if passed else "failed",
+        })
+        yield AssetCheckResult(
+            check_name=VALIDATION_CHECK, passed=passed, severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "model_version": version.version,
+                "results": markdown_table([{"metric": r.metric, "observed": round(r.observed, 4) if r.observed is not None else None,
+                                            "min": r.min, "max": r.max, "passed": r.passed} for r in results]),
+                **{f"{r.metric}_observed": MetadataValue.float(r.observed if r.observed is not None else float("nan")) for r in results},
+            },
+            description=summary,
+        )
+
+    @asset(
+        group_name="registry", kinds={"mlflow"},
+        description=(
+            f"The `{CHAMPION}` alias of `{settings.mlflow.model_name}`: moves to the challenger only if it passed "
+            f"validation and is not worse than the current champion on the same holdout "
+            f"({val.compare_metric}, allowed regression {val.max_regression}). Otherwise the champion stays, "
+            "and the materialization says why."
+        ),
+    )
+    def champion_model_version(
+        context: AssetExecutionContext, challenger_model_version: RegisteredVersion,
+        registry: ModelRegistry, lakehouse: Lakehouse,
+    ):
+        from ..ml.evaluation import churn_probability, compare_to_champion, evaluate
+        from ..ml.training import LABEL, SPLIT
+
+        challenger = challenger_model_version
+        champion = registry.by_alias(CHAMPION)
+        champion_metrics = None
+        if champion is not None and str(champion.version) != challenger.version:
+            holdout = lakehouse.read(challenger.training_set, challenger.training_set_version)
+            holdout = holdout[holdout[SPLIT] == "test"]
+            model = registry.load_sklearn(champion.version)
+            champion_metrics = evaluate(
+                holdout[LABEL], churn_probability(model, holdout[settings.features.columns]),
+                settings.inference.decision_threshold,
+            )
+        # Promotion re-reads the recorded outcome: validation gates promotion even when this asset
+        # runs without its check (e.g. a hand-picked selection in the UI).
+        recorded = registry.version(challenger.version).tags.get("validation_status")
+        if recorded != "passed":
+            promote, reason = False, f"version {challenger.version} has not passed validation (status: {recorded})"
+        else:
+            promote, reason = compare_to_champion(challenger.metrics, champion_metrics, val.compare_metric,
+                                                  val.max_regression)
+        if promote:
+            registry.set_alias(CHAMPION, challenger.version)
+            registry.set_tags(challenger.version, {"promoted_by_run": context.run.run_id,
+                                                   "previous_champion": champion.version if champion else ""})
+            decision = f"promoted version {challenger.version} to {CHAMPION}: {reason}"
+        else:
+            decision = (f"kept version {champion.version if champion else 'none'} as {CHAMPION}; "
+                        f"challenger {challenger.version} not promoted: {reason}")
+        context.log.info(decision)
+        current = registry.by_alias(CHAMPION)
+        rows = [{"role": "challenger", "version": challenger.version,
+                 **{k: round(v, 4) for k, v in challenger.metrics.items()}}]
+        if champion_metrics is not None:
+            rows.append({"role": "previous champion", "version": champion.version,
+                         **{k: round(v, 4) for k, v in champion_metrics.items()}})
+        return Output(
+            str(current.version) if current else None,
+            metadata={
+                "model_name": settings.mlflow.model_name,
+                "champion_version": str(current.version) if current else "none",
+                "promoted": promote, "decision": decision,
+                "holdout_metrics": markdown_table(rows),
+            },
+        )
+
+    return [challenger_model_version, champion_model_version]

@@ -1,0 +1,117 @@
+"""``mlops``: generate demo data and run the lifecycle headless with a readable summary.
+
+    mlops generate [--rows N] [--seed S] [--drifted] [--name FILE]   # a landing file
+    mlops run [--job lifecycle_job]                                   # run a job, print a summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def generate(rows: int, seed: int, drifted: bool, name: str | None, landing: str | None = None) -> Path:
+    """Write a synthetic telco churn file into the landing volume; returns its path."""
+    from .data.telco import generate_customers
+    from .settings import load_settings
+
+    landing_dir = Path(landing or load_settings().landing_path)
+    landing_dir.mkdir(parents=True, exist_ok=True)
+    name = name or f"customers_{'drifted_' if drifted else ''}{rows}_seed{seed}.csv"
+    path = landing_dir / name
+    tmp = path.with_suffix(".partial")  # rename at the end: a reader never sees half a file
+    generate_customers(rows, seed, drifted).to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
+def _summary(result, seconds: float) -> str:
+    meta = {}
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        meta[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
+    lines = [f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {seconds:.1f} s", ""]
+    tables = [(k, m) for k, m in meta.items() if "delta_version" in m]
+    if tables:
+        lines.append("Tables (Delta):")
+        for key, m in tables:
+            lines.append(f"  {m['dagster/table_name']:<48} v{m['delta_version']:<4} {m['dagster/row_count']:>8} rows  ({key})")
+    if "churn_model" in meta:
+        m = meta["churn_model"]
+        lines += ["", f"MLflow run:        {m['mlflow_run_id']}  ({m['mlflow_tracking_uri']})",
+                  "Holdout metrics:   " + ", ".join(f"{k} {m[k]:.3f}" for k in ("roc_auc", "f1", "precision", "recall", "log_loss"))]
+    if "challenger_model_version" in meta:
+        m = meta["challenger_model_version"]
+        lines.append(f"Model version:     {m['model_name']} v{m['model_version']} (alias {m['alias']}, validation {m['validation']})")
+    if "champion_model_version" in meta:
+        m = meta["champion_model_version"]
+        lines.append(f"Champion:          v{m['champion_version']}: {m['decision']}")
+    if "churn_predictions" in meta:
+        m = meta["churn_predictions"]
+        lines.append(f"Predictions:       {m['rows_scored']} rows by v{m['model_version']} "
+                     f"(predicted churn rate {m['predicted_churn_rate']:.1%})")
+    if "churn_drift_report" in meta:
+        m = meta["churn_drift_report"]
+        lines += [f"Drift:             {m['verdict']} ({m['drifted_columns']} columns, share {m['drift_share']:.2f}, "
+                  f"threshold {m['threshold_share']})", f"Drift report:      {m['report_path']}"]
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            data = event.event_specific_data
+            if not data.passed:
+                lines.append(f"Check failed:      {data.asset_key.to_user_string()}:{data.check_name} "
+                             f"({data.severity.value})")
+    if not result.success:
+        for event in result.all_events:
+            if event.is_step_failure:
+                error = event.step_failure_data.error
+                cause = error.cause or error
+                lines.append(f"Step failed:       {event.step_key}: {cause.message.strip()}")
+    return "\n".join(lines)
+
+
+def run(job_name: str) -> int:
+    from dagster import DagsterInstance
+
+    from .definitions import defs
+    from .settings import load_settings
+
+    settings = load_settings()
+    if settings.target == "local" and job_name in ("lifecycle_job", "training_job"):
+        landing = Path(settings.landing_path)
+        if not any(landing.glob(settings.dataset.file_pattern)):
+            print(f"landing volume {landing} is empty: generating the default telco dataset")
+            generate(7043, 42, False, None)
+    job = defs.resolve_job_def(job_name)
+    started = time.perf_counter()
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        )
+    print(_summary(result, time.perf_counter() - started))
+    return 0 if result.success else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="write a synthetic telco churn file into the landing volume")
+    gen.add_argument("--rows", type=int, default=7043)
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--drifted", action="store_true", help="after a price rise and a contract-mix shift")
+    gen.add_argument("--name", help="file name in the landing volume")
+    runner = sub.add_parser("run", help="run a job headless on the current target and print a summary")
+    runner.add_argument("--job", default="lifecycle_job")
+    args = parser.parse_args(argv)
+    if args.command == "generate":
+        print(generate(args.rows, args.seed, args.drifted, args.name))
+        return 0
+    return run(args.job)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

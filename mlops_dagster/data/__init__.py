@@ -1,0 +1,1 @@
+"""Synthetic datasets: the telco churn generator behind the shipped default."""

@@ -1,0 +1,34 @@
+"""The code location: Definitions for the target chosen by MLOPS_TARGET (default ``local``)."""
+
+from __future__ import annotations
+
+from dagster import Definitions, in_process_executor
+
+from .assets.features import feature_assets
+from .assets.inference import inference_assets
+from .assets.ingestion import ingestion_assets
+from .assets.monitoring import monitoring_assets
+from .assets.registry import registry_assets
+from .assets.training import training_assets
+from .checks import quality_checks
+from .jobs import jobs
+from .resources import build_resources
+from .settings import Settings, load_settings
+
+
+def build_definitions(settings: Settings) -> Definitions:
+    assets = [
+        *ingestion_assets(settings), *feature_assets(settings), *training_assets(settings),
+        *registry_assets(settings), *inference_assets(settings), *monitoring_assets(settings),
+    ]
+    return Definitions(
+        assets=assets,
+        asset_checks=quality_checks(settings),
+        jobs=jobs,
+        resources=build_resources(settings),
+        # One process per run: steps share one SparkSession instead of starting a JVM each.
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions(load_settings())

@@ -1,0 +1,1 @@
+"""Pure functions of the lifecycle (parse, featurize, train, evaluate, drift): no Dagster here."""

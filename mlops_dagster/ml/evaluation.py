@@ -1,0 +1,108 @@
+"""Model evaluation: metrics, plots, and the validation rules a challenger must pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..settings import bound_text
+
+METRICS = ("roc_auc", "f1", "precision", "recall", "log_loss", "accuracy")
+
+
+def churn_probability(model, frame: pd.DataFrame) -> np.ndarray:
+    """Probability of the positive class for each row."""
+    return model.predict_proba(frame)[:, 1]
+
+
+def evaluate(y_true, probability, threshold: float = 0.5) -> dict[str, float]:
+    """ROC AUC, F1, precision, recall, log loss and accuracy at ``threshold``."""
+    from sklearn import metrics
+
+    y_true = np.asarray(y_true).astype(int)
+    predicted = (np.asarray(probability) >= threshold).astype(int)
+    return {
+        "roc_auc": float(metrics.roc_auc_score(y_true, probability)),
+        "f1": float(metrics.f1_score(y_true, predicted, zero_division=0)),
+        "precision": float(metrics.precision_score(y_true, predicted, zero_division=0)),
+        "recall": float(metrics.recall_score(y_true, predicted, zero_division=0)),
+        "log_loss": float(metrics.log_loss(y_true, np.clip(probability, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "accuracy": float(metrics.accuracy_score(y_true, predicted)),
+    }
+
+
+def save_plots(y_true, probability, out_dir: str | Path, threshold: float = 0.5) -> list[Path]:
+    """ROC curve, precision-recall curve and confusion matrix as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y_true = np.asarray(y_true).astype(int)
+    predicted = (np.asarray(probability) >= threshold).astype(int)
+    plots = {
+        "roc_curve.png": lambda ax: RocCurveDisplay.from_predictions(y_true, probability, ax=ax),
+        "precision_recall_curve.png": lambda ax: PrecisionRecallDisplay.from_predictions(y_true, probability, ax=ax),
+        "confusion_matrix.png": lambda ax: ConfusionMatrixDisplay.from_predictions(y_true, predicted, ax=ax),
+    }
+    paths = []
+    for name, draw in plots.items():
+        fig, ax = plt.subplots(figsize=(5, 4))
+        draw(ax)
+        fig.tight_layout()
+        fig.savefig(out_dir / name, dpi=80)
+        plt.close(fig)
+        paths.append(out_dir / name)
+    return paths
+
+
+@dataclass(frozen=True)
+class ThresholdResult:
+    metric: str
+    observed: float | None
+    min: float | None
+    max: float | None
+
+    @property
+    def passed(self) -> bool:
+        if self.observed is None or np.isnan(self.observed):
+            return False
+        return (self.min is None or self.observed >= self.min) and (self.max is None or self.observed <= self.max)
+
+    def describe(self) -> str:
+        observed = "missing" if self.observed is None else f"{self.observed:.4f}"
+        return f"{self.metric} {observed} (required {bound_text(self.min, self.max)}): {'pass' if self.passed else 'FAIL'}"
+
+
+def check_thresholds(metrics: dict[str, float], thresholds: dict) -> list[ThresholdResult]:
+    """Each configured bound checked against the observed metric; a missing metric fails."""
+    return [
+        ThresholdResult(name, metrics.get(name), bound.min, bound.max) for name, bound in thresholds.items()
+    ]
+
+
+# Metrics where smaller is better; everything else in METRICS grows with quality.
+_LOWER_IS_BETTER = {"log_loss"}
+
+
+def compare_to_champion(
+    challenger: dict[str, float], champion: dict[str, float] | None, metric: str, max_regression: float
+) -> tuple[bool, str]:
+    """Whether the challenger may replace the champion, and why, on the same holdout."""
+    if champion is None:
+        return True, "there is no champion yet"
+    new, old = challenger[metric], champion[metric]
+    delta = (old - new) if metric in _LOWER_IS_BETTER else (new - old)
+    verdict = (
+        f"challenger {metric} {new:.4f} vs champion {old:.4f} on the same holdout "
+        f"(change {delta:+.4f}, allowed regression {max_regression})"
+    )
+    if delta >= -max_regression:
+        return True, verdict
+    return False, verdict

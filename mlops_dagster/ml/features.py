@@ -1,0 +1,44 @@
+"""Feature engineering on Spark: the same code runs in local mode and on a Databricks cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+
+def build_features(
+    raw: "DataFrame",
+    key: str,
+    categorical: list[str],
+    numerical: list[str],
+    derived: Mapping[str, str],
+    carry: tuple[str, ...] = (),
+) -> "DataFrame":
+    """One row per ``key`` with the model's input columns.
+
+    ``derived`` maps a column name to a Spark SQL expression over the raw columns; a derived name
+    that is also a raw column replaces it (e.g. filling gaps). Categorical columns stay strings
+    (the model pipeline encodes them), numeric ones become doubles. ``carry`` columns (lineage such
+    as ingestion time) are passed through untouched.
+    """
+    from pyspark.sql import functions as F
+
+    columns = list(dict.fromkeys([*categorical, *numerical, *derived]))
+    selected = [F.col(key)]
+    for name in columns:
+        column = F.expr(derived[name]) if name in derived else F.col(name)
+        cast = "string" if name in categorical else "double"
+        selected.append(column.cast(cast).alias(name))
+    selected.extend(F.col(c) for c in carry)
+    return raw.select(*selected)
+
+
+def build_labels(raw: "DataFrame", key: str, label: str, positive_label: object, carry: tuple[str, ...] = ()) -> "DataFrame":
+    """``key`` and ``label`` as 1 (positive) / 0 (anything else): the training target."""
+    from pyspark.sql import functions as F
+
+    target = (F.col(label) == F.lit(positive_label)).cast("int").alias("label")
+    return raw.select(F.col(key), target, *(F.col(c) for c in carry))

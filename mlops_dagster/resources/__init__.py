@@ -1,0 +1,33 @@
+"""Resources per target: decided once here, so asset code never asks where it runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..settings import ConfigError, Settings
+from .lakehouse import Lakehouse, LocalLakehouse
+from .mlflow_tracking import mlflow_tracking_resource
+from .registry import ModelRegistry
+from .spark import SparkResource
+
+__all__ = ["Lakehouse", "ModelRegistry", "SparkResource", "build_resources"]
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    if settings.target != "local":
+        raise ConfigError(
+            f"target {settings.target!r}: the Databricks resources (Unity Catalog lakehouse, step launcher, "
+            "databricks-uc registry) are not part of this build yet; use MLOPS_TARGET=local"
+        )
+    mlflow = settings.mlflow
+    return {
+        "lakehouse": LocalLakehouse(root=str(settings.root / "lakehouse")),
+        "spark": SparkResource(spark_config=settings.spark),
+        "registry": ModelRegistry(
+            tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.registry_uri, model_name=mlflow.model_name
+        ),
+        "mlflow": mlflow_tracking_resource(
+            mlflow.tracking_uri, mlflow.registry_uri, mlflow.experiment, settings.root / "mlflow",
+            tags={"mlops.target": settings.target},
+        ),
+    }

@@ -1,0 +1,267 @@
+"""The lakehouse: Delta tables addressed by Unity-Catalog-style ``catalog.schema.table`` names.
+
+``Lakehouse`` is the interface assets use; ``LocalLakehouse`` implements it with delta-rs under a
+local root (``catalog.schema.table`` -> ``<root>/<catalog>/<schema>/<table>``). Spark reaches the
+local tables without Delta jars: it reads a table's active Parquet files, and its output is
+written as Parquet to a staging folder and streamed into the Delta table by delta-rs in Arrow
+batches, so a large table never has to fit in Python memory.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from dagster import ConfigurableResource
+
+if TYPE_CHECKING:  # heavy imports stay out of the code location's load path
+    import pandas as pd
+    import pyarrow as pa
+    from pyspark.sql import DataFrame as SparkDataFrame
+    from pyspark.sql import SparkSession
+
+
+class TableNotFoundError(LookupError):
+    """A table that should exist does not; the message names it and says what creates it."""
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """What a write left behind: enough for the Dagster UI and for lineage."""
+
+    name: str
+    location: str
+    version: int
+    num_rows: int
+    columns: list[tuple[str, str]] = field(default_factory=list)
+    operation: str = ""
+
+
+class Lakehouse(ConfigurableResource, ABC):
+    """Delta tables by ``catalog.schema.table`` name: one interface, one implementation per target."""
+
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def location(self, name: str) -> str: ...
+
+    @abstractmethod
+    def write(
+        self,
+        name: str,
+        data: Any,
+        mode: Literal["overwrite", "append"] = "overwrite",
+        *,
+        description: str | None = None,
+        properties: dict[str, str] | None = None,
+        commit_info: dict[str, str] | None = None,
+    ) -> TableInfo:
+        """Write an Arrow table / batch reader / pandas frame; returns the new version.
+
+        ``description`` and ``properties`` are the table comment and TBLPROPERTIES; ``commit_info``
+        is stamped on the Delta commit (who wrote it, from what)."""
+
+    @abstractmethod
+    def merge(
+        self, name: str, data: Any, keys: list[str], *, description: str | None = None,
+        properties: dict[str, str] | None = None, commit_info: dict[str, str] | None = None,
+    ) -> TableInfo:
+        """Upsert on ``keys``: matching rows are updated, new rows inserted (table created if needed)."""
+
+    @abstractmethod
+    def read_arrow(self, name: str, version: int | None = None, columns: list[str] | None = None) -> "pa.Table": ...
+
+    @abstractmethod
+    def version(self, name: str) -> int: ...
+
+    @abstractmethod
+    def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def restore(self, name: str, version: int | datetime) -> TableInfo: ...
+
+    @abstractmethod
+    def set_properties(self, name: str, properties: dict[str, str]) -> None: ...
+
+    @abstractmethod
+    def properties(self, name: str) -> dict[str, str]: ...
+
+    @abstractmethod
+    def description(self, name: str) -> str | None: ...
+
+    @abstractmethod
+    def read_spark(self, spark: "SparkSession", name: str, version: int | None = None) -> "SparkDataFrame": ...
+
+    @abstractmethod
+    def write_spark(
+        self, name: str, df: "SparkDataFrame", mode: Literal["overwrite", "append"] = "overwrite",
+        *, description: str | None = None, properties: dict[str, str] | None = None,
+        commit_info: dict[str, str] | None = None,
+    ) -> TableInfo: ...
+
+    def read(self, name: str, version: int | None = None, columns: list[str] | None = None) -> "pd.DataFrame":
+        """A table (or one of its versions) as pandas: for steps that work on samples or small tables."""
+        return self.read_arrow(name, version, columns).to_pandas()
+
+
+def _delta_safe(data: Any) -> Any:
+    """Arrow data delta-rs accepts: pandas converted, timestamps in microseconds, UTC."""
+    import pyarrow as pa
+
+    if hasattr(data, "to_records") and hasattr(data, "columns"):  # pandas
+        data = pa.Table.from_pandas(data, preserve_index=False)
+    if not isinstance(data, pa.Table):
+        return data
+    fields = []
+    for f in data.schema:
+        if pa.types.is_timestamp(f.type):
+            f = f.with_type(pa.timestamp("us", tz="UTC"))
+        elif pa.types.is_null(f.type):
+            f = f.with_type(pa.string())
+        fields.append(f)
+    return data.cast(pa.schema(fields))
+
+
+def _commit(commit_info: dict[str, str] | None):
+    from deltalake import CommitProperties
+
+    return CommitProperties(custom_metadata=commit_info) if commit_info else None
+
+
+class LocalLakehouse(Lakehouse):
+    """Delta tables on local disk through delta-rs: ``<root>/<catalog>/<schema>/<table>``."""
+
+    root: str
+
+    def location(self, name: str) -> str:
+        parts = name.split(".")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"table name {name!r} must have three parts: catalog.schema.table")
+        return str(Path(self.root, *parts))
+
+    def exists(self, name: str) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.location(name))
+
+    def _table(self, name: str, version: int | None = None):
+        from deltalake import DeltaTable
+
+        if not self.exists(name):
+            raise TableNotFoundError(
+                f"Delta table {name} does not exist (looked in {self.location(name)}); "
+                "materialize the asset that writes it first"
+            )
+        return DeltaTable(self.location(name), version=version)
+
+    def _arrow_schema(self, dt) -> "pa.Schema":
+        import pyarrow as pa
+
+        return pa.schema(dt.schema().to_arrow())
+
+    def _info(self, name: str, operation: str) -> TableInfo:
+        dt = self._table(name)
+        schema = self._arrow_schema(dt)
+        return TableInfo(
+            name=name,
+            location=self.location(name),
+            version=dt.version(),
+            num_rows=dt.count(),
+            columns=[(f.name, str(f.type)) for f in schema],
+            operation=operation,
+        )
+
+    def write(self, name, data, mode="overwrite", *, description=None, properties=None, commit_info=None):
+        from deltalake import write_deltalake
+
+        location = self.location(name)
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+        write_deltalake(
+            location,
+            _delta_safe(data),
+            mode=mode,
+            name=name,
+            description=description,
+            schema_mode="overwrite" if mode == "overwrite" else "merge",
+            commit_properties=_commit(commit_info),
+        )
+        self._annotate(name, description, properties)
+        return self._info(name, mode.upper())
+
+    def merge(self, name, data, keys, *, description=None, properties=None, commit_info=None):
+        if not keys:
+            raise ValueError(f"merge into {name} needs at least one key column")
+        data = _delta_safe(data)
+        if not self.exists(name):
+            return self.write(name, data, "overwrite", description=description, properties=properties,
+                              commit_info=commit_info)
+        predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        (
+            self._table(name)
+            .merge(data, predicate, source_alias="s", target_alias="t",
+                   commit_properties=_commit(commit_info))
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        self._annotate(name, description, properties)
+        return self._info(name, "MERGE")
+
+    def read_arrow(self, name, version=None, columns=None):
+        return self._table(name, version).to_pyarrow_table(columns=columns)
+
+    def version(self, name):
+        return self._table(name).version()
+
+    def history(self, name, limit=None):
+        return self._table(name).history(limit)
+
+    def restore(self, name, version):
+        self._table(name).restore(version)
+        return self._info(name, "RESTORE")
+
+    def set_properties(self, name, properties):
+        self._table(name).alter.set_table_properties(properties, raise_if_not_exists=False)
+
+    def properties(self, name):
+        return dict(self._table(name).metadata().configuration)
+
+    def description(self, name):
+        return self._table(name).metadata().description
+
+    def _annotate(self, name: str, description: str | None, properties: dict[str, str] | None) -> None:
+        """Comment and properties, committed only when they change (each change is a version)."""
+        dt = self._table(name)
+        if description is not None and dt.metadata().description != description:
+            dt.alter.set_table_description(description)
+        current = dict(dt.metadata().configuration)
+        if properties and any(current.get(k) != v for k, v in properties.items()):
+            dt.alter.set_table_properties(properties, raise_if_not_exists=False)
+
+    def read_spark(self, spark, name, version=None):
+        dt = self._table(name, version)
+        files = dt.file_uris()
+        if not files:
+            from pyspark.sql.pandas.types import from_arrow_schema
+
+            return spark.createDataFrame([], from_arrow_schema(self._arrow_schema(dt)))
+        return spark.read.parquet(*files)
+
+    def write_spark(self, name, df, mode="overwrite", *, description=None, properties=None, commit_info=None):
+        import pyarrow.dataset as ds
+
+        staging = Path(self.root, "_staging", uuid.uuid4().hex)
+        try:
+            df.write.mode("overwrite").parquet(str(staging))
+            dataset = ds.dataset(str(staging), format="parquet")
+            reader = dataset.scanner(batch_size=64_000).to_reader()
+            return self.write(name, reader, mode, description=description, properties=properties,
+                              commit_info=commit_info)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,88 @@
+"""The model registry: MLflow's, on SQLite locally and Unity Catalog (``databricks-uc``) on Databricks.
+
+Both speak the same client API (versions, aliases, tags), so one implementation serves every
+target; only the URIs differ.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from dagster import ConfigurableResource
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+
+
+class ModelRegistry(ConfigurableResource):
+    """Registered versions of the project's model, with ``challenger`` / ``champion`` aliases."""
+
+    tracking_uri: str
+    registry_uri: str
+    model_name: str
+
+    def client(self) -> "MlflowClient":
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
+
+    def register(self, model_uri: str, run_id: str, model_id: str | None, tags: dict[str, str],
+                 description: str) -> "ModelVersion":
+        from mlflow.exceptions import MlflowException
+
+        client = self.client()
+        try:
+            client.create_registered_model(self.model_name)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        return client.create_model_version(
+            self.model_name, source=model_uri, run_id=run_id, model_id=model_id, tags=tags,
+            description=description,
+        )
+
+    def by_alias(self, alias: str) -> "ModelVersion | None":
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client().get_model_version_by_alias(self.model_name, alias)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
+    def version(self, version: str | int) -> "ModelVersion":
+        return self.client().get_model_version(self.model_name, str(version))
+
+    def set_alias(self, alias: str, version: str | int) -> None:
+        self.client().set_registered_model_alias(self.model_name, alias, str(version))
+
+    def set_tags(self, version: str | int, tags: dict[str, Any]) -> None:
+        client = self.client()
+        for key, value in tags.items():
+            client.set_model_version_tag(self.model_name, str(version), key, str(value))
+
+    def model_uri(self, version: str | int) -> str:
+        return f"models:/{self.model_name}/{version}"
+
+    def load_sklearn(self, version: str | int):
+        """The registered scikit-learn pipeline (for scoring in this process)."""
+        import mlflow.sklearn
+
+        uri = self.client().get_model_version_download_uri(self.model_name, str(version))
+        return mlflow.sklearn.load_model(uri)
+
+    def spark_udf(self, spark, version: str | int):
+        """A Spark UDF returning ``[P(0), P(1)]`` per row from a registered version (MLflow's spark_udf)."""
+        import mlflow
+        import mlflow.pyfunc
+
+        # spark_udf resolves models:/ URIs through MLflow's process-wide URIs.
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri)
+        return mlflow.pyfunc.spark_udf(spark, self.model_uri(version), result_type="array<double>",
+                                       env_manager="local")

@@ -1,0 +1,228 @@
+"""Target configuration: which workspace, which tables, which model, which thresholds.
+
+One setting picks the target: ``MLOPS_TARGET`` (``local`` by default, or ``dev`` / ``staging`` /
+``prod``). Its file ``conf/<target>.yaml`` is laid over ``conf/base.yaml``; ``MLOPS_CONFIG``
+may name one more YAML file laid over both (your own data, your own model). Values may use
+``${VAR}`` or ``${VAR:-default}`` to read the environment.
+
+Everything here is plain pydantic: no Dagster, no heavy imports, so the code location loads fast.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONF_DIR = Path(__file__).parent / "conf"
+TARGETS = ("local", "dev", "staging", "prod")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """The target configuration is missing or invalid; the message says which file and field."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnRule(_Model):
+    type: Literal["string", "double", "long", "boolean"]
+    nullable: bool = False
+    allowed: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class DatasetSettings(_Model):
+    name: str
+    file_pattern: str = "*.csv"
+    key: str
+    label: str
+    positive_label: Any
+    columns: dict[str, ColumnRule]
+
+    @model_validator(mode="after")
+    def _key_and_label_are_columns(self) -> "DatasetSettings":
+        for role, column in (("key", self.key), ("label", self.label)):
+            if column not in self.columns:
+                raise ValueError(f"dataset.{role} {column!r} is not one of dataset.columns")
+        return self
+
+
+class FeatureSettings(_Model):
+    categorical: list[str]
+    numerical: list[str]
+    derived: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        """Model inputs in a stable order: categorical, numerical, then new derived columns."""
+        ordered = [*self.categorical, *self.numerical, *self.derived]
+        return list(dict.fromkeys(ordered))
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return [c for c in self.columns if c not in self.categorical]
+
+
+class ModelSpec(_Model):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    class_path: str = Field(alias="class")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingSettings(_Model):
+    test_size: float = Field(0.2, gt=0, lt=1)
+    seed: int = 42
+    model: ModelSpec
+
+
+class Bound(_Model):
+    min: float | None = None
+    max: float | None = None
+
+
+def bound_text(min_value: float | None, max_value: float | None) -> str:
+    """``>= 0.75``, ``<= 0.55`` or both, for messages and the UI."""
+    parts = [f">= {min_value}" if min_value is not None else "", f"<= {max_value}" if max_value is not None else ""]
+    return " and ".join(p for p in parts if p)
+
+
+class ValidationSettings(_Model):
+    thresholds: dict[str, Bound]
+    compare_metric: str = "roc_auc"
+    max_regression: float = Field(0.0, ge=0)
+
+
+class InferenceSettings(_Model):
+    decision_threshold: float = Field(0.5, gt=0, lt=1)
+
+
+class MonitoringSettings(_Model):
+    drift_share: float = Field(0.5, gt=0, le=1)
+
+
+class MlflowSettings(_Model):
+    tracking_uri: str | None = None  # local default: SQLite under `root`
+    registry_uri: str | None = None  # local default: the tracking store
+    experiment: str
+    model_name: str
+
+
+class Settings(_Model):
+    target: Literal["local", "dev", "staging", "prod"]
+    catalog: str
+    schema_: str = Field(alias="schema")
+    root: Path | None = None  # local target: where tables, landing files and MLflow live
+    landing: str | None = None
+    mlflow: MlflowSettings
+    spark: dict[str, str] = Field(default_factory=dict)
+    dataset: DatasetSettings
+    features: FeatureSettings
+    training: TrainingSettings
+    validation: ValidationSettings
+    inference: InferenceSettings = InferenceSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _local_defaults(cls, raw: Any) -> Any:
+        """Locally, resolve `root` once and keep MLflow's SQLite store under it."""
+        if not isinstance(raw, dict) or raw.get("target") != "local":
+            return raw
+        if not raw.get("root"):
+            raise ValueError("the local target needs `root` (where its lakehouse lives)")
+        root = Path(raw["root"]).expanduser().resolve()
+        mlflow = dict(raw.get("mlflow") or {})
+        mlflow.setdefault("tracking_uri", f"sqlite:///{root}/mlflow/mlflow.db")
+        mlflow.setdefault("registry_uri", mlflow["tracking_uri"])
+        return {**raw, "root": root, "mlflow": mlflow}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if not (self.mlflow.tracking_uri and self.mlflow.registry_uri):
+            raise ValueError("mlflow.tracking_uri and mlflow.registry_uri are required")
+        unknown = [
+            c for c in [*self.features.categorical, *self.features.numerical]
+            if c not in self.dataset.columns and c not in self.features.derived
+        ]
+        if unknown:
+            raise ValueError(f"features name columns that are not in dataset.columns: {unknown}")
+        return self
+
+    @property
+    def landing_path(self) -> str:
+        """The landing volume: a folder under `root` locally, a UC volume on Databricks."""
+        if self.landing:
+            return self.landing
+        return str(self.root / "landing")
+
+    @property
+    def reports_path(self) -> str:
+        """Where HTML reports are written: under `root` locally, a UC volume on Databricks."""
+        if self.root is not None:
+            return str(self.root / "reports")
+        return f"/Volumes/{self.catalog}/{self.schema_}/reports"
+
+    def table(self, name: str) -> str:
+        """The three-level Unity Catalog name of one of this project's tables."""
+        return f"{self.catalog}.{self.schema_}.{name}"
+
+
+def _expand_env(value: Any) -> Any:
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
+    if isinstance(value, dict):
+        return {k: _expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v) for v in value]
+    return value
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping at the top level")
+    return loaded
+
+
+def load_settings(target: str | None = None, extra_file: str | Path | None = None) -> Settings:
+    """Settings for ``target`` (default: ``MLOPS_TARGET`` or ``local``)."""
+    target = target or os.environ.get("MLOPS_TARGET") or "local"
+    if target not in TARGETS:
+        raise ConfigError(f"MLOPS_TARGET={target!r} is not a target; choose one of {', '.join(TARGETS)}")
+    extra_file = extra_file or os.environ.get("MLOPS_CONFIG") or None
+    files = [CONF_DIR / "base.yaml", CONF_DIR / f"{target}.yaml"]
+    if extra_file:
+        files.append(Path(extra_file))
+    raw: dict = {}
+    for path in files:
+        raw = _deep_merge(raw, _read_yaml(path))
+    try:
+        return Settings.model_validate(_expand_env(raw))
+    except ValidationError as exc:
+        sources = " + ".join(str(f) for f in files)
+        raise ConfigError(f"invalid configuration for target {target!r} ({sources}):\n{exc}") from None
