@@ -187,10 +187,15 @@ def _expand_env(value: Any) -> Any:
     return value
 
 
+# Mappings that describe one thing as a whole: an override replaces them instead of merging into
+# them (a new model class must not inherit the old one's params, a new dataset the old columns).
+_REPLACED_WHOLE = {"params", "columns", "derived", "thresholds"}
+
+
 def _deep_merge(base: dict, over: dict) -> dict:
     merged = dict(base)
     for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in _REPLACED_WHOLE:
             merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = value

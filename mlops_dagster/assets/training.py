@@ -86,11 +86,10 @@ def training_assets(settings: Settings):
     )
     def churn_model(context: AssetExecutionContext):
         import mlflow
-        from mlflow.data.delta_dataset_source import DeltaDatasetSource
         from mlflow.models import infer_signature
 
         from ..ml.evaluation import churn_probability, evaluate, save_plots
-        from ..ml.training import LABEL, SPLIT, build_pipeline, fit
+        from ..ml.training import LABEL, SPLIT, build_pipeline, fit, skops_trusted_types
 
         lakehouse: Lakehouse = context.resources.lakehouse
         version = lakehouse.version(training_table)
@@ -111,7 +110,7 @@ def training_assets(settings: Settings):
             "training_set": training_table, "training_set_version": version,
         })
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        source = DeltaDatasetSource(delta_table_name=training_table, delta_table_version=version)
+        source = lakehouse.mlflow_dataset_source(training_table, version)
         mlflow.log_input(mlflow.data.from_pandas(train, source=source, targets=LABEL, name=training_table),
                          context="training")
         with tempfile.TemporaryDirectory() as plots_dir:
@@ -121,8 +120,7 @@ def training_assets(settings: Settings):
         info = mlflow.sklearn.log_model(
             pipeline, name="model", signature=infer_signature(example, pipeline.predict_proba(example)),
             input_example=example, pyfunc_predict_fn="predict_proba",
-            # skops (MLflow's safe default) refuses types it was not told to trust.
-            skops_trusted_types=["numpy.dtype"],
+            skops_trusted_types=skops_trusted_types(pipeline),
         )
         mlflow.set_tags({"mlops.stage": "training", "mlops.target": settings.target})
 

@@ -6,9 +6,10 @@ churn is higher on month-to-month contracts, short tenure, fiber optic, electron
 no tech support / online security and higher charges. A plain model reaches ROC AUC ~0.84
 and about 26.5% of customers churn.
 
-``drifted=True`` produces the same customers' world after a price rise and a shift of the
-contract mix towards month-to-month (more fiber, more electronic checks): the relationship
-between features and churn is unchanged, the feature distributions are not.
+``drifted=True`` produces the world after a price rise and a shift of the contract mix towards
+month-to-month: more fiber and electronic checks, fewer paid add-ons, more paperless billing and
+more seniors. The relationship between features and churn is unchanged; the feature
+distributions are not.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def generate_customers(rows: int = DEFAULT_ROWS, seed: int = 42, drifted: bool =
     internet_p = [0.25, 0.62, 0.13] if drifted else [0.34, 0.44, 0.22]
     payment_p = [0.52, 0.18, 0.15, 0.15] if drifted else [0.34, 0.23, 0.22, 0.21]
 
-    senior = rng.random(n) < 0.16
+    senior = rng.random(n) < (0.30 if drifted else 0.16)
     partner = rng.random(n) < 0.48
     dependents = rng.random(n) < np.where(partner, 0.52, 0.10)
     contract = rng.choice(_CONTRACTS, size=n, p=contract_p)
@@ -97,7 +98,7 @@ def generate_customers(rows: int = DEFAULT_ROWS, seed: int = 42, drifted: bool =
     charges = charges + np.select([internet == "DSL", internet == "Fiber optic"], [25.0, 50.0], 0.0)
     loyalty = tenure / 72.0
     for column, (share, price) in _ADDONS.items():
-        takes = has_internet & (rng.random(n) < share * (0.7 + 0.6 * loyalty))
+        takes = has_internet & (rng.random(n) < share * (0.7 + 0.6 * loyalty) * (0.55 if drifted else 1.0))
         frame[column] = np.where(has_internet, _yes_no(takes), "No internet service")
         charges = charges + np.where(takes, price, 0.0)
     if drifted:
@@ -105,7 +106,7 @@ def generate_customers(rows: int = DEFAULT_ROWS, seed: int = 42, drifted: bool =
     charges = (charges + rng.normal(0, 2.0, n)).clip(18.25, 118.75 * (1.25 if drifted else 1.0))
     charges = np.round(charges, 2)
 
-    paperless = rng.random(n) < np.where(contract == _CONTRACTS[0], 0.67, 0.49)
+    paperless = rng.random(n) < np.where(contract == _CONTRACTS[0], 0.67, 0.49) + (0.25 if drifted else 0.0)
     payment = rng.choice(_PAYMENTS, size=n, p=payment_p)
     total = np.round(tenure * charges * rng.normal(1.0, 0.04, n).clip(0.85, 1.15), 2)
     total = np.where(tenure == 0, np.nan, np.maximum(total, charges))

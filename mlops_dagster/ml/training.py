@@ -73,3 +73,20 @@ def build_pipeline(class_path: str, params: dict[str, Any], categorical: list[st
 
 def fit(pipeline, frame: pd.DataFrame, features: list[str], label: str = LABEL):
     return pipeline.fit(frame[features], frame[label].astype(int))
+
+
+# Libraries whose types we trust in a model this process just trained (never in one we load).
+_TRUSTED_LIBRARIES = {"sklearn", "numpy", "scipy"}
+
+
+def skops_trusted_types(model) -> list[str]:
+    """Types of ``model`` that skops (MLflow's safe sklearn format) must be told to trust.
+
+    skops refuses to reload types it does not know; for a model trained here, the types that come
+    from scikit-learn, NumPy and SciPy are ours to vouch for. Anything else stays untrusted, so
+    saving such a model fails loudly instead of trusting arbitrary code.
+    """
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(data=sio.dumps(model))
+    return [t for t in untrusted if t.split(".", 1)[0] in _TRUSTED_LIBRARIES]

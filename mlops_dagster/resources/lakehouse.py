@@ -105,6 +105,10 @@ class Lakehouse(ConfigurableResource, ABC):
         commit_info: dict[str, str] | None = None,
     ) -> TableInfo: ...
 
+    @abstractmethod
+    def mlflow_dataset_source(self, name: str, version: int):
+        """How MLflow should record this table version as a run input (a ``DeltaDatasetSource``)."""
+
     def read(self, name: str, version: int | None = None, columns: list[str] | None = None) -> "pd.DataFrame":
         """A table (or one of its versions) as pandas: for steps that work on samples or small tables."""
         return self.read_arrow(name, version, columns).to_pandas()
@@ -243,6 +247,12 @@ class LocalLakehouse(Lakehouse):
         current = dict(dt.metadata().configuration)
         if properties and any(current.get(k) != v for k, v in properties.items()):
             dt.alter.set_table_properties(properties, raise_if_not_exists=False)
+
+    def mlflow_dataset_source(self, name, version):
+        from mlflow.data.delta_dataset_source import DeltaDatasetSource
+
+        # By path: given a three-level name, MLflow would ask a Databricks workspace for the table id.
+        return DeltaDatasetSource(path=self.location(name), delta_table_version=version)
 
     def read_spark(self, spark, name, version=None):
         dt = self._table(name, version)

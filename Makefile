@@ -1,0 +1,58 @@
+# mlops_dagster: `make run` (the whole lifecycle, headless) and `make test` (the test suite).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
+
+.PHONY: install run dev test test-fast bench lock clean generate
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=python3"; exit 1; }
+	@command -v java >/dev/null || { echo "java not found: Spark needs a JDK 17 on PATH"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+## run: the whole lifecycle on the local target, then a summary
+run: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/mlops run
+
+## dev: the Dagster UI (http://127.0.0.1:3000) with this code location and a persistent DAGSTER_HOME
+dev: install $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## generate: another landing file (make generate ARGS="--drifted --seed 7")
+generate: install
+	$(BIN)/mlops generate $(ARGS)
+
+## test: the full suite (unit + integration: real Dagster runs, Spark, Delta, MLflow)
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-fast: unit tests only
+test-fast: install
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+## bench: time the lifecycle and the code location's import (numbers go to docs/benchmarks.md)
+bench: install
+	$(BIN)/python bench/lifecycle.py
+
+## lock: refresh constraints.txt from a fresh resolve
+lock:
+	rm -rf /tmp/mlops-lock && $(PYTHON) -m venv /tmp/mlops-lock
+	/tmp/mlops-lock/bin/pip install --quiet -e '.[test]'
+	{ echo "# Exact versions the project is tested with (pip freeze of a fresh install); make installs with these."; \
+	  echo "# Refresh: make lock"; /tmp/mlops-lock/bin/pip freeze --exclude-editable; } > constraints.txt
+
+## clean: forget all local state (lakehouse, MLflow, Dagster runs, reports)
+clean:
+	rm -rf .mlops $(DAGSTER_HOME)

@@ -1,0 +1,20 @@
+"""Shared fixtures: every test gets its own local target root, so tests never touch ./.mlops."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@pytest.fixture
+def local_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh MLOPS_HOME for the local target."""
+    root = tmp_path / "mlops"
+    monkeypatch.setenv("MLOPS_HOME", str(root))
+    monkeypatch.setenv("MLOPS_TARGET", "local")
+    monkeypatch.delenv("MLOPS_CONFIG", raising=False)
+    return root

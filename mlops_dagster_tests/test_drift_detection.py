@@ -1,0 +1,46 @@
+"""Drift against the champion's training data: a fresh sample of the same world is not drift,
+the world after a price rise and contract shift is."""
+
+from __future__ import annotations
+
+import pytest
+
+from .project import project_at
+
+pytestmark = pytest.mark.integration
+
+NEW_DATA_AND_DRIFT = ["raw_customers", "raw_customers_quarantine", "churn_features", "churn_labels",
+                      "churn_drift_report"]
+
+
+def test_drift_is_detected_on_drifted_data_and_not_on_a_fresh_sample(tmp_path):
+    with project_at(tmp_path / "drift") as project:
+        project.land(2000, seed=42)
+        assert project.run("lifecycle_job").success
+        reference_version = project.registry.by_alias("champion").tags["training_set_version"]
+
+        project.land(800, seed=7, name="fresh.csv")
+        assert project.run("lifecycle_job", selection=NEW_DATA_AND_DRIFT).success
+        fresh = project.metadata("churn_drift_report")
+        assert fresh["current_rows"] == 800
+        assert fresh["dataset_drift"] is False, fresh["column_scores"]
+        assert fresh["drift_share"] < 0.3
+
+        project.land(800, seed=8, drifted=True, name="drifted.csv")
+        result = project.run("lifecycle_job", selection=NEW_DATA_AND_DRIFT)
+        assert result.success  # drift warns; it does not fail the run
+        drifted = project.metadata("churn_drift_report")
+        assert drifted["current_rows"] == 800
+        assert drifted["dataset_drift"] is True
+        assert drifted["drift_share"] >= 0.5
+        for column in ("contract", "monthlyCharges", "paymentMethod"):
+            assert f"| {column} |" in drifted["column_scores"]
+        # Both reports measured against the same reference: the champion's exact training data.
+        assert str(reference_version) in drifted["reference"] and str(reference_version) in fresh["reference"]
+
+        [check] = [e.event_specific_data for e in result.all_events
+                   if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "no_dataset_drift"]
+        assert not check.passed
+        assert check.severity.value == "WARN"
+        history = project.lakehouse.read(project.table("churn_drift_metrics")).sort_values("report_time")
+        assert history["dataset_drift"].tolist() == [False, False, True]

@@ -1,0 +1,116 @@
+"""The whole lifecycle, materialized for real: landing files -> champion -> predictions -> drift."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import AssetCheckKey, AssetKey
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+from mlflow.models import Model
+
+from .project import project_at
+
+pytestmark = pytest.mark.integration
+
+ROWS = 2000
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    with project_at(tmp_path_factory.mktemp("lifecycle")) as project:
+        project.land(ROWS, seed=42)
+        result = project.run("lifecycle_job")
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        yield project
+
+
+def test_every_stage_materialized_with_its_metadata(project):
+    raw = project.metadata("raw_customers")
+    assert raw["dagster/table_name"] == "ml_dev_catalog.churn.raw_customers"
+    assert raw["dagster/row_count"] == ROWS and raw["rows_loaded"] == ROWS
+    assert raw["delta_version"] == project.lakehouse.version(project.table("raw_customers"))
+    features = project.metadata("churn_features")
+    assert features["dagster/row_count"] == ROWS
+    assert {c.name for c in features["dagster/column_schema"].columns} >= {"customerID", "avgMonthlySpend"}
+    training = project.metadata("churn_training_set")
+    assert training["train_rows"] + training["test_rows"] == ROWS
+    assert training["test_rows"] == pytest.approx(ROWS * 0.2, abs=1)
+    model = project.metadata("churn_model")
+    assert 0.78 <= model["roc_auc"] <= 0.92
+    assert model["mlflow_run_id"]
+
+
+def test_champion_alias_points_at_a_registered_version(project):
+    champion = project.registry.by_alias("champion")
+    challenger = project.registry.by_alias("challenger")
+    assert champion is not None and champion.version == challenger.version
+    assert champion.tags["validation_status"] == "passed"
+    assert champion.tags["training_set"] == project.table("churn_training_set")
+    version = project.registry.version(champion.version)
+    assert version.run_id == project.metadata("churn_model")["mlflow_run_id"]
+    assert project.metadata("champion_model_version")["promoted"] is True
+
+
+def test_mlflow_run_has_params_metrics_model_plots_and_input(project):
+    run_id = project.metadata("churn_model")["mlflow_run_id"]
+    client = MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert {"test_roc_auc", "test_f1", "test_precision", "test_recall", "test_log_loss"} <= set(run.data.metrics)
+    assert run.data.params["model_class"] == "sklearn.linear_model.LogisticRegression"
+    assert run.data.tags["dagster_run_id"]
+    plots = {Path(a.path).name for a in client.list_artifacts(run_id, "plots")}
+    assert plots == {"roc_curve.png", "precision_recall_curve.png", "confusion_matrix.png"}
+    dataset_inputs = run.inputs.dataset_inputs
+    assert dataset_inputs and dataset_inputs[0].dataset.name == project.table("churn_training_set")
+    version = project.lakehouse.version(project.table("churn_training_set"))
+    assert f'"delta_table_version": {version}' in dataset_inputs[0].dataset.source
+    champion = project.registry.by_alias("champion")
+    uri = project.registry.client().get_model_version_download_uri(champion.name, champion.version)
+    info = Model.load(download_artifacts(artifact_uri=uri))
+    assert [c.name for c in info.signature.inputs] == project.settings.features.columns
+    assert info.saved_input_example_info is not None
+    loaded = project.registry.load_sklearn(champion.version)
+    features = project.lakehouse.read(project.table("churn_features")).head(3)
+    assert loaded.predict_proba(features[project.settings.features.columns]).shape == (3, 2)
+
+
+def test_predictions_cover_every_customer_with_model_version_and_time(project):
+    predictions = project.lakehouse.read(project.table("churn_predictions"))
+    customers = project.lakehouse.read(project.table("churn_features"), columns=["customerID"])
+    assert len(predictions) == len(customers) == ROWS
+    assert set(predictions["customerID"]) == set(customers["customerID"])
+    champion = project.registry.by_alias("champion").version
+    assert set(predictions["model_version"]) == {str(champion)}
+    assert predictions["scored_at"].notna().all()
+    assert predictions["churn_probability"].between(0, 1).all()
+    assert ((predictions["churn_probability"] >= 0.5).astype(int) == predictions["prediction"]).all()
+    assert project.metadata("churn_predictions")["rows_scored"] == ROWS
+
+
+def test_first_drift_report_is_saved_and_logged(project):
+    report = project.metadata("churn_drift_report")
+    assert Path(report["report_path"]).is_file()
+    assert "<html" in Path(report["report_path"]).read_text()[:2000].lower()
+    assert report["dataset_drift"] is False
+    client = MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri)
+    artifacts = client.list_artifacts(report["mlflow_run_id"], "drift")
+    assert [Path(a.path).name for a in artifacts] == [Path(report["report_path"]).name]
+    history = project.lakehouse.read(project.table("churn_drift_metrics"))
+    assert len(history) == 1 and not history["dataset_drift"].iloc[0]
+
+
+def test_quality_checks_ran_and_passed(project):
+    for asset, check in [
+        ("raw_customers", "key_is_unique_and_not_null"), ("raw_customers", "rows_meet_contract"),
+        ("churn_features", "key_is_unique_and_not_null"), ("churn_features", "features_are_complete"),
+        ("churn_labels", "both_classes_present"), ("challenger_model_version", "passes_validation"),
+        ("churn_drift_report", "no_dataset_drift"),
+    ]:
+        record = project.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            [AssetCheckKey(AssetKey(asset), check)]
+        )[AssetCheckKey(AssetKey(asset), check)]
+        evaluation = record.event.dagster_event.event_specific_data
+        assert evaluation.passed, f"{asset}:{check} failed: {evaluation.metadata}"
