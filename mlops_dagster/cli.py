@@ -78,12 +78,14 @@ def run(job_name: str) -> int:
     from .definitions import defs
     from .settings import load_settings
 
+    from .data.telco import COLUMNS
+
     settings = load_settings()
-    if settings.target == "local" and job_name in ("lifecycle_job", "training_job"):
-        landing = Path(settings.landing_path)
-        if not any(landing.glob(settings.dataset.file_pattern)):
-            print(f"landing volume {landing} is empty: generating the default telco dataset")
-            generate(7043, 42, False, None)
+    landing = Path(settings.landing_path)
+    demo = settings.target == "local" and list(settings.dataset.columns) == COLUMNS
+    if demo and job_name in ("lifecycle_job", "training_job") and not any(landing.glob(settings.dataset.file_pattern)):
+        print(f"landing volume {landing} is empty: generating the demo telco dataset")
+        generate(7043, 42, False, None)
     job = defs.resolve_job_def(job_name)
     started = time.perf_counter()
     with DagsterInstance.get() as instance:
