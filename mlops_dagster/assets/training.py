@@ -58,7 +58,7 @@ def training_assets(settings: Settings):
         unlabeled = len(features) - len(joined)
         if unlabeled:
             context.log.warning(f"{unlabeled} feature rows have no label and are left out of training")
-        split = stratified_split(joined, tr.test_size, tr.seed)
+        split = stratified_split(joined, ds.key, tr.test_size, tr.seed)
         lineage = {"features_table": features_table, "features_version": str(feature_version),
                    "labels_table": labels_table, "labels_version": str(label_version)}
         info = lakehouse.write(

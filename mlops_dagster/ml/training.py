@@ -12,8 +12,12 @@ LABEL = "label"
 SPLIT = "split"
 
 
-def stratified_split(frame: pd.DataFrame, test_size: float, seed: int, label: str = LABEL) -> pd.DataFrame:
-    """``frame`` with a ``split`` column (``train`` / ``test``), stratified on ``label``, seeded."""
+def stratified_split(frame: pd.DataFrame, key: str, test_size: float, seed: int, label: str = LABEL) -> pd.DataFrame:
+    """``frame`` with a ``split`` column (``train`` / ``test``), stratified on ``label``, seeded.
+
+    Rows are ordered by the unique ``key`` first, so the split does not depend on the order in
+    which the table happened to be read.
+    """
     from sklearn.model_selection import train_test_split
 
     if frame[label].nunique() < 2:
@@ -21,7 +25,9 @@ def stratified_split(frame: pd.DataFrame, test_size: float, seed: int, label: st
             f"the training set has a single class in {label!r} ({len(frame)} rows): "
             "a classifier needs examples of both outcomes"
         )
-    ordered = frame.sort_values(frame.columns[0]).reset_index(drop=True)  # independent of input order
+    if frame[key].duplicated().any():
+        raise ValueError(f"the training set has duplicated {key!r} values: the key must be unique")
+    ordered = frame.sort_values(key).reset_index(drop=True)
     _, test_idx = train_test_split(
         np.arange(len(ordered)), test_size=test_size, random_state=seed, stratify=ordered[label]
     )

@@ -129,7 +129,8 @@ def _delta_safe(data: Any) -> Any:
         elif pa.types.is_null(f.type):
             f = f.with_type(pa.string())
         fields.append(f)
-    return data.cast(pa.schema(fields))
+    # Delta stores microseconds: nanoseconds are truncated, which a safe cast would refuse.
+    return data.cast(pa.schema(fields), safe=False)
 
 
 def _commit(commit_info: dict[str, str] | None):

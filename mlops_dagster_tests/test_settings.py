@@ -1,0 +1,240 @@
+"""Target configuration: layered YAML, environment expansion and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops_dagster.settings import TARGETS, ConfigError, Settings, load_settings
+
+
+def write_yaml(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("target", ["local", "dev", "staging", "prod"])
+def test_every_target_loads_and_validates(local_root, target):
+    settings = load_settings(target)
+    assert isinstance(settings, Settings)
+    assert settings.target == target
+    assert settings.schema_ == "churn"
+    assert settings.dataset.key == "customerID" and settings.dataset.label == "churnString"
+    assert settings.dataset.positive_label == "Yes"
+    assert settings.training.model.class_path == "sklearn.linear_model.LogisticRegression"
+    assert settings.training.model.params == {"C": 1.0, "max_iter": 1000}
+    assert set(settings.validation.thresholds) == {"roc_auc", "f1", "log_loss"}
+    assert settings.mlflow.tracking_uri and settings.mlflow.registry_uri
+    assert TARGETS == ("local", "dev", "staging", "prod")
+
+
+@pytest.mark.parametrize("target, catalog", [
+    ("dev", "ml_dev_catalog"), ("staging", "ml_staging_catalog"), ("prod", "ml_prod_catalog"),
+])
+def test_databricks_targets(local_root, target, catalog):
+    settings = load_settings(target)
+    assert settings.catalog == catalog
+    assert settings.mlflow.model_name == f"{catalog}.churn.churn_model"
+    assert settings.mlflow.tracking_uri == "databricks"
+    assert settings.mlflow.registry_uri == "databricks-uc"
+    assert settings.root is None
+    assert settings.landing_path == f"/Volumes/{catalog}/churn/landing"
+    assert settings.reports_path == f"/Volumes/{catalog}/churn/reports"
+    assert settings.table("raw_customers") == f"{catalog}.churn.raw_customers"
+
+
+def test_local_root_and_mlflow_defaults(local_root):
+    settings = load_settings("local")
+    root = local_root.resolve()
+    assert settings.root == root
+    assert settings.root.is_absolute()
+    assert settings.mlflow.tracking_uri == f"sqlite:///{root}/mlflow/mlflow.db"
+    assert settings.mlflow.registry_uri == settings.mlflow.tracking_uri
+    assert settings.landing_path == str(root / "landing")
+    assert settings.reports_path == str(root / "reports")
+    assert settings.catalog == "ml_dev_catalog"
+    assert settings.mlflow.model_name == "churn_model"
+    assert settings.spark["spark.master"].startswith("local")
+
+
+def test_relative_mlops_home_resolves_to_an_absolute_path(local_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLOPS_HOME", "relative/home")
+    assert load_settings("local").root == (tmp_path / "relative" / "home").resolve()
+    monkeypatch.delenv("MLOPS_HOME")
+    assert load_settings("local").root == (tmp_path / ".mlops").resolve()
+
+
+def test_explicit_mlflow_uris_are_kept_locally(local_root, tmp_path):
+    extra = write_yaml(tmp_path / "mlflow.yaml", {"mlflow": {"tracking_uri": "http://localhost:5000"}})
+    settings = load_settings("local", extra_file=extra)
+    assert settings.mlflow.tracking_uri == "http://localhost:5000"
+    assert settings.mlflow.registry_uri == "http://localhost:5000"
+    assert settings.mlflow.experiment == "churn"  # merged, not replaced
+
+
+def test_table_names(local_root):
+    settings = load_settings("local")
+    assert settings.table("x") == "ml_dev_catalog.churn.x"
+
+
+def test_unknown_target_names_the_choices(local_root, monkeypatch):
+    with pytest.raises(ConfigError, match="'qa' is not a target; choose one of local, dev, staging, prod"):
+        load_settings("qa")
+    monkeypatch.setenv("MLOPS_TARGET", "production")
+    with pytest.raises(ConfigError, match="'production'.*local, dev, staging, prod"):
+        load_settings()
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_mlops_target_selects_the_target(local_root, monkeypatch):
+    assert load_settings().target == "local"
+    monkeypatch.setenv("MLOPS_TARGET", "staging")
+    assert load_settings().catalog == "ml_staging_catalog"
+    assert load_settings("prod").target == "prod"  # an explicit target wins
+    monkeypatch.delenv("MLOPS_TARGET")
+    assert load_settings().target == "local"
+
+
+def test_mlops_config_deep_merges_but_replaces_params(local_root, tmp_path, monkeypatch):
+    extra = write_yaml(tmp_path / "model.yaml", {
+        "training": {"model": {"class": "sklearn.ensemble.RandomForestClassifier",
+                               "params": {"n_estimators": 50}}},
+    })
+    monkeypatch.setenv("MLOPS_CONFIG", str(extra))
+    settings = load_settings()
+    assert settings.training.model.class_path == "sklearn.ensemble.RandomForestClassifier"
+    assert settings.training.model.params == {"n_estimators": 50}  # the old C / max_iter are gone
+    assert settings.training.test_size == 0.2 and settings.training.seed == 42  # merged
+    assert settings.catalog == "ml_dev_catalog"
+
+
+def test_extra_file_argument_overrides(local_root, tmp_path):
+    extra = write_yaml(tmp_path / "more.yaml", {
+        "catalog": "my_catalog",
+        "training": {"test_size": 0.3},
+        "validation": {"thresholds": {"roc_auc": {"min": 0.9}}},
+        "features": {"derived": {"totalCharges": "coalesce(totalCharges, 0.0)"}},
+    })
+    settings = load_settings("local", extra_file=extra)
+    assert settings.table("x") == "my_catalog.churn.x"
+    assert settings.training.test_size == 0.3
+    assert settings.training.model.params == {"C": 1.0, "max_iter": 1000}
+    assert set(settings.validation.thresholds) == {"roc_auc"}  # replaced whole
+    assert settings.validation.thresholds["roc_auc"].min == 0.9
+    assert settings.validation.compare_metric == "roc_auc" and settings.validation.max_regression == 0.005
+    assert settings.features.derived == {"totalCharges": "coalesce(totalCharges, 0.0)"}
+    assert settings.features.columns[-1] == "totalCharges"
+    assert "avgMonthlySpend" not in settings.features.columns
+
+
+def test_columns_are_replaced_whole(local_root, tmp_path):
+    extra = write_yaml(tmp_path / "dataset.yaml", {
+        "dataset": {"key": "id", "label": "y", "positive_label": 1,
+                    "columns": {"id": {"type": "string"}, "x": {"type": "double"}, "y": {"type": "long"}}},
+        "features": {"categorical": [], "numerical": ["x"], "derived": {}},
+    })
+    settings = load_settings("local", extra_file=extra)
+    assert list(settings.dataset.columns) == ["id", "x", "y"]
+    assert settings.dataset.name == "customers"  # merged
+    assert settings.features.columns == ["x"]
+
+
+def test_features_may_not_name_unknown_columns(local_root, tmp_path):
+    extra = write_yaml(tmp_path / "features.yaml", {"features": {"numerical": ["tenure", "shoeSize"]}})
+    with pytest.raises(ConfigError, match=r"features name columns that are not in dataset.columns: \['shoeSize'\]") as err:
+        load_settings("local", extra_file=extra)
+    assert "features.yaml" in str(err.value)
+
+
+def test_a_derived_feature_may_be_listed_as_numerical(local_root, tmp_path):
+    extra = write_yaml(tmp_path / "derived.yaml", {"features": {"numerical": ["tenure", "avgMonthlySpend"]}})
+    settings = load_settings("local", extra_file=extra)
+    assert "avgMonthlySpend" in settings.features.numeric_columns
+
+
+def test_invalid_yaml_names_the_file(local_root, tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("training:\n  model: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
+        load_settings("local", extra_file=bad)
+
+
+def test_missing_file_names_the_file(local_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLOPS_CONFIG", str(tmp_path / "nowhere.yaml"))
+    with pytest.raises(ConfigError, match="nowhere.yaml does not exist"):
+        load_settings()
+
+
+def test_top_level_must_be_a_mapping(local_root, tmp_path):
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="list.yaml must hold a mapping"):
+        load_settings("local", extra_file=bad)
+
+
+def test_empty_override_file_changes_nothing(local_root, tmp_path):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert load_settings("local", extra_file=empty) == load_settings("local")
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"bogus_key": 1}, "bogus_key"),
+    ({"training": {"epochs": 3}}, "training.epochs"),
+    ({"training": {"test_size": 1.5}}, "training.test_size"),
+    ({"dataset": {"columns": {"customerID": {"type": "uuid"}, "churnString": {"type": "string"}}}},
+     "dataset.columns.customerID.type"),
+    ({"validation": {"max_regression": -1}}, "validation.max_regression"),
+])
+def test_invalid_values_name_the_field_and_files(local_root, tmp_path, override, field):
+    extra = write_yaml(tmp_path / "override.yaml", override)
+    with pytest.raises(ConfigError) as err:
+        load_settings("local", extra_file=extra)
+    message = str(err.value)
+    assert field in message
+    assert "invalid configuration for target 'local'" in message
+    assert "base.yaml" in message and "local.yaml" in message and "override.yaml" in message
+
+
+def test_key_must_be_a_column(local_root, tmp_path):
+    extra = write_yaml(tmp_path / "key.yaml", {"dataset": {"key": "accountId"}})
+    with pytest.raises(ConfigError, match="dataset.key 'accountId' is not one of dataset.columns"):
+        load_settings("local", extra_file=extra)
+
+
+def test_env_expansion_with_defaults(local_root, tmp_path, monkeypatch):
+    extra = write_yaml(tmp_path / "env.yaml", {
+        "catalog": "${MY_CATALOG:-fallback_catalog}",
+        "mlflow": {"experiment": "exp-${MY_SUFFIX}-end", "model_name": "${MY_MODEL:-m}_${MY_VERSION:-1}"},
+    })
+    monkeypatch.delenv("MY_CATALOG", raising=False)
+    monkeypatch.delenv("MY_SUFFIX", raising=False)
+    monkeypatch.delenv("MY_MODEL", raising=False)
+    monkeypatch.setenv("MY_VERSION", "7")
+    settings = load_settings("local", extra_file=extra)
+    assert settings.catalog == "fallback_catalog"
+    assert settings.mlflow.experiment == "exp--end"  # unset without default: empty
+    assert settings.mlflow.model_name == "m_7"
+
+    monkeypatch.setenv("MY_CATALOG", "from_env")
+    monkeypatch.setenv("MY_SUFFIX", "x")
+    settings = load_settings("local", extra_file=extra)
+    assert settings.catalog == "from_env"
+    assert settings.mlflow.experiment == "exp-x-end"
+
+
+def test_env_expansion_in_the_shipped_dev_file(local_root, monkeypatch):
+    monkeypatch.delenv("DATABRICKS_USER", raising=False)
+    assert load_settings("dev").mlflow.experiment == "/Users/me@example.com/mlops_dagster/churn"
+    monkeypatch.setenv("DATABRICKS_USER", "ada@example.org")
+    assert load_settings("dev").mlflow.experiment == "/Users/ada@example.org/mlops_dagster/churn"
+
+
+def test_settings_are_frozen(local_root):
+    settings = load_settings("local")
+    with pytest.raises(Exception):
+        settings.catalog = "other"
+    assert settings.catalog == "ml_dev_catalog"
