@@ -1,7 +1,6 @@
 """Data quality checks on the tables the lifecycle writes. Each shows what it observed next to
 what it expected, so a failure explains itself in the UI. Rules come from the target config."""
 
-
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
 
 from .assets.metadata import markdown_table

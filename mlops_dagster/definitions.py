@@ -10,6 +10,7 @@ from .assets.ingestion import ingestion_assets
 from .assets.monitoring import monitoring_assets
 from .assets.registry import registry_assets
 from .assets.training import training_assets
+from .automation import automation_definitions
 from .checks import quality_checks
 from .jobs import jobs
 from .resources import build_resources
@@ -21,8 +22,11 @@ def build_definitions(settings: Settings) -> Definitions:
         *ingestion_assets(settings), *feature_assets(settings), *training_assets(settings),
         *registry_assets(settings), *inference_assets(settings), *monitoring_assets(settings),
     ]
+    sensors, schedules = automation_definitions(settings)
     return Definitions(
         assets=assets,
+        sensors=sensors,
+        schedules=schedules,
         asset_checks=quality_checks(settings),
         jobs=jobs,
         resources=build_resources(settings),

@@ -108,6 +108,34 @@ class MonitoringSettings(_Model):
     drift_share: float = Field(0.5, gt=0, le=1)
 
 
+class FileSensorSettings(_Model):
+    interval_seconds: int = Field(30, ge=1)
+    # A file must keep its size and modification time this long (and across two ticks) before
+    # it is ingested: a file still being copied is never read half-written.
+    stable_seconds: int = Field(10, ge=0)
+
+
+class DriftSensorSettings(_Model):
+    interval_seconds: int = Field(60, ge=1)
+    cooldown_minutes: float = Field(360, ge=0)
+
+
+class ScheduleSettings(_Model):
+    training: str = "0 3 * * *"
+    batch_inference: str = "0 * * * *"
+    monitoring: str = "30 4 * * *"
+
+
+class AutomationSettings(_Model):
+    # Sensors and schedules start `stopped` (switch them on in the UI) or `running`.
+    default_status: Literal["stopped", "running"] = "stopped"
+    timezone: str = "UTC"
+    file_sensor: FileSensorSettings = FileSensorSettings()
+    drift_sensor: DriftSensorSettings = DriftSensorSettings()
+    schedules: ScheduleSettings = ScheduleSettings()
+    failure_webhook: str | None = None  # POSTed a JSON summary of every failed lifecycle run
+
+
 class MlflowSettings(_Model):
     tracking_uri: str | None = None  # local default: SQLite under `root`
     registry_uri: str | None = None  # local default: the tracking store
@@ -129,6 +157,7 @@ class Settings(_Model):
     validation: ValidationSettings
     inference: InferenceSettings = InferenceSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    automation: AutomationSettings = AutomationSettings()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -1,6 +1,5 @@
 """Stage `features`: the feature table (one row per entity, model inputs) and the labels table."""
 
-
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, multi_asset
 
 from ..resources.lakehouse import Lakehouse

@@ -1,7 +1,6 @@
 """Stage `inference`: batch predictions of the champion for every customer, scored with Spark."""
 
-
-from dagster import AssetExecutionContext, MaterializeResult, asset
+from dagster import AssetExecutionContext, AutomationCondition, MaterializeResult, asset
 
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
@@ -23,6 +22,7 @@ def inference_assets(settings: Settings):
 
     @asset(
         group_name="inference", deps=["churn_features", "champion_model_version"], kinds={"spark", "delta"},
+        automation_condition=AutomationCondition.eager(),
         description=(
             f"The `{CHAMPION}` model's churn probability for every row of the feature table, scored on "
             f"Spark with MLflow's `spark_udf`; `prediction` is 1 at probability >= {threshold}. Each run "

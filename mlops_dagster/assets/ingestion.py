@@ -1,6 +1,5 @@
 """Stage `ingestion`: landing files -> the raw customers table, bad rows -> quarantine."""
 
-
 import fnmatch
 import os
 from datetime import datetime, timezone

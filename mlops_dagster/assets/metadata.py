@@ -1,6 +1,5 @@
 """Metadata shown in the Dagster UI for what assets write: one shape for every table."""
 
-
 from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableSchema

@@ -1,12 +1,11 @@
 """Stage `monitoring`: drift of the newest data against what the champion was trained on."""
 
-
 from datetime import datetime, timezone
 from pathlib import Path
 
 from dagster import (
-    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MaterializeResult,
-    MetadataValue, asset,
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AutomationCondition,
+    MaterializeResult, MetadataValue, asset,
 )
 
 from ..resources.lakehouse import Lakehouse
@@ -27,6 +26,7 @@ def monitoring_assets(settings: Settings):
     @asset(
         group_name="monitoring", deps=["churn_features", "churn_predictions", "champion_model_version"],
         kinds={"evidently", "mlflow"}, required_resource_keys={"mlflow", "lakehouse", "registry"},
+        automation_condition=AutomationCondition.eager(),
         check_specs=[AssetCheckSpec(
             DRIFT_CHECK, asset="churn_drift_report",
             description=f"Warns when at least {share:.0%} of the feature columns drifted (feeds the drift sensor).",

@@ -1,6 +1,5 @@
 """Stage `registry`: register the challenger, validate it, and promote it to champion if it earns it."""
 
-
 from dataclasses import dataclass
 
 from dagster import (

@@ -1,6 +1,5 @@
 """Stage `training`: the versioned training set and the trained model (an MLflow run)."""
 
-
 import tempfile
 from dataclasses import dataclass
 

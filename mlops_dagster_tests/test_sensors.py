@@ -1,0 +1,186 @@
+"""Sensors evaluated with build_sensor_context against a real (ephemeral) Dagster instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+from dagster import AssetMaterialization, DagsterInstance, DefaultSensorStatus, build_sensor_context
+
+from mlops_dagster.automation.drift import drift_sensor
+from mlops_dagster.automation.file_arrival import file_arrival_sensor
+from mlops_dagster.definitions import build_definitions
+from mlops_dagster.jobs import lifecycle_job
+from mlops_dagster.settings import load_settings
+
+STOPPED = DefaultSensorStatus.STOPPED
+
+
+def _settings(local_root, tmp_path, stable_seconds=0, cooldown_minutes=60):
+    extra = tmp_path / "automation.yaml"
+    extra.write_text(json.dumps({"automation": {"file_sensor": {"stable_seconds": stable_seconds},
+                                                "drift_sensor": {"cooldown_minutes": cooldown_minutes}}}))
+    return load_settings("local", extra_file=extra)
+
+
+@pytest.fixture
+def instance():
+    with DagsterInstance.ephemeral() as instance:
+        yield instance
+
+
+def _tick(sensor, instance, cursor):
+    result = sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor))
+    return result.run_requests or [], result.skip_message, result.cursor
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    old = time.time() - 60  # as if written a minute ago
+    os.utime(path, (old, old))
+
+
+def test_new_file_triggers_exactly_one_run_and_is_not_seen_again(local_root, tmp_path, instance):
+    settings = _settings(local_root, tmp_path)
+    sensor = file_arrival_sensor(settings, lifecycle_job, STOPPED)
+    landing = settings.root / "landing"
+    _write(landing / "a.csv", "customerID\n1\n")
+    _write(landing / "ignored.txt", "not a landing file")
+
+    requests, skip, cursor = _tick(sensor, instance, None)
+    assert requests == [] and "waiting for 1 file" in skip  # first sighting: not yet known stable
+    requests, skip, cursor = _tick(sensor, instance, cursor)
+    [request] = requests
+    path = str((landing / "a.csv").resolve())
+    assert request.run_config == {"ops": {"ingest_landing_files": {"config": {"files": [path]}}}}
+    assert request.run_key.startswith(path + ":") and request.tags["mlops/trigger"] == "file_arrival"
+    requests, skip, cursor2 = _tick(sensor, instance, cursor)
+    assert requests == [] and "no new files" in skip
+    # A restarted daemon evaluates with the stored cursor: still nothing to do.
+    requests, _, _ = _tick(sensor, instance, cursor2)
+    assert requests == []
+
+
+def test_a_changed_file_triggers_again_with_a_new_run_key(local_root, tmp_path, instance):
+    settings = _settings(local_root, tmp_path)
+    sensor = file_arrival_sensor(settings, lifecycle_job, STOPPED)
+    target = settings.root / "landing" / "a.csv"
+    _write(target, "customerID\n1\n")
+    _, _, cursor = _tick(sensor, instance, None)
+    [first], _, cursor = _tick(sensor, instance, cursor)
+    _write(target, "customerID\n1\n2\n")
+    _, _, cursor = _tick(sensor, instance, cursor)
+    [second], _, _ = _tick(sensor, instance, cursor)
+    assert second.run_key != first.run_key
+
+
+def test_a_growing_file_waits_until_it_is_stable(local_root, tmp_path, instance):
+    settings = _settings(local_root, tmp_path, stable_seconds=30)
+    sensor = file_arrival_sensor(settings, lifecycle_job, STOPPED)
+    target = settings.root / "landing" / "big.csv"
+    target.parent.mkdir(parents=True)
+    target.write_text("customerID\n1\n")  # just written: mtime is now
+    requests, skip, cursor = _tick(sensor, instance, None)
+    assert requests == [] and "big.csv" in skip
+    with target.open("a") as handle:  # still being copied
+        handle.write("2\n")
+    requests, skip, cursor = _tick(sensor, instance, cursor)
+    assert requests == []
+    old = time.time() - 60  # the copy finished a minute ago and the file has not changed since
+    os.utime(target, (old, old))
+    requests, _, cursor = _tick(sensor, instance, cursor)
+    assert requests == []  # first tick that sees this settled version
+    [request], _, _ = _tick(sensor, instance, cursor)
+    assert request.run_key.endswith(f":{old:.6f}")
+
+
+def test_several_files_give_one_run_each_and_removed_files_leave_the_cursor(local_root, tmp_path, instance):
+    settings = _settings(local_root, tmp_path)
+    sensor = file_arrival_sensor(settings, lifecycle_job, STOPPED)
+    landing = settings.root / "landing"
+    for name in ("a.csv", "b.csv", "c.csv"):
+        _write(landing / name, "customerID\n1\n")
+    _, _, cursor = _tick(sensor, instance, None)
+    requests, _, cursor = _tick(sensor, instance, cursor)
+    assert sorted(r.tags["mlops/landing_file"].rsplit("/", 1)[-1] for r in requests) == ["a.csv", "b.csv", "c.csv"]
+    assert len({r.run_key for r in requests}) == 3
+    (landing / "b.csv").unlink()
+    _, _, cursor = _tick(sensor, instance, cursor)
+    assert sorted(p.rsplit("/", 1)[-1] for p in json.loads(cursor)["done"]) == ["a.csv", "c.csv"]
+
+
+def _report(instance, drifted: bool, share: float):
+    instance.report_runless_asset_event(AssetMaterialization(
+        "churn_drift_report", metadata={"dataset_drift": drifted, "drift_share": share}))
+
+
+def _ingestion(instance, rows_loaded: int):
+    instance.report_runless_asset_event(AssetMaterialization("raw_customers", metadata={"rows_loaded": rows_loaded}))
+
+
+def test_drift_sensor_acts_on_drift_once_per_report(local_root, tmp_path, instance):
+    sensor = drift_sensor(_settings(local_root, tmp_path, cooldown_minutes=0), lifecycle_job, STOPPED)
+    requests, skip, cursor = _tick(sensor, instance, None)
+    assert requests == [] and skip == "no drift report yet"
+
+    _ingestion(instance, 100)
+    _report(instance, drifted=False, share=0.1)
+    requests, skip, cursor = _tick(sensor, instance, cursor)
+    assert requests == [] and "no dataset drift (share 0.10)" in skip
+
+    _ingestion(instance, 800)
+    _report(instance, drifted=True, share=0.7)
+    [request], _, cursor = _tick(sensor, instance, cursor)
+    assert request.run_key.startswith("drift-report-") and request.tags["mlops/trigger"] == "drift"
+    requests, skip, _ = _tick(sensor, instance, cursor)
+    assert requests == [] and "already handled" in skip
+
+
+def test_drift_sensor_respects_its_cool_down(local_root, tmp_path, instance):
+    sensor = drift_sensor(_settings(local_root, tmp_path, cooldown_minutes=60), lifecycle_job, STOPPED)
+    _ingestion(instance, 800)
+    _report(instance, drifted=True, share=0.6)
+    [_], _, cursor = _tick(sensor, instance, None)
+    _ingestion(instance, 500)
+    _report(instance, drifted=True, share=0.8)  # a new drifted report, 0 minutes later
+    requests, skip, cursor_after = _tick(sensor, instance, cursor)
+    assert requests == [] and "cool-down for another 60 min" in skip
+    assert cursor_after is None or cursor_after == cursor  # the report is kept for after the cool-down
+    state = json.loads(cursor)
+    state["last_triggered"] -= 61 * 60  # the cool-down is over
+    [request], _, _ = _tick(sensor, instance, json.dumps(state))
+    assert request.tags["mlops/drift_share"] == "0.800"
+
+
+def test_drift_sensor_skips_when_a_model_already_learned_from_the_drifted_data(local_root, tmp_path, instance):
+    sensor = drift_sensor(_settings(local_root, tmp_path, cooldown_minutes=0), lifecycle_job, STOPPED)
+    _ingestion(instance, 800)
+    instance.report_runless_asset_event(AssetMaterialization("churn_model"))  # the file-arrival run retrained
+    _report(instance, drifted=True, share=0.7)
+    requests, skip, _ = _tick(sensor, instance, None)
+    assert requests == [] and "already trained after the newest data arrived" in skip
+
+
+def test_default_status_follows_the_target(local_root):
+    local = build_definitions(load_settings("local")).get_repository_def()
+    statuses = {s.name: s.default_status.value for s in local.sensor_defs}
+    assert statuses == {"landing_file_sensor": "STOPPED", "drift_retraining_sensor": "STOPPED",
+                        "follow_new_champion": "STOPPED", "lifecycle_failure_sensor": "RUNNING"}
+    assert {s.name: s.default_status.value for s in local.schedule_defs} == {
+        "training_schedule": "STOPPED", "batch_inference_schedule": "STOPPED", "monitoring_schedule": "STOPPED"}
+    prod = load_settings("prod").automation
+    assert prod.default_status == "running"
+    schedules = {s.name: s.cron_schedule for s in local.schedule_defs}
+    assert schedules == {"training_schedule": "0 3 * * *", "batch_inference_schedule": "0 * * * *",
+                         "monitoring_schedule": "30 4 * * *"}
+
+
+def test_followers_use_declarative_automation(local_root):
+    from dagster import AssetKey
+
+    defs = build_definitions(load_settings("local"))
+    for key in ("churn_predictions", "churn_drift_report"):
+        assert defs.resolve_assets_def(AssetKey(key)).automation_conditions_by_key[AssetKey(key)] is not None
