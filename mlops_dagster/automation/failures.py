@@ -2,7 +2,6 @@
 webhook when one is configured)."""
 
 import json
-import urllib.request
 from datetime import datetime, timezone
 
 from dagster import RunFailureSensorContext, run_failure_sensor
@@ -21,6 +20,8 @@ def _step_errors(context: RunFailureSensorContext) -> list[str]:
 
 
 def post_json(url: str, payload: dict, timeout: float = 10.0) -> int:
+    import urllib.request  # only when a failure is posted: keeps the code location's load light
+
     request = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (configured URL)
