@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 
-.PHONY: install run dev test test-fast bench lock clean generate
+.PHONY: install run dev test test-fast bench lock clean generate serve stop
 
 install: $(STAMP)
 
@@ -29,6 +29,13 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 ## dev: the Dagster UI (http://127.0.0.1:3000) with this code location and a persistent DAGSTER_HOME
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## serve: the local serving gateway in the foreground; stop: stop the one `make run` left running
+serve: install
+	$(BIN)/mlops serve
+
+stop: install
+	$(BIN)/mlops stop
 
 ## generate: another landing file (make generate ARGS="--drifted --seed 7")
 generate: install
@@ -54,5 +61,5 @@ lock:
 	  echo "# Refresh: make lock"; /tmp/mlops-lock/bin/pip freeze --exclude-editable; } > constraints.txt
 
 ## clean: forget all local state (lakehouse, MLflow, Dagster runs, reports)
-clean:
+clean: stop
 	rm -rf .mlops $(DAGSTER_HOME)

@@ -2,6 +2,7 @@
 
     mlops generate [--rows N] [--seed S] [--drifted] [--name FILE]   # a landing file
     mlops run [--job lifecycle_job]                                   # run a job, print a summary
+    mlops serve | mlops stop                                          # the local serving gateway
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def _summary(result, seconds: float) -> str:
     if "champion_model_version" in meta:
         m = meta["champion_model_version"]
         lines.append(f"Champion:          v{m['champion_version']}: {m['decision']}")
+    if "churn_endpoint" in meta:
+        m = meta["churn_endpoint"]
+        lines.append(f"Endpoint:          {m['url']} ({m['state']}: {m['traffic']}; inference table {m['inference_table']})")
     if "churn_predictions" in meta:
         m = meta["churn_predictions"]
         lines.append(f"Predictions:       {m['rows_scored']} rows by v{m['model_version']} "
@@ -108,7 +112,19 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--name", help="file name in the landing volume")
     runner = sub.add_parser("run", help="run a job headless on the current target and print a summary")
     runner.add_argument("--job", default="lifecycle_job")
+    sub.add_parser("serve", help="run the local serving gateway in the foreground (Ctrl-C stops it)")
+    sub.add_parser("stop", help="stop the local serving gateway started in the background")
     args = parser.parse_args(argv)
+    if args.command in ("serve", "stop"):
+        from .serving.server import serve, stop
+        from .settings import load_settings
+
+        settings = load_settings()
+        if args.command == "serve":
+            serve(settings)
+            return 0
+        print("serving gateway stopped" if stop(settings) else "no serving gateway was running")
+        return 0
     if args.command == "generate":
         print(generate(args.rows, args.seed, args.drifted, args.name))
         return 0

@@ -9,6 +9,7 @@ from .assets.inference import inference_assets
 from .assets.ingestion import ingestion_assets
 from .assets.monitoring import monitoring_assets
 from .assets.registry import registry_assets
+from .assets.serving import serving_assets
 from .assets.training import training_assets
 from .automation import automation_definitions
 from .checks import quality_checks
@@ -20,7 +21,7 @@ from .settings import Settings, load_settings
 def build_definitions(settings: Settings) -> Definitions:
     assets = [
         *ingestion_assets(settings), *feature_assets(settings), *training_assets(settings),
-        *registry_assets(settings), *inference_assets(settings), *monitoring_assets(settings),
+        *registry_assets(settings), *serving_assets(settings), *inference_assets(settings), *monitoring_assets(settings),
     ]
     sensors, schedules = automation_definitions(settings)
     return Definitions(

@@ -106,6 +106,10 @@ class InferenceSettings(_Model):
 
 class MonitoringSettings(_Model):
     drift_share: float = Field(0.5, gt=0, le=1)
+    # What "current" data is: the newest landing batch, or what the endpoint was asked to score
+    # (its inference table) over the last `window_hours`.
+    current: Literal["landing_batch", "inference_table"] = "landing_batch"
+    window_hours: float = Field(24, gt=0)
 
 
 class FileSensorSettings(_Model):
@@ -124,6 +128,24 @@ class ScheduleSettings(_Model):
     training: str = "0 3 * * *"
     batch_inference: str = "0 * * * *"
     monitoring: str = "30 4 * * *"
+
+
+class ServingSettings(_Model):
+    endpoint: str = "churn-endpoint"
+    # blue_green: new champion loaded at 0 %, smoke-tested, shifted to 100 %, old one retired.
+    # canary: champion (100 - canary_percent) % / validated challenger canary_percent %.
+    # shadow: champion answers; a validated challenger gets a mirror of every request (captured only).
+    strategy: Literal["blue_green", "canary", "shadow"] = "blue_green"
+    canary_percent: int = Field(10, ge=1, le=50)
+    workload_size: str = "Small"
+    scale_to_zero: bool = False
+    host: str = "127.0.0.1"   # local gateway
+    port: int = Field(8765, ge=1, le=65535)
+    capture_batch_size: int = Field(2000, ge=1)
+    capture_flush_seconds: float = Field(1.0, gt=0)
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+    max_rows: int = Field(10_000, ge=1)
+    ready_timeout_seconds: float = Field(300, gt=0)
 
 
 class AutomationSettings(_Model):
@@ -158,6 +180,7 @@ class Settings(_Model):
     inference: InferenceSettings = InferenceSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     automation: AutomationSettings = AutomationSettings()
+    serving: ServingSettings = ServingSettings()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from mlops_dagster.cli import generate
 from mlops_dagster.definitions import build_definitions
 from mlops_dagster.resources.lakehouse import LocalLakehouse
 from mlops_dagster.resources.registry import ModelRegistry
+from mlops_dagster.serving.server import stop as stop_gateway
 from mlops_dagster.settings import Settings, load_settings
 
 
@@ -63,26 +65,37 @@ class Project:
     def rebuild(self, overrides: dict) -> "Project":
         """The same root and instance with more configuration laid over the target's."""
         extra = self.root / f"override_{len(list(self.root.glob('override_*')))}.yaml"
-        extra.write_text(yaml.safe_dump(overrides))
+        base = yaml.safe_load((self.root / "override.yaml").read_text())
+        extra.write_text(yaml.safe_dump({**base, **overrides}))
         settings = load_settings("local", extra_file=extra)
         return Project(self.root, settings, build_definitions(settings), self.instance)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @contextmanager
 def project_at(root: Path, overrides: dict | None = None):
-    """A project rooted at ``root`` (MLOPS_HOME) with its own Dagster instance."""
+    """A project rooted at ``root`` (MLOPS_HOME) with its own Dagster instance and gateway port;
+    a serving gateway it started is stopped at the end."""
     previous = os.environ.get("MLOPS_HOME")
     os.environ["MLOPS_HOME"] = str(root)
+    settings = None
     try:
         root.mkdir(parents=True, exist_ok=True)
-        extra = None
-        if overrides:
-            extra = root / "override.yaml"
-            extra.write_text(yaml.safe_dump(overrides))
+        overrides = {**(overrides or {})}
+        overrides["serving"] = {"port": free_port(), **overrides.get("serving", {})}
+        extra = root / "override.yaml"
+        extra.write_text(yaml.safe_dump(overrides))
         settings = load_settings("local", extra_file=extra)
         with DagsterInstance.ephemeral(tempdir=str(root / "dagster")) as instance:
             yield Project(root, settings, build_definitions(settings), instance)
     finally:
+        if settings is not None:
+            stop_gateway(settings)
         if previous is None:
             os.environ.pop("MLOPS_HOME", None)
         else:

@@ -18,7 +18,10 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from mlops_dagster.cli import generate
 from mlops_dagster.resources.lakehouse import LocalLakehouse
 from mlops_dagster.resources.registry import ModelRegistry
+from mlops_dagster.serving.server import stop as stop_gateway
 from mlops_dagster.settings import load_settings
+
+from .project import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +86,7 @@ def test_dropped_files_retrain_and_a_restart_does_not_repeat_them(tmp_path):
         "default_status": "running",
         "file_sensor": {"interval_seconds": 2, "stable_seconds": 1},
         "drift_sensor": {"interval_seconds": 2, "cooldown_minutes": 0},
-    }}))
+    }, "serving": {"port": free_port()}}))
     env = {**os.environ, "MLOPS_HOME": str(root), "MLOPS_CONFIG": str(config), "MLOPS_TARGET": "local",
            "DAGSTER_HOME": str(home), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     os.environ["MLOPS_HOME"] = str(root)
@@ -125,3 +128,4 @@ def test_dropped_files_retrain_and_a_restart_does_not_repeat_them(tmp_path):
             assert len(_file_runs(instance)) == 2  # the same files did not trigger again
         finally:
             daemon.stop()
+            stop_gateway(settings)

@@ -12,7 +12,7 @@ from .failures import failure_sensor
 from .file_arrival import file_arrival_sensor
 
 # Assets that simply follow their inputs: Declarative Automation, not a hand-written sensor.
-FOLLOWERS = ["churn_predictions", "churn_drift_report"]
+FOLLOWERS = ["churn_endpoint", "churn_predictions", "churn_drift_report"]
 
 
 def automation_definitions(settings: Settings) -> tuple[list, list]:
@@ -42,8 +42,8 @@ def automation_definitions(settings: Settings) -> tuple[list, list]:
                        DefaultSensorStatus.RUNNING),
         AutomationConditionSensorDefinition(
             "follow_new_champion", target=AssetSelection.assets(*FOLLOWERS), default_status=sensor_status,
-            description="Re-scores customers and refreshes the drift report after a new champion or new "
-                        "features (AutomationCondition.eager on churn_predictions and churn_drift_report).",
+            description="Rolls the endpoint out, re-scores customers and refreshes the drift report after a new "
+                        "champion or new features (AutomationCondition.eager on each of them).",
         ),
     ]
     return sensors, schedules

@@ -8,9 +8,10 @@ from ..settings import ConfigError, Settings
 from .lakehouse import Lakehouse, LocalLakehouse
 from .mlflow_tracking import mlflow_tracking_resource
 from .registry import ModelRegistry
+from .serving import LocalServingBackend, ServingBackend
 from .spark import SparkResource
 
-__all__ = ["Lakehouse", "ModelRegistry", "SparkResource", "build_resources"]
+__all__ = ["Lakehouse", "ModelRegistry", "ServingBackend", "SparkResource", "build_resources"]
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -25,6 +26,10 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "spark": SparkResource(spark_config=settings.spark),
         "registry": ModelRegistry(
             tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.registry_uri, model_name=mlflow.model_name
+        ),
+        "serving": LocalServingBackend(
+            host=settings.serving.host, port=settings.serving.port, state_dir=str(settings.root / "serving"),
+            ready_timeout_seconds=settings.serving.ready_timeout_seconds,
         ),
         "mlflow": mlflow_tracking_resource(
             mlflow.tracking_uri, mlflow.registry_uri, mlflow.experiment, settings.root / "mlflow",

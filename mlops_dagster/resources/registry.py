@@ -86,3 +86,19 @@ class ModelRegistry(ConfigurableResource):
         mlflow.set_registry_uri(self.registry_uri)
         return mlflow.pyfunc.spark_udf(spark, self.model_uri(version), result_type="array<double>",
                                        env_manager="local")
+
+    def load_for_serving(self, version: str | int):
+        """(model, [(column, type)], example rows) of a version: what a serving gateway needs."""
+        import mlflow.sklearn
+        from mlflow.artifacts import download_artifacts
+        from mlflow.models import Model
+
+        uri = self.client().get_model_version_download_uri(self.model_name, str(version))
+        local = download_artifacts(artifact_uri=uri)
+        mlmodel = Model.load(local)
+        if mlmodel.signature is None:
+            raise ValueError(f"{self.model_name} version {version} has no signature: serving needs one")
+        columns = [(c.name, c.type.name) for c in mlmodel.signature.inputs.inputs]
+        example = mlmodel.load_input_example(local)
+        rows = example[[name for name, _ in columns]].values.tolist() if example is not None else []
+        return mlflow.sklearn.load_model(local), columns, rows

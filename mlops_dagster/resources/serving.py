@@ -1,0 +1,86 @@
+"""Serving backends: where model serving endpoints live. One interface, one implementation per
+target. Both talk the Databricks serving REST API through databricks-sdk: the local backend to
+the local gateway (started on demand), the Databricks one (with the Databricks targets) to a
+workspace."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from typing import Any
+
+from dagster import ConfigurableResource
+
+
+class EndpointUpdateFailed(RuntimeError):
+    """An endpoint config could not be applied; the previous config keeps serving."""
+
+
+class ServingBackend(ConfigurableResource, ABC):
+    """Create or update an endpoint to a config and wait until it serves it."""
+
+    ready_timeout_seconds: float = 300
+
+    @abstractmethod
+    def _workspace(self):
+        """A databricks-sdk WorkspaceClient for the place endpoints live."""
+
+    @abstractmethod
+    def invocation_url(self, endpoint: str) -> str: ...
+
+    def describe(self, endpoint: str) -> dict[str, Any] | None:
+        from databricks.sdk.errors import NotFound
+
+        try:
+            return self._workspace().api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint}")
+        except NotFound:
+            return None
+
+    def apply(self, endpoint: str, config: dict[str, Any]) -> dict[str, Any]:
+        """Apply ``config`` (create the endpoint if needed) and wait until it is served."""
+        client = self._workspace().api_client
+        if self.describe(endpoint) is None:
+            client.do("POST", "/api/2.0/serving-endpoints", body={"name": endpoint, "config": config})
+        else:
+            client.do("PUT", f"/api/2.0/serving-endpoints/{endpoint}/config", body=config)
+        return self.wait_until_ready(endpoint)
+
+    def wait_until_ready(self, endpoint: str) -> dict[str, Any]:
+        deadline = time.monotonic() + self.ready_timeout_seconds
+        while True:
+            state = self.describe(endpoint)
+            update = state["state"]["config_update"]
+            if update == "NOT_UPDATING" and state["state"]["ready"] == "READY":
+                return state
+            if update in ("UPDATE_FAILED", "UPDATE_CANCELED"):
+                raise EndpointUpdateFailed(
+                    f"endpoint {endpoint}: {update}: {state.get('state_message') or 'see the endpoint logs'}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"endpoint {endpoint} not ready after {self.ready_timeout_seconds:.0f} s ({update})")
+            time.sleep(0.2)
+
+
+class LocalServingBackend(ServingBackend):
+    """The local gateway (``mlops_dagster.serving``), started in the background on first use."""
+
+    host: str
+    port: int
+    state_dir: str
+    target: str = "local"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _workspace(self):
+        from databricks.sdk import WorkspaceClient
+
+        from ..serving.server import ensure_running
+
+        ensure_running(self.url, self.state_dir, self.target)
+        # The gateway needs no credentials; the SDK insists on some.
+        return WorkspaceClient(host=self.url, token="local-gateway", auth_type="pat")
+
+    def invocation_url(self, endpoint: str) -> str:
+        return f"{self.url}/serving-endpoints/{endpoint}/invocations"

@@ -1,0 +1,129 @@
+"""Request bodies of a serving endpoint, parsed into rows the model understands.
+
+Accepts the formats of Databricks serving and MLflow's scoring server: ``dataframe_split``,
+``dataframe_records``, ``instances`` and ``inputs``. Every problem is a ``BadRequest`` naming what
+is wrong (the expected columns come from the model signature), never an exception from deep
+inside pandas or the model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+
+class BadRequest(ValueError):
+    """A client error: the HTTP status and a message for the caller."""
+
+    def __init__(self, message: str, status: int = 400, error_code: str = "BAD_REQUEST"):
+        super().__init__(message)
+        self.status, self.error_code = status, error_code
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # MLflow signature type: "string", "double", "long", "boolean", ...
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_cell(column: Column, value: Any, row: int) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None  # missing values are imputed by the model pipeline
+    if column.type in ("double", "float", "long", "integer"):
+        if not _numeric(value):
+            raise BadRequest(f"column {column.name!r} expects a number ({column.type}), row {row} has {value!r}")
+        return float(value)
+    if column.type == "boolean":
+        if not isinstance(value, bool):
+            raise BadRequest(f"column {column.name!r} expects true/false, row {row} has {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise BadRequest(f"column {column.name!r} expects a string, row {row} has {value!r}")
+    return value
+
+
+def _from_records(records: Any, columns: list[Column], field: str) -> list[list[Any]]:
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise BadRequest(f"{field} must be a list of objects (one per row, column name -> value)")
+    names = [c.name for c in columns]
+    rows = []
+    for i, record in enumerate(records):
+        missing = [n for n in names if n not in record]
+        if missing:
+            raise BadRequest(f"row {i} lacks column(s) {missing}; the model expects {names}")
+        rows.append([_check_cell(c, record[c.name], i) for c in columns])
+    return rows
+
+
+def _from_split(split: Any, columns: list[Column]) -> list[list[Any]]:
+    if not isinstance(split, dict) or not isinstance(split.get("columns"), list) or not isinstance(split.get("data"), list):
+        raise BadRequest('dataframe_split must be {"columns": [...], "data": [[...], ...]}')
+    given = split["columns"]
+    missing = [c.name for c in columns if c.name not in given]
+    if missing:
+        raise BadRequest(f"dataframe_split lacks column(s) {missing}; the model expects {[c.name for c in columns]}")
+    index = {name: i for i, name in enumerate(given)}
+    rows = []
+    for r, values in enumerate(split["data"]):
+        if not isinstance(values, list) or len(values) != len(given):
+            raise BadRequest(f"dataframe_split row {r} must be a list of {len(given)} values")
+        rows.append([_check_cell(c, values[index[c.name]], r) for c in columns])
+    return rows
+
+
+def _from_columnar(inputs: Any, columns: list[Column]) -> list[list[Any]]:
+    names = [c.name for c in columns]
+    missing = [n for n in names if n not in inputs]
+    if missing:
+        raise BadRequest(f"inputs lack column(s) {missing}; the model expects {names}")
+    lengths = {len(v) if isinstance(v, list) else 1 for v in (inputs[n] for n in names)}
+    if len(lengths) != 1:
+        raise BadRequest("inputs columns must all have the same number of values")
+    n = lengths.pop()
+    cols = [inputs[c.name] if isinstance(inputs[c.name], list) else [inputs[c.name]] for c in columns]
+    return [[_check_cell(c, cols[j][i], i) for j, c in enumerate(columns)] for i in range(n)]
+
+
+def parse_rows(body: bytes, columns: list[Column], max_rows: int = 10_000) -> list[list[Any]]:
+    """Rows (values in signature column order) from a request body, or a ``BadRequest``."""
+    if not body or not body.strip():
+        raise BadRequest(f"empty request body: send JSON with one of {', '.join(FORMATS)}")
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON: {exc}", error_code="MALFORMED_REQUEST") from None
+    if not isinstance(payload, dict):
+        raise BadRequest(f"the body must be a JSON object with one of {', '.join(FORMATS)}")
+    present = [f for f in FORMATS if f in payload]
+    if len(present) != 1:
+        found = f"found {present}" if present else f"found keys {sorted(payload)[:8]}"
+        raise BadRequest(f"send exactly one of {', '.join(FORMATS)} ({found})")
+    field = present[0]
+    value = payload[field]
+    if field == "dataframe_split":
+        rows = _from_split(value, columns)
+    elif field == "dataframe_records":
+        rows = _from_records(value, columns, field)
+    elif isinstance(value, dict):  # columnar `inputs` / `instances`
+        rows = _from_columnar(value, columns)
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        rows = _from_records(value, columns, field)
+    elif isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        rows = _from_split({"columns": [c.name for c in columns], "data": value}, columns)
+    else:
+        raise BadRequest(f"{field} must be a list of row objects, a list of rows in signature order "
+                         f"{[c.name for c in columns]}, or an object of columns")
+    if not rows:
+        raise BadRequest(f"{field} holds no rows")
+    if len(rows) > max_rows:
+        raise BadRequest(f"{len(rows)} rows in one request; the limit is {max_rows}", status=413,
+                         error_code="REQUEST_LIMIT_EXCEEDED")
+    return rows

@@ -1,0 +1,204 @@
+"""The gateway as an HTTP server (Starlette on uvicorn) and as a background process of the
+local target. ``python -m mlops_dagster.serving`` (or ``mlops serve``) runs it in the foreground."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from ..settings import Settings
+from .gateway import BadRequest, Gateway, LoadedModel
+from .payload import Column
+
+log = logging.getLogger(__name__)
+
+
+def state_dir(settings: Settings) -> Path:
+    return Path(settings.root, "serving")
+
+
+def capture_table(settings: Settings, endpoint: str) -> str:
+    """Databricks names auto-capture tables ``<prefix>_payload``; the prefix is the endpoint."""
+    return settings.table(f"{endpoint.replace('-', '_')}_payload")
+
+
+def build_gateway(settings: Settings, capture: bool = True) -> Gateway:
+    from ..resources.lakehouse import LocalLakehouse
+    from ..resources.registry import ModelRegistry
+    from .capture import InferenceCapture
+
+    cfg = settings.serving
+    lakehouse = LocalLakehouse(root=str(settings.root / "lakehouse"))
+
+    def load(entity_name: str, entity_version: str) -> LoadedModel:
+        registry = ModelRegistry(tracking_uri=settings.mlflow.tracking_uri,
+                                 registry_uri=settings.mlflow.registry_uri, model_name=entity_name)
+        model, columns, example = registry.load_for_serving(entity_version)
+        return LoadedModel(model, [Column(n, t) for n, t in columns], example)
+
+    def write(rows: list[dict]) -> None:
+        import pandas as pd
+
+        frame = pd.DataFrame(rows)
+        frame["request_time"] = pd.to_datetime(frame["request_time"], unit="s", utc=True)
+        for endpoint, part in frame.groupby("endpoint"):
+            lakehouse.write(capture_table(settings, endpoint), part, "append",
+                            description=f"Inference table of serving endpoint {endpoint}: every request, "
+                                        "its served model, prediction, latency and status.")
+
+    recorder = InferenceCapture(write, cfg.capture_batch_size, cfg.capture_flush_seconds).start() if capture else None
+    state = state_dir(settings)
+    state.mkdir(parents=True, exist_ok=True)
+    return Gateway(load, recorder, lambda e: capture_table(settings, e), state / "endpoints.json",
+                   cfg.max_body_bytes, cfg.max_rows)
+
+
+def build_app(gateway: Gateway):
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse
+    from starlette.routing import Route
+
+    def error(exc: BadRequest) -> JSONResponse:
+        return JSONResponse({"error_code": exc.error_code, "message": str(exc)}, status_code=exc.status)
+
+    async def _body(request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > gateway.max_body_bytes:
+            return b"\0" * (gateway.max_body_bytes + 1)  # refused by invoke() with a 413, still captured
+        return await request.body()
+
+    async def invocations(request: Request):
+        name = request.path_params.get("name")
+        try:
+            name = name or gateway.default_endpoint()
+        except BadRequest as exc:
+            return error(exc)
+        status, body, headers = await gateway.invoke(name, await _body(request))
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def ping(request: Request):
+        return PlainTextResponse("\n")
+
+    async def health(request: Request):
+        ready = {n: e.describe(None)["state"] for n, e in gateway.endpoints.items()}
+        return JSONResponse({"status": "OK", "endpoints": ready})
+
+    async def endpoints(request: Request):
+        try:
+            if request.method == "GET":
+                return JSONResponse({"endpoints": [e.describe(gateway.capture_table(n)) for n, e in gateway.endpoints.items()]})
+            body = await request.json()
+            endpoint = gateway.submit(body["name"], body.get("config") or {}, create=True)
+            return JSONResponse(endpoint.describe(gateway.capture_table(endpoint.name)))
+        except BadRequest as exc:
+            return error(exc)
+        except (ValueError, KeyError) as exc:
+            return error(BadRequest(f"invalid endpoint definition: {exc}"))
+
+    async def endpoint(request: Request):
+        name = request.path_params["name"]
+        if name not in gateway.endpoints:
+            return error(BadRequest(f"endpoint {name!r} does not exist", 404, "RESOURCE_DOES_NOT_EXIST"))
+        if request.method == "DELETE":
+            del gateway.endpoints[name]
+            gateway._save()
+            return JSONResponse({})
+        return JSONResponse(gateway.endpoints[name].describe(gateway.capture_table(name)))
+
+    async def update_config(request: Request):
+        try:
+            endpoint = gateway.submit(request.path_params["name"], await request.json())
+            return JSONResponse(endpoint.describe(gateway.capture_table(endpoint.name)))
+        except BadRequest as exc:
+            return error(exc)
+        except ValueError as exc:
+            return error(BadRequest(f"invalid config: {exc}"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await gateway.restore()
+        yield
+        gateway.close()  # flushes the inference table
+
+    return Starlette(routes=[
+        Route("/ping", ping), Route("/health", health),
+        Route("/invocations", invocations, methods=["POST"]),
+        Route("/serving-endpoints/{name}/invocations", invocations, methods=["POST"]),
+        Route("/api/2.0/serving-endpoints", endpoints, methods=["GET", "POST"]),
+        Route("/api/2.0/serving-endpoints/{name}", endpoint, methods=["GET", "DELETE"]),
+        Route("/api/2.0/serving-endpoints/{name}/config", update_config, methods=["PUT"]),
+    ], lifespan=lifespan)
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Run the gateway in this process until SIGTERM / Ctrl-C (then flush the inference table)."""
+    import uvicorn
+
+    host, port = host or settings.serving.host, port or settings.serving.port
+    gateway = build_gateway(settings)
+    info = state_dir(settings) / "gateway.json"
+    info.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}"}))
+    try:
+        uvicorn.run(build_app(gateway), host=host, port=port, log_level="warning", access_log=False,
+                    loop="uvloop", http="httptools", timeout_graceful_shutdown=30)
+    finally:
+        info.unlink(missing_ok=True)
+
+
+def is_up(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def ensure_running(url: str, state: str | Path, target: str, wait_seconds: float = 120.0) -> None:
+    """Start the gateway as a detached background process unless one already answers at ``url``."""
+    if is_up(url):
+        return
+    state = Path(state)
+    state.mkdir(parents=True, exist_ok=True)
+    with (state / "gateway.log").open("a") as logfile:
+        process = subprocess.Popen([sys.executable, "-m", "mlops_dagster.serving"], stdout=logfile,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                   env={**os.environ, "MLOPS_TARGET": target})
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        if is_up(url):
+            return
+        if process.poll() is not None:
+            raise RuntimeError(f"the serving gateway exited with {process.returncode}; see {state / 'gateway.log'}")
+        time.sleep(0.2)
+    raise TimeoutError(f"the serving gateway did not answer on {url} within {wait_seconds:.0f} s; "
+                       f"see {state / 'gateway.log'}")
+
+
+def stop(settings: Settings, wait_seconds: float = 30.0) -> bool:
+    """Stop a running gateway gracefully (SIGTERM: in-flight requests finish, captures flush)."""
+    info = state_dir(settings) / "gateway.json"
+    if not info.exists():
+        return False
+    pid = json.loads(info.read_text())["pid"]
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        info.unlink(missing_ok=True)
+        return False
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
