@@ -196,7 +196,7 @@ class Settings(_Model):
         mlflow = dict(raw.get("mlflow") or {})
         mlflow.setdefault("tracking_uri", f"sqlite:///{root}/mlflow/mlflow.db")
         mlflow.setdefault("registry_uri", mlflow["tracking_uri"])
-        return {**raw, "root": root, "mlflow": mlflow}
+        return {**raw, "root": str(root), "mlflow": mlflow}
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
@@ -244,11 +244,12 @@ def _expand_env(value: Any) -> Any:
 _REPLACED_WHOLE = {"params", "columns", "derived", "thresholds"}
 
 
-def _deep_merge(base: dict, over: dict) -> dict:
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` laid over ``base`` (how configuration layers combine)."""
     merged = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict) and key not in _REPLACED_WHOLE:
-            merged[key] = _deep_merge(merged[key], value)
+            merged[key] = deep_merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -277,7 +278,7 @@ def load_settings(target: str | None = None, extra_file: str | Path | None = Non
         files.append(Path(extra_file))
     raw: dict = {}
     for path in files:
-        raw = _deep_merge(raw, _read_yaml(path))
+        raw = deep_merge(raw, _read_yaml(path))
     try:
         return Settings.model_validate(_expand_env(raw))
     except ValidationError as exc:

@@ -16,7 +16,7 @@ from mlops_dagster.definitions import build_definitions
 from mlops_dagster.resources.lakehouse import LocalLakehouse
 from mlops_dagster.resources.registry import ModelRegistry
 from mlops_dagster.serving.server import stop as stop_gateway
-from mlops_dagster.settings import Settings, load_settings
+from mlops_dagster.settings import Settings, deep_merge, load_settings
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Project:
         """The same root and instance with more configuration laid over the target's."""
         extra = self.root / f"override_{len(list(self.root.glob('override_*')))}.yaml"
         base = yaml.safe_load((self.root / "override.yaml").read_text())
-        extra.write_text(yaml.safe_dump({**base, **overrides}))
+        extra.write_text(yaml.safe_dump(deep_merge(base, overrides)))
         settings = load_settings("local", extra_file=extra)
         return Project(self.root, settings, build_definitions(settings), self.instance)
 

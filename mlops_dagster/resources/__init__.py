@@ -29,6 +29,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         ),
         "serving": LocalServingBackend(
             host=settings.serving.host, port=settings.serving.port, state_dir=str(settings.root / "serving"),
+            gateway_settings=settings.model_dump_json(by_alias=True),
             ready_timeout_seconds=settings.serving.ready_timeout_seconds,
         ),
         "mlflow": mlflow_tracking_resource(

@@ -67,7 +67,7 @@ class LocalServingBackend(ServingBackend):
     host: str
     port: int
     state_dir: str
-    target: str = "local"
+    gateway_settings: str  # the settings (JSON) a gateway started from here runs with
 
     @property
     def url(self) -> str:
@@ -78,7 +78,7 @@ class LocalServingBackend(ServingBackend):
 
         from ..serving.server import ensure_running
 
-        ensure_running(self.url, self.state_dir, self.target)
+        ensure_running(self.url, self.state_dir, self.port, self.gateway_settings)
         # The gateway needs no credentials; the SDK insists on some.
         return WorkspaceClient(host=self.url, token="local-gateway", auth_type="pat")
 

@@ -61,7 +61,7 @@ def build_gateway(settings: Settings, capture: bool = True) -> Gateway:
                    cfg.max_body_bytes, cfg.max_rows)
 
 
-def build_app(gateway: Gateway):
+def build_app(gateway: Gateway, on_stop=None):
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, PlainTextResponse
@@ -128,6 +128,8 @@ def build_app(gateway: Gateway):
         await gateway.restore()
         yield
         gateway.close()  # flushes the inference table
+        if on_stop is not None:
+            on_stop()
 
     return Starlette(routes=[
         Route("/ping", ping), Route("/health", health),
@@ -145,13 +147,12 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
 
     host, port = host or settings.serving.host, port or settings.serving.port
     gateway = build_gateway(settings)
-    info = state_dir(settings) / "gateway.json"
+    info = state_dir(settings) / f"gateway-{port}.json"
     info.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}"}))
-    try:
-        uvicorn.run(build_app(gateway), host=host, port=port, log_level="warning", access_log=False,
-                    loop="uvloop", http="httptools", timeout_graceful_shutdown=30)
-    finally:
-        info.unlink(missing_ok=True)
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so clean up in the app's shutdown.
+    app = build_app(gateway, on_stop=lambda: info.unlink(missing_ok=True))
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                loop="uvloop", http="httptools", timeout_graceful_shutdown=30)
 
 
 def is_up(url: str, timeout: float = 1.0) -> bool:
@@ -162,30 +163,40 @@ def is_up(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def ensure_running(url: str, state: str | Path, target: str, wait_seconds: float = 120.0) -> None:
-    """Start the gateway as a detached background process unless one already answers at ``url``."""
+def ensure_running(url: str, state: str | Path, port: int, settings_json: str, wait_seconds: float = 120.0) -> None:
+    """Start the gateway as a detached background process unless one already answers at ``url``.
+
+    The process gets the exact settings of its caller (``settings_json``), whatever files and
+    environment those came from.
+    """
     if is_up(url):
         return
     state = Path(state)
     state.mkdir(parents=True, exist_ok=True)
-    with (state / "gateway.log").open("a") as logfile:
-        process = subprocess.Popen([sys.executable, "-m", "mlops_dagster.serving"], stdout=logfile,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                   env={**os.environ, "MLOPS_TARGET": target})
+    settings_file = state / f"gateway-{port}-settings.json"
+    settings_file.write_text(settings_json)
+    log_file = state / f"gateway-{port}.log"
+    with log_file.open("a") as logfile:
+        process = subprocess.Popen([sys.executable, "-m", "mlops_dagster.serving", str(settings_file)],
+                                   stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         if is_up(url):
             return
         if process.poll() is not None:
-            raise RuntimeError(f"the serving gateway exited with {process.returncode}; see {state / 'gateway.log'}")
+            raise RuntimeError(f"the serving gateway exited with {process.returncode}; see {log_file}")
         time.sleep(0.2)
-    raise TimeoutError(f"the serving gateway did not answer on {url} within {wait_seconds:.0f} s; "
-                       f"see {state / 'gateway.log'}")
+    raise TimeoutError(f"the serving gateway did not answer on {url} within {wait_seconds:.0f} s; see {log_file}")
 
 
-def stop(settings: Settings, wait_seconds: float = 30.0) -> bool:
-    """Stop a running gateway gracefully (SIGTERM: in-flight requests finish, captures flush)."""
-    info = state_dir(settings) / "gateway.json"
+def stop(settings: Settings, wait_seconds: float = 60.0) -> bool:
+    """Stop a running gateway gracefully (SIGTERM: in-flight requests finish, captures flush).
+
+    Done when the gateway has removed its state file at the end of its shutdown (a process
+    that exited but was not reaped yet still answers ``kill -0``).
+    """
+    info = state_dir(settings) / f"gateway-{settings.serving.port}.json"
     if not info.exists():
         return False
     pid = json.loads(info.read_text())["pid"]
@@ -196,9 +207,7 @@ def stop(settings: Settings, wait_seconds: float = 30.0) -> bool:
         return False
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not info.exists():
             return True
         time.sleep(0.1)
     return False

@@ -1,0 +1,232 @@
+"""The serving gateway over real HTTP (uvicorn on 127.0.0.1) with real scikit-learn models and a
+real Delta inference table: routing, batching, config swaps, failures and capture."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pytest
+import uvicorn
+from sklearn.linear_model import LogisticRegression
+
+from mlops_dagster.resources.lakehouse import LocalLakehouse
+from mlops_dagster.serving.capture import InferenceCapture
+from mlops_dagster.serving.gateway import Gateway, LoadedModel
+from mlops_dagster.serving.payload import Column
+from mlops_dagster.serving.server import build_app
+
+from .project import free_port
+
+COLUMNS = [Column("x", "double"), Column("y", "double")]
+TABLE = "ml.serving.test_payload"
+
+
+class CountingModel:
+    """A real fitted LogisticRegression; counts how often (and on how many rows) it is called."""
+
+    def __init__(self, flip: bool = False, delay: float = 0.0):
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(200, 2))
+        y = (x[:, 0] + x[:, 1] > 0).astype(int)
+        self.model = LogisticRegression().fit(x, 1 - y if flip else y)
+        self.calls, self.rows, self.delay = 0, 0, delay
+
+    def predict_proba(self, frame: pd.DataFrame):
+        self.calls += 1
+        self.rows += len(frame)
+        time.sleep(self.delay)
+        return self.model.predict_proba(frame[["x", "y"]].to_numpy(dtype=float))
+
+
+class BrokenModel:
+    def predict_proba(self, frame):
+        raise ValueError("weights file is corrupt")
+
+
+class Server:
+    def __init__(self, tmp_path, models: dict[str, object]):
+        self.models = models
+        self.lakehouse = LocalLakehouse(root=str(tmp_path / "lakehouse"))
+        capture = InferenceCapture(lambda rows: self.lakehouse.write(TABLE, pd.DataFrame(rows), "append"),
+                                   batch_size=500, flush_seconds=0.2).start()
+        self.gateway = Gateway(self._load, capture, lambda name: TABLE, tmp_path / "endpoints.json",
+                               max_body_bytes=4096, seed=7)
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(build_app(self.gateway), host="127.0.0.1", port=self.port,
+                                                    log_level="warning", loop="asyncio"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def _load(self, name: str, version: str) -> LoadedModel:
+        model = self.models[version]
+        if isinstance(model, Exception):
+            raise model
+        return LoadedModel(model, COLUMNS, [[0.5, -0.2], [1.0, 1.0]])
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 20
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(30)
+
+    def call(self, method: str, path: str, body=None, raw: bytes | None = None):
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"{}"), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}"), dict(error.headers)
+
+    def deploy(self, routes: dict[str, int], shadow: str | None = None, create: bool = False):
+        entities = [{"entity_name": "m", "entity_version": v} for v in {**routes, **({shadow: 0} if shadow else {})}]
+        config = {"served_entities": entities, "traffic_config": {"routes": [
+            {"served_model_name": f"m-{v}", "traffic_percentage": p} for v, p in routes.items()]}}
+        if shadow:
+            config["shadow_routes"] = [{"served_model_name": f"m-{shadow}", "mirror_percentage": 100}]
+        if create:
+            status, body, _ = self.call("POST", "/api/2.0/serving-endpoints", {"name": "ep", "config": config})
+        else:
+            status, body, _ = self.call("PUT", "/api/2.0/serving-endpoints/ep/config", config)
+        assert status == 200, body
+        return self.wait()
+
+    def wait(self):
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            _, state, _ = self.call("GET", "/api/2.0/serving-endpoints/ep")
+            if state["state"]["config_update"] != "IN_PROGRESS":
+                return state
+            time.sleep(0.05)
+        raise AssertionError("endpoint update did not finish")
+
+    def invoke(self, rows, path="/serving-endpoints/ep/invocations"):
+        return self.call("POST", path, {"dataframe_records": [{"x": a, "y": b} for a, b in rows]})
+
+    def captured(self) -> pd.DataFrame:
+        self.gateway.capture.close()
+        return self.lakehouse.read(TABLE) if self.lakehouse.exists(TABLE) else pd.DataFrame()
+
+
+def test_predictions_batching_and_capture_of_every_request(tmp_path):
+    model = CountingModel(delay=0.02)
+    with Server(tmp_path, {"1": model}) as server:
+        state = server.deploy({"1": 100}, create=True)
+        assert state["state"] == {"ready": "READY", "config_update": "NOT_UPDATING"}
+        status, body, headers = server.invoke([(2.0, 2.0), (-2.0, -2.0)])
+        assert status == 200 and headers["served-model-name"] == "m-1"
+        assert body["predictions"][0][1] > 0.9 and body["predictions"][1][1] < 0.1
+        status, body, _ = server.call("POST", "/invocations", {"inputs": {"x": [2.0], "y": [2.0]}})
+        assert status == 200 and len(body["predictions"]) == 1
+
+        calls_before = model.calls
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda i: server.invoke([(i / 10, 0.0)])[0], range(64)))
+        assert results == [200] * 64
+        assert model.rows - 2 - 1 - 2 >= 64 - 2  # every request scored (smoke test rows aside)
+        assert model.calls - calls_before < 64  # concurrent requests shared model calls
+
+        assert server.invoke([("bad", 1.0)])[0] == 400
+        assert server.call("POST", "/serving-endpoints/ep/invocations", raw=b"x" * 5000)[0] == 413
+        assert server.call("POST", "/serving-endpoints/nope/invocations", {"instances": [[1, 2]]})[0] == 404
+    captured = server.captured()
+    assert len(captured) == 2 + 64 + 3
+    assert sorted(captured["status_code"].value_counts().items()) == [(200, 66), (400, 1), (404, 1), (413, 1)]
+    assert set(captured.loc[captured["status_code"] == 200, "model_version"]) == {"1"}
+    assert captured["latency_ms"].gt(0).all() and captured["request_id"].is_unique
+    [refused] = captured.loc[captured["status_code"] == 400, "error"]
+    assert refused == "column 'x' expects a number (double), row 0 has 'bad'"
+
+
+def test_a_config_swap_under_load_drops_no_request(tmp_path):
+    with Server(tmp_path, {"1": CountingModel(), "2": CountingModel(flip=True)}) as server:
+        server.deploy({"1": 100}, create=True)
+        stop, statuses, versions = threading.Event(), [], set()
+
+        def hammer():
+            while not stop.is_set():
+                status, _, headers = server.invoke([(1.0, 1.0)])
+                statuses.append(status)
+                versions.add(headers.get("served-model-name"))
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)
+        server.deploy({"1": 100, "2": 0})
+        server.deploy({"1": 0, "2": 100})
+        state = server.deploy({"2": 100})
+        time.sleep(0.3)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert statuses and set(statuses) == {200}
+        assert versions == {"m-1", "m-2"}
+        assert state["config"]["config_version"] == 4
+        assert [e["entity_version"] for e in state["config"]["served_entities"]] == ["2"]
+
+
+def test_a_failed_load_or_smoke_test_keeps_the_old_config_serving(tmp_path):
+    models = {"1": CountingModel(), "2": OSError("artifact missing"), "3": BrokenModel()}
+    with Server(tmp_path, models) as server:
+        server.deploy({"1": 100}, create=True)
+        for version, message in (("2", "could not load m version 2: artifact missing"),
+                                 ("3", "smoke test of m version 3 failed: weights file is corrupt")):
+            state = server.deploy({version: 100})
+            assert state["state"] == {"ready": "READY", "config_update": "UPDATE_FAILED"}
+            assert message in state["state_message"]
+            assert state["pending_config"]["served_entities"][0]["state"]["deployment"] == "DEPLOYMENT_FAILED"
+            assert [e["entity_version"] for e in state["config"]["served_entities"]] == ["1"]
+            status, _, headers = server.invoke([(1.0, 1.0)])
+            assert status == 200 and headers["served-model-name"] == "m-1"
+
+
+def test_traffic_split_and_shadow(tmp_path):
+    with Server(tmp_path, {"1": CountingModel(), "2": CountingModel(flip=True)}) as server:
+        server.deploy({"1": 80, "2": 20}, create=True)
+        served = [server.invoke([(1.0, 1.0)])[2]["served-model-name"] for _ in range(300)]
+        share = served.count("m-2") / len(served)
+        assert 0.12 < share < 0.28
+
+        server.deploy({"1": 100}, shadow="2")
+        answers = [server.invoke([(1.0, 1.0)]) for _ in range(20)]
+        assert {a[2]["served-model-name"] for a in answers} == {"m-1"}
+        assert all(a[1]["predictions"][0][1] > 0.5 for a in answers)  # the primary's answer, not the flipped shadow's
+    captured = server.captured()
+    mirrored = captured[captured["mirrored"]]
+    assert len(mirrored) == 20 and set(mirrored["model_version"]) == {"2"}
+    primary = captured[~captured["mirrored"]]
+    assert set(mirrored["request_id"]) <= set(primary["request_id"])  # each mirror belongs to a real request
+    assert all(json.loads(r)["predictions"][0][1] < 0.5 for r in mirrored["response"])
+
+
+def test_config_api_errors_and_restore_after_restart(tmp_path):
+    with Server(tmp_path, {"1": CountingModel()}) as server:
+        assert server.call("GET", "/api/2.0/serving-endpoints/ep")[0] == 404
+        status, body, _ = server.call("POST", "/api/2.0/serving-endpoints", {"name": "ep", "config": {"served_entities": []}})
+        assert status == 400 and "served_entities" in body["message"]
+        bad_routes = {"served_entities": [{"entity_name": "m", "entity_version": "1"}],
+                      "traffic_config": {"routes": [{"served_model_name": "m-1", "traffic_percentage": 90}]}}
+        status, body, _ = server.call("POST", "/api/2.0/serving-endpoints", {"name": "ep", "config": bad_routes})
+        assert status == 400 and "add up to 100" in body["message"]
+        server.deploy({"1": 100}, create=True)
+        again = {**bad_routes, "traffic_config": {"routes": [{"served_model_name": "m-1", "traffic_percentage": 100}]}}
+        status, body, _ = server.call("POST", "/api/2.0/serving-endpoints", {"name": "ep", "config": again})
+        assert status == 409 and body["error_code"] == "RESOURCE_ALREADY_EXISTS"
+        assert json.loads((tmp_path / "endpoints.json").read_text())["ep"]["served_entities"][0]["entity_version"] == "1"
+    with Server(tmp_path, {"1": CountingModel()}) as restarted:  # a new process: endpoints come back
+        assert restarted.invoke([(1.0, 1.0)])[0] == 200
+        assert restarted.call("DELETE", "/api/2.0/serving-endpoints/ep")[0] == 200
+        assert restarted.call("GET", "/api/2.0/serving-endpoints")[1] == {"endpoints": []}
