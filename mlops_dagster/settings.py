@@ -224,6 +224,10 @@ class Settings(_Model):
             return str(self.root / "reports")
         return f"/Volumes/{self.catalog}/{self.schema_}/reports"
 
+    def inference_table(self, endpoint: str | None = None) -> str:
+        """An endpoint's auto-capture table (Databricks names it ``<prefix>_payload``)."""
+        return self.table(f"{(endpoint or self.serving.endpoint).replace('-', '_')}_payload")
+
     def table(self, name: str) -> str:
         """The three-level Unity Catalog name of one of this project's tables."""
         return f"{self.catalog}.{self.schema_}.{name}"

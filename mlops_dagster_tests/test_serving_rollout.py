@@ -104,3 +104,11 @@ def test_rollouts_on_the_local_gateway(tmp_path):
         assert (primary["status_code"] == 200).sum() == 1 + 1 + 60 + 10 + 1
         assert len(captured[captured["mirrored"]]) == 10 + 1  # the shadow stayed through the failed rollout
         assert set(captured[captured["mirrored"]]["model_version"]) == {"3"}
+
+        # Monitoring can take "current" data from what the endpoint was asked to score.
+        served = project.rebuild({"monitoring": {"current": "inference_table"}})
+        result = served.run("monitoring_job")
+        assert result.success, served.failures(result)
+        report = project.metadata("churn_drift_report")
+        assert report["current_source"] == "requests to churn-endpoint"
+        assert report["current_rows"] == 5 + 5 + 60 + 10 * 2 + 1

@@ -23,6 +23,23 @@ def monitoring_assets(settings: Settings):
     drift_table = settings.table("churn_drift_metrics")
     share = settings.monitoring.drift_share
 
+    def served_requests(lakehouse: Lakehouse):
+        """Rows the endpoint scored successfully in the last `window_hours` (its inference table)."""
+        import pandas as pd
+
+        from ..serving.payload import Column, parse_rows
+
+        table = settings.inference_table()
+        since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=settings.monitoring.window_hours)
+        log = lakehouse.read(table, columns=["request", "status_code", "mirrored", "request_time"])
+        log = log[(log["status_code"] == 200) & ~log["mirrored"] & (log["request_time"] >= since)]
+        columns = [Column(c, "string" if c in fs.categorical else "double") for c in fs.columns]
+        rows = [row for body in log["request"] for row in parse_rows(body.encode(), columns, max_rows=10**9)]
+        if not rows:
+            raise ValueError(f"no successful requests in {table} in the last {settings.monitoring.window_hours:g} h: "
+                             "nothing to compare with the training data")
+        return pd.DataFrame(rows, columns=fs.columns)
+
     @asset(
         group_name="monitoring", deps=["churn_features", "churn_predictions", "champion_model_version"],
         kinds={"evidently", "mlflow"}, required_resource_keys={"mlflow", "lakehouse", "registry"},
@@ -32,8 +49,11 @@ def monitoring_assets(settings: Settings):
             description=f"Warns when at least {share:.0%} of the feature columns drifted (feeds the drift sensor).",
         )],
         description=(
-            "Evidently DataDriftPreset report: the newest landing batch (the latest ingestion time in the "
-            f"feature table) against the `train` split the {CHAMPION} model was trained on (the exact Delta "
+            "Evidently DataDriftPreset report: current data ("
+            + ("the requests the endpoint answered in the last "
+               f"{settings.monitoring.window_hours:g} h, from its inference table" if settings.monitoring.current
+               == "inference_table" else "the newest landing batch: the latest ingestion time in the feature table")
+            + f") against the `train` split the {CHAMPION} model was trained on (the exact Delta "
             f"version recorded on the model version). The dataset drifted when at least {share:.0%} of the "
             "feature columns drifted. The HTML report is saved and logged to MLflow; drift share and "
             f"per-column scores are appended to `{drift_table}`."
@@ -56,8 +76,11 @@ def monitoring_assets(settings: Settings):
         reference_version = int(champion.tags["training_set_version"])
         reference = lakehouse.read(reference_table, reference_version)
         reference = reference[reference[SPLIT] == "train"]
-        features = lakehouse.read(features_table, columns=[key, *fs.columns, INGESTED_AT])
-        current = features[features[INGESTED_AT] == features[INGESTED_AT].max()]
+        if settings.monitoring.current == "inference_table":
+            current, source = served_requests(lakehouse), f"requests to {settings.serving.endpoint}"
+        else:
+            features = lakehouse.read(features_table, columns=[key, *fs.columns, INGESTED_AT])
+            current, source = features[features[INGESTED_AT] == features[INGESTED_AT].max()], "newest landing batch"
 
         result = detect_drift(reference, current, fs.numeric_columns, fs.categorical, share)
         now = datetime.now(timezone.utc)
@@ -92,7 +115,7 @@ def monitoring_assets(settings: Settings):
             "threshold_share": share, "column_scores": scores,
             "report_path": MetadataValue.path(str(report_path)),
             "reference": f"{reference_table} v{reference_version} (train split, {len(reference)} rows)",
-            "current_rows": len(current), "champion_version": str(champion.version),
+            "current_rows": len(current), "current_source": source, "champion_version": str(champion.version),
             "mlflow_run_id": run.info.run_id,
         })
         yield AssetCheckResult(

@@ -25,11 +25,6 @@ def state_dir(settings: Settings) -> Path:
     return Path(settings.root, "serving")
 
 
-def capture_table(settings: Settings, endpoint: str) -> str:
-    """Databricks names auto-capture tables ``<prefix>_payload``; the prefix is the endpoint."""
-    return settings.table(f"{endpoint.replace('-', '_')}_payload")
-
-
 def build_gateway(settings: Settings, capture: bool = True) -> Gateway:
     from ..resources.lakehouse import LocalLakehouse
     from ..resources.registry import ModelRegistry
@@ -50,14 +45,14 @@ def build_gateway(settings: Settings, capture: bool = True) -> Gateway:
         frame = pd.DataFrame(rows)
         frame["request_time"] = pd.to_datetime(frame["request_time"], unit="s", utc=True)
         for endpoint, part in frame.groupby("endpoint"):
-            lakehouse.write(capture_table(settings, endpoint), part, "append",
+            lakehouse.write(settings.inference_table(endpoint), part, "append",
                             description=f"Inference table of serving endpoint {endpoint}: every request, "
                                         "its served model, prediction, latency and status.")
 
     recorder = InferenceCapture(write, cfg.capture_batch_size, cfg.capture_flush_seconds).start() if capture else None
     state = state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
-    return Gateway(load, recorder, lambda e: capture_table(settings, e), state / "endpoints.json",
+    return Gateway(load, recorder, settings.inference_table, state / "endpoints.json",
                    cfg.max_body_bytes, cfg.max_rows)
 
 
