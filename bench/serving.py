@@ -8,7 +8,9 @@
 2. A load generator in a separate process (aiohttp, N workers sending single-row requests back to
    back; a ~2 s warm-up is not counted) measures req/s, p50/p99 latency and errors at concurrency
    1, 8 and 32 against our gateway (`/serving-endpoints/churn-endpoint/invocations`) and against
-   `mlflow models serve` of `models:/churn_model/1` with MLflow's defaults (`/invocations`).
+   `mlflow models serve` of `models:/churn_model/1` with MLflow's defaults (`/invocations`); the
+   two servers are measured back to back at each concurrency. CPU use of the server, the client
+   and everything else on the machine is recorded per cell (from /proc), to spot interference.
 3. A soak at concurrency 32 against our gateway, then a graceful `mlops stop`; the inference table
    must hold exactly one (non-mirrored) row per response the soak's client received.
 
@@ -180,6 +182,13 @@ def _group_cpu_seconds(pgid: int) -> float:
     return total / ticks
 
 
+def _machine_busy_seconds() -> float:
+    """CPU seconds every process on the machine has used (all cores), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def _group_cmdlines(pgid: int) -> list[str]:
     out = []
     for entry in sorted(os.listdir("/proc")):
@@ -193,6 +202,38 @@ def _group_cmdlines(pgid: int) -> list[str]:
         except OSError:
             continue
     return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _gateway_info(home: Path, port: int) -> Path | None:
+    """The state file a running gateway keeps (``serving/gateway-<port>.json``)."""
+    path = home / "serving" / f"gateway-{port}.json"
+    return path if path.exists() else None
+
+
+def _my_gateways(tmp: Path) -> list[int]:
+    """Gateway processes belonging to this benchmark's temporary project (and nothing else)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+            if "mlops_dagster.serving" not in cmdline:
+                continue
+            environ = Path(f"/proc/{entry}/environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if str(tmp) in cmdline or f"MLOPS_HOME={tmp}" in environ:
+            pids.append(int(entry))
+    return pids
 
 
 def _request_bodies(n: int = 50, seed: int = 2024) -> list[str]:
@@ -216,14 +257,20 @@ def _run_client(work: Path, name: str, url: str, bodies: list[str], concurrency:
     spec_path, out_path = work / f"{name}.spec.json", work / f"{name}.out.json"
     spec_path.write_text(json.dumps(spec))
     cpu0 = _group_cpu_seconds(server_pgid) if server_pgid else None
+    machine0 = _machine_busy_seconds()
     subprocess.run([sys.executable, __file__, "--client", str(spec_path), str(out_path)], check=True,
                    timeout=warmup + seconds + REQUEST_TIMEOUT_S + 90, cwd=REPO)
+    machine_busy = _machine_busy_seconds() - machine0
     result = json.loads(out_path.read_text())
+    result["machine_cores_busy"] = machine_busy / (result["wall_end"] - result["wall_start"])
     if server_pgid:
         # server CPU over the whole client run (warm-up included), as cores busy on average
         busy = _group_cpu_seconds(server_pgid) - cpu0
         result["server_cores_busy"] = busy / (result["wall_end"] - result["wall_start"])
     result["client_cores_busy"] = result["client_cpu_s"] / (result["wall_end"] - result["wall_start"])
+    # whatever else ran meanwhile (other processes on the machine): should be ~0 for clean numbers
+    result["other_cores_busy"] = max(0.0, result["machine_cores_busy"] - result["client_cores_busy"]
+                                     - result.get("server_cores_busy", 0.0))
     return result
 
 
@@ -255,8 +302,8 @@ def main() -> None:
            "MLOPS_TARGET": "local", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
     tracking_uri = f"sqlite:///{home}/mlflow/mlflow.db"
     gateway_url, mlflow_url = f"http://{HOST}:{gateway_port}", f"http://{HOST}:{mlflow_port}"
-    gateway_info = home / "serving" / "gateway.json"
     gateway_pid: int | None = None
+    gateway_started = False
     mlflow_proc: subprocess.Popen | None = None
     mlflow_log = None
     result: dict = {}
@@ -292,6 +339,7 @@ def main() -> None:
         # 1. the project: data, model v1 (champion), our gateway in the background
         print("mlops run (generate, train, register, serve) ...", flush=True)
         setup_began = time.perf_counter()
+        gateway_started = True   # (possibly) from here on: the finally block looks for it either way
         with (tmp / "mlops_run.log").open("w") as log:
             run = subprocess.Popen([str(BIN / "mlops"), "run"], env=env, cwd=REPO, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
@@ -302,12 +350,13 @@ def main() -> None:
                     os.killpg(run.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        if gateway_info.exists():
-            gateway_pid = json.loads(gateway_info.read_text())["pid"]
         if code != 0:
             raise RuntimeError(f"mlops run failed ({code}); see {tmp / 'mlops_run.log'}:\n"
                                + (tmp / "mlops_run.log").read_text()[-3000:])
         _wait_up(gateway_url, 60)
+        gateway_info = _gateway_info(home, gateway_port)
+        if gateway_info is None:
+            raise RuntimeError(f"no gateway state file under {home / 'serving'}: {os.listdir(home / 'serving')}")
         gateway_pid = json.loads(gateway_info.read_text())["pid"]
         gateway_pgid = os.getpgid(gateway_pid)
         setup_s = time.perf_counter() - setup_began
@@ -316,19 +365,13 @@ def main() -> None:
         bodies = _request_bodies()
         runs: list[dict] = []
 
-        # 2a. our gateway
-        ours_url = f"{gateway_url}/serving-endpoints/{ENDPOINT}/invocations"
-        for c in CONCURRENCY:
-            print(f"ours   c={c:<3} ...", end=" ", flush=True)
-            r = _run_client(tmp, f"ours_c{c}", ours_url, bodies, c, args.seconds, args.warmup, gateway_pgid)
-            r["server"] = "ours"
-            runs.append(r)
-            print(f"{r['rps']:.0f} req/s, p50 {_fmt(r['p50_ms'], 2)} ms, p99 {_fmt(r['p99_ms'], 2)} ms, "
-                  f"errors {r['errors']}", flush=True)
-
-        # 2b. MLflow's scoring server, its defaults
+        # 2. MLflow's scoring server with its defaults, up next to ours (an idle server costs nothing);
+        #    the two are measured back to back at each concurrency, so a drift of the machine's speed
+        #    over the run (this VM shows some) does not favour either.
         mlflow_log = (tmp / "mlflow_serve.log").open("w")
-        mlflow_env = {**env, "MLFLOW_TRACKING_URI": tracking_uri}
+        # `mlflow models serve` execs `uvicorn` by name: the virtualenv's bin must be on PATH
+        mlflow_env = {**env, "MLFLOW_TRACKING_URI": tracking_uri,
+                      "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
         mlflow_cmd = [str(BIN / "mlflow"), "models", "serve", "-m", "models:/churn_model/1", "--env-manager", "local",
                       "-h", HOST, "-p", str(mlflow_port)]
         mlflow_proc = subprocess.Popen(mlflow_cmd, env=mlflow_env, cwd=tmp, stdout=mlflow_log,
@@ -336,14 +379,17 @@ def main() -> None:
         _wait_up(mlflow_url, 180, mlflow_proc)
         mlflow_processes = _group_cmdlines(mlflow_proc.pid)
         print(f"mlflow models serve up on {mlflow_url}: {mlflow_processes}", flush=True)
+
+        ours_url = f"{gateway_url}/serving-endpoints/{ENDPOINT}/invocations"
+        targets = [("ours", ours_url, gateway_pgid), ("mlflow", f"{mlflow_url}/invocations", mlflow_proc.pid)]
         for c in CONCURRENCY:
-            print(f"mlflow c={c:<3} ...", end=" ", flush=True)
-            r = _run_client(tmp, f"mlflow_c{c}", f"{mlflow_url}/invocations", bodies, c, args.seconds,
-                            args.warmup, mlflow_proc.pid)
-            r["server"] = "mlflow"
-            runs.append(r)
-            print(f"{r['rps']:.0f} req/s, p50 {_fmt(r['p50_ms'], 2)} ms, p99 {_fmt(r['p99_ms'], 2)} ms, "
-                  f"errors {r['errors']}", flush=True)
+            for server, url, pgid in targets:
+                print(f"{server:<6} c={c:<3} ...", end=" ", flush=True)
+                r = _run_client(tmp, f"{server}_c{c}", url, bodies, c, args.seconds, args.warmup, pgid)
+                r["server"] = server
+                runs.append(r)
+                print(f"{r['rps']:.0f} req/s, p50 {_fmt(r['p50_ms'], 2)} ms, p99 {_fmt(r['p99_ms'], 2)} ms, "
+                      f"errors {r['errors']}", flush=True)
         stop_mlflow()
 
         # 3. soak on our gateway, then a graceful stop, then count the inference table
@@ -355,18 +401,13 @@ def main() -> None:
         print(f"soak   c=32  {args.soak_seconds:.0f} s ...", end=" ", flush=True)
         soak = _run_client(tmp, "soak", ours_url, bodies, 32, args.soak_seconds, 0.0, gateway_pgid)
         print(f"{soak['rps']:.0f} req/s, {soak['responses_all']} responses, errors {soak['errors_all']}", flush=True)
-        gateway_alive = True
-        try:
-            os.kill(gateway_pid, 0)
-        except ProcessLookupError:
-            gateway_alive = False
+        gateway_alive = _alive(gateway_pid)
         stop_s = stop_gateway()
-        stopped = not gateway_info.exists()
-        try:
-            os.kill(gateway_pid, 0)
-            stopped = False
-        except ProcessLookupError:
-            pass
+        for _ in range(50):  # the state file goes at the end of shutdown; the process a moment later
+            if not _alive(gateway_pid):
+                break
+            time.sleep(0.1)
+        stopped = not gateway_info.exists() and not _alive(gateway_pid)
         table = lakehouse.read(TABLE, columns=["request_time", "status_code", "mirrored"])
         import pandas as pd
 
@@ -387,10 +428,11 @@ def main() -> None:
             "table_rows_before": rows_before, "table_rows_after": rows_after,
             "table_rows_added": rows_after - rows_before,
             "server_cores_busy": soak.get("server_cores_busy"), "client_cores_busy": soak.get("client_cores_busy"),
+            "other_cores_busy": soak.get("other_cores_busy"),
         }
         soak_result["capture_complete"] = (soak_rows == soak["responses_all"]
                                            and rows_after - rows_before == soak["responses_all"])
-        gateway_pid = None if stopped else gateway_pid
+        gateway_started = not stopped
 
         machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                    f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
@@ -419,12 +461,12 @@ def main() -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "serving.json").write_text(json.dumps(result, indent=2))
 
-        lines = ["| server | concurrency | req/s | p50 ms | p99 ms | errors | server cores busy | client cores busy |",
-                 "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in runs:
+        lines = ["| server | concurrency | req/s | p50 ms | p99 ms | errors | server cores busy | client cores busy | other cores busy |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in sorted(runs, key=lambda r: (r["server"] != "ours", r["concurrency"])):
             lines.append(f"| {r['server']} | {r['concurrency']} | {r['rps']:,.0f} | {_fmt(r['p50_ms'], 2)} | "
                          f"{_fmt(r['p99_ms'], 2)} | {r['errors']} | {_fmt(r.get('server_cores_busy'), 2)} | "
-                         f"{_fmt(r.get('client_cores_busy'), 2)} |")
+                         f"{_fmt(r.get('client_cores_busy'), 2)} | {_fmt(r.get('other_cores_busy'), 2)} |")
         lines += ["", "| concurrency | ours/MLflow req/s | ours/MLflow p50 | ours/MLflow p99 |", "|---:|---:|---:|---:|"]
         for c, v in ratios.items():
             lines.append(f"| {c} | {_fmt(v['rps'], 2)}x | {_fmt(v['p50'], 2)}x | {_fmt(v['p99'], 2)}x |")
@@ -432,7 +474,9 @@ def main() -> None:
         lines += ["", f"Soak: {args.soak_seconds:.0f} s at concurrency 32 against our gateway: "
                       f"{s['requests_sent']:,} requests, {s['responses_received']:,} responses, "
                       f"{s['errors']} errors ({', '.join(f'{k}: {v:,}' for k, v in s['statuses'].items())}), "
-                      f"{s['rps']:,.0f} req/s, p50 {_fmt(s['p50_ms'], 2)} ms, p99 {_fmt(s['p99_ms'], 2)} ms.",
+                      f"{s['rps']:,.0f} req/s, p50 {_fmt(s['p50_ms'], 2)} ms, p99 {_fmt(s['p99_ms'], 2)} ms "
+                      f"(cores busy: server {_fmt(s['server_cores_busy'], 2)}, client {_fmt(s['client_cores_busy'], 2)}, "
+                      f"other {_fmt(s['other_cores_busy'], 2)}).",
                   f"Graceful stop (`mlops stop`): {'stopped' if s['gateway_stopped'] else 'NOT stopped'} in "
                   f"{s['graceful_stop_s']:.1f} s. Inference table: {s['table_rows_in_soak_window_not_mirrored']:,} "
                   f"non-mirrored rows in the soak window (of them {s['table_rows_in_soak_window_status_200']:,} "
@@ -442,7 +486,8 @@ def main() -> None:
                   "",
                   f"Machine: {machine}. Each cell: {args.seconds:.0f} s measured after a {args.warmup:.0f} s warm-up; "
                   f"load generator: 1 separate process, aiohttp on uvloop, single-row `dataframe_records` "
-                  f"requests (50 distinct rows), keep-alive connections, one per worker.",
+                  f"requests (50 distinct rows), keep-alive connections, one per worker; the servers are "
+                  f"measured back to back at each concurrency (ours, then MLflow).",
                   f"MLflow: `mlflow models serve -m models:/churn_model/1 --env-manager local` with its defaults "
                   f"(--workers 1, --timeout 60) -> {'; '.join(mlflow_processes)}",
                   f"Total benchmark time {result['total_s']:.0f} s (setup `mlops run` {setup_s:.0f} s)."]
@@ -455,15 +500,18 @@ def main() -> None:
         stop_mlflow()
         if mlflow_log is not None:
             mlflow_log.close()
-        if gateway_pid is not None:
+        if gateway_started:
             try:
                 stop_gateway()
             except Exception as exc:  # noqa: BLE001 - still make sure it is gone
                 print(f"mlops stop failed: {exc}", file=sys.stderr)
-            try:
-                os.kill(gateway_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            time.sleep(0.5)
+            for pid in set(_my_gateways(tmp)) | ({gateway_pid} if gateway_pid and _alive(gateway_pid) else set()):
+                print(f"gateway pid {pid} still running after mlops stop: killing it", file=sys.stderr)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         if args.keep:
             print(f"kept {tmp}")
         else:

@@ -53,9 +53,13 @@ class Batcher:
 
     def _predict(self, rows: list[list[Any]]) -> list[list[float]]:
         import pandas as pd
+        import sklearn
 
         frame = pd.DataFrame(rows, columns=self.names)
-        return self.model.predict_proba(frame).tolist()
+        # A fitted model and inputs already checked against its signature: skip sklearn's
+        # per-call parameter validation and finiteness scan (the imputers handle missing values).
+        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+            return self.model.predict_proba(frame).tolist()
 
     async def predict(self, rows: list[list[Any]]) -> list[list[float]]:
         future = asyncio.get_running_loop().create_future()
