@@ -20,6 +20,7 @@ STAGES = {
     "features": {"churn_features", "churn_labels"},
     "training": {"churn_training_set", "churn_model"},
     "registry": {"challenger_model_version", "champion_model_version"},
+    "serving": {"churn_endpoint"},
     "inference": {"churn_predictions"},
     "monitoring": {"churn_drift_report"},
 }
