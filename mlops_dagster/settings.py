@@ -165,6 +165,13 @@ class MlflowSettings(_Model):
     model_name: str
 
 
+class GovernanceSettings(_Model):
+    owner: str = "unassigned"
+    use_case: str = ""
+    limitations: list[str] = Field(default_factory=list)
+    ethical_considerations: list[str] = Field(default_factory=list)
+
+
 class Settings(_Model):
     target: Literal["local", "dev", "staging", "prod"]
     catalog: str
@@ -181,6 +188,7 @@ class Settings(_Model):
     monitoring: MonitoringSettings = MonitoringSettings()
     automation: AutomationSettings = AutomationSettings()
     serving: ServingSettings = ServingSettings()
+    governance: GovernanceSettings = GovernanceSettings()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

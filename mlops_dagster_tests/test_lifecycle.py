@@ -114,3 +114,37 @@ def test_quality_checks_ran_and_passed(project):
         )[AssetCheckKey(AssetKey(asset), check)]
         evaluation = record.event.dagster_event.event_specific_data
         assert evaluation.passed, f"{asset}:{check} failed: {evaluation.metadata}"
+
+
+def test_every_registered_version_has_a_model_card(project):
+    champion = project.registry.by_alias("champion")
+    card = project.registry.client().download_artifacts(champion.run_id, "model_card.md")
+    text = Path(card).read_text()
+    assert text.startswith(f"# Model card: churn_model version {champion.version}")
+    assert "**Owner:** customer-analytics" in text and "Retention offers must not be withheld" in text
+    training_version = champion.tags["training_set_version"]
+    assert f"ml_dev_catalog.churn.churn_training_set v{training_version}" in text
+    features_version = project.lakehouse.version(project.table("churn_features"))
+    assert f"features: ml_dev_catalog.churn.churn_features v{features_version}" in text
+    assert "| roc_auc |" in text and "| pass |" in text
+    description = project.registry.version(champion.version).description
+    assert "Owner: customer-analytics" in description and "validation passed" in description
+    assert project.metadata("challenger_model_version")["model_card"] == text
+
+
+def test_the_audit_log_records_each_lifecycle_action_and_cannot_be_rewritten(project):
+    log = project.lakehouse.read(project.table("audit_log")).sort_values("event_time")
+    actions = log["action"].tolist()
+    for action in ("table_written", "model_registered", "model_validated", "alias_changed", "promoted", "deployed"):
+        assert action in actions, actions
+    assert actions.index("model_registered") < actions.index("model_validated") < actions.index("promoted")
+    written = set(log.loc[log["action"] == "table_written", "object"])
+    assert {project.table(t) for t in ("raw_customers", "churn_features", "churn_labels", "churn_training_set",
+                                       "churn_predictions")} <= written
+    assert (log["target"] == "local").all() and log["actor"].str.len().gt(0).all()
+    promoted = log[log["action"] == "promoted"].iloc[0]
+    assert promoted["object"] == "churn_model v1" and "no champion yet" in promoted["details"]
+    from deltalake import DeltaTable
+
+    with pytest.raises(Exception, match="append-only"):
+        DeltaTable(project.lakehouse.location(project.table("audit_log"))).delete("action = 'promoted'")

@@ -33,6 +33,9 @@ def test_a_challenger_that_passes_thresholds_but_is_worse_stays_challenger(proje
     assert decision["promoted"] is False
     assert "challenger 2 not promoted" in decision["decision"]
     assert "roc_auc" in decision["decision"] and "vs champion" in decision["decision"]
+    audit = project.lakehouse.read(project.table("audit_log"))
+    refused = audit[(audit["action"] == "refused") & (audit["object"] == "churn_model v2")]
+    assert len(refused) == 1 and "vs champion" in refused["details"].iloc[0]
 
 
 def test_a_challenger_that_fails_validation_is_blocked_before_promotion(project):

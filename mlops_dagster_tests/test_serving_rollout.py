@@ -96,6 +96,10 @@ def test_rollouts_on_the_local_gateway(tmp_path):
         assert "still serves: v2 100%, v3 0%, v3 (shadow)" in failure
         assert sdk.serving_endpoints.query("churn-endpoint", dataframe_records=_records(project, 1)).served_model_name \
             == "churn_model-2"
+        audit = project.lakehouse.read(project.table("audit_log"))
+        assert (audit["action"] == "deployed").sum() == 4
+        [failed] = audit.loc[audit["action"] == "deploy_failed", "details"]
+        assert "could not load churn_model version 4" in failed and "v2 100%" in failed
 
         # A graceful stop flushes the inference table: every request above is in it.
         assert stop_gateway(project.settings)

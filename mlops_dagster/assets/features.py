@@ -2,6 +2,7 @@
 
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, multi_asset
 
+from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..resources.lakehouse import Lakehouse
 from ..resources.spark import SparkResource
 from ..settings import Settings
@@ -55,6 +56,8 @@ def feature_assets(settings: Settings):
             labels_table, labels, "overwrite", commit_info=commit, properties={"primary_key": ds.key},
             description=f"Churn labels (1 = {ds.label} is {ds.positive_label!r}) keyed by {ds.key}, from {raw_table}.",
         )
+        record(lakehouse, settings.table(AUDIT_TABLE),
+               table_written([feature_info, label_info], settings.target, context.run.run_id))
         lineage = {"source_table": raw_table, "source_delta_version": raw_version}
         yield MaterializeResult(asset_key="churn_features", metadata={
             **table_metadata(feature_info), **lineage, "feature_columns": fs.columns,

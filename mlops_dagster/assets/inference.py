@@ -2,6 +2,7 @@
 
 from dagster import AssetExecutionContext, AutomationCondition, MaterializeResult, asset
 
+from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
 from ..resources.spark import SparkResource
@@ -62,6 +63,7 @@ def inference_assets(settings: Settings):
                          "features_version": str(feature_version)},
             description=f"Batch churn predictions of the {CHAMPION} model for every customer in {features_table}.",
         )
+        record(lakehouse, settings.table(AUDIT_TABLE), table_written([info], settings.target, context.run.run_id))
         positive = lakehouse.read(predictions_table, columns=["prediction"])["prediction"].mean()
         return MaterializeResult(metadata={
             **table_metadata(info), "rows_scored": info.num_rows, "model_name": settings.mlflow.model_name,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult, MetadataValue, multi_asset
 
+from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..resources.lakehouse import Lakehouse
 from ..settings import Settings
 from .metadata import commit_info, markdown_table, table_metadata
@@ -130,6 +131,8 @@ def ingestion_assets(settings: Settings):
                             dagster_run_id=context.run.run_id), "append", commit_info=commit,
                             description="Every landing file ingested: size, mtime, rows loaded and quarantined.")
 
+        record(lakehouse, settings.table(AUDIT_TABLE),
+               table_written([raw_info, quarantine_info], settings.target, context.run.run_id))
         files = markdown_table(report)
         loaded = sum(r["rows_loaded"] for r in report)
         quarantined = sum(r["rows_quarantined"] for r in report)

@@ -6,6 +6,7 @@ from dagster import (
     AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue, Output, asset,
 )
 
+from ..governance.audit import AUDIT_TABLE, audit_event, record
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHALLENGER, CHAMPION, ModelRegistry
 from ..settings import Settings, bound_text
@@ -30,6 +31,23 @@ class RegisteredVersion:
 
 def registry_assets(settings: Settings):
     val = settings.validation
+    audit_table = settings.table(AUDIT_TABLE)
+
+    def model_card(lakehouse: Lakehouse, trained: TrainedModel, version: str, results, run_id: str) -> str:
+        from ..governance.model_card import render_model_card
+
+        # The data write behind that version (a later property change carries no lineage of its own).
+        commit = next((h for h in lakehouse.history(trained.training_set)  # newest first
+                       if h["version"] <= trained.training_set_version and "features_table" in h), {})
+        training = {"training set": f"{trained.training_set} v{trained.training_set_version}"}
+        for role in ("features", "labels"):
+            if f"{role}_table" in commit:
+                training[role] = f"{commit[f'{role}_table']} v{commit[f'{role}_version']}"
+        lineage = {"MLflow run": trained.run_id, "model URI": trained.model_uri, "Dagster run": run_id,
+                   "target": settings.target}
+        return render_model_card(settings.mlflow.model_name, version, settings.governance, training,
+                                 settings.features.columns, trained.metrics, results, lineage)
+
     bounds = ", ".join(f"{m} {bound_text(b.min, b.max)}" for m, b in val.thresholds.items())
 
     @asset(
@@ -45,7 +63,9 @@ def registry_assets(settings: Settings):
             "and the outcome is recorded on the version either way."
         ),
     )
-    def challenger_model_version(context: AssetExecutionContext, churn_model: TrainedModel, registry: ModelRegistry):
+    def challenger_model_version(
+        context: AssetExecutionContext, churn_model: TrainedModel, registry: ModelRegistry, lakehouse: Lakehouse,
+    ):
         from ..ml.evaluation import check_thresholds
 
         results = check_thresholds(churn_model.metrics, val.thresholds)
@@ -65,6 +85,21 @@ def registry_assets(settings: Settings):
         registry.set_tags(mv.version, {"validation_status": "passed" if passed else "failed",
                                        "validation_details": summary})
         (context.log.info if passed else context.log.error)(f"validation of version {mv.version}: {summary}")
+        card = model_card(lakehouse, churn_model, str(mv.version), results, context.run.run_id)
+        registry.attach_text(mv.version, card, "model_card.md", description=(
+            f"{settings.governance.use_case} Owner: {settings.governance.owner}. Trained on "
+            f"{churn_model.training_set} v{churn_model.training_set_version}; validation "
+            f"{'passed' if passed else 'FAILED'} ({summary}). Full card: model_card.md in run {churn_model.run_id}."
+        ))
+        obj = f"{settings.mlflow.model_name} v{mv.version}"
+        record(lakehouse, audit_table, [
+            audit_event("model_registered", obj, settings.target, context.run.run_id,
+                        mlflow_run_id=churn_model.run_id, training_set=churn_model.training_set,
+                        training_set_version=churn_model.training_set_version),
+            audit_event("model_validated", obj, settings.target, context.run.run_id,
+                        outcome="passed" if passed else "failed", details=summary),
+            audit_event("alias_changed", obj, settings.target, context.run.run_id, alias=CHALLENGER),
+        ])
         version = RegisteredVersion(
             settings.mlflow.model_name, str(mv.version), churn_model.run_id, churn_model.metrics,
             churn_model.training_set, churn_model.training_set_version, passed,
@@ -72,6 +107,7 @@ def registry_assets(settings: Settings):
         yield Output(version, metadata={
             "model_name": version.name, "model_version": version.version, "alias": CHALLENGER,
             "mlflow_run_id": version.run_id, "validation": "passed" if passed else "failed",
+            "model_card": MetadataValue.md(card),
         })
         yield AssetCheckResult(
             check_name=VALIDATION_CHECK, passed=passed, severity=AssetCheckSeverity.ERROR,
@@ -119,14 +155,21 @@ def registry_assets(settings: Settings):
         else:
             promote, reason = compare_to_champion(challenger.metrics, champion_metrics, val.compare_metric,
                                                   val.max_regression)
+        obj = f"{settings.mlflow.model_name} v{challenger.version}"
         if promote:
             registry.set_alias(CHAMPION, challenger.version)
             registry.set_tags(challenger.version, {"promoted_by_run": context.run.run_id,
                                                    "previous_champion": champion.version if champion else ""})
             decision = f"promoted version {challenger.version} to {CHAMPION}: {reason}"
+            events = [audit_event("promoted", obj, settings.target, context.run.run_id, reason=reason,
+                                  previous_champion=str(champion.version) if champion else None),
+                      audit_event("alias_changed", obj, settings.target, context.run.run_id, alias=CHAMPION)]
         else:
             decision = (f"kept version {champion.version if champion else 'none'} as {CHAMPION}; "
                         f"challenger {challenger.version} not promoted: {reason}")
+            events = [audit_event("refused", obj, settings.target, context.run.run_id, attempted="promote",
+                                  reason=reason)]
+        record(lakehouse, audit_table, events)
         context.log.info(decision)
         current = registry.by_alias(CHAMPION)
         rows = [{"role": "challenger", "version": challenger.version,

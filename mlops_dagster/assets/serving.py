@@ -2,6 +2,8 @@
 
 from dagster import AssetExecutionContext, AutomationCondition, Failure, MaterializeResult, MetadataValue, asset
 
+from ..governance.audit import AUDIT_TABLE, audit_event, record
+from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHALLENGER, CHAMPION, ModelRegistry
 from ..resources.serving import EndpointUpdateFailed, ServingBackend
 from ..settings import Settings
@@ -20,6 +22,7 @@ def _routes(config: dict | None) -> str:
 
 def serving_assets(settings: Settings):
     cfg = settings.serving
+    audit_table = settings.table(AUDIT_TABLE)
     strategies = {
         "blue_green": "a new champion is loaded beside the old one at 0 %, smoke-tested, switched to 100 %, "
                       "and the old one retired",
@@ -37,7 +40,9 @@ def serving_assets(settings: Settings):
             "config serving. Every request is captured to the endpoint's inference table."
         ),
     )
-    def churn_endpoint(context: AssetExecutionContext, serving: ServingBackend, registry: ModelRegistry):
+    def churn_endpoint(
+        context: AssetExecutionContext, serving: ServingBackend, registry: ModelRegistry, lakehouse: Lakehouse,
+    ):
         from ..serving.rollout import plan
 
         champion = registry.by_alias(CHAMPION)
@@ -58,12 +63,19 @@ def serving_assets(settings: Settings):
                 serving.apply(cfg.endpoint, step)
             except EndpointUpdateFailed as exc:
                 now = serving.describe(cfg.endpoint)
+                record(lakehouse, audit_table, [audit_event(
+                    "deploy_failed", cfg.endpoint, settings.target, context.run.run_id, step=number,
+                    config=_routes(step), error=str(exc), still_serving=_routes((now or {}).get("config")))])
                 raise Failure(
                     description=f"rollout step {number}/{len(steps)} ({_routes(step)}) failed: {exc}. "
                                 f"The endpoint still serves: {_routes((now or {}).get('config'))}.",
                     metadata={"endpoint": cfg.endpoint, "failed_step": number},
                 ) from None
         state = serving.describe(cfg.endpoint)
+        if steps:
+            record(lakehouse, audit_table, [audit_event(
+                "deployed", cfg.endpoint, settings.target, context.run.run_id, strategy=cfg.strategy,
+                traffic=_routes(state["config"]), champion_version=str(champion.version))])
         capture = (state.get("auto_capture_config") or {}).get("table_name_prefix")
         served = [{"served model": e["name"], "version": e["entity_version"], "state": e["state"]["deployment"]}
                   for e in state["config"]["served_entities"]]

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, asset
 
+from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..resources.lakehouse import Lakehouse
 from ..settings import Settings
 from .metadata import commit_info, table_metadata
@@ -65,6 +66,7 @@ def training_assets(settings: Settings):
             properties={"primary_key": ds.key},
             description=f"Training set for the churn model: {features_table} joined with {labels_table}, split seeded.",
         )
+        record(lakehouse, settings.table(AUDIT_TABLE), table_written([info], settings.target, context.run.run_id))
         counts = split[SPLIT].value_counts()
         return MaterializeResult(metadata={
             **table_metadata(info),

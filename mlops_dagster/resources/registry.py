@@ -102,3 +102,10 @@ class ModelRegistry(ConfigurableResource):
         example = mlmodel.load_input_example(local)
         rows = example[[name for name, _ in columns]].values.tolist() if example is not None else []
         return mlflow.sklearn.load_model(local), columns, rows
+
+    def attach_text(self, version: str | int, text: str, artifact_file: str, description: str) -> None:
+        """Store ``text`` as an artifact of the version's run and make ``description`` its summary."""
+        client = self.client()
+        mv = client.get_model_version(self.model_name, str(version))
+        client.log_text(mv.run_id, text, artifact_file)
+        client.update_model_version(self.model_name, str(version), description=description)

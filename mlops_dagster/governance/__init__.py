@@ -1,0 +1,1 @@
+"""Governance: the audit log of lifecycle actions and model cards."""
