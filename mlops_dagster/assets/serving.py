@@ -20,9 +20,51 @@ def _routes(config: dict | None) -> str:
     return ", ".join(routes + shadows)
 
 
+def roll_out(settings: Settings, serving: ServingBackend, registry: ModelRegistry, lakehouse: Lakehouse,
+             log, run_id: str) -> tuple[dict, int, str]:
+    """Move the endpoint to the champion (and validated challenger) by the configured strategy.
+
+    Returns (endpoint state, steps applied, champion version); raises ``Failure`` saying what
+    still serves when a step fails. Used by the endpoint asset and by the champion rollback job.
+    """
+    from ..serving.rollout import plan
+
+    cfg, audit_table = settings.serving, settings.table(AUDIT_TABLE)
+    champion = registry.by_alias(CHAMPION)
+    if champion is None:
+        raise NoChampionError(f"model {settings.mlflow.model_name} has no {CHAMPION!r} version to serve yet")
+    challenger = registry.by_alias(CHALLENGER)
+    candidate = None
+    if (challenger is not None and str(challenger.version) != str(champion.version)
+            and challenger.tags.get("validation_status") == "passed"):
+        candidate = str(challenger.version)
+    live = (serving.describe(cfg.endpoint) or {}).get("config")
+    steps = plan(cfg.strategy, settings.mlflow.model_name, str(champion.version), candidate, live,
+                 cfg.canary_percent, cfg.workload_size, cfg.scale_to_zero)
+    for number, step in enumerate(steps, 1):
+        log.info(f"rollout step {number}/{len(steps)}: {_routes(step)}")
+        try:
+            serving.apply(cfg.endpoint, step)
+        except EndpointUpdateFailed as exc:
+            now = serving.describe(cfg.endpoint)
+            record(lakehouse, audit_table, [audit_event(
+                "deploy_failed", cfg.endpoint, settings.target, run_id, step=number,
+                config=_routes(step), error=str(exc), still_serving=_routes((now or {}).get("config")))])
+            raise Failure(
+                description=f"rollout step {number}/{len(steps)} ({_routes(step)}) failed: {exc}. "
+                            f"The endpoint still serves: {_routes((now or {}).get('config'))}.",
+                metadata={"endpoint": cfg.endpoint, "failed_step": number},
+            ) from None
+    state = serving.describe(cfg.endpoint)
+    if steps:
+        record(lakehouse, audit_table, [audit_event(
+            "deployed", cfg.endpoint, settings.target, run_id, strategy=cfg.strategy,
+            traffic=_routes(state["config"]), champion_version=str(champion.version))])
+    return state, len(steps), str(champion.version)
+
+
 def serving_assets(settings: Settings):
     cfg = settings.serving
-    audit_table = settings.table(AUDIT_TABLE)
     strategies = {
         "blue_green": "a new champion is loaded beside the old one at 0 %, smoke-tested, switched to 100 %, "
                       "and the old one retired",
@@ -43,39 +85,7 @@ def serving_assets(settings: Settings):
     def churn_endpoint(
         context: AssetExecutionContext, serving: ServingBackend, registry: ModelRegistry, lakehouse: Lakehouse,
     ):
-        from ..serving.rollout import plan
-
-        champion = registry.by_alias(CHAMPION)
-        if champion is None:
-            raise NoChampionError(f"model {settings.mlflow.model_name} has no {CHAMPION!r} version to serve yet")
-        challenger = registry.by_alias(CHALLENGER)
-        candidate = None
-        if (challenger is not None and str(challenger.version) != str(champion.version)
-                and challenger.tags.get("validation_status") == "passed"):
-            candidate = str(challenger.version)
-        before = serving.describe(cfg.endpoint)
-        live = (before or {}).get("config")
-        steps = plan(cfg.strategy, settings.mlflow.model_name, str(champion.version), candidate, live,
-                     cfg.canary_percent, cfg.workload_size, cfg.scale_to_zero)
-        for number, step in enumerate(steps, 1):
-            context.log.info(f"rollout step {number}/{len(steps)}: {_routes(step)}")
-            try:
-                serving.apply(cfg.endpoint, step)
-            except EndpointUpdateFailed as exc:
-                now = serving.describe(cfg.endpoint)
-                record(lakehouse, audit_table, [audit_event(
-                    "deploy_failed", cfg.endpoint, settings.target, context.run.run_id, step=number,
-                    config=_routes(step), error=str(exc), still_serving=_routes((now or {}).get("config")))])
-                raise Failure(
-                    description=f"rollout step {number}/{len(steps)} ({_routes(step)}) failed: {exc}. "
-                                f"The endpoint still serves: {_routes((now or {}).get('config'))}.",
-                    metadata={"endpoint": cfg.endpoint, "failed_step": number},
-                ) from None
-        state = serving.describe(cfg.endpoint)
-        if steps:
-            record(lakehouse, audit_table, [audit_event(
-                "deployed", cfg.endpoint, settings.target, context.run.run_id, strategy=cfg.strategy,
-                traffic=_routes(state["config"]), champion_version=str(champion.version))])
+        state, steps, champion = roll_out(settings, serving, registry, lakehouse, context.log, context.run.run_id)
         capture = (state.get("auto_capture_config") or {}).get("table_name_prefix")
         served = [{"served model": e["name"], "version": e["entity_version"], "state": e["state"]["deployment"]}
                   for e in state["config"]["served_entities"]]
@@ -83,7 +93,7 @@ def serving_assets(settings: Settings):
             "endpoint": cfg.endpoint, "url": MetadataValue.url(serving.invocation_url(cfg.endpoint)),
             "state": state["state"]["ready"], "config_version": state["config"]["config_version"],
             "strategy": cfg.strategy, "traffic": _routes(state["config"]), "served_models": markdown_table(served),
-            "champion_version": str(champion.version), "rollout_steps": len(steps),
+            "champion_version": champion, "rollout_steps": steps,
             "inference_table": capture or "none",
         })
 

@@ -1,0 +1,88 @@
+"""Recovery jobs: restore a table to an earlier Delta version, roll the champion back and redeploy.
+
+Both are small op jobs with config (launch them from the UI's launchpad), and both are audited.
+"""
+
+from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
+
+from .assets.serving import roll_out
+from .governance.audit import AUDIT_TABLE, audit_event, record
+from .resources.lakehouse import Lakehouse
+from .resources.registry import CHAMPION, ModelRegistry
+from .resources.serving import ServingBackend
+from .settings import Settings
+
+
+class RestoreTableConfig(Config):
+    table: str
+    """The table: its short name (e.g. churn_features) or catalog.schema.table."""
+    version: int
+    """The Delta version to bring back (see the table's history)."""
+    reason: str
+
+
+class RollbackConfig(Config):
+    to_version: str = ""
+    """The model version to make champion again. Empty: the version the current champion replaced."""
+    reason: str
+
+
+def recovery_jobs(settings: Settings):
+    audit_table = settings.table(AUDIT_TABLE)
+
+    @op(description="RESTORE TABLE ... TO VERSION AS OF: the table's rows become those of an earlier "
+                    "version, as a new version (nothing of the later history is lost).")
+    def restore_table(context: OpExecutionContext, config: RestoreTableConfig, lakehouse: Lakehouse):
+        name = config.table if config.table.count(".") == 2 else settings.table(config.table)
+        current = lakehouse.version(name)
+        if not 0 <= config.version < current:
+            raise Failure(f"{name} has versions 0..{current}; choose an earlier one than the current {current}")
+        info = lakehouse.restore(name, config.version)
+        record(lakehouse, audit_table, [audit_event(
+            "restored", name, settings.target, context.run.run_id, restored_version=config.version,
+            previous_version=current, new_version=info.version, reason=config.reason)])
+        context.log.info(f"restored {name} to the rows of version {config.version} (now version {info.version})")
+        return Output(info.version, metadata={"table": name, "restored_version": config.version,
+                                              "new_version": info.version, "rows": info.num_rows})
+
+    @op(description="Moves the champion alias back to an earlier validated version and redeploys the "
+                    "serving endpoint to it.")
+    def rollback_champion(context: OpExecutionContext, config: RollbackConfig, registry: ModelRegistry,
+                          lakehouse: Lakehouse, serving: ServingBackend):
+        champion = registry.by_alias(CHAMPION)
+        if champion is None:
+            raise Failure(f"{settings.mlflow.model_name} has no champion to roll back")
+        target = config.to_version or champion.tags.get("previous_champion", "")
+        obj = f"{settings.mlflow.model_name} v{target or '?'}"
+        problem = None
+        if not target:
+            problem = f"version {champion.version} records no previous champion: name to_version"
+        elif target == str(champion.version):
+            problem = f"version {target} already is the champion"
+        elif registry.version(target).tags.get("validation_status") != "passed":
+            problem = f"version {target} has not passed validation"
+        if problem:
+            record(lakehouse, audit_table, [audit_event("refused", obj, settings.target, context.run.run_id,
+                                                        attempted="rollback", reason=problem)])
+            raise Failure(f"rollback refused: {problem}")
+        registry.set_alias(CHAMPION, target)
+        registry.set_tags(target, {"rolled_back_from": str(champion.version), "rollback_reason": config.reason})
+        record(lakehouse, audit_table, [
+            audit_event("rolled_back", obj, settings.target, context.run.run_id, from_version=str(champion.version),
+                        reason=config.reason),
+            audit_event("alias_changed", obj, settings.target, context.run.run_id, alias=CHAMPION),
+        ])
+        state, steps, _ = roll_out(settings, serving, registry, lakehouse, context.log, context.run.run_id)
+        return Output(target, metadata={"champion_version": target, "rolled_back_from": str(champion.version),
+                                        "endpoint_traffic": MetadataValue.text(str(state["config"]["traffic_config"])),
+                                        "rollout_steps": steps})
+
+    @job(description="Restore a Delta table to an earlier version (audited).")
+    def restore_table_job():
+        restore_table()
+
+    @job(description="Roll the champion back to an earlier validated version and redeploy the endpoint (audited).")
+    def rollback_champion_job():
+        rollback_champion()
+
+    return [restore_table_job, rollback_champion_job]

@@ -1,0 +1,82 @@
+"""Recovery jobs: a table restored to the exact earlier rows, a champion rolled back and redeployed,
+each audited; a rollback to an unvalidated version is refused and audited."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from databricks.sdk import WorkspaceClient
+
+from .project import project_at
+
+pytestmark = pytest.mark.integration
+
+INGEST = ["raw_customers", "raw_customers_quarantine"]
+TRAIN = ["churn_features", "churn_labels", "churn_training_set", "churn_model", "challenger_model_version",
+         "champion_model_version", "churn_endpoint"]
+
+
+def _ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values("customerID").reset_index(drop=True)
+
+
+def test_restore_brings_back_the_exact_earlier_rows(tmp_path):
+    with project_at(tmp_path / "restore") as project:
+        project.land(400, seed=1, name="a.csv")
+        assert project.run("training_job", selection=INGEST).success
+        table = project.table("raw_customers")
+        version, before = project.lakehouse.version(table), project.lakehouse.read(project.table("raw_customers"))
+        project.land(150, seed=2, name="b.csv")
+        assert project.run("training_job", selection=INGEST).success
+        assert len(project.lakehouse.read(table)) == 550
+
+        result = project.defs.resolve_job_def("restore_table_job").execute_in_process(
+            instance=project.instance, run_config={"ops": {"restore_table": {"config": {
+                "table": "raw_customers", "version": version, "reason": "b.csv was sent by mistake"}}}})
+        assert result.success
+        pd.testing.assert_frame_equal(_ordered(project.lakehouse.read(table)), _ordered(before))
+        assert project.lakehouse.version(table) == version + 2  # the restore is a new version
+        audit = project.lakehouse.read(project.table("audit_log"))
+        [event] = audit.loc[audit["action"] == "restored", "details"]
+        assert f'"restored_version": {version}' in event and "sent by mistake" in event
+
+        refused = project.defs.resolve_job_def("restore_table_job").execute_in_process(
+            instance=project.instance, raise_on_error=False, run_config={"ops": {"restore_table": {"config": {
+                "table": "raw_customers", "version": 99, "reason": "typo"}}}})
+        assert not refused.success
+
+
+def test_rollback_moves_the_alias_and_the_endpoint_back(tmp_path):
+    with project_at(tmp_path / "rollback") as project:
+        project.land(1500, seed=42)
+        assert project.run("lifecycle_job", selection=INGEST + TRAIN).success
+        promote = project.rebuild({"validation": {"max_regression": 1.0}})
+        assert promote.run("training_job", selection=TRAIN[3:]).success
+        assert str(project.registry.by_alias("champion").version) == "2"
+        sdk = WorkspaceClient(host=f"http://127.0.0.1:{project.settings.serving.port}", token="x", auth_type="pat")
+        rows = project.lakehouse.read(project.table("churn_features")).head(2)[project.settings.features.columns]
+        assert sdk.serving_endpoints.query("churn-endpoint", dataframe_records=rows.to_dict("records")) \
+            .served_model_name == "churn_model-2"
+
+        rollback = project.defs.resolve_job_def("rollback_champion_job")
+        result = rollback.execute_in_process(instance=project.instance, run_config={"ops": {"rollback_champion": {
+            "config": {"reason": "complaints about v2 scores"}}}})
+        assert result.success
+        assert str(project.registry.by_alias("champion").version) == "1"
+        assert sdk.serving_endpoints.query("churn-endpoint", dataframe_records=rows.to_dict("records")) \
+            .served_model_name == "churn_model-1"
+        audit = project.lakehouse.read(project.table("audit_log"))
+        [rolled] = audit.loc[audit["action"] == "rolled_back"].to_dict("records")
+        assert rolled["object"] == "churn_model v1" and '"from_version": "2"' in rolled["details"]
+
+        # A version that failed validation can never be rolled back to.
+        dummy = project.rebuild({"training": {"model": {"class": "sklearn.dummy.DummyClassifier",
+                                                        "params": {"strategy": "prior"}}}})
+        dummy.run("training_job", selection=["churn_model", "challenger_model_version"])
+        result = rollback.execute_in_process(instance=project.instance, raise_on_error=False, run_config={
+            "ops": {"rollback_champion": {"config": {"to_version": "3", "reason": "try"}}}})
+        assert not result.success
+        assert "rollback refused: version 3 has not passed validation" in project.failures(result)[0]
+        audit = project.lakehouse.read(project.table("audit_log"))
+        assert ((audit["action"] == "refused") & audit["details"].str.contains("rollback")).sum() == 1
+        assert str(project.registry.by_alias("champion").version) == "1"
