@@ -3,6 +3,7 @@
     mlops generate [--rows N] [--seed S] [--drifted] [--name FILE]   # a landing file
     mlops run [--job lifecycle_job]                                   # run a job, print a summary
     mlops serve | mlops stop                                          # the local serving gateway
+    mlops lineage [--version N]                                       # a model version's lineage
 """
 
 from __future__ import annotations
@@ -101,6 +102,25 @@ def run(job_name: str) -> int:
     return 0 if result.success else 1
 
 
+def print_lineage(version: str | None) -> int:
+    from .definitions import defs
+    from .governance.lineage import format_lineage, model_lineage
+    from .resources.registry import CHAMPION
+    from .settings import load_settings
+
+    settings = load_settings()
+    resources = defs.resources
+    registry, lakehouse, serving = resources["registry"], resources["lakehouse"], resources["serving"]
+    if version is None:
+        champion = registry.by_alias(CHAMPION)
+        if champion is None:
+            print(f"{settings.mlflow.model_name} has no champion yet: name a version with --version")
+            return 1
+        version = str(champion.version)
+    print(format_lineage(model_lineage(settings, lakehouse, registry, version, serving)))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
@@ -114,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     runner.add_argument("--job", default="lifecycle_job")
     sub.add_parser("serve", help="run the local serving gateway in the foreground (Ctrl-C stops it)")
     sub.add_parser("stop", help="stop the local serving gateway started in the background")
+    lineage = sub.add_parser("lineage", help="where a model version came from and where it is used")
+    lineage.add_argument("--version", help="model version (default: the champion)")
     args = parser.parse_args(argv)
+    if args.command == "lineage":
+        return print_lineage(args.version)
     if args.command in ("serve", "stop"):
         from .serving.server import serve, stop
         from .settings import load_settings

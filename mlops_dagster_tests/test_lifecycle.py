@@ -148,3 +148,26 @@ def test_the_audit_log_records_each_lifecycle_action_and_cannot_be_rewritten(pro
 
     with pytest.raises(Exception, match="append-only"):
         DeltaTable(project.lakehouse.location(project.table("audit_log"))).delete("action = 'promoted'")
+
+
+def test_lineage_of_the_champion_lists_the_real_table_versions_and_files(project):
+    from mlops_dagster.governance.lineage import format_lineage, model_lineage
+
+    champion = project.registry.by_alias("champion")
+    resources = project.defs.resources
+    lineage = model_lineage(project.settings, project.lakehouse, project.registry, str(champion.version),
+                            resources["serving"])
+    lakehouse = project.lakehouse
+    # One lifecycle run: each table's current version is the one the next step read.
+    assert lineage["upstream"] == {
+        name: (project.table(table), lakehouse.version(project.table(table))) for name, table in (
+            ("training_set", "churn_training_set"), ("features", "churn_features"), ("labels", "churn_labels"),
+            ("raw", "raw_customers"))
+    }
+    assert lineage["upstream"]["training_set"][1] == int(champion.tags["training_set_version"])
+    assert lineage["landing_files"] == ["customers_2000_seed42.csv"]
+    assert lineage["prediction_versions"] == (project.table("churn_predictions"),
+                                              [lakehouse.version(project.table("churn_predictions"))])
+    assert lineage["endpoints"] == [("churn-endpoint", 100)]
+    text = format_lineage(lineage)
+    assert "customers_2000_seed42.csv" in text and "churn-endpoint (100% of traffic)" in text

@@ -116,8 +116,10 @@ def ingestion_assets(settings: Settings):
             raw_info = quarantine_info = None
         else:
             valid = pd.concat(valid_frames, ignore_index=True).drop_duplicates(ds.key, keep="last")
+            files = ";".join(Path(c["file_path"]).name for c in candidates)
             raw_info = lakehouse.merge(
-                raw_table, valid, [ds.key], commit_info=commit, properties={"primary_key": ds.key},
+                raw_table, valid, [ds.key], commit_info={**commit, "landing_files": files},
+                properties={"primary_key": ds.key},
                 description=f"Raw {ds.name} from landing files ({landing}); key {ds.key}.",
             )
             quarantine = pd.concat(quarantine_frames, ignore_index=True).assign(

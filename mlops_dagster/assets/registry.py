@@ -36,9 +36,9 @@ def registry_assets(settings: Settings):
     def model_card(lakehouse: Lakehouse, trained: TrainedModel, version: str, results, run_id: str) -> str:
         from ..governance.model_card import render_model_card
 
-        # The data write behind that version (a later property change carries no lineage of its own).
-        commit = next((h for h in lakehouse.history(trained.training_set)  # newest first
-                       if h["version"] <= trained.training_set_version and "features_table" in h), {})
+        from ..governance.lineage import data_commit
+
+        commit = data_commit(lakehouse, trained.training_set, trained.training_set_version, "features_table")
         training = {"training set": f"{trained.training_set} v{trained.training_set_version}"}
         for role in ("features", "labels"):
             if f"{role}_table" in commit:

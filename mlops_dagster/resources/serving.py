@@ -22,8 +22,9 @@ class ServingBackend(ConfigurableResource, ABC):
     ready_timeout_seconds: float = 300
 
     @abstractmethod
-    def _workspace(self):
-        """A databricks-sdk WorkspaceClient for the place endpoints live."""
+    def _workspace(self, start: bool = True):
+        """A databricks-sdk WorkspaceClient for the place endpoints live (None when ``start`` is
+        false and there is nothing running to ask)."""
 
     @abstractmethod
     def invocation_url(self, endpoint: str) -> str: ...
@@ -31,14 +32,17 @@ class ServingBackend(ConfigurableResource, ABC):
     def describe(self, endpoint: str) -> dict[str, Any] | None:
         from databricks.sdk.errors import NotFound
 
+        workspace = self._workspace(start=False)
+        if workspace is None:
+            return None
         try:
-            return self._workspace().api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint}")
+            return workspace.api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint}")
         except NotFound:
             return None
 
     def apply(self, endpoint: str, config: dict[str, Any]) -> dict[str, Any]:
         """Apply ``config`` (create the endpoint if needed) and wait until it is served."""
-        client = self._workspace().api_client
+        client = self._workspace().api_client  # starts the local gateway if needed
         if self.describe(endpoint) is None:
             client.do("POST", "/api/2.0/serving-endpoints", body={"name": endpoint, "config": config})
         else:
@@ -73,12 +77,15 @@ class LocalServingBackend(ServingBackend):
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def _workspace(self):
+    def _workspace(self, start: bool = True):
         from databricks.sdk import WorkspaceClient
 
-        from ..serving.server import ensure_running
+        from ..serving.server import ensure_running, is_up
 
-        ensure_running(self.url, self.state_dir, self.port, self.gateway_settings)
+        if start:
+            ensure_running(self.url, self.state_dir, self.port, self.gateway_settings)
+        elif not is_up(self.url):
+            return None
         # The gateway needs no credentials; the SDK insists on some.
         return WorkspaceClient(host=self.url, token="local-gateway", auth_type="pat")
 
