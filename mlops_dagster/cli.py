@@ -4,6 +4,7 @@
     mlops run [--job lifecycle_job]                                   # run a job, print a summary
     mlops serve | mlops stop                                          # the local serving gateway
     mlops lineage [--version N]                                       # a model version's lineage
+    mlops approve --version N --comment "..."                         # approve a version for promotion
 """
 
 from __future__ import annotations
@@ -77,13 +78,12 @@ def _summary(result, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def run(job_name: str) -> int:
+def run(job_name: str, run_config: dict | None = None) -> int:
     from dagster import DagsterInstance
 
+    from .data.telco import COLUMNS
     from .definitions import defs
     from .settings import load_settings
-
-    from .data.telco import COLUMNS
 
     settings = load_settings()
     landing = Path(settings.landing_path)
@@ -96,7 +96,7 @@ def run(job_name: str) -> int:
     with DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance, raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
     print(_summary(result, time.perf_counter() - started))
     return 0 if result.success else 1
@@ -136,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stop", help="stop the local serving gateway started in the background")
     lineage = sub.add_parser("lineage", help="where a model version came from and where it is used")
     lineage.add_argument("--version", help="model version (default: the champion)")
+    approve = sub.add_parser("approve", help="approve a validated model version for promotion (audited)")
+    approve.add_argument("--version", required=True)
+    approve.add_argument("--comment", required=True)
     args = parser.parse_args(argv)
+    if args.command == "approve":
+        return run("approve_model_version_job", {"ops": {"approve_model_version": {
+            "config": {"version": args.version, "comment": args.comment}}}})
     if args.command == "lineage":
         return print_lineage(args.version)
     if args.command in ("serve", "stop"):

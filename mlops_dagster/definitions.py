@@ -14,7 +14,7 @@ from .assets.training import training_assets
 from .automation import automation_definitions
 from .checks import quality_checks
 from .jobs import jobs
-from .recovery import recovery_jobs
+from .governance.jobs import governance_jobs
 from .resources import build_resources
 from .settings import Settings, load_settings
 
@@ -30,7 +30,7 @@ def build_definitions(settings: Settings) -> Definitions:
         sensors=sensors,
         schedules=schedules,
         asset_checks=quality_checks(settings),
-        jobs=[*jobs, *recovery_jobs(settings)],
+        jobs=[*jobs, *governance_jobs(settings)],
         resources=build_resources(settings),
         # One process per run: steps share one SparkSession instead of starting a JVM each.
         executor=in_process_executor,

@@ -165,11 +165,33 @@ class MlflowSettings(_Model):
     model_name: str
 
 
+class RoleRights(_Model):
+    catalogs: dict[str, Literal["NONE", "READ", "READ_WRITE"]] = Field(default_factory=dict)
+    registry: list[Literal["read", "register", "approve", "promote", "restore", "rollback"]] = Field(
+        default_factory=list)
+
+
+class AccessSettings(_Model):
+    # Off: anyone may act (a laptop). On: approve / promote / restore / rollback check the actor.
+    enforce: bool = False
+    roles: dict[str, list[str]] = Field(default_factory=dict)     # role -> members
+    matrix: dict[str, RoleRights] = Field(default_factory=dict)   # role -> rights
+
+    def roles_of(self, actor: str) -> list[str]:
+        return sorted(role for role, members in self.roles.items() if actor in members)
+
+    def allowed_roles(self, action: str) -> list[str]:
+        return sorted(role for role, rights in self.matrix.items() if action in rights.registry)
+
+
 class GovernanceSettings(_Model):
     owner: str = "unassigned"
     use_case: str = ""
     limitations: list[str] = Field(default_factory=list)
     ethical_considerations: list[str] = Field(default_factory=list)
+    # Promotion to champion needs an approval record for that exact version (on in prod).
+    require_approval: bool = False
+    access: AccessSettings = AccessSettings()
 
 
 class Settings(_Model):

@@ -6,7 +6,9 @@ from dagster import (
     AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue, Output, asset,
 )
 
+from ..governance.access import authorize
 from ..governance.audit import AUDIT_TABLE, audit_event, record
+from ..governance.approvals import is_approved
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHALLENGER, CHAMPION, ModelRegistry
 from ..settings import Settings, bound_text
@@ -14,6 +16,7 @@ from .metadata import markdown_table
 from .training import TrainedModel
 
 VALIDATION_CHECK = "passes_validation"
+APPROVAL_CHECK = "approved_for_promotion"
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,11 @@ def registry_assets(settings: Settings):
         check_specs=[AssetCheckSpec(
             VALIDATION_CHECK, asset="challenger_model_version", blocking=True,
             description=f"Blocking: the challenger must meet every threshold on the holdout ({bounds}).",
-        )],
+        )] + ([AssetCheckSpec(
+            APPROVAL_CHECK, asset="challenger_model_version", blocking=True,
+            description="Blocking: promotion on this target needs an approval record for this exact version "
+                        "(`mlops approve --version N --comment ...` or approve_model_version_job).",
+        )] if settings.governance.require_approval else []),
         description=(
             f"The newly trained model registered as a new version of `{settings.mlflow.model_name}` with the "
             f"`{CHALLENGER}` alias, tagged with its metrics and training data versions. Its validation "
@@ -119,6 +126,15 @@ def registry_assets(settings: Settings):
             },
             description=summary,
         )
+        if settings.governance.require_approval:
+            approved = is_approved(lakehouse, settings, version.version)
+            yield AssetCheckResult(
+                check_name=APPROVAL_CHECK, passed=approved, severity=AssetCheckSeverity.ERROR,
+                metadata={"model_version": version.version, "approved": approved},
+                description="approved for promotion" if approved else (
+                    f"version {version.version} has no approval record: an ml engineer runs `mlops approve "
+                    f"--version {version.version} --comment '...'`, then materializes champion_model_version"),
+            )
 
     @asset(
         group_name="registry", kinds={"mlflow"},
@@ -152,11 +168,15 @@ def registry_assets(settings: Settings):
         recorded = registry.version(challenger.version).tags.get("validation_status")
         if recorded != "passed":
             promote, reason = False, f"version {challenger.version} has not passed validation (status: {recorded})"
+        elif settings.governance.require_approval and not is_approved(lakehouse, settings, challenger.version):
+            promote, reason = False, (f"version {challenger.version} has no approval record "
+                                      f"(mlops approve --version {challenger.version} --comment '...')")
         else:
             promote, reason = compare_to_champion(challenger.metrics, champion_metrics, val.compare_metric,
                                                   val.max_regression)
         obj = f"{settings.mlflow.model_name} v{challenger.version}"
         if promote:
+            authorize(settings, lakehouse, "promote", obj, context.run.run_id)
             registry.set_alias(CHAMPION, challenger.version)
             registry.set_tags(challenger.version, {"promoted_by_run": context.run.run_id,
                                                    "previous_champion": champion.version if champion else ""})

@@ -1,16 +1,17 @@
-"""Recovery jobs: restore a table to an earlier Delta version, roll the champion back and redeploy.
-
-Both are small op jobs with config (launch them from the UI's launchpad), and both are audited.
-"""
+"""Governance jobs: approve a model version; restore a table to an earlier Delta version; roll the
+champion back and redeploy. Small op jobs with config (launch them from the UI's launchpad or
+`mlops approve`); each checks the actor's role where access rules are enforced, and is audited."""
 
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 
-from .assets.serving import roll_out
-from .governance.audit import AUDIT_TABLE, audit_event, record
-from .resources.lakehouse import Lakehouse
-from .resources.registry import CHAMPION, ModelRegistry
-from .resources.serving import ServingBackend
-from .settings import Settings
+from ..assets.serving import roll_out
+from ..resources.lakehouse import Lakehouse
+from ..resources.registry import CHAMPION, ModelRegistry
+from ..resources.serving import ServingBackend
+from ..settings import Settings
+from .access import authorize
+from .approvals import APPROVALS_TABLE
+from .audit import AUDIT_TABLE, audit_event, record
 
 
 class RestoreTableConfig(Config):
@@ -21,19 +22,48 @@ class RestoreTableConfig(Config):
     reason: str
 
 
+class ApproveConfig(Config):
+    version: str
+    """The model version approved for promotion."""
+    comment: str
+
+
 class RollbackConfig(Config):
     to_version: str = ""
     """The model version to make champion again. Empty: the version the current champion replaced."""
     reason: str
 
 
-def recovery_jobs(settings: Settings):
+def governance_jobs(settings: Settings):
     audit_table = settings.table(AUDIT_TABLE)
+
+    @op(description="Records an approval (who, when, comment) for one validated model version: the record "
+                    "promotion to champion needs where governance.require_approval is on.")
+    def approve_model_version(context: OpExecutionContext, config: ApproveConfig, registry: ModelRegistry,
+                              lakehouse: Lakehouse):
+        import pandas as pd
+
+        obj = f"{settings.mlflow.model_name} v{config.version}"
+        if registry.version(config.version).tags.get("validation_status") != "passed":
+            raise Failure(f"{obj} has not passed validation: only validated versions can be approved")
+        approver = authorize(settings, lakehouse, "approve", obj, context.run.run_id)
+        now = pd.Timestamp.now(tz="UTC")
+        lakehouse.write(settings.table(APPROVALS_TABLE), pd.DataFrame([{
+            "model_name": settings.mlflow.model_name, "version": str(config.version), "approver": approver,
+            "approved_at": now, "comment": config.comment, "target": settings.target,
+            "dagster_run_id": context.run.run_id}]), "append", properties={"delta.appendOnly": "true"},
+            description="Approvals of model versions for promotion: who, when, why.")
+        registry.set_tags(config.version, {"approved_by": approver, "approved_at": now.isoformat()})
+        record(lakehouse, audit_table, [audit_event("approved", obj, settings.target, context.run.run_id,
+                                                    comment=config.comment)])
+        return Output(config.version, metadata={"model_version": config.version, "approver": approver,
+                                                "comment": config.comment})
 
     @op(description="RESTORE TABLE ... TO VERSION AS OF: the table's rows become those of an earlier "
                     "version, as a new version (nothing of the later history is lost).")
     def restore_table(context: OpExecutionContext, config: RestoreTableConfig, lakehouse: Lakehouse):
         name = config.table if config.table.count(".") == 2 else settings.table(config.table)
+        authorize(settings, lakehouse, "restore", name, context.run.run_id)
         current = lakehouse.version(name)
         if not 0 <= config.version < current:
             raise Failure(f"{name} has versions 0..{current}; choose an earlier one than the current {current}")
@@ -65,6 +95,7 @@ def recovery_jobs(settings: Settings):
             record(lakehouse, audit_table, [audit_event("refused", obj, settings.target, context.run.run_id,
                                                         attempted="rollback", reason=problem)])
             raise Failure(f"rollback refused: {problem}")
+        authorize(settings, lakehouse, "rollback", obj, context.run.run_id)
         registry.set_alias(CHAMPION, target)
         registry.set_tags(target, {"rolled_back_from": str(champion.version), "rollback_reason": config.reason})
         record(lakehouse, audit_table, [
@@ -77,6 +108,10 @@ def recovery_jobs(settings: Settings):
                                         "endpoint_traffic": MetadataValue.text(str(state["config"]["traffic_config"])),
                                         "rollout_steps": steps})
 
+    @job(description="Approve a validated model version for promotion (audited).")
+    def approve_model_version_job():
+        approve_model_version()
+
     @job(description="Restore a Delta table to an earlier version (audited).")
     def restore_table_job():
         restore_table()
@@ -85,4 +120,4 @@ def recovery_jobs(settings: Settings):
     def rollback_champion_job():
         rollback_champion()
 
-    return [restore_table_job, rollback_champion_job]
+    return [approve_model_version_job, restore_table_job, rollback_champion_job]
