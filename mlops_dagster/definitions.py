@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, in_process_executor
 
 from .assets.features import feature_assets
+from .assets.governance import governance_assets
 from .assets.inference import inference_assets
 from .assets.ingestion import ingestion_assets
 from .assets.monitoring import monitoring_assets
@@ -23,6 +24,7 @@ def build_definitions(settings: Settings) -> Definitions:
     assets = [
         *ingestion_assets(settings), *feature_assets(settings), *training_assets(settings),
         *registry_assets(settings), *serving_assets(settings), *inference_assets(settings), *monitoring_assets(settings),
+        *governance_assets(settings),
     ]
     sensors, schedules = automation_definitions(settings)
     return Definitions(

@@ -8,8 +8,10 @@ from .resources.mlflow_tracking import end_mlflow_on_run_finished
 
 _mlflow_hooks = {end_mlflow_on_run_finished}
 
+LIFECYCLE_GROUPS = ("ingestion", "features", "training", "registry", "serving", "inference", "monitoring")
+
 lifecycle_job = define_asset_job(
-    "lifecycle_job", AssetSelection.all(), hooks=_mlflow_hooks,
+    "lifecycle_job", AssetSelection.groups(*LIFECYCLE_GROUPS), hooks=_mlflow_hooks,
     description="Landing files to champion model, batch predictions and drift report, in one run.",
 )
 training_job = define_asset_job(

@@ -3,7 +3,10 @@ of the access matrix may approve, promote or restore, and every refusal is audit
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from dagster import AssetKey
 
 from .project import project_at
 
@@ -58,6 +61,15 @@ def test_promotion_waits_for_an_approval_from_an_allowed_role(tmp_path, monkeypa
         assert approved["actor"].tolist() == ["alice"] and approved["object"].tolist() == ["churn_model v1"]
         promoted = audit[audit["action"] == "promoted"]
         assert promoted["actor"].tolist() == ["alice"]
+
+        report = project.defs.resolve_implicit_global_asset_job_def().get_subset(
+            asset_selection={AssetKey("compliance_report")}).execute_in_process(
+            instance=project.instance, run_config={"ops": {"compliance_report": {"config": {"days": 1}}}})
+        assert report.success
+        meta = project.metadata("compliance_report")
+        assert (meta["count_promoted"], meta["count_approved"], meta["count_refused"]) == (1, 1, 1)
+        text = Path(meta["report_path"]).read_text()
+        assert "| approved | churn_model v1 | alice |" in text and "| refused | churn_model v1 | bob |" in text
 
 
 def test_an_unknown_actor_may_not_restore_and_is_audited(tmp_path, monkeypatch):

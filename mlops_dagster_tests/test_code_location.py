@@ -23,6 +23,7 @@ STAGES = {
     "serving": {"churn_endpoint"},
     "inference": {"churn_predictions"},
     "monitoring": {"churn_drift_report"},
+    "governance": {"compliance_report"},
 }
 
 
