@@ -184,6 +184,19 @@ class AccessSettings(_Model):
         return sorted(role for role, rights in self.matrix.items() if action in rights.registry)
 
 
+class NextEnvironment(_Model):
+    target: str
+    model_name: str                 # the registered model there (three-level name in Unity Catalog)
+    registry_uri: str | None = None  # default: this target's registry (one Unity Catalog metastore)
+
+
+class PromotionSettings(_Model):
+    # deploy_code: each environment retrains from promoted code (the stack's default);
+    # deploy_model: the validated champion version is copied to the next environment's registry.
+    pattern: Literal["deploy_code", "deploy_model"] = "deploy_code"
+    next: NextEnvironment | None = None
+
+
 class GovernanceSettings(_Model):
     owner: str = "unassigned"
     use_case: str = ""
@@ -192,6 +205,7 @@ class GovernanceSettings(_Model):
     # Promotion to champion needs an approval record for that exact version (on in prod).
     require_approval: bool = False
     access: AccessSettings = AccessSettings()
+    promotion: PromotionSettings = PromotionSettings()
 
 
 class Settings(_Model):

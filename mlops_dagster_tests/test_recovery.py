@@ -3,9 +3,13 @@ each audited; a rollback to an unvalidated version is refused and audited."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from databricks.sdk import WorkspaceClient
+
+from mlops_dagster.resources.registry import ModelRegistry
 
 from .project import project_at
 
@@ -80,3 +84,42 @@ def test_rollback_moves_the_alias_and_the_endpoint_back(tmp_path):
         audit = project.lakehouse.read(project.table("audit_log"))
         assert ((audit["action"] == "refused") & audit["details"].str.contains("rollback")).sum() == 1
         assert str(project.registry.by_alias("champion").version) == "1"
+
+
+def _promote(project, reason="release 2026.11"):
+    return project.defs.resolve_job_def("promote_to_next_environment_job").execute_in_process(
+        instance=project.instance, raise_on_error=False,
+        run_config={"ops": {"promote_to_next_environment": {"config": {"reason": reason}}}})
+
+
+def test_promotion_to_the_next_environment_copies_the_version_with_its_card_or_promotes_code(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    staging_model = "ml_staging_catalog.churn.churn_model"
+    with project_at(tmp_path / "promote", overrides={"governance": {"promotion": {"pattern": "deploy_model"}}}) as project:
+        assert not _promote(project).success  # nothing to promote yet
+        project.land(1200, seed=5)
+        assert project.run("training_job").success
+        result = _promote(project)
+        assert result.success, project.failures(result)
+        client = MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri,
+                              registry_uri=project.settings.mlflow.registry_uri)
+        copied = client.get_model_version_by_alias(staging_model, "challenger")
+        source = project.registry.by_alias("champion")
+        assert copied.tags["copied_from"] == f"churn_model/{source.version}"
+        assert copied.tags["validation_status"] == "passed" and copied.description == source.description
+        card = client.download_artifacts(copied.run_id, "model_card.md")
+        assert Path(card).read_text().startswith(f"# Model card: churn_model version {source.version}")
+        staging = ModelRegistry(tracking_uri=project.settings.mlflow.tracking_uri,
+                                registry_uri=project.settings.mlflow.registry_uri, model_name=staging_model)
+        rows = project.lakehouse.read(project.table("churn_features")).head(3)[project.settings.features.columns]
+        assert staging.load_sklearn(copied.version).predict_proba(rows).shape == (3, 2)  # a servable version there
+
+        monkeypatch.setenv("MLOPS_CODE_VERSION", "abc1234")
+        code = project.rebuild({"governance": {"promotion": {"pattern": "deploy_code"}}})
+        assert _promote(code).success
+        audit = project.lakehouse.read(project.table("audit_log"))
+        promoted = audit[(audit["action"] == "promoted") & audit["details"].str.contains("to_target")]
+        assert len(promoted) == 2
+        assert any('"copied_to": "ml_staging_catalog.churn.churn_model/1"' in d for d in promoted["details"])
+        assert any('"code_version": "abc1234"' in d for d in promoted["details"])

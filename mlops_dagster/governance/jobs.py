@@ -2,6 +2,9 @@
 champion back and redeploy. Small op jobs with config (launch them from the UI's launchpad or
 `mlops approve`); each checks the actor's role where access rules are enforced, and is audited."""
 
+import os
+from pathlib import Path
+
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 
 from ..assets.serving import roll_out
@@ -28,10 +31,28 @@ class ApproveConfig(Config):
     comment: str
 
 
+class PromoteConfig(Config):
+    reason: str
+    """Why this champion moves on (release notes, ticket)."""
+
+
 class RollbackConfig(Config):
     to_version: str = ""
     """The model version to make champion again. Empty: the version the current champion replaced."""
     reason: str
+
+
+def code_version() -> str:
+    """The code being promoted: MLOPS_CODE_VERSION (CI sets it), else the git commit, else unknown."""
+    import subprocess
+
+    if os.environ.get("MLOPS_CODE_VERSION"):
+        return os.environ["MLOPS_CODE_VERSION"]
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
 
 
 def governance_jobs(settings: Settings):
@@ -108,6 +129,41 @@ def governance_jobs(settings: Settings):
                                         "endpoint_traffic": MetadataValue.text(str(state["config"]["traffic_config"])),
                                         "rollout_steps": steps})
 
+    promotion = settings.governance.promotion
+
+    @op(description="Moves this environment's validated champion on to the next environment: copies the "
+                    "version there (deploy_model) or records that the next environment retrains from this "
+                    "code (deploy_code).")
+    def promote_to_next_environment(context: OpExecutionContext, config: PromoteConfig,
+                                    registry: ModelRegistry, lakehouse: Lakehouse):
+        if promotion.next is None:
+            raise Failure(f"target {settings.target} has no next environment (governance.promotion.next)")
+        champion = registry.by_alias(CHAMPION)
+        if champion is None:
+            raise Failure(f"{settings.mlflow.model_name} has no champion to promote")
+        obj = f"{settings.mlflow.model_name} v{champion.version}"
+        if champion.tags.get("validation_status") != "passed":
+            raise Failure(f"{obj} has not passed validation here: it cannot move on")
+        authorize(settings, lakehouse, "promote", obj, context.run.run_id)
+        destination = promotion.next
+        details = {"pattern": promotion.pattern, "to_target": destination.target, "reason": config.reason}
+        if promotion.pattern == "deploy_model":
+            # Arrives as challenger: the next environment validates and promotes it with its own data.
+            copied = registry.copy_to(champion.version, destination.model_name, destination.registry_uri)
+            details.update(copied_to=f"{destination.model_name}/{copied.version}")
+            outcome = f"copied {obj} to {destination.model_name} version {copied.version} ({destination.target})"
+        else:
+            details.update(code_version=code_version())
+            outcome = (f"{obj} validated on {settings.target}: {destination.target} retrains from code "
+                       f"{details['code_version']} (deploy_code)")
+        record(lakehouse, audit_table, [audit_event("promoted", obj, settings.target, context.run.run_id, **details)])
+        context.log.info(outcome)
+        return Output(outcome, metadata={"outcome": outcome, **{k: str(v) for k, v in details.items()}})
+
+    @job(description="Move the validated champion to the next environment (deploy model or deploy code; audited).")
+    def promote_to_next_environment_job():
+        promote_to_next_environment()
+
     @job(description="Approve a validated model version for promotion (audited).")
     def approve_model_version_job():
         approve_model_version()
@@ -120,4 +176,4 @@ def governance_jobs(settings: Settings):
     def rollback_champion_job():
         rollback_champion()
 
-    return [approve_model_version_job, restore_table_job, rollback_champion_job]
+    return [approve_model_version_job, promote_to_next_environment_job, restore_table_job, rollback_champion_job]

@@ -109,3 +109,19 @@ class ModelRegistry(ConfigurableResource):
         mv = client.get_model_version(self.model_name, str(version))
         client.log_text(mv.run_id, text, artifact_file)
         client.update_model_version(self.model_name, str(version), description=description)
+
+    def copy_to(self, version: str | int, dst_name: str, registry_uri: str | None = None,
+                alias: str = CHALLENGER) -> "ModelVersion":
+        """Copy a version (artifacts, tags, description) to another registered model, possibly in
+        another registry, and give the copy ``alias`` there: the "deploy model" way of moving a
+        model to the next environment, which then validates and promotes it itself."""
+        from mlflow import MlflowClient
+
+        source = self.version(version)
+        client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=registry_uri or self.registry_uri)
+        copied = client.copy_model_version(self.model_uri(version), dst_name)
+        for key, value in {**source.tags, "copied_from": f"{self.model_name}/{version}"}.items():
+            client.set_model_version_tag(dst_name, copied.version, key, value)
+        client.update_model_version(dst_name, copied.version, description=source.description or "")
+        client.set_registered_model_alias(dst_name, alias, copied.version)
+        return client.get_model_version(dst_name, copied.version)
