@@ -50,6 +50,10 @@ def test_promotion_waits_for_an_approval_from_an_allowed_role(tmp_path, monkeypa
         [approval] = project.lakehouse.read(project.table("model_approvals")).to_dict("records")
         assert (approval["version"], approval["approver"], approval["comment"]) == ("1", "alice", "reviewed metrics and card")
         assert project.registry.version("1").tags["approved_by"] == "alice"
+        card = project.registry.read_text("1", "model_card.md")
+        approvals = card.split("## Approvals\n")[1].split("##")[0]
+        assert "approved by **alice**" in approvals and "reviewed metrics and card" in approvals
+        assert "_none yet_" not in approvals
 
         assert project.run("training_job", selection=["champion_model_version"]).success
         assert str(project.registry.by_alias("champion").version) == "1"

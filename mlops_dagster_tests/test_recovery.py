@@ -123,3 +123,26 @@ def test_promotion_to_the_next_environment_copies_the_version_with_its_card_or_p
         assert len(promoted) == 2
         assert any('"copied_to": "ml_staging_catalog.churn.churn_model/1"' in d for d in promoted["details"])
         assert any('"code_version": "abc1234"' in d for d in promoted["details"])
+
+
+def test_a_deleted_model_version_comes_back_from_its_logged_model(tmp_path):
+    with project_at(tmp_path / "undelete") as project:
+        project.land(1500, seed=42)
+        assert project.run("training_job", selection=INGEST + TRAIN[:-1]).success
+        rows = project.lakehouse.read(project.table("churn_features")).head(4)[project.settings.features.columns]
+        expected = project.registry.load_sklearn("1").predict_proba(rows)
+        project.registry.client().delete_model_version("churn_model", "1")
+
+        job = project.defs.resolve_job_def("restore_model_version_job")
+        result = job.execute_in_process(instance=project.instance, run_config={"ops": {"restore_model_version": {
+            "config": {"version": "1", "reason": "deleted by a cleanup script"}}}})
+        assert result.success, project.failures(result)
+        restored = project.registry.version("2")
+        assert restored.tags["restored_from_version"] == "1" and restored.tags["validation_status"] == "unvalidated"
+        assert (project.registry.load_sklearn("2").predict_proba(rows) == expected).all()
+        audit = project.lakehouse.read(project.table("audit_log"))
+        assert '"new_version": "2"' in audit.loc[audit["action"] == "restored", "details"].iloc[0]
+
+        again = job.execute_in_process(instance=project.instance, raise_on_error=False, run_config={"ops": {
+            "restore_model_version": {"config": {"version": "2", "reason": "x"}}}})
+        assert not again.success and "still exists: nothing to restore" in project.failures(again)[0]

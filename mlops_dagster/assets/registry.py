@@ -101,7 +101,8 @@ def registry_assets(settings: Settings):
         obj = f"{settings.mlflow.model_name} v{mv.version}"
         record(lakehouse, audit_table, [
             audit_event("model_registered", obj, settings.target, context.run.run_id,
-                        mlflow_run_id=churn_model.run_id, training_set=churn_model.training_set,
+                        mlflow_run_id=churn_model.run_id, model_uri=churn_model.model_uri,
+                        model_id=churn_model.model_id, training_set=churn_model.training_set,
                         training_set_version=churn_model.training_set_version),
             audit_event("model_validated", obj, settings.target, context.run.run_id,
                         outcome="passed" if passed else "failed", details=summary),

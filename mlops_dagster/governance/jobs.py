@@ -15,6 +15,7 @@ from ..settings import Settings
 from .access import authorize
 from .approvals import APPROVALS_TABLE
 from .audit import AUDIT_TABLE, audit_event, record
+from .model_card import with_approval
 
 
 class RestoreTableConfig(Config):
@@ -34,6 +35,12 @@ class ApproveConfig(Config):
 class PromoteConfig(Config):
     reason: str
     """Why this champion moves on (release notes, ticket)."""
+
+
+class RestoreModelVersionConfig(Config):
+    version: str
+    """The deleted version to bring back (its registration is in the audit log)."""
+    reason: str
 
 
 class RollbackConfig(Config):
@@ -75,6 +82,10 @@ def governance_jobs(settings: Settings):
             "dagster_run_id": context.run.run_id}]), "append", properties={"delta.appendOnly": "true"},
             description="Approvals of model versions for promotion: who, when, why.")
         registry.set_tags(config.version, {"approved_by": approver, "approved_at": now.isoformat()})
+        card = registry.read_text(config.version, "model_card.md")
+        if card is not None:
+            registry.attach_text(config.version, with_approval(card, approver, now.isoformat(), config.comment),
+                                 "model_card.md")
         record(lakehouse, audit_table, [audit_event("approved", obj, settings.target, context.run.run_id,
                                                     comment=config.comment)])
         return Output(config.version, metadata={"model_version": config.version, "approver": approver,
@@ -164,6 +175,44 @@ def governance_jobs(settings: Settings):
     def promote_to_next_environment_job():
         promote_to_next_environment()
 
+    @op(description="Brings back a deleted model version: MLflow registries cannot undelete, so it is "
+                    "registered again from the logged model its registration recorded, as a new version.")
+    def restore_model_version(context: OpExecutionContext, config: RestoreModelVersionConfig,
+                              registry: ModelRegistry, lakehouse: Lakehouse):
+        import json
+
+        from mlflow.exceptions import MlflowException
+
+        obj = f"{settings.mlflow.model_name} v{config.version}"
+        try:
+            registry.version(config.version)
+            raise Failure(f"{obj} still exists: nothing to restore")
+        except MlflowException:
+            pass  # deleted, as expected
+        authorize(settings, lakehouse, "restore", obj, context.run.run_id)
+        log = lakehouse.read(audit_table)
+        registered = log[(log["action"] == "model_registered") & (log["object"] == obj)]
+        if registered.empty:
+            raise Failure(f"the audit log has no registration of {obj}: its logged model cannot be found")
+        details = json.loads(registered.sort_values("event_time")["details"].iloc[-1])
+        restored = registry.register(
+            details["model_uri"], details["mlflow_run_id"], details.get("model_id"),
+            tags={"restored_from_version": config.version, "restore_reason": config.reason,
+                  "training_set": details["training_set"], "training_set_version": str(details["training_set_version"]),
+                  "validation_status": "unvalidated"},
+            description=f"Restored {obj} (deleted) from its logged model {details['model_uri']}: {config.reason}",
+        )
+        record(lakehouse, audit_table, [audit_event(
+            "restored", obj, settings.target, context.run.run_id, new_version=str(restored.version),
+            model_uri=details["model_uri"], reason=config.reason)])
+        context.log.info(f"{obj} restored as version {restored.version}; validate it before promoting it")
+        return Output(str(restored.version), metadata={"restored_from": config.version,
+                                                        "new_version": str(restored.version)})
+
+    @job(description="Bring back a deleted model version from its logged model, as a new version (audited).")
+    def restore_model_version_job():
+        restore_model_version()
+
     @job(description="Approve a validated model version for promotion (audited).")
     def approve_model_version_job():
         approve_model_version()
@@ -176,4 +225,5 @@ def governance_jobs(settings: Settings):
     def rollback_champion_job():
         rollback_champion()
 
-    return [approve_model_version_job, promote_to_next_environment_job, restore_table_job, rollback_champion_job]
+    return [approve_model_version_job, promote_to_next_environment_job, restore_table_job,
+            restore_model_version_job, rollback_champion_job]

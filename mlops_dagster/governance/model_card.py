@@ -55,3 +55,13 @@ def render_model_card(
 ## Lineage
 {_bullets([f"{k}: {v}" for k, v in lineage.items()])}
 """
+
+
+def with_approval(card: str, approver: str, when: str, comment: str) -> str:
+    """The card with one more approval listed under "## Approvals"."""
+    line = f"- approved by **{approver}** at {when}: {comment}"
+    head, marker, tail = card.partition("## Approvals\n")
+    if not marker:
+        return card.rstrip() + f"\n\n## Approvals\n{line}\n"
+    tail = tail.replace("- _none yet_\n", "", 1)
+    return f"{head}{marker}{line}\n{tail}"

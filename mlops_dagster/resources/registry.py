@@ -103,12 +103,25 @@ class ModelRegistry(ConfigurableResource):
         rows = example[[name for name, _ in columns]].values.tolist() if example is not None else []
         return mlflow.sklearn.load_model(local), columns, rows
 
-    def attach_text(self, version: str | int, text: str, artifact_file: str, description: str) -> None:
+    def read_text(self, version: str | int, artifact_file: str) -> str | None:
+        """A text artifact of the version's run (e.g. its model card), or None if it has none."""
+        from pathlib import Path
+
+        from mlflow.exceptions import MlflowException
+
+        try:
+            path = self.client().download_artifacts(self.version(version).run_id, artifact_file)
+        except (MlflowException, OSError):
+            return None
+        return Path(path).read_text()
+
+    def attach_text(self, version: str | int, text: str, artifact_file: str, description: str | None = None) -> None:
         """Store ``text`` as an artifact of the version's run and make ``description`` its summary."""
         client = self.client()
         mv = client.get_model_version(self.model_name, str(version))
         client.log_text(mv.run_id, text, artifact_file)
-        client.update_model_version(self.model_name, str(version), description=description)
+        if description is not None:
+            client.update_model_version(self.model_name, str(version), description=description)
 
     def copy_to(self, version: str | int, dst_name: str, registry_uri: str | None = None,
                 alias: str = CHALLENGER) -> "ModelVersion":
