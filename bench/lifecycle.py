@@ -3,7 +3,8 @@
     .venv/bin/python bench/lifecycle.py [--rows 7043] [--repeat 3]
 
 Each lifecycle run starts from nothing in a fresh temporary MLOPS_HOME and DAGSTER_HOME, in a new
-process (so Spark's JVM start and every import are paid, as on a user's first `make run`).
+process (so Spark's JVM start and every import are paid, as on a user's first `make run`),
+including starting the serving gateway; the gateway is stopped after each run.
 Import times are the best of N fresh interpreters. Results are printed as Markdown and written to
 bench/results/lifecycle.json.
 """
@@ -15,6 +16,7 @@ import json
 import os
 import platform
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -35,18 +37,28 @@ def _import_seconds(module: str, repeat: int) -> float:
     return min(times)
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _lifecycle_seconds(rows: int) -> tuple[float, float, str]:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp, "dagster_home")
         home.mkdir()
+        conf = Path(tmp, "bench.yaml")  # each run's serving gateway on its own port
+        conf.write_text(f"serving:\n  port: {_free_port()}\n")
         env = {**os.environ, "MLOPS_HOME": str(Path(tmp, "mlops")), "DAGSTER_HOME": str(home),
-               "MLOPS_TARGET": "local", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-        env.pop("MLOPS_CONFIG", None)
+               "MLOPS_TARGET": "local", "MLOPS_CONFIG": str(conf), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
         subprocess.run([str(BIN / "mlops"), "generate", "--rows", str(rows)], check=True, env=env,
                        capture_output=True, cwd=REPO)
         start = time.perf_counter()
-        out = subprocess.run([str(BIN / "mlops"), "run"], env=env, capture_output=True, text=True, cwd=REPO)
-        wall = time.perf_counter() - start
+        try:
+            out = subprocess.run([str(BIN / "mlops"), "run"], env=env, capture_output=True, text=True, cwd=REPO)
+            wall = time.perf_counter() - start
+        finally:  # the run leaves its serving gateway up, as `make run` does: stop it
+            subprocess.run([str(BIN / "mlops"), "stop"], env=env, capture_output=True, cwd=REPO)
         if out.returncode != 0:
             raise SystemExit(f"lifecycle failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
         in_run = float(re.search(r"SUCCESS in ([\d.]+) s", out.stdout).group(1))
