@@ -29,30 +29,30 @@ class ServingBackend(ConfigurableResource, ABC):
     @abstractmethod
     def invocation_url(self, endpoint: str) -> str: ...
 
-    def describe(self, endpoint: str) -> dict[str, Any] | None:
+    @staticmethod
+    def _get(client, endpoint: str) -> dict[str, Any] | None:
         from databricks.sdk.errors import NotFound
 
-        workspace = self._workspace(start=False)
-        if workspace is None:
-            return None
         try:
-            return workspace.api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint}")
+            return client.do("GET", f"/api/2.0/serving-endpoints/{endpoint}")
         except NotFound:
             return None
+
+    def describe(self, endpoint: str) -> dict[str, Any] | None:
+        """The endpoint as the serving API reports it (None if it, or its server, does not exist)."""
+        workspace = self._workspace(start=False)
+        return None if workspace is None else self._get(workspace.api_client, endpoint)
 
     def apply(self, endpoint: str, config: dict[str, Any]) -> dict[str, Any]:
         """Apply ``config`` (create the endpoint if needed) and wait until it is served."""
         client = self._workspace().api_client  # starts the local gateway if needed
-        if self.describe(endpoint) is None:
+        if self._get(client, endpoint) is None:
             client.do("POST", "/api/2.0/serving-endpoints", body={"name": endpoint, "config": config})
         else:
             client.do("PUT", f"/api/2.0/serving-endpoints/{endpoint}/config", body=config)
-        return self.wait_until_ready(endpoint)
-
-    def wait_until_ready(self, endpoint: str) -> dict[str, Any]:
         deadline = time.monotonic() + self.ready_timeout_seconds
-        while True:
-            state = self.describe(endpoint)
+        while True:  # one client for the whole wait: no reconnect or liveness probe per poll
+            state = self._get(client, endpoint)
             update = state["state"]["config_update"]
             if update == "NOT_UPDATING" and state["state"]["ready"] == "READY":
                 return state

@@ -271,6 +271,10 @@ class Gateway:
         task.add_done_callback(self._loads.discard)
         return endpoint
 
+    def delete(self, name: str) -> None:
+        del self.endpoints[name]
+        self._save()
+
     def _save(self) -> None:
         if self.state_file is None:
             return
@@ -296,7 +300,9 @@ class Gateway:
                              error_code="RESOURCE_DOES_NOT_EXIST")
         return next(iter(self.endpoints))
 
-    async def invoke(self, name: str, body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def invoke(self, name: str, body: bytes, size: int | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """Score ``body`` on endpoint ``name``. ``size`` is the declared body size when the body was
+        not read because it is too large."""
         started = time.perf_counter()
         request_id = uuid.uuid4().hex
         endpoint = self.endpoints.get(name)
@@ -309,8 +315,9 @@ class Gateway:
                 raise BadRequest(f"endpoint {name!r} is not ready ({endpoint.config_update}: {endpoint.message})",
                                  status=503, error_code="TEMPORARILY_UNAVAILABLE")
             served = config.pick(self.rng)
-            if len(body) > self.max_body_bytes:
-                raise BadRequest(f"request body of {len(body)} bytes exceeds the limit of {self.max_body_bytes}",
+            size = len(body) if size is None else size
+            if size > self.max_body_bytes:
+                raise BadRequest(f"request body of {size} bytes exceeds the limit of {self.max_body_bytes}",
                                  status=413, error_code="REQUEST_LIMIT_EXCEEDED")
             rows = parse_rows(body, served.loaded.columns, self.max_rows)
             for shadow, percent in config.shadows:

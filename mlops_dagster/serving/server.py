@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -18,14 +17,12 @@ from ..settings import Settings
 from .gateway import BadRequest, Gateway, LoadedModel
 from .payload import Column
 
-log = logging.getLogger(__name__)
-
 
 def state_dir(settings: Settings) -> Path:
     return Path(settings.root, "serving")
 
 
-def build_gateway(settings: Settings, capture: bool = True) -> Gateway:
+def build_gateway(settings: Settings) -> Gateway:
     from ..resources.lakehouse import LocalLakehouse
     from ..resources.registry import ModelRegistry
     from .capture import InferenceCapture
@@ -49,7 +46,7 @@ def build_gateway(settings: Settings, capture: bool = True) -> Gateway:
                             description=f"Inference table of serving endpoint {endpoint}: every request, "
                                         "its served model, prediction, latency and status.")
 
-    recorder = InferenceCapture(write, cfg.capture_batch_size, cfg.capture_flush_seconds).start() if capture else None
+    recorder = InferenceCapture(write, cfg.capture_batch_size, cfg.capture_flush_seconds).start()
     state = state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
     return Gateway(load, recorder, settings.inference_table, state / "endpoints.json",
@@ -65,19 +62,18 @@ def build_app(gateway: Gateway, on_stop=None):
     def error(exc: BadRequest) -> JSONResponse:
         return JSONResponse({"error_code": exc.error_code, "message": str(exc)}, status_code=exc.status)
 
-    async def _body(request: Request) -> bytes:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > gateway.max_body_bytes:
-            return b"\0" * (gateway.max_body_bytes + 1)  # refused by invoke() with a 413, still captured
-        return await request.body()
-
     async def invocations(request: Request):
         name = request.path_params.get("name")
         try:
             name = name or gateway.default_endpoint()
         except BadRequest as exc:
             return error(exc)
-        status, body, headers = await gateway.invoke(name, await _body(request))
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > gateway.max_body_bytes:
+            # Refused (413, still captured) without reading a body we will not use.
+            status, body, headers = await gateway.invoke(name, b"", size=int(declared))
+        else:
+            status, body, headers = await gateway.invoke(name, await request.body())
         return JSONResponse(body, status_code=status, headers=headers)
 
     async def ping(request: Request):
@@ -104,8 +100,7 @@ def build_app(gateway: Gateway, on_stop=None):
         if name not in gateway.endpoints:
             return error(BadRequest(f"endpoint {name!r} does not exist", 404, "RESOURCE_DOES_NOT_EXIST"))
         if request.method == "DELETE":
-            del gateway.endpoints[name]
-            gateway._save()
+            gateway.delete(name)
             return JSONResponse({})
         return JSONResponse(gateway.endpoints[name].describe(gateway.capture_table(name)))
 
