@@ -5,6 +5,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition,
 
 from .assets.metadata import markdown_table
 from .resources.lakehouse import Lakehouse
+from .resources.step_launcher import StepLauncherParam
 from .settings import Settings
 
 
@@ -13,7 +14,7 @@ def _key_check(asset: str, table: str, key: str) -> AssetChecksDefinition:
         asset=asset, name="key_is_unique_and_not_null",
         description=f"Every row of {table} has a `{key}`, and no `{key}` appears twice.",
     )
-    def _check(lakehouse: Lakehouse) -> AssetCheckResult:
+    def _check(lakehouse: Lakehouse, step_launcher: StepLauncherParam) -> AssetCheckResult:
         keys = lakehouse.read(table, columns=[key])[key]
         nulls, duplicates = int(keys.isna().sum()), int(keys.duplicated().sum())
         return AssetCheckResult(
@@ -36,7 +37,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         description="Every value in the raw table meets the dataset contract: types, nullability, allowed "
                     "values and ranges from the target config.",
     )
-    def raw_rows_meet_contract(lakehouse: Lakehouse) -> AssetCheckResult:
+    def raw_rows_meet_contract(lakehouse: Lakehouse, step_launcher: StepLauncherParam) -> AssetCheckResult:
         from .ml.landing import rule_violations
 
         frame = lakehouse.read(raw_table, columns=list(ds.columns))
@@ -54,7 +55,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         asset="raw_customers_quarantine", name="no_rows_quarantined_by_last_ingestion",
         description="Warns when the last ingestion quarantined rows: look at the quarantine table's reasons.",
     )
-    def quarantine_is_quiet(context, lakehouse: Lakehouse) -> AssetCheckResult:
+    def quarantine_is_quiet(context, lakehouse: Lakehouse, step_launcher: StepLauncherParam) -> AssetCheckResult:
         from dagster import AssetKey
 
         event = context.instance.get_latest_materialization_event(AssetKey("raw_customers_quarantine"))
@@ -75,7 +76,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         asset="churn_features", name="features_are_complete",
         description="No feature is missing for any entity (the model must be able to score every row).",
     )
-    def features_are_complete(lakehouse: Lakehouse) -> AssetCheckResult:
+    def features_are_complete(lakehouse: Lakehouse, step_launcher: StepLauncherParam) -> AssetCheckResult:
         frame = lakehouse.read(features_table, columns=fs.columns)
         nulls = {c: int(n) for c, n in frame.isna().sum().items() if n}
         return AssetCheckResult(
@@ -88,7 +89,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         asset="churn_labels", name="both_classes_present",
         description="Labels are 0/1 and both outcomes occur: a classifier cannot learn from one class.",
     )
-    def both_classes_present(lakehouse: Lakehouse) -> AssetCheckResult:
+    def both_classes_present(lakehouse: Lakehouse, step_launcher: StepLauncherParam) -> AssetCheckResult:
         labels = lakehouse.read(labels_table, columns=["label"])["label"]
         counts = labels.value_counts().to_dict()
         invalid = int((~labels.isin([0, 1])).sum())

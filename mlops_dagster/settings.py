@@ -208,11 +208,54 @@ class GovernanceSettings(_Model):
     promotion: PromotionSettings = PromotionSettings()
 
 
+class ClusterSettings(_Model):
+    """The job cluster each remote step runs on (a new one per step, or an existing one)."""
+
+    spark_version: str = "15.4.x-cpu-ml-scala2.12"
+    node_type_id: str = "i3.xlarge"
+    min_workers: int = Field(1, ge=0)
+    max_workers: int = Field(2, ge=1)
+    # SPOT_WITH_FALLBACK: spot workers, on-demand when spot is unavailable (AWS attribute).
+    availability: Literal["SPOT_WITH_FALLBACK", "SPOT", "ON_DEMAND"] = "SPOT_WITH_FALLBACK"
+    existing_cluster_id: str | None = None  # run on this all-purpose cluster instead
+    spark_conf: dict[str, str] = Field(default_factory=dict)
+    custom_tags: dict[str, str] = Field(default_factory=dict)
+
+
+class SecretEnv(_Model):
+    name: str   # environment variable on the cluster
+    scope: str  # Databricks secret scope ...
+    key: str    # ... and key holding the value
+
+
+class DatabricksSettings(_Model):
+    """Databricks targets: where remote steps run and how they are launched."""
+
+    host_env: str = "DATABRICKS_HOST"    # names of the variables holding the credentials
+    token_env: str = "DATABRICKS_TOKEN"
+    client_id_env: str = "DATABRICKS_CLIENT_ID"
+    client_secret_env: str = "DATABRICKS_CLIENT_SECRET"
+    cluster: ClusterSettings = ClusterSettings()
+    libraries: list[dict[str, Any]] = Field(default_factory=list)  # e.g. {pypi: {package: evidently==0.7.23}}
+    env_variables: dict[str, str] = Field(default_factory=dict)
+    # Credentials for the cluster's own calls (serving endpoints): from a secret scope, never config.
+    secrets_to_env_variables: list[SecretEnv] = Field(default_factory=list)
+    permissions: dict[str, Any] = Field(default_factory=dict)       # job / cluster permissions
+    poll_interval_seconds: float = Field(5, gt=0)
+    max_wait_seconds: int = Field(24 * 3600, ge=1)
+    staging_prefix: str = "/dagster_staging"                        # DBFS folder for step code
+    timeout_seconds: int = Field(0, ge=0)                           # per remote run; 0 = none
+    retries: int = Field(1, ge=0)  # a step whose remote run fails is run again this many times
+
+
 class Settings(_Model):
     target: Literal["local", "dev", "staging", "prod"]
     catalog: str
     schema_: str = Field(alias="schema")
-    root: Path | None = None  # local target: where tables, landing files and MLflow live
+    # Where tables, landing files, reports and MLflow live on `local`. On a Databricks target it is
+    # unset (Unity Catalog tables and volumes); set it to a path the cluster reaches (/dbfs/...)
+    # to keep delta-rs tables there instead, as the workspace-emulator tests do.
+    root: Path | None = None
     landing: str | None = None
     mlflow: MlflowSettings
     spark: dict[str, str] = Field(default_factory=dict)
@@ -225,6 +268,7 @@ class Settings(_Model):
     automation: AutomationSettings = AutomationSettings()
     serving: ServingSettings = ServingSettings()
     governance: GovernanceSettings = GovernanceSettings()
+    databricks: DatabricksSettings = DatabricksSettings()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -267,6 +311,14 @@ class Settings(_Model):
         if self.root is not None:
             return str(self.root / "reports")
         return f"/Volumes/{self.catalog}/{self.schema_}/reports"
+
+    @property
+    def io_path(self) -> str:
+        """Where step outputs handed between steps are stored (both ends must reach it: on a
+        Databricks target, steps run on different clusters, so a UC volume)."""
+        if self.root is not None:
+            return str(self.root / "io")
+        return f"/Volumes/{self.catalog}/{self.schema_}/dagster_io"
 
     def inference_table(self, endpoint: str | None = None) -> str:
         """An endpoint's auto-capture table (Databricks names it ``<prefix>_payload``)."""
@@ -315,8 +367,17 @@ def _read_yaml(path: Path) -> dict:
     return loaded
 
 
+SETTINGS_JSON_ENV = "MLOPS_SETTINGS_JSON"
+
+
 def load_settings(target: str | None = None, extra_file: str | Path | None = None) -> Settings:
-    """Settings for ``target`` (default: ``MLOPS_TARGET`` or ``local``)."""
+    """Settings for ``target`` (default: ``MLOPS_TARGET`` or ``local``).
+
+    A remote step (on a Databricks cluster) gets the launching process's settings, resolved, in
+    ``MLOPS_SETTINGS_JSON``: it runs with exactly the configuration its run was launched with."""
+    shipped = os.environ.get(SETTINGS_JSON_ENV)
+    if shipped and target is None and extra_file is None:
+        return Settings.model_validate_json(shipped)
     target = target or os.environ.get("MLOPS_TARGET") or "local"
     if target not in TARGETS:
         raise ConfigError(f"MLOPS_TARGET={target!r} is not a target; choose one of {', '.join(TARGETS)}")

@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, multi_a
 from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..resources.lakehouse import Lakehouse
 from ..resources.spark import SparkResource
+from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
 from .ingestion import INGESTED_AT
 from .metadata import commit_info, table_metadata
@@ -39,7 +40,9 @@ def feature_assets(settings: Settings):
             ),
         ],
     )
-    def build_feature_tables(context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource):
+    def build_feature_tables(
+        context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam,
+    ):
         from ..ml.features import build_features, build_labels
 
         session = spark.session()

@@ -7,6 +7,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 
 from ..governance.audit import AUDIT_TABLE
 from ..resources.lakehouse import Lakehouse, TableNotFoundError
+from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
 from .metadata import markdown_table
 
@@ -27,7 +28,8 @@ def governance_assets(settings: Settings):
             "as a Markdown file under the reports folder and as metadata here."
         ),
     )
-    def compliance_report(context: AssetExecutionContext, config: ComplianceWindow, lakehouse: Lakehouse):
+    def compliance_report(context: AssetExecutionContext, config: ComplianceWindow, lakehouse: Lakehouse,
+                          step_launcher: StepLauncherParam):
         import pandas as pd
 
         end = datetime.now(timezone.utc)

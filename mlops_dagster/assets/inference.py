@@ -6,6 +6,7 @@ from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
 from ..resources.spark import SparkResource
+from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
 from .ingestion import INGESTED_AT
 from .metadata import commit_info, table_metadata
@@ -34,6 +35,7 @@ def inference_assets(settings: Settings):
     )
     def churn_predictions(
         context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, registry: ModelRegistry,
+        step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
         from pyspark.sql import functions as F
 

@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult,
 
 from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..resources.lakehouse import Lakehouse
+from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
 from .metadata import commit_info, markdown_table, table_metadata
 
@@ -66,7 +67,8 @@ def ingestion_assets(settings: Settings):
             ),
         ],
     )
-    def ingest_landing_files(context: AssetExecutionContext, config: IngestConfig, lakehouse: Lakehouse):
+    def ingest_landing_files(context: AssetExecutionContext, config: IngestConfig, lakehouse: Lakehouse,
+                            step_launcher: StepLauncherParam):
         import pandas as pd
 
         from ..ml.landing import parse_landing_file

@@ -42,7 +42,7 @@ def monitoring_assets(settings: Settings):
 
     @asset(
         group_name="monitoring", deps=["churn_features", "churn_predictions", "champion_model_version"],
-        kinds={"evidently", "mlflow"}, required_resource_keys={"mlflow", "lakehouse", "registry"},
+        kinds={"evidently", "mlflow"}, required_resource_keys={"mlflow", "lakehouse", "registry", "step_launcher"},
         automation_condition=AutomationCondition.eager(),
         check_specs=[AssetCheckSpec(
             DRIFT_CHECK, asset="churn_drift_report",

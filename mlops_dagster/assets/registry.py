@@ -11,6 +11,7 @@ from ..governance.audit import AUDIT_TABLE, audit_event, record
 from ..governance.approvals import is_approved
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHALLENGER, CHAMPION, ModelRegistry
+from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings, bound_text
 from .metadata import markdown_table
 from .training import TrainedModel
@@ -72,6 +73,7 @@ def registry_assets(settings: Settings):
     )
     def challenger_model_version(
         context: AssetExecutionContext, churn_model: TrainedModel, registry: ModelRegistry, lakehouse: Lakehouse,
+        step_launcher: StepLauncherParam,
     ):
         from ..ml.evaluation import check_thresholds
 
@@ -148,7 +150,7 @@ def registry_assets(settings: Settings):
     )
     def champion_model_version(
         context: AssetExecutionContext, challenger_model_version: RegisteredVersion,
-        registry: ModelRegistry, lakehouse: Lakehouse,
+        registry: ModelRegistry, lakehouse: Lakehouse, step_launcher: StepLauncherParam,
     ):
         from ..ml.evaluation import churn_probability, compare_to_champion, evaluate
         from ..ml.training import LABEL, SPLIT

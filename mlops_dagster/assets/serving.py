@@ -6,6 +6,7 @@ from ..governance.audit import AUDIT_TABLE, audit_event, record
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHALLENGER, CHAMPION, ModelRegistry
 from ..resources.serving import EndpointUpdateFailed, ServingBackend
+from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
 from .inference import NoChampionError
 from .metadata import markdown_table
@@ -84,6 +85,7 @@ def serving_assets(settings: Settings):
     )
     def churn_endpoint(
         context: AssetExecutionContext, serving: ServingBackend, registry: ModelRegistry, lakehouse: Lakehouse,
+        step_launcher: StepLauncherParam,
     ):
         state, steps, champion = roll_out(settings, serving, registry, lakehouse, context.log, context.run.run_id)
         capture = (state.get("auto_capture_config") or {}).get("table_name_prefix")

@@ -7,6 +7,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Out
 
 from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..resources.lakehouse import Lakehouse
+from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
 from .metadata import commit_info, table_metadata
 
@@ -47,7 +48,9 @@ def training_assets(settings: Settings):
         ),
         metadata={"dagster/table_name": training_table},
     )
-    def churn_training_set(context: AssetExecutionContext, lakehouse: Lakehouse) -> MaterializeResult:
+    def churn_training_set(
+        context: AssetExecutionContext, lakehouse: Lakehouse, step_launcher: StepLauncherParam,
+    ) -> MaterializeResult:
         from ..ml.training import LABEL, SPLIT, stratified_split
 
         feature_version = lakehouse.version(features_table)
@@ -77,7 +80,7 @@ def training_assets(settings: Settings):
 
     @asset(
         group_name="training", deps=["churn_training_set"], kinds={"scikitlearn", "mlflow"},
-        required_resource_keys={"mlflow", "lakehouse"},
+        required_resource_keys={"mlflow", "lakehouse", "step_launcher"},
         description=(
             f"A {tr.model.class_path.rsplit('.', 1)[-1]} pipeline (impute, one-hot encode, scale, classify) "
             f"trained on the `train` split and evaluated on `test`. Logged to MLflow experiment "

@@ -11,6 +11,7 @@ from ..assets.serving import roll_out
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
 from ..resources.serving import ServingBackend
+from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
 from .access import authorize
 from .approvals import APPROVALS_TABLE
@@ -68,7 +69,7 @@ def governance_jobs(settings: Settings):
     @op(description="Records an approval (who, when, comment) for one validated model version: the record "
                     "promotion to champion needs where governance.require_approval is on.")
     def approve_model_version(context: OpExecutionContext, config: ApproveConfig, registry: ModelRegistry,
-                              lakehouse: Lakehouse):
+                              lakehouse: Lakehouse, step_launcher: StepLauncherParam):
         import pandas as pd
 
         obj = f"{settings.mlflow.model_name} v{config.version}"
@@ -93,7 +94,8 @@ def governance_jobs(settings: Settings):
 
     @op(description="RESTORE TABLE ... TO VERSION AS OF: the table's rows become those of an earlier "
                     "version, as a new version (nothing of the later history is lost).")
-    def restore_table(context: OpExecutionContext, config: RestoreTableConfig, lakehouse: Lakehouse):
+    def restore_table(context: OpExecutionContext, config: RestoreTableConfig, lakehouse: Lakehouse,
+                      step_launcher: StepLauncherParam):
         name = config.table if config.table.count(".") == 2 else settings.table(config.table)
         authorize(settings, lakehouse, "restore", name, context.run.run_id)
         current = lakehouse.version(name)
@@ -110,7 +112,7 @@ def governance_jobs(settings: Settings):
     @op(description="Moves the champion alias back to an earlier validated version and redeploys the "
                     "serving endpoint to it.")
     def rollback_champion(context: OpExecutionContext, config: RollbackConfig, registry: ModelRegistry,
-                          lakehouse: Lakehouse, serving: ServingBackend):
+                          lakehouse: Lakehouse, serving: ServingBackend, step_launcher: StepLauncherParam):
         champion = registry.by_alias(CHAMPION)
         if champion is None:
             raise Failure(f"{settings.mlflow.model_name} has no champion to roll back")
@@ -146,7 +148,7 @@ def governance_jobs(settings: Settings):
                     "version there (deploy_model) or records that the next environment retrains from this "
                     "code (deploy_code).")
     def promote_to_next_environment(context: OpExecutionContext, config: PromoteConfig,
-                                    registry: ModelRegistry, lakehouse: Lakehouse):
+                                    registry: ModelRegistry, lakehouse: Lakehouse, step_launcher: StepLauncherParam):
         if promotion.next is None:
             raise Failure(f"target {settings.target} has no next environment (governance.promotion.next)")
         champion = registry.by_alias(CHAMPION)
@@ -178,7 +180,7 @@ def governance_jobs(settings: Settings):
     @op(description="Brings back a deleted model version: MLflow registries cannot undelete, so it is "
                     "registered again from the logged model its registration recorded, as a new version.")
     def restore_model_version(context: OpExecutionContext, config: RestoreModelVersionConfig,
-                              registry: ModelRegistry, lakehouse: Lakehouse):
+                              registry: ModelRegistry, lakehouse: Lakehouse, step_launcher: StepLauncherParam):
         import json
 
         from mlflow.exceptions import MlflowException

@@ -1,39 +1,62 @@
-"""Resources per target: decided once here, so asset code never asks where it runs."""
+"""Resources per target: decided once here, so asset code never asks where it runs.
+
+``local``: delta-rs tables, local Spark, MLflow on SQLite, the local gateway, every step in the
+Dagster process. Databricks targets: Unity Catalog tables through Spark, ``databricks`` /
+``databricks-uc`` MLflow, Databricks serving endpoints, and every step that touches data launched
+on a job cluster by the step launcher (the Dagster process only orchestrates).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..settings import ConfigError, Settings
+from dagster import FilesystemIOManager, ResourceDefinition
+
+from ..settings import Settings
 from .lakehouse import Lakehouse, LocalLakehouse
 from .mlflow_tracking import mlflow_tracking_resource
 from .registry import ModelRegistry
 from .serving import LocalServingBackend, ServingBackend
 from .spark import SparkResource
+from .step_launcher import StepLauncherParam
 
-__all__ = ["Lakehouse", "ModelRegistry", "ServingBackend", "SparkResource", "build_resources"]
+__all__ = ["Lakehouse", "ModelRegistry", "ServingBackend", "SparkResource", "StepLauncherParam", "build_resources"]
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
-    if settings.target != "local":
-        raise ConfigError(
-            f"target {settings.target!r}: the Databricks resources (Unity Catalog lakehouse, step launcher, "
-            "databricks-uc registry) are not part of this build yet; use MLOPS_TARGET=local"
-        )
     mlflow = settings.mlflow
-    return {
-        "lakehouse": LocalLakehouse(root=str(settings.root / "lakehouse")),
+    local = settings.target == "local"
+    common = {
         "spark": SparkResource(spark_config=settings.spark),
         "registry": ModelRegistry(
             tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.registry_uri, model_name=mlflow.model_name
         ),
-        "serving": LocalServingBackend(
-            host=settings.serving.host, port=settings.serving.port, state_dir=str(settings.root / "serving"),
-            gateway_settings=settings.model_dump_json(by_alias=True),
-            ready_timeout_seconds=settings.serving.ready_timeout_seconds,
-        ),
         "mlflow": mlflow_tracking_resource(
-            mlflow.tracking_uri, mlflow.registry_uri, mlflow.experiment, settings.root / "mlflow",
-            tags={"mlops.target": settings.target},
+            mlflow.tracking_uri, mlflow.registry_uri, mlflow.experiment,
+            settings.root / "mlflow" if settings.root else None, tags={"mlops.target": settings.target},
         ),
+        # Outputs handed between steps: on Databricks both steps run on clusters, so a UC volume.
+        "io_manager": FilesystemIOManager(base_dir=settings.io_path),
+    }
+    if local:
+        return {
+            **common,
+            "lakehouse": LocalLakehouse(root=str(settings.root / "lakehouse")),
+            "serving": LocalServingBackend(
+                host=settings.serving.host, port=settings.serving.port, state_dir=str(settings.root / "serving"),
+                gateway_settings=settings.model_dump_json(by_alias=True),
+                ready_timeout_seconds=settings.serving.ready_timeout_seconds,
+            ),
+            "step_launcher": ResourceDefinition.none_resource(description="Steps run in the Dagster process."),
+        }
+    from .databricks import DatabricksServingBackend, step_launcher_resource
+    from .unity_catalog import UnityCatalogLakehouse
+
+    return {
+        **common,
+        "lakehouse": (LocalLakehouse(root=str(settings.root / "lakehouse")) if settings.root
+                      else UnityCatalogLakehouse()),
+        "serving": DatabricksServingBackend(settings_json=settings.model_dump_json(by_alias=True),
+                                            ready_timeout_seconds=settings.serving.ready_timeout_seconds),
+        "step_launcher": step_launcher_resource(settings),
     }

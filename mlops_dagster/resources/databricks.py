@@ -1,0 +1,165 @@
+"""Databricks targets: credentials, the step launcher that runs steps on job clusters, and serving.
+
+Credentials come only from environment variables (names in ``databricks.*_env``): they are read
+when a run starts, never written to config, metadata or the files a run leaves behind. A missing
+one stops the run with one message naming the variable, before any client is built.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dagster import ResourceDefinition
+
+from ..settings import SETTINGS_JSON_ENV, ConfigError, DatabricksSettings, Settings
+from .serving import ServingBackend
+
+# Set by the Databricks runtime on every cluster (and by the workspace emulator's runtime).
+RUNTIME_ENV = "DATABRICKS_RUNTIME_VERSION"
+
+
+class DatabricksCredentialsError(ConfigError):
+    """A Databricks target was used without its credentials in the environment."""
+
+
+def on_databricks_cluster() -> bool:
+    return bool(os.environ.get(RUNTIME_ENV))
+
+
+def credentials(db: DatabricksSettings) -> dict[str, str]:
+    """Host plus a token or an OAuth client id / secret, from the environment; the message of a
+    missing one names the variable and how to set it (never a value)."""
+    host = os.environ.get(db.host_env, "").strip()
+    if not host:
+        raise DatabricksCredentialsError(
+            f"{db.host_env} is not set: a Databricks target needs the workspace URL, e.g. "
+            f"export {db.host_env}=https://<workspace>.cloud.databricks.com (or MLOPS_TARGET=local)"
+        )
+    token = os.environ.get(db.token_env, "").strip()
+    client_id = os.environ.get(db.client_id_env, "").strip()
+    client_secret = os.environ.get(db.client_secret_env, "").strip()
+    if token:
+        return {"host": host, "token": token}
+    if client_id and client_secret:
+        return {"host": host, "client_id": client_id, "client_secret": client_secret}
+    missing = db.client_secret_env if client_id else db.client_id_env if client_secret else db.token_env
+    raise DatabricksCredentialsError(
+        f"{missing} is not set: a Databricks target needs {db.token_env} (a personal access token) "
+        f"or both {db.client_id_env} and {db.client_secret_env} (an OAuth service principal)"
+    )
+
+
+def workspace_client(db: DatabricksSettings):
+    """A databricks-sdk WorkspaceClient: on a cluster, the runtime's own authentication; elsewhere
+    the credentials above."""
+    from databricks.sdk import WorkspaceClient
+
+    if on_databricks_cluster() and not os.environ.get(db.host_env):
+        return WorkspaceClient()
+    creds = credentials(db)
+    if "token" in creds:
+        return WorkspaceClient(host=creds["host"], token=creds["token"], auth_type="pat")
+    return WorkspaceClient(host=creds["host"], client_id=creds["client_id"],
+                           client_secret=creds["client_secret"], auth_type="oauth-m2m")
+
+
+def submit_run_config(settings: Settings) -> dict[str, Any]:
+    """dagster-databricks' ``run_config``: the job cluster (or existing cluster) of a remote step."""
+    db, cluster = settings.databricks, settings.databricks.cluster
+    run_config: dict[str, Any] = {
+        "run_name": f"mlops_dagster {settings.target}",
+        "libraries": list(db.libraries),
+    }
+    if db.timeout_seconds:
+        run_config["timeout_seconds"] = db.timeout_seconds
+    if cluster.existing_cluster_id:
+        run_config["cluster"] = {"existing": cluster.existing_cluster_id}
+        return run_config
+    run_config["cluster"] = {"new": {
+        "spark_version": cluster.spark_version,
+        "nodes": {"node_types": {"node_type_id": cluster.node_type_id}},
+        "size": {"autoscale": {"min_workers": cluster.min_workers, "max_workers": cluster.max_workers}},
+        "spark_conf": dict(cluster.spark_conf),
+        "custom_tags": {"project": "mlops_dagster", "target": settings.target, **cluster.custom_tags},
+        "aws_attributes": {"availability": cluster.availability, "first_on_demand": 1},
+        "data_security_mode": "SINGLE_USER",  # Unity Catalog access from a job cluster
+    }}
+    return run_config
+
+
+def _package_snapshot() -> str:
+    """A folder holding only the ``mlops_dagster`` package: what the launcher zips and uploads
+    (pointing it at the repository would ship virtualenvs and local state)."""
+    package = Path(__file__).resolve().parents[1]
+    staging = Path(tempfile.mkdtemp(prefix="mlops-dagster-code-"))
+    shutil.copytree(package, staging / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return str(staging)
+
+
+def step_launcher_resource(settings: Settings) -> ResourceDefinition:
+    """dagster-databricks' ``databricks_pyspark_step_launcher``, configured from the target.
+
+    In the Dagster process it checks the credentials first, then launches each step as a job run.
+    On the cluster (where the launched step itself runs) it is None: the step runs right there.
+    The remote step gets this process's resolved settings, so both ends run one configuration.
+    """
+    db = settings.databricks
+
+    def _init(_):
+        if on_databricks_cluster():
+            return None
+        from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
+
+        creds = credentials(db)
+        return DatabricksPySparkStepLauncher(
+            run_config=submit_run_config(settings),
+            permissions=db.permissions,
+            databricks_host=creds["host"],
+            databricks_token=creds.get("token"),
+            oauth_credentials=({"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
+                               if "client_id" in creds else None),
+            secrets_to_env_variables=[s.model_dump() for s in db.secrets_to_env_variables],
+            env_variables={
+                **db.env_variables,
+                "MLOPS_TARGET": settings.target,
+                SETTINGS_JSON_ENV: settings.model_dump_json(by_alias=True),
+                db.host_env: creds["host"],  # the workspace URL is not a secret; tokens come from secrets
+            },
+            staging_prefix=db.staging_prefix,
+            wait_for_logs=False,
+            max_completion_wait_time_seconds=db.max_wait_seconds,
+            poll_interval_sec=db.poll_interval_seconds,
+            local_pipeline_package_path=_package_snapshot(),
+        )
+
+    return ResourceDefinition(
+        resource_fn=_init,
+        description=(f"Runs steps on Databricks job clusters ({settings.databricks.cluster.spark_version}) "
+                     f"through dagster-databricks; credentials from {db.host_env} and {db.token_env}"),
+    )
+
+
+class DatabricksServingBackend(ServingBackend):
+    """Databricks model serving endpoints, managed through databricks-sdk with the target's
+    credentials (or the cluster's own authentication when a step runs on a cluster)."""
+
+    settings_json: str  # the target's settings: credentials variable names, capture table
+
+    def _settings(self) -> Settings:
+        return Settings.model_validate_json(self.settings_json)
+
+    def _workspace(self, start: bool = True):
+        return workspace_client(self._settings().databricks)
+
+    def invocation_url(self, endpoint: str) -> str:
+        return f"{self._workspace().config.host.rstrip('/')}/serving-endpoints/{endpoint}/invocations"
+
+    def apply(self, endpoint: str, config: dict[str, Any]) -> dict[str, Any]:
+        catalog, schema, table = self._settings().inference_table(endpoint).split(".")
+        capture = {"catalog_name": catalog, "schema_name": schema,
+                   "table_name_prefix": table.removesuffix("_payload"), "enabled": True}
+        return super().apply(endpoint, {**config, "auto_capture_config": capture})

@@ -1,0 +1,97 @@
+"""The emulator's cluster: runs one ``spark_python_task`` as the Databricks runtime does.
+
+Reads its task from stdin (file, parameters, DBFS root, secrets), starts a local SparkSession,
+maps ``/dbfs/...`` parameters onto the emulator's DBFS root, puts ``spark``, ``sc`` and ``dbutils``
+into the script's globals and runs the script as ``__main__``. Exit code 0 is SUCCESS; an
+exception's traceback goes to stderr and the run FAILS, as on a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import shutil
+import sys
+from pathlib import Path
+
+
+class _Secrets:
+    def __init__(self, secrets: dict[str, dict[str, str]]):
+        self._secrets = secrets
+
+    def get(self, scope: str, key: str) -> str:
+        try:
+            return self._secrets[scope][key]
+        except KeyError:
+            raise ValueError(f"Secret does not exist with scope: {scope} and key: {key}") from None
+
+
+class _Fs:
+    def __init__(self, to_local):
+        self._local = to_local
+
+    def ls(self, path: str) -> list[str]:
+        return sorted(str(p) for p in Path(self._local(path)).iterdir())
+
+    def put(self, path: str, contents: str, overwrite: bool = False) -> bool:
+        target = Path(self._local(path))
+        if target.exists() and not overwrite:
+            raise FileExistsError(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(contents)
+        return True
+
+    def head(self, path: str, max_bytes: int = 65536) -> str:
+        with open(self._local(path), "rb") as handle:
+            return handle.read(max_bytes).decode(errors="replace")
+
+    def cp(self, source: str, destination: str) -> bool:
+        shutil.copy(self._local(source), self._local(destination))
+        return True
+
+    def rm(self, path: str, recurse: bool = False) -> bool:
+        target = Path(self._local(path))
+        shutil.rmtree(target) if recurse and target.is_dir() else target.unlink()
+        return True
+
+
+class DBUtils:
+    """The part of ``dbutils`` scripts on a job cluster use: ``fs`` and ``secrets``."""
+
+    def __init__(self, to_local, secrets):
+        self.fs = _Fs(to_local)
+        self.secrets = _Secrets(secrets)
+
+
+def main() -> None:
+    spec = json.loads(sys.stdin.read())
+    root = spec["dbfs_root"]
+
+    def to_local(path: str) -> str:
+        for prefix in ("dbfs:", "/dbfs"):
+            if path.startswith(prefix):
+                return os.path.join(root, path[len(prefix):].lstrip("/"))
+        return path
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = (SparkSession.builder.master("local[1]").appName("databricks-emulator")
+               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
+               .config("spark.sql.shuffle.partitions", "2").config("spark.sql.session.timeZone", "UTC"))
+    for key, value in spec["spark_conf"].items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    script = spec["python_file"]
+    sys.argv = [script, *(to_local(p) for p in spec["parameters"])]
+    try:
+        runpy.run_path(script, init_globals={"spark": spark, "sc": spark.sparkContext,
+                                             "dbutils": DBUtils(to_local, spec["secrets"])},
+                       run_name="__main__")
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,303 @@
+"""Target `dev` against the Databricks workspace emulator: the real dagster-databricks step
+launcher and databricks-sdk launch steps that really run in the emulator's cluster process.
+
+The Dagster side runs as a user runs it (`dagster asset materialize`, a persistent instance), in
+its own process with only the Databricks variables set. Unity Catalog and delta-spark cannot run
+here (no Maven), so this target keeps its tables in delta-rs under `root` (README, "Running on
+Databricks"); MLflow points at the seed project's SQLite store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
+
+from mlops_dagster.resources.lakehouse import LocalLakehouse
+from mlops_dagster.settings import deep_merge, load_settings
+
+from .project import project_at
+from .support.databricks_emulator import DatabricksEmulator
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+TOKEN = f"dapi-emulated-{uuid.uuid4().hex}"
+SPARK_ASSETS = "churn_features,churn_labels,churn_predictions"
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """A project with a raw table and a champion model, made on `local`; `dev` takes it from there."""
+    root = tmp_path_factory.mktemp("databricks") / "mlops"
+    with project_at(root) as project:
+        project.land(1500, seed=3)
+        upstream = ["raw_customers", "raw_customers_quarantine", "churn_features", "churn_labels",
+                    "churn_training_set", "churn_model", "challenger_model_version", "champion_model_version"]
+        result = project.run(selection=upstream)
+        assert result.success, project.failures(result)
+        champion = project.registry.by_alias("champion")
+        assert champion is not None
+        yield root, str(champion.version)
+
+
+class Workspace:
+    """One emulator plus a `dev` configuration pointing at it, and a way to run the Dagster CLI."""
+
+    def __init__(self, root: Path, work: Path, overrides: dict | None = None, serving: bool = False):
+        self.root, self.work = root, work
+        self.home = work / "dagster_home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        m = f"sqlite:///{root}/mlflow/mlflow.db"
+        config = deep_merge({
+            "root": str(root), "landing": str(root / "landing"),
+            "mlflow": {"tracking_uri": m, "registry_uri": m, "experiment": "churn", "model_name": "churn_model"},
+            "databricks": {
+                "poll_interval_seconds": 0.5,
+                "secrets_to_env_variables": [{"name": "DATABRICKS_TOKEN", "scope": "mlops", "key": "token"}],
+                "permissions": {"job_permissions": {"CAN_MANAGE_RUN": [{"group_name": "ml-engineers"}]}},
+                "cluster": {"spark_conf": {"spark.sql.shuffle.partitions": "2"}},
+            },
+        }, overrides or {})
+        self.config = work / "dev.yaml"
+        self.config.write_text(yaml.safe_dump(config))
+        self.settings = load_settings("dev", extra_file=self.config)
+        self.emulator = DatabricksEmulator(work / "emulator", TOKEN, settings=self.settings if serving else None,
+                                           run_env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+        self.emulator.put_secret("mlops", "token", TOKEN)
+        self.outputs: list[str] = []
+
+    def env(self, **changes: str | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLOPS_"))}
+        env.update(DAGSTER_HOME=str(self.home), MLOPS_TARGET="dev", MLOPS_CONFIG=str(self.config),
+                   DATABRICKS_HOST=self.emulator.url, DATABRICKS_TOKEN=TOKEN)
+        for key, value in changes.items():
+            env.pop(key, None) if value is None else env.__setitem__(key, value)
+        return env
+
+    def materialize(self, select: str = SPARK_ASSETS, **env_changes) -> subprocess.CompletedProcess:
+        return self.dagster("asset", "materialize", "--select", select, **env_changes)
+
+    def dagster(self, *args: str, **env_changes) -> subprocess.CompletedProcess:
+        out = subprocess.run(
+            [DAGSTER, *args[:2], "-m", "mlops_dagster.definitions", *args[2:]],
+            capture_output=True, text=True, cwd=REPO, env=self.env(**env_changes), timeout=900,
+        )
+        self.outputs.append(out.stdout + out.stderr)
+        return out
+
+    def instance(self) -> DagsterInstance:
+        return DagsterInstance.from_config(str(self.home))
+
+    @property
+    def lakehouse(self) -> LocalLakehouse:
+        return LocalLakehouse(root=str(self.root / "lakehouse"))
+
+    def table(self, name: str) -> str:
+        return self.settings.table(name)
+
+
+@pytest.fixture
+def workspace(seeded, tmp_path):
+    root, _ = seeded
+    ws = Workspace(root, tmp_path)
+    with ws.emulator:
+        yield ws
+    assert_no_token_anywhere(ws)
+
+
+def assert_no_token_anywhere(ws: Workspace) -> None:
+    """The token must not be in any log, event, metadata or file the runs left behind."""
+    assert all(TOKEN not in out for out in ws.outputs), "token printed by the Dagster CLI"
+    for folder in (ws.home, ws.root, ws.emulator.root):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                assert TOKEN.encode() not in path.read_bytes(), f"token written to {path}"
+    with ws.instance() as instance:
+        for run in instance.get_runs():
+            for entry in instance.all_logs(run.run_id):
+                assert TOKEN not in str(entry), "token in the Dagster event log"
+
+
+def step_of(run) -> str:
+    return Path(run.task["spark_python_task"]["parameters"][0]).parent.name
+
+
+def test_spark_assets_run_as_databricks_job_runs(workspace, seeded):
+    ws, (_, champion) = workspace, seeded
+    raw = ws.lakehouse.read(ws.table("raw_customers"))
+
+    out = ws.materialize()
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+
+    # The emulator ran one job run per step (the asset checks are steps too), in processes of its
+    # own, all successful.
+    runs = {step_of(r): r for r in ws.emulator.runs.values()}
+    assert set(runs) == {"build_feature_tables", "churn_predictions", "churn_features_key_is_unique_and_not_null",
+                         "churn_features_features_are_complete", "churn_labels_key_is_unique_and_not_null",
+                         "churn_labels_both_classes_present"}
+    for run in runs.values():
+        assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "SUCCESS"), run.state_message
+        assert run.pid and run.pid != os.getpid()
+        assert run.task["spark_python_task"]["python_file"].endswith("databricks_step_main.py")
+        assert any(lib.get("pypi", {}).get("package", "").startswith("dagster==") for lib in run.libraries)
+        assert run.cluster["spark_version"] == ws.settings.databricks.cluster.spark_version
+        assert run.cluster["autoscale"] == {"min_workers": 1, "max_workers": 2}
+        assert ws.emulator.permissions[("jobs", str(run.job_id))][0]["group_name"] == "ml-engineers"
+        # The launcher uploaded the project's code; the cluster unpacked it.
+        code = ws.emulator.local_path(run.task["spark_python_task"]["parameters"][2])
+        assert "mlops_dagster/definitions.py" in zipfile.ZipFile(code).namelist()
+
+    with ws.instance() as instance:
+        [dagster_run] = instance.get_runs()
+        assert dagster_run.status == DagsterRunStatus.SUCCESS
+        for asset, step in (("churn_features", "build_feature_tables"), ("churn_predictions", "churn_predictions")):
+            event = instance.get_latest_materialization_event(AssetKey(asset))
+            assert event.run_id == dagster_run.run_id
+            # Materialized by the emulator's cluster process, streamed back into this instance.
+            assert event.dagster_event.pid == runs[step].pid
+            assert event.asset_materialization.metadata["dagster/row_count"].value == len(raw)
+        logs = instance.all_logs(dagster_run.run_id)
+        urls = [e.dagster_event.engine_event_data.metadata["databricks_run_url"].value for e in logs
+                if e.dagster_event and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT
+                and "databricks_run_url" in e.dagster_event.engine_event_data.metadata]
+        assert len(urls) == len(runs) and all(u.startswith(ws.emulator.url) for u in urls)
+        assert any("Captured stdout for step build_feature_tables" in e.message for e in logs)
+
+    # The tables hold the right rows, written by this run.
+    features = ws.lakehouse.read(ws.table("churn_features"))
+    assert sorted(features["customerID"]) == sorted(raw["customerID"])
+    predictions = ws.lakehouse.read(ws.table("churn_predictions"))
+    assert sorted(predictions["customerID"]) == sorted(raw["customerID"])
+    assert set(predictions["model_version"]) == {champion}
+    assert predictions["churn_probability"].between(0, 1).all()
+    assert ws.lakehouse.history(ws.table("churn_predictions"), 5)[0]["dagster_run_id"] == dagster_run.run_id
+
+
+def test_a_remote_failure_surfaces_its_traceback_and_stderr(seeded, tmp_path):
+    root, _ = seeded
+    ws = Workspace(root, tmp_path, {"features": {"derived": {"tenureBand": "no_such_function(tenure)"}}})
+    with ws.emulator:
+        out = ws.materialize("churn_features,churn_labels")
+        assert out.returncode != 0
+        with ws.instance() as instance:
+            [dagster_run] = instance.get_runs()
+            assert dagster_run.status == DagsterRunStatus.FAILURE
+            logs = instance.all_logs(dagster_run.run_id)
+            [failure] = [e.dagster_event for e in logs if e.dagster_event and e.dagster_event.is_step_failure]
+            error = failure.step_failure_data.error
+            text = str(error.message) + "".join(error.stack) + str(error.cause and error.cause.message)
+            assert "no_such_function" in text           # Spark's own message, raised on the cluster
+            assert "assets/features.py" in "".join(error.stack) + "".join(error.cause.stack if error.cause else [])
+            assert failure.pid == next(iter(ws.emulator.runs.values())).pid
+            assert any("Captured stderr for step build_feature_tables" in e.message for e in logs)
+
+        # A run whose cluster never starts: the workspace's message reaches the Dagster run.
+        ws.emulator.fail_next_run("Cluster terminated: spot instances unavailable (emulated)")
+        out = ws.materialize("churn_features,churn_labels")
+        assert out.returncode != 0
+        with ws.instance() as instance:
+            failed = [r for r in instance.get_runs() if r.status == DagsterRunStatus.FAILURE]
+            assert len(failed) == 2
+            messages = " ".join(e.message for e in instance.all_logs(failed[0].run_id))
+            assert "spot instances unavailable" in messages
+    assert_no_token_anywhere(ws)
+
+
+def test_transient_api_errors_are_retried_and_the_run_succeeds(workspace):
+    ws = workspace
+    ws.emulator.fail_next_calls(429, 2, "/api/2.2/jobs/runs/submit")
+    ws.emulator.fail_next_calls(503, 2, "/api/2.0/dbfs/create")
+    ws.emulator.fail_next_calls(500, 1, "/api/2.2/jobs/runs/get")
+    out = ws.materialize("churn_features,churn_labels")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    statuses = [(path, status) for _, path, status in ws.emulator.calls]
+    assert statuses.count(("/api/2.2/jobs/runs/submit", 429)) == 2
+    assert ("/api/2.2/jobs/runs/submit", 200) in statuses
+    assert statuses.count(("/api/2.0/dbfs/create", 503)) == 2
+    assert ("/api/2.2/jobs/runs/get", 500) in statuses
+    assert ws.emulator.runs and all(r.result_state == "SUCCESS" for r in ws.emulator.runs.values())
+
+
+def test_cancelling_the_dagster_run_cancels_the_remote_run(workspace):
+    ws = workspace
+    process = subprocess.Popen(
+        [DAGSTER, "asset", "materialize", "-m", "mlops_dagster.definitions", "--select", "churn_features,churn_labels"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=ws.env(),
+    )
+    deadline = time.monotonic() + 180
+    while not any(r.life_cycle_state == "RUNNING" for r in ws.emulator.runs.values()):
+        assert process.poll() is None and time.monotonic() < deadline, "the remote run never started"
+        time.sleep(0.2)
+    [run] = ws.emulator.runs.values()
+    process.send_signal(signal.SIGINT)  # what terminating a run does to its run worker
+    ws.outputs.append(process.communicate(timeout=120)[0])
+    deadline = time.monotonic() + 30
+    while run.life_cycle_state != "TERMINATED" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "CANCELED")
+    with pytest.raises(ProcessLookupError):
+        os.kill(run.pid, 0)  # the cluster process is gone
+    with ws.instance() as instance:
+        [dagster_run] = instance.get_runs()
+        assert dagster_run.status in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE)
+
+
+@pytest.mark.parametrize("missing, named", [
+    (["DATABRICKS_HOST"], "DATABRICKS_HOST is not set"),
+    (["DATABRICKS_TOKEN"], "DATABRICKS_TOKEN is not set"),
+])
+def test_missing_credentials_give_one_clear_error(workspace, missing, named):
+    out = workspace.materialize("churn_features,churn_labels", **{k: None for k in missing})
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert named in text
+    assert "databricks/sdk" not in text  # stopped before any client was built
+    assert workspace.emulator.runs == {}
+
+
+def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(seeded, tmp_path):
+    """lifecycle_job on `dev`: every step a job run; the endpoint is created through the serving
+    API with auto-capture, by the cluster, with the token it got from the secret scope."""
+    from databricks.sdk import WorkspaceClient
+
+    from mlops_dagster.cli import generate
+
+    root, _ = seeded
+    ws = Workspace(root, tmp_path, serving=True)
+    generate(400, 11, False, "dev_batch.csv", landing=ws.settings.landing_path)
+    with ws.emulator:
+        out = ws.dagster("job", "execute", "-j", "lifecycle_job")
+        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+        with ws.instance() as instance:
+            [dagster_run] = instance.get_runs()
+            assert dagster_run.status == DagsterRunStatus.SUCCESS
+            steps = {e.step_key for e in instance.all_logs(dagster_run.run_id)
+                     if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_SUCCESS}
+        runs = {step_of(r): r for r in ws.emulator.runs.values()}
+        assert set(runs) == steps and len(steps) >= 12
+        assert all(r.result_state == "SUCCESS" and r.pid != os.getpid() for r in runs.values())
+
+        client = WorkspaceClient(host=ws.emulator.url, token=TOKEN, auth_type="pat")
+        endpoint = client.api_client.do("GET", "/api/2.0/serving-endpoints/churn-endpoint")
+        served = [e["entity_version"] for e in endpoint["config"]["served_entities"]]
+        predictions = ws.lakehouse.read(ws.table("churn_predictions"))
+        assert served == sorted(set(predictions["model_version"]))
+        assert endpoint["auto_capture_config"]["enabled"]
+        frame = ws.lakehouse.read(ws.table("churn_features")).head(3)[ws.settings.features.columns]
+        answer = client.serving_endpoints.query("churn-endpoint", dataframe_records=frame.to_dict("records"))
+        assert len(answer.predictions) == 3
+        raw = ws.lakehouse.read(ws.table("raw_customers"))
+        assert len(predictions) == len(raw) and "dev_batch.csv" in " ".join(raw["_source_file"].unique())
+        assert Path(ws.settings.reports_path).is_dir() and any(Path(ws.settings.reports_path).iterdir())
+    assert_no_token_anywhere(ws)
