@@ -167,7 +167,7 @@ class MlflowSettings(_Model):
 
 class RoleRights(_Model):
     catalogs: dict[str, Literal["NONE", "READ", "READ_WRITE"]] = Field(default_factory=dict)
-    registry: list[Literal["read", "register", "approve", "promote", "restore", "rollback"]] = Field(
+    registry: list[Literal["read", "register", "approve", "promote", "restore", "rollback", "grant"]] = Field(
         default_factory=list)
 
 
@@ -176,6 +176,11 @@ class AccessSettings(_Model):
     enforce: bool = False
     roles: dict[str, list[str]] = Field(default_factory=dict)     # role -> members
     matrix: dict[str, RoleRights] = Field(default_factory=dict)   # role -> rights
+    # Databricks: role -> the account group its Unity Catalog grants go to (default: the role name).
+    groups: dict[str, str] = Field(default_factory=dict)
+
+    def group_of(self, role: str) -> str:
+        return self.groups.get(role, role)
 
     def roles_of(self, actor: str) -> list[str]:
         return sorted(role for role, members in self.roles.items() if actor in members)

@@ -59,7 +59,8 @@ class Workspace:
         self.home = work / "dagster_home"
         self.home.mkdir(parents=True, exist_ok=True)
         m = f"sqlite:///{root}/mlflow/mlflow.db"
-        config = deep_merge({
+        self.config = work / "dev.yaml"
+        self.reconfigure(deep_merge({
             "root": str(root), "landing": str(root / "landing"),
             "mlflow": {"tracking_uri": m, "registry_uri": m, "experiment": "churn", "model_name": "churn_model"},
             "databricks": {
@@ -68,14 +69,16 @@ class Workspace:
                 "permissions": {"job_permissions": {"CAN_MANAGE_RUN": [{"group_name": "ml-engineers"}]}},
                 "cluster": {"spark_conf": {"spark.sql.shuffle.partitions": "2"}},
             },
-        }, overrides or {})
-        self.config = work / "dev.yaml"
-        self.config.write_text(yaml.safe_dump(config))
-        self.settings = load_settings("dev", extra_file=self.config)
+        }, overrides or {}))
         self.emulator = DatabricksEmulator(work / "emulator", TOKEN, settings=self.settings if serving else None,
                                            run_env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
         self.emulator.put_secret("mlops", "token", TOKEN)
         self.outputs: list[str] = []
+
+    def reconfigure(self, config: dict) -> None:
+        """Write the `dev` override file (read by every later CLI run) and reload the settings."""
+        self.config.write_text(yaml.safe_dump(config))
+        self.settings = load_settings("dev", extra_file=self.config)
 
     def env(self, **changes: str | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLOPS_"))}
@@ -301,3 +304,31 @@ def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(
         assert len(predictions) == len(raw) and "dev_batch.csv" in " ".join(raw["_source_file"].unique())
         assert Path(ws.settings.reports_path).is_dir() and any(Path(ws.settings.reports_path).iterdir())
     assert_no_token_anywhere(ws)
+
+
+def test_the_access_matrix_becomes_unity_catalog_grants(workspace):
+    """apply_access_grants_job on dev: each role's group gets the matrix's privileges on the dev
+    catalog, schema and model; a right taken out of the matrix is revoked; every change audited."""
+    ws = workspace
+    out = ws.dagster("job", "execute", "-j", "apply_access_grants_job")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    catalog = ws.emulator.grants[("catalog", "ml_dev_catalog")]
+    assert {"MODIFY", "CREATE_TABLE", "SELECT"} <= catalog["data_scientists"]       # dev: READ_WRITE
+    assert "MODIFY" not in catalog["devops_engineers"] and "SELECT" in catalog["devops_engineers"]  # dev: READ
+    assert "model_consumers" not in catalog                                         # dev: NONE
+    model = ws.emulator.grants[("function", "churn_model")]
+    assert model["ml_engineers"] == {"EXECUTE", "MANAGE"} and model["data_scientists"] == {"EXECUTE"}
+    assert ws.emulator.grants[("schema", "ml_dev_catalog.churn")]["data_scientists"] == {"CREATE_MODEL"}
+
+    # Data scientists lose write access to dev in the matrix: the next apply revokes it.
+    config = yaml.safe_load(ws.config.read_text())
+    config["governance"] = {"access": {"matrix": {
+        **{r: v.model_dump() for r, v in ws.settings.governance.access.matrix.items()},
+        "data_scientists": {"catalogs": {"dev": "READ"}, "registry": ["read", "register"]}}}}
+    ws.reconfigure(config)
+    out = ws.dagster("job", "execute", "-j", "apply_access_grants_job")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert not {"MODIFY", "CREATE_TABLE"} & catalog["data_scientists"] and "SELECT" in catalog["data_scientists"]
+    audit = ws.lakehouse.read(ws.table("audit_log"))
+    granted = audit[audit["action"] == "granted"]
+    assert len(granted) >= 7 and granted["details"].str.contains("MODIFY").any()

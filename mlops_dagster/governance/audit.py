@@ -15,7 +15,7 @@ from typing import Any
 AUDIT_TABLE = "audit_log"
 ACTIONS = (
     "table_written", "model_registered", "model_validated", "alias_changed", "promoted", "refused",
-    "deployed", "deploy_failed", "approved", "rolled_back", "restored",
+    "deployed", "deploy_failed", "approved", "rolled_back", "restored", "granted",
 )
 
 

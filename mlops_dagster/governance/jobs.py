@@ -1,11 +1,13 @@
 """Governance jobs: approve a model version; restore a table to an earlier Delta version; roll the
-champion back and redeploy. Small op jobs with config (launch them from the UI's launchpad or
+champion back and redeploy; apply the access matrix as Unity Catalog grants. Small op jobs with config (launch them from the UI's launchpad or
 `mlops approve`); each checks the actor's role where access rules are enforced, and is audited."""
 
 import os
 from pathlib import Path
 
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
+
+from ..assets.metadata import markdown_table
 
 from ..assets.serving import roll_out
 from ..resources.lakehouse import Lakehouse
@@ -211,6 +213,29 @@ def governance_jobs(settings: Settings):
         return Output(str(restored.version), metadata={"restored_from": config.version,
                                                         "new_version": str(restored.version)})
 
+    @op(description="Applies the access-control matrix (governance.access) as Unity Catalog grants on this "
+                    "target's catalog, schema and registered model, for each role's account group: missing "
+                    "privileges are granted, privileges the matrix no longer gives are revoked.")
+    def apply_access_grants(context: OpExecutionContext, lakehouse: Lakehouse, step_launcher: StepLauncherParam):
+        from ..resources.databricks import workspace_client
+        from .grants import apply_grants, grant_plan
+
+        if settings.target == "local":
+            raise Failure("Unity Catalog grants exist on Databricks targets (MLOPS_TARGET=dev|staging|prod); "
+                          "on local, governance actions check roles themselves (governance.access.enforce)")
+        authorize(settings, lakehouse, "grant", settings.catalog, context.run.run_id)
+        changes = apply_grants(workspace_client(settings.databricks), grant_plan(settings))
+        record(lakehouse, audit_table, [audit_event(
+            "granted", c["securable"], settings.target, context.run.run_id, principal=c["principal"],
+            added=c["added"], revoked=c["revoked"]) for c in changes])
+        context.log.info(f"{len(changes)} grant changes on {settings.catalog}" if changes else "grants already in place")
+        return Output(len(changes), metadata={"changes": markdown_table(changes) if changes else "none",
+                                              "catalog": settings.catalog, "model": settings.mlflow.model_name})
+
+    @job(description="Apply the access-control matrix as Unity Catalog grants (Databricks targets; audited).")
+    def apply_access_grants_job():
+        apply_access_grants()
+
     @job(description="Bring back a deleted model version from its logged model, as a new version (audited).")
     def restore_model_version_job():
         restore_model_version()
@@ -228,4 +253,4 @@ def governance_jobs(settings: Settings):
         rollback_champion()
 
     return [approve_model_version_job, promote_to_next_environment_job, restore_table_job,
-            restore_model_version_job, rollback_champion_job]
+            restore_model_version_job, rollback_champion_job, apply_access_grants_job]

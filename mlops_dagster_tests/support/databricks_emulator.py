@@ -7,7 +7,7 @@ served on 127.0.0.1 (random port) by a real HTTP server, doing the work for real
   subprocess (``databricks_runtime``) with local Spark, ``/dbfs/`` mapped to the DBFS root and
   ``spark`` / ``sc`` / ``dbutils`` in the script's globals. Its state moves PENDING -> RUNNING ->
   TERMINATED with SUCCESS / FAILED / CANCELED, or INTERNAL_ERROR when its "cluster" fails.
-- Permissions 2.0: PATCH / GET on jobs and clusters.
+- Permissions 2.0: PATCH / GET on jobs and clusters; Unity Catalog grants 2.1: GET / PATCH.
 - Serving endpoints: create / get / update config / delete / invocations, answered by the
   project's serving gateway (the same Databricks serving API), when built with ``settings``.
 - Secrets for ``dbutils.secrets.get``; a bearer token every call must carry.
@@ -69,6 +69,7 @@ class DatabricksEmulator:
         self.runs: dict[int, EmulatedRun] = {}
         self.secrets: dict[str, dict[str, str]] = {}
         self.permissions: dict[tuple[str, str], list[dict]] = {}
+        self.grants: dict[tuple[str, str], dict[str, set[str]]] = {}  # securable -> principal -> privileges
         self.calls: list[tuple[str, str, int]] = []  # method, path, status
         self._ids = itertools.count(1001)
         self._handles: dict[int, tuple[Path, bytearray]] = {}
@@ -192,6 +193,8 @@ class DatabricksEmulator:
             Route("/api/2.0/dbfs/list", api(self._dbfs_list), methods=["GET"]),
             Route("/api/2.0/permissions/{object_type}/{object_id}", api(self._permissions),
                   methods=["GET", "PATCH", "PUT"]),
+            Route("/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}", api(self._grants),
+                  methods=["GET", "PATCH"]),
         ]
         for version in ("2.1", "2.2"):
             routes += [
@@ -302,6 +305,17 @@ class DatabricksEmulator:
             self.permissions.setdefault(key, []).append(entry)
         return {"object_id": f"/{key[0]}/{key[1]}", "object_type": key[0][:-1],
                 "access_control_list": self.permissions.get(key, [])}
+
+    def _grants(self, p):
+        held = self.grants.setdefault((p["securable_type"], p["full_name"]), {})
+        for change in p.get("changes", []):
+            privileges = held.setdefault(change["principal"], set())
+            privileges.update(change.get("add", []))
+            privileges.difference_update(change.get("remove", []))
+        wanted = p.get("principal")
+        return {"privilege_assignments": [{"principal": who, "privileges": sorted(privs)}
+                                          for who, privs in sorted(held.items())
+                                          if privs and wanted in (None, who)]}
 
     # ---- jobs ----------------------------------------------------------------------------------
     def _submit(self, p):
