@@ -250,7 +250,6 @@ class DatabricksSettings(_Model):
     max_wait_seconds: int = Field(24 * 3600, ge=1)
     staging_prefix: str = "/dagster_staging"                        # DBFS folder for step code
     timeout_seconds: int = Field(0, ge=0)                           # per remote run; 0 = none
-    retries: int = Field(1, ge=0)  # a step whose remote run fails is run again this many times
 
 
 class Settings(_Model):

@@ -54,10 +54,11 @@ def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})}, timeout=120)
 
 
-def test_loading_the_code_location_imports_no_heavy_library(local_root):
+@pytest.mark.parametrize("target", ["local", "dev"])
+def test_loading_the_code_location_imports_no_heavy_library(target, local_root):
     heavy = ["pandas", "numpy", "pyarrow", "deltalake", "mlflow", "pyspark", "sklearn", "evidently",
              "dagster_pyspark", "dagster_mlflow", "dagster_databricks", "databricks.sdk"]
-    out = _python(f"import json, sys, mlops_dagster.definitions; print(json.dumps([m for m in {heavy!r} if m in sys.modules]))")
+    out = _python(f"import json, sys, mlops_dagster.definitions; print(json.dumps([m for m in {heavy!r} if m in sys.modules]))", {"MLOPS_TARGET": target})
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 

@@ -54,11 +54,12 @@ def credentials(db: DatabricksSettings) -> dict[str, str]:
 
 
 def workspace_client(db: DatabricksSettings):
-    """A databricks-sdk WorkspaceClient: on a cluster, the runtime's own authentication; elsewhere
-    the credentials above."""
+    """A databricks-sdk WorkspaceClient. On a cluster: the SDK's default chain, so a token from the
+    secret scope (``databricks.secrets_to_env_variables``) if one is configured, else the
+    cluster's own identity. Elsewhere: the credentials above."""
     from databricks.sdk import WorkspaceClient
 
-    if on_databricks_cluster() and not os.environ.get(db.host_env):
+    if on_databricks_cluster():
         return WorkspaceClient()
     creds = credentials(db)
     if "token" in creds:
