@@ -7,11 +7,12 @@ from typing import Any
 from ..settings import ConfigError, Settings
 from .lakehouse import Lakehouse, LocalLakehouse
 from .mlflow_tracking import mlflow_tracking_resource
+from .online_store import OnlineStore, build_online_store
 from .registry import ModelRegistry
 from .serving import LocalServingBackend, ServingBackend
 from .spark import SparkResource
 
-__all__ = ["Lakehouse", "ModelRegistry", "ServingBackend", "SparkResource", "build_resources"]
+__all__ = ["Lakehouse", "ModelRegistry", "OnlineStore", "ServingBackend", "SparkResource", "build_resources"]
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -24,6 +25,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     return {
         "lakehouse": LocalLakehouse(root=str(settings.root / "lakehouse")),
         "spark": SparkResource(spark_config=settings.spark),
+        "online_store": build_online_store(settings),
         "registry": ModelRegistry(
             tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.registry_uri, model_name=mlflow.model_name
         ),
