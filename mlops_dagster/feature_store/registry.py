@@ -27,10 +27,13 @@ def model_usage(client) -> dict[str, list[dict[str, Any]]]:
     """Feature table -> the model versions whose training looked it up (and at which Delta version)."""
     usage: dict[str, list[dict[str, Any]]] = {}
     for mv in client.search_model_versions(max_results=10_000):
-        for lookup in json.loads(mv.tags.get(FEATURE_LOOKUPS_TAG) or "[]"):
+        lookups = json.loads(mv.tags.get(FEATURE_LOOKUPS_TAG) or "[]")
+        # Search results carry no aliases; the version itself does.
+        aliases = sorted(client.get_model_version(mv.name, mv.version).aliases or []) if lookups else []
+        for lookup in lookups:
             usage.setdefault(lookup["table"], []).append({
                 "model": mv.name, "version": str(mv.version), "table_version": lookup["version"],
-                "aliases": sorted(getattr(mv, "aliases", []) or []),
+                "aliases": aliases,
             })
     for versions in usage.values():
         versions.sort(key=lambda u: (u["model"], int(u["version"])))
