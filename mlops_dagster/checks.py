@@ -5,7 +5,7 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition,
 
 from .assets.metadata import markdown_table
 from .resources.lakehouse import Lakehouse
-from .settings import FEATURE_TIMESTAMP, Settings
+from .settings import INGESTED_AT, Settings
 
 
 def _key_check(asset: str, table: str, keys: list[str]) -> AssetChecksDefinition:
@@ -104,6 +104,6 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
 
     return [
         _key_check("raw_customers", raw_table, [ds.key]), raw_rows_meet_contract, quarantine_is_quiet,
-        _key_check("churn_features", features_table, [ds.key, FEATURE_TIMESTAMP]), features_are_complete,
+        _key_check("churn_features", features_table, [ds.key, INGESTED_AT]), features_are_complete,
         _key_check("churn_labels", labels_table, [ds.key]), both_classes_present,
     ]

@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 CONF_DIR = Path(__file__).parent / "conf"
 TARGETS = ("local", "dev", "staging", "prod")
 FEATURES_TABLE = "churn_features"
-# The feature table's timestamp key: when the raw row behind a feature row was ingested.
-FEATURE_TIMESTAMP = "_ingested_at"
+# When a raw row was ingested: a column of the raw table, and the feature table's timestamp key.
+INGESTED_AT = "_ingested_at"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -304,12 +304,12 @@ class Settings(_Model):
         store = dict(raw.get("feature_store") or {})
         tables = dict(store.get("tables") or {})
         if isinstance(tables.get(FEATURES_TABLE), dict):
-            table = {"keys": [key], "timestamp_key": FEATURE_TIMESTAMP, **tables[FEATURES_TABLE]}
+            table = {"keys": [key], "timestamp_key": INGESTED_AT, **tables[FEATURES_TABLE]}
             tables[FEATURES_TABLE] = table
         store["tables"] = tables
         if not store.get("training_lookups"):
             store["training_lookups"] = [{"table": FEATURES_TABLE, "lookup_key": [key],
-                                          "timestamp_lookup_key": FEATURE_TIMESTAMP}]
+                                          "timestamp_lookup_key": INGESTED_AT}]
         return {**raw, "feature_store": store}
 
     @model_validator(mode="before")
@@ -347,8 +347,8 @@ class Settings(_Model):
         where = f"feature_store.tables.{FEATURES_TABLE}"
         if declared.keys != [self.dataset.key]:
             raise ValueError(f"{where}.keys must be [{self.dataset.key}] (dataset.key), not {declared.keys}")
-        if declared.timestamp_key != FEATURE_TIMESTAMP:
-            raise ValueError(f"{where}.timestamp_key must be {FEATURE_TIMESTAMP}: each feature row is stamped "
+        if declared.timestamp_key != INGESTED_AT:
+            raise ValueError(f"{where}.timestamp_key must be {INGESTED_AT}: each feature row is stamped "
                              "with the ingestion time of the raw row it was computed from")
         for name, spec in declared.columns.items():
             # A description of a feature this config does not compute (a lower layer's) is unused.
