@@ -275,3 +275,21 @@ def test_descriptions_of_features_a_config_does_not_compute_are_unused(local_roo
                                                             "derived": {}}})
     settings = load_settings("local", extra_file=extra)
     assert settings.feature_names("churn_features") == ["gender", "tenure"]
+
+
+@pytest.mark.parametrize("target", ["dev", "staging", "prod"])
+def test_databricks_targets_use_a_postgres_online_store(local_root, target):
+    from mlops_dagster.resources.online_store import PostgresOnlineStore, build_online_store
+
+    store = build_online_store(load_settings(target))
+    assert isinstance(store, PostgresOnlineStore) and store.dsn_env == "MLOPS_ONLINE_STORE_DSN"
+
+
+def test_sqlite_online_store_without_a_local_root_is_refused_clearly(local_root, tmp_path):
+    from mlops_dagster.resources.online_store import build_online_store
+
+    extra = write_yaml(tmp_path / "sqlite.yaml", {"feature_store": {"online_store": {"kind": "sqlite"}}})
+    with pytest.raises(ConfigError, match="target 'dev' has no local root for the SQLite online store"):
+        build_online_store(load_settings("dev", extra_file=extra))
+    local = build_online_store(load_settings("local"))
+    assert local.path == str(local_root.resolve() / "online" / "features.db")

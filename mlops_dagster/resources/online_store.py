@@ -300,5 +300,9 @@ def build_online_store(settings: "Settings") -> OnlineStore:
     cfg = settings.feature_store.online_store
     if cfg.kind == "postgres":
         return PostgresOnlineStore(dsn_env=cfg.dsn_env)
-    path = cfg.path or str(Path(settings.root, "online", "features.db"))
-    return SqliteOnlineStore(path=path)
+    if cfg.path is None and settings.root is None:
+        from ..settings import ConfigError
+
+        raise ConfigError(f"target {settings.target!r} has no local root for the SQLite online store: set "
+                          "feature_store.online_store.path, or kind: postgres with its DSN in dsn_env")
+    return SqliteOnlineStore(path=cfg.path or str(Path(settings.root, "online", "features.db")))
