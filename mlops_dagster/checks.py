@@ -6,21 +6,25 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition,
 from .assets.metadata import markdown_table
 from .resources.lakehouse import Lakehouse
 from .resources.step_launcher import StepLauncherParam
-from .settings import Settings
+from .settings import INGESTED_AT, Settings
 
 
-def _key_check(asset: str, table: str, key: str) -> AssetChecksDefinition:
+def _key_check(asset: str, table: str, keys: list[str]) -> AssetChecksDefinition:
+    shown = " + ".join(f"`{k}`" for k in keys)
+
     @asset_check(
         asset=asset, name="key_is_unique_and_not_null",
-        description=f"Every row of {table} has a `{key}`, and no `{key}` appears twice.",
+        description=f"Every row of {table} has {shown}, and no {shown} appears twice.",
     )
     def _check(lakehouse: Lakehouse, step_launcher: StepLauncherParam) -> AssetCheckResult:
-        keys = lakehouse.read(table, columns=[key])[key]
-        nulls, duplicates = int(keys.isna().sum()), int(keys.duplicated().sum())
+        frame = lakehouse.read(table, columns=keys)
+        nulls, duplicated = int(frame.isna().any(axis=1).sum()), frame.duplicated()
+        duplicates = int(duplicated.sum())
+        examples = ["/".join(map(str, row)) for row in frame[duplicated].head(5).itertuples(index=False)]
         return AssetCheckResult(
             passed=nulls == 0 and duplicates == 0,
-            metadata={"rows": len(keys), "null_keys": nulls, "duplicate_keys": duplicates, "expected": 0,
-                      "examples": ", ".join(map(str, keys[keys.duplicated()].head(5))) or "none"},
+            metadata={"rows": len(frame), "null_keys": nulls, "duplicate_keys": duplicates, "expected": 0,
+                      "examples": ", ".join(examples) or "none"},
         )
 
     return _check
@@ -100,7 +104,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         )
 
     return [
-        _key_check("raw_customers", raw_table, ds.key), raw_rows_meet_contract, quarantine_is_quiet,
-        _key_check("churn_features", features_table, ds.key), features_are_complete,
-        _key_check("churn_labels", labels_table, ds.key), both_classes_present,
+        _key_check("raw_customers", raw_table, [ds.key]), raw_rows_meet_contract, quarantine_is_quiet,
+        _key_check("churn_features", features_table, [ds.key, INGESTED_AT]), features_are_complete,
+        _key_check("churn_labels", labels_table, [ds.key]), both_classes_present,
     ]

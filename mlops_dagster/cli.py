@@ -5,6 +5,7 @@
     mlops serve | mlops stop                                          # the local serving gateway
     mlops lineage [--version N]                                       # a model version's lineage
     mlops approve --version N --comment "..."                         # approve a version for promotion
+    mlops features [--table NAME]                                     # the feature registry
 """
 
 from __future__ import annotations
@@ -121,6 +122,31 @@ def print_lineage(version: str | None) -> int:
     return 0
 
 
+def print_features(table: str | None) -> int:
+    from mlflow import MlflowClient
+
+    from .feature_store.registry import feature_registry, format_registry
+    from .resources.lakehouse import LocalLakehouse
+    from .resources.online_store import build_online_store
+    from .settings import load_settings
+
+    settings = load_settings()
+    lakehouse = LocalLakehouse(root=str(settings.root / "lakehouse"))
+    store = build_online_store(settings)
+    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.registry_uri)
+    try:
+        entries = feature_registry(settings, lakehouse, store, client)
+    finally:
+        store.close()
+    if table:
+        entries = [e for e in entries if table in (e["table"], e["table"].rsplit(".", 1)[-1])]
+        if not entries:
+            print(f"no feature table {table!r} in the registry; declared: {', '.join(settings.feature_store.tables)}")
+            return 1
+    print(format_registry(entries), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
@@ -139,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     approve = sub.add_parser("approve", help="approve a validated model version for promotion (audited)")
     approve.add_argument("--version", required=True)
     approve.add_argument("--comment", required=True)
+    features = sub.add_parser("features", help="the feature registry: tables, features, owners, versions, users")
+    features.add_argument("--table", help="one table (short or catalog.schema.table name)")
     args = parser.parse_args(argv)
+    if args.command == "features":
+        return print_features(args.table)
     if args.command == "approve":
         return run("approve_model_version_job", {"ops": {"approve_model_version": {
             "config": {"version": args.version, "comment": args.comment}}}})

@@ -20,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 CONF_DIR = Path(__file__).parent / "conf"
 TARGETS = ("local", "dev", "staging", "prod")
+FEATURES_TABLE = "churn_features"
+# When a raw row was ingested: a column of the raw table, and the feature table's timestamp key.
+INGESTED_AT = "_ingested_at"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -158,6 +161,67 @@ class AutomationSettings(_Model):
     failure_webhook: str | None = None  # POSTed a JSON summary of every failed lifecycle run
 
 
+class FeatureSpec(_Model):
+    description: str = ""
+    dtype: Literal["string", "double", "long", "boolean", "timestamp"] | None = None
+
+
+class FeatureTableSettings(_Model):
+    """A feature table in the registry: what identifies a row, who owns it, what each feature means."""
+
+    keys: list[str] = Field(min_length=1)   # entity keys (the primary key without the timestamp)
+    timestamp_key: str | None = None        # with it, the table keeps history: one row per keys + time
+    description: str
+    owner: str
+    tags: dict[str, str] = Field(default_factory=dict)
+    # Feature name -> description and dtype. Replaced as a whole by an upper config layer.
+    columns: dict[str, FeatureSpec] = Field(default_factory=dict)
+    online: bool = False                    # publish the latest values per key to the online store
+
+
+class FeatureLookupSettings(_Model):
+    """Like Databricks' ``FeatureLookup``: which features to join to the labels, by which columns."""
+
+    table: str                                # a feature table of ``feature_store.tables``
+    lookup_key: list[str] = Field(min_length=1)  # label columns matched to the table's keys, in order
+    timestamp_lookup_key: str | None = None   # label event time: features as of then (point in time)
+    feature_names: list[str] | None = None    # default: every feature of the table
+
+
+class OnlineStoreSettings(_Model):
+    # sqlite: embedded, a file under `root` (or `path`); postgres: a server named by the DSN in the
+    # environment variable `dsn_env` (the DSN holds the password, so it never sits in config).
+    kind: Literal["sqlite", "postgres"] = "sqlite"
+    path: str | None = None
+    dsn_env: str = "MLOPS_ONLINE_STORE_DSN"
+
+
+class FeatureStoreSettings(_Model):
+    tables: dict[str, FeatureTableSettings] = Field(default_factory=dict)
+    training_lookups: list[FeatureLookupSettings] = Field(default_factory=list)
+    online_store: OnlineStoreSettings = OnlineStoreSettings()
+
+    @model_validator(mode="after")
+    def _lookups_name_declared_features(self) -> "FeatureStoreSettings":
+        for i, lookup in enumerate(self.training_lookups):
+            table = self.tables.get(lookup.table)
+            where = f"feature_store.training_lookups[{i}]"
+            if table is None:
+                raise ValueError(f"{where}.table {lookup.table!r} is not declared in feature_store.tables "
+                                 f"(declared: {sorted(self.tables)})")
+            if len(lookup.lookup_key) != len(table.keys):
+                raise ValueError(f"{where}.lookup_key {lookup.lookup_key} must name one label column per key "
+                                 f"of {lookup.table} {table.keys}")
+            if lookup.timestamp_lookup_key and not table.timestamp_key:
+                raise ValueError(f"{where} has a timestamp_lookup_key but {lookup.table} has no timestamp_key: "
+                                 "a table without history has no point in time to look up")
+            unknown = [f for f in lookup.feature_names or [] if f not in table.columns]
+            if unknown:
+                raise ValueError(f"{where}.feature_names {unknown} are not features of {lookup.table} "
+                                 f"(declared: {sorted(table.columns)})")
+        return self
+
+
 class MlflowSettings(_Model):
     tracking_uri: str | None = None  # local default: SQLite under `root`
     registry_uri: str | None = None  # local default: the tracking store
@@ -273,8 +337,28 @@ class Settings(_Model):
     serving: ServingSettings = ServingSettings()
     governance: GovernanceSettings = GovernanceSettings()
     databricks: DatabricksSettings = DatabricksSettings()
+    feature_store: FeatureStoreSettings = FeatureStoreSettings()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _feature_store_defaults(cls, raw: Any) -> Any:
+        """The features asset's table is keyed by ``dataset.key`` and stamped with the ingestion
+        time; by default the model's features are looked up from it as of each label's time."""
+        if not isinstance(raw, dict) or not isinstance(raw.get("dataset"), dict):
+            return raw
+        key = raw["dataset"].get("key")
+        store = dict(raw.get("feature_store") or {})
+        tables = dict(store.get("tables") or {})
+        if isinstance(tables.get(FEATURES_TABLE), dict):
+            table = {"keys": [key], "timestamp_key": INGESTED_AT, **tables[FEATURES_TABLE]}
+            tables[FEATURES_TABLE] = table
+        store["tables"] = tables
+        if not store.get("training_lookups"):
+            store["training_lookups"] = [{"table": FEATURES_TABLE, "lookup_key": [key],
+                                          "timestamp_lookup_key": INGESTED_AT}]
+        return {**raw, "feature_store": store}
 
     @model_validator(mode="before")
     @classmethod
@@ -300,7 +384,37 @@ class Settings(_Model):
         ]
         if unknown:
             raise ValueError(f"features name columns that are not in dataset.columns: {unknown}")
+        self._feature_table_matches_the_features_asset()
         return self
+
+    def _feature_table_matches_the_features_asset(self) -> None:
+        """``churn_features`` is written by the features asset: its registry entry must describe it."""
+        declared = self.feature_store.tables.get(FEATURES_TABLE)
+        if declared is None:
+            raise ValueError(f"feature_store.tables must declare {FEATURES_TABLE} (the table the features asset writes)")
+        where = f"feature_store.tables.{FEATURES_TABLE}"
+        if declared.keys != [self.dataset.key]:
+            raise ValueError(f"{where}.keys must be [{self.dataset.key}] (dataset.key), not {declared.keys}")
+        if declared.timestamp_key != INGESTED_AT:
+            raise ValueError(f"{where}.timestamp_key must be {INGESTED_AT}: each feature row is stamped "
+                             "with the ingestion time of the raw row it was computed from")
+        for name, spec in declared.columns.items():
+            # A description of a feature this config does not compute (a lower layer's) is unused.
+            if name in self.features.columns and spec.dtype is not None and spec.dtype != self.feature_dtype(name):
+                raise ValueError(f"{where}.columns.{name}.dtype is {spec.dtype!r} but the features asset "
+                                 f"writes it as {self.feature_dtype(name)!r}")
+
+    def feature_dtype(self, name: str) -> str:
+        """How the features asset writes a model feature: categoricals as strings, the rest as doubles."""
+        return "string" if name in self.features.categorical else "double"
+
+    def feature_names(self, table: str) -> list[str]:
+        """The features of a registry table: the model's for ``churn_features``, else those declared."""
+        return self.features.columns if table == FEATURES_TABLE else list(self.feature_store.tables[table].columns)
+
+    def feature_table(self, name: str) -> str:
+        """A registry table's three-level name: short names live in this catalog and schema."""
+        return name if name.count(".") == 2 else self.table(name)
 
     @property
     def landing_path(self) -> str:

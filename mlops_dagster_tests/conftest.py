@@ -18,3 +18,12 @@ def local_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MLOPS_TARGET", "local")
     monkeypatch.delenv("MLOPS_CONFIG", raising=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():
+    """A real PostgreSQL server for the session (fails in CI, skips visibly elsewhere, without binaries)."""
+    from .postgres import require_postgres, running_postgres
+
+    with running_postgres(require_postgres()) as dsn:
+        yield dsn

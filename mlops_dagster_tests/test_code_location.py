@@ -17,7 +17,7 @@ from mlops_dagster.settings import load_settings
 REPO = Path(__file__).resolve().parents[1]
 STAGES = {
     "ingestion": {"raw_customers", "raw_customers_quarantine"},
-    "features": {"churn_features", "churn_labels"},
+    "features": {"churn_features", "churn_labels", "churn_features_online"},
     "training": {"churn_training_set", "churn_model"},
     "registry": {"challenger_model_version", "champion_model_version"},
     "serving": {"churn_endpoint"},

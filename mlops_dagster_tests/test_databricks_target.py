@@ -63,6 +63,7 @@ class Workspace:
         self.reconfigure(deep_merge({
             "root": str(root), "landing": str(root / "landing"),
             "mlflow": {"tracking_uri": m, "registry_uri": m, "experiment": "churn", "model_name": "churn_model"},
+            "feature_store": {"online_store": {"kind": "sqlite"}},  # under root, like the tables
             "databricks": {
                 "poll_interval_seconds": 0.5,
                 "secrets_to_env_variables": [{"name": "DATABRICKS_TOKEN", "scope": "mlops", "key": "token"}],

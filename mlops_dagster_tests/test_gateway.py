@@ -51,13 +51,13 @@ class BrokenModel:
 
 
 class Server:
-    def __init__(self, tmp_path, models: dict[str, object]):
+    def __init__(self, tmp_path, models: dict[str, object], features=None):
         self.models = models
         self.lakehouse = LocalLakehouse(root=str(tmp_path / "lakehouse"))
         capture = InferenceCapture(lambda rows: self.lakehouse.write(TABLE, pd.DataFrame(rows), "append"),
                                    batch_size=500, flush_seconds=0.2).start()
         self.gateway = Gateway(self._load, capture, lambda name: TABLE, tmp_path / "endpoints.json",
-                               max_body_bytes=4096, seed=7)
+                               max_body_bytes=4096, seed=7, features=features)
         self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(build_app(self.gateway), host="127.0.0.1", port=self.port,
                                                     log_level="warning", loop="asyncio"))

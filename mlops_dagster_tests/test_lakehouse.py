@@ -245,3 +245,25 @@ def test_spark_reads_an_empty_table(spark, lakehouse):
         ("id", "bigint"), ("value", "string"), ("score", "double"),
     ]
     assert df.collect() == []
+
+
+@pytest.mark.integration
+def test_spark_merge_keeps_history_and_column_comments_cost_no_extra_versions(spark, lakehouse):
+    from datetime import datetime, timezone
+
+    schema = "id long, at timestamp, value string"
+    day1, day2 = (datetime(2026, 1, d, tzinfo=timezone.utc) for d in (1, 2))
+    comments = {"value": "what the entity looked like"}
+    info = lakehouse.merge_spark(NAME, spark.createDataFrame([(1, day1, "a"), (2, day1, "b")], schema),
+                                 ["id", "at"], column_comments=comments)
+    assert (info.version, info.num_rows) == (0, 2)  # comments travel in the first commit
+    assert lakehouse.column_comments(NAME) == comments
+    # Entity 1 again at a later time: a new row; entity 2 re-sent unchanged: the same row.
+    info = lakehouse.merge_spark(NAME, spark.createDataFrame([(1, day2, "a2"), (2, day1, "b")], schema),
+                                 ["id", "at"], column_comments=comments)
+    assert (info.version, info.num_rows, info.operation) == (1, 3, "MERGE")
+    assert rows(lakehouse.read(NAME)[["id", "value"]]) == [(1, "a"), (1, "a2"), (2, "b")]
+    lakehouse.set_column_comments(NAME, {"value": "changed"})
+    assert lakehouse.version(NAME) == 2 and lakehouse.column_comments(NAME) == {"value": "changed"}
+    with pytest.raises(ValueError, match=r"cannot comment on \['nope'\]: .* has no such column"):
+        lakehouse.set_column_comments(NAME, {"nope": "x"})

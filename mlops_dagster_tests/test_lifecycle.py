@@ -171,3 +171,28 @@ def test_lineage_of_the_champion_lists_the_real_table_versions_and_files(project
     assert lineage["endpoints"] == [("churn-endpoint", 100)]
     text = format_lineage(lineage)
     assert "customers_2000_seed42.csv" in text and "churn-endpoint (100% of traffic)" in text
+
+
+def test_the_endpoint_serves_by_customer_id_from_the_online_store(project):
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = project.metadata("churn_endpoint")["url"]
+
+    def post(body: dict) -> tuple[int, dict]:
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    assert project.metadata("churn_features_online")["rows_published"] == ROWS
+    features = project.lakehouse.read(project.table("churn_features")).head(3)
+    by_key = post({"dataframe_records": [{"customerID": k} for k in features["customerID"]]})
+    sent = post({"dataframe_records": features[project.settings.features.columns].to_dict("records")})
+    assert by_key[0] == 200 and by_key == sent
+    status, body = post({"dataframe_records": [{"customerID": "0000-NOBODY"}]})
+    assert status == 404 and "unknown customerID '0000-NOBODY'" in body["message"]

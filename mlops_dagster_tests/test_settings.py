@@ -238,3 +238,58 @@ def test_settings_are_frozen(local_root):
     with pytest.raises(Exception):
         settings.catalog = "other"
     assert settings.catalog == "ml_dev_catalog"
+
+
+def test_the_feature_registry_defaults_to_the_features_assets_table(local_root):
+    store = load_settings("local").feature_store
+    table = store.tables["churn_features"]
+    assert table.keys == ["customerID"] and table.timestamp_key == "_ingested_at" and table.online
+    assert table.owner == "customer-analytics" and table.columns["tenure"].description == "Months as a customer"
+    [lookup] = store.training_lookups
+    assert (lookup.table, lookup.lookup_key, lookup.timestamp_lookup_key) == (
+        "churn_features", ["customerID"], "_ingested_at")
+    assert store.online_store.kind == "sqlite" and store.online_store.dsn_env == "MLOPS_ONLINE_STORE_DSN"
+
+
+@pytest.mark.parametrize("feature_store, message", [
+    ({"tables": {"churn_features": {"keys": ["tenure"]}}},
+     r"feature_store.tables.churn_features.keys must be \[customerID\] \(dataset.key\)"),
+    ({"tables": {"churn_features": {"columns": {"tenure": {"dtype": "string"}}}}},
+     "churn_features.columns.tenure.dtype is 'string' but the features asset writes it as 'double'"),
+    ({"training_lookups": [{"table": "nowhere", "lookup_key": ["customerID"]}]},
+     r"training_lookups\[0\].table 'nowhere' is not declared in feature_store.tables"),
+    ({"training_lookups": [{"table": "churn_features", "lookup_key": ["customerID"], "feature_names": ["shoeSize"]}]},
+     r"feature_names \['shoeSize'\] are not features of churn_features"),
+    ({"tables": {"plans": {"keys": ["id"], "description": "d", "owner": "o"}},
+      "training_lookups": [{"table": "plans", "lookup_key": ["customerID"], "timestamp_lookup_key": "t"}]},
+     "plans has no timestamp_key: a table without history has no point in time to look up"),
+])
+def test_feature_store_mistakes_name_the_field(local_root, tmp_path, feature_store, message):
+    extra = write_yaml(tmp_path / "fs.yaml", {"feature_store": feature_store})
+    with pytest.raises(ConfigError, match=message):
+        load_settings("local", extra_file=extra)
+
+
+def test_descriptions_of_features_a_config_does_not_compute_are_unused(local_root, tmp_path):
+    extra = write_yaml(tmp_path / "own.yaml", {"features": {"categorical": ["gender"], "numerical": ["tenure"],
+                                                            "derived": {}}})
+    settings = load_settings("local", extra_file=extra)
+    assert settings.feature_names("churn_features") == ["gender", "tenure"]
+
+
+@pytest.mark.parametrize("target", ["dev", "staging", "prod"])
+def test_databricks_targets_use_a_postgres_online_store(local_root, target):
+    from mlops_dagster.resources.online_store import PostgresOnlineStore, build_online_store
+
+    store = build_online_store(load_settings(target))
+    assert isinstance(store, PostgresOnlineStore) and store.dsn_env == "MLOPS_ONLINE_STORE_DSN"
+
+
+def test_sqlite_online_store_without_a_local_root_is_refused_clearly(local_root, tmp_path):
+    from mlops_dagster.resources.online_store import build_online_store
+
+    extra = write_yaml(tmp_path / "sqlite.yaml", {"feature_store": {"online_store": {"kind": "sqlite"}}})
+    with pytest.raises(ConfigError, match="target 'dev' has no local root for the SQLite online store"):
+        build_online_store(load_settings("dev", extra_file=extra))
+    local = build_online_store(load_settings("local"))
+    assert local.path == str(local_root.resolve() / "online" / "features.db")

@@ -1,12 +1,15 @@
-"""Stage `features`: the feature table (one row per entity, model inputs) and the labels table."""
+"""Stage `features`: the feature table (model inputs per entity, with history), the labels table,
+and the feature table's latest values published to the online store."""
 
-from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, multi_asset
+from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, asset, multi_asset
 
+from ..feature_store.registry import registry_properties
 from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..resources.lakehouse import Lakehouse
+from ..resources.online_store import OnlineStore
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
-from ..settings import Settings
+from ..settings import FEATURES_TABLE, Settings
 from .ingestion import INGESTED_AT
 from .metadata import commit_info, table_metadata
 
@@ -14,18 +17,22 @@ from .metadata import commit_info, table_metadata
 def feature_assets(settings: Settings):
     ds, fs = settings.dataset, settings.features
     raw_table = settings.table(f"raw_{ds.name}")
-    features_table = settings.table("churn_features")
+    features_table = settings.table(FEATURES_TABLE)
     labels_table = settings.table("churn_labels")
+    registered = settings.feature_store.tables[FEATURES_TABLE]
+    comments = {c: spec.description for c, spec in registered.columns.items() if c in fs.columns and spec.description}
 
     @multi_asset(
         specs=[
             AssetSpec(
                 "churn_features", group_name="features", deps=["raw_customers"], kinds={"spark", "delta"},
                 description=(
-                    f"Model inputs, one row per `{ds.key}`, computed with Spark from the raw table: "
+                    f"Model inputs per `{ds.key}`, computed with Spark from the raw table: "
                     f"{len(fs.categorical)} categorical and {len(fs.numeric_columns)} numeric features "
-                    f"(derived ones from the Spark SQL expressions in the target config). "
-                    f"Delta table `{features_table}`; its version is the feature version."
+                    f"(derived ones from the Spark SQL expressions in the target config). Merged on "
+                    f"`{ds.key}` + `{INGESTED_AT}`, so every ingested version of an entity's features is kept "
+                    f"(point-in-time lookups read the one valid at a label's time). Delta table "
+                    f"`{features_table}`, owned by {registered.owner}; its version is the feature version."
                 ),
                 metadata={"dagster/table_name": features_table},
             ),
@@ -50,11 +57,13 @@ def feature_assets(settings: Settings):
         raw = lakehouse.read_spark(session, raw_table)
         commit = {**commit_info(context), "source_table": raw_table, "source_version": str(raw_version)}
         features = build_features(raw, ds.key, fs.categorical, fs.numerical, fs.derived, carry=(INGESTED_AT,))
-        feature_info = lakehouse.write_spark(
-            features_table, features, "overwrite", commit_info=commit, properties={"primary_key": ds.key},
-            description=f"Churn model features keyed by {ds.key}, built with Spark from {raw_table}.",
+        feature_info = lakehouse.merge_spark(
+            features_table, features, [ds.key, INGESTED_AT], commit_info=commit,
+            properties=registry_properties(registered), description=registered.description,
+            column_comments=comments,
         )
-        labels = build_labels(raw, ds.key, ds.label, ds.positive_label)
+        # A label's event time is when its row was ingested: training looks features up as of then.
+        labels = build_labels(raw, ds.key, ds.label, ds.positive_label, carry=(INGESTED_AT,))
         label_info = lakehouse.write_spark(
             labels_table, labels, "overwrite", commit_info=commit, properties={"primary_key": ds.key},
             description=f"Churn labels (1 = {ds.label} is {ds.positive_label!r}) keyed by {ds.key}, from {raw_table}.",
@@ -67,4 +76,35 @@ def feature_assets(settings: Settings):
         })
         yield MaterializeResult(asset_key="churn_labels", metadata={**table_metadata(label_info), **lineage})
 
-    return [build_feature_tables]
+    if not registered.online:
+        return [build_feature_tables]
+
+    store = settings.feature_store.online_store.kind
+
+    @asset(
+        group_name="features", deps=["churn_features"], kinds={store},
+        description=(
+            f"The latest `{FEATURES_TABLE}` values per `{ds.key}`, published to the online store "
+            f"({store}) for lookups at serving time: the endpoint takes just `{ds.key}` and fetches the "
+            "features. Each publish replaces the online rows in one transaction and records the Delta "
+            "version it came from."
+        ),
+    )
+    def churn_features_online(
+        context: AssetExecutionContext, lakehouse: Lakehouse, online_store: OnlineStore,
+        step_launcher: StepLauncherParam,
+    ) -> MaterializeResult:
+        from ..ml.feature_lookup import latest_per_key
+
+        version = lakehouse.version(features_table)
+        frame = lakehouse.read(features_table, version, columns=[ds.key, INGESTED_AT, *fs.columns])
+        published = online_store.publish(features_table, latest_per_key(frame, [ds.key], INGESTED_AT),
+                                         [ds.key], version)
+        context.log.info(f"published {published.rows} rows of {features_table} v{version} to {published.store}")
+        return MaterializeResult(metadata={
+            "rows_published": published.rows, "online_store": published.store,
+            "online_table": published.online_table, "feature_table": features_table,
+            "delta_version_published": version, "offline_rows": len(frame),
+        })
+
+    return [build_feature_tables, churn_features_online]

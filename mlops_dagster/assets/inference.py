@@ -26,7 +26,7 @@ def inference_assets(settings: Settings):
         group_name="inference", deps=["churn_features", "champion_model_version"], kinds={"spark", "delta"},
         automation_condition=AutomationCondition.eager(),
         description=(
-            f"The `{CHAMPION}` model's churn probability for every row of the feature table, scored on "
+            f"The `{CHAMPION}` model's churn probability for every customer's latest features, scored on "
             f"Spark with MLflow's `spark_udf`; `prediction` is 1 at probability >= {threshold}. Each run "
             f"replaces Delta table `{predictions_table}` (earlier batches stay readable by Delta version) "
             "and stamps every row with the model name, version and scoring time."
@@ -47,7 +47,10 @@ def inference_assets(settings: Settings):
             )
         session = spark.session()
         feature_version = lakehouse.version(features_table)
-        features = lakehouse.read_spark(session, features_table, feature_version)
+        from ..ml.features import latest_feature_rows
+
+        history = lakehouse.read_spark(session, features_table, feature_version)
+        features = latest_feature_rows(history, [key], INGESTED_AT)
         predict = registry.spark_udf(session, champion.version)
         columns = [F.col(c) for c in settings.features.columns]
         probability = predict(F.struct(*columns))[1]

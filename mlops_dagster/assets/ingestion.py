@@ -10,11 +10,10 @@ from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult,
 from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..resources.lakehouse import Lakehouse
 from ..resources.step_launcher import StepLauncherParam
-from ..settings import Settings
+from ..settings import INGESTED_AT, Settings
 from .metadata import commit_info, markdown_table, table_metadata
 
 SOURCE_FILE = "_source_file"
-INGESTED_AT = "_ingested_at"
 
 
 class IngestConfig(Config):

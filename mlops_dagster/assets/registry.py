@@ -6,6 +6,7 @@ from dagster import (
     AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue, Output, asset,
 )
 
+from ..feature_store.registry import FEATURE_LOOKUPS_TAG
 from ..governance.access import authorize
 from ..governance.audit import AUDIT_TABLE, audit_event, record
 from ..governance.approvals import is_approved
@@ -85,6 +86,7 @@ def registry_assets(settings: Settings):
             tags={
                 "training_set": churn_model.training_set,
                 "training_set_version": str(churn_model.training_set_version),
+                FEATURE_LOOKUPS_TAG: churn_model.feature_lookups,
                 "dagster_run_id": context.run.run_id,
                 **{f"metric.{k}": f"{v:.6f}" for k, v in churn_model.metrics.items()},
             },

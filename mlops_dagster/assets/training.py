@@ -1,5 +1,6 @@
 """Stage `training`: the versioned training set and the trained model (an MLflow run)."""
 
+import json
 import tempfile
 from dataclasses import dataclass
 
@@ -9,7 +10,7 @@ from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..resources.lakehouse import Lakehouse
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
-from .metadata import commit_info, table_metadata
+from .metadata import commit_info, markdown_table, table_metadata
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class TrainedModel:
     training_set: str
     training_set_version: int
     experiment_id: str
+    feature_lookups: str = "[]"  # JSON: the feature tables, Delta versions and features looked up
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
@@ -34,48 +36,76 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
 
 def training_assets(settings: Settings):
     ds, fs, tr = settings.dataset, settings.features, settings.training
-    features_table = settings.table("churn_features")
     labels_table = settings.table("churn_labels")
     training_table = settings.table("churn_training_set")
+
+    lookups_text = ", ".join(f"`{l.table}` by {'+'.join(l.lookup_key)}"
+                             + (f" as of `{l.timestamp_lookup_key}`" if l.timestamp_lookup_key else "")
+                             for l in settings.feature_store.training_lookups)
 
     @asset(
         group_name="training", deps=["churn_features", "churn_labels"], kinds={"delta"},
         description=(
-            f"Features joined to labels on `{ds.key}` and split (stratified on the label, seed "
-            f"{tr.seed}) into `train` and `test` ({tr.test_size:.0%}) in the `split` column. Delta table "
-            f"`{training_table}`; it records the feature and label table versions it was built from, "
-            "so every model can say exactly what it learned from."
+            f"Labels joined point in time to their features ({lookups_text}): each label gets the "
+            "feature values known at its time, never later ones. Labels with no feature row yet are "
+            f"left out (counted in the metadata). Split (stratified on the label, seed {tr.seed}) into "
+            f"`train` and `test` ({tr.test_size:.0%}) in the `split` column. Delta table `{training_table}`; "
+            "it records the feature and label table versions it was built from, so every model can say "
+            "exactly what it learned from."
         ),
         metadata={"dagster/table_name": training_table},
     )
     def churn_training_set(
         context: AssetExecutionContext, lakehouse: Lakehouse, step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
+        from ..ml.feature_lookup import FeatureLookup, build_training_set
         from ..ml.training import LABEL, SPLIT, stratified_split
 
-        feature_version = lakehouse.version(features_table)
         label_version = lakehouse.version(labels_table)
-        features = lakehouse.read(features_table, feature_version, columns=[ds.key, *fs.columns])
-        labels = lakehouse.read(labels_table, label_version, columns=[ds.key, LABEL])
-        joined = features.merge(labels, on=ds.key, how="inner", validate="one_to_one")
-        unlabeled = len(features) - len(joined)
-        if unlabeled:
-            context.log.warning(f"{unlabeled} feature rows have no label and are left out of training")
-        split = stratified_split(joined, ds.key, tr.test_size, tr.seed)
-        lineage = {"features_table": features_table, "features_version": str(feature_version),
-                   "labels_table": labels_table, "labels_version": str(label_version)}
+        labels = lakehouse.read(labels_table, label_version)
+        lookups, recorded = [], []
+        for lookup in settings.feature_store.training_lookups:
+            spec = settings.feature_store.tables[lookup.table]
+            table = settings.feature_table(lookup.table)
+            names = lookup.feature_names or settings.feature_names(lookup.table)
+            version = lakehouse.version(table)
+            columns = [*spec.keys, *([spec.timestamp_key] if spec.timestamp_key else []), *names]
+            lookups.append((FeatureLookup(table, lookup.lookup_key, names, lookup.timestamp_lookup_key),
+                            lakehouse.read(table, version, columns=columns), spec.keys, spec.timestamp_key))
+            recorded.append({"table": table, "version": version, "lookup_key": lookup.lookup_key,
+                             "timestamp_lookup_key": lookup.timestamp_lookup_key, "features": names})
+        joined, matched = build_training_set(labels, lookups)
+        missing = [c for c in fs.columns if c not in joined.columns]
+        if missing:
+            raise ValueError(f"the model features {missing} come from no feature lookup: add them to "
+                             "feature_store.training_lookups (feature_names) or to the looked-up tables")
+        found = matched.all(axis=1)
+        if not found.all():
+            context.log.warning(f"{int((~found).sum())} labels predate every feature row of their key and are "
+                                f"left out of training (per table: {(~matched).sum().to_dict()})")
+        time_columns = [t for t in dict.fromkeys(l.timestamp_lookup_key for l, *_ in lookups) if t]
+        frame = joined.loc[found, [ds.key, *time_columns, *fs.columns, LABEL]]
+        split = stratified_split(frame, ds.key, tr.test_size, tr.seed)
+        feature_version = recorded[0]["version"]
+        lineage = {"features_table": recorded[0]["table"], "features_version": str(feature_version),
+                   "labels_table": labels_table, "labels_version": str(label_version),
+                   "feature_lookups": json.dumps(recorded)}
         info = lakehouse.write(
             training_table, split, "overwrite", commit_info={**commit_info(context), **lineage},
             properties={"primary_key": ds.key},
-            description=f"Training set for the churn model: {features_table} joined with {labels_table}, split seeded.",
+            description=f"Training set for the churn model: {labels_table} with features looked up point in time "
+                        f"from {', '.join(r['table'] for r in recorded)}, split seeded.",
         )
         record(lakehouse, settings.table(AUDIT_TABLE), table_written([info], settings.target, context.run.run_id))
         counts = split[SPLIT].value_counts()
         return MaterializeResult(metadata={
             **table_metadata(info),
             "train_rows": int(counts.get("train", 0)), "test_rows": int(counts.get("test", 0)),
-            "positive_rate": float(split[LABEL].mean()), "unlabeled_rows": unlabeled,
+            "positive_rate": float(split[LABEL].mean()), "labels_without_features": int((~found).sum()),
             "features_version": feature_version, "labels_version": label_version,
+            "feature_lookups": markdown_table([
+                {"table": r["table"], "delta_version": r["version"], "lookup_key": "+".join(r["lookup_key"]),
+                 "as_of": r["timestamp_lookup_key"] or "latest", "features": len(r["features"])} for r in recorded]),
         })
 
     @asset(
@@ -95,9 +125,12 @@ def training_assets(settings: Settings):
         from ..ml.evaluation import churn_probability, evaluate, save_plots
         from ..ml.training import LABEL, SPLIT, build_pipeline, fit, skops_trusted_types
 
+        from ..governance.lineage import data_commit
+
         lakehouse: Lakehouse = context.resources.lakehouse
         version = lakehouse.version(training_table)
         frame = lakehouse.read(training_table, version)
+        feature_lookups = data_commit(lakehouse, training_table, version, "feature_lookups").get("feature_lookups", "[]")
         train, test = frame[frame[SPLIT] == "train"], frame[frame[SPLIT] == "test"]
         pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns),
                        train, fs.columns)
@@ -112,6 +145,7 @@ def training_assets(settings: Settings):
             "test_size": tr.test_size, "seed": tr.seed, "decision_threshold": threshold,
             "n_features": len(fs.columns), "train_rows": len(train), "test_rows": len(test),
             "training_set": training_table, "training_set_version": version,
+            "feature_tables": ", ".join(f"{t['table']}@v{t['version']}" for t in json.loads(feature_lookups)),
         })
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         source = lakehouse.mlflow_dataset_source(training_table, version)
@@ -126,12 +160,13 @@ def training_assets(settings: Settings):
             input_example=example, pyfunc_predict_fn="predict_proba",
             skops_trusted_types=skops_trusted_types(pipeline),
         )
-        mlflow.set_tags({"mlops.stage": "training", "mlops.target": settings.target})
+        mlflow.set_tags({"mlops.stage": "training", "mlops.target": settings.target,
+                         "mlops.feature_lookups": feature_lookups})
 
         trained = TrainedModel(
             run_id=run.info.run_id, model_uri=info.model_uri, model_id=getattr(info, "model_id", None),
             metrics=metrics, training_set=training_table, training_set_version=version,
-            experiment_id=run.info.experiment_id,
+            experiment_id=run.info.experiment_id, feature_lookups=feature_lookups,
         )
         return Output(trained, metadata={
             "mlflow_run_id": trained.run_id,

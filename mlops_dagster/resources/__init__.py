@@ -15,12 +15,14 @@ from dagster import FilesystemIOManager, ResourceDefinition
 from ..settings import Settings
 from .lakehouse import Lakehouse, LocalLakehouse
 from .mlflow_tracking import mlflow_tracking_resource
+from .online_store import OnlineStore, build_online_store
 from .registry import ModelRegistry
 from .serving import LocalServingBackend, ServingBackend
 from .spark import SparkResource
 from .step_launcher import StepLauncherParam
 
-__all__ = ["Lakehouse", "ModelRegistry", "ServingBackend", "SparkResource", "StepLauncherParam", "build_resources"]
+__all__ = ["Lakehouse", "ModelRegistry", "OnlineStore", "ServingBackend", "SparkResource", "StepLauncherParam",
+           "build_resources"]
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -28,6 +30,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     local = settings.target == "local"
     common = {
         "spark": SparkResource(spark_config=settings.spark),
+        "online_store": build_online_store(settings),
         "registry": ModelRegistry(
             tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.registry_uri, model_name=mlflow.model_name
         ),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -106,6 +107,21 @@ class Lakehouse(ConfigurableResource, ABC):
     ) -> TableInfo: ...
 
     @abstractmethod
+    def merge_spark(
+        self, name: str, df: "SparkDataFrame", keys: list[str], *, description: str | None = None,
+        properties: dict[str, str] | None = None, commit_info: dict[str, str] | None = None,
+        column_comments: dict[str, str] | None = None,
+    ) -> TableInfo:
+        """Upsert Spark output on ``keys`` (the table is created if needed, with ``column_comments``)."""
+
+    @abstractmethod
+    def set_column_comments(self, name: str, comments: dict[str, str]) -> None:
+        """Column comments (Delta column metadata ``comment``); only changed ones are committed."""
+
+    @abstractmethod
+    def column_comments(self, name: str) -> dict[str, str]: ...
+
+    @abstractmethod
     def mlflow_dataset_source(self, name: str, version: int):
         """How MLflow should record this table version as a run input (a ``DeltaDatasetSource``)."""
 
@@ -131,6 +147,16 @@ def _delta_safe(data: Any) -> Any:
         fields.append(f)
     # Delta stores microseconds: nanoseconds are truncated, which a safe cast would refuse.
     return data.cast(pa.schema(fields), safe=False)
+
+
+def _with_comments(reader: "pa.RecordBatchReader", comments: dict[str, str]) -> "pa.RecordBatchReader":
+    """The same batches under a schema whose fields carry ``comment`` metadata (Delta keeps it)."""
+    import pyarrow as pa
+
+    schema = pa.schema([f.with_metadata({"comment": comments[f.name]}) if f.name in comments else f
+                        for f in reader.schema])
+    return pa.RecordBatchReader.from_batches(
+        schema, (pa.RecordBatch.from_arrays(b.columns, schema=schema) for b in reader))
 
 
 def _commit(commit_info: dict[str, str] | None):
@@ -249,6 +275,20 @@ class LocalLakehouse(Lakehouse):
         if properties and any(current.get(k) != v for k, v in properties.items()):
             dt.alter.set_table_properties(properties, raise_if_not_exists=False)
 
+    def set_column_comments(self, name, comments):
+        dt = self._table(name)
+        current = self.column_comments(name)
+        columns = {f.name for f in dt.schema().fields}
+        unknown = sorted(set(comments) - columns)
+        if unknown:
+            raise ValueError(f"cannot comment on {unknown}: {name} has no such column(s)")
+        for column, comment in comments.items():
+            if current.get(column) != comment:
+                dt.alter.set_column_metadata(column, {"comment": comment})
+
+    def column_comments(self, name):
+        return {f.name: f.metadata["comment"] for f in self._table(name).schema().fields if "comment" in (f.metadata or {})}
+
     def mlflow_dataset_source(self, name, version):
         from mlflow.data.delta_dataset_source import DeltaDatasetSource
 
@@ -264,15 +304,32 @@ class LocalLakehouse(Lakehouse):
             return spark.createDataFrame([], from_arrow_schema(self._arrow_schema(dt)))
         return spark.read.parquet(*files)
 
-    def write_spark(self, name, df, mode="overwrite", *, description=None, properties=None, commit_info=None):
+    @contextmanager
+    def _staged(self, df: "SparkDataFrame"):
+        """Spark output as an Arrow batch reader over Parquet written to a staging folder."""
         import pyarrow.dataset as ds
 
         staging = Path(self.root, "_staging", uuid.uuid4().hex)
         try:
             df.write.mode("overwrite").parquet(str(staging))
-            dataset = ds.dataset(str(staging), format="parquet")
-            reader = dataset.scanner(batch_size=64_000).to_reader()
-            return self.write(name, reader, mode, description=description, properties=properties,
-                              commit_info=commit_info)
+            yield ds.dataset(str(staging), format="parquet").scanner(batch_size=64_000).to_reader()
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def write_spark(self, name, df, mode="overwrite", *, description=None, properties=None, commit_info=None):
+        with self._staged(df) as reader:
+            return self.write(name, reader, mode, description=description, properties=properties,
+                              commit_info=commit_info)
+
+    def merge_spark(self, name, df, keys, *, description=None, properties=None, commit_info=None,
+                    column_comments=None):
+        created = not self.exists(name)
+        with self._staged(df) as reader:
+            if created and column_comments:  # in the first commit, not one commit per column
+                reader = _with_comments(reader, column_comments)
+            info = self.merge(name, reader, keys, description=description, properties=properties,
+                              commit_info=commit_info)
+        if column_comments and not created:
+            self.set_column_comments(name, column_comments)
+            info = self._info(name, info.operation)
+        return info

@@ -84,25 +84,49 @@ class UnityCatalogLakehouse(Lakehouse):
         return self._info(name, mode.upper())
 
     def merge(self, name, data, keys, *, description=None, properties=None, commit_info=None):
+        return self.merge_spark(name, self._to_spark(data), keys, description=description,
+                                properties=properties, commit_info=commit_info)
+
+    def merge_spark(self, name, df, keys, *, description=None, properties=None, commit_info=None,
+                    column_comments=None):
         from delta.tables import DeltaTable
 
         if not keys:
             raise ValueError(f"merge into {name} needs at least one key column")
-        source = self._to_spark(data)
         if not self.exists(name):
-            return self.write_spark(name, source, "overwrite", description=description, properties=properties,
+            info = self.write_spark(name, df, "overwrite", description=description, properties=properties,
                                     commit_info=commit_info)
-        spark = self._spark()
-        if commit_info:
-            spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(commit_info, sort_keys=True))
-        try:
-            (DeltaTable.forName(spark, _quoted(name)).alias("t")
-             .merge(source.alias("s"), " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys))
-             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
-        finally:
-            spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-        self._annotate(name, description, properties)
-        return self._info(name, "MERGE")
+        else:
+            spark = self._spark()
+            if commit_info:
+                spark.conf.set("spark.databricks.delta.commitInfo.userMetadata",
+                               json.dumps(commit_info, sort_keys=True))
+            try:
+                (DeltaTable.forName(spark, _quoted(name)).alias("t")
+                 .merge(df.alias("s"), " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys))
+                 .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+            finally:
+                spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+            self._annotate(name, description, properties)
+            info = self._info(name, "MERGE")
+        if column_comments:
+            self.set_column_comments(name, column_comments)
+        return info
+
+    def set_column_comments(self, name, comments):
+        current = self.column_comments(name)
+        columns = set(self._spark().table(_quoted(name)).columns)
+        unknown = sorted(set(comments) - columns)
+        if unknown:
+            raise ValueError(f"cannot comment on {unknown}: {name} has no such column(s)")
+        for column, comment in comments.items():
+            if current.get(column) != comment:
+                self._spark().sql(f"ALTER TABLE {_quoted(name)} ALTER COLUMN `{column}` COMMENT {_sql_string(comment)}")
+
+    def column_comments(self, name):
+        self._require(name)
+        return {f.name: f.metadata["comment"] for f in self._spark().table(_quoted(name)).schema.fields
+                if "comment" in (f.metadata or {})}
 
     def read_spark(self, spark, name, version=None):
         self._require(name)

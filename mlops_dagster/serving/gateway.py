@@ -11,6 +11,8 @@
   that mirror requests to a candidate whose answers are captured but never returned.
 * Concurrent requests for one model are scored together (dynamic batching): one
   ``predict_proba`` call serves every request that arrived while the previous call ran.
+* Feature serving: a request may send only the entity key; the model's features are looked up
+  in the online store first (unknown keys get a 404 naming them).
 * Every request, including refused ones, is captured to the inference table.
 """
 
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .capture import InferenceCapture
+from .features import OnlineFeatures
 from .payload import BadRequest, Column, parse_rows
 
 log = logging.getLogger(__name__)
@@ -203,12 +206,16 @@ class Gateway:
         max_body_bytes: int = 1 << 20,
         max_rows: int = 10_000,
         seed: int | None = None,
+        features: OnlineFeatures | None = None,
     ):
         self.loader, self.capture, self.capture_table = loader, capture, capture_table
         self.state_file, self.max_body_bytes, self.max_rows = state_file, max_body_bytes, max_rows
         self.endpoints: dict[str, Endpoint] = {}
         self.rng = random.Random(seed)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        # Online feature lookups wait on a store, never on the event loop.
+        self.features = features
+        self.lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="features") if features else None
         self._loads: set[asyncio.Task] = set()
 
     # --- configuration -------------------------------------------------------------------------
@@ -319,7 +326,11 @@ class Gateway:
             if size > self.max_body_bytes:
                 raise BadRequest(f"request body of {size} bytes exceeds the limit of {self.max_body_bytes}",
                                  status=413, error_code="REQUEST_LIMIT_EXCEEDED")
-            rows = parse_rows(body, served.loaded.columns, self.max_rows)
+            if self.features is None:
+                rows = parse_rows(body, served.loaded.columns, self.max_rows)
+            else:
+                rows = await asyncio.get_running_loop().run_in_executor(
+                    self.lookups, parse_rows, body, served.loaded.columns, self.max_rows, self.features.fill)
             for shadow, percent in config.shadows:
                 if shadow != served.name and self.rng.random() * 100 < percent:
                     asyncio.get_running_loop().create_task(
@@ -365,6 +376,9 @@ class Gateway:
         if self.capture is not None:
             self.capture.close()
         self.executor.shutdown(wait=True)
+        if self.lookups is not None:
+            self.lookups.shutdown(wait=True)
+            self.features.store.close()
 
 
 def _frame(rows: list[list[Any]], columns: list[Column]):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +93,34 @@ def _from_columnar(inputs: Any, columns: list[Column]) -> list[list[Any]]:
     return [[_check_cell(c, cols[j][i], i) for j, c in enumerate(columns)] for i in range(n)]
 
 
-def parse_rows(body: bytes, columns: list[Column], max_rows: int = 10_000) -> list[list[Any]]:
-    """Rows (values in signature column order) from a request body, or a ``BadRequest``."""
+def _keyed_records(field: str, value: Any, columns: list[Column]) -> list[dict[str, Any]] | None:
+    """The request as row objects when it names its columns but lacks some model columns (e.g.
+    sends only the entity key, for features to be looked up); None when nothing is to be filled
+    or the shape is wrong (the usual parsing then says what is wrong)."""
+    names = [c.name for c in columns]
+    if field == "dataframe_split":
+        if not (isinstance(value, dict) and isinstance(value.get("columns"), list)
+                and isinstance(value.get("data"), list)
+                and all(isinstance(r, list) and len(r) == len(value["columns"]) for r in value["data"])):
+            return None
+        records = [dict(zip(value["columns"], row)) for row in value["data"]]
+    elif isinstance(value, dict) and field in ("inputs", "instances"):
+        if not all(isinstance(v, list) for v in value.values()) or len({len(v) for v in value.values()}) != 1:
+            return None
+        records = [dict(zip(value, row)) for row in zip(*value.values())]
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        records = value
+    else:
+        return None
+    return records if any(n not in r for r in records for n in names) else None
+
+
+def parse_rows(body: bytes, columns: list[Column], max_rows: int = 10_000,
+               fill: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> list[list[Any]]:
+    """Rows (values in signature column order) from a request body, or a ``BadRequest``.
+
+    ``fill`` completes row objects that lack model columns (feature lookup by entity key); values
+    the request does send are kept."""
     if not body or not body.strip():
         raise BadRequest(f"empty request body: send JSON with one of {', '.join(FORMATS)}")
     try:
@@ -108,7 +135,13 @@ def parse_rows(body: bytes, columns: list[Column], max_rows: int = 10_000) -> li
         raise BadRequest(f"send exactly one of {', '.join(FORMATS)} ({found})")
     field = present[0]
     value = payload[field]
-    if field == "dataframe_split":
+    records = _keyed_records(field, value, columns) if fill is not None else None
+    if records is not None:
+        if len(records) > max_rows:
+            raise BadRequest(f"{len(records)} rows in one request; the limit is {max_rows}", status=413,
+                             error_code="REQUEST_LIMIT_EXCEEDED")
+        rows = _from_records(fill(records), columns, field)
+    elif field == "dataframe_split":
         rows = _from_split(value, columns)
     elif field == "dataframe_records":
         rows = _from_records(value, columns, field)

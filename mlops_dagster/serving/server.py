@@ -24,8 +24,10 @@ def state_dir(settings: Settings) -> Path:
 
 def build_gateway(settings: Settings) -> Gateway:
     from ..resources.lakehouse import LocalLakehouse
+    from ..resources.online_store import build_online_store
     from ..resources.registry import ModelRegistry
     from .capture import InferenceCapture
+    from .features import online_features
 
     cfg = settings.serving
     lakehouse = LocalLakehouse(root=str(settings.root / "lakehouse"))
@@ -50,7 +52,7 @@ def build_gateway(settings: Settings) -> Gateway:
     state = state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
     return Gateway(load, recorder, settings.inference_table, state / "endpoints.json",
-                   cfg.max_body_bytes, cfg.max_rows)
+                   cfg.max_body_bytes, cfg.max_rows, features=online_features(settings, build_online_store(settings)))
 
 
 def build_app(gateway: Gateway, on_stop=None):

@@ -1,0 +1,1 @@
+"""The feature store: the registry of feature tables and what uses them."""

@@ -1,0 +1,308 @@
+"""The online store: the latest feature values per key, for lookups at serving time.
+
+``OnlineStore`` is the interface; ``SqliteOnlineStore`` (embedded, a file under the local root)
+and ``PostgresOnlineStore`` (a server; its DSN, password included, comes from an environment
+variable and is never logged or shown) implement it. A Databricks online table would be one more
+implementation. A publish replaces a table's rows in one transaction, so a reader sees either
+the old or the new version, never a mix; it also records which Delta version it published.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from dagster import ConfigurableResource
+from pydantic import PrivateAttr
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ..settings import Settings
+
+CATALOG = "mlops_online_tables"  # which feature tables are published, from which Delta version
+
+
+class OnlineTableNotFoundError(LookupError):
+    """A feature table was never published to the online store."""
+
+
+@dataclass(frozen=True)
+class PublishInfo:
+    table: str
+    online_table: str
+    rows: int
+    delta_version: int
+    store: str
+
+
+def online_table_name(table: str) -> str:
+    """``catalog.schema.table`` -> ``catalog__schema__table`` (one SQL table per feature table)."""
+    name = table.replace(".", "__")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"feature table name {table!r} must be letters, digits and underscores (catalog.schema.table)")
+    return name
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class OnlineStore(ConfigurableResource, ABC):
+    """Latest feature values per key: published from the offline Delta table, looked up by key."""
+
+    @abstractmethod
+    def publish(self, table: str, frame: "pd.DataFrame", keys: list[str], delta_version: int) -> PublishInfo:
+        """Replace ``table``'s online rows with ``frame`` (one row per key) in one transaction."""
+
+    @abstractmethod
+    def lookup(self, table: str, keys: list[str], values: list[tuple], features: list[str]) -> dict[tuple, dict[str, Any]]:
+        """Feature values for each key tuple found; keys not found are absent from the result."""
+
+    @abstractmethod
+    def published_version(self, table: str) -> int | None:
+        """The Delta version last published for ``table`` (None: never published)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Which store, safe to log: no password."""
+
+    def close(self) -> None:
+        """Release connections (nothing to release by default)."""
+
+
+class _SqlOnlineStore(OnlineStore, ABC):
+    """The SQL both stores share; subclasses bring the connection, placeholders and bulk load."""
+
+    _conn: Any = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    placeholder: ClassVar[str] = "?"
+    sql_types: ClassVar[dict[str, str]] = {"string": "TEXT", "double": "DOUBLE PRECISION", "long": "BIGINT",
+                                           "boolean": "BOOLEAN"}
+
+    @abstractmethod
+    def _connect(self): ...
+
+    @abstractmethod
+    def _load(self, cursor, online_table: str, columns: list[str], rows: list[tuple]) -> None: ...
+
+    def _connection(self):
+        if self._conn is None:
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def teardown_after_execution(self, context) -> None:
+        self.close()
+
+    @staticmethod
+    def _kind(dtype) -> str:
+        import pandas as pd
+
+        if pd.api.types.is_bool_dtype(dtype):
+            return "boolean"
+        if pd.api.types.is_integer_dtype(dtype):
+            return "long"
+        if pd.api.types.is_float_dtype(dtype):
+            return "double"
+        return "string"  # strings, and timestamps as ISO-8601 text
+
+    @staticmethod
+    def _cell(value: Any) -> Any:
+        if value is None:
+            return None
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        if isinstance(value, float) and value != value:  # NaN -> NULL
+            return None
+        return value.item() if hasattr(value, "item") else value
+
+    def publish(self, table, frame, keys, delta_version):
+        online = online_table_name(table)
+        duplicated = int(frame.duplicated(keys).sum())
+        if duplicated:
+            raise ValueError(f"cannot publish {table}: {duplicated} duplicated {keys} row(s); publish one row per key")
+        columns = list(frame.columns)
+        kinds = {c: self._kind(frame[c].dtype) for c in columns}
+        ddl = ", ".join(f"{_quote(c)} {self.sql_types[kinds[c]]}" for c in columns)
+        rows = [tuple(self._cell(v) for v in row) for row in frame.itertuples(index=False, name=None)]
+        p = self.placeholder
+        with self._lock:
+            conn = self._connection()
+            with self._transaction(conn) as cur:
+                cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG} (table_name TEXT PRIMARY KEY, online_table TEXT, "
+                            "delta_version BIGINT, row_count BIGINT, key_columns TEXT, feature_columns TEXT, "
+                            "published_at DOUBLE PRECISION)")
+                cur.execute(f"DROP TABLE IF EXISTS {_quote(online)}")
+                cur.execute(f"CREATE TABLE {_quote(online)} ({ddl}, PRIMARY KEY ({', '.join(map(_quote, keys))}))")
+                self._load(cur, online, columns, rows)
+                cur.execute(f"DELETE FROM {CATALOG} WHERE table_name = {p}", (table,))
+                cur.execute(f"INSERT INTO {CATALOG} VALUES ({', '.join([p] * 7)})",
+                            (table, online, delta_version, len(rows), json.dumps(keys),
+                             json.dumps({c: kinds[c] for c in columns if c not in keys}), time.time()))
+        return PublishInfo(table, online, len(rows), delta_version, self.describe())
+
+    def _transaction(self, conn):
+        return _Transaction(conn)
+
+    def lookup(self, table, keys, values, features):
+        if not values:
+            return {}
+        online, p = online_table_name(table), self.placeholder
+        selected = ", ".join(_quote(c) for c in [*keys, *features])
+        if len(keys) == 1:
+            where = f"{_quote(keys[0])} IN ({', '.join([p] * len(values))})"
+            params = [v[0] for v in values]
+        else:
+            row = "(" + ", ".join([p] * len(keys)) + ")"
+            where = f"({', '.join(map(_quote, keys))}) IN (VALUES {', '.join([row] * len(values))})"
+            params = [part for v in values for part in v]
+        sql = f"SELECT {selected} FROM {_quote(online)} WHERE {where}"
+        with self._lock:
+            try:
+                rows = self._query(sql, params)
+            except Exception as exc:
+                if self._missing_table(exc):
+                    raise OnlineTableNotFoundError(
+                        f"feature table {table} is not in the online store ({self.describe()}): "
+                        "materialize its online asset (e.g. churn_features_online) first") from None
+                raise
+        n = len(keys)
+        return {tuple(r[:n]): dict(zip(features, r[n:])) for r in rows}
+
+    def _query(self, sql: str, params: list) -> list[tuple]:
+        cur = self._connection().cursor()
+        try:
+            cur.execute(sql, params)
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+    @abstractmethod
+    def _missing_table(self, exc: Exception) -> bool: ...
+
+    def published_version(self, table):
+        with self._lock:
+            try:
+                rows = self._query(f"SELECT delta_version FROM {CATALOG} WHERE table_name = {self.placeholder}", [table])
+            except Exception as exc:
+                if self._missing_table(exc):
+                    return None
+                raise
+        return int(rows[0][0]) if rows else None
+
+
+class _Transaction:
+    """BEGIN ... COMMIT (ROLLBACK on error) on an autocommit connection."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def __enter__(self):
+        self.cur = self.conn.cursor()
+        self.cur.execute("BEGIN")
+        return self.cur
+
+    def __exit__(self, exc_type, *exc):
+        self.cur.execute("ROLLBACK" if exc_type else "COMMIT")
+        self.cur.close()
+
+
+class SqliteOnlineStore(_SqlOnlineStore):
+    """The embedded online store: one SQLite file (WAL, so lookups never wait for a publish)."""
+
+    path: str
+
+    sql_types: ClassVar[dict[str, str]] = {"string": "TEXT", "double": "REAL", "long": "INTEGER", "boolean": "INTEGER"}
+
+    def _connect(self):
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def _load(self, cursor, online_table, columns, rows):
+        cursor.executemany(f"INSERT INTO {_quote(online_table)} ({', '.join(map(_quote, columns))}) "
+                           f"VALUES ({', '.join('?' * len(columns))})", rows)
+
+    def _missing_table(self, exc):
+        return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
+
+    def describe(self):
+        return f"sqlite:{self.path}"
+
+
+class PostgresOnlineStore(_SqlOnlineStore):
+    """The online store on a PostgreSQL server. ``dsn_env`` names the environment variable holding
+    the DSN (``postgresql://user:password@host:port/db``); the DSN itself is never stored here."""
+
+    dsn_env: str
+
+    placeholder: ClassVar[str] = "%s"
+
+    def _dsn(self) -> str:
+        dsn = os.environ.get(self.dsn_env)
+        if not dsn:
+            raise RuntimeError(f"the PostgreSQL online store needs its DSN in ${self.dsn_env} "
+                               "(e.g. postgresql://user:password@host:5432/db)")
+        return dsn
+
+    def _connect(self):
+        import psycopg
+
+        try:
+            # No server-side prepared statements: a publish may recreate a table with other columns.
+            return psycopg.connect(self._dsn(), autocommit=True, connect_timeout=10, prepare_threshold=None)
+        except psycopg.OperationalError as exc:
+            # psycopg's message names host and port, not the password; still, say only what is safe.
+            raise RuntimeError(f"cannot connect to the PostgreSQL online store ({self.describe()}): "
+                               f"{str(exc).splitlines()[0]}") from None
+
+    def _load(self, cursor, online_table, columns, rows):
+        with cursor.copy(f"COPY {_quote(online_table)} ({', '.join(map(_quote, columns))}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def _missing_table(self, exc):
+        import psycopg
+
+        return isinstance(exc, psycopg.errors.UndefinedTable)
+
+    def describe(self):
+        from urllib.parse import urlsplit
+
+        dsn = os.environ.get(self.dsn_env, "")
+        try:
+            parts = urlsplit(dsn)
+            where = f"{parts.hostname}:{parts.port or 5432}{parts.path}" if parts.hostname else "?"
+        except ValueError:
+            where = "?"
+        return f"postgresql://{where} (DSN from ${self.dsn_env})"
+
+
+def build_online_store(settings: "Settings") -> OnlineStore:
+    """The target's online store, from ``feature_store.online_store``."""
+    cfg = settings.feature_store.online_store
+    if cfg.kind == "postgres":
+        return PostgresOnlineStore(dsn_env=cfg.dsn_env)
+    if cfg.path is None and settings.root is None:
+        from ..settings import ConfigError
+
+        raise ConfigError(f"target {settings.target!r} has no local root for the SQLite online store: set "
+                          "feature_store.online_store.path, or kind: postgres with its DSN in dsn_env")
+    return SqliteOnlineStore(path=cfg.path or str(Path(settings.root, "online", "features.db")))

@@ -1,0 +1,95 @@
+"""The online store on a real SQLite file and a real PostgreSQL server: publish, look up by key,
+replace atomically, and say clearly what is wrong."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from mlops_dagster.resources.online_store import (
+    OnlineTableNotFoundError,
+    PostgresOnlineStore,
+    SqliteOnlineStore,
+)
+
+TABLE = "ml.fs.customer_features"
+FRAME = pd.DataFrame({
+    "customerID": ["A", "B", "C"],
+    "_ingested_at": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True),
+    "tenure": [1.0, float("nan"), 30.0],
+    "contract": ["Month-to-month", "One year", None],
+})
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def store(request, tmp_path, monkeypatch):
+    if request.param == "sqlite":
+        store = SqliteOnlineStore(path=str(tmp_path / "online" / "features.db"))
+    else:
+        monkeypatch.setenv("TEST_ONLINE_DSN", request.getfixturevalue("postgres_dsn"))
+        store = PostgresOnlineStore(dsn_env="TEST_ONLINE_DSN")
+        with store._transaction(store._connection()) as cur:  # a clean slate in the shared server
+            cur.execute('DROP TABLE IF EXISTS "ml__fs__customer_features", "ml__fs__pairs", mlops_online_tables')
+    yield store
+    store.close()
+
+
+def test_publish_then_look_up_single_keys_and_batches(store):
+    info = store.publish(TABLE, FRAME, ["customerID"], delta_version=4)
+    assert (info.rows, info.delta_version, info.online_table) == (3, 4, "ml__fs__customer_features")
+    assert store.published_version(TABLE) == 4
+    assert store.lookup(TABLE, ["customerID"], [("A",)], ["tenure", "contract"]) == {
+        ("A",): {"tenure": 1.0, "contract": "Month-to-month"}}
+    found = store.lookup(TABLE, ["customerID"], [("C",), ("B",), ("nobody",)], ["contract", "tenure"])
+    assert found == {("B",): {"contract": "One year", "tenure": None}, ("C",): {"contract": None, "tenure": 30.0}}
+    assert store.lookup(TABLE, ["customerID"], [], ["tenure"]) == {}
+
+
+def test_a_new_publish_replaces_rows_and_columns(store):
+    store.publish(TABLE, FRAME, ["customerID"], delta_version=4)
+    newer = pd.DataFrame({"customerID": ["A", "D"], "tenure": [2.0, 7.0], "plan": ["pro", "basic"]})
+    store.publish(TABLE, newer, ["customerID"], delta_version=5)
+    assert store.published_version(TABLE) == 5
+    found = store.lookup(TABLE, ["customerID"], [("A",), ("B",), ("D",)], ["tenure", "plan"])
+    assert found == {("A",): {"tenure": 2.0, "plan": "pro"}, ("D",): {"tenure": 7.0, "plan": "basic"}}
+
+
+def test_composite_keys(store):
+    pairs = pd.DataFrame({"store": ["s1", "s1", "s2"], "item": [1, 2, 1], "price": [9.5, 3.0, 9.0]})
+    store.publish("ml.fs.pairs", pairs, ["store", "item"], delta_version=0)
+    found = store.lookup("ml.fs.pairs", ["store", "item"], [("s1", 2), ("s2", 1), ("s2", 2)], ["price"])
+    assert found == {("s1", 2): {"price": 3.0}, ("s2", 1): {"price": 9.0}}
+
+
+def test_unpublished_tables_and_duplicate_keys_are_refused_clearly(store):
+    assert store.published_version("ml.fs.never") is None  # nothing published at all yet
+    store.publish(TABLE, FRAME, ["customerID"], delta_version=1)
+    assert store.published_version("ml.fs.never") is None
+    with pytest.raises(OnlineTableNotFoundError, match="feature table ml.fs.never is not in the online store"):
+        store.lookup("ml.fs.never", ["customerID"], [("A",)], ["tenure"])
+    with pytest.raises(ValueError, match=r"1 duplicated \['customerID'\] row\(s\)"):
+        store.publish(TABLE, pd.concat([FRAME, FRAME.head(1)]), ["customerID"], delta_version=2)
+    assert store.published_version(TABLE) == 1  # the failed publish changed nothing
+    with pytest.raises(ValueError, match="must be letters, digits and underscores"):
+        store.publish("ml.fs.bad-name", FRAME, ["customerID"], delta_version=0)
+
+
+@pytest.mark.integration
+def test_postgres_dsn_comes_from_the_environment_and_its_password_is_never_shown(postgres_dsn, monkeypatch):
+    password = postgres_dsn.split(":")[2].split("@")[0]
+    monkeypatch.setenv("TEST_ONLINE_DSN", postgres_dsn)
+    store = PostgresOnlineStore(dsn_env="TEST_ONLINE_DSN")
+    described = store.describe()
+    assert described.startswith("postgresql://127.0.0.1:") and "$TEST_ONLINE_DSN" in described
+    assert password not in described and password not in store.model_dump_json()
+    info = store.publish(TABLE, FRAME, ["customerID"], delta_version=3)
+    assert password not in repr(info)
+    store.close()
+
+    monkeypatch.delenv("TEST_ONLINE_DSN")
+    with pytest.raises(RuntimeError, match=r"needs its DSN in \$TEST_ONLINE_DSN"):
+        PostgresOnlineStore(dsn_env="TEST_ONLINE_DSN").published_version(TABLE)
+    monkeypatch.setenv("TEST_ONLINE_DSN", postgres_dsn.replace(password, "wrong-password"))
+    with pytest.raises(RuntimeError, match="cannot connect to the PostgreSQL online store") as refused:
+        PostgresOnlineStore(dsn_env="TEST_ONLINE_DSN").published_version(TABLE)
+    assert "wrong-password" not in str(refused.value)
