@@ -1,7 +1,7 @@
 """What running steps on Databricks job clusters costs, measured against the workspace emulator.
 
 Seeds a project on `local` (raw table + champion), then materializes the feature tables with
-their checks (6 steps) twice through `dagster asset materialize`: on `local` (in process) and on
+their checks (5 steps) twice through `dagster asset materialize`: on `local` (in process) and on
 `dev` against the emulator (each step a job run: code zip upload, submit, poll, a fresh Spark on
 the "cluster"). Prints wall times, the per-step remote overhead, the API calls and upload size.
 
