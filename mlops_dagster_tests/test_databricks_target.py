@@ -133,6 +133,19 @@ def assert_no_token_anywhere(ws: Workspace) -> None:
                 assert TOKEN not in str(entry), "token in the Dagster event log"
 
 
+def run_text(instance: DagsterInstance, run_id: str) -> str:
+    """Everything a user reads about a run: log messages and step errors with their causes."""
+    parts = []
+    for entry in instance.all_logs(run_id):
+        parts.append(entry.message)
+        if entry.dagster_event and entry.dagster_event.is_step_failure:
+            error = entry.dagster_event.step_failure_data.error
+            while error is not None:
+                parts.append(error.message)
+                error = error.cause
+    return "\n".join(parts)
+
+
 def step_of(run) -> str:
     return Path(run.task["spark_python_task"]["parameters"][0]).parent.name
 
@@ -213,8 +226,7 @@ def test_a_remote_failure_surfaces_its_traceback_and_stderr(seeded, tmp_path):
         with ws.instance() as instance:
             failed = [r for r in instance.get_runs() if r.status == DagsterRunStatus.FAILURE]
             assert len(failed) == 2
-            messages = " ".join(e.message for e in instance.all_logs(failed[0].run_id))
-            assert "spot instances unavailable" in messages
+            assert "spot instances unavailable" in run_text(instance, failed[0].run_id)
     assert_no_token_anywhere(ws)
 
 
@@ -333,3 +345,28 @@ def test_the_access_matrix_becomes_unity_catalog_grants(workspace):
     audit = ws.lakehouse.read(ws.table("audit_log"))
     granted = audit[audit["action"] == "granted"]
     assert len(granted) >= 7 and granted["details"].str.contains("MODIFY").any()
+
+
+def test_a_run_slower_than_max_wait_is_failed_and_cancelled(seeded, tmp_path):
+    root, _ = seeded
+    ws = Workspace(root, tmp_path, {"databricks": {"max_wait_seconds": 3}})
+    with ws.emulator:
+        ws.emulator.slow_runs(60)  # the cluster never comes up in time
+        out = ws.materialize("churn_features,churn_labels")
+        assert out.returncode != 0
+        with ws.instance() as instance:
+            [dagster_run] = instance.get_runs()
+            assert dagster_run.status == DagsterRunStatus.FAILURE
+            assert "took more than 3s" in run_text(instance, dagster_run.run_id)
+        [run] = ws.emulator.runs.values()
+        deadline = time.monotonic() + 10
+        while run.life_cycle_state != "TERMINATED" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "CANCELED")
+        # Both Jobs API versions answer for the same run (the SDK in use speaks 2.2).
+        from databricks.sdk import WorkspaceClient
+
+        api = WorkspaceClient(host=ws.emulator.url, token=TOKEN, auth_type="pat").api_client
+        assert api.do("GET", "/api/2.1/jobs/runs/get", query={"run_id": run.run_id}) == \
+            api.do("GET", "/api/2.2/jobs/runs/get", query={"run_id": run.run_id})
+    assert_no_token_anywhere(ws)
