@@ -370,3 +370,37 @@ def test_a_run_slower_than_max_wait_is_failed_and_cancelled(seeded, tmp_path):
         assert api.do("GET", "/api/2.1/jobs/runs/get", query={"run_id": run.run_id}) == \
             api.do("GET", "/api/2.2/jobs/runs/get", query={"run_id": run.run_id})
     assert_no_token_anywhere(ws)
+
+
+def test_the_file_sensor_lists_the_landing_volume_through_the_files_api(seeded, tmp_path, monkeypatch):
+    """On a Databricks target the daemon cannot read /Volumes: the sensor lists the landing
+    volume through the Files API, and asks for one run per stable file."""
+    from dagster import build_sensor_context
+
+    from mlops_dagster.cli import generate
+    from mlops_dagster.definitions import build_definitions
+
+    root, _ = seeded
+    ws = Workspace(root, tmp_path)
+    ws.emulator.volumes.append(Path(ws.settings.landing_path))
+    new = generate(200, 21, False, "sensor_batch.csv", landing=ws.settings.landing_path)
+    old = time.time() - 60
+    os.utime(new, (old, old))
+    defs = build_definitions(ws.settings)
+    sensor = defs.resolve_sensor_def("landing_file_sensor")
+    with ws.emulator:
+        monkeypatch.setenv("DATABRICKS_HOST", ws.emulator.url)
+        monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
+        resources = {"landing_volume": defs.resources["landing_volume"]}
+        first = sensor.evaluate_tick(build_sensor_context(cursor=None, resources=resources))
+        assert not first.run_requests and "waiting for" in first.skip_message
+        second = sensor.evaluate_tick(build_sensor_context(cursor=first.cursor, resources=resources))
+        requested = {r.run_config["ops"]["ingest_landing_files"]["config"]["files"][0] for r in second.run_requests}
+        assert requested == {str(p) for p in Path(ws.settings.landing_path).glob("*.csv")}
+        assert str(new.resolve()) in requested
+        assert any(path.startswith("/api/2.0/fs/directories") and status == 200
+                   for _, path, status in ws.emulator.calls)
+
+        monkeypatch.delenv("DATABRICKS_HOST")
+        with pytest.raises(Exception, match="DATABRICKS_HOST is not set"):
+            sensor.evaluate_tick(build_sensor_context(cursor=second.cursor, resources=resources))

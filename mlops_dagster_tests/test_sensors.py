@@ -13,6 +13,7 @@ from mlops_dagster.automation.drift import drift_sensor
 from mlops_dagster.automation.file_arrival import file_arrival_sensor
 from mlops_dagster.definitions import build_definitions
 from mlops_dagster.jobs import lifecycle_job
+from mlops_dagster.resources.landing import LocalLandingVolume
 from mlops_dagster.settings import load_settings
 
 STOPPED = DefaultSensorStatus.STOPPED
@@ -32,7 +33,9 @@ def instance():
 
 
 def _tick(sensor, instance, cursor):
-    result = sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor))
+    landing = LocalLandingVolume(path=load_settings("local").landing_path)  # under MLOPS_HOME, as the sensor's
+    result = sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor,
+                                                       resources={"landing_volume": landing}))
     return result.run_requests or [], result.skip_message, result.cursor
 
 

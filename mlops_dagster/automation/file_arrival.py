@@ -5,7 +5,7 @@ import time
 
 from dagster import RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
-from ..assets.ingestion import landing_files
+from ..resources.landing import LandingVolume
 from ..settings import Settings
 
 INGEST_STEP = "ingest_landing_files"
@@ -31,13 +31,13 @@ def file_arrival_sensor(settings: Settings, job, default_status):
             "repeats nor misses a file."
         ),
     )
-    def landing_file_sensor(context: SensorEvaluationContext):
+    def landing_file_sensor(context: SensorEvaluationContext, landing_volume: LandingVolume):
         state = json.loads(context.cursor) if context.cursor else {}
         done: dict[str, str] = state.get("done", {})
         waiting: dict[str, str] = state.get("waiting", {})
         now = time.time()
         present, requests, settling = set(), [], []
-        for entry in landing_files(landing, pattern):
+        for entry in landing_volume.files(pattern):
             path, key = entry["file_path"], file_key(entry)
             present.add(path)
             if done.get(path) == key:

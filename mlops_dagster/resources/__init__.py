@@ -14,6 +14,7 @@ from dagster import FilesystemIOManager, ResourceDefinition
 
 from ..settings import Settings
 from .lakehouse import Lakehouse, LocalLakehouse
+from .landing import LocalLandingVolume
 from .mlflow_tracking import mlflow_tracking_resource
 from .online_store import OnlineStore, build_online_store
 from .registry import ModelRegistry
@@ -51,15 +52,19 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                 ready_timeout_seconds=settings.serving.ready_timeout_seconds,
             ),
             "step_launcher": ResourceDefinition.none_resource(description="Steps run in the Dagster process."),
+            "landing_volume": LocalLandingVolume(path=settings.landing_path),
         }
     from .databricks import DatabricksServingBackend, step_launcher_resource
+    from .landing import DatabricksLandingVolume
     from .unity_catalog import UnityCatalogLakehouse
 
+    settings_json = settings.model_dump_json(by_alias=True)
     return {
         **common,
         "lakehouse": (LocalLakehouse(root=str(settings.root / "lakehouse")) if settings.root
                       else UnityCatalogLakehouse()),
-        "serving": DatabricksServingBackend(settings_json=settings.model_dump_json(by_alias=True),
+        "serving": DatabricksServingBackend(settings_json=settings_json,
                                             ready_timeout_seconds=settings.serving.ready_timeout_seconds),
         "step_launcher": step_launcher_resource(settings),
+        "landing_volume": DatabricksLandingVolume(path=settings.landing_path, settings_json=settings_json),
     }

@@ -8,6 +8,7 @@ served on 127.0.0.1 (random port) by a real HTTP server, doing the work for real
   ``spark`` / ``sc`` / ``dbutils`` in the script's globals. Its state moves PENDING -> RUNNING ->
   TERMINATED with SUCCESS / FAILED / CANCELED, or INTERNAL_ERROR when its "cluster" fails.
 - Permissions 2.0: PATCH / GET on jobs and clusters; Unity Catalog grants 2.1: GET / PATCH.
+- Files 2.0: directory listings of volumes, each volume a local folder (``volumes``).
 - Serving endpoints: create / get / update config / delete / invocations, answered by the
   project's serving gateway (the same Databricks serving API), when built with ``settings``.
 - Secrets for ``dbutils.secrets.get``; a bearer token every call must carry.
@@ -59,13 +60,15 @@ class EmulatedRun:
 
 
 class DatabricksEmulator:
-    def __init__(self, root: Path, token: str, settings=None, run_env: dict[str, str] | None = None):
+    def __init__(self, root: Path, token: str, settings=None, run_env: dict[str, str] | None = None,
+                 volumes: list[Path] | None = None):
         self.root = Path(root)
         self.dbfs_root = self.root / "dbfs"
         self.dbfs_root.mkdir(parents=True, exist_ok=True)
         self.token = token
         self.settings = settings
         self.run_env = dict(run_env or {})
+        self.volumes = [Path(v).resolve() for v in volumes or []]  # folders the Files API may list
         self.runs: dict[int, EmulatedRun] = {}
         self.secrets: dict[str, dict[str, str]] = {}
         self.permissions: dict[tuple[str, str], list[dict]] = {}
@@ -195,6 +198,7 @@ class DatabricksEmulator:
                   methods=["GET", "PATCH", "PUT"]),
             Route("/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}", api(self._grants),
                   methods=["GET", "PATCH"]),
+            Route("/api/2.0/fs/directories/{path:path}", api(self._list_directory), methods=["GET"]),
         ]
         for version in ("2.1", "2.2"):
             routes += [
@@ -297,6 +301,17 @@ class DatabricksEmulator:
         local = self._existing(p["path"])
         entries = sorted(local.iterdir()) if local.is_dir() else [local]
         return {"files": [self._status(e.resolve()) for e in entries]}
+
+    # ---- Files API ----------------------------------------------------------------------------
+    def _list_directory(self, p):
+        folder = Path("/" + p["path"]).resolve()
+        if not any(folder == v or v in folder.parents for v in self.volumes) or not folder.is_dir():
+            raise ApiError(404, "NOT_FOUND", f"The directory being accessed is not found: /{p['path']}")
+        return {"contents": [
+            {"path": str(e), "name": e.name, "is_directory": e.is_dir(),
+             **({} if e.is_dir() else {"file_size": e.stat().st_size,
+                                        "last_modified": int(e.stat().st_mtime * 1000)})}
+            for e in sorted(folder.iterdir())]}
 
     # ---- permissions ---------------------------------------------------------------------------
     def _permissions(self, p):
