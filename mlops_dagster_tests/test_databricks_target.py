@@ -218,6 +218,25 @@ def test_a_remote_failure_surfaces_its_traceback_and_stderr(seeded, tmp_path):
             assert "assets/features.py" in "".join(error.stack) + "".join(error.cause.stack if error.cause else [])
             assert failure.pid == next(iter(ws.emulator.runs.values())).pid
             assert any("Captured stderr for step build_feature_tables" in e.message for e in logs)
+            failed_run_id = dagster_run.run_id
+            # The failure sensor (daemon side: no Spark, no table access) requests the job that
+            # records the failure; that job's step runs on a cluster like every data step.
+            from dagster import build_run_status_sensor_context
+
+            from mlops_dagster.definitions import build_definitions
+
+            sensor = build_definitions(ws.settings).resolve_sensor_def("lifecycle_failure_sensor")
+            run_failure = next(e.dagster_event for e in logs
+                               if e.dagster_event and e.dagster_event.event_type == DagsterEventType.RUN_FAILURE)
+            request = sensor(build_run_status_sensor_context(
+                sensor_name=sensor.name, dagster_event=run_failure, dagster_instance=instance,
+                dagster_run=dagster_run).for_run_failure())
+        (tmp_path / "record.yaml").write_text(yaml.safe_dump(request.run_config))
+        out = ws.dagster("job", "execute", "-j", "record_run_failure_job", "-c", str(tmp_path / "record.yaml"))
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        [row] = ws.lakehouse.read(ws.table("run_failures")).query("run_id == @failed_run_id").to_dict("records")
+        assert "no_such_function" in row["step_errors"]
+        assert step_of(list(ws.emulator.runs.values())[-1]) == "record_run_failure"
 
         # A run whose cluster never starts: the workspace's message reaches the Dagster run.
         ws.emulator.fail_next_run("Cluster terminated: spot instances unavailable (emulated)")
@@ -225,7 +244,7 @@ def test_a_remote_failure_surfaces_its_traceback_and_stderr(seeded, tmp_path):
         assert out.returncode != 0
         with ws.instance() as instance:
             failed = [r for r in instance.get_runs() if r.status == DagsterRunStatus.FAILURE]
-            assert len(failed) == 2
+            assert len(failed) == 2 and failed[0].run_id != failed_run_id
             assert "spot instances unavailable" in run_text(instance, failed[0].run_id)
     assert_no_token_anywhere(ws)
 

@@ -1,4 +1,5 @@
-"""The run-failure sensor records a real failed run in Delta and POSTs it to a real HTTP webhook."""
+"""The run-failure sensor POSTs a real failed run to a real HTTP webhook and requests the job that
+records it in Delta; the requested run is executed as the daemon would launch it."""
 
 from __future__ import annotations
 
@@ -44,9 +45,12 @@ def _evaluate_failure_sensor(project, result):
     sensor = project.defs.get_repository_def().get_sensor_def("lifecycle_failure_sensor")
     context = build_run_status_sensor_context(
         sensor_name=sensor.name, dagster_event=failure, dagster_instance=project.instance, dagster_run=run,
-        resources={"lakehouse": project.lakehouse},
     )
-    sensor(context.for_run_failure())
+    request = sensor(context.for_run_failure())
+    assert request.run_key == f"failure-{result.run_id}"
+    recorded = project.defs.resolve_job_def("record_run_failure_job").execute_in_process(
+        run_config=request.run_config, instance=project.instance, tags=request.tags)
+    assert recorded.success
 
 
 def test_a_failed_run_is_recorded_and_posted(tmp_path, webhook):
