@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +93,14 @@ def submit_run_config(settings: Settings) -> dict[str, Any]:
     return run_config
 
 
-def _package_snapshot() -> str:
+@contextmanager
+def _package_snapshot():
     """A folder holding only the ``mlops_dagster`` package: what the launcher zips and uploads
-    (pointing it at the repository would ship virtualenvs and local state)."""
+    (pointing it at the repository would ship virtualenvs and local state). Removed afterwards."""
     package = Path(__file__).resolve().parents[1]
-    staging = Path(tempfile.mkdtemp(prefix="mlops-dagster-code-"))
-    shutil.copytree(package, staging / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return str(staging)
+    with tempfile.TemporaryDirectory(prefix="mlops-dagster-code-") as staging:
+        shutil.copytree(package, Path(staging, package.name), ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        yield staging
 
 
 def step_launcher_resource(settings: Settings) -> ResourceDefinition:
@@ -112,30 +114,32 @@ def step_launcher_resource(settings: Settings) -> ResourceDefinition:
 
     def _init(_):
         if on_databricks_cluster():
-            return None
+            yield None
+            return
         from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
 
         creds = credentials(db)
-        return DatabricksPySparkStepLauncher(
-            run_config=submit_run_config(settings),
-            permissions=db.permissions,
-            databricks_host=creds["host"],
-            databricks_token=creds.get("token"),
-            oauth_credentials=({"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
-                               if "client_id" in creds else None),
-            secrets_to_env_variables=[s.model_dump() for s in db.secrets_to_env_variables],
-            env_variables={
-                **db.env_variables,
-                "MLOPS_TARGET": settings.target,
-                SETTINGS_JSON_ENV: settings.model_dump_json(by_alias=True),
-                db.host_env: creds["host"],  # the workspace URL is not a secret; tokens come from secrets
-            },
-            staging_prefix=db.staging_prefix,
-            wait_for_logs=False,
-            max_completion_wait_time_seconds=db.max_wait_seconds,
-            poll_interval_sec=db.poll_interval_seconds,
-            local_pipeline_package_path=_package_snapshot(),
-        )
+        with _package_snapshot() as code:
+            yield DatabricksPySparkStepLauncher(
+                run_config=submit_run_config(settings),
+                permissions=db.permissions,
+                databricks_host=creds["host"],
+                databricks_token=creds.get("token"),
+                oauth_credentials=({"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
+                                   if "client_id" in creds else None),
+                secrets_to_env_variables=[s.model_dump() for s in db.secrets_to_env_variables],
+                env_variables={
+                    **db.env_variables,
+                    "MLOPS_TARGET": settings.target,
+                    SETTINGS_JSON_ENV: settings.model_dump_json(by_alias=True),
+                    db.host_env: creds["host"],  # the workspace URL is not a secret; tokens come from secrets
+                },
+                staging_prefix=db.staging_prefix,
+                wait_for_logs=False,
+                max_completion_wait_time_seconds=db.max_wait_seconds,
+                poll_interval_sec=db.poll_interval_seconds,
+                local_pipeline_package_path=code,
+            )
 
     return ResourceDefinition(
         resource_fn=_init,
