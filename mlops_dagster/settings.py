@@ -418,25 +418,25 @@ class Settings(_Model):
 
     @property
     def landing_path(self) -> str:
-        """The landing volume: a folder under `root` locally, a UC volume on Databricks."""
-        if self.landing:
-            return self.landing
-        return str(self.root / "landing")
+        """The landing volume: ``landing`` if set, else the project's ``landing`` folder / volume."""
+        return self.landing or self.volume_path("landing")
+
+    def volume_path(self, name: str) -> str:
+        """A folder of this project's files: under `root` when set, else the UC volume ``name``."""
+        if self.root is not None:
+            return str(self.root / name)
+        return f"/Volumes/{self.catalog}/{self.schema_}/{name}"
 
     @property
     def reports_path(self) -> str:
-        """Where HTML reports are written: under `root` locally, a UC volume on Databricks."""
-        if self.root is not None:
-            return str(self.root / "reports")
-        return f"/Volumes/{self.catalog}/{self.schema_}/reports"
+        """Where HTML reports are written."""
+        return self.volume_path("reports")
 
     @property
     def io_path(self) -> str:
         """Where step outputs handed between steps are stored (both ends must reach it: on a
-        Databricks target, steps run on different clusters, so a UC volume)."""
-        if self.root is not None:
-            return str(self.root / "io")
-        return f"/Volumes/{self.catalog}/{self.schema_}/dagster_io"
+        Databricks target, steps run on different clusters)."""
+        return self.volume_path("io")
 
     def inference_table(self, endpoint: str | None = None) -> str:
         """An endpoint's auto-capture table (Databricks names it ``<prefix>_payload``)."""

@@ -21,6 +21,7 @@ from .registry import ModelRegistry
 from .serving import LocalServingBackend, ServingBackend
 from .spark import SparkResource
 from .step_launcher import StepLauncherParam
+from .unity_catalog import UnityCatalogLakehouse
 
 __all__ = ["Lakehouse", "ModelRegistry", "OnlineStore", "ServingBackend", "SparkResource", "StepLauncherParam",
            "build_resources"]
@@ -28,8 +29,10 @@ __all__ = ["Lakehouse", "ModelRegistry", "OnlineStore", "ServingBackend", "Spark
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     mlflow = settings.mlflow
-    local = settings.target == "local"
     common = {
+        # Under `root` (always set on local; set on a Databricks target to keep tables in a folder
+        # the cluster reaches), delta-rs tables; otherwise Unity Catalog.
+        "lakehouse": LocalLakehouse(root=str(settings.root / "lakehouse")) if settings.root else UnityCatalogLakehouse(),
         "spark": SparkResource(spark_config=settings.spark),
         "online_store": build_online_store(settings),
         "registry": ModelRegistry(
@@ -42,10 +45,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         # Outputs handed between steps: on Databricks both steps run on clusters, so a UC volume.
         "io_manager": FilesystemIOManager(base_dir=settings.io_path),
     }
-    if local:
+    if settings.target == "local":
         return {
             **common,
-            "lakehouse": LocalLakehouse(root=str(settings.root / "lakehouse")),
             "serving": LocalServingBackend(
                 host=settings.serving.host, port=settings.serving.port, state_dir=str(settings.root / "serving"),
                 gateway_settings=settings.model_dump_json(by_alias=True),
@@ -56,13 +58,10 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         }
     from .databricks import DatabricksServingBackend, step_launcher_resource
     from .landing import DatabricksLandingVolume
-    from .unity_catalog import UnityCatalogLakehouse
 
     settings_json = settings.model_dump_json(by_alias=True)
     return {
         **common,
-        "lakehouse": (LocalLakehouse(root=str(settings.root / "lakehouse")) if settings.root
-                      else UnityCatalogLakehouse()),
         "serving": DatabricksServingBackend(settings_json=settings_json,
                                             ready_timeout_seconds=settings.serving.ready_timeout_seconds),
         "step_launcher": step_launcher_resource(settings),
