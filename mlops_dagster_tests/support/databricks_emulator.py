@@ -51,7 +51,6 @@ class EmulatedRun:
     result_state: str | None = None
     state_message: str = ""
     pid: int | None = None
-    returncode: int | None = None
     start_time: int = field(default_factory=lambda: int(time.time() * 1000))
     end_time: int = 0
     cancel_requested: bool = False
@@ -418,7 +417,6 @@ class DatabricksEmulator:
             run.pid = process.pid
             run.life_cycle_state = "RUNNING"
             process.communicate(json.dumps(spec).encode())  # secrets travel on stdin, never on disk
-        run.returncode = process.returncode
         if run.cancel_requested:
             self._finish(run, "TERMINATED", "CANCELED", "Run cancelled.")
         elif process.returncode == 0:
