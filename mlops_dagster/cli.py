@@ -19,17 +19,13 @@ from pathlib import Path
 
 def generate(rows: int, seed: int, drifted: bool, name: str | None, landing: str | None = None) -> Path:
     """Write a synthetic telco churn file into the landing volume; returns its path."""
-    from .data.telco import generate_customers
+    from .data.telco import write_customers_csv
     from .settings import load_settings
 
     landing_dir = Path(landing or load_settings().landing_path)
     landing_dir.mkdir(parents=True, exist_ok=True)
     name = name or f"customers_{'drifted_' if drifted else ''}{rows}_seed{seed}.csv"
-    path = landing_dir / name
-    tmp = path.with_suffix(".partial")  # rename at the end: a reader never sees half a file
-    generate_customers(rows, seed, drifted).to_csv(tmp, index=False)
-    tmp.replace(path)
-    return path
+    return write_customers_csv(landing_dir / name, rows, seed, drifted)
 
 
 def _summary(result, seconds: float) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_dagster.data.telco import COLUMNS, DEFAULT_ROWS, generate_customers
+from mlops_dagster.data.telco import COLUMNS, DEFAULT_ROWS, generate_customers, write_customers_csv
 
 SCHEMA_COLUMNS = [
     "customerID", "gender", "seniorCitizen", "partner", "dependents", "tenure",
@@ -199,3 +200,65 @@ def test_fifty_thousand_rows_quickly():
     assert len(frame) == 50_000
     assert frame["customerID"].is_unique
     assert elapsed < 10, elapsed
+
+
+def read_file(path) -> pd.DataFrame:
+    # Whole-number columns are written without a decimal point ("0", "36"): read them as floats.
+    return pd.read_csv(path, dtype={c: "float64" for c in FLOAT_COLUMNS})
+
+
+@pytest.mark.parametrize("drifted", [False, True])
+def test_the_file_holds_exactly_the_generated_rows(tmp_path, drifted):
+    # 2,500 rows in chunks of 1,000: two whole chunks and a partial one.
+    path = write_customers_csv(tmp_path / "c.csv", 2_500, seed=6, drifted=drifted, chunk_rows=1_000)
+    expected = generate_customers(2_500, seed=6, drifted=drifted, chunk_rows=1_000)
+    assert expected["totalCharges"].isna().any()  # blank fields are covered too
+    pd.testing.assert_frame_equal(read_file(path), expected, check_exact=True)
+
+
+def test_the_file_reads_with_the_csv_module(tmp_path):
+    path = write_customers_csv(tmp_path / "c.csv", 3_000, seed=2, chunk_rows=1_000)
+    with open(path, newline="") as f:
+        header, *rows = list(csv.reader(f))
+    assert header == COLUMNS
+    assert len(rows) == 3_000
+    assert all(len(row) == len(COLUMNS) for row in rows)
+    expected = generate_customers(3_000, seed=2, chunk_rows=1_000)
+    assert [row[0] for row in rows] == expected["customerID"].tolist()
+    # Missing total charges are blank fields, not "nan".
+    blank = [row[COLUMNS.index("totalCharges")] == "" for row in rows]
+    assert blank == expected["totalCharges"].isna().tolist()
+
+
+def test_the_same_arguments_write_a_byte_identical_file(tmp_path):
+    a = write_customers_csv(tmp_path / "a.csv", 2_000, seed=4, chunk_rows=600)
+    b = write_customers_csv(tmp_path / "b.csv", 2_000, seed=4, chunk_rows=600)
+    c = write_customers_csv(tmp_path / "c.csv", 2_000, seed=5, chunk_rows=600)
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+
+
+def test_only_the_finished_file_is_left(tmp_path):
+    path = write_customers_csv(tmp_path / "c.csv", 100, seed=1, chunk_rows=30)
+    assert path == tmp_path / "c.csv"
+    assert [p.name for p in tmp_path.iterdir()] == ["c.csv"]
+    with pytest.raises(ValueError, match="rows must be at least 1"):
+        write_customers_csv(tmp_path / "empty.csv", 0)
+    assert [p.name for p in tmp_path.iterdir()] == ["c.csv"]
+
+
+def test_customer_ids_are_unique_across_chunks():
+    ids = generate_customers(20_000, seed=8, chunk_rows=1_500)["customerID"]
+    assert ids.is_unique
+    assert ids.str.fullmatch(r"\d{4}-[A-Z]{5}").all()
+
+
+def test_a_rows_id_depends_only_on_the_seed_and_its_index():
+    ids = generate_customers(3_000, seed=7)["customerID"]
+    pd.testing.assert_series_equal(generate_customers(3_000, seed=7, chunk_rows=250)["customerID"], ids)
+    pd.testing.assert_series_equal(generate_customers(1_000, seed=7, chunk_rows=333)["customerID"], ids[:1_000])
+
+
+def test_a_chunk_does_not_depend_on_the_row_count():
+    whole = generate_customers(1_000, seed=9, chunk_rows=500)
+    pd.testing.assert_frame_equal(generate_customers(2_300, seed=9, chunk_rows=500)[:1_000], whole)
