@@ -27,3 +27,15 @@ def postgres_dsn():
 
     with running_postgres(require_postgres()) as dsn:
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for the unit tests that compute with Spark (the local target's config)."""
+    import yaml
+
+    from mlops_dagster.resources.spark import SparkResource
+    from mlops_dagster.settings import CONF_DIR
+
+    config = yaml.safe_load((CONF_DIR / "local.yaml").read_text())["spark"]
+    return SparkResource(spark_config=config).session()

@@ -197,14 +197,6 @@ def test_write_arrow_table(lakehouse):
 # --- Spark ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def spark(local_root):
-    from mlops_dagster.resources.spark import SparkResource
-    from mlops_dagster.settings import load_settings
-
-    return SparkResource(spark_config=load_settings("local").spark).session()
-
-
 @pytest.mark.integration
 def test_spark_round_trip_with_time_travel(spark, lakehouse):
     from datetime import datetime, timezone
@@ -267,3 +259,48 @@ def test_spark_merge_keeps_history_and_column_comments_cost_no_extra_versions(sp
     assert lakehouse.version(NAME) == 2 and lakehouse.column_comments(NAME) == {"value": "changed"}
     with pytest.raises(ValueError, match=r"cannot comment on \['nope'\]: .* has no such column"):
         lakehouse.set_column_comments(NAME, {"nope": "x"})
+
+
+@pytest.mark.integration
+def test_spark_output_is_committed_as_written_not_rewritten(spark, lakehouse, tmp_path):
+    df = spark.range(0, 1000, numPartitions=3).selectExpr("id", "cast(id % 7 as string) as value")
+    info = lakehouse.write_spark(NAME, df)
+    assert (info.version, info.num_rows, lakehouse.row_count(NAME)) == (0, 1000, 1000)
+    files = sorted(Path(info.location).glob("*.parquet"))
+    # Spark's own part files (moved in), one per partition: delta-rs did not write the data again.
+    assert len(files) == 3 and all("part-" in f.name and f.name.endswith(".snappy.parquet") for f in files)
+    assert not list(Path(lakehouse.root, "_staging").iterdir())  # the staging folder is gone
+    assert sorted(r.id for r in lakehouse.read_spark(spark, NAME).collect()) == list(range(1000))
+
+
+def test_staged_files_are_merged_and_appended(lakehouse):
+    import pyarrow.parquet as pq
+
+    with lakehouse.staging_dir() as staging:
+        first, second = Path(staging, "a.parquet"), Path(staging, "b.parquet")
+        pq.write_table(pa.Table.from_pandas(frame([1, 2], ["a", "b"]), preserve_index=False), first)
+        pq.write_table(pa.Table.from_pandas(frame([2, 3], ["B", "c"]), preserve_index=False), second)
+        created = lakehouse.merge_files(NAME, [str(first)], ["id"], description="staged")
+        assert (created.version, created.num_rows, created.operation) == (0, 2, "OVERWRITE")
+        merged = lakehouse.merge_files(NAME, [str(second)], ["id"])
+        assert merged.operation == "MERGE"
+    assert not Path(staging).exists()
+    assert rows(lakehouse.read(NAME)) == [(1, "a"), (2, "B"), (3, "c")]
+    assert lakehouse.description(NAME) == "staged"
+
+
+def test_appending_staged_files_with_a_new_column_evolves_the_schema(lakehouse):
+    import pyarrow.parquet as pq
+
+    lakehouse.write(NAME, frame([1], ["a"]))
+    with lakehouse.staging_dir() as staging:
+        path = Path(staging, "wider.parquet")
+        pq.write_table(pa.table({"id": pa.array([2], pa.int64()), "value": ["b"], "extra": [2.5]}), path)
+        lakehouse.write_files(NAME, [str(path)], "append")
+    back = lakehouse.read(NAME).sort_values("id")
+    assert back["extra"].tolist()[1] == 2.5 and pd.isna(back["extra"].tolist()[0])
+
+
+def test_writing_no_files_is_refused(lakehouse):
+    with pytest.raises(ValueError, match="no Parquet files"):
+        lakehouse.write_files(NAME, [], "append")

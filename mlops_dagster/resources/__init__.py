@@ -32,7 +32,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     common = {
         # Under `root` (always set on local; set on a Databricks target to keep tables in a folder
         # the cluster reaches), delta-rs tables; otherwise Unity Catalog.
-        "lakehouse": LocalLakehouse(root=str(settings.root / "lakehouse")) if settings.root else UnityCatalogLakehouse(),
+        "lakehouse": (LocalLakehouse(root=str(settings.root / "lakehouse")) if settings.root
+                      else UnityCatalogLakehouse(staging_root=f"{settings.io_path}/_staging")),
         "spark": SparkResource(spark_config=settings.spark),
         "online_store": build_online_store(settings),
         "registry": ModelRegistry(

@@ -2,9 +2,10 @@
 
 ``Lakehouse`` is the interface assets use; ``LocalLakehouse`` implements it with delta-rs under a
 local root (``catalog.schema.table`` -> ``<root>/<catalog>/<schema>/<table>``). Spark reaches the
-local tables without Delta jars: it reads a table's active Parquet files, and its output is
-written as Parquet to a staging folder and streamed into the Delta table by delta-rs in Arrow
-batches, so a large table never has to fit in Python memory.
+local tables without Delta jars: it reads a table's active Parquet files, and the Parquet files
+Spark (or a Spark task) writes into a staging folder are committed to the Delta table by delta-rs
+as they are (moved into the table's folder and added to its log, never rewritten); a merge
+streams them into delta-rs in Arrow batches. A large table never has to fit in Python memory.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from __future__ import annotations
 import shutil
 import uuid
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from dagster import ConfigurableResource
@@ -82,6 +84,10 @@ class Lakehouse(ConfigurableResource, ABC):
     def version(self, name: str) -> int: ...
 
     @abstractmethod
+    def row_count(self, name: str) -> int:
+        """Rows in the table's current version (from the Delta log where it can: no data is read)."""
+
+    @abstractmethod
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]: ...
 
     @abstractmethod
@@ -122,6 +128,27 @@ class Lakehouse(ConfigurableResource, ABC):
     def column_comments(self, name: str) -> dict[str, str]: ...
 
     @abstractmethod
+    def staging_dir(self) -> "AbstractContextManager[str]":
+        """A new empty folder that Spark tasks can write Parquet files into (on a cluster: a volume
+        every node reaches), removed with what is left in it when the block ends."""
+
+    @abstractmethod
+    def write_files(
+        self, name: str, files: list[str], mode: Literal["overwrite", "append"] = "overwrite", *,
+        description: str | None = None, properties: dict[str, str] | None = None,
+        commit_info: dict[str, str] | None = None,
+    ) -> TableInfo:
+        """Commit Parquet files written into a ``staging_dir`` (same columns in each) as one write."""
+
+    @abstractmethod
+    def merge_files(
+        self, name: str, files: list[str], keys: list[str], *, description: str | None = None,
+        properties: dict[str, str] | None = None, commit_info: dict[str, str] | None = None,
+        column_comments: dict[str, str] | None = None,
+    ) -> TableInfo:
+        """Upsert the rows of staged Parquet files on ``keys`` (the table is created if needed)."""
+
+    @abstractmethod
     def mlflow_dataset_source(self, name: str, version: int):
         """How MLflow should record this table version as a run input (a ``DeltaDatasetSource``)."""
 
@@ -147,16 +174,6 @@ def _delta_safe(data: Any) -> Any:
         fields.append(f)
     # Delta stores microseconds: nanoseconds are truncated, which a safe cast would refuse.
     return data.cast(pa.schema(fields), safe=False)
-
-
-def _with_comments(reader: "pa.RecordBatchReader", comments: dict[str, str]) -> "pa.RecordBatchReader":
-    """The same batches under a schema whose fields carry ``comment`` metadata (Delta keeps it)."""
-    import pyarrow as pa
-
-    schema = pa.schema([f.with_metadata({"comment": comments[f.name]}) if f.name in comments else f
-                        for f in reader.schema])
-    return pa.RecordBatchReader.from_batches(
-        schema, (pa.RecordBatch.from_arrays(b.columns, schema=schema) for b in reader))
 
 
 def _commit(commit_info: dict[str, str] | None):
@@ -250,6 +267,9 @@ class LocalLakehouse(Lakehouse):
     def version(self, name):
         return self._table(name).version()
 
+    def row_count(self, name):
+        return self._table(name).count()
+
     def history(self, name, limit=None):
         return self._table(name).history(limit)
 
@@ -296,40 +316,118 @@ class LocalLakehouse(Lakehouse):
         return DeltaDatasetSource(path=self.location(name), delta_table_version=version)
 
     def read_spark(self, spark, name, version=None):
+        from pyspark.sql.pandas.types import from_arrow_schema
+
         dt = self._table(name, version)
+        # The table's schema, not one file's: files written before a column was added lack it.
+        schema = from_arrow_schema(self._arrow_schema(dt))
         files = dt.file_uris()
         if not files:
-            from pyspark.sql.pandas.types import from_arrow_schema
-
-            return spark.createDataFrame([], from_arrow_schema(self._arrow_schema(dt)))
-        return spark.read.parquet(*files)
+            return spark.createDataFrame([], schema)
+        return spark.read.schema(schema).parquet(*files)
 
     @contextmanager
-    def _staged(self, df: "SparkDataFrame"):
-        """Spark output as an Arrow batch reader over Parquet written to a staging folder."""
-        import pyarrow.dataset as ds
-
+    def staging_dir(self) -> Iterator[str]:
         staging = Path(self.root, "_staging", uuid.uuid4().hex)
+        staging.mkdir(parents=True)
         try:
-            df.write.mode("overwrite").parquet(str(staging))
-            yield ds.dataset(str(staging), format="parquet").scanner(batch_size=64_000).to_reader()
+            yield str(staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def write_spark(self, name, df, mode="overwrite", *, description=None, properties=None, commit_info=None):
-        with self._staged(df) as reader:
-            return self.write(name, reader, mode, description=description, properties=properties,
-                              commit_info=commit_info)
-
-    def merge_spark(self, name, df, keys, *, description=None, properties=None, commit_info=None,
+    def write_files(self, name, files, mode="overwrite", *, description=None, properties=None, commit_info=None,
                     column_comments=None):
-        created = not self.exists(name)
-        with self._staged(df) as reader:
-            if created and column_comments:  # in the first commit, not one commit per column
-                reader = _with_comments(reader, column_comments)
-            info = self.merge(name, reader, keys, description=description, properties=properties,
+        import pyarrow.parquet as pq
+        from deltalake import DeltaTable
+        from deltalake.schema import Schema
+        from deltalake.transaction import create_table_with_add_actions
+
+        if not files:
+            raise ValueError(f"nothing to write to {name}: no Parquet files were given")
+        schema = _nullable(pq.read_schema(files[0]), column_comments or {})
+        location = self.location(name)
+        if mode == "append" and self.exists(name) and not _fits(schema, self._arrow_schema(self._table(name))):
+            # New columns: delta-rs's writer evolves the schema (an add-files commit would not).
+            return self.write(name, _reader(files), "append", description=description, properties=properties,
                               commit_info=commit_info)
-        if column_comments and not created:
+        Path(location).mkdir(parents=True, exist_ok=True)
+        actions = [_adopt(location, f) for f in files]
+        if not self.exists(name):
+            create_table_with_add_actions(location, Schema.from_arrow(schema), actions, mode="error", name=name,
+                                          description=description, commit_properties=_commit(commit_info))
+        else:
+            DeltaTable(location).create_write_transaction(actions, mode, Schema.from_arrow(schema),
+                                                          commit_properties=_commit(commit_info))
+        self._annotate(name, description, properties)
+        return self._info(name, mode.upper())
+
+    def merge_files(self, name, files, keys, *, description=None, properties=None, commit_info=None,
+                    column_comments=None):
+        if not self.exists(name):
+            return self.write_files(name, files, "overwrite", description=description, properties=properties,
+                                    commit_info=commit_info, column_comments=column_comments)
+        info = self.merge(name, _reader(files), keys, description=description, properties=properties,
+                          commit_info=commit_info)
+        if column_comments:
             self.set_column_comments(name, column_comments)
             info = self._info(name, info.operation)
         return info
+
+    def write_spark(self, name, df, mode="overwrite", *, description=None, properties=None, commit_info=None):
+        with self.staging_dir() as staging:
+            return self.write_files(name, _spark_parquet(df, staging), mode, description=description,
+                                    properties=properties, commit_info=commit_info)
+
+    def merge_spark(self, name, df, keys, *, description=None, properties=None, commit_info=None,
+                    column_comments=None):
+        with self.staging_dir() as staging:
+            return self.merge_files(name, _spark_parquet(df, staging), keys, description=description,
+                                    properties=properties, commit_info=commit_info, column_comments=column_comments)
+
+
+def _spark_parquet(df: "SparkDataFrame", folder: str) -> list[str]:
+    """``df`` written as Parquet files into ``folder`` by Spark; their paths (Spark's markers left out)."""
+    df.write.mode("overwrite").parquet(folder)
+    return sorted(str(p) for p in Path(folder).glob("*.parquet"))
+
+
+def _reader(files: list[str]) -> "pa.RecordBatchReader":
+    """Staged Parquet files as a stream of Arrow batches (bounded memory, whatever their size)."""
+    import pyarrow.dataset as ds
+
+    return ds.dataset(files, format="parquet").scanner(batch_size=64_000).to_reader()
+
+
+def _nullable(schema: "pa.Schema", comments: dict[str, str]) -> "pa.Schema":
+    """The Delta schema of staged files: every column nullable (Spark marks some not null, and a later
+    write must not be refused for that), timestamps in UTC microseconds, comments as column metadata."""
+    import pyarrow as pa
+
+    fields = []
+    for f in schema:
+        if pa.types.is_timestamp(f.type):
+            f = f.with_type(pa.timestamp("us", tz="UTC"))
+        f = f.with_nullable(True).with_metadata({"comment": comments[f.name]} if f.name in comments else None)
+        fields.append(f)
+    return pa.schema(fields)
+
+
+def _fits(files: "pa.Schema", table: "pa.Schema") -> bool:
+    """Whether files with this schema can be added to the table as they are (no new columns)."""
+    return set(files.names) <= set(table.names)
+
+
+def _adopt(location: str, file: str):
+    """Move a staged Parquet file into the table folder and describe it as a Delta add action."""
+    import json
+    import time
+
+    import pyarrow.parquet as pq
+    from deltalake.transaction import AddAction
+
+    target = Path(location, f"part-{uuid.uuid4().hex[:12]}-{Path(file).name}")
+    rows = pq.read_metadata(file).num_rows
+    shutil.move(file, target)
+    # Only the row count: min/max statistics written wrong would make readers skip files wrongly.
+    return AddAction(target.name, target.stat().st_size, {}, int(time.time() * 1000), True,
+                     json.dumps({"numRecords": rows}))

@@ -12,6 +12,11 @@ Databricks").
 from __future__ import annotations
 
 import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .lakehouse import Lakehouse, TableInfo, TableNotFoundError
@@ -34,6 +39,10 @@ def _sql_string(value: str) -> str:
 
 class UnityCatalogLakehouse(Lakehouse):
     """Unity Catalog tables by three-level name, on the cluster's SparkSession."""
+
+    # A folder on a Unity Catalog volume (``/Volumes/<catalog>/<schema>/io/_staging``): the driver
+    # and every executor reach it, so Spark tasks can stage files there.
+    staging_root: str
 
     def _spark(self) -> "SparkSession":
         from pyspark.sql import SparkSession
@@ -113,6 +122,25 @@ class UnityCatalogLakehouse(Lakehouse):
             self.set_column_comments(name, column_comments)
         return info
 
+    @contextmanager
+    def staging_dir(self) -> Iterator[str]:
+        staging = Path(self.staging_root, uuid.uuid4().hex)
+        staging.mkdir(parents=True)
+        try:
+            yield str(staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def write_files(self, name, files, mode="overwrite", *, description=None, properties=None, commit_info=None):
+        # Managed tables own their storage: staged files are read and written by Spark.
+        return self.write_spark(name, self._spark().read.parquet(*files), mode, description=description,
+                                properties=properties, commit_info=commit_info)
+
+    def merge_files(self, name, files, keys, *, description=None, properties=None, commit_info=None,
+                    column_comments=None):
+        return self.merge_spark(name, self._spark().read.parquet(*files), keys, description=description,
+                                properties=properties, commit_info=commit_info, column_comments=column_comments)
+
     def set_column_comments(self, name, comments):
         current = self.column_comments(name)
         columns = set(self._spark().table(_quoted(name)).columns)
@@ -142,6 +170,10 @@ class UnityCatalogLakehouse(Lakehouse):
         if columns:
             df = df.select(*columns)
         return pa.Table.from_pandas(df.toPandas(), preserve_index=False)
+
+    def row_count(self, name):
+        self._require(name)
+        return self._spark().table(_quoted(name)).count()
 
     def version(self, name):
         return int(self.history(name, 1)[0]["version"])
