@@ -23,6 +23,8 @@ TARGETS = ("local", "dev", "staging", "prod")
 FEATURES_TABLE = "churn_features"
 # When a raw row was ingested: a column of the raw table, and the feature table's timestamp key.
 INGESTED_AT = "_ingested_at"
+# Which landing file a raw row came from.
+SOURCE_FILE = "_source_file"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

@@ -10,7 +10,7 @@ from ..resources.online_store import OnlineStore
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import FEATURES_TABLE, Settings
-from .ingestion import INGESTED_AT
+from ..settings import INGESTED_AT
 from .metadata import commit_info, table_metadata
 
 

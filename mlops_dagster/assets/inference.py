@@ -8,7 +8,7 @@ from ..resources.registry import CHAMPION, ModelRegistry
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
-from .ingestion import INGESTED_AT
+from ..settings import INGESTED_AT
 from .metadata import commit_info, table_metadata
 
 

@@ -1,19 +1,18 @@
-"""Stage `ingestion`: landing files -> the raw customers table, bad rows -> quarantine."""
+"""Stage `ingestion`: landing files -> the raw table, bad rows -> quarantine, checked on Spark."""
 
-import fnmatch
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult, MetadataValue, multi_asset
 
 from ..governance.audit import AUDIT_TABLE, record, table_written
+from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
+from ..resources.landing import landing_files
+from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
-from ..settings import INGESTED_AT, Settings
+from ..settings import INGESTED_AT, SOURCE_FILE, Settings
 from .metadata import commit_info, markdown_table, table_metadata
-
-SOURCE_FILE = "_source_file"
 
 
 class IngestConfig(Config):
@@ -22,40 +21,51 @@ class IngestConfig(Config):
     file matching the dataset's file pattern."""
 
 
-def landing_files(landing: str, pattern: str) -> list[dict]:
-    """Files in the landing volume matching ``pattern``, oldest first, with size and mtime."""
-    root = Path(landing)
-    if not root.is_dir():
-        return []
-    found = []
-    for entry in os.scandir(root):
-        if entry.is_file() and fnmatch.fnmatch(entry.name, pattern):
-            stat = entry.stat()
-            found.append({"file_path": str(Path(entry.path).resolve()), "size_bytes": stat.st_size,
-                          "modified_at": datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc)})
-    return sorted(found, key=lambda f: (f["modified_at"], f["file_path"]))
-
-
 def ingestion_assets(settings: Settings):
     ds = settings.dataset
     raw_table = settings.table(f"raw_{ds.name}")
     quarantine_table = settings.table(f"raw_{ds.name}_quarantine")
     log_table = settings.table("landing_file_log")
 
+    def new_files(lakehouse: Lakehouse, config: IngestConfig) -> list[dict]:
+        """The landing files this run ingests: those asked for, or every new or changed one."""
+        import pandas as pd
+
+        landing = settings.landing_path
+        candidates = landing_files(landing, ds.file_pattern)
+        if config.files:
+            wanted = {str(Path(landing, f).resolve()) for f in config.files}
+            missing = wanted - {c["file_path"] for c in candidates}
+            if missing:
+                raise FileNotFoundError(
+                    f"landing file(s) not found in {landing} (pattern {ds.file_pattern!r}): {sorted(missing)}"
+                )
+            return [c for c in candidates if c["file_path"] in wanted]
+        if not candidates and not lakehouse.exists(raw_table):
+            raise FileNotFoundError(
+                f"no landing files matching {ds.file_pattern!r} in {landing}: put your files there, "
+                "or generate the demo data with `mlops generate`"
+            )
+        seen = set()
+        if lakehouse.exists(log_table):
+            log = lakehouse.read(log_table, columns=["file_path", "size_bytes", "modified_at"])
+            seen = {(r.file_path, r.size_bytes, r.modified_at) for r in log.itertuples()}
+        return [c for c in candidates if (c["file_path"], c["size_bytes"], pd.Timestamp(c["modified_at"])) not in seen]
+
     @multi_asset(
         specs=[
             AssetSpec(
-                "raw_customers", group_name="ingestion", kinds={"delta"},
+                "raw_customers", group_name="ingestion", kinds={"spark", "delta"},
                 description=(
                     f"Customers as they arrive: every landing file in the landing volume is checked "
-                    f"against the dataset contract and its valid rows are upserted on `{ds.key}` into "
-                    f"Delta table `{raw_table}` (a later file wins), with `{SOURCE_FILE}` and "
+                    f"against the dataset contract on Spark and its valid rows are upserted on `{ds.key}` "
+                    f"into Delta table `{raw_table}` (a later file wins), with `{SOURCE_FILE}` and "
                     f"`{INGESTED_AT}` for lineage. Each file is ingested once; a changed file again."
                 ),
                 metadata={"dagster/table_name": raw_table},
             ),
             AssetSpec(
-                "raw_customers_quarantine", group_name="ingestion", kinds={"delta"},
+                "raw_customers_quarantine", group_name="ingestion", kinds={"spark", "delta"},
                 description=(
                     f"Rows that broke the dataset contract (missing or unknown columns, unparsable "
                     f"numbers, values out of range, duplicated `{ds.key}`, empty files), appended to "
@@ -67,70 +77,52 @@ def ingestion_assets(settings: Settings):
         ],
     )
     def ingest_landing_files(context: AssetExecutionContext, config: IngestConfig, lakehouse: Lakehouse,
-                            step_launcher: StepLauncherParam):
+                             spark: SparkResource, step_launcher: StepLauncherParam):
         import pandas as pd
 
-        from ..ml.landing import parse_landing_file
+        from ..ml.landing import QUARANTINE_SCHEMA, read_landing_files, valid_schema
 
         landing = settings.landing_path
-        candidates = landing_files(landing, ds.file_pattern)
-        if config.files:
-            wanted = {str(Path(landing, f).resolve()) for f in config.files}
-            missing = wanted - {c["file_path"] for c in candidates}
-            if missing:
-                raise FileNotFoundError(
-                    f"landing file(s) not found in {landing} (pattern {ds.file_pattern!r}): {sorted(missing)}"
-                )
-            candidates = [c for c in candidates if c["file_path"] in wanted]
-        else:
-            if not candidates and not lakehouse.exists(raw_table):
-                raise FileNotFoundError(
-                    f"no landing files matching {ds.file_pattern!r} in {landing}: put your files there, "
-                    "or generate the demo data with `mlops generate`"
-                )
-            seen = set()
-            if lakehouse.exists(log_table):
-                log = lakehouse.read(log_table, columns=["file_path", "size_bytes", "modified_at"])
-                seen = {(r.file_path, r.size_bytes, r.modified_at) for r in log.itertuples()}
-            candidates = [
-                c for c in candidates
-                if (c["file_path"], c["size_bytes"], pd.Timestamp(c["modified_at"])) not in seen
-            ]
-
-        now = pd.Timestamp.now(tz="UTC")
-        commit = commit_info(context)
-        valid_frames, quarantine_frames, report = [], [], []
-        for candidate in candidates:
-            parsed = parse_landing_file(candidate["file_path"], ds.columns, ds.key)
-            valid_frames.append(parsed.valid.assign(**{SOURCE_FILE: parsed.path, INGESTED_AT: now}))
-            quarantine_frames.append(parsed.quarantine)
-            candidate.update(rows_read=parsed.rows_read, rows_loaded=len(parsed.valid),
-                             rows_quarantined=len(parsed.quarantine), problems="; ".join(parsed.problems))
-            report.append({"file": Path(parsed.path).name, **{k: candidate[k] for k in
-                           ("rows_read", "rows_loaded", "rows_quarantined", "problems")}})
-            log = context.log.warning if parsed.problems else context.log.info
-            log(f"{parsed.path}: {len(parsed.valid)} rows loaded, {len(parsed.quarantine)} quarantined"
-                + (f" ({'; '.join(parsed.problems)})" if parsed.problems else ""))
-
+        candidates = new_files(lakehouse, config)
+        raw_info = quarantine_info = None
+        report = []
         if not candidates:
             context.log.info(f"no new landing files in {landing}; {raw_table} is unchanged")
-            raw_info = quarantine_info = None
         else:
-            valid = pd.concat(valid_frames, ignore_index=True).drop_duplicates(ds.key, keep="last")
-            files = ";".join(Path(c["file_path"]).name for c in candidates)
-            raw_info = lakehouse.merge(
-                raw_table, valid, [ds.key], commit_info={**commit, "landing_files": files},
-                properties={"primary_key": ds.key},
-                description=f"Raw {ds.name} from landing files ({landing}); key {ds.key}.",
-            )
-            quarantine = pd.concat(quarantine_frames, ignore_index=True).assign(
-                quarantined_at=now, dagster_run_id=context.run.run_id
-            )
-            quarantine_info = lakehouse.write(
-                quarantine_table, quarantine, "append", commit_info=commit,
-                description=f"Rows of landing files refused by the {ds.name} contract, with reasons.",
-            )
-            lakehouse.write(log_table, pd.DataFrame(candidates).assign(ingested_at=now,
+            now = datetime.now(timezone.utc)
+            commit = commit_info(context)
+            session = spark.session()
+            with lakehouse.staging_dir() as staging, Progress(context.log.info, "ingestion", spark=session) as progress:
+                batch = read_landing_files(session, [c["file_path"] for c in candidates], ds.columns, ds.key,
+                                           staging, now, context.run.run_id, progress=progress.say)
+                for candidate, f in zip(candidates, batch.files):
+                    problems = f.problems(ds.key)
+                    candidate.update(rows_read=f.rows_read, rows_loaded=f.rows_loaded,
+                                     rows_quarantined=f.rows_quarantined, problems="; ".join(problems))
+                    report.append({"file": Path(f.path).name, **{k: candidate[k] for k in
+                                   ("rows_read", "rows_loaded", "rows_quarantined", "problems")}})
+                    (context.log.warning if problems else context.log.info)(
+                        f"{f.path}: {f.rows_loaded} rows loaded, {f.rows_quarantined} quarantined"
+                        + (f" ({'; '.join(problems)})" if problems else ""))
+                progress.say(f"writing {batch.rows_loaded:,} rows to {raw_table}")
+                files = ";".join(Path(c["file_path"]).name for c in candidates)
+                if batch.valid_files:
+                    raw_info = lakehouse.merge_files(
+                        raw_table, batch.valid_files, [ds.key], commit_info={**commit, "landing_files": files},
+                        properties={"primary_key": ds.key},
+                        description=f"Raw {ds.name} from landing files ({landing}); key {ds.key}.",
+                    )
+                elif not lakehouse.exists(raw_table):  # every row refused: an empty table for the next stages
+                    raw_info = lakehouse.write(raw_table, valid_schema(ds.columns).empty_table(), "append",
+                                               commit_info=commit, properties={"primary_key": ds.key})
+                description = f"Rows of landing files refused by the {ds.name} contract, with reasons."
+                if batch.quarantine_files:
+                    quarantine_info = lakehouse.write_files(quarantine_table, batch.quarantine_files, "append",
+                                                            commit_info=commit, description=description)
+                elif not lakehouse.exists(quarantine_table):  # an empty table, so its checks can read it
+                    quarantine_info = lakehouse.write(quarantine_table, QUARANTINE_SCHEMA.empty_table(), "append",
+                                                      commit_info=commit, description=description)
+            lakehouse.write(log_table, pd.DataFrame(candidates).assign(ingested_at=pd.Timestamp(now),
                             dagster_run_id=context.run.run_id), "append", commit_info=commit,
                             description="Every landing file ingested: size, mtime, rows loaded and quarantined.")
 

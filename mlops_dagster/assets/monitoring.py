@@ -11,7 +11,7 @@ from dagster import (
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
 from ..settings import Settings
-from .ingestion import INGESTED_AT
+from ..settings import INGESTED_AT
 from .metadata import commit_info, markdown_table
 
 DRIFT_CHECK = "no_dataset_drift"

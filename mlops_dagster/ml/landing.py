@@ -1,193 +1,438 @@
-"""Parse and validate landing files against the dataset's column rules.
+"""Landing files (CSV) -> typed valid rows and quarantined rows, on Spark, at any size.
 
-Nothing is dropped silently: every row either comes back typed in ``valid`` or in ``quarantine``
-with its line number, its original fields and every reason it was refused. Problems that concern
-the whole file (empty, missing columns, not UTF-8) are listed in ``problems`` as well.
+Nothing is dropped: every data line becomes either a valid row or a quarantine row with its file,
+physical line number, original fields (JSON) and every reason it was refused. How:
+
+1. Spark reads the files as text. One aggregation over the lines gives, per file block, its line
+   count (so every line gets its physical number), its first non-blank line (the header) and its
+   first line that is not UTF-8.
+2. Whole-file problems are decided from that summary: not UTF-8, empty, header without rows (one
+   quarantine row each, line 0), required columns missing or a column named twice (every row
+   quarantined with that reason).
+3. Keys that occur more than once in a file are found by one aggregation over the key field.
+4. Spark tasks check their lines against the contract with Arrow kernels (``contract.py``) and
+   write the valid rows and the quarantine rows as Parquet files into a staging folder
+   themselves: the data is read once more, never collected, and no task holds more than a batch.
+   Only the files' names and row counts come back to the driver.
+
+Blank (empty or whitespace-only) lines are skipped; line numbers stay physical. A line break inside
+a quoted value is not supported: such a record's lines are quarantined as unclosed quotes or as
+rows with the wrong number of fields. Pure Spark + Arrow, no Dagster.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import json
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from ..settings import INGESTED_AT, SOURCE_FILE
+from .contract import OK, Rule, cell_reasons, check_cells, typed_schema
 
-class Rule(Protocol):
-    type: str
-    nullable: bool
-    allowed: list[Any] | None
-    min: float | None
-    max: float | None
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
 
-
-QUARANTINE_COLUMNS = ["source_file", "line_number", "record", "reason"]
-_TRUE = {"true", "yes", "1"}
-_FALSE = {"false", "no", "0"}
+QUARANTINE_SCHEMA = pa.schema([
+    ("source_file", pa.string()), ("line_number", pa.int64()), ("record", pa.string()), ("reason", pa.string()),
+    ("quarantined_at", pa.timestamp("us", tz="UTC")), ("dagster_run_id", pa.string()),
+])
+_BLANK = r"^\s*$"
+_BROADCAST_DUPLICATES = 1_000_000  # duplicated lines up to which their reasons are broadcast
 
 
 @dataclass
-class ParsedFile:
+class LandingFile:
+    """One landing file: what its header says, and what happened to its rows."""
+
+    index: int                      # order of arrival (a later file wins a key)
     path: str
-    valid: pd.DataFrame
-    quarantine: pd.DataFrame
-    problems: list[str] = field(default_factory=list)
+    header: list[str] = field(default_factory=list)
+    header_line: int = 0
+    data_rows: int = 0              # non-blank lines after the header
+    refusal: str | None = None      # a problem with the whole file
+    extra_columns: list[str] = field(default_factory=list)
+    duplicated_rows: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
 
     @property
     def rows_read(self) -> int:
-        return len(self.valid) + len(self.quarantine)
+        return self.rows_loaded + self.rows_quarantined
+
+    def problems(self, key: str) -> list[str]:
+        if self.refusal:
+            return [self.refusal]
+        found = []
+        if self.extra_columns:
+            found.append(f"ignored column(s) not in the dataset contract: {', '.join(self.extra_columns)}")
+        if self.duplicated_rows:
+            found.append(f"{self.duplicated_rows} rows share a {key} with another row of the file")
+        if self.rows_quarantined:
+            found.append(f"{self.rows_quarantined} of {self.data_rows} rows quarantined")
+        return found
 
 
-def _quarantine_frame(path: str, lines: list[int], records: list[str], reasons: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(
-        {"source_file": path, "line_number": pd.Series(lines, dtype="int64"),
-         "record": pd.Series(records, dtype="object"), "reason": pd.Series(reasons, dtype="object")},
-        columns=QUARANTINE_COLUMNS,
-    )
+@dataclass
+class LandingBatch:
+    """What a set of landing files became: staged Parquet files and a report per landing file."""
+
+    files: list[LandingFile]
+    valid_files: list[str]        # typed contract columns + _source_file + _ingested_at
+    quarantine_files: list[str]   # QUARANTINE_SCHEMA
+
+    @property
+    def rows_loaded(self) -> int:
+        return sum(f.rows_loaded for f in self.files)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(f.rows_quarantined for f in self.files)
 
 
-def _empty_valid(rules: Mapping[str, Rule]) -> pd.DataFrame:
-    return _typed(pd.DataFrame({c: pd.Series(dtype="object") for c in rules}), rules)[0]
+@dataclass(frozen=True)
+class _Task:
+    """What a Spark task needs to check its lines (pickled to the executors: keep it small)."""
+
+    files: dict[int, LandingFile]
+    rules: dict[str, Rule]
+    key: str
+    out_dir: str
+    ingested_at: datetime
+    run_id: str
 
 
-def _whole_file_refused(path: str, rules, reason: str, lines=(), records=()) -> ParsedFile:
-    lines, records = list(lines) or [0], list(records) or [""]
-    return ParsedFile(
-        path, _empty_valid(rules), _quarantine_frame(path, lines, records, [reason] * len(lines)), [reason]
-    )
+def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[str, Rule], key: str,
+                       out_dir: str, ingested_at: datetime, run_id: str, progress=None) -> LandingBatch:
+    """Check ``paths`` (oldest first) against the contract; valid and quarantined rows land as Parquet
+    files under ``out_dir`` (a folder every Spark task can write to). ``progress(text)`` is told
+    what is happening between Spark jobs."""
+    from pyspark.sql import functions as F
 
-
-def _read_rows(text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    reader = csv.reader(io.StringIO(text))
-    header: list[str] = []
-    rows: list[tuple[int, list[str]]] = []
-    for fields in reader:
-        if not header:
-            header = [h.strip() for h in fields]
-            continue
-        if fields:  # csv yields [] for blank lines
-            rows.append((reader.line_num, fields))
-    return header, rows
-
-
-def _typed(strings: pd.DataFrame, rules: Mapping[str, Rule]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Columns converted to their rule types, and a frame of per-cell reasons ('' where fine)."""
-    typed: dict[str, pd.Series] = {}
-    parse_reasons = pd.DataFrame(index=strings.index)
-    for column, rule in rules.items():
-        raw = strings[column].astype("object").str.strip()
-        raw = raw.where(raw != "", None)
-        reason = pd.Series("", index=strings.index, dtype="object")
-        if rule.type in ("double", "long"):
-            values = pd.to_numeric(raw, errors="coerce")
-            bad = raw.notna() & values.isna()
-            reason[bad] = f"{column}: " + raw[bad].map(repr) + " is not a number"
-            if rule.type == "long":
-                fractional = values.notna() & (values % 1 != 0)
-                reason[fractional] = f"{column}: " + raw[fractional].map(repr) + " is not a whole number"
-                values = values.where(~fractional).astype("Int64")
-            else:
-                values = values.astype("float64")
-        elif rule.type == "boolean":
-            values = raw.str.lower().map(lambda v: True if v in _TRUE else False if v in _FALSE else None)
-            bad = raw.notna() & values.isna()
-            reason[bad] = f"{column}: " + raw[bad].map(repr) + " is not true/false"
-            values = values.astype("boolean")
+    say = progress or (lambda text: None)
+    files = [LandingFile(i, p) for i, p in enumerate(paths)]
+    lines = _text(spark, paths)
+    blocks = _summarize(lines, files, rules)
+    say(f"{sum(f.data_rows for f in files):,} data rows in {len(files)} file(s): finding duplicate keys")
+    task = _Task({f.index: f for f in files}, dict(rules), key, out_dir, ingested_at, run_id)
+    outputs = [_write_refusal(f, task) for f in files if f.refusal and not f.data_rows]
+    with_rows = [f for f in files if f.data_rows]
+    if with_rows:
+        numbered = _numbered(lines, blocks, with_rows)
+        duplicates = _duplicates(spark, numbered, task)
+        say("checking every row against the contract")
+        checked = numbered.join(duplicates, ["_file", "_line"], "left")
+        schema = "kind string, path string, file int, rows long"
+        outputs += [r.asDict() for r in checked.mapInArrow(partial(_check_partition, task), schema).collect()]
+    for out in outputs:
+        if out["kind"] == "valid":
+            task.files[out["file"]].rows_loaded += out["rows"]
         else:
-            values = raw.astype("string")
-        typed[column] = values
-        parse_reasons[column] = reason
-    typed_frame = pd.DataFrame(typed, index=strings.index)
-    rule_reasons = rule_violations(typed_frame, rules)
-    # A value that could not be parsed is reported as such, not also as empty.
-    return typed_frame, parse_reasons.where(parse_reasons != "", rule_reasons)
+            task.files[out["file"]].rows_quarantined += out["rows"]
+    valid = sorted({o["path"] for o in outputs if o["kind"] == "valid"})
+    quarantine = sorted({o["path"] for o in outputs if o["kind"] == "quarantine"})
+    if sum(1 for f in files if f.rows_loaded) > 1:
+        say("keeping each key's row from the newest file")
+        valid = _newest_per_key(spark, valid, files, key, out_dir)
+    return LandingBatch(files, valid, quarantine)
 
 
-def rule_violations(frame: pd.DataFrame, rules: Mapping[str, Rule]) -> pd.DataFrame:
-    """Per-cell reasons ('' where fine) for typed values that break nullability, allowed values or ranges."""
-    reasons = pd.DataFrame(index=frame.index)
-    for column, rule in rules.items():
-        values = frame[column]
-        reason = pd.Series("", index=frame.index, dtype="object")
-        present = values.notna()
-        if not rule.nullable:
-            reason[~present] = f"{column} is empty"
-        shown = values.astype("object").map(str)
-        if rule.allowed is not None:
-            numeric = rule.type in ("double", "long")
-            allowed = [float(a) for a in rule.allowed] if numeric else [str(a) for a in rule.allowed]
-            outside = present & ~values.astype("float64" if numeric else "object").isin(allowed)
-            reason[outside] = f"{column}: " + shown[outside].map(repr) + f" is not one of {rule.allowed}"
-        if rule.min is not None:
-            low = present & (values.astype("float64") < rule.min)
-            reason[low] = f"{column}: " + shown[low] + f" is below the minimum {rule.min:g}"
-        if rule.max is not None:
-            high = present & (values.astype("float64") > rule.max)
-            reason[high] = f"{column}: " + shown[high] + f" is above the maximum {rule.max:g}"
-        reasons[column] = reason
-    return reasons
+def _literal(path: str) -> str:
+    """A path Spark takes as it is (its glob characters escaped)."""
+    return "".join("\\" + c if c in "[]{}*?\\" else c for c in path)
 
 
-def parse_landing_file(path: str | Path, rules: Mapping[str, Rule], key: str) -> ParsedFile:
-    """Read one CSV landing file and split it into typed valid rows and quarantined rows."""
-    path = str(path)
-    try:
-        text = Path(path).read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return _whole_file_refused(path, rules, f"file is not UTF-8 text ({exc.reason} at byte {exc.start})")
-    if not text.strip():
-        return _whole_file_refused(path, rules, "file is empty")
-    header, rows = _read_rows(text)
-    if not rows:
-        return _whole_file_refused(path, rules, "file has a header but no rows")
+def _text(spark: "SparkSession", paths: list[str]) -> "DataFrame":
+    from pyspark.sql import functions as F
 
-    missing = [c for c in rules if c not in header]
-    records = [json.dumps(dict(zip(header, fields)), ensure_ascii=False) for _, fields in rows]
-    lines = [line for line, _ in rows]
+    return spark.read.text([_literal(p) for p in paths]).select(
+        "value", F.col("_metadata.file_path").alias("_path"), F.col("_metadata.file_block_start").alias("_block"),
+        # Position of the line within its Spark partition; with the block's first id, its line number.
+        F.monotonically_increasing_id().alias("_id"))
+
+
+def _same_file(spark_path: str, path: str) -> bool:
+    return unquote(urlsplit(spark_path).path) == str(Path(path).resolve()) or spark_path == path
+
+
+def _summarize(lines: "DataFrame", files: list[LandingFile], rules: Mapping[str, Rule]) -> list[dict]:
+    """Pass 1: per block, its lines, first id, first non-blank line and first line that is not UTF-8.
+    Fills in each file's header, data rows and whole-file refusal; returns the blocks with the
+    physical number of their first line."""
+    from pyspark.sql import functions as F
+
+    nonblank = ~F.col("value").rlike(_BLANK)
+    rows = lines.groupBy("_path", "_block").agg(
+        F.count("*").alias("lines"), F.min("_id").alias("first_id"), F.sum(nonblank.cast("long")).alias("nonblank"),
+        F.min(F.when(nonblank, F.struct("_id", "value"))).alias("first_nonblank"),
+        F.min(F.when(~F.expr("is_valid_utf8(value)"), F.col("_id"))).alias("first_bad_id"),
+    ).collect()
+    blocks = []
+    for f in files:
+        mine = sorted((r for r in rows if _same_file(r["_path"], f.path)), key=lambda r: r["_block"])
+        start, bad_line, nonblank_lines = 1, None, 0
+        for r in mine:
+            block = {"_path": r["_path"], "_block": r["_block"], "_file": f.index, "_start": start,
+                     "_first_id": r["first_id"]}
+            blocks.append(block)
+            if r["first_bad_id"] is not None and bad_line is None:
+                bad_line = start + r["first_bad_id"] - r["first_id"]
+            if r["first_nonblank"] is not None and not f.header:
+                f.header_line = start + r["first_nonblank"]["_id"] - r["first_id"]
+                f.header = [h.strip() for h in next(csv.reader([r["first_nonblank"]["value"].lstrip("\ufeff")]), [])]
+            nonblank_lines += r["nonblank"]
+            start += r["lines"]
+        f.data_rows = max(nonblank_lines - 1, 0)
+        f.refusal = _file_refusal(f, bad_line, nonblank_lines) or _header_refusal(f, rules)
+        f.extra_columns = [c for c in f.header if c not in rules]
+    return blocks
+
+
+def _file_refusal(f: LandingFile, bad_line: int | None, nonblank_lines: int) -> str | None:
+    if bad_line is not None:
+        f.data_rows = 0  # not one of its rows can be trusted
+        return f"file is not UTF-8 text (line {bad_line} is not valid UTF-8)"
+    if nonblank_lines == 0:
+        return "file is empty"
+    if nonblank_lines == 1:
+        return "file has a header but no rows"
+    return None
+
+
+def _header_refusal(f: LandingFile, rules: Mapping[str, Rule]) -> str | None:
+    missing = [c for c in rules if c not in f.header]
     if missing:
-        reason = f"file lacks required column(s) {', '.join(missing)} (header: {', '.join(header)})"
-        return _whole_file_refused(path, rules, reason, lines, records)
-    problems = []
-    extra = [c for c in header if c not in rules]
-    if extra:
-        problems.append(f"ignored column(s) not in the dataset contract: {', '.join(extra)}")
+        return f"file lacks required column(s) {', '.join(missing)} (header: {', '.join(f.header)})"
+    twice = sorted({c for c in f.header if c in rules and f.header.count(c) > 1})
+    if twice:
+        return f"column(s) {', '.join(twice)} appear more than once in the header"
+    return None
 
-    width = len(header)
-    shape_reason = [
-        "" if len(fields) == width else f"row has {len(fields)} fields, the header has {width}"
-        for _, fields in rows
-    ]
-    padded = [(fields + [""] * width)[:width] for _, fields in rows]
-    strings = pd.DataFrame(padded, columns=header, dtype="object")[list(rules)]
-    typed, reasons = _typed(strings, rules)
 
-    keys = strings[key].str.strip()
-    dup = keys.duplicated(keep=False) & keys.ne("")
-    if dup.any():
-        line_arr = pd.Series(lines, index=strings.index)
-        where = line_arr[dup].groupby(keys[dup]).agg(lambda s: ", ".join(map(str, s)))
-        reasons["_duplicate"] = ""
-        reasons.loc[dup, "_duplicate"] = (
-            f"{key} " + keys[dup].map(repr) + " appears more than once in this file (lines "
-            + keys[dup].map(where) + ")"
-        )
-        problems.append(f"{int(dup.sum())} rows share a {key} with another row of the file")
+def _numbered(lines: "DataFrame", blocks: list[dict], files: list[LandingFile]) -> "DataFrame":
+    """The data lines of ``files`` with their file index and physical line number (looked up in
+    literal maps of the few blocks: cheaper than a join for every line)."""
+    from pyspark.sql import functions as F
 
-    reason_text = reasons.apply(lambda r: "; ".join(x for x in r if x), axis=1)
-    # A row with the wrong number of fields has shifted values: its cell reasons would mislead.
-    shape = pd.Series(shape_reason, index=strings.index)
-    reason_text = reason_text.where(shape == "", shape)
-    bad = reason_text != ""
-    bad_idx = np.flatnonzero(bad.to_numpy())
-    quarantine = _quarantine_frame(
-        path, [lines[i] for i in bad_idx], [records[i] for i in bad_idx], reason_text[bad].tolist()
-    )
-    if len(quarantine):
-        problems.append(f"{len(quarantine)} of {len(rows)} rows quarantined")
-    return ParsedFile(path, typed[~bad].reset_index(drop=True), quarantine, problems)
+    wanted = {f.index: f for f in files}
+    mine = [b for b in blocks if b["_file"] in wanted]
+    paths = {b["_path"]: b["_file"] for b in mine}
+    index = F.create_map(*[x for path, i in paths.items() for x in (F.lit(path), F.lit(i))])
+    offset = F.create_map(*[x for b in mine for x in (F.concat(F.lit(b["_path"]), F.lit("#"), F.lit(b["_block"])),
+                                                       F.lit(b["_start"] - b["_first_id"]))])
+    header = F.create_map(*[x for f in files for x in (F.lit(f.index), F.lit(f.header_line))])
+    numbered = lines.select(
+        F.element_at(index, F.col("_path")).cast("int").alias("_file"),
+        (F.element_at(offset, F.concat("_path", F.lit("#"), "_block")) + F.col("_id")).alias("_line"), "value")
+    return numbered.where(F.col("_file").isNotNull() & (F.col("_line") > F.element_at(header, F.col("_file")))
+                          & ~F.col("value").rlike(_BLANK))
+
+
+def _duplicates(spark: "SparkSession", numbered: "DataFrame", task: _Task) -> "DataFrame":
+    """Pass 2: the lines whose key occurs more than once in their file, with the reason (staged as
+    Parquet, so the check pass reads it instead of computing it again).
+
+    Keys are first counted by a 64-bit hash (a cheap aggregation); only lines whose hash occurs
+    twice in a file, usually none, are then grouped by the exact key to name their lines."""
+    from pyspark.sql import functions as F
+
+    keys = (numbered.mapInArrow(partial(_keys_partition, task), "_file int, _line long, _key string")
+            .where(F.col("_key").isNotNull()).withColumn("_hash", F.xxhash64("_key")))
+    twice = keys.groupBy("_file", "_hash").count().where("count > 1").drop("count")
+    folder = f"{task.out_dir}/duplicates"
+    candidates = keys.join(F.broadcast(twice), ["_file", "_hash"], "left_semi")  # a cheap join: usually empty
+    grouped = (candidates.groupBy("_file", "_key")
+               .agg(F.count("*").alias("n"), F.array_sort(F.collect_list("_line")).alias("lines")).where("n > 1"))
+    reason = F.concat(F.lit(f"{task.key} '"), "_key", F.lit("' appears more than once in this file (lines "),
+                      F.array_join("lines", ", "), F.lit(")"))
+    grouped.select("_file", F.explode("lines").alias("_line"), reason.alias("_duplicate")).write.parquet(folder)
+    found = spark.read.parquet(folder)
+    counts = found.groupBy("_file").count().collect()
+    for row in counts:
+        task.files[row["_file"]].duplicated_rows = row["count"]
+    # Usually none or a few: sent to every task, so the lines are not shuffled to meet them.
+    return F.broadcast(found) if sum(r["count"] for r in counts) <= _BROADCAST_DUPLICATES else found
+
+
+def _newest_per_key(spark: "SparkSession", valid: list[str], files: list[LandingFile], key: str, out_dir: str) -> list[str]:
+    """Several files in one run: a key's row comes from the newest file that has a valid one."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    order = F.create_map(*[x for f in files for x in (F.lit(f.path), F.lit(f.index))])
+    rows = (spark.read.parquet(*valid).withColumn("_order", F.element_at(order, F.col(SOURCE_FILE)))
+            .withColumn("_newest", F.max("_order").over(Window.partitionBy(key))))
+    folder = f"{out_dir}/newest"
+    rows.where(F.col("_order") == F.col("_newest")).drop("_order", "_newest").write.parquet(folder)
+    return sorted(str(p) for p in Path(folder).glob("*.parquet"))
+
+
+# --- inside Spark tasks (Arrow batches of one partition) -------------------------------------------
+
+
+def _fields(values: pa.Array) -> tuple[np.ndarray, pa.Array, np.ndarray]:
+    """Each line's fields. Lines without quotes are split by Arrow; lines with quotes by Python's csv
+    module (RFC 4180 quoting). Returns the row order used (quoted lines last), the fields, and which
+    lines have an unclosed quote."""
+    data = values.buffers()[2]
+    if data is None or memoryview(data).tobytes().find(b'"') < 0:  # one scan of the batch's bytes
+        return np.arange(len(values)), pc.split_pattern(values, ","), np.zeros(len(values), dtype=bool)
+    quoted = pc.fill_null(pc.match_substring(values, '"'), False).to_numpy(zero_copy_only=False)
+    plain, special = np.flatnonzero(~quoted), np.flatnonzero(quoted)
+    texts = values.take(pa.array(special)).to_pylist()
+    parsed = pa.array([next(csv.reader([t]), []) for t in texts], pa.list_(pa.string()))
+    fields = pa.concat_arrays([pc.split_pattern(values.take(pa.array(plain)), ","), parsed])
+    unclosed = np.concatenate([np.zeros(len(plain), dtype=bool), np.array([t.count('"') % 2 == 1 for t in texts])])
+    return np.concatenate([plain, special]), fields, unclosed
+
+
+def _cells(fields: pa.Array, width: int) -> tuple[pa.Array, int]:
+    """Each row's first ``width`` fields (missing ones null), row after row in one array."""
+    return pc.list_slice(fields, 0, width, return_fixed_size_list=True).flatten(), width
+
+
+def _column(cells: tuple[pa.Array, int], position: int) -> pa.Array:
+    """Field ``position`` of each row, stripped, None where empty or missing."""
+    flat, width = cells
+    stripped = pc.utf8_trim_whitespace(flat.take(pa.array(np.arange(position, len(flat), width))))
+    return pc.if_else(pc.equal(stripped, ""), pa.scalar(None, pa.string()), stripped)
+
+
+def _per_file(batch: pa.RecordBatch) -> Iterator[tuple[int, pa.RecordBatch]]:
+    files = batch.column("_file")
+    indexes = pc.unique(files).to_pylist()
+    if len(indexes) == 1:  # the usual case: a batch of one file
+        yield indexes[0], batch
+        return
+    for index in indexes:
+        yield index, batch.filter(pc.equal(files, index))
+
+
+def _keys_partition(task: _Task, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """(file, line, key) of every data line of the files whose rows are checked one by one."""
+    for batch in batches:
+        for index, rows in _per_file(batch):
+            f = task.files[index]
+            if f.refusal:
+                continue
+            order, fields, _ = _fields(rows.column("value"))
+            key = _column(_cells(fields, len(f.header)), f.header.index(task.key))
+            yield pa.RecordBatch.from_arrays([rows.column("_file").take(pa.array(order)),
+                                              rows.column("_line").take(pa.array(order)), key],
+                                             names=["_file", "_line", "_key"])
+
+
+class _Output:
+    """A Parquet file a task writes its rows of one kind into, opened on the first rows."""
+
+    def __init__(self, folder: str, schema: pa.Schema):
+        self.path, self.schema, self.writer, self.rows = f"{folder}/{uuid.uuid4().hex}.parquet", schema, None, {}
+
+    def write(self, index: int, table: pa.Table | None) -> None:
+        import pyarrow.parquet as pq
+
+        if table is None or not len(table):
+            return
+        if self.writer is None:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        self.writer.write_table(table.cast(self.schema))
+        self.rows[index] = self.rows.get(index, 0) + len(table)
+
+    def close(self, kind: str) -> list[tuple]:
+        if self.writer is not None:
+            self.writer.close()
+        return [(kind, self.path, index, rows) for index, rows in self.rows.items()]
+
+
+def valid_schema(rules: Mapping[str, Rule]) -> pa.Schema:
+    """The raw table's columns: the contract's, typed, then the landing file and ingestion time."""
+    return typed_schema(rules).append(pa.field(SOURCE_FILE, pa.string())).append(
+        pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC")))
+
+
+def _check_partition(task: _Task, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Pass 3: check each line, write valid and quarantined rows, return (kind, path, file, rows)."""
+    valid = _Output(f"{task.out_dir}/valid", valid_schema(task.rules))
+    quarantine = _Output(f"{task.out_dir}/quarantine", QUARANTINE_SCHEMA)
+    for batch in batches:
+        for index, rows in _per_file(batch):
+            good, bad = _check_rows(task, task.files[index], rows)
+            valid.write(index, good)
+            quarantine.write(index, bad)
+    done = valid.close("valid") + quarantine.close("quarantine")
+    yield pa.RecordBatch.from_pylist([dict(zip(("kind", "path", "file", "rows"), d)) for d in done],
+                                     schema=pa.schema([("kind", pa.string()), ("path", pa.string()),
+                                                       ("file", pa.int32()), ("rows", pa.int64())]))
+
+
+def _check_rows(task: _Task, f: LandingFile, rows: pa.RecordBatch) -> tuple[pa.Table | None, pa.Table]:
+    """One file's lines of a batch: (typed valid rows, quarantine rows)."""
+    order, fields, unclosed = _fields(rows.column("value"))
+    taken = pa.array(order)
+    lines, duplicate = rows.column("_line").take(taken), rows.column("_duplicate").take(taken)
+    n, width = len(order), len(f.header)
+    if f.refusal:
+        return None, _quarantine(task, f, fields, lines, np.arange(n), [[f.refusal]] * n)
+    cells = _cells(fields, width)
+    raw = {c: _column(cells, f.header.index(c)) for c in task.rules}
+    typed, codes = check_cells(raw, task.rules)
+    counts = pc.list_value_length(fields).to_numpy(zero_copy_only=False)
+    dup = pc.is_valid(duplicate).to_numpy(zero_copy_only=False)
+    bad = (counts != width) | unclosed | dup | np.any([c != OK for c in codes.values()], axis=0)
+    bad_rows = np.flatnonzero(bad)
+    reasons = cell_reasons(bad_rows, raw, typed, codes, task.rules)
+    duplicates = duplicate.take(pa.array(bad_rows)).to_pylist()
+    for j, i in enumerate(bad_rows):
+        if unclosed[i]:  # the record goes on in the next line: its cells would mislead
+            reasons[j] = ["a quoted value is not closed on this line (line breaks inside values are not supported)"]
+        elif counts[i] != width:  # shifted values: their cell reasons would mislead
+            reasons[j] = [f"row has {counts[i]} fields, the header has {width}"]
+        elif duplicates[j]:
+            reasons[j].append(duplicates[j])
+    keep = pa.array(~bad)
+    good = pa.table({c: typed[c].filter(keep) for c in task.rules})
+    good = good.append_column(SOURCE_FILE, pa.repeat(pa.scalar(f.path, pa.string()), len(good)))
+    good = good.append_column(INGESTED_AT, pa.repeat(_at(task), len(good)))
+    return good, _quarantine(task, f, fields, lines, bad_rows, reasons)
+
+
+def _at(task: _Task) -> pa.Scalar:
+    return pa.scalar(task.ingested_at, pa.timestamp("us", tz="UTC"))
+
+
+def _quarantine(task: _Task, f: LandingFile, fields: pa.Array, lines: pa.Array, rows: np.ndarray,
+                reasons: list[list[str]]) -> pa.Table:
+    taken = pa.array(rows, pa.int64())
+    records = [json.dumps(dict(zip(f.header, values)), ensure_ascii=False)
+               for values in fields.take(taken).to_pylist()]
+    return _quarantine_table(task, f.path, lines.take(taken), records, ["; ".join(r) for r in reasons])
+
+
+def _quarantine_table(task: _Task, path: str, lines, records: list[str], reasons: list[str]) -> pa.Table:
+    n = len(records)
+    return pa.table({
+        "source_file": pa.repeat(pa.scalar(path, pa.string()), n), "line_number": pa.array(lines, pa.int64()),
+        "record": pa.array(records, pa.string()), "reason": pa.array(reasons, pa.string()),
+        "quarantined_at": pa.repeat(_at(task), n), "dagster_run_id": pa.repeat(pa.scalar(task.run_id), n),
+    }, schema=QUARANTINE_SCHEMA)
+
+
+def _write_refusal(f: LandingFile, task: _Task) -> dict:
+    """A file refused whole before any row could be read: one quarantine row saying why (line 0)."""
+    import pyarrow.parquet as pq
+
+    path = f"{task.out_dir}/quarantine/{uuid.uuid4().hex}.parquet"
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(_quarantine_table(task, f.path, [0], [""], [f.refusal]), path)
+    return {"kind": "quarantine", "path": path, "file": f.index, "rows": 1}

@@ -8,10 +8,27 @@ a cluster, where the volume is mounted and read as a folder.
 from __future__ import annotations
 
 import fnmatch
+import os
 from abc import ABC, abstractmethod
 from datetime import datetime, timezone
+from pathlib import Path
 
 from dagster import ConfigurableResource
+
+
+def landing_files(folder: str, pattern: str) -> list[dict]:
+    """Files in a landing folder matching ``pattern``, oldest first, with size and mtime (how the
+    ingestion step sees the volume: a local folder, or the volume mounted on the cluster)."""
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in os.scandir(root):
+        if entry.is_file() and fnmatch.fnmatch(entry.name, pattern):
+            stat = entry.stat()
+            found.append({"file_path": str(Path(entry.path).resolve()), "size_bytes": stat.st_size,
+                          "modified_at": datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc)})
+    return sorted(found, key=lambda f: (f["modified_at"], f["file_path"]))
 
 
 class LandingVolume(ConfigurableResource, ABC):
@@ -24,8 +41,6 @@ class LandingVolume(ConfigurableResource, ABC):
 
 class LocalLandingVolume(LandingVolume):
     def files(self, pattern):
-        from ..assets.ingestion import landing_files
-
         return landing_files(self.path, pattern)
 
 

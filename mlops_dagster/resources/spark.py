@@ -8,13 +8,18 @@ runs on the job cluster, where ``getOrCreate`` returns the cluster's session. da
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+_shipped: set[int] = set()  # SparkContexts that already have this package
 
 
 class SparkResource(ConfigurableResource):
@@ -25,6 +30,26 @@ class SparkResource(ConfigurableResource):
     def session(self) -> "SparkSession":
         from dagster_pyspark.resources import spark_session_from_config
 
+        from .databricks import on_databricks_cluster
+
         # Python workers must run this interpreter (the project's venv), not whatever is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        return spark_session_from_config(self.spark_config)
+        spark = spark_session_from_config(self.spark_config)
+        if on_databricks_cluster():
+            _ship_package(spark)
+        return spark
+
+
+def _ship_package(spark: "SparkSession") -> None:
+    """Send this package to the cluster's executors: Spark tasks run its Arrow functions (e.g. the
+    landing checks), and the step launcher only puts the code on the driver."""
+    context = spark.sparkContext
+    if id(context) in _shipped:
+        return
+    package = Path(__file__).resolve().parents[1]
+    # Kept for the life of the process: executors may fetch the archive whenever a task needs it.
+    folder = tempfile.mkdtemp(prefix="mlops-dagster-pyfiles-")
+    archive = shutil.make_archive(str(Path(folder, package.name)), "zip", root_dir=package.parent,
+                                  base_dir=package.name)
+    context.addPyFile(archive)
+    _shipped.add(id(context))

@@ -1,0 +1,64 @@
+"""Progress of long steps, in the run's log: while a step works, a line at least every 10 s.
+
+A step says what it is doing and, where it counts them, how many rows are done out of how many;
+while Spark runs a job, the line also says how far the job's current stage is (tasks done of all).
+Nothing here imports Dagster or Spark: the log is any callable taking a line of text.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+INTERVAL_SECONDS = 10.0
+
+
+class Progress:
+    """``with Progress(context.log.info, "features") as p: ... p.rows_done(n) ... p.say("merging")``"""
+
+    def __init__(self, log: Callable[[str], Any], what: str, total_rows: int | None = None, spark=None,
+                 interval: float = INTERVAL_SECONDS):
+        self.log, self.what, self.total_rows, self.spark, self.interval = log, what, total_rows, spark, interval
+        self.phase, self.rows = "", 0
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"progress-{what}", daemon=True)
+
+    def __enter__(self) -> "Progress":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def say(self, phase: str) -> None:
+        """What the step is doing now (shown in the next progress line)."""
+        self.phase = phase
+
+    def rows_done(self, rows: int) -> None:
+        self.rows += rows
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.log(self.line())
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self._started
+        parts = [self.phase] if self.phase else []
+        if self.rows:
+            total = f" of {self.total_rows:,}" if self.total_rows else ""
+            parts.append(f"{self.rows:,}{total} rows ({self.rows / elapsed:,.0f} rows/s)")
+        parts += _spark_stages(self.spark)
+        return f"{self.what}: {', '.join(parts) or 'working'} ({elapsed:.0f} s)"
+
+
+def _spark_stages(spark) -> list[str]:
+    """The running Spark stages as "Spark stage 7: 3/8 tasks" (nothing when Spark is idle or absent)."""
+    if spark is None:
+        return []
+    tracker = spark.sparkContext.statusTracker()
+    stages = [tracker.getStageInfo(i) for i in sorted(tracker.getActiveStageIds())]
+    return [f"Spark stage {s.stageId}: {s.numCompletedTasks}/{s.numTasks} tasks" for s in stages if s is not None]
