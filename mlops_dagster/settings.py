@@ -85,6 +85,9 @@ class ModelSpec(_Model):
 class TrainingSettings(_Model):
     test_size: float = Field(0.2, gt=0, lt=1)
     seed: int = 42
+    # At most this many rows are trained on (a seeded, stratified sample of the train split); the
+    # holdout is the test split sampled by the same fraction. Bounds the training step's memory.
+    max_rows: int = Field(1_000_000, ge=100)
     model: ModelSpec
 
 
@@ -111,6 +114,8 @@ class InferenceSettings(_Model):
 
 class MonitoringSettings(_Model):
     drift_share: float = Field(0.5, gt=0, le=1)
+    # Reports compare seeded samples of at most this many rows of each side (reference, current).
+    sample_rows: int = Field(100_000, ge=100)
     # What "current" data is: the newest landing batch, or what the endpoint was asked to score
     # (its inference table) over the last `window_hours`.
     current: Literal["landing_batch", "inference_table"] = "landing_batch"

@@ -98,7 +98,7 @@ def test_dropped_files_retrain_and_a_restart_does_not_repeat_them(tmp_path):
     with DagsterInstance.from_config(str(home)) as instance:
         try:
             daemon.start()
-            generate(2000, 42, False, "base.csv", landing=settings.landing_path)
+            generate(2000, 2, False, "base.csv", landing=settings.landing_path)
             _wait_for_successes(instance, 1, daemon.log)
             assert str(registry.by_alias("champion").version) == "1"
 

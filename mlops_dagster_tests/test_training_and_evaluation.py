@@ -1,4 +1,5 @@
-"""Training (split, configured pipeline, skops trust) and evaluation (metrics, thresholds, champion)."""
+"""Training (configured pipeline, skops trust) and evaluation (metrics, thresholds, champion).
+The train / test split and samples are tested in test_sampling.py."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics as skm
+from sklearn.model_selection import train_test_split
 
 from mlops_dagster.data.telco import generate_customers
 from mlops_dagster.ml.evaluation import (
@@ -19,83 +21,10 @@ from mlops_dagster.ml.evaluation import (
     evaluate,
     save_plots,
 )
-from mlops_dagster.ml.training import (
-    LABEL,
-    SPLIT,
-    build_pipeline,
-    fit,
-    load_estimator_class,
-    skops_trusted_types,
-    stratified_split,
-)
+from mlops_dagster.ml.training import LABEL, build_pipeline, fit, load_estimator_class, skops_trusted_types
 from mlops_dagster.settings import Bound, load_settings
 
 ADDONS = ["onlineSecurity", "onlineBackup", "deviceProtection", "techSupport", "streamingTV", "streamingMovies"]
-
-
-def labelled(rows: int = 1000, seed: int = 0, positive_rate: float = 0.27) -> pd.DataFrame:
-    """Key first (as the training set is), a feature, and an imbalanced label."""
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "customerID": [f"{i:05d}-C" for i in range(rows)],
-        "x": rng.normal(size=rows),
-        LABEL: (rng.random(rows) < positive_rate).astype(int),
-    })
-
-
-# --- stratified_split ----------------------------------------------------------------------------
-
-
-def test_split_is_deterministic_for_a_seed():
-    frame = labelled()
-    a = stratified_split(frame, "customerID", 0.2, seed=7)
-    b = stratified_split(frame, "customerID", 0.2, seed=7)
-    pd.testing.assert_frame_equal(a, b)
-    c = stratified_split(frame, "customerID", 0.2, seed=8)
-    assert set(a.loc[a[SPLIT] == "test", "customerID"]) != set(c.loc[c[SPLIT] == "test", "customerID"])
-
-
-def test_split_is_independent_of_input_row_order():
-    frame = labelled()
-    shuffled = frame.sample(frac=1.0, random_state=123)
-    assert not shuffled["customerID"].equals(frame["customerID"])
-    a = stratified_split(frame, "customerID", 0.25, seed=3)
-    b = stratified_split(shuffled, "customerID", 0.25, seed=3)
-    assert dict(zip(a["customerID"], a[SPLIT])) == dict(zip(b["customerID"], b[SPLIT]))
-
-
-def test_split_keeps_every_row_and_column():
-    frame = labelled(500)
-    split = stratified_split(frame, "customerID", 0.2, seed=1)
-    assert list(split.columns) == [*frame.columns, SPLIT]
-    assert set(split[SPLIT]) == {"train", "test"}
-    assert sorted(split["customerID"]) == sorted(frame["customerID"])
-    assert SPLIT not in frame.columns  # the input is not modified
-
-
-@pytest.mark.parametrize("test_size", [0.2, 0.3])
-def test_split_is_stratified_and_respects_test_size(test_size):
-    frame = labelled(2000, seed=4, positive_rate=0.2)
-    split = stratified_split(frame, "customerID", test_size, seed=42)
-    test = split[split[SPLIT] == "test"]
-    train = split[split[SPLIT] == "train"]
-    assert len(test) == math.ceil(test_size * len(frame))
-    overall = frame[LABEL].mean()
-    assert abs(test[LABEL].mean() - overall) <= 0.02
-    assert abs(train[LABEL].mean() - overall) <= 0.02
-
-
-def test_split_with_another_label_column():
-    frame = labelled(300).rename(columns={LABEL: "churned"})
-    split = stratified_split(frame, "customerID", 0.2, seed=0, label="churned")
-    assert (split[SPLIT] == "test").sum() == 60
-
-
-def test_single_class_label_raises_a_clear_error():
-    frame = labelled(100)
-    frame[LABEL] = 0
-    with pytest.raises(ValueError, match=r"single class in 'label' \(100 rows\)"):
-        stratified_split(frame, "customerID", 0.2, seed=1)
 
 
 # --- load_estimator_class / build_pipeline -------------------------------------------------------
@@ -155,8 +84,8 @@ def trained(tmp_path_factory):
         mp.undo()
     fs, tr = settings.features, settings.training
     assert set(fs.derived) == {"totalCharges", "avgMonthlySpend", "numAddonServices"}
-    frame = stratified_split(telco_features(7043, 42, fs), "customerID", tr.test_size, tr.seed)
-    train, test = frame[frame[SPLIT] == "train"], frame[frame[SPLIT] == "test"]
+    frame = telco_features(7043, 42, fs)
+    train, test = train_test_split(frame, test_size=tr.test_size, random_state=tr.seed, stratify=frame[LABEL])
     pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns),
                    train, fs.columns)
     return pipeline, test, fs.columns
@@ -338,9 +267,3 @@ def test_save_plots_writes_three_pngs(tmp_path):
         data = path.read_bytes()
         assert len(data) > 1000
         assert data.startswith(b"\x89PNG\r\n\x1a\n")
-
-
-def test_split_refuses_a_duplicated_key():
-    frame = pd.concat([labelled(50), labelled(50)], ignore_index=True)
-    with pytest.raises(ValueError, match="duplicated 'customerID'"):
-        stratified_split(frame, "customerID", 0.2, seed=1)

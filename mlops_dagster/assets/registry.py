@@ -12,9 +12,10 @@ from ..governance.audit import AUDIT_TABLE, audit_event, record
 from ..governance.approvals import is_approved
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHALLENGER, CHAMPION, ModelRegistry
+from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings, bound_text
-from .metadata import markdown_table
+from ..metadata import markdown_table
 from .training import TrainedModel
 
 VALIDATION_CHECK = "passes_validation"
@@ -152,17 +153,19 @@ def registry_assets(settings: Settings):
     )
     def champion_model_version(
         context: AssetExecutionContext, challenger_model_version: RegisteredVersion,
-        registry: ModelRegistry, lakehouse: Lakehouse, step_launcher: StepLauncherParam,
+        registry: ModelRegistry, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam,
     ):
         from ..ml.evaluation import churn_probability, compare_to_champion, evaluate
-        from ..ml.training import LABEL, SPLIT
+        from ..ml.training import LABEL, bounded_splits, to_pandas
 
         challenger = challenger_model_version
         champion = registry.by_alias(CHAMPION)
         champion_metrics = None
         if champion is not None and str(champion.version) != challenger.version:
-            holdout = lakehouse.read(challenger.training_set, challenger.training_set_version)
-            holdout = holdout[holdout[SPLIT] == "test"]
+            # The very holdout rows the challenger was judged on (same table version, seed, bound).
+            table = lakehouse.read_spark(spark.session(), challenger.training_set, challenger.training_set_version)
+            _, held_out = bounded_splits(table, settings.dataset.key, settings.training.max_rows, settings.training.seed)
+            holdout = to_pandas(held_out.frame, [*settings.features.columns, LABEL])
             model = registry.load_sklearn(champion.version)
             champion_metrics = evaluate(
                 holdout[LABEL], churn_probability(model, holdout[settings.features.columns]),

@@ -2,15 +2,19 @@
 
 import json
 import tempfile
+import warnings
 from dataclasses import dataclass
+from functools import reduce
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, asset
 
 from ..governance.audit import AUDIT_TABLE, record, table_written
+from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
+from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
-from .metadata import commit_info, markdown_table, table_metadata
+from ..metadata import commit_info, markdown_table, table_metadata
 
 
 @dataclass(frozen=True)
@@ -44,25 +48,29 @@ def training_assets(settings: Settings):
                              for l in settings.feature_store.training_lookups)
 
     @asset(
-        group_name="training", deps=["churn_features", "churn_labels"], kinds={"delta"},
+        group_name="training", deps=["churn_features", "churn_labels"], kinds={"spark", "delta"},
         description=(
-            f"Labels joined point in time to their features ({lookups_text}): each label gets the "
+            f"Labels joined point in time to their features ({lookups_text}) on Spark: each label gets the "
             "feature values known at its time, never later ones. Labels with no feature row yet are "
-            f"left out (counted in the metadata). Split (stratified on the label, seed {tr.seed}) into "
-            f"`train` and `test` ({tr.test_size:.0%}) in the `split` column. Delta table `{training_table}`; "
-            "it records the feature and label table versions it was built from, so every model can say "
-            "exactly what it learned from."
+            f"left out (counted in the metadata). Split (stratified on the label, seed {tr.seed}, exact per class) "
+            f"into `train` and `test` ({tr.test_size:.0%}) in the `split` column; a row's side depends only on its "
+            f"key and the seed. Delta table `{training_table}`; it records the feature and label table versions "
+            "it was built from, so every model can say exactly what it learned from."
         ),
         metadata={"dagster/table_name": training_table},
     )
     def churn_training_set(
-        context: AssetExecutionContext, lakehouse: Lakehouse, step_launcher: StepLauncherParam,
+        context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
-        from ..ml.feature_lookup import FeatureLookup, build_training_set
-        from ..ml.training import LABEL, SPLIT, stratified_split
+        from pyspark.sql import functions as F
 
+        from ..ml.feature_lookup import FeatureLookup, build_training_set, matched_column
+        from ..ml.sampling import stratified_split
+        from ..ml.training import LABEL, SPLIT
+
+        session = spark.session()
         label_version = lakehouse.version(labels_table)
-        labels = lakehouse.read(labels_table, label_version)
+        labels = lakehouse.read_spark(session, labels_table, label_version)
         lookups, recorded = [], []
         for lookup in settings.feature_store.training_lookups:
             spec = settings.feature_store.tables[lookup.table]
@@ -71,37 +79,52 @@ def training_assets(settings: Settings):
             version = lakehouse.version(table)
             columns = [*spec.keys, *([spec.timestamp_key] if spec.timestamp_key else []), *names]
             lookups.append((FeatureLookup(table, lookup.lookup_key, names, lookup.timestamp_lookup_key),
-                            lakehouse.read(table, version, columns=columns), spec.keys, spec.timestamp_key))
+                            lakehouse.read_spark(session, table, version).select(*columns), spec.keys, spec.timestamp_key))
             recorded.append({"table": table, "version": version, "lookup_key": lookup.lookup_key,
                              "timestamp_lookup_key": lookup.timestamp_lookup_key, "features": names})
-        joined, matched = build_training_set(labels, lookups)
-        missing = [c for c in fs.columns if c not in joined.columns]
-        if missing:
-            raise ValueError(f"the model features {missing} come from no feature lookup: add them to "
-                             "feature_store.training_lookups (feature_names) or to the looked-up tables")
-        found = matched.all(axis=1)
-        if not found.all():
-            context.log.warning(f"{int((~found).sum())} labels predate every feature row of their key and are "
-                                f"left out of training (per table: {(~matched).sum().to_dict()})")
-        time_columns = [t for t in dict.fromkeys(l.timestamp_lookup_key for l, *_ in lookups) if t]
-        frame = joined.loc[found, [ds.key, *time_columns, *fs.columns, LABEL]]
-        split = stratified_split(frame, ds.key, tr.test_size, tr.seed)
-        feature_version = recorded[0]["version"]
-        lineage = {"features_table": recorded[0]["table"], "features_version": str(feature_version),
-                   "labels_table": labels_table, "labels_version": str(label_version),
-                   "feature_lookups": json.dumps(recorded)}
-        info = lakehouse.write(
-            training_table, split, "overwrite", commit_info={**commit_info(context), **lineage},
-            properties={"primary_key": ds.key},
-            description=f"Training set for the churn model: {labels_table} with features looked up point in time "
-                        f"from {', '.join(r['table'] for r in recorded)}, split seeded.",
-        )
+        with Progress(context.log.info, "training set", spark=session) as progress, lakehouse.staging_dir() as staging:
+            progress.say("looking features up point in time")
+            joined = build_training_set(labels, lookups)
+            missing = [c for c in fs.columns if c not in joined.columns]
+            if missing:
+                raise ValueError(f"the model features {missing} come from no feature lookup: add them to "
+                                 "feature_store.training_lookups (feature_names) or to the looked-up tables")
+            # Written once, so counting, splitting and writing do not each recompute the joins.
+            joined.write.parquet(f"{staging}/joined")
+            joined = session.read.parquet(f"{staging}/joined")
+            flags = [F.col(matched_column(l.table)) for l, *_ in lookups]
+            found = reduce(lambda a, b: a & b, flags)
+            unmatched = joined.agg(F.count_if(~found).alias("all"),
+                                   *[F.count_if(~f).alias(str(i)) for i, f in enumerate(flags)]).first()
+            if unmatched["all"]:
+                per_table = {l.table: unmatched[str(i)] for i, (l, *_) in enumerate(lookups)}
+                context.log.warning(f"{unmatched['all']} labels predate every feature row of their key and are "
+                                    f"left out of training (per table: {per_table})")
+            time_columns = [t for t in dict.fromkeys(l.timestamp_lookup_key for l, *_ in lookups) if t]
+            frame = joined.where(found).select(ds.key, *time_columns, *fs.columns, LABEL)
+            progress.say("splitting train / test")
+            split = stratified_split(frame, ds.key, LABEL, tr.test_size, tr.seed)
+            feature_version = recorded[0]["version"]
+            lineage = {"features_table": recorded[0]["table"], "features_version": str(feature_version),
+                       "labels_table": labels_table, "labels_version": str(label_version),
+                       "feature_lookups": json.dumps(recorded)}
+            progress.say(f"writing {training_table}")
+            info = lakehouse.write_spark(
+                training_table, split, "overwrite", commit_info={**commit_info(context), **lineage},
+                properties={"primary_key": ds.key},
+                description=f"Training set: {labels_table} with features looked up point in time "
+                            f"from {', '.join(r['table'] for r in recorded)}, split seeded.",
+            )
         record(lakehouse, settings.table(AUDIT_TABLE), table_written([info], settings.target, context.run.run_id))
-        counts = split[SPLIT].value_counts()
+        counts = {(r[SPLIT], r[LABEL]): r["count"] for r in
+                  lakehouse.read_spark(session, training_table, info.version).groupBy(SPLIT, LABEL).count().collect()}
+        rows = sum(counts.values())
         return MaterializeResult(metadata={
             **table_metadata(info),
-            "train_rows": int(counts.get("train", 0)), "test_rows": int(counts.get("test", 0)),
-            "positive_rate": float(split[LABEL].mean()), "labels_without_features": int((~found).sum()),
+            "train_rows": sum(n for (side, _), n in counts.items() if side == "train"),
+            "test_rows": sum(n for (side, _), n in counts.items() if side == "test"),
+            "positive_rate": sum(n for (_, label), n in counts.items() if label == 1) / rows if rows else 0.0,
+            "labels_without_features": int(unmatched["all"]),
             "features_version": feature_version, "labels_version": label_version,
             "feature_lookups": markdown_table([
                 {"table": r["table"], "delta_version": r["version"], "lookup_key": "+".join(r["lookup_key"]),
@@ -110,10 +133,11 @@ def training_assets(settings: Settings):
 
     @asset(
         group_name="training", deps=["churn_training_set"], kinds={"scikitlearn", "mlflow"},
-        required_resource_keys={"mlflow", "lakehouse", "step_launcher"},
+        required_resource_keys={"mlflow", "lakehouse", "spark", "step_launcher"},
         description=(
             f"A {tr.model.class_path.rsplit('.', 1)[-1]} pipeline (impute, one-hot encode, scale, classify) "
-            f"trained on the `train` split and evaluated on `test`. Logged to MLflow experiment "
+            f"trained on the `train` split (a seeded, stratified sample of at most {tr.max_rows:,} rows when it is "
+            "larger) and evaluated on `test` (sampled by the same fraction). Logged to MLflow experiment "
             f"`{settings.mlflow.experiment}` with parameters, metrics (ROC AUC, F1, precision, recall, "
             "log loss), signature, input example, plots and the training set's Delta version as input."
         ),
@@ -122,18 +146,22 @@ def training_assets(settings: Settings):
         import mlflow
         from mlflow.models import infer_signature
 
-        from ..ml.evaluation import churn_probability, evaluate, save_plots
-        from ..ml.training import LABEL, SPLIT, build_pipeline, fit, skops_trusted_types
-
         from ..governance.lineage import data_commit
+        from ..ml.evaluation import churn_probability, evaluate, save_plots
+        from ..ml.training import LABEL, bounded_splits, build_pipeline, fit, skops_trusted_types, to_pandas
 
         lakehouse: Lakehouse = context.resources.lakehouse
         version = lakehouse.version(training_table)
-        frame = lakehouse.read(training_table, version)
         feature_lookups = data_commit(lakehouse, training_table, version, "feature_lookups").get("feature_lookups", "[]")
-        train, test = frame[frame[SPLIT] == "train"], frame[frame[SPLIT] == "test"]
-        pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns),
-                       train, fs.columns)
+        session = context.resources.spark.session()
+        with Progress(context.log.info, "training", spark=session) as progress:
+            progress.say("sampling the train and test splits")
+            table = lakehouse.read_spark(session, training_table, version)
+            sampled, held_out = bounded_splits(table, ds.key, tr.max_rows, tr.seed)
+            train, test = to_pandas(sampled.frame, [*fs.columns, LABEL]), to_pandas(held_out.frame, [*fs.columns, LABEL])
+            progress.say(f"fitting on {len(train):,} rows")
+            pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns),
+                           train, fs.columns)
         threshold = settings.inference.decision_threshold
         probability = churn_probability(pipeline, test[fs.columns])
         metrics = evaluate(test[LABEL], probability, threshold)
@@ -144,13 +172,18 @@ def training_assets(settings: Settings):
             "model_class": tr.model.class_path, **{f"model.{k}": v for k, v in tr.model.params.items()},
             "test_size": tr.test_size, "seed": tr.seed, "decision_threshold": threshold,
             "n_features": len(fs.columns), "train_rows": len(train), "test_rows": len(test),
+            "train_rows_available": sampled.available_rows, "test_rows_available": held_out.available_rows,
+            "max_rows": tr.max_rows,
             "training_set": training_table, "training_set_version": version,
             "feature_tables": ", ".join(f"{t['table']}@v{t['version']}" for t in json.loads(feature_lookups)),
         })
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         source = lakehouse.mlflow_dataset_source(training_table, version)
-        mlflow.log_input(mlflow.data.from_pandas(train, source=source, targets=LABEL, name=training_table),
-                         context="training")
+        with warnings.catch_warnings():
+            # MLflow hints that integer columns cannot hold missing values: only the 0/1 target is one.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+            mlflow.log_input(mlflow.data.from_pandas(train, source=source, targets=LABEL, name=training_table),
+                             context="training")
         with tempfile.TemporaryDirectory() as plots_dir:
             for path in save_plots(test[LABEL], probability, plots_dir, threshold):
                 mlflow.log_artifact(str(path), artifact_path="plots")
@@ -174,6 +207,8 @@ def training_assets(settings: Settings):
             "mlflow_tracking_uri": settings.mlflow.tracking_uri,
             "model_uri": trained.model_uri,
             "training_set_version": version,
+            "train_rows_used": len(train), "train_rows_available": sampled.available_rows,
+            "holdout_rows_used": len(test), "holdout_rows_available": held_out.available_rows,
             **{k: MetadataValue.float(v) for k, v in metrics.items()},
         })
 

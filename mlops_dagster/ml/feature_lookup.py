@@ -4,16 +4,22 @@ A feature table with a timestamp key keeps history: a row stamped ``T`` holds th
 from ``T`` on. For a label at time ``t`` the lookup takes, per key, the newest row with
 ``T <= t``: a value written after the label never leaks into its training row. A label older
 than every row of its key gets nulls (and ``matched`` False), as Databricks' training sets do;
-the caller decides what to do with those rows. Pure pandas, no Dagster.
+the caller decides what to do with those rows. No Dagster.
+
+On Spark, for tables that grow with the data (locally all cores, on Databricks the cluster), as
+Databricks Feature Engineering's ``create_training_set`` does. The matched flags are boolean
+columns of the result (``matched_column``).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
 
-_POSITION = "__label_position"
 _FEATURE_TIME = "__feature_time"
 
 
@@ -27,86 +33,217 @@ class FeatureLookup:
     timestamp_lookup_key: str | None = None  # label event time; None: the latest value per key
 
 
-def _require(frame: pd.DataFrame, columns: list[str], what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
+def _require(has: list[str], columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in has]
     if missing:
         raise ValueError(f"{what} {'are' if what == 'the labels' else 'is'} missing column(s) {missing}; "
-                         f"it has {list(frame.columns)}")
+                         f"it has {list(has)}")
 
 
-def _utc(values: pd.Series, what: str) -> pd.Series:
-    times = pd.to_datetime(values, utc=True)
-    if times.isna().any():
-        raise ValueError(f"{what} has {int(times.isna().sum())} null timestamp(s): a point-in-time lookup "
-                         "needs a time on every row")
-    return times.astype("datetime64[ns, UTC]")
-
-
-def latest_per_key(features: pd.DataFrame, keys: list[str], timestamp_key: str | None) -> pd.DataFrame:
-    """The newest row per key (the values an online store serves now)."""
-    if timestamp_key is None:
-        return features.reset_index(drop=True)
-    return (features.sort_values(timestamp_key, kind="stable")
-            .drop_duplicates(keys, keep="last").sort_values(keys).reset_index(drop=True))
-
-
-def point_in_time_join(
-    labels: pd.DataFrame, features: pd.DataFrame, lookup: FeatureLookup, keys: list[str],
-    timestamp_key: str | None,
-) -> tuple[pd.DataFrame, pd.Series]:
-    """``labels`` (order kept) with ``lookup.feature_names`` as of each label's time, and a boolean
-    Series saying which labels found a feature row. ``keys`` / ``timestamp_key`` are the feature
-    table's."""
+def _check_lookup(label_columns: list[str], feature_columns: list[str], lookup: FeatureLookup, keys: list[str],
+                  timestamp_key: str | None) -> str:
+    """Schema checks of one lookup (no data read); returns the table's name
+    for messages."""
     where = f"feature table {lookup.table}"
     if len(lookup.lookup_key) != len(keys):
         raise ValueError(f"lookup_key {lookup.lookup_key} must name one label column per key of {where} {keys}")
-    _require(labels, lookup.lookup_key + ([lookup.timestamp_lookup_key] if lookup.timestamp_lookup_key else []),
+    _require(label_columns, lookup.lookup_key + ([lookup.timestamp_lookup_key] if lookup.timestamp_lookup_key else []),
              "the labels")
-    _require(features, keys + lookup.feature_names + ([timestamp_key] if timestamp_key else []), where)
-    clash = [f for f in lookup.feature_names if f in labels.columns]
+    _require(feature_columns, keys + lookup.feature_names + ([timestamp_key] if timestamp_key else []), where)
+    clash = [f for f in lookup.feature_names if f in label_columns]
     if clash:
         raise ValueError(f"features {clash} of {where} are already columns of the labels: drop or rename them")
     if lookup.timestamp_lookup_key and timestamp_key is None:
         raise ValueError(f"{where} has no timestamp key, so it cannot be looked up as of "
                          f"{lookup.timestamp_lookup_key!r}")
-    identity = keys + ([timestamp_key] if timestamp_key else [])
-    duplicated = int(features.duplicated(identity).sum())
-    if duplicated:
-        raise ValueError(f"{where} has {duplicated} duplicated {identity} row(s): a lookup would be ambiguous")
-
-    table = features[keys + lookup.feature_names + ([timestamp_key] if timestamp_key else [])]
-    table = table.rename(columns=dict(zip(keys, lookup.lookup_key)))
-    if timestamp_key:
-        table = table.rename(columns={timestamp_key: _FEATURE_TIME})
-    left = labels.assign(**{_POSITION: range(len(labels))})
-    if lookup.timestamp_lookup_key:
-        left = left.assign(**{"__label_time": _utc(left[lookup.timestamp_lookup_key], "the labels")})
-        table = table.assign(**{_FEATURE_TIME: _utc(table[_FEATURE_TIME], where)})
-        joined = pd.merge_asof(
-            left.sort_values("__label_time", kind="stable"), table.sort_values(_FEATURE_TIME, kind="stable"),
-            left_on="__label_time", right_on=_FEATURE_TIME, by=lookup.lookup_key,
-            direction="backward", allow_exact_matches=True,
-        ).drop(columns="__label_time")
-    else:
-        if not timestamp_key:  # keys are unique; the marker only tells matched rows apart
-            table = table.assign(**{_FEATURE_TIME: True})
-        latest = latest_per_key(table, lookup.lookup_key, _FEATURE_TIME if timestamp_key else None)
-        joined = left.merge(latest, on=lookup.lookup_key, how="left", validate="many_to_one")
-    joined = joined.sort_values(_POSITION).reset_index(drop=True)
-    matched = joined[_FEATURE_TIME].notna().rename(lookup.table)
-    return joined.drop(columns=[_POSITION, _FEATURE_TIME]), matched
+    return where
 
 
-def build_training_set(
-    labels: pd.DataFrame, lookups: list[tuple[FeatureLookup, pd.DataFrame, list[str], str | None]],
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Labels with every lookup's features joined point in time, and one boolean column per feature
-    table saying which labels found a feature row there (where not, its features are null)."""
-    names = [f for lookup, *_ in lookups for f in lookup.feature_names]
+def _check_one_table_per_feature(lookups: list[FeatureLookup]) -> None:
+    names = [f for lookup in lookups for f in lookup.feature_names]
     twice = sorted({f for f in names if names.count(f) > 1})
     if twice:
         raise ValueError(f"features {twice} are looked up from more than one table: each feature must come from one")
-    frame, matched = labels.reset_index(drop=True), {}
+
+
+def _refuse_null_times(what: str, count: int) -> None:
+    if count:
+        raise ValueError(f"{what} has {count} null timestamp(s): a point-in-time lookup needs a time on every row")
+
+
+def _refuse_duplicates(where: str, identity: list[str], count: int) -> None:
+    if count:
+        raise ValueError(f"{where} has {count} duplicated {identity} row(s): a lookup would be ambiguous")
+
+
+# Shape we design for: ~10M label rows and ~10M feature rows, a few feature versions per key, on 2
+# cores locally or a cluster's executors. No data is collected to the driver; validation actions
+# are single aggregations (their cost is stated where they run).
+
+MATCHED_PREFIX = "__matched__"
+_ROW = "__label_row"
+_LABEL_TIME = "__label_time"
+_RANK = "__rank"
+
+
+def matched_column(table: str) -> str:
+    """Name of the boolean column that says which labels found a row in ``table`` (Spark results).
+
+    Characters other than letters, digits and ``_`` become ``_`` (``main.churn.churn_features`` →
+    ``__matched__main_churn_churn_features``), so the column can be named without backticks.
+    """
+    return MATCHED_PREFIX + re.sub(r"\W", "_", table)
+
+
+def unmatched_counts(frame: "DataFrame", tables: list[str]) -> dict[str, int]:
+    """Labels without a feature row, per table, in one aggregation over ``frame`` (a Spark result
+    of ``build_training_set``)."""
+    from pyspark.sql import functions as F
+
+    row = frame.agg(*[F.count_if(~F.col(matched_column(t))).alias(str(i)) for i, t in enumerate(tables)]).first()
+    return {t: int(row[str(i)]) for i, t in enumerate(tables)}
+
+
+def _spark_timestamp(frame: "DataFrame", column: str) -> "Column":
+    """``column`` as a Spark timestamp (an instant; the session time zone, UTC in our config, reads
+    zone-less values). Strings that do not parse become null (and are then refused as null times)
+    instead of failing the query under ANSI mode."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, TimestampType
+
+    data_type = frame.schema[column].dataType
+    if isinstance(data_type, TimestampType):
+        return F.col(column)
+    if isinstance(data_type, StringType):
+        return F.try_to_timestamp(F.col(column))
+    return F.col(column).cast("timestamp")  # date, timestamp_ntz, or an all-null column
+
+
+def _newest_first(partition: list[str], time: "Column"):
+    from pyspark.sql import Window, functions as F
+
+    return F.row_number().over(Window.partitionBy(*partition).orderBy(time.desc_nulls_last()))
+
+
+def latest_per_key(features: "DataFrame", keys: list[str], timestamp_key: str | None) -> "DataFrame":
+    """The newest row per key (the values an online store serves now); ``features`` itself when
+    the table has no timestamp key (its keys are unique).
+
+    A window partitioned by the keys: each partition holds one key's few versions, so nothing is
+    sorted in one piece. Rows tied on (keys, time) are not expected (the lookups refuse them); if
+    present, which of them is kept is not specified.
+    """
+    from pyspark.sql import functions as F
+
+    if timestamp_key is None:
+        return features
+    return (features.withColumn(_RANK, _newest_first(keys, _spark_timestamp(features, timestamp_key)))
+            .where(F.col(_RANK) == 1).drop(_RANK))
+
+
+def _check_feature_rows(features: "DataFrame", where: str, keys: list[str], timestamp_key: str | None) -> None:
+    """Refuse duplicated (keys, time) rows and null times of a feature table.
+
+    Cost: one aggregation job that shuffles the identity columns (keys and time, not the features)
+    once, grouped per identity, then sums the group counts: no data reaches the driver but one row.
+    """
+    from pyspark.sql import functions as F
+
+    identity = keys + ([timestamp_key] if timestamp_key else [])
+    groups = features.groupBy(*identity).agg(F.count(F.lit(1)).alias("rows"))
+    null_times = (F.sum(F.when(_spark_timestamp(groups, timestamp_key).isNull(), F.col("rows")))
+                  if timestamp_key else F.lit(0))
+    stats = groups.agg(F.sum(F.when(F.col("rows") > 1, F.col("rows") - 1)).alias("duplicated"),
+                       null_times.alias("null_times")).first()
+    _refuse_duplicates(where, identity, int(stats["duplicated"] or 0))
+    _refuse_null_times(where, int(stats["null_times"] or 0))
+
+
+def _check_label_times(labels: "DataFrame", columns: list[str]) -> None:
+    """Refuse null label times. Cost: one scan of the labels' time columns, no shuffle."""
+    from pyspark.sql import functions as F
+
+    if not columns:
+        return
+    row = labels.agg(*[F.count_if(_spark_timestamp(labels, c).isNull()).alias(str(i))
+                       for i, c in enumerate(columns)]).first()
+    _refuse_null_times("the labels", sum(int(row[str(i)]) for i in range(len(columns))))
+
+
+def _join(labels: "DataFrame", features: "DataFrame", lookup: FeatureLookup, keys: list[str],
+                timestamp_key: str | None) -> "DataFrame":
+    """One lookup, inputs already validated: ``labels`` plus the features and the matched flag."""
+    from pyspark.sql import functions as F
+
+    table_keys = [f"__key{i}" for i in range(len(keys))]  # internal names: nothing can clash with a label column
+    feature_time = [_spark_timestamp(features, timestamp_key).alias(_FEATURE_TIME)] if timestamp_key else \
+        [F.lit(True).alias(_FEATURE_TIME)]  # no history: the marker only tells matched labels apart
+    table = features.select(*[F.col(k).alias(t) for k, t in zip(keys, table_keys)],
+                            *[F.col(f) for f in lookup.feature_names], *feature_time)
+    on = [F.col(label_key) == F.col(t) for label_key, t in zip(lookup.lookup_key, table_keys)]
+    if lookup.timestamp_lookup_key:
+        # Equi-join on the keys, keep the feature rows not newer than the label, then the newest of
+        # those per label row. Each label row meets only its own key's versions (few), so the join
+        # emits at most labels x versions-per-key rows; the window is partitioned by (keys, label
+        # row), which the join's partitioning on the keys already satisfies: no extra shuffle and
+        # no sort of the whole table in one piece. No cross join, no nested-loop join.
+        left = labels.withColumn(_ROW, F.monotonically_increasing_id()).withColumn(
+            _LABEL_TIME, _spark_timestamp(labels, lookup.timestamp_lookup_key))
+        joined = left.join(table, on=[*on, F.col(_FEATURE_TIME) <= F.col(_LABEL_TIME)], how="left")
+        joined = (joined.withColumn(_RANK, _newest_first([*lookup.lookup_key, _ROW], F.col(_FEATURE_TIME)))
+                  .where(F.col(_RANK) == 1).drop(_RANK, _ROW, _LABEL_TIME))
+    else:
+        # Latest value per key: at most one table row per key after latest_per_key, so the left
+        # join keeps exactly the label rows.
+        latest = latest_per_key(table, table_keys, _FEATURE_TIME if timestamp_key else None)
+        joined = labels.join(latest, on=on, how="left")
+    return (joined.withColumn(matched_column(lookup.table), F.col(_FEATURE_TIME).isNotNull())
+            .drop(_FEATURE_TIME, *table_keys))
+
+
+def point_in_time_join(
+    labels: "DataFrame", features: "DataFrame", lookup: FeatureLookup, keys: list[str], timestamp_key: str | None,
+) -> "DataFrame":
+    """``labels`` with ``lookup.feature_names`` as of each label's time and the boolean column
+    ``matched_column(lookup.table)`` (False: no feature row yet, the features are null).
+    ``keys`` / ``timestamp_key`` are the feature table's. Row order is not kept (Spark has none).
+    """
+    return build_training_set(labels, [(lookup, features, keys, timestamp_key)])
+
+
+def build_training_set(
+    labels: "DataFrame", lookups: list[tuple[FeatureLookup, "DataFrame", list[str], str | None]],
+) -> "DataFrame":
+    """Labels with every lookup's features joined point in time, and one boolean column per feature
+    table, named ``matched_column(table)``, saying which labels found a feature row there.
+
+    Spark version of ``build_training_set``: the matched flags are columns of the result instead of
+    a second frame, so the caller counts unmatched labels with one aggregation (``unmatched_counts``)
+    and filters on the same columns. Each lookup is an equi-join on its keys with
+    ``feature_time <= label_time`` and a per-label-row window keeping the newest match: its cost is
+    proportional to labels x feature versions per key (few), never labels x feature rows. (A key
+    with very many labels and versions is one task's work: the join is partitioned by key.)
+
+    Every input is checked before any join: schemas first (free), then one scan of the labels for
+    null times and one aggregation per feature table for duplicated or timeless rows. The result is
+    lazy and recomputes the joins on every action: persist or write it before counting, filtering
+    and splitting it.
+    """
+    _check_one_table_per_feature([lookup for lookup, *_ in lookups])
+    flags = [matched_column(lookup.table) for lookup, *_ in lookups]
+    shared = sorted({f for f in flags if flags.count(f) > 1})
+    if shared:
+        raise ValueError(f"feature tables {[l.table for l, *_ in lookups]} would share the matched column(s) "
+                         f"{shared}: look each table up once")
+    columns, wheres = list(labels.columns), []
+    for (lookup, features, keys, timestamp_key), flag in zip(lookups, flags):
+        wheres.append(_check_lookup(columns, list(features.columns), lookup, keys, timestamp_key))
+        columns += [*lookup.feature_names, flag]
+    _check_label_times(labels, [t for t in dict.fromkeys(l.timestamp_lookup_key for l, *_ in lookups)
+                                if t and t in labels.columns])
+    for (lookup, features, keys, timestamp_key), where in zip(lookups, wheres):
+        _check_feature_rows(features, where, keys, timestamp_key)
+    frame = labels
     for lookup, features, keys, timestamp_key in lookups:
-        frame, matched[lookup.table] = point_in_time_join(frame, features, lookup, keys, timestamp_key)
-    return frame, pd.DataFrame(matched, index=frame.index)
+        frame = _join(frame, features, lookup, keys, timestamp_key)
+    return frame

@@ -1,39 +1,40 @@
-"""Training: the stratified split and the scikit-learn pipeline named by configuration."""
+"""Training: the bounded rows a model learns from, and the scikit-learn pipeline named by configuration."""
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
+from .sampling import SPLIT, Sample, stratified_fraction, stratified_sample
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkDataFrame
+
 LABEL = "label"
-SPLIT = "split"
+__all__ = ["LABEL", "SPLIT", "bounded_splits", "build_pipeline", "fit", "load_estimator_class",
+           "skops_trusted_types", "to_pandas"]  # SPLIT: the split column, named in sampling.py
 
 
-def stratified_split(frame: pd.DataFrame, key: str, test_size: float, seed: int, label: str = LABEL) -> pd.DataFrame:
-    """``frame`` with a ``split`` column (``train`` / ``test``), stratified on ``label``, seeded.
+def bounded_splits(training_set: "SparkDataFrame", key: str, max_rows: int, seed: int) -> tuple[Sample, Sample]:
+    """The rows a model learns from and is judged on, bounded whatever the table's size.
 
-    Rows are ordered by the unique ``key`` first, so the split does not depend on the order in
-    which the table happened to be read.
-    """
-    from sklearn.model_selection import train_test_split
+    Train: the ``train`` split, or a seeded, stratified sample of ``max_rows`` of it when it is
+    larger. Holdout: the ``test`` split sampled by the same fraction. Both depend only on the table
+    version, the seed and ``max_rows``, so every reader (training, the champion comparison) gets
+    the same rows."""
+    from pyspark.sql import functions as F
 
-    if frame[label].nunique() < 2:
-        raise ValueError(
-            f"the training set has a single class in {label!r} ({len(frame)} rows): "
-            "a classifier needs examples of both outcomes"
-        )
-    if frame[key].duplicated().any():
-        raise ValueError(f"the training set has duplicated {key!r} values: the key must be unique")
-    ordered = frame.sort_values(key).reset_index(drop=True)
-    _, test_idx = train_test_split(
-        np.arange(len(ordered)), test_size=test_size, random_state=seed, stratify=ordered[label]
-    )
-    split = np.full(len(ordered), "train", dtype=object)
-    split[test_idx] = "test"
-    return ordered.assign(**{SPLIT: split})
+    train = stratified_sample(training_set.where(F.col(SPLIT) == "train"), LABEL, max_rows, seed, key)
+    holdout = stratified_fraction(training_set.where(F.col(SPLIT) == "test"), LABEL,
+                                  train.used_rows / max(train.available_rows, 1), seed, key)
+    return train, holdout
+
+
+def to_pandas(frame: "SparkDataFrame", columns: list[str]) -> pd.DataFrame:
+    """A bounded Spark frame in pandas, through Arrow (each distinct string stored once)."""
+    return frame.select(*columns).toArrow().to_pandas()
 
 
 def load_estimator_class(class_path: str) -> type:
