@@ -304,3 +304,19 @@ def test_appending_staged_files_with_a_new_column_evolves_the_schema(lakehouse):
 def test_writing_no_files_is_refused(lakehouse):
     with pytest.raises(ValueError, match="no Parquet files"):
         lakehouse.write_files(NAME, [], "append")
+
+
+@pytest.mark.integration
+def test_changes_since_a_version_come_from_the_files_added_since_unless_rows_may_be_gone(spark, lakehouse):
+    lakehouse.write(NAME, frame([1, 2, 3], ["a", "b", "c"]))
+    lakehouse.merge(NAME, frame([3, 4], ["C", "d"]), ["id"])           # v1: a merge rewrites what it touches
+    changed = lakehouse.read_spark_changes(spark, NAME, 0)
+    assert {(r.id, r.value) for r in changed.collect()} >= {(3, "C"), (4, "d")}
+    lakehouse.set_properties(NAME, {"owner": "me"})                    # v2: metadata only
+    assert lakehouse.read_spark_changes(spark, NAME, 1).count() == 0
+    lakehouse.write(NAME, frame([5], ["e"]), "append")                 # v3
+    assert [r.id for r in lakehouse.read_spark_changes(spark, NAME, 2).collect()] == [5]
+    lakehouse.restore(NAME, 1)                                         # rows may be gone: read it all
+    assert lakehouse.read_spark_changes(spark, NAME, 3) is None
+    lakehouse.write(NAME, frame([9], ["z"]))                           # an overwrite, too
+    assert lakehouse.read_spark_changes(spark, NAME, 4) is None

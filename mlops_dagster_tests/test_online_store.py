@@ -93,3 +93,34 @@ def test_postgres_dsn_comes_from_the_environment_and_its_password_is_never_shown
     with pytest.raises(RuntimeError, match="cannot connect to the PostgreSQL online store") as refused:
         PostgresOnlineStore(dsn_env="TEST_ONLINE_DSN").published_version(TABLE)
     assert "wrong-password" not in str(refused.value)
+
+
+def test_an_incremental_publish_upserts_changed_keys_and_never_goes_back_in_time(store):
+    store.publish(TABLE, FRAME, ["customerID"], delta_version=4)
+    changed = pd.DataFrame({
+        "customerID": ["A", "B", "E"],
+        # B's row is older than the one already online (a late backfill): it must not replace it.
+        "_ingested_at": pd.to_datetime(["2026-02-01", "2026-01-01", "2026-02-01"], utc=True),
+        "tenure": [7.0, 99.0, 3.0],
+        "contract": ["Two year", "Month-to-month", "One year"],
+    })
+    info = store.publish(TABLE, changed, ["customerID"], delta_version=6, incremental=True, newest="_ingested_at")
+    assert (info.incremental, info.rows, store.published_version(TABLE)) == (True, 3, 6)
+    found = store.lookup(TABLE, ["customerID"], [("A",), ("B",), ("C",), ("E",)], ["tenure", "contract"])
+    assert found == {("A",): {"tenure": 7.0, "contract": "Two year"},          # updated
+                     ("B",): {"tenure": None, "contract": "One year"},         # kept: the newer row stays
+                     ("C",): {"tenure": 30.0, "contract": None},               # not in the change: untouched
+                     ("E",): {"tenure": 3.0, "contract": "One year"}}          # new key
+    assert store.published_columns(TABLE) == ["customerID", "_ingested_at", "tenure", "contract"]
+
+
+def test_a_publish_loads_a_stream_of_batches_and_reports_each(store):
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(pd.DataFrame({"customerID": [f"c{i}" for i in range(250)],
+                                               "tenure": [float(i) for i in range(250)]}), preserve_index=False)
+    batches = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=100))
+    seen = []
+    info = store.publish(TABLE, batches, ["customerID"], delta_version=9, progress=seen.append)
+    assert (info.rows, seen) == (250, [100, 100, 50])
+    assert store.lookup(TABLE, ["customerID"], [("c249",)], ["tenure"]) == {("c249",): {"tenure": 249.0}}

@@ -106,6 +106,12 @@ class Lakehouse(ConfigurableResource, ABC):
     def read_spark(self, spark: "SparkSession", name: str, version: int | None = None) -> "SparkDataFrame": ...
 
     @abstractmethod
+    def read_spark_changes(self, spark: "SparkSession", name: str, since_version: int) -> "SparkDataFrame | None":
+        """Every row inserted or updated after ``since_version`` (possibly some unchanged ones too), or
+        None when that cannot be told from the table's history: rows were deleted or replaced since
+        (a restore, an overwrite, a delete), or that history is gone. None means: read it all."""
+
+    @abstractmethod
     def write_spark(
         self, name: str, df: "SparkDataFrame", mode: Literal["overwrite", "append"] = "overwrite",
         *, description: str | None = None, properties: dict[str, str] | None = None,
@@ -326,6 +332,22 @@ class LocalLakehouse(Lakehouse):
             return spark.createDataFrame([], schema)
         return spark.read.schema(schema).parquet(*files)
 
+    def read_spark_changes(self, spark, name, since_version):
+        from deltalake import DeltaTable
+
+        dt = self._table(name)
+        commits = [h for h in dt.history() if h["version"] > since_version]
+        if not all(adds_or_updates_only(c) for c in commits):
+            return None
+        try:
+            before = set(DeltaTable(self.location(name), version=since_version).file_uris())
+        except Exception:  # that version's log was cleaned up: no way to tell what changed
+            return None
+        # A merge rewrites the files it touches: the files added since hold every changed row.
+        added = [f for f in dt.file_uris() if f not in before]
+        schema = self.read_spark(spark, name).schema
+        return spark.read.schema(schema).parquet(*added) if added else spark.createDataFrame([], schema)
+
     @contextmanager
     def staging_dir(self) -> Iterator[str]:
         staging = Path(self.root, "_staging", uuid.uuid4().hex)
@@ -383,6 +405,24 @@ class LocalLakehouse(Lakehouse):
         with self.staging_dir() as staging:
             return self.merge_files(name, _spark_parquet(df, staging), keys, description=description,
                                     properties=properties, commit_info=commit_info, column_comments=column_comments)
+
+
+# Delta operations after which the files added since a version hold every row changed since it.
+_METADATA_ONLY = {"SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "UPDATE TABLE METADATA", "UPDATE FIELD METADATA",
+                  "ADD COLUMN", "CHANGE COLUMN", "OPTIMIZE", "VACUUM START", "VACUUM END"}
+
+
+def adds_or_updates_only(commit: dict[str, Any]) -> bool:
+    """Whether a commit only added or rewrote rows (no row of the table can have disappeared)."""
+    operation, parameters = commit.get("operation", ""), commit.get("operationParameters") or {}
+    if operation in _METADATA_ONLY or operation == "UPDATE":
+        return True
+    if operation == "WRITE":
+        return parameters.get("mode") == "Append"
+    if operation == "MERGE":
+        clauses = f"{parameters.get('matchedPredicates', '')}{parameters.get('notMatchedBySourcePredicates', '')}"
+        return "delete" not in clauses
+    return False
 
 
 def _spark_parquet(df: "SparkDataFrame", folder: str) -> list[str]:

@@ -3,8 +3,10 @@
 ``OnlineStore`` is the interface; ``SqliteOnlineStore`` (embedded, a file under the local root)
 and ``PostgresOnlineStore`` (a server; its DSN, password included, comes from an environment
 variable and is never logged or shown) implement it. A Databricks online table would be one more
-implementation. A publish replaces a table's rows in one transaction, so a reader sees either
-the old or the new version, never a mix; it also records which Delta version it published.
+implementation. A publish is one transaction, so a reader sees either the old or the new version,
+never a mix: a full publish replaces a table's rows, an incremental one upserts the rows that
+changed. Rows arrive as a stream of Arrow batches and are loaded batch by batch, so a publish
+holds one batch in memory whatever the table's size. Each publish records the Delta version.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
+    import pyarrow as pa
 
     from ..settings import Settings
 
@@ -42,6 +47,7 @@ class PublishInfo:
     rows: int
     delta_version: int
     store: str
+    incremental: bool = False
 
 
 def online_table_name(table: str) -> str:
@@ -56,12 +62,32 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def _batches(rows) -> "pa.RecordBatchReader":
+    """What a publish reads: a stream of Arrow batches (pandas and Arrow tables are wrapped)."""
+    import pyarrow as pa
+
+    if isinstance(rows, pa.RecordBatchReader):
+        return rows
+    if not isinstance(rows, pa.Table):
+        rows = pa.Table.from_pandas(rows, preserve_index=False)
+    return rows.to_reader(max_chunksize=50_000)
+
+
 class OnlineStore(ConfigurableResource, ABC):
     """Latest feature values per key: published from the offline Delta table, looked up by key."""
 
     @abstractmethod
-    def publish(self, table: str, frame: "pd.DataFrame", keys: list[str], delta_version: int) -> PublishInfo:
-        """Replace ``table``'s online rows with ``frame`` (one row per key) in one transaction."""
+    def publish(self, table: str, rows: "pd.DataFrame | pa.Table | pa.RecordBatchReader", keys: list[str],
+                delta_version: int, *, incremental: bool = False, newest: str | None = None,
+                progress: "Callable[[int], Any] | None" = None) -> PublishInfo:
+        """Publish ``rows`` (one per key) in one transaction: replace the table's online rows, or with
+        ``incremental`` upsert them by key (a row whose ``newest`` column is older than the stored
+        one's is skipped). ``progress(n)`` is told how many rows each loaded batch held."""
+
+    @abstractmethod
+    def published_columns(self, table: str) -> list[str] | None:
+        """The columns last published for ``table`` (None: never published): an incremental
+        publish needs the same ones."""
 
     @abstractmethod
     def lookup(self, table: str, keys: list[str], values: list[tuple], features: list[str]) -> dict[tuple, dict[str, Any]]:
@@ -110,51 +136,99 @@ class _SqlOnlineStore(OnlineStore, ABC):
         self.close()
 
     @staticmethod
-    def _kind(dtype) -> str:
-        import pandas as pd
+    def _kind(dtype: "pa.DataType") -> str:
+        import pyarrow as pa
 
-        if pd.api.types.is_bool_dtype(dtype):
+        if pa.types.is_boolean(dtype):
             return "boolean"
-        if pd.api.types.is_integer_dtype(dtype):
+        if pa.types.is_integer(dtype):
             return "long"
-        if pd.api.types.is_float_dtype(dtype):
+        if pa.types.is_floating(dtype):
             return "double"
-        return "string"  # strings, and timestamps as ISO-8601 text
+        return "string"  # strings, and timestamps as ISO-8601 text (UTC, fixed width: they sort as time)
 
     @staticmethod
-    def _cell(value: Any) -> Any:
-        if value is None:
-            return None
-        if hasattr(value, "isoformat"):
-            return value.isoformat()
-        if isinstance(value, float) and value != value:  # NaN -> NULL
-            return None
-        return value.item() if hasattr(value, "item") else value
+    def _rows(batch: "pa.RecordBatch") -> list[tuple]:
+        """A batch as tuples for the database: NaN as NULL, timestamps as text."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-    def publish(self, table, frame, keys, delta_version):
+        columns = []
+        for column in batch.columns:
+            if pa.types.is_timestamp(column.type):
+                column = pc.strftime(column.cast(pa.timestamp("us", tz="UTC")), "%Y-%m-%dT%H:%M:%SZ")
+            elif pa.types.is_floating(column.type):
+                column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+            columns.append(column.to_pylist())
+        return list(zip(*columns))
+
+    def publish(self, table, rows, keys, delta_version, *, incremental=False, newest=None, progress=None):
         online = online_table_name(table)
-        duplicated = int(frame.duplicated(keys).sum())
-        if duplicated:
-            raise ValueError(f"cannot publish {table}: {duplicated} duplicated {keys} row(s); publish one row per key")
-        columns = list(frame.columns)
-        kinds = {c: self._kind(frame[c].dtype) for c in columns}
-        ddl = ", ".join(f"{_quote(c)} {self.sql_types[kinds[c]]}" for c in columns)
-        rows = [tuple(self._cell(v) for v in row) for row in frame.itertuples(index=False, name=None)]
-        p = self.placeholder
+        reader = _batches(rows)
+        columns = list(reader.schema.names)
+        kinds = {c: self._kind(reader.schema.field(c).type) for c in columns}
+        p, quoted = self.placeholder, ", ".join(map(_quote, columns))
+        loaded = 0
         with self._lock:
             conn = self._connection()
             with self._transaction(conn) as cur:
                 cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG} (table_name TEXT PRIMARY KEY, online_table TEXT, "
                             "delta_version BIGINT, row_count BIGINT, key_columns TEXT, feature_columns TEXT, "
                             "published_at DOUBLE PRECISION)")
-                cur.execute(f"DROP TABLE IF EXISTS {_quote(online)}")
-                cur.execute(f"CREATE TABLE {_quote(online)} ({ddl}, PRIMARY KEY ({', '.join(map(_quote, keys))}))")
-                self._load(cur, online, columns, rows)
+                if not incremental:
+                    ddl = ", ".join(f"{_quote(c)} {self.sql_types[kinds[c]]}" for c in columns)
+                    cur.execute(f"DROP TABLE IF EXISTS {_quote(online)}")
+                    cur.execute(f"CREATE TABLE {_quote(online)} ({ddl})")
+                for batch in reader:
+                    values = self._rows(batch)
+                    if incremental:
+                        self._upsert(cur, online, columns, keys, newest, values)
+                    else:
+                        self._load(cur, online, columns, values)
+                    loaded += len(values)
+                    if progress:
+                        progress(len(values))
+                if not incremental:
+                    # The key index is built once the rows are in (faster than row by row); duplicated
+                    # keys make it fail, and the transaction leaves the previous version in place.
+                    self._index(cur, online, keys, table)
+                total = loaded if not incremental else self._count(cur, online)
                 cur.execute(f"DELETE FROM {CATALOG} WHERE table_name = {p}", (table,))
                 cur.execute(f"INSERT INTO {CATALOG} VALUES ({', '.join([p] * 7)})",
-                            (table, online, delta_version, len(rows), json.dumps(keys),
+                            (table, online, delta_version, total, json.dumps(keys),
                              json.dumps({c: kinds[c] for c in columns if c not in keys}), time.time()))
-        return PublishInfo(table, online, len(rows), delta_version, self.describe())
+        return PublishInfo(table, online, loaded, delta_version, self.describe(), incremental)
+
+    def _index(self, cur, online: str, keys: list[str], table: str) -> None:
+        columns = ", ".join(map(_quote, keys))
+        cur.execute("SAVEPOINT key_index")
+        try:
+            cur.execute(f"CREATE UNIQUE INDEX {_quote(online + '__key')} ON {_quote(online)} ({columns})")
+        except Exception as exc:
+            if not self._duplicate_keys(exc):
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT key_index")  # so the count below can run (PostgreSQL)
+            cur.execute(f"SELECT SUM(n - 1) FROM (SELECT COUNT(*) AS n FROM {_quote(online)} GROUP BY {columns} "
+                        "HAVING COUNT(*) > 1) AS d")
+            raise ValueError(f"cannot publish {table}: {cur.fetchone()[0]} duplicated {keys} row(s); "
+                             "publish one row per key") from None
+
+    @abstractmethod
+    def _duplicate_keys(self, exc: Exception) -> bool:
+        """Whether ``exc`` says a unique index found duplicated keys."""
+
+    def _upsert(self, cur, online: str, columns: list[str], keys: list[str], newest: str | None, rows: list[tuple]) -> None:
+        updates = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in columns if c not in keys)
+        newer = f" WHERE excluded.{_quote(newest)} >= {_quote(online)}.{_quote(newest)}" if newest else ""
+        p = self.placeholder
+        cur.executemany(f"INSERT INTO {_quote(online)} ({', '.join(map(_quote, columns))}) "
+                        f"VALUES ({', '.join([p] * len(columns))}) "
+                        f"ON CONFLICT ({', '.join(map(_quote, keys))}) DO UPDATE SET {updates}{newer}", rows)
+
+    @staticmethod
+    def _count(cur, online: str) -> int:
+        cur.execute(f"SELECT COUNT(*) FROM {_quote(online)}")
+        return int(cur.fetchone()[0])
 
     def _transaction(self, conn):
         return _Transaction(conn)
@@ -195,15 +269,24 @@ class _SqlOnlineStore(OnlineStore, ABC):
     @abstractmethod
     def _missing_table(self, exc: Exception) -> bool: ...
 
-    def published_version(self, table):
+    def _published(self, table: str) -> tuple | None:
         with self._lock:
             try:
-                rows = self._query(f"SELECT delta_version FROM {CATALOG} WHERE table_name = {self.placeholder}", [table])
+                rows = self._query(f"SELECT delta_version, key_columns, feature_columns FROM {CATALOG} "
+                                   f"WHERE table_name = {self.placeholder}", [table])
             except Exception as exc:
                 if self._missing_table(exc):
                     return None
                 raise
-        return int(rows[0][0]) if rows else None
+        return rows[0] if rows else None
+
+    def published_version(self, table):
+        published = self._published(table)
+        return int(published[0]) if published else None
+
+    def published_columns(self, table):
+        published = self._published(table)
+        return [*json.loads(published[1]), *json.loads(published[2])] if published else None
 
 
 class _Transaction:
@@ -242,6 +325,9 @@ class SqliteOnlineStore(_SqlOnlineStore):
 
     def _missing_table(self, exc):
         return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
+
+    def _duplicate_keys(self, exc):
+        return isinstance(exc, sqlite3.IntegrityError)
 
     def describe(self):
         return f"sqlite:{self.path}"
@@ -282,6 +368,11 @@ class PostgresOnlineStore(_SqlOnlineStore):
         import psycopg
 
         return isinstance(exc, psycopg.errors.UndefinedTable)
+
+    def _duplicate_keys(self, exc):
+        import psycopg
+
+        return isinstance(exc, psycopg.errors.UniqueViolation)
 
     def describe(self):
         from urllib.parse import urlsplit
