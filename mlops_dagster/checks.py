@@ -7,7 +7,8 @@ from functools import reduce
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
 
-from .assets.metadata import markdown_table
+from .metadata import markdown_table
+from .progress import Progress
 from .resources.lakehouse import Lakehouse
 from .resources.spark import SparkResource
 from .resources.step_launcher import StepLauncherParam
@@ -21,16 +22,18 @@ def _key_check(asset: str, table: str, keys: list[str]) -> AssetChecksDefinition
         asset=asset, name="key_is_unique_and_not_null",
         description=f"Every row of {table} has {shown}, and no {shown} appears twice.",
     )
-    def _check(lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam) -> AssetCheckResult:
+    def _check(context, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam) -> AssetCheckResult:
         from pyspark.sql import functions as F
 
-        groups = lakehouse.read_spark(spark.session(), table).groupBy(*keys).count()
+        session = spark.session()
+        groups = lakehouse.read_spark(session, table).groupBy(*keys).count()
         any_null = reduce(lambda a, b: a | b, [F.col(k).isNull() for k in keys])
-        totals = groups.agg(
-            F.sum("count").alias("rows"),
-            F.sum(F.when(any_null, F.col("count")).otherwise(0)).alias("null_keys"),
-            F.sum(F.when(~any_null, F.col("count") - 1).otherwise(0)).alias("duplicate_keys"),
-        ).first()
+        with Progress(context.log.info, f"key check on {table}", spark=session):
+            totals = groups.agg(
+                F.sum("count").alias("rows"),
+                F.sum(F.when(any_null, F.col("count")).otherwise(0)).alias("null_keys"),
+                F.sum(F.when(~any_null, F.col("count") - 1).otherwise(0)).alias("duplicate_keys"),
+            ).first()
         rows, nulls, duplicates = (int(totals[c] or 0) for c in ("rows", "null_keys", "duplicate_keys"))
         examples = []
         if duplicates:
@@ -57,7 +60,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         description="Every value in the raw table meets the dataset contract: types, nullability, allowed "
                     "values and ranges from the target config.",
     )
-    def raw_rows_meet_contract(lakehouse: Lakehouse, spark: SparkResource,
+    def raw_rows_meet_contract(context, lakehouse: Lakehouse, spark: SparkResource,
                                step_launcher: StepLauncherParam) -> AssetCheckResult:
         from functools import partial
 
@@ -65,10 +68,13 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
 
         from .ml.contract import count_violations
 
-        raw = lakehouse.read_spark(spark.session(), raw_table).select(*ds.columns)
-        found = (raw.mapInArrow(partial(count_violations, dict(ds.columns)), "column string, violations long, example string")
-                 .groupBy("column").agg(F.sum("violations").alias("violations"), F.first("example").alias("example"))
-                 .collect())
+        session = spark.session()
+        raw = lakehouse.read_spark(session, raw_table).select(*ds.columns)
+        with Progress(context.log.info, f"contract check on {raw_table}", spark=session):
+            found = (raw.mapInArrow(partial(count_violations, dict(ds.columns)),
+                                    "column string, violations long, example string")
+                     .groupBy("column").agg(F.sum("violations").alias("violations"), F.first("example").alias("example"))
+                     .collect())
         rows = [{"column": r["column"], "violations": r["violations"], "example": r["example"]}
                 for r in sorted(found, key=lambda r: list(ds.columns).index(r["column"]))]
         return AssetCheckResult(
@@ -103,12 +109,14 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         asset="churn_features", name="features_are_complete",
         description="No feature is missing for any entity (the model must be able to score every row).",
     )
-    def features_are_complete(lakehouse: Lakehouse, spark: SparkResource,
+    def features_are_complete(context, lakehouse: Lakehouse, spark: SparkResource,
                               step_launcher: StepLauncherParam) -> AssetCheckResult:
         from pyspark.sql import functions as F
 
-        frame = lakehouse.read_spark(spark.session(), features_table)
-        counts = frame.agg(*[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in fs.columns]).first()
+        session = spark.session()
+        frame = lakehouse.read_spark(session, features_table)
+        with Progress(context.log.info, f"completeness check on {features_table}", spark=session):
+            counts = frame.agg(*[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in fs.columns]).first()
         nulls = {c: int(counts[c] or 0) for c in fs.columns if counts[c]}
         return AssetCheckResult(
             passed=not nulls,

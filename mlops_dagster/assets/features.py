@@ -5,13 +5,13 @@ from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, asset, 
 
 from ..feature_store.registry import registry_properties
 from ..governance.audit import AUDIT_TABLE, record, table_written
+from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.online_store import OnlineStore
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
-from ..settings import FEATURES_TABLE, Settings
-from ..settings import INGESTED_AT
-from .metadata import commit_info, table_metadata
+from ..settings import FEATURES_TABLE, INGESTED_AT, Settings
+from ..metadata import commit_info, table_metadata
 
 
 def feature_assets(settings: Settings):
@@ -56,18 +56,21 @@ def feature_assets(settings: Settings):
         raw_version = lakehouse.version(raw_table)
         raw = lakehouse.read_spark(session, raw_table)
         commit = {**commit_info(context), "source_table": raw_table, "source_version": str(raw_version)}
-        features = build_features(raw, ds.key, fs.categorical, fs.numerical, fs.derived, carry=(INGESTED_AT,))
-        feature_info = lakehouse.merge_spark(
-            features_table, features, [ds.key, INGESTED_AT], commit_info=commit,
-            properties=registry_properties(registered), description=registered.description,
-            column_comments=comments,
-        )
-        # A label's event time is when its row was ingested: training looks features up as of then.
-        labels = build_labels(raw, ds.key, ds.label, ds.positive_label, carry=(INGESTED_AT,))
-        label_info = lakehouse.write_spark(
-            labels_table, labels, "overwrite", commit_info=commit, properties={"primary_key": ds.key},
-            description=f"Churn labels (1 = {ds.label} is {ds.positive_label!r}) keyed by {ds.key}, from {raw_table}.",
-        )
+        with Progress(context.log.info, "features", spark=session) as progress:
+            progress.say(f"computing features into {features_table}")
+            features = build_features(raw, ds.key, fs.categorical, fs.numerical, fs.derived, carry=(INGESTED_AT,))
+            feature_info = lakehouse.merge_spark(
+                features_table, features, [ds.key, INGESTED_AT], commit_info=commit,
+                properties=registry_properties(registered), description=registered.description,
+                column_comments=comments,
+            )
+            # A label's event time is when its row was ingested: training looks features up as of then.
+            progress.say(f"writing {labels_table}")
+            labels = build_labels(raw, ds.key, ds.label, ds.positive_label, carry=(INGESTED_AT,))
+            label_info = lakehouse.write_spark(
+                labels_table, labels, "overwrite", commit_info=commit, properties={"primary_key": ds.key},
+                description=f"Labels (1 = {ds.label} is {ds.positive_label!r}) keyed by {ds.key}, from {raw_table}.",
+            )
         record(lakehouse, settings.table(AUDIT_TABLE),
                table_written([feature_info, label_info], settings.target, context.run.run_id))
         lineage = {"source_table": raw_table, "source_delta_version": raw_version}
@@ -82,29 +85,46 @@ def feature_assets(settings: Settings):
     store = settings.feature_store.online_store.kind
 
     @asset(
-        group_name="features", deps=["churn_features"], kinds={store},
+        group_name="features", deps=["churn_features"], kinds={store, "spark"},
         description=(
             f"The latest `{FEATURES_TABLE}` values per `{ds.key}`, published to the online store "
             f"({store}) for lookups at serving time: the endpoint takes just `{ds.key}` and fetches the "
-            "features. Each publish replaces the online rows in one transaction and records the Delta "
-            "version it came from."
+            "features. Only the keys whose features changed since the last published Delta version are "
+            "upserted (a full republish when the table's history cannot say what changed: a restore, an "
+            "overwrite, other columns); either way one transaction, and the Delta version is recorded."
         ),
     )
     def churn_features_online(
-        context: AssetExecutionContext, lakehouse: Lakehouse, online_store: OnlineStore,
+        context: AssetExecutionContext, lakehouse: Lakehouse, online_store: OnlineStore, spark: SparkResource,
         step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
+        import pyarrow.dataset as pads
+
         from ..ml.feature_lookup import latest_per_key
 
+        session = spark.session()
         version = lakehouse.version(features_table)
-        frame = lakehouse.read(features_table, version, columns=[ds.key, INGESTED_AT, *fs.columns])
-        published = online_store.publish(features_table, latest_per_key(frame, [ds.key], INGESTED_AT),
-                                         [ds.key], version)
-        context.log.info(f"published {published.rows} rows of {features_table} v{version} to {published.store}")
-        return MaterializeResult(metadata={
-            "rows_published": published.rows, "online_store": published.store,
-            "online_table": published.online_table, "feature_table": features_table,
-            "delta_version_published": version, "offline_rows": len(frame),
-        })
+        columns = [ds.key, INGESTED_AT, *fs.columns]
+        published = online_store.published_version(features_table)
+        meta = {"online_store": online_store.describe(), "feature_table": features_table,
+                "delta_version_published": version, "previous_version": published if published is not None else "none"}
+        if published == version:
+            context.log.info(f"{features_table} v{version} is already in the online store")
+            return MaterializeResult(metadata={**meta, "rows_published": 0, "mode": "unchanged"})
+        changes = None
+        if published is not None and published < version and online_store.published_columns(features_table) == columns:
+            changes = lakehouse.read_spark_changes(session, features_table, published)
+        mode = f"incremental (keys changed since v{published})" if changes is not None else "full"
+        source = changes if changes is not None else lakehouse.read_spark(session, features_table, version)
+        with lakehouse.staging_dir() as staging, Progress(context.log.info, "online store", spark=session) as progress:
+            progress.say(f"finding the latest row per key ({mode})")
+            latest_per_key(source.select(*columns), [ds.key], INGESTED_AT).write.parquet(staging + "/latest")
+            rows = pads.dataset(staging + "/latest", format="parquet").scanner(batch_size=50_000).to_reader()
+            progress.say(f"publishing to {online_store.describe()}")
+            info = online_store.publish(features_table, rows, [ds.key], version, incremental=changes is not None,
+                                        newest=INGESTED_AT, progress=progress.rows_done)
+        context.log.info(f"published {info.rows} rows of {features_table} v{version} to {info.store} ({mode})")
+        return MaterializeResult(metadata={**meta, "rows_published": info.rows, "mode": mode,
+                                           "online_table": info.online_table})
 
     return [build_feature_tables, churn_features_online]

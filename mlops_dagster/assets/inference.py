@@ -3,13 +3,13 @@
 from dagster import AssetExecutionContext, AutomationCondition, MaterializeResult, asset
 
 from ..governance.audit import AUDIT_TABLE, record, table_written
+from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
-from ..settings import Settings
-from ..settings import INGESTED_AT
-from .metadata import commit_info, table_metadata
+from ..settings import INGESTED_AT, Settings
+from ..metadata import commit_info, table_metadata
 
 
 class NoChampionError(RuntimeError):
@@ -45,12 +45,12 @@ def inference_assets(settings: Settings):
                 f"model {settings.mlflow.model_name} has no {CHAMPION!r} version yet: materialize the "
                 "training and registry stages first (the training job does both)"
             )
+        from ..ml.feature_lookup import latest_per_key
+
         session = spark.session()
         feature_version = lakehouse.version(features_table)
-        from ..ml.features import latest_feature_rows
-
         history = lakehouse.read_spark(session, features_table, feature_version)
-        features = latest_feature_rows(history, [key], INGESTED_AT)
+        features = latest_per_key(history, [key], INGESTED_AT)
         predict = registry.spark_udf(session, champion.version)
         columns = [F.col(c) for c in settings.features.columns]
         probability = predict(F.struct(*columns))[1]
@@ -62,18 +62,19 @@ def inference_assets(settings: Settings):
             F.lit(str(champion.version)).alias("model_version"),
             F.current_timestamp().alias("scored_at"),
         )
-        info = lakehouse.write_spark(
-            predictions_table, scored, "overwrite",
-            commit_info={**commit_info(context), "model_version": str(champion.version),
-                         "features_version": str(feature_version)},
-            description=f"Batch churn predictions of the {CHAMPION} model for every customer in {features_table}.",
-        )
+        with Progress(context.log.info, "batch scoring", spark=session):
+            info = lakehouse.write_spark(
+                predictions_table, scored, "overwrite",
+                commit_info={**commit_info(context), "model_version": str(champion.version),
+                             "features_version": str(feature_version)},
+                description=f"Batch predictions of the {CHAMPION} model for every entity in {features_table}.",
+            )
         record(lakehouse, settings.table(AUDIT_TABLE), table_written([info], settings.target, context.run.run_id))
-        positive = lakehouse.read(predictions_table, columns=["prediction"])["prediction"].mean()
+        positive = lakehouse.read_spark(session, predictions_table, info.version).agg(F.avg("prediction")).first()[0]
         return MaterializeResult(metadata={
             **table_metadata(info), "rows_scored": info.num_rows, "model_name": settings.mlflow.model_name,
             "model_version": str(champion.version), "features_version": feature_version,
-            "predicted_churn_rate": float(positive),
+            "predicted_churn_rate": float(positive or 0.0),
         })
 
     return [churn_predictions]

@@ -12,7 +12,7 @@ from ..resources.landing import landing_files
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import INGESTED_AT, SOURCE_FILE, Settings
-from .metadata import commit_info, markdown_table, table_metadata
+from ..metadata import commit_info, markdown_table, table_metadata
 
 
 class IngestConfig(Config):

@@ -8,11 +8,11 @@ from dagster import (
     MaterializeResult, MetadataValue, asset,
 )
 
+from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
-from ..settings import Settings
-from ..settings import INGESTED_AT
-from .metadata import commit_info, markdown_table
+from ..settings import INGESTED_AT, Settings
+from ..metadata import commit_info, markdown_table
 
 DRIFT_CHECK = "no_dataset_drift"
 
@@ -23,26 +23,37 @@ def monitoring_assets(settings: Settings):
     drift_table = settings.table("churn_drift_metrics")
     share = settings.monitoring.drift_share
 
-    def served_requests(lakehouse: Lakehouse):
-        """Rows the endpoint scored successfully in the last `window_hours` (its inference table)."""
+    sample_rows = settings.monitoring.sample_rows
+
+    def served_requests(lakehouse: Lakehouse, session):
+        """The newest rows the endpoint scored successfully in the last `window_hours` (its inference
+        table), at most `monitoring.sample_rows` of them; and how many requests the window held."""
         import pandas as pd
+        from pyspark.sql import functions as F
 
         from ..serving.payload import Column, parse_rows
 
         table = settings.inference_table()
         since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=settings.monitoring.window_hours)
-        log = lakehouse.read(table, columns=["request", "status_code", "mirrored", "request_time"])
-        log = log[(log["status_code"] == 200) & ~log["mirrored"] & (log["request_time"] >= since)]
+        served = lakehouse.read_spark(session, table).where(
+            (F.col("status_code") == 200) & ~F.col("mirrored") & (F.col("request_time") >= F.lit(since)))
         columns = [Column(c, "string" if c in fs.categorical else "double") for c in fs.columns]
-        rows = [row for body in log["request"] for row in parse_rows(body.encode(), columns, max_rows=10**9)]
+        rows: list = []
+        newest_first = served.orderBy(F.desc("request_time")).select("request").limit(sample_rows)
+        for request in newest_first.toLocalIterator():
+            rows.extend(parse_rows(request["request"].encode(), columns, max_rows=10**9))
+            if len(rows) >= sample_rows:
+                break
         if not rows:
             raise ValueError(f"no successful requests in {table} in the last {settings.monitoring.window_hours:g} h: "
                              "nothing to compare with the training data")
-        return pd.DataFrame(rows, columns=fs.columns)
+        shown = f"the newest {min(len(rows), sample_rows):,} rows of {served.count():,} requests to {settings.serving.endpoint}"
+        return pd.DataFrame(rows[:sample_rows], columns=fs.columns), shown
 
     @asset(
         group_name="monitoring", deps=["churn_features", "churn_predictions", "champion_model_version"],
-        kinds={"evidently", "mlflow"}, required_resource_keys={"mlflow", "lakehouse", "registry", "step_launcher"},
+        kinds={"evidently", "mlflow"},
+        required_resource_keys={"mlflow", "lakehouse", "registry", "spark", "step_launcher"},
         automation_condition=AutomationCondition.eager(),
         check_specs=[AssetCheckSpec(
             DRIFT_CHECK, asset="churn_drift_report",
@@ -54,7 +65,8 @@ def monitoring_assets(settings: Settings):
                f"{settings.monitoring.window_hours:g} h, from its inference table" if settings.monitoring.current
                == "inference_table" else "the newest landing batch: the latest ingestion time in the feature table")
             + f") against the `train` split the {CHAMPION} model was trained on (the exact Delta "
-            f"version recorded on the model version). The dataset drifted when at least {share:.0%} of the "
+            f"version recorded on the model version); each side a seeded sample of at most {sample_rows:,} rows. "
+            f"The dataset drifted when at least {share:.0%} of the "
             "feature columns drifted. The HTML report is saved and logged to MLflow; drift share and "
             f"per-column scores are appended to `{drift_table}`."
         ),
@@ -62,33 +74,45 @@ def monitoring_assets(settings: Settings):
     def churn_drift_report(context: AssetExecutionContext):
         import mlflow
         import pandas as pd
+        from pyspark.sql import functions as F
 
         from ..ml.drift import detect_drift
-        from ..ml.training import SPLIT
+        from ..ml.sampling import stratified_sample
+        from ..ml.training import LABEL, SPLIT, to_pandas
         from .inference import NoChampionError
 
         lakehouse: Lakehouse = context.resources.lakehouse
         registry: ModelRegistry = context.resources.registry
+        session = context.resources.spark.session()
         champion = registry.by_alias(CHAMPION)
         if champion is None:
             raise NoChampionError("no champion model: drift is measured against the champion's training data")
         reference_table = champion.tags["training_set"]
         reference_version = int(champion.tags["training_set_version"])
-        reference = lakehouse.read(reference_table, reference_version)
-        reference = reference[reference[SPLIT] == "train"]
+        trained_on = lakehouse.read_spark(session, reference_table, reference_version).where(F.col(SPLIT) == "train")
+        sampled = stratified_sample(trained_on, LABEL, sample_rows, settings.training.seed, key)
+        reference = to_pandas(sampled.frame, fs.columns)
         if settings.monitoring.current == "inference_table":
-            current, source = served_requests(lakehouse), f"requests to {settings.serving.endpoint}"
+            current, source = served_requests(lakehouse, session)
         else:
-            features = lakehouse.read(features_table, columns=[key, *fs.columns, INGESTED_AT])
-            current, source = features[features[INGESTED_AT] == features[INGESTED_AT].max()], "newest landing batch"
-
-        result = detect_drift(reference, current, fs.numeric_columns, fs.categorical, share)
+            features = lakehouse.read_spark(session, features_table)
+            newest = features.agg(F.max(INGESTED_AT)).first()[0]
+            batch = features.where(F.col(INGESTED_AT) == F.lit(newest)).withColumn("_all", F.lit(0))
+            picked = stratified_sample(batch, "_all", sample_rows, settings.training.seed, key)
+            current = to_pandas(picked.frame, fs.columns)
+            source = f"newest landing batch: {len(current):,} of {picked.available_rows:,} rows"
+        reference_text = (f"{reference_table} v{reference_version} (train split: {len(reference):,} of "
+                          f"{sampled.available_rows:,} rows)")
+        with Progress(context.log.info, "drift report"):
+            result = detect_drift(reference, current, fs.numeric_columns, fs.categorical, share,
+                                  metadata={"reference": reference_text, "current": source})
         now = datetime.now(timezone.utc)
         report_path = result.save_html(
             Path(settings.reports_path, "drift", f"drift_{now:%Y%m%dT%H%M%S%f}Z.html")
         )
         with mlflow.start_run(run_name="drift_report", nested=True) as run:
-            mlflow.log_metrics({"drift_share": result.drift_share, "drifted_columns": result.drifted_columns})
+            mlflow.log_metrics({"drift_share": result.drift_share, "drifted_columns": result.drifted_columns,
+                                "reference_rows": len(reference), "current_rows": len(current)})
             mlflow.log_artifact(str(report_path), artifact_path="drift")
             mlflow.set_tags({"mlops.stage": "monitoring", "model_version": str(champion.version),
                              "dataset_drift": str(result.dataset_drift)})
@@ -97,7 +121,8 @@ def monitoring_assets(settings: Settings):
             "drift_share": result.drift_share, "drifted_columns": result.drifted_columns,
             "columns_checked": len(result.columns), "threshold_share": share,
             "reference_table": reference_table, "reference_version": reference_version,
-            "current_rows": len(current), "model_version": str(champion.version),
+            "reference_rows": len(reference), "current_rows": len(current), "current_source": source,
+            "model_version": str(champion.version),
             "report_path": str(report_path), "mlflow_run_id": run.info.run_id,
             "dagster_run_id": context.run.run_id,
         }
@@ -114,8 +139,9 @@ def monitoring_assets(settings: Settings):
             "drift_share": MetadataValue.float(result.drift_share), "drifted_columns": result.drifted_columns,
             "threshold_share": share, "column_scores": scores,
             "report_path": MetadataValue.path(str(report_path)),
-            "reference": f"{reference_table} v{reference_version} (train split, {len(reference)} rows)",
-            "current_rows": len(current), "current_source": source, "champion_version": str(champion.version),
+            "reference": reference_text, "reference_rows": len(reference),
+            "reference_rows_available": sampled.available_rows, "current_rows": len(current), "current_source": source,
+            "sample_rows": sample_rows, "champion_version": str(champion.version),
             "mlflow_run_id": run.info.run_id,
         })
         yield AssetCheckResult(

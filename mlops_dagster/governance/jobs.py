@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 
-from ..assets.metadata import markdown_table
+from ..metadata import markdown_table
 
 from ..assets.serving import roll_out
 from ..resources.lakehouse import Lakehouse

@@ -40,8 +40,10 @@ def detect_drift(
     numerical: list[str],
     categorical: list[str],
     drift_share: float = 0.5,
+    metadata: dict[str, str] | None = None,
 ) -> DriftResult:
-    """Run DataDriftPreset on the given columns; per-column verdicts are Evidently's own tests."""
+    """Run DataDriftPreset on the given columns; per-column verdicts are Evidently's own tests.
+    ``metadata`` (e.g. which rows each side sampled) is stored with the report."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
@@ -52,6 +54,7 @@ def detect_drift(
     snapshot = Report([DataDriftPreset(columns=columns, drift_share=drift_share)], include_tests=True).run(
         current_data=Dataset.from_pandas(current[columns], data_definition=definition),
         reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
+        metadata=metadata or {},
     )
     result = snapshot.dict()
     failed = {t["metric_config"]["metric_id"] for t in result["tests"] if t["status"] == "FAIL"}

@@ -42,12 +42,3 @@ def build_labels(raw: "DataFrame", key: str, label: str, positive_label: object,
 
     target = (F.col(label) == F.lit(positive_label)).cast("int").alias("label")
     return raw.select(F.col(key), target, *(F.col(c) for c in carry))
-
-
-def latest_feature_rows(features: "DataFrame", keys: list[str], timestamp_key: str) -> "DataFrame":
-    """The newest row per key of a feature table that keeps history (what is current now)."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
-
-    newest = Window.partitionBy(*keys).orderBy(F.col(timestamp_key).desc())
-    return features.withColumn("__rank", F.row_number().over(newest)).where("__rank = 1").drop("__rank")
