@@ -23,7 +23,10 @@ TRAIN = ["churn_training_set", "churn_model", "challenger_model_version"]
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    with project_at(tmp_path_factory.mktemp("feature_store")) as project:
+    # 600 rows leave a 120-row holdout, where F1 at a 0.5 cut-off swings by about 0.1 from one draw to
+    # the next; this module is about the feature store, so its model is validated on ROC AUC alone.
+    thresholds = {"validation": {"thresholds": {"roc_auc": {"min": 0.75}}}}
+    with project_at(tmp_path_factory.mktemp("feature_store"), thresholds) as project:
         first = project.land(ROWS, seed=11)
         result = project.run(selection=FEATURES)
         assert result.success, project.failures(result)
@@ -55,7 +58,7 @@ def test_the_feature_table_keeps_every_version_of_a_customer(project):
     assert (after["tenure"] == (before["tenure"] + 1).clip(upper=72)).all() and (after["contract"] == "Two year").all()
     assert (after["_ingested_at"] > before["_ingested_at"]).all()
     assert len(lakehouse.read(name, version=0)) == ROWS  # the first feature version, by time travel
-    merges = [h for h in lakehouse.history(name) if h.get("operation") in ("MERGE", "WRITE")]
+    merges = [h for h in lakehouse.history(name) if h.get("operation") in ("CREATE TABLE", "MERGE", "WRITE")]
     assert len(merges) >= 2  # the first write and the merge of the update
     props = lakehouse.properties(name)
     assert props["primary_key"] == "customerID" and props["timestamp_key"] == "_ingested_at"
@@ -79,10 +82,17 @@ def test_the_training_set_takes_each_label_at_its_time_and_records_the_versions(
     assert f'"version": {version}' in run.data.tags["mlops.feature_lookups"]
 
 
+def test_a_new_file_is_featurized_and_published_incrementally(project):
+    features = project.metadata("churn_features")
+    assert features["mode"] == "incremental" and features["rows_processed"] == UPDATED
+    online = project.metadata("churn_features_online")
+    assert online["mode"].startswith("incremental") and online["rows_published"] == UPDATED
+
+
 def test_online_values_equal_the_offline_tables_latest_values(project):
     meta = project.metadata("churn_features_online")
     version = project.lakehouse.version(project.table("churn_features"))
-    assert meta["rows_published"] == ROWS and meta["delta_version_published"] == version
+    assert meta["delta_version_published"] == version
     assert meta["online_store"] == f"sqlite:{project.root / 'online' / 'features.db'}"
     columns = project.settings.features.columns
     latest = offline_latest(project)[columns]

@@ -1,6 +1,9 @@
 """Stage `features`: the feature table (model inputs per entity, with history), the labels table,
 and the feature table's latest values published to the online store."""
 
+import hashlib
+import json
+
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, asset, multi_asset
 
 from ..feature_store.registry import registry_properties
@@ -21,6 +24,29 @@ def feature_assets(settings: Settings):
     labels_table = settings.table("churn_labels")
     registered = settings.feature_store.tables[FEATURES_TABLE]
     comments = {c: spec.description for c, spec in registered.columns.items() if c in fs.columns and spec.description}
+
+    # What the feature rows are computed from: a change means every row is computed again.
+    definition = hashlib.sha256(json.dumps(
+        [ds.key, ds.label, str(ds.positive_label), fs.categorical, fs.numerical, fs.derived], sort_keys=True,
+    ).encode()).hexdigest()[:16]
+
+    def since(lakehouse: Lakehouse, session):
+        """The newest ingestion time already featurized, when only newer raw rows need computing (the
+        definitions are unchanged and no raw row was removed since); None: compute every row."""
+        from pyspark.sql import functions as F
+
+        from ..governance.lineage import data_commit
+        from ..resources.lakehouse import adds_or_updates_only
+
+        if not (lakehouse.exists(features_table) and lakehouse.exists(labels_table)):
+            return None, "full (first build)"
+        last = data_commit(lakehouse, features_table, lakehouse.version(features_table), "source_version")
+        if last.get("feature_definition") != definition or last.get("source_table") != raw_table:
+            return None, "full (feature definitions changed)"
+        if not all(adds_or_updates_only(h) for h in lakehouse.history(raw_table) if h["version"] > int(last["source_version"])):
+            return None, f"full ({raw_table} was restored, overwritten or had rows deleted)"
+        newest = lakehouse.read_spark(session, features_table).agg(F.max(INGESTED_AT)).first()[0]
+        return (newest, "incremental") if newest is not None else (None, "full (the feature table is empty)")
 
     @multi_asset(
         specs=[
@@ -50,14 +76,21 @@ def feature_assets(settings: Settings):
     def build_feature_tables(
         context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam,
     ):
+        from pyspark.sql import functions as F
+
         from ..ml.features import build_features, build_labels
 
         session = spark.session()
         raw_version = lakehouse.version(raw_table)
         raw = lakehouse.read_spark(session, raw_table)
-        commit = {**commit_info(context), "source_table": raw_table, "source_version": str(raw_version)}
+        newest, mode = since(lakehouse, session)
+        if newest is not None:  # only rows ingested after the last build (each ingestion stamps its time)
+            raw = raw.where(F.col(INGESTED_AT) > F.lit(newest))
+        commit = {**commit_info(context), "source_table": raw_table, "source_version": str(raw_version),
+                  "feature_definition": definition}
         with Progress(context.log.info, "features", spark=session) as progress:
-            progress.say(f"computing features into {features_table}")
+            progress.say(f"computing features into {features_table} ({mode})")
+            processed = raw.count()
             features = build_features(raw, ds.key, fs.categorical, fs.numerical, fs.derived, carry=(INGESTED_AT,))
             feature_info = lakehouse.merge_spark(
                 features_table, features, [ds.key, INGESTED_AT], commit_info=commit,
@@ -67,17 +100,20 @@ def feature_assets(settings: Settings):
             # A label's event time is when its row was ingested: training looks features up as of then.
             progress.say(f"writing {labels_table}")
             labels = build_labels(raw, ds.key, ds.label, ds.positive_label, carry=(INGESTED_AT,))
-            label_info = lakehouse.write_spark(
-                labels_table, labels, "overwrite", commit_info=commit, properties={"primary_key": ds.key},
-                description=f"Labels (1 = {ds.label} is {ds.positive_label!r}) keyed by {ds.key}, from {raw_table}.",
-            )
+            label_options = dict(commit_info=commit, properties={"primary_key": ds.key},
+                                 description=f"Labels (1 = {ds.label} is {ds.positive_label!r}) keyed by {ds.key}, "
+                                             f"from {raw_table}.")
+            label_info = (lakehouse.merge_spark(labels_table, labels, [ds.key], **label_options) if newest is not None
+                          else lakehouse.write_spark(labels_table, labels, "overwrite", **label_options))
+        context.log.info(f"{processed:,} raw rows featurized ({mode})")
         record(lakehouse, settings.table(AUDIT_TABLE),
                table_written([feature_info, label_info], settings.target, context.run.run_id))
         lineage = {"source_table": raw_table, "source_delta_version": raw_version}
         yield MaterializeResult(asset_key="churn_features", metadata={
-            **table_metadata(feature_info), **lineage, "feature_columns": fs.columns,
+            **table_metadata(feature_info), **lineage, "feature_columns": fs.columns, "mode": mode,
+            "rows_processed": processed,
         })
-        yield MaterializeResult(asset_key="churn_labels", metadata={**table_metadata(label_info), **lineage})
+        yield MaterializeResult(asset_key="churn_labels", metadata={**table_metadata(label_info), **lineage, "mode": mode})
 
     if not registered.online:
         return [build_feature_tables]
