@@ -14,8 +14,9 @@ from .assets.serving import serving_assets
 from .assets.training import training_assets
 from .automation import automation_definitions
 from .checks import quality_checks
-from .jobs import jobs
 from .governance.jobs import governance_jobs
+from .jobs import jobs
+from .quiet import quiet_libraries
 from .resources import build_resources
 from .settings import Settings, load_settings
 
@@ -39,4 +40,5 @@ def build_definitions(settings: Settings) -> Definitions:
     )
 
 
+quiet_libraries()
 defs = build_definitions(load_settings())

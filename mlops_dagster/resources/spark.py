@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 _shipped: set[int] = set()  # SparkContexts that already have this package
+LOG_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "log4j2.properties"
 
 
 class SparkResource(ConfigurableResource):
@@ -34,7 +35,13 @@ class SparkResource(ConfigurableResource):
 
         # Python workers must run this interpreter (the project's venv), not whatever is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-        spark = spark_session_from_config(self.spark_config)
+        config = dict(self.spark_config)
+        if config.get("spark.master", "").startswith("local"):
+            # One machine: bind to loopback (Spark otherwise warns that the host name resolves to it),
+            # and log with this project's levels instead of Spark's shell defaults.
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            config.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}")
+        spark = spark_session_from_config(config)
         if on_databricks_cluster():
             _ship_package(spark)
         return spark
