@@ -6,6 +6,7 @@
     mlops lineage [--version N]                                       # a model version's lineage
     mlops approve --version N --comment "..."                         # approve a version for promotion
     mlops features [--table NAME]                                     # the feature registry
+    mlops prepare-spark                                               # JVM class archive (make install)
 """
 
 from __future__ import annotations
@@ -161,11 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     approve = sub.add_parser("approve", help="approve a validated model version for promotion (audited)")
     approve.add_argument("--version", required=True)
     approve.add_argument("--comment", required=True)
+    sub.add_parser("prepare-spark", help="build the JVM class archive that makes local Spark start faster "
+                                          "(make install does it)")
     features = sub.add_parser("features", help="the feature registry: tables, features, owners, versions, users")
     features.add_argument("--table", help="one table (short or catalog.schema.table name)")
     args = parser.parse_args(argv)
     if args.command == "features":
         return print_features(args.table)
+    if args.command == "prepare-spark":
+        from .resources.spark_jvm import build_class_archive
+
+        build_class_archive()
+        return 0
     if args.command == "approve":
         return run("approve_model_version_job", {"ops": {"approve_model_version": {
             "config": {"version": args.version, "comment": args.comment}}}})

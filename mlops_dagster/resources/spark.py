@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,13 +21,22 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 _shipped: set[int] = set()  # SparkContexts that already have this package
-LOG_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "log4j2.properties"
 
 
 class SparkResource(ConfigurableResource):
     """The SparkSession assets compute with."""
 
     spark_config: dict[str, str] = {}
+
+    def setup_for_execution(self, context) -> None:
+        # Local mode: start the JVM and Spark's Python workers while the run sets up its other
+        # resources (MLflow's store) and its first steps work; a step that needs the session waits
+        # for this start instead of paying for its own. (On a cluster the session already runs.)
+        if self.spark_config.get("spark.master", "").startswith("local"):
+            threading.Thread(target=self._warm_up, name="spark-start", daemon=True).start()
+
+    def _warm_up(self) -> None:
+        self.session().range(1).mapInArrow(_batch_sizes, "rows long").collect()
 
     def session(self) -> "SparkSession":
         from dagster_pyspark.resources import spark_session_from_config
@@ -38,13 +48,23 @@ class SparkResource(ConfigurableResource):
         config = dict(self.spark_config)
         if config.get("spark.master", "").startswith("local"):
             # One machine: bind to loopback (Spark otherwise warns that the host name resolves to it),
-            # and log with this project's levels instead of Spark's shell defaults.
+            # log with this project's levels, start from the class archive when there is one.
+            from .spark_jvm import java_options
+
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-            config.setdefault("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}")
+            config.setdefault("spark.driver.extraJavaOptions", java_options())
         spark = spark_session_from_config(config)
         if on_databricks_cluster():
             _ship_package(spark)
         return spark
+
+
+def _batch_sizes(batches):
+    """A Spark task that only starts a Python worker (and says how many rows it saw)."""
+    import pyarrow as pa
+
+    for batch in batches:
+        yield pa.RecordBatch.from_pydict({"rows": [batch.num_rows]})
 
 
 def _ship_package(spark: "SparkSession") -> None:

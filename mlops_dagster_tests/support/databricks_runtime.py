@@ -76,8 +76,14 @@ def main() -> None:
 
     from pyspark.sql import SparkSession
 
+    from mlops_dagster.resources.spark_jvm import java_options
+
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # The emulated cluster's JVM starts like a local session's (class archive, quiet logging): what
+    # is emulated is the workspace, not how long a JVM takes to start.
     builder = (SparkSession.builder.master("local[1]").appName("databricks-emulator")
+               .config("spark.driver.extraJavaOptions", java_options())
                .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.shuffle.partitions", "2").config("spark.sql.session.timeZone", "UTC"))
     for key, value in spec["spark_conf"].items():

@@ -1,0 +1,31 @@
+"""The local Spark JVM's options: the class archive is used only when it is there, whole."""
+
+from pathlib import Path
+
+from mlops_dagster.resources.spark_jvm import LOG_CONFIG, build_class_archive, class_archive, java_options
+
+
+def test_without_an_archive_spark_starts_the_usual_way(tmp_path: Path):
+    options = java_options(tmp_path / "missing.jsa")
+    assert options == f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
+    assert "SharedArchiveFile" not in options
+
+
+def test_with_an_archive_the_jvm_maps_it_quietly(tmp_path: Path):
+    archive = tmp_path / "classes.jsa"
+    archive.write_bytes(b"\0")
+    options = java_options(archive).split()
+    assert f"-XX:SharedArchiveFile={archive}" in options
+    assert "-Xlog:cds=off" in options
+
+
+def test_the_virtualenv_archive_is_named_for_its_pyspark_and_never_rebuilt_in_place():
+    from importlib.metadata import version
+
+    assert class_archive().name == f"spark-{version('pyspark')}-classes.jsa"
+    if class_archive().is_file():  # make install built it: a second build leaves it as it is
+        before = class_archive().stat().st_mtime_ns
+        said: list[str] = []
+        assert build_class_archive(log=said.append) == class_archive()
+        assert class_archive().stat().st_mtime_ns == before
+        assert said and "already built" in said[0]
