@@ -1,11 +1,13 @@
 """Data quality checks on the tables the lifecycle writes. Each shows what it observed next to
 what it expected, so a failure explains itself in the UI. Rules come from the target config.
 Every check is a Spark aggregation over the table (on the cluster on Databricks targets): none
-reads a whole table into Python."""
+reads a whole table into Python, and the checks of one table share one pass where they can."""
 
 from functools import reduce
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, asset_check
+from dagster import (
+    AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, AssetCheckSpec, asset_check, multi_asset_check,
+)
 
 from .metadata import markdown_table
 from .progress import Progress
@@ -14,38 +16,42 @@ from .resources.spark import SparkResource
 from .resources.step_launcher import StepLauncherParam
 from .settings import INGESTED_AT, Settings
 
+KEY_CHECK = "key_is_unique_and_not_null"
 
-def _key_check(asset: str, table: str, keys: list[str]) -> AssetChecksDefinition:
+
+def _key_spec(asset: str, table: str, keys: list[str]) -> AssetCheckSpec:
     shown = " + ".join(f"`{k}`" for k in keys)
+    return AssetCheckSpec(KEY_CHECK, asset=asset,
+                          description=f"Every row of {table} has {shown}, and no {shown} appears twice.")
 
-    @asset_check(
-        asset=asset, name="key_is_unique_and_not_null",
-        description=f"Every row of {table} has {shown}, and no {shown} appears twice.",
+
+def _per_key(context, lakehouse: Lakehouse, spark: SparkResource, table: str, keys: list[str], **sums):
+    """One pass over ``table``: the key check's result, and the totals of ``sums`` (name -> a
+    column to add up over every row) for the table's other checks."""
+    from pyspark.sql import functions as F
+
+    session = spark.session()
+    groups = lakehouse.read_spark(session, table).groupBy(*keys).agg(
+        F.count(F.lit(1)).alias("_rows"), *[F.sum(column).alias(name) for name, column in sums.items()])
+    any_null = reduce(lambda a, b: a | b, [F.col(k).isNull() for k in keys])
+    with Progress(context.log.info, f"checks on {table}", spark=session):
+        totals = groups.agg(
+            F.sum("_rows").alias("_rows"),
+            F.sum(F.when(any_null, F.col("_rows")).otherwise(0)).alias("_null_keys"),
+            F.sum(F.when(~any_null, F.col("_rows") - 1).otherwise(0)).alias("_duplicate_keys"),
+            *[F.sum(name).alias(name) for name in sums],
+        ).first()
+    rows, nulls, duplicates = (int(totals[c] or 0) for c in ("_rows", "_null_keys", "_duplicate_keys"))
+    examples = []
+    if duplicates:
+        examples = ["/".join(map(str, r[:len(keys)]))
+                    for r in groups.where((F.col("_rows") > 1) & ~any_null).limit(5).collect()]
+    result = AssetCheckResult(
+        check_name=KEY_CHECK, passed=nulls == 0 and duplicates == 0,
+        metadata={"rows": rows, "null_keys": nulls, "duplicate_keys": duplicates, "expected": 0,
+                  "examples": ", ".join(examples) or "none"},
     )
-    def _check(context, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam) -> AssetCheckResult:
-        from pyspark.sql import functions as F
-
-        session = spark.session()
-        groups = lakehouse.read_spark(session, table).groupBy(*keys).count()
-        any_null = reduce(lambda a, b: a | b, [F.col(k).isNull() for k in keys])
-        with Progress(context.log.info, f"key check on {table}", spark=session):
-            totals = groups.agg(
-                F.sum("count").alias("rows"),
-                F.sum(F.when(any_null, F.col("count")).otherwise(0)).alias("null_keys"),
-                F.sum(F.when(~any_null, F.col("count") - 1).otherwise(0)).alias("duplicate_keys"),
-            ).first()
-        rows, nulls, duplicates = (int(totals[c] or 0) for c in ("rows", "null_keys", "duplicate_keys"))
-        examples = []
-        if duplicates:
-            examples = ["/".join(map(str, r[:len(keys)]))
-                        for r in groups.where((F.col("count") > 1) & ~any_null).limit(5).collect()]
-        return AssetCheckResult(
-            passed=nulls == 0 and duplicates == 0,
-            metadata={"rows": rows, "null_keys": nulls, "duplicate_keys": duplicates, "expected": 0,
-                      "examples": ", ".join(examples) or "none"},
-        )
-
-    return _check
+    return result, rows, {name: int(totals[name] or 0) for name in sums}
 
 
 def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
@@ -54,6 +60,13 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
     quarantine_table = settings.table(f"raw_{ds.name}_quarantine")
     features_table = settings.table("churn_features")
     labels_table = settings.table("churn_labels")
+
+    raw_key = _key_spec("raw_customers", raw_table, [ds.key])
+
+    @asset_check(asset="raw_customers", name=KEY_CHECK, description=raw_key.description)
+    def raw_key_is_unique(context, lakehouse: Lakehouse, spark: SparkResource,
+                          step_launcher: StepLauncherParam) -> AssetCheckResult:
+        return _per_key(context, lakehouse, spark, raw_table, [ds.key])[0]
 
     @asset_check(
         asset="raw_customers", name="rows_meet_contract",
@@ -97,52 +110,52 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         if event is not None and event.asset_materialization is not None:
             value = event.asset_materialization.metadata.get("rows_quarantined_this_run")
             quarantined = int(value.value) if value is not None else 0
-        reasons = lakehouse.read_spark(spark.session(), quarantine_table).groupBy("reason").count()
-        top = reasons.orderBy(F.desc("count"), "reason").limit(5).collect()
+        top = []
+        if lakehouse.row_count(quarantine_table):  # nothing to group in an empty table
+            reasons = lakehouse.read_spark(spark.session(), quarantine_table).groupBy("reason").count()
+            top = reasons.orderBy(F.desc("count"), "reason").limit(5).collect()
         return AssetCheckResult(
             passed=quarantined == 0, severity=AssetCheckSeverity.WARN,
             metadata={"rows_quarantined_last_run": quarantined, "rows_in_quarantine": lakehouse.row_count(quarantine_table),
                       "top_reasons": markdown_table([{"reason": r["reason"], "rows": r["count"]} for r in top])},
         )
 
-    @asset_check(
-        asset="churn_features", name="features_are_complete",
-        description="No feature is missing for any entity (the model must be able to score every row).",
-    )
-    def features_are_complete(context, lakehouse: Lakehouse, spark: SparkResource,
-                              step_launcher: StepLauncherParam) -> AssetCheckResult:
+    @multi_asset_check(specs=[
+        _key_spec("churn_features", features_table, [ds.key, INGESTED_AT]),
+        AssetCheckSpec("features_are_complete", asset="churn_features",
+                       description="No feature is missing for any entity (the model must be able to score every row)."),
+    ], name="churn_features_checks")
+    def feature_checks(context, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam):
         from pyspark.sql import functions as F
 
-        session = spark.session()
-        frame = lakehouse.read_spark(session, features_table)
-        with Progress(context.log.info, f"completeness check on {features_table}", spark=session):
-            counts = frame.agg(*[F.sum(F.col(c).isNull().cast("long")).alias(c) for c in fs.columns]).first()
-        nulls = {c: int(counts[c] or 0) for c in fs.columns if counts[c]}
-        return AssetCheckResult(
-            passed=not nulls,
-            metadata={"rows": lakehouse.row_count(features_table), "columns": len(fs.columns),
-                      "null_cells": sum(nulls.values()), "expected": 0, "columns_with_nulls": ", ".join(nulls) or "none"},
+        nulls_in = {c: F.col(c).isNull().cast("long") for c in fs.columns}
+        key_result, rows, nulls = _per_key(context, lakehouse, spark, features_table, [ds.key, INGESTED_AT], **nulls_in)
+        nulls = {c: n for c, n in nulls.items() if n}
+        yield key_result
+        yield AssetCheckResult(
+            check_name="features_are_complete", passed=not nulls,
+            metadata={"rows": rows, "columns": len(fs.columns), "null_cells": sum(nulls.values()), "expected": 0,
+                      "columns_with_nulls": ", ".join(nulls) or "none"},
         )
 
-    @asset_check(
-        asset="churn_labels", name="both_classes_present",
-        description="Labels are 0/1 and both outcomes occur: a classifier cannot learn from one class.",
-    )
-    def both_classes_present(lakehouse: Lakehouse, spark: SparkResource,
-                             step_launcher: StepLauncherParam) -> AssetCheckResult:
-        counts = {r["label"]: r["count"] for r in
-                  lakehouse.read_spark(spark.session(), labels_table).groupBy("label").count().collect()}
-        positives, negatives = counts.get(1, 0), counts.get(0, 0)
-        total = sum(counts.values())
+    @multi_asset_check(specs=[
+        _key_spec("churn_labels", labels_table, [ds.key]),
+        AssetCheckSpec("both_classes_present", asset="churn_labels",
+                       description="Labels are 0/1 and both outcomes occur: a classifier cannot learn from one class."),
+    ], name="churn_labels_checks")
+    def label_checks(context, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam):
+        from pyspark.sql import functions as F
+
+        label = F.col("label")
+        key_result, total, counts = _per_key(context, lakehouse, spark, labels_table, [ds.key],
+                                             positives=(label == 1).cast("long"), negatives=(label == 0).cast("long"))
+        positives, negatives = counts["positives"], counts["negatives"]
         invalid = total - positives - negatives
-        return AssetCheckResult(
-            passed=invalid == 0 and positives > 0 and negatives > 0,
+        yield key_result
+        yield AssetCheckResult(
+            check_name="both_classes_present", passed=invalid == 0 and positives > 0 and negatives > 0,
             metadata={"positives": positives, "negatives": negatives, "invalid_labels": invalid,
                       "positive_rate": positives / total if total else 0.0},
         )
 
-    return [
-        _key_check("raw_customers", raw_table, [ds.key]), raw_rows_meet_contract, quarantine_is_quiet,
-        _key_check("churn_features", features_table, [ds.key, INGESTED_AT]), features_are_complete,
-        _key_check("churn_labels", labels_table, [ds.key]), both_classes_present,
-    ]
+    return [raw_key_is_unique, raw_rows_meet_contract, quarantine_is_quiet, feature_checks, label_checks]

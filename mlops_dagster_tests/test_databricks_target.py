@@ -160,9 +160,7 @@ def test_spark_assets_run_as_databricks_job_runs(workspace, seeded):
     # The emulator ran one job run per step (the asset checks are steps too), in processes of its
     # own, all successful.
     runs = {step_of(r): r for r in ws.emulator.runs.values()}
-    assert set(runs) == {"build_feature_tables", "churn_predictions", "churn_features_key_is_unique_and_not_null",
-                         "churn_features_features_are_complete", "churn_labels_key_is_unique_and_not_null",
-                         "churn_labels_both_classes_present"}
+    assert set(runs) == {"build_feature_tables", "churn_predictions", "churn_features_checks", "churn_labels_checks"}
     for run in runs.values():
         assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "SUCCESS"), run.state_message
         assert run.pid and run.pid != os.getpid()
