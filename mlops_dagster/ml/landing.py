@@ -48,7 +48,7 @@ QUARANTINE_SCHEMA = pa.schema([
     ("quarantined_at", pa.timestamp("us", tz="UTC")), ("dagster_run_id", pa.string()),
 ])
 _BLANK = r"^\s*$"
-_BROADCAST_DUPLICATES = 1_000_000  # duplicated lines up to which their reasons are broadcast
+_BROADCAST_DUPLICATES = 1_000_000  # duplicated keys up to which they are sent to every task
 
 
 @dataclass
@@ -131,7 +131,8 @@ def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[s
         numbered = _numbered(lines, blocks, with_rows)
         duplicates = _duplicates(spark, numbered, task)
         say("checking every row against the contract")
-        checked = numbered.join(duplicates, ["_file", "_line"], "left")
+        checked = (numbered.join(duplicates, ["_file", "_line"], "left") if duplicates is not None
+                   else numbered.withColumn("_duplicate", F.lit(None).cast("string")))
         schema = "kind string, path string, file int, rows long"
         outputs += [r.asDict() for r in checked.mapInArrow(partial(_check_partition, task), schema).collect()]
     for out in outputs:
@@ -238,30 +239,33 @@ def _numbered(lines: "DataFrame", blocks: list[dict], files: list[LandingFile]) 
                           & ~F.col("value").rlike(_BLANK))
 
 
-def _duplicates(spark: "SparkSession", numbered: "DataFrame", task: _Task) -> "DataFrame":
+def _duplicates(spark: "SparkSession", numbered: "DataFrame", task: _Task) -> "DataFrame | None":
     """Pass 2: the lines whose key occurs more than once in their file, with the reason (staged as
-    Parquet, so the check pass reads it instead of computing it again).
+    Parquet, so the check pass reads it instead of computing it again); None when there are none.
 
-    Keys are first counted by a 64-bit hash (a cheap aggregation); only lines whose hash occurs
-    twice in a file, usually none, are then grouped by the exact key to name their lines."""
+    Keys are first counted by a 64-bit hash (one cheap aggregation, collected: usually nothing);
+    only lines whose hash occurs twice in a file are then grouped by the exact key to name them."""
     from pyspark.sql import functions as F
 
     keys = (numbered.mapInArrow(partial(_keys_partition, task), "_file int, _line long, _key string")
             .where(F.col("_key").isNotNull()).withColumn("_hash", F.xxhash64("_key")))
-    twice = keys.groupBy("_file", "_hash").count().where("count > 1").drop("count")
-    folder = f"{task.out_dir}/duplicates"
-    candidates = keys.join(F.broadcast(twice), ["_file", "_hash"], "left_semi")  # a cheap join: usually empty
+    twice = keys.groupBy("_file", "_hash").count().where("count > 1").select("_file", "_hash")
+    seen = twice.limit(_BROADCAST_DUPLICATES + 1).collect()
+    if not seen:
+        return None
+    # Usually a few: sent to every task, so the lines are not shuffled to meet them.
+    small = len(seen) <= _BROADCAST_DUPLICATES
+    candidates = keys.join(F.broadcast(spark.createDataFrame(seen)) if small else twice, ["_file", "_hash"], "left_semi")
     grouped = (candidates.groupBy("_file", "_key")
                .agg(F.count("*").alias("n"), F.array_sort(F.collect_list("_line")).alias("lines")).where("n > 1"))
     reason = F.concat(F.lit(f"{task.key} '"), "_key", F.lit("' appears more than once in this file (lines "),
                       F.array_join("lines", ", "), F.lit(")"))
+    folder = f"{task.out_dir}/duplicates"
     grouped.select("_file", F.explode("lines").alias("_line"), reason.alias("_duplicate")).write.parquet(folder)
     found = spark.read.parquet(folder)
-    counts = found.groupBy("_file").count().collect()
-    for row in counts:
+    for row in found.groupBy("_file").count().collect():
         task.files[row["_file"]].duplicated_rows = row["count"]
-    # Usually none or a few: sent to every task, so the lines are not shuffled to meet them.
-    return F.broadcast(found) if sum(r["count"] for r in counts) <= _BROADCAST_DUPLICATES else found
+    return F.broadcast(found) if small else found
 
 
 def _newest_per_key(spark: "SparkSession", valid: list[str], files: list[LandingFile], key: str, out_dir: str) -> list[str]:
