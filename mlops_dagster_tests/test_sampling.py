@@ -39,7 +39,7 @@ def large(spark):
 
 
 def split_of(df, *, key=KEY, label=LABEL, test_size=0.2, seed=7, **kwargs) -> pd.DataFrame:
-    return stratified_split(df, key, label, test_size, seed, **kwargs).toPandas()
+    return stratified_split(df, key, label, test_size, seed, **kwargs).frame.toPandas()
 
 
 def keys_in_test(split: pd.DataFrame, key=KEY) -> set:
@@ -159,6 +159,12 @@ def test_a_sample_is_bounded_stratified_and_deterministic(large):
     assert set(other[KEY]) != set(rows[KEY])
 
 
+def test_the_split_counts_what_it_sent_to_each_side(frame):
+    split = stratified_split(frame, KEY, LABEL, 0.2, seed=4)
+    counted = split.frame.groupBy(SPLIT, LABEL).count().toPandas()
+    assert split.rows == {(r[SPLIT], r[LABEL]): r["count"] for r in counted.to_dict("records")}
+
+
 def test_a_frame_within_the_bound_is_returned_unchanged(frame):
     sample = stratified_sample(frame, LABEL, 5000, seed=1, key=KEY)
     assert sample.frame is frame and sample.available_rows == sample.used_rows == 2000
@@ -166,7 +172,7 @@ def test_a_frame_within_the_bound_is_returned_unchanged(frame):
 
 
 def test_the_sample_is_independent_of_the_split(large):
-    split = stratified_split(large, KEY, LABEL, 0.5, seed=1)
+    split = stratified_split(large, KEY, LABEL, 0.5, seed=1).frame
     sampled = set(stratified_sample(large, LABEL, 10_000, seed=1, key=KEY).frame.toPandas()[KEY])
     test = keys_in_test(split.toPandas())
     # Half the rows in each: independent selections overlap on about a quarter of the rows.
@@ -174,7 +180,7 @@ def test_the_sample_is_independent_of_the_split(large):
 
 
 def test_the_same_fraction_bounds_the_test_split_the_same_way(large):
-    split = stratified_split(large, KEY, LABEL, 0.2, seed=3)
+    split = stratified_split(large, KEY, LABEL, 0.2, seed=3).frame
     train = stratified_sample(split.where(f"{SPLIT} = 'train'"), LABEL, 4000, seed=3, key=KEY)
     fraction = train.used_rows / train.available_rows  # 4000 of 16000
     test_frame = split.where(f"{SPLIT} = 'test'")

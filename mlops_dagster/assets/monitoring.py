@@ -89,20 +89,27 @@ def monitoring_assets(settings: Settings):
             raise NoChampionError("no champion model: drift is measured against the champion's training data")
         reference_table = champion.tags["training_set"]
         reference_version = int(champion.tags["training_set_version"])
+        def sample(frame, label: str, table_rows: int):
+            """At most `sample_rows` rows of ``frame`` (seeded, stratified on ``label``) as pandas, and how
+            many rows it had. A table that fits (its Delta row count says so) is read as it is."""
+            if table_rows <= sample_rows:
+                picked = to_pandas(frame, fs.columns)
+                return picked, len(picked)
+            sampled = stratified_sample(frame, label, sample_rows, settings.training.seed, key)
+            return to_pandas(sampled.frame, fs.columns), sampled.available_rows
+
         trained_on = lakehouse.read_spark(session, reference_table, reference_version).where(F.col(SPLIT) == "train")
-        sampled = stratified_sample(trained_on, LABEL, sample_rows, settings.training.seed, key)
-        reference = to_pandas(sampled.frame, fs.columns)
+        reference, reference_available = sample(trained_on, LABEL, lakehouse.row_count(reference_table, reference_version))
         if settings.monitoring.current == "inference_table":
             current, source = served_requests(lakehouse, session)
         else:
             features = lakehouse.read_spark(session, features_table)
             newest = features.agg(F.max(INGESTED_AT)).first()[0]
             batch = features.where(F.col(INGESTED_AT) == F.lit(newest)).withColumn("_all", F.lit(0))
-            picked = stratified_sample(batch, "_all", sample_rows, settings.training.seed, key)
-            current = to_pandas(picked.frame, fs.columns)
-            source = f"newest landing batch: {len(current):,} of {picked.available_rows:,} rows"
+            current, available = sample(batch, "_all", lakehouse.row_count(features_table))
+            source = f"newest landing batch: {len(current):,} of {available:,} rows"
         reference_text = (f"{reference_table} v{reference_version} (train split: {len(reference):,} of "
-                          f"{sampled.available_rows:,} rows)")
+                          f"{reference_available:,} rows)")
         with Progress(context.log.info, "drift report"):
             result = detect_drift(reference, current, fs.numeric_columns, fs.categorical, share,
                                   metadata={"reference": reference_text, "current": source})
@@ -140,7 +147,7 @@ def monitoring_assets(settings: Settings):
             "threshold_share": share, "column_scores": scores,
             "report_path": MetadataValue.path(str(report_path)),
             "reference": reference_text, "reference_rows": len(reference),
-            "reference_rows_available": sampled.available_rows, "current_rows": len(current), "current_source": source,
+            "reference_rows_available": reference_available, "current_rows": len(current), "current_source": source,
             "sample_rows": sample_rows, "champion_version": str(champion.version),
             "mlflow_run_id": run.info.run_id,
         })

@@ -164,8 +164,10 @@ def registry_assets(settings: Settings):
         if champion is not None and str(champion.version) != challenger.version:
             # The very holdout rows the challenger was judged on (same table version, seed, bound).
             table = lakehouse.read_spark(spark.session(), challenger.training_set, challenger.training_set_version)
-            _, held_out = bounded_splits(table, settings.dataset.key, settings.training.max_rows, settings.training.seed)
-            holdout = to_pandas(held_out.frame, [*settings.features.columns, LABEL])
+            rows = lakehouse.row_count(challenger.training_set, challenger.training_set_version)
+            _, held_out, _ = bounded_splits(table, settings.dataset.key, settings.training.max_rows,
+                                            settings.training.seed, rows)
+            holdout = to_pandas(held_out, [*settings.features.columns, LABEL])
             model = registry.load_sklearn(champion.version)
             champion_metrics = evaluate(
                 holdout[LABEL], churn_probability(model, holdout[settings.features.columns]),

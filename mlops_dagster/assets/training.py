@@ -66,7 +66,7 @@ def training_assets(settings: Settings):
 
         from ..ml.feature_lookup import FeatureLookup, build_training_set, matched_column
         from ..ml.sampling import stratified_split
-        from ..ml.training import LABEL, SPLIT
+        from ..ml.training import LABEL
 
         session = spark.session()
         label_version = lakehouse.version(labels_table)
@@ -104,20 +104,19 @@ def training_assets(settings: Settings):
             frame = joined.where(found).select(ds.key, *time_columns, *fs.columns, LABEL)
             progress.say("splitting train / test")
             split = stratified_split(frame, ds.key, LABEL, tr.test_size, tr.seed)
+            counts = split.rows
             feature_version = recorded[0]["version"]
             lineage = {"features_table": recorded[0]["table"], "features_version": str(feature_version),
                        "labels_table": labels_table, "labels_version": str(label_version),
                        "feature_lookups": json.dumps(recorded)}
             progress.say(f"writing {training_table}")
             info = lakehouse.write_spark(
-                training_table, split, "overwrite", commit_info={**commit_info(context), **lineage},
+                training_table, split.frame, "overwrite", commit_info={**commit_info(context), **lineage},
                 properties={"primary_key": ds.key},
                 description=f"Training set: {labels_table} with features looked up point in time "
                             f"from {', '.join(r['table'] for r in recorded)}, split seeded.",
             )
         record(lakehouse, settings.table(AUDIT_TABLE), table_written([info], settings.target, context.run.run_id))
-        counts = {(r[SPLIT], r[LABEL]): r["count"] for r in
-                  lakehouse.read_spark(session, training_table, info.version).groupBy(SPLIT, LABEL).count().collect()}
         rows = sum(counts.values())
         return MaterializeResult(metadata={
             **table_metadata(info),
@@ -148,7 +147,9 @@ def training_assets(settings: Settings):
 
         from ..governance.lineage import data_commit
         from ..ml.evaluation import churn_probability, evaluate, save_plots
-        from ..ml.training import LABEL, bounded_splits, build_pipeline, fit, skops_trusted_types, to_pandas
+        from ..ml.training import (
+            LABEL, bounded_splits, build_pipeline, fit, model_requirements, skops_trusted_types, to_pandas,
+        )
 
         lakehouse: Lakehouse = context.resources.lakehouse
         version = lakehouse.version(training_table)
@@ -157,8 +158,10 @@ def training_assets(settings: Settings):
         with Progress(context.log.info, "training", spark=session) as progress:
             progress.say("sampling the train and test splits")
             table = lakehouse.read_spark(session, training_table, version)
-            sampled, held_out = bounded_splits(table, ds.key, tr.max_rows, tr.seed)
-            train, test = to_pandas(sampled.frame, [*fs.columns, LABEL]), to_pandas(held_out.frame, [*fs.columns, LABEL])
+            sampled, held_out, available = bounded_splits(table, ds.key, tr.max_rows, tr.seed,
+                                                          lakehouse.row_count(training_table, version))
+            train, test = to_pandas(sampled, [*fs.columns, LABEL]), to_pandas(held_out, [*fs.columns, LABEL])
+            available = available or {"train": len(train), "test": len(test)}
             progress.say(f"fitting on {len(train):,} rows")
             pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns),
                            train, fs.columns)
@@ -172,18 +175,21 @@ def training_assets(settings: Settings):
             "model_class": tr.model.class_path, **{f"model.{k}": v for k, v in tr.model.params.items()},
             "test_size": tr.test_size, "seed": tr.seed, "decision_threshold": threshold,
             "n_features": len(fs.columns), "train_rows": len(train), "test_rows": len(test),
-            "train_rows_available": sampled.available_rows, "test_rows_available": held_out.available_rows,
+            "train_rows_available": available["train"], "test_rows_available": available["test"],
             "max_rows": tr.max_rows,
             "training_set": training_table, "training_set_version": version,
             "feature_tables": ", ".join(f"{t['table']}@v{t['version']}" for t in json.loads(feature_lookups)),
         })
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         source = lakehouse.mlflow_dataset_source(training_table, version)
+        dataset = mlflow.data.from_pandas(train, source=source, targets=LABEL, name=training_table)
         with warnings.catch_warnings():
             # MLflow hints that integer columns cannot hold missing values: only the 0/1 target is one.
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
-            mlflow.log_input(mlflow.data.from_pandas(train, source=source, targets=LABEL, name=training_table),
-                             context="training")
+            # Left to itself MLflow infers the schema from every value (83 s for 800,000 rows); the
+            # column types are those of the first rows, as the Delta table gives them.
+            dataset.schema = infer_signature(train.head(1000)).inputs
+            mlflow.log_input(dataset, context="training")
         with tempfile.TemporaryDirectory() as plots_dir:
             for path in save_plots(test[LABEL], probability, plots_dir, threshold):
                 mlflow.log_artifact(str(path), artifact_path="plots")
@@ -191,7 +197,7 @@ def training_assets(settings: Settings):
         info = mlflow.sklearn.log_model(
             pipeline, name="model", signature=infer_signature(example, pipeline.predict_proba(example)),
             input_example=example, pyfunc_predict_fn="predict_proba",
-            skops_trusted_types=skops_trusted_types(pipeline),
+            skops_trusted_types=skops_trusted_types(pipeline), pip_requirements=model_requirements(),
         )
         mlflow.set_tags({"mlops.stage": "training", "mlops.target": settings.target,
                          "mlops.feature_lookups": feature_lookups})
@@ -207,8 +213,8 @@ def training_assets(settings: Settings):
             "mlflow_tracking_uri": settings.mlflow.tracking_uri,
             "model_uri": trained.model_uri,
             "training_set_version": version,
-            "train_rows_used": len(train), "train_rows_available": sampled.available_rows,
-            "holdout_rows_used": len(test), "holdout_rows_available": held_out.available_rows,
+            "train_rows_used": len(train), "train_rows_available": available["train"],
+            "holdout_rows_used": len(test), "holdout_rows_available": available["test"],
             **{k: MetadataValue.float(v) for k, v in metrics.items()},
         })
 

@@ -32,6 +32,13 @@ _SAMPLE_SALT = "sample"
 _BUCKET_BITS = 12  # 4096 hash buckets per class; read at call time (tests shrink it)
 
 
+class Split(NamedTuple):
+    """The frame with its split column, and how many rows of each class went to each side."""
+
+    frame: "DataFrame"
+    rows: dict[tuple[str, Any], int]  # ("train" | "test", class) -> rows
+
+
 class Sample(NamedTuple):
     """A bounded, stratified selection of a frame's rows (``frame`` itself when nothing was dropped)."""
 
@@ -41,7 +48,7 @@ class Sample(NamedTuple):
 
 
 def stratified_split(df: "DataFrame", key: str | list[str], label: str, test_size: float, seed: int,
-                     split_column: str = SPLIT) -> "DataFrame":
+                     split_column: str = SPLIT) -> Split:
     """``df`` with a ``split_column`` of ``"train"`` / ``"test"``, stratified on ``label``, seeded.
 
     ``ceil(test_size x rows)`` rows go to test (as scikit-learn's ``train_test_split``), shared
@@ -72,8 +79,10 @@ def stratified_split(df: "DataFrame", key: str | list[str], label: str, test_siz
         )
     if not df.groupBy(*keys).count().where(F.col("count") > 1).isEmpty():
         raise ValueError(f"the training set has duplicated {key!r} values: the key must be unique")
-    test, _ = selection.smallest(math.ceil(test_size * selection.rows))
-    return df.withColumn(split_column, F.when(test, F.lit("test")).otherwise(F.lit("train")))
+    test, _, per_class = selection.smallest(math.ceil(test_size * selection.rows))
+    rows = {**{("test", c): n for c, n in per_class.items()},
+            **{("train", c): selection.sizes[c] - per_class.get(c, 0) for c in selection.sizes}}
+    return Split(df.withColumn(split_column, F.when(test, F.lit("test")).otherwise(F.lit("train"))), rows)
 
 
 def stratified_sample(df: "DataFrame", label: str, max_rows: int, seed: int, key: str | list[str]) -> Sample:
@@ -110,7 +119,7 @@ def _sample(df: "DataFrame", label: str, seed: int, key: str | list[str], total:
     wanted = total(selection.rows)
     if wanted >= selection.rows:
         return Sample(df, selection.rows, selection.rows)
-    kept, used = selection.smallest(wanted)
+    kept, used, _ = selection.smallest(wanted)
     return Sample(df.where(kept), selection.rows, used)
 
 
@@ -182,9 +191,9 @@ class _Selection:
     def rows(self) -> int:
         return sum(self.sizes.values())
 
-    def smallest(self, total: int) -> tuple["Column", int]:
+    def smallest(self, total: int) -> tuple["Column", int, dict[Any, int]]:
         """A boolean column selecting, in each class, its share of ``total`` rows: those with the
-        smallest ``(h, key)``; and how many rows it selects.
+        smallest ``(h, key)``; how many rows it selects, in all and per class.
 
         Cost: one job reading ``df`` that collects only the boundary bucket of each class.
         """
@@ -202,31 +211,31 @@ class _Selection:
                 below += rows
         candidates = self._boundary_rows({c: bucket for c, (bucket, below, rows) in cuts.items()
                                           if take[c] < below + rows})
-        branches, used = [], 0
+        branches, per_class = [], {}
         for c in self.buckets:
             if take[c] == 0:
                 continue
             if c not in cuts:  # every row of the class
                 branches.append((c, F.lit(True)))
-                used += take[c]
+                per_class[c] = take[c]
                 continue
             bucket, below, _ = cuts[c]
             needed = take[c] - below
             if c not in candidates:  # the cut is the end of the bucket: no row of it needs a look
                 branches.append((c, self.h < F.lit((bucket + 1) << shift)))
-                used += take[c]
+                per_class[c] = take[c]
                 continue
             ranked = sorted(candidates[c])
             while needed and ranked[needed - 1] == ranked[needed]:  # a duplicated key straddles the cut:
                 needed -= 1                                         # leave every copy out
             under = self.h < F.lit(bucket << shift)  # every row of the buckets below
             branches.append((c, under if not needed else under | self._at_most(ranked[needed - 1])))
-            used += below + needed
+            per_class[c] = below + needed
         selected = None
         for c, condition in branches:  # one CASE on the class
             is_class = F.col(self.label).eqNullSafe(F.lit(c))
             selected = F.when(is_class, condition) if selected is None else selected.when(is_class, condition)
-        return (F.lit(False) if selected is None else selected.otherwise(F.lit(False))), used
+        return (F.lit(False) if selected is None else selected.otherwise(F.lit(False))), sum(per_class.values()), per_class
 
     def _boundary_rows(self, bucket_of: dict[Any, int]) -> dict[Any, list[tuple]]:
         """(h, key...) of every row in the given bucket of each class."""

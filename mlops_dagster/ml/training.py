@@ -7,29 +7,34 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .sampling import SPLIT, Sample, stratified_fraction, stratified_sample
+from .sampling import SPLIT, stratified_fraction, stratified_sample
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
 
 LABEL = "label"
 __all__ = ["LABEL", "SPLIT", "bounded_splits", "build_pipeline", "fit", "load_estimator_class",
-           "skops_trusted_types", "to_pandas"]  # SPLIT: the split column, named in sampling.py
+           "model_requirements", "skops_trusted_types", "to_pandas"]  # SPLIT: the split column, named in sampling.py
 
 
-def bounded_splits(training_set: "SparkDataFrame", key: str, max_rows: int, seed: int) -> tuple[Sample, Sample]:
-    """The rows a model learns from and is judged on, bounded whatever the table's size.
+def bounded_splits(training_set: "SparkDataFrame", key: str, max_rows: int, seed: int,
+                   total_rows: int) -> tuple["SparkDataFrame", "SparkDataFrame", dict[str, int] | None]:
+    """The rows a model learns from and is judged on, bounded whatever the table's size: (train,
+    holdout, rows available per split, or None when nothing was sampled).
 
     Train: the ``train`` split, or a seeded, stratified sample of ``max_rows`` of it when it is
     larger. Holdout: the ``test`` split sampled by the same fraction. Both depend only on the table
     version, the seed and ``max_rows``, so every reader (training, the champion comparison) gets
-    the same rows."""
+    the same rows. ``total_rows`` (the table's, from the Delta log) spares small tables the jobs
+    that count classes for sampling."""
     from pyspark.sql import functions as F
 
-    train = stratified_sample(training_set.where(F.col(SPLIT) == "train"), LABEL, max_rows, seed, key)
-    holdout = stratified_fraction(training_set.where(F.col(SPLIT) == "test"), LABEL,
-                                  train.used_rows / max(train.available_rows, 1), seed, key)
-    return train, holdout
+    train_split, test_split = (training_set.where(F.col(SPLIT) == side) for side in ("train", "test"))
+    if total_rows <= max_rows:
+        return train_split, test_split, None
+    train = stratified_sample(train_split, LABEL, max_rows, seed, key)
+    holdout = stratified_fraction(test_split, LABEL, train.used_rows / max(train.available_rows, 1), seed, key)
+    return train.frame, holdout.frame, {"train": train.available_rows, "test": holdout.available_rows}
 
 
 def to_pandas(frame: "SparkDataFrame", columns: list[str]) -> pd.DataFrame:
@@ -80,6 +85,18 @@ def build_pipeline(class_path: str, params: dict[str, Any], categorical: list[st
 
 def fit(pipeline, frame: pd.DataFrame, features: list[str], label: str = LABEL):
     return pipeline.fit(frame[features], frame[label].astype(int))
+
+
+# What a logged model needs to be loaded and scored, pinned to the versions it was trained with.
+_MODEL_LIBRARIES = ("mlflow", "scikit-learn", "skops", "numpy", "scipy", "pandas")
+
+
+def model_requirements() -> list[str]:
+    """The logged model's pip requirements. Declared rather than left to MLflow, which infers them
+    by loading the model in a subprocess (about 6 s) and picks up whatever else that imports."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in _MODEL_LIBRARIES]
 
 
 # Libraries whose types we trust in a model this process just trained (never in one we load).

@@ -84,8 +84,9 @@ class Lakehouse(ConfigurableResource, ABC):
     def version(self, name: str) -> int: ...
 
     @abstractmethod
-    def row_count(self, name: str) -> int:
-        """Rows in the table's current version (from the Delta log where it can: no data is read)."""
+    def row_count(self, name: str, version: int | None = None) -> int:
+        """Rows in a version of the table (default: the current one), from the Delta log where it can:
+        no data is read."""
 
     @abstractmethod
     def history(self, name: str, limit: int | None = None) -> list[dict[str, Any]]: ...
@@ -273,8 +274,8 @@ class LocalLakehouse(Lakehouse):
     def version(self, name):
         return self._table(name).version()
 
-    def row_count(self, name):
-        return self._table(name).count()
+    def row_count(self, name, version=None):
+        return self._table(name, version).count()
 
     def history(self, name, limit=None):
         return self._table(name).history(limit)

@@ -185,9 +185,8 @@ class UnityCatalogLakehouse(Lakehouse):
             df = df.select(*columns)
         return pa.Table.from_pandas(df.toPandas(), preserve_index=False)
 
-    def row_count(self, name):
-        self._require(name)
-        return self._spark().table(_quoted(name)).count()
+    def row_count(self, name, version=None):
+        return self.read_spark(self._spark(), name, version).count()
 
     def version(self, name):
         return int(self.history(name, 1)[0]["version"])
