@@ -1,5 +1,6 @@
 """Stage `training`: the versioned training set and the trained model (an MLflow run)."""
 
+import hashlib
 import json
 import tempfile
 import warnings
@@ -182,7 +183,11 @@ def training_assets(settings: Settings):
         })
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         source = lakehouse.mlflow_dataset_source(training_table, version)
-        dataset = mlflow.data.from_pandas(train, source=source, targets=LABEL, name=training_table)
+        # The rows trained on are fixed by the table version, the seed and max_rows: that is their
+        # digest (MLflow's own maps every value of the frame to its type: 2 s per million rows).
+        identity = f"{training_table}@v{version}/seed={tr.seed}/max_rows={tr.max_rows}/rows={len(train)}"
+        dataset = mlflow.data.from_pandas(train, source=source, targets=LABEL, name=training_table,
+                                          digest=hashlib.sha256(identity.encode()).hexdigest()[:8])
         with warnings.catch_warnings():
             # MLflow hints that integer columns cannot hold missing values: only the 0/1 target is one.
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
