@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, asset, 
 from ..feature_store.registry import registry_properties
 from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..progress import Progress
-from ..resources.lakehouse import Lakehouse
+from ..resources.lakehouse import Lakehouse, parquet_batches
 from ..resources.online_store import OnlineStore
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
@@ -134,8 +134,6 @@ def feature_assets(settings: Settings):
         context: AssetExecutionContext, lakehouse: Lakehouse, online_store: OnlineStore, spark: SparkResource,
         step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
-        import pyarrow.dataset as pads
-
         from ..ml.feature_lookup import latest_per_key
 
         session = spark.session()
@@ -155,7 +153,7 @@ def feature_assets(settings: Settings):
         with lakehouse.staging_dir() as staging, Progress(context.log.info, "online store", spark=session) as progress:
             progress.say(f"finding the latest row per key ({mode})")
             latest_per_key(source.select(*columns), [ds.key], INGESTED_AT).write.parquet(staging + "/latest")
-            rows = pads.dataset(staging + "/latest", format="parquet").scanner(batch_size=50_000).to_reader()
+            rows = parquet_batches(staging + "/latest", batch_size=50_000)
             progress.say(f"publishing to {online_store.describe()}")
             info = online_store.publish(features_table, rows, [ds.key], version, incremental=changes is not None,
                                         newest=INGESTED_AT, progress=progress.rows_done)

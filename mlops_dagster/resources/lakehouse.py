@@ -371,7 +371,7 @@ class LocalLakehouse(Lakehouse):
         location = self.location(name)
         if mode == "append" and self.exists(name) and not _fits(schema, self._arrow_schema(self._table(name))):
             # New columns: delta-rs's writer evolves the schema (an add-files commit would not).
-            return self.write(name, _reader(files), "append", description=description, properties=properties,
+            return self.write(name, parquet_batches(files), "append", description=description, properties=properties,
                               commit_info=commit_info)
         Path(location).mkdir(parents=True, exist_ok=True)
         actions = [_adopt(location, f) for f in files]
@@ -389,7 +389,7 @@ class LocalLakehouse(Lakehouse):
         if not self.exists(name):
             return self.write_files(name, files, "overwrite", description=description, properties=properties,
                                     commit_info=commit_info, column_comments=column_comments)
-        info = self.merge(name, _reader(files), keys, description=description, properties=properties,
+        info = self.merge(name, parquet_batches(files), keys, description=description, properties=properties,
                           commit_info=commit_info)
         if column_comments:
             self.set_column_comments(name, column_comments)
@@ -432,11 +432,14 @@ def _spark_parquet(df: "SparkDataFrame", folder: str) -> list[str]:
     return sorted(str(p) for p in Path(folder).glob("*.parquet"))
 
 
-def _reader(files: list[str]) -> "pa.RecordBatchReader":
-    """Staged Parquet files as a stream of Arrow batches (bounded memory, whatever their size)."""
+def parquet_batches(files: "str | list[str]", batch_size: int = 64_000) -> "pa.RecordBatchReader":
+    """Parquet files (or a folder of them) as a stream of Arrow batches, in bounded memory whatever
+    their size: one file read at a time, two batches ahead (Arrow's defaults read four files and
+    sixteen batches ahead, over a GB of buffers for the files of a 10M-row table)."""
     import pyarrow.dataset as ds
 
-    return ds.dataset(files, format="parquet").scanner(batch_size=64_000).to_reader()
+    return ds.dataset(files, format="parquet").scanner(
+        batch_size=batch_size, batch_readahead=2, fragment_readahead=1).to_reader()
 
 
 def _nullable(schema: "pa.Schema", comments: dict[str, str]) -> "pa.Schema":
