@@ -22,7 +22,7 @@ class Progress:
                  interval: float = INTERVAL_SECONDS):
         self.log, self.what, self.total_rows, self.spark, self.interval = log, what, total_rows, spark, interval
         self.phase, self.rows = "", 0
-        self._started = time.monotonic()
+        self._started = self._phase_started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"progress-{what}", daemon=True)
 
@@ -35,8 +35,9 @@ class Progress:
         self._thread.join()
 
     def say(self, phase: str) -> None:
-        """What the step is doing now (shown in the next progress line)."""
-        self.phase = phase
+        """What the step is doing now (shown in the next progress line); rows counted from here on
+        are rated over the time since."""
+        self.phase, self._phase_started = phase, time.monotonic()
 
     def rows_done(self, rows: int) -> None:
         self.rows += rows
@@ -50,7 +51,8 @@ class Progress:
         parts = [self.phase] if self.phase else []
         if self.rows:
             total = f" of {self.total_rows:,}" if self.total_rows else ""
-            parts.append(f"{self.rows:,}{total} rows ({self.rows / elapsed:,.0f} rows/s)")
+            rate = self.rows / (time.monotonic() - self._phase_started)
+            parts.append(f"{self.rows:,}{total} rows ({rate:,.0f} rows/s)")
         parts += _spark_stages(self.spark)
         return f"{self.what}: {', '.join(parts) or 'working'} ({elapsed:.0f} s)"
 
