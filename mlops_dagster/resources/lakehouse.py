@@ -335,6 +335,7 @@ class LocalLakehouse(Lakehouse):
 
     def read_spark_changes(self, spark, name, since_version):
         from deltalake import DeltaTable
+        from pyspark.sql.pandas.types import from_arrow_schema
 
         dt = self._table(name)
         commits = [h for h in dt.history() if h["version"] > since_version]
@@ -346,17 +347,11 @@ class LocalLakehouse(Lakehouse):
             return None
         # A merge rewrites the files it touches: the files added since hold every changed row.
         added = [f for f in dt.file_uris() if f not in before]
-        schema = self.read_spark(spark, name).schema
+        schema = from_arrow_schema(self._arrow_schema(dt))  # the table's, as read_spark uses
         return spark.read.schema(schema).parquet(*added) if added else spark.createDataFrame([], schema)
 
-    @contextmanager
-    def staging_dir(self) -> Iterator[str]:
-        staging = Path(self.root, "_staging", uuid.uuid4().hex)
-        staging.mkdir(parents=True)
-        try:
-            yield str(staging)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    def staging_dir(self):
+        return staging_folder(str(Path(self.root, "_staging")))
 
     def write_files(self, name, files, mode="overwrite", *, description=None, properties=None, commit_info=None,
                     column_comments=None):
@@ -406,6 +401,18 @@ class LocalLakehouse(Lakehouse):
         with self.staging_dir() as staging:
             return self.merge_files(name, _spark_parquet(df, staging), keys, description=description,
                                     properties=properties, commit_info=commit_info, column_comments=column_comments)
+
+
+@contextmanager
+def staging_folder(root: str) -> Iterator[str]:
+    """A new empty folder under ``root``, removed with what is left in it when the block ends (each
+    lakehouse's ``staging_dir``, under its own root)."""
+    staging = Path(root, uuid.uuid4().hex)
+    staging.mkdir(parents=True)
+    try:
+        yield str(staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 # Delta operations after which the files added since a version hold every row changed since it.

@@ -12,14 +12,9 @@ Databricks").
 from __future__ import annotations
 
 import json
-import shutil
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .lakehouse import Lakehouse, TableInfo, TableNotFoundError, adds_or_updates_only
+from .lakehouse import Lakehouse, TableInfo, TableNotFoundError, adds_or_updates_only, staging_folder
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -136,14 +131,8 @@ class UnityCatalogLakehouse(Lakehouse):
             self.set_column_comments(name, column_comments)
         return info
 
-    @contextmanager
-    def staging_dir(self) -> Iterator[str]:
-        staging = Path(self.staging_root, uuid.uuid4().hex)
-        staging.mkdir(parents=True)
-        try:
-            yield str(staging)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    def staging_dir(self):
+        return staging_folder(self.staging_root)
 
     def write_files(self, name, files, mode="overwrite", *, description=None, properties=None, commit_info=None):
         # Managed tables own their storage: staged files are read and written by Spark.
