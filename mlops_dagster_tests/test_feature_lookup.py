@@ -170,7 +170,7 @@ def test_spark_matched_flags_are_columns_counted_in_one_aggregation(spark):
     flag = matched_column(table)
     assert flag == "__matched__main_churn_churn_features"
     assert joined.schema[flag].dataType.typeName() == "boolean"
-    assert unmatched_counts(joined, [table]) == {table: 2}  # B on day 14 and C (no feature row at all)
+    assert unmatched_counts(joined, [table]) == (2, {table: 2})  # B on day 14 and C (no feature row at all)
     assert sorted(joined.where(flag).select("customerID").toPandas()["customerID"]) == ["A", "B"]
 
 

@@ -5,7 +5,6 @@ import json
 import tempfile
 import warnings
 from dataclasses import dataclass
-from functools import reduce
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, asset
 
@@ -63,9 +62,7 @@ def training_assets(settings: Settings):
     def churn_training_set(
         context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
-        from pyspark.sql import functions as F
-
-        from ..ml.feature_lookup import FeatureLookup, build_training_set, matched_column
+        from ..ml.feature_lookup import FeatureLookup, all_matched, build_training_set, unmatched_counts
         from ..ml.sampling import stratified_split
         from ..ml.training import LABEL
 
@@ -93,16 +90,13 @@ def training_assets(settings: Settings):
             # Written once, so counting, splitting and writing do not each recompute the joins.
             joined.write.parquet(f"{staging}/joined")
             joined = session.read.parquet(f"{staging}/joined")
-            flags = [F.col(matched_column(l.table)) for l, *_ in lookups]
-            found = reduce(lambda a, b: a & b, flags)
-            unmatched = joined.agg(F.count_if(~found).alias("all"),
-                                   *[F.count_if(~f).alias(str(i)) for i, f in enumerate(flags)]).first()
-            if unmatched["all"]:
-                per_table = {l.table: unmatched[str(i)] for i, (l, *_) in enumerate(lookups)}
-                context.log.warning(f"{unmatched['all']} labels predate every feature row of their key and are "
-                                    f"left out of training (per table: {per_table})")
+            tables = [l.table for l, *_ in lookups]
+            unmatched = unmatched_counts(joined, tables)
+            if unmatched.rows:
+                context.log.warning(f"{unmatched.rows} labels predate every feature row of their key and are "
+                                    f"left out of training (per table: {unmatched.per_table})")
             time_columns = [t for t in dict.fromkeys(l.timestamp_lookup_key for l, *_ in lookups) if t]
-            frame = joined.where(found).select(ds.key, *time_columns, *fs.columns, LABEL)
+            frame = joined.where(all_matched(tables)).select(ds.key, *time_columns, *fs.columns, LABEL)
             progress.say("splitting train / test")
             split = stratified_split(frame, ds.key, LABEL, tr.test_size, tr.seed)
             counts = split.rows
@@ -124,7 +118,7 @@ def training_assets(settings: Settings):
             "train_rows": sum(n for (side, _), n in counts.items() if side == "train"),
             "test_rows": sum(n for (side, _), n in counts.items() if side == "test"),
             "positive_rate": sum(n for (_, label), n in counts.items() if label == 1) / rows if rows else 0.0,
-            "labels_without_features": int(unmatched["all"]),
+            "labels_without_features": unmatched.rows,
             "features_version": feature_version, "labels_version": label_version,
             "feature_lookups": markdown_table([
                 {"table": r["table"], "delta_version": r["version"], "lookup_key": "+".join(r["lookup_key"]),

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import reduce
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -42,8 +43,7 @@ def _require(has: list[str], columns: list[str], what: str) -> None:
 
 def _check_lookup(label_columns: list[str], feature_columns: list[str], lookup: FeatureLookup, keys: list[str],
                   timestamp_key: str | None) -> str:
-    """Schema checks of one lookup (no data read); returns the table's name
-    for messages."""
+    """Schema checks of one lookup (no data read); returns the table's name for messages."""
     where = f"feature table {lookup.table}"
     if len(lookup.lookup_key) != len(keys):
         raise ValueError(f"lookup_key {lookup.lookup_key} must name one label column per key of {where} {keys}")
@@ -95,13 +95,28 @@ def matched_column(table: str) -> str:
     return MATCHED_PREFIX + re.sub(r"\W", "_", table)
 
 
-def unmatched_counts(frame: "DataFrame", tables: list[str]) -> dict[str, int]:
-    """Labels without a feature row, per table, in one aggregation over ``frame`` (a Spark result
-    of ``build_training_set``)."""
+class Unmatched(NamedTuple):
+    """Labels without a feature row: in at least one table (``rows``), and per table."""
+
+    rows: int
+    per_table: dict[str, int]
+
+
+def all_matched(tables: list[str]) -> "Column":
+    """True for the labels that found a feature row in every one of ``tables``."""
     from pyspark.sql import functions as F
 
-    row = frame.agg(*[F.count_if(~F.col(matched_column(t))).alias(str(i)) for i, t in enumerate(tables)]).first()
-    return {t: int(row[str(i)]) for i, t in enumerate(tables)}
+    return reduce(lambda a, b: a & b, [F.col(matched_column(t)) for t in tables])
+
+
+def unmatched_counts(frame: "DataFrame", tables: list[str]) -> Unmatched:
+    """Labels without a feature row, in any and per table, in one aggregation over ``frame`` (a
+    Spark result of ``build_training_set``)."""
+    from pyspark.sql import functions as F
+
+    row = frame.agg(F.count_if(~all_matched(tables)).alias("any"),
+                    *[F.count_if(~F.col(matched_column(t))).alias(str(i)) for i, t in enumerate(tables)]).first()
+    return Unmatched(int(row["any"]), {t: int(row[str(i)]) for i, t in enumerate(tables)})
 
 
 def _spark_timestamp(frame: "DataFrame", column: str) -> "Column":
@@ -217,9 +232,8 @@ def build_training_set(
     """Labels with every lookup's features joined point in time, and one boolean column per feature
     table, named ``matched_column(table)``, saying which labels found a feature row there.
 
-    Spark version of ``build_training_set``: the matched flags are columns of the result instead of
-    a second frame, so the caller counts unmatched labels with one aggregation (``unmatched_counts``)
-    and filters on the same columns. Each lookup is an equi-join on its keys with
+    The matched flags are columns of the result, so the caller counts unmatched labels with one
+    aggregation (``unmatched_counts``) and filters on the same columns (``all_matched``). Each lookup is an equi-join on its keys with
     ``feature_time <= label_time`` and a per-label-row window keeping the newest match: its cost is
     proportional to labels x feature versions per key (few), never labels x feature rows. (A key
     with very many labels and versions is one task's work: the join is partitioned by key.)
