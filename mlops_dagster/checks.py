@@ -110,13 +110,13 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         if event is not None and event.asset_materialization is not None:
             value = event.asset_materialization.metadata.get("rows_quarantined_this_run")
             quarantined = int(value.value) if value is not None else 0
-        top = []
-        if lakehouse.row_count(quarantine_table):  # nothing to group in an empty table
+        top, in_quarantine = [], lakehouse.row_count(quarantine_table)
+        if in_quarantine:  # nothing to group in an empty table
             reasons = lakehouse.read_spark(spark.session(), quarantine_table).groupBy("reason").count()
             top = reasons.orderBy(F.desc("count"), "reason").limit(5).collect()
         return AssetCheckResult(
             passed=quarantined == 0, severity=AssetCheckSeverity.WARN,
-            metadata={"rows_quarantined_last_run": quarantined, "rows_in_quarantine": lakehouse.row_count(quarantine_table),
+            metadata={"rows_quarantined_last_run": quarantined, "rows_in_quarantine": in_quarantine,
                       "top_reasons": markdown_table([{"reason": r["reason"], "rows": r["count"]} for r in top])},
         )
 

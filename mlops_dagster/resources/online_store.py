@@ -169,7 +169,7 @@ class _SqlOnlineStore(OnlineStore, ABC):
         reader = _batches(rows)
         columns = list(reader.schema.names)
         kinds = {c: self._kind(reader.schema.field(c).type) for c in columns}
-        p, quoted = self.placeholder, ", ".join(map(_quote, columns))
+        p = self.placeholder
         loaded = 0
         with self._lock:
             conn = self._connection()
