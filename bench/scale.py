@@ -349,18 +349,22 @@ def _stage_rank(group: str) -> int:
 
 # --- the lifecycle at one size ---------------------------------------------------------------
 
-def _generate(rows: int, env: dict[str, str], log: Path) -> dict:
+def _generate(result: dict, rows: int, env: dict[str, str], log: Path) -> bool:
+    """`mlops generate --rows N`, measured into ``result["generate"]``; False (and the error
+    recorded) when it failed."""
     _log(f"generating {rows:,} rows ...")
-    return _run_measured([str(BIN / "mlops"), "generate", "--rows", str(rows)], env, log)
+    result["generate"] = _run_measured([str(BIN / "mlops"), "generate", "--rows", str(rows)], env, log)
+    if result["generate"]["returncode"] != 0:
+        result["error"] = "generate failed"
+        return False
+    return True
 
 
 def _lifecycle(rows: int, keep: bool) -> dict:
     result: dict = {"rows": rows}
     with _fresh_homes(f"{rows}", keep) as (tmp, env):
         result["directory"] = str(tmp) if keep else None
-        result["generate"] = _generate(rows, env, RESULTS / f"scale_{rows}_generate.log")
-        if result["generate"]["returncode"] != 0:
-            result["error"] = "generate failed"
+        if not _generate(result, rows, env, RESULTS / f"scale_{rows}_generate.log"):
             return result
         _log(f"running the lifecycle on {rows:,} rows ...")
         log = RESULTS / f"scale_{rows}_run.log"
@@ -488,9 +492,7 @@ def _bad_input(rows: int, keep: bool) -> dict:
     result: dict = {"rows": rows}
     with _fresh_homes(f"bad{rows}", keep) as (tmp, env):
         result["directory"] = str(tmp) if keep else None
-        result["generate"] = _generate(rows, env, RESULTS / f"scale_bad_{rows}_generate.log")
-        if result["generate"]["returncode"] != 0:
-            result["error"] = "generate failed"
+        if not _generate(result, rows, env, RESULTS / f"scale_bad_{rows}_generate.log"):
             return result
         printed = Path(result["generate"]["log"]).read_text().split()
         generated = next((Path(w) for w in reversed(printed) if w.endswith(".csv") and Path(w).is_file()), None)
