@@ -49,6 +49,9 @@ def mlflow_tracking_resource(
     return ResourceDefinition(
         resource_fn=_init,
         description=f"dagster-mlflow tracking to {experiment} ({tracking_uri.split(':')[0]})",
+        # Initialized after `spark`: a local run's Spark JVM then starts while MLflow is imported and
+        # its store opened (seconds each), instead of after them.
+        required_resource_keys={"spark"},
     )
 
 
