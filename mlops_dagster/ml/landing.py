@@ -9,11 +9,14 @@ physical line number, original fields (JSON) and every reason it was refused. Ho
 2. Whole-file problems are decided from that summary: not UTF-8, empty, header without rows (one
    quarantine row each, line 0), required columns missing or a column named twice (every row
    quarantined with that reason).
-3. Keys that occur more than once in a file are found by one aggregation over the key field.
-4. Spark tasks check their lines against the contract with Arrow kernels (``contract.py``) and
+3. Spark tasks check their lines against the contract with Arrow kernels (``contract.py``) and
    write the valid rows and the quarantine rows as Parquet files into a staging folder
-   themselves: the data is read once more, never collected, and no task holds more than a batch.
-   Only the files' names and row counts come back to the driver.
+   themselves, and each line's key aside: the text is read once more, never collected, and no
+   task holds more than a batch. Only the files' names and row counts come back to the driver.
+4. Keys that occur more than once in a file are found by one aggregation over the keys written
+   aside (one small column, not the text again). Usually there are none; if there are, the lines
+   are checked again as in 3, each duplicated one quarantined with its reason, and the first
+   output is left unused.
 
 Blank (empty or whitespace-only) lines are skipped; line numbers stay physical. A line break inside
 a quoted value is not supported: such a record's lines are quarantined as unclosed quotes or as
@@ -26,7 +29,7 @@ import csv
 import json
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -47,6 +50,7 @@ QUARANTINE_SCHEMA = pa.schema([
     ("source_file", pa.string()), ("line_number", pa.int64()), ("record", pa.string()), ("reason", pa.string()),
     ("quarantined_at", pa.timestamp("us", tz="UTC")), ("dagster_run_id", pa.string()),
 ])
+_KEYS_SCHEMA = pa.schema([("_file", pa.int32()), ("_line", pa.int64()), ("_key", pa.string())])
 _BLANK = r"^\s*$"
 _BROADCAST_DUPLICATES = 1_000_000  # duplicated keys up to which they are sent to every task
 
@@ -123,18 +127,25 @@ def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[s
     files = [LandingFile(i, p) for i, p in enumerate(paths)]
     lines = _text(spark, paths)
     blocks = _summarize(lines, files, rules)
-    say(f"{sum(f.data_rows for f in files):,} data rows in {len(files)} file(s): finding duplicate keys")
+    say(f"{sum(f.data_rows for f in files):,} data rows in {len(files)} file(s)")
     task = _Task({f.index: f for f in files}, dict(rules), key, out_dir, ingested_at, run_id)
     outputs = [_write_refusal(f, task) for f in files if f.refusal and not f.data_rows]
     with_rows = [f for f in files if f.data_rows]
     if with_rows:
         numbered = _numbered(lines, blocks, with_rows)
-        duplicates = _duplicates(spark, numbered, task)
+        # Checked once as if no key were duplicated, the tasks writing each line's key aside; the
+        # keys are then counted from that small output. Only if some key occurs twice in a file are
+        # the lines checked again, each duplicated one with its reason (the first output is dropped).
         say("checking every row against the contract")
-        checked = (numbered.join(duplicates, ["_file", "_line"], "left") if duplicates is not None
-                   else numbered.withColumn("_duplicate", F.lit(None).cast("string")))
-        schema = "kind string, path string, file int, rows long"
-        outputs += [r.asDict() for r in checked.mapInArrow(partial(_check_partition, task), schema).collect()]
+        checked = _check(numbered.withColumn("_duplicate", F.lit(None).cast("string")), task, with_keys=True)
+        say("finding duplicate keys")
+        keys = [o["path"] for o in checked if o["kind"] == "keys"]
+        duplicates = _duplicates(spark, spark.read.parquet(*keys), task) if keys else None
+        if duplicates is not None:
+            say("checking the rows again with their duplicated keys")
+            checked = _check(numbered.join(duplicates, ["_file", "_line"], "left"),
+                             replace(task, out_dir=f"{out_dir}/recheck"), with_keys=False)
+        outputs += [o for o in checked if o["kind"] != "keys"]
     for out in outputs:
         if out["kind"] == "valid":
             task.files[out["file"]].rows_loaded += out["rows"]
@@ -239,16 +250,23 @@ def _numbered(lines: "DataFrame", blocks: list[dict], files: list[LandingFile]) 
                           & ~F.col("value").rlike(_BLANK))
 
 
-def _duplicates(spark: "SparkSession", numbered: "DataFrame", task: _Task) -> "DataFrame | None":
-    """Pass 2: the lines whose key occurs more than once in their file, with the reason (staged as
-    Parquet, so the check pass reads it instead of computing it again); None when there are none.
+def _check(lines: "DataFrame", task: _Task, with_keys: bool) -> list[dict]:
+    """Check ``lines`` in Spark tasks that write their outputs; returns (kind, path, file, rows) of each
+    output: valid and quarantine rows, and with ``with_keys`` every line's (file, line, key)."""
+    schema = "kind string, path string, file int, rows long"
+    return [r.asDict() for r in lines.mapInArrow(partial(_check_partition, task, with_keys), schema).collect()]
 
-    Keys are first counted by a 64-bit hash (one cheap aggregation, collected: usually nothing);
-    only lines whose hash occurs twice in a file are then grouped by the exact key to name them."""
+
+def _duplicates(spark: "SparkSession", keys: "DataFrame", task: _Task) -> "DataFrame | None":
+    """The lines whose key occurs more than once in their file, with the reason (staged as Parquet,
+    so the check reads it instead of computing it again); None when there are none.
+
+    ``keys``: (file, line, key) of every line with a key. Keys are first counted by a 64-bit hash
+    (one cheap aggregation, collected: usually nothing); only lines whose hash occurs twice in a
+    file are then grouped by the exact key to name them."""
     from pyspark.sql import functions as F
 
-    keys = (numbered.mapInArrow(partial(_keys_partition, task), "_file int, _line long, _key string")
-            .where(F.col("_key").isNotNull()).withColumn("_hash", F.xxhash64("_key")))
+    keys = keys.withColumn("_hash", F.xxhash64("_key"))
     twice = keys.groupBy("_file", "_hash").count().where("count > 1").select("_file", "_hash")
     seen = twice.limit(_BROADCAST_DUPLICATES + 1).collect()
     if not seen:
@@ -322,20 +340,6 @@ def _per_file(batch: pa.RecordBatch) -> Iterator[tuple[int, pa.RecordBatch]]:
         yield index, batch.filter(pc.equal(files, index))
 
 
-def _keys_partition(task: _Task, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """(file, line, key) of every data line of the files whose rows are checked one by one."""
-    for batch in batches:
-        for index, rows in _per_file(batch):
-            f = task.files[index]
-            if f.refusal:
-                continue
-            order, fields, _ = _fields(rows.column("value"))
-            key = _column(_cells(fields, len(f.header)), f.header.index(task.key))
-            yield pa.RecordBatch.from_arrays([rows.column("_file").take(pa.array(order)),
-                                              rows.column("_line").take(pa.array(order)), key],
-                                             names=["_file", "_line", "_key"])
-
-
 class _Output:
     """A Parquet file a task writes its rows of one kind into, opened on the first rows."""
 
@@ -365,29 +369,33 @@ def valid_schema(rules: Mapping[str, Rule]) -> pa.Schema:
         pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC")))
 
 
-def _check_partition(task: _Task, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Pass 3: check each line, write valid and quarantined rows, return (kind, path, file, rows)."""
+def _check_partition(task: _Task, with_keys: bool, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Check each line, write valid and quarantined rows (and the keys), return (kind, path, file, rows)."""
     valid = _Output(f"{task.out_dir}/valid", valid_schema(task.rules))
     quarantine = _Output(f"{task.out_dir}/quarantine", QUARANTINE_SCHEMA)
+    keys = _Output(f"{task.out_dir}/keys", _KEYS_SCHEMA)
     for batch in batches:
         for index, rows in _per_file(batch):
-            good, bad = _check_rows(task, task.files[index], rows)
+            good, bad, found = _check_rows(task, task.files[index], rows)
             valid.write(index, good)
             quarantine.write(index, bad)
-    done = valid.close("valid") + quarantine.close("quarantine")
+            if with_keys:
+                keys.write(index, found)
+    done = valid.close("valid") + quarantine.close("quarantine") + keys.close("keys")
     yield pa.RecordBatch.from_pylist([dict(zip(("kind", "path", "file", "rows"), d)) for d in done],
                                      schema=pa.schema([("kind", pa.string()), ("path", pa.string()),
                                                        ("file", pa.int32()), ("rows", pa.int64())]))
 
 
-def _check_rows(task: _Task, f: LandingFile, rows: pa.RecordBatch) -> tuple[pa.Table | None, pa.Table]:
-    """One file's lines of a batch: (typed valid rows, quarantine rows)."""
+def _check_rows(task: _Task, f: LandingFile, rows: pa.RecordBatch) -> tuple[pa.Table | None, pa.Table, pa.Table | None]:
+    """One file's lines of a batch: (typed valid rows, quarantine rows, (file, line, key) of the
+    lines with a key)."""
     order, fields, unclosed = _fields(rows.column("value"))
     taken = pa.array(order)
     lines, duplicate = rows.column("_line").take(taken), rows.column("_duplicate").take(taken)
     n, width = len(order), len(f.header)
     if f.refusal:
-        return None, _quarantine(task, f, fields, lines, np.arange(n), [[f.refusal]] * n)
+        return None, _quarantine(task, f, fields, lines, np.arange(n), [[f.refusal]] * n), None
     cells = _cells(fields, width)
     raw = {c: _column(cells, f.header.index(c)) for c in task.rules}
     typed, codes = check_cells(raw, task.rules)
@@ -408,7 +416,10 @@ def _check_rows(task: _Task, f: LandingFile, rows: pa.RecordBatch) -> tuple[pa.T
     good = pa.table({c: typed[c].filter(keep) for c in task.rules})
     good = good.append_column(SOURCE_FILE, pa.repeat(pa.scalar(f.path, pa.string()), len(good)))
     good = good.append_column(INGESTED_AT, pa.repeat(_at(task), len(good)))
-    return good, _quarantine(task, f, fields, lines, bad_rows, reasons)
+    key = raw[task.key]
+    found = pa.table({"_file": pa.repeat(pa.scalar(f.index, pa.int32()), n), "_line": lines, "_key": key},
+                     schema=_KEYS_SCHEMA).filter(pc.is_valid(key))
+    return good, _quarantine(task, f, fields, lines, bad_rows, reasons), found
 
 
 def _at(task: _Task) -> pa.Scalar:
