@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 import pytest
 from databricks.sdk import WorkspaceClient
 
+from mlops_dagster.serving.server import GatewayOwnedElsewhere
 from mlops_dagster.serving.server import stop as stop_gateway
 
 from .project import project_at
@@ -43,6 +44,22 @@ def _records(project, n=5) -> list[dict]:
     return features[project.settings.features.columns].to_dict("records")
 
 
+def _another_home_is_refused(project, other_root):
+    """A second MLOPS_HOME configured with the same port never uses the first one's gateway: its
+    endpoint calls fail with an error naming the port, the other home and the setting to change."""
+    port = project.settings.serving.port
+    with project_at(other_root, {"serving": {"port": port}}) as other:
+        serving = other.defs.resources["serving"]
+        for call in (lambda: serving.describe("churn-endpoint"), lambda: serving.apply("churn-endpoint", {})):
+            with pytest.raises(GatewayOwnedElsewhere) as refused:
+                call()
+            message = str(refused.value)
+            assert f":{port}" in message and f"the serving gateway of {project.root.resolve()}" in message
+            assert f"MLOPS_HOME {other_root.resolve()}" in message and "serving.port" in message
+        assert not (other_root / "serving").exists()  # no gateway of its own was started on the taken port
+    assert _workspace(project).serving_endpoints.get("churn-endpoint").state.ready.value == "READY"
+
+
 def test_rollouts_on_the_local_gateway(tmp_path):
     with project_at(tmp_path / "serving") as project:
         project.land(1500, seed=42)
@@ -56,6 +73,7 @@ def test_rollouts_on_the_local_gateway(tmp_path):
         sdk = _workspace(project)
         answer = sdk.serving_endpoints.query("churn-endpoint", dataframe_records=_records(project))
         assert answer.served_model_name == "churn_model-1" and len(answer.predictions) == 5
+        _another_home_is_refused(project, tmp_path / "other")
 
         # Blue/green to a new champion: three steps, then only v2 serves.
         promote = project.rebuild(ALWAYS_PROMOTE)

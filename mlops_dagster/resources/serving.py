@@ -80,12 +80,14 @@ class LocalServingBackend(ServingBackend):
     def _workspace(self, start: bool = True):
         from databricks.sdk import WorkspaceClient
 
-        from ..serving.server import ensure_running, is_up
+        from ..serving.server import check_owner, ensure_running, is_up
 
         if start:
             ensure_running(self.url, self.state_dir, self.port, self.gateway_settings)
         elif not is_up(self.url):
             return None
+        else:
+            check_owner(self.url, self.state_dir)
         # The gateway needs no credentials; the SDK insists on some.
         return WorkspaceClient(host=self.url, token="local-gateway", auth_type="pat")
 

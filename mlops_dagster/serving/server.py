@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..settings import Settings
 from .gateway import BadRequest, Gateway, LoadedModel
@@ -83,7 +84,9 @@ def build_app(gateway: Gateway, on_stop=None):
 
     async def health(request: Request):
         ready = {n: e.describe(None)["state"] for n, e in gateway.endpoints.items()}
-        return JSONResponse({"status": "OK", "endpoints": ready})
+        # Which project's gateway this is: a caller from another MLOPS_HOME must not use it.
+        state = str(gateway.state_file.parent.resolve()) if gateway.state_file else None
+        return JSONResponse({"status": "OK", "endpoints": ready, "state_dir": state})
 
     async def endpoints(request: Request):
         try:
@@ -155,13 +158,38 @@ def is_up(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+class GatewayOwnedElsewhere(RuntimeError):
+    """The configured port answers, but not with this project's gateway."""
+
+
+def check_owner(url: str, state: str | Path) -> None:
+    """Raise unless the gateway answering at ``url`` keeps its state in ``state`` (this MLOPS_HOME's):
+    another project's gateway would serve its own models under our endpoint names."""
+    mine = Path(state).resolve()
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+            other = json.loads(response.read()).get("state_dir")
+    except (OSError, ValueError, AttributeError):
+        other = None
+    if other is not None and Path(other) == mine:
+        return
+    port = urlsplit(url).port
+    owner = f"the serving gateway of {Path(other).parent}" if other else "a server that is not this project's gateway"
+    stop = f"stop it (MLOPS_HOME={Path(other).parent} mlops stop) or " if other else "stop it or "
+    raise GatewayOwnedElsewhere(
+        f"{url} is taken by {owner}, not by this project's (MLOPS_HOME {mine.parent}): {stop}give this project "
+        f"another port with serving.port in its config (port {port} now)")
+
+
 def ensure_running(url: str, state: str | Path, port: int, settings_json: str, wait_seconds: float = 120.0) -> None:
-    """Start the gateway as a detached background process unless one already answers at ``url``.
+    """Start the gateway as a detached background process unless this project's already answers at
+    ``url`` (another project's there is an error: see ``check_owner``).
 
     The process gets the exact settings of its caller (``settings_json``), whatever files and
     environment those came from.
     """
     if is_up(url):
+        check_owner(url, state)
         return
     state = Path(state)
     state.mkdir(parents=True, exist_ok=True)
@@ -174,10 +202,11 @@ def ensure_running(url: str, state: str | Path, port: int, settings_json: str, w
                                    start_new_session=True)
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
-        if is_up(url):
-            return
         if process.poll() is not None:
             raise RuntimeError(f"the serving gateway exited with {process.returncode}; see {log_file}")
+        if is_up(url):
+            check_owner(url, state)  # another project's gateway may have taken the port meanwhile
+            return
         time.sleep(0.2)
     raise TimeoutError(f"the serving gateway did not answer on {url} within {wait_seconds:.0f} s; see {log_file}")
 
