@@ -55,21 +55,21 @@ def _per_key(context, lakehouse: Lakehouse, spark: SparkResource, table: str, ke
 
 
 def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
-    ds, fs = settings.dataset, settings.features
-    raw_table = settings.table(f"raw_{ds.name}")
-    quarantine_table = settings.table(f"raw_{ds.name}_quarantine")
-    features_table = settings.table("churn_features")
-    labels_table = settings.table("churn_labels")
+    ds, fs, names = settings.dataset, settings.features, settings.names
+    raw_table = settings.table(names.raw)
+    quarantine_table = settings.table(names.quarantine)
+    features_table = settings.table(names.features)
+    labels_table = settings.table(names.labels)
 
-    raw_key = _key_spec("raw_customers", raw_table, [ds.key])
+    raw_key = _key_spec(names.raw, raw_table, [ds.key])
 
-    @asset_check(asset="raw_customers", name=KEY_CHECK, description=raw_key.description)
+    @asset_check(asset=names.raw, name=KEY_CHECK, description=raw_key.description)
     def raw_key_is_unique(context, lakehouse: Lakehouse, spark: SparkResource,
                           step_launcher: StepLauncherParam) -> AssetCheckResult:
         return _per_key(context, lakehouse, spark, raw_table, [ds.key])[0]
 
     @asset_check(
-        asset="raw_customers", name="rows_meet_contract",
+        asset=names.raw, name="rows_meet_contract",
         description="Every value in the raw table meets the dataset contract: types, nullability, allowed "
                     "values and ranges from the target config.",
     )
@@ -97,7 +97,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         )
 
     @asset_check(
-        asset="raw_customers_quarantine", name="no_rows_quarantined_by_last_ingestion",
+        asset=names.quarantine, name="no_rows_quarantined_by_last_ingestion",
         description="Warns when the last ingestion quarantined rows: look at the quarantine table's reasons.",
     )
     def quarantine_is_quiet(context, lakehouse: Lakehouse, spark: SparkResource,
@@ -105,7 +105,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         from dagster import AssetKey
         from pyspark.sql import functions as F
 
-        event = context.instance.get_latest_materialization_event(AssetKey("raw_customers_quarantine"))
+        event = context.instance.get_latest_materialization_event(AssetKey(names.quarantine))
         quarantined = 0
         if event is not None and event.asset_materialization is not None:
             value = event.asset_materialization.metadata.get("rows_quarantined_this_run")
@@ -121,10 +121,10 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         )
 
     @multi_asset_check(specs=[
-        _key_spec("churn_features", features_table, [ds.key, INGESTED_AT]),
-        AssetCheckSpec("features_are_complete", asset="churn_features",
+        _key_spec(names.features, features_table, [ds.key, INGESTED_AT]),
+        AssetCheckSpec("features_are_complete", asset=names.features,
                        description="No feature is missing for any entity (the model must be able to score every row)."),
-    ], name="churn_features_checks")
+    ], name=f"{names.features}_checks")
     def feature_checks(context, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam):
         from pyspark.sql import functions as F
 
@@ -139,10 +139,10 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         )
 
     @multi_asset_check(specs=[
-        _key_spec("churn_labels", labels_table, [ds.key]),
-        AssetCheckSpec("both_classes_present", asset="churn_labels",
+        _key_spec(names.labels, labels_table, [ds.key]),
+        AssetCheckSpec("both_classes_present", asset=names.labels,
                        description="Labels are 0/1 and both outcomes occur: a classifier cannot learn from one class."),
-    ], name="churn_labels_checks")
+    ], name=f"{names.labels}_checks")
     def label_checks(context, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam):
         from pyspark.sql import functions as F
 

@@ -29,7 +29,8 @@ def generate(rows: int, seed: int, drifted: bool, name: str | None, landing: str
     return write_customers_csv(landing_dir / name, rows, seed, drifted)
 
 
-def _summary(result, seconds: float) -> str:
+def _summary(result, seconds: float, settings) -> str:
+    names, ds = settings.names, settings.dataset
     meta = {}
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
@@ -40,8 +41,8 @@ def _summary(result, seconds: float) -> str:
         lines.append("Tables (Delta):")
         for key, m in tables:
             lines.append(f"  {m['dagster/table_name']:<48} v{m['delta_version']:<4} {m['dagster/row_count']:>8} rows  ({key})")
-    if "churn_model" in meta:
-        m = meta["churn_model"]
+    if names.model in meta:
+        m = meta[names.model]
         lines += ["", f"MLflow run:        {m['mlflow_run_id']}  ({m['mlflow_tracking_uri']})",
                   "Holdout metrics:   " + ", ".join(f"{k} {m[k]:.3f}" for k in ("roc_auc", "f1", "precision", "recall", "log_loss"))]
     if "challenger_model_version" in meta:
@@ -50,15 +51,15 @@ def _summary(result, seconds: float) -> str:
     if "champion_model_version" in meta:
         m = meta["champion_model_version"]
         lines.append(f"Champion:          v{m['champion_version']}: {m['decision']}")
-    if "churn_endpoint" in meta:
-        m = meta["churn_endpoint"]
+    if names.endpoint in meta:
+        m = meta[names.endpoint]
         lines.append(f"Endpoint:          {m['url']} ({m['state']}: {m['traffic']}; inference table {m['inference_table']})")
-    if "churn_predictions" in meta:
-        m = meta["churn_predictions"]
+    if names.predictions in meta:
+        m = meta[names.predictions]
         lines.append(f"Predictions:       {m['rows_scored']} rows by v{m['model_version']} "
-                     f"(predicted churn rate {m['predicted_churn_rate']:.1%})")
-    if "churn_drift_report" in meta:
-        m = meta["churn_drift_report"]
+                     f"({m['predicted_positive_rate']:.1%} predicted {ds.label} = {ds.positive_label!r})")
+    if names.drift_report in meta:
+        m = meta[names.drift_report]
         lines += [f"Drift:             {m['verdict']} ({m['drifted_columns']} columns, share {m['drift_share']:.2f}, "
                   f"threshold {m['threshold_share']})", f"Drift report:      {m['report_path']}"]
     for event in result.all_events:
@@ -96,7 +97,7 @@ def run(job_name: str, run_config: dict | None = None) -> int:
             instance=instance, raise_on_error=False,
             run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": "INFO"}}}},
         )
-    print(_summary(result, time.perf_counter() - started))
+    print(_summary(result, time.perf_counter() - started, settings))
     return 0 if result.success else 1
 
 

@@ -15,7 +15,7 @@ from .assets.training import training_assets
 from .automation import automation_definitions
 from .checks import quality_checks
 from .governance.jobs import governance_jobs
-from .jobs import jobs
+from .jobs import build_jobs
 from .quiet import quiet_libraries
 from .resources import build_resources
 from .settings import Settings, load_settings
@@ -27,13 +27,14 @@ def build_definitions(settings: Settings) -> Definitions:
         *registry_assets(settings), *serving_assets(settings), *inference_assets(settings), *monitoring_assets(settings),
         *governance_assets(settings),
     ]
-    sensors, schedules = automation_definitions(settings)
+    jobs = build_jobs(settings)
+    sensors, schedules = automation_definitions(settings, jobs)
     return Definitions(
         assets=assets,
         sensors=sensors,
         schedules=schedules,
         asset_checks=quality_checks(settings),
-        jobs=[*jobs, *governance_jobs(settings)],
+        jobs=[*jobs.all, *governance_jobs(settings)],
         resources=build_resources(settings),
         # One process per run: steps share one SparkSession instead of starting a JVM each.
         executor=in_process_executor,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 CONF_DIR = Path(__file__).parent / "conf"
 TARGETS = ("local", "dev", "staging", "prod")
-FEATURES_TABLE = "churn_features"
 # When a raw row was ingested: a column of the raw table, and the feature table's timestamp key.
 INGESTED_AT = "_ingested_at"
 # Which landing file a raw row came from.
@@ -141,7 +141,7 @@ class ScheduleSettings(_Model):
 
 
 class ServingSettings(_Model):
-    endpoint: str = "churn-endpoint"
+    endpoint: str
     # blue_green: new champion loaded at 0 %, smoke-tested, shifted to 100 %, old one retired.
     # canary: champion (100 - canary_percent) % / validated challenger canary_percent %.
     # shadow: champion answers; a validated challenger gets a mirror of every request (captured only).
@@ -323,8 +323,72 @@ class DatabricksSettings(_Model):
     timeout_seconds: int = Field(0, ge=0)                           # per remote run; 0 = none
 
 
+@dataclass(frozen=True)
+class Names:
+    """Every asset, table and check name of one use case, made here from its config (``name`` and
+    ``dataset.name``) and nowhere else."""
+
+    use_case: str
+    dataset: str
+
+    @property
+    def raw(self) -> str:
+        return f"raw_{self.dataset}"
+
+    @property
+    def quarantine(self) -> str:
+        return f"raw_{self.dataset}_quarantine"
+
+    @property
+    def features(self) -> str:
+        """The features asset and its Delta table (and its feature-registry entry)."""
+        return f"{self.use_case}_features"
+
+    @property
+    def labels(self) -> str:
+        return f"{self.use_case}_labels"
+
+    @property
+    def features_online(self) -> str:
+        return f"{self.use_case}_features_online"
+
+    @property
+    def training_set(self) -> str:
+        return f"{self.use_case}_training_set"
+
+    @property
+    def model(self) -> str:
+        """The trained-model asset (the registered model's name is ``mlflow.model_name``)."""
+        return f"{self.use_case}_model"
+
+    @property
+    def endpoint(self) -> str:
+        """The serving-endpoint asset (the endpoint's own name is ``serving.endpoint``)."""
+        return f"{self.use_case}_endpoint"
+
+    @property
+    def predictions(self) -> str:
+        return f"{self.use_case}_predictions"
+
+    @property
+    def probability(self) -> str:
+        """The predictions' column with the positive class's probability."""
+        return f"{self.use_case}_probability"
+
+    @property
+    def drift_report(self) -> str:
+        return f"{self.use_case}_drift_report"
+
+    @property
+    def drift_metrics(self) -> str:
+        return f"{self.use_case}_drift_metrics"
+
+
 class Settings(_Model):
     target: Literal["local", "dev", "staging", "prod"]
+    # The use case: every asset and table is named from it (see ``Names``), and config strings may
+    # say ``{name}`` (and ``{catalog}``, ``{schema}``) to name models, experiments and endpoints.
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     catalog: str
     schema_: str = Field(alias="schema")
     # Where tables, landing files, reports and MLflow live on `local`. On a Databricks target it is
@@ -341,7 +405,7 @@ class Settings(_Model):
     inference: InferenceSettings = InferenceSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     automation: AutomationSettings = AutomationSettings()
-    serving: ServingSettings = ServingSettings()
+    serving: ServingSettings
     governance: GovernanceSettings = GovernanceSettings()
     databricks: DatabricksSettings = DatabricksSettings()
     feature_store: FeatureStoreSettings = FeatureStoreSettings()
@@ -356,15 +420,14 @@ class Settings(_Model):
         if not isinstance(raw, dict) or not isinstance(raw.get("dataset"), dict):
             return raw
         key = raw["dataset"].get("key")
+        features = Names(str(raw.get("name")), str(raw["dataset"].get("name"))).features
         store = dict(raw.get("feature_store") or {})
         tables = dict(store.get("tables") or {})
-        if isinstance(tables.get(FEATURES_TABLE), dict):
-            table = {"keys": [key], "timestamp_key": INGESTED_AT, **tables[FEATURES_TABLE]}
-            tables[FEATURES_TABLE] = table
+        if isinstance(tables.get(features), dict):
+            tables[features] = {"keys": [key], "timestamp_key": INGESTED_AT, **tables[features]}
         store["tables"] = tables
         if not store.get("training_lookups"):
-            store["training_lookups"] = [{"table": FEATURES_TABLE, "lookup_key": [key],
-                                          "timestamp_lookup_key": INGESTED_AT}]
+            store["training_lookups"] = [{"table": features, "lookup_key": [key], "timestamp_lookup_key": INGESTED_AT}]
         return {**raw, "feature_store": store}
 
     @model_validator(mode="before")
@@ -395,11 +458,13 @@ class Settings(_Model):
         return self
 
     def _feature_table_matches_the_features_asset(self) -> None:
-        """``churn_features`` is written by the features asset: its registry entry must describe it."""
-        declared = self.feature_store.tables.get(FEATURES_TABLE)
+        """``<name>_features`` is written by the features asset: its registry entry must describe it."""
+        features = self.names.features
+        declared = self.feature_store.tables.get(features)
         if declared is None:
-            raise ValueError(f"feature_store.tables must declare {FEATURES_TABLE} (the table the features asset writes)")
-        where = f"feature_store.tables.{FEATURES_TABLE}"
+            raise ValueError(f"feature_store.tables must declare {features} (the table the features asset writes; "
+                             "'{name}_features' in the config names it)")
+        where = f"feature_store.tables.{features}"
         if declared.keys != [self.dataset.key]:
             raise ValueError(f"{where}.keys must be [{self.dataset.key}] (dataset.key), not {declared.keys}")
         if declared.timestamp_key != INGESTED_AT:
@@ -415,9 +480,13 @@ class Settings(_Model):
         """How the features asset writes a model feature: categoricals as strings, the rest as doubles."""
         return "string" if name in self.features.categorical else "double"
 
+    @property
+    def names(self) -> Names:
+        return Names(self.name, self.dataset.name)
+
     def feature_names(self, table: str) -> list[str]:
-        """The features of a registry table: the model's for ``churn_features``, else those declared."""
-        return self.features.columns if table == FEATURES_TABLE else list(self.feature_store.tables[table].columns)
+        """The features of a registry table: the model's for the features asset's, else those declared."""
+        return self.features.columns if table == self.names.features else list(self.feature_store.tables[table].columns)
 
     def feature_table(self, name: str) -> str:
         """A registry table's three-level name: short names live in this catalog and schema."""
@@ -452,6 +521,20 @@ class Settings(_Model):
     def table(self, name: str) -> str:
         """The three-level Unity Catalog name of one of this project's tables."""
         return f"{self.catalog}.{self.schema_}.{name}"
+
+
+_NAME_REF = re.compile(r"\{(name|catalog|schema)\}")
+
+
+def _expand_names(value: Any, names: dict[str, str]) -> Any:
+    """``{name}``, ``{catalog}`` and ``{schema}`` in config strings and keys, from the config itself."""
+    if isinstance(value, str):
+        return _NAME_REF.sub(lambda m: names[m.group(1)], value)
+    if isinstance(value, dict):
+        return {_expand_names(k, names): _expand_names(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_names(v, names) for v in value]
+    return value
 
 
 def _expand_env(value: Any) -> Any:
@@ -510,11 +593,22 @@ def load_settings(target: str | None = None, extra_file: str | Path | None = Non
     files = [CONF_DIR / "base.yaml", CONF_DIR / f"{target}.yaml"]
     if extra_file:
         files.append(Path(extra_file))
+    layers = [_expand_env(_read_yaml(path)) for path in files]
+    sources = " + ".join(str(f) for f in files)
+    merged: dict = {}
+    for layer in layers:
+        merged = deep_merge(merged, layer)
+    missing = [k for k in ("name", "catalog", "schema") if not isinstance(merged.get(k), str)]
+    if missing:
+        raise ConfigError(f"invalid configuration for target {target!r} ({sources}): {', '.join(missing)} "
+                          "must be set, as text")
+    # Each layer gets the final names before they are merged, so a key written `{name}_features`
+    # in one layer and `churn_features` in another is one key.
+    names = {k: merged[k] for k in ("name", "catalog", "schema")}
     raw: dict = {}
-    for path in files:
-        raw = deep_merge(raw, _read_yaml(path))
+    for layer in layers:
+        raw = deep_merge(raw, _expand_names(layer, names))
     try:
-        return Settings.model_validate(_expand_env(raw))
+        return Settings.model_validate(raw)
     except ValidationError as exc:
-        sources = " + ".join(str(f) for f in files)
         raise ConfigError(f"invalid configuration for target {target!r} ({sources}):\n{exc}") from None

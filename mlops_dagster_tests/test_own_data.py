@@ -3,6 +3,8 @@ label, features and model run end to end without a code change."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,6 +14,7 @@ from .project import project_at
 pytestmark = pytest.mark.integration
 
 SUBSCRIBERS = {
+    "name": "cancellation",  # names every asset, table, model and endpoint
     "dataset": {
         "name": "subscribers", "file_pattern": "subs_*.csv", "key": "subscriber_id",
         "label": "cancelled", "positive_label": "true",
@@ -60,15 +63,25 @@ def test_another_dataset_runs_end_to_end_by_configuration_alone(tmp_path):
 
         raw = project.lakehouse.read(project.table("raw_subscribers"))
         assert len(raw) == 800 and raw["spend"].isna().sum() == frame["spend"].isna().sum()
-        features = project.lakehouse.read(project.table("churn_features"))
+        features = project.lakehouse.read(project.table("cancellation_features"))
         assert list(features.columns[:5]) == ["subscriber_id", "plan", "months", "spend", "spend_per_month"]
         assert features["spend"].notna().all()
-        model = project.metadata("churn_model")
+        model = project.metadata("cancellation_model")
         assert model["roc_auc"] > 0.65
         run = project.registry.client().get_run(model["mlflow_run_id"])
         assert run.data.params["model_class"] == "sklearn.ensemble.HistGradientBoostingClassifier"
         assert run.data.params["model.max_iter"] == "60"
-        assert project.registry.by_alias("champion") is not None
-        predictions = project.lakehouse.read(project.table("churn_predictions"))
+        champion = project.registry.by_alias("champion")
+        assert champion is not None and champion.name == "cancellation_model"
+        predictions = project.lakehouse.read(project.table("cancellation_predictions"))
         assert sorted(predictions["subscriber_id"]) == sorted(frame["subscriber_id"])
-        assert project.metadata("churn_drift_report")["dataset_drift"] is False
+        assert predictions["cancellation_probability"].between(0, 1).all()
+        assert project.metadata("cancellation_drift_report")["dataset_drift"] is False
+        endpoint = project.metadata("cancellation_endpoint")
+        assert endpoint["endpoint"] == "cancellation-endpoint" and endpoint["state"] == "READY"
+        # Nothing is named for the demo's use case: no churn asset, table or check.
+        keys = [k.to_user_string() for k in project.defs.resolve_asset_graph().get_all_asset_keys()]
+        assert not [k for k in keys if "churn" in k or "customers" in k]
+        schema = Path(project.lakehouse.location(project.table("x"))).parent
+        tables = [p.name for p in schema.iterdir()]
+        assert "cancellation_training_set" in tables and not [t for t in tables if "churn" in t or "customers" in t]

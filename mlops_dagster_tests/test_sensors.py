@@ -12,9 +12,11 @@ from dagster import AssetMaterialization, DagsterInstance, DefaultSensorStatus, 
 from mlops_dagster.automation.drift import drift_sensor
 from mlops_dagster.automation.file_arrival import file_arrival_sensor
 from mlops_dagster.definitions import build_definitions
-from mlops_dagster.jobs import lifecycle_job
+from mlops_dagster.jobs import build_jobs
 from mlops_dagster.resources.landing import LocalLandingVolume
 from mlops_dagster.settings import load_settings
+
+LIFECYCLE = build_jobs(load_settings()).lifecycle
 
 STOPPED = DefaultSensorStatus.STOPPED
 
@@ -48,7 +50,7 @@ def _write(path, text):
 
 def test_new_file_triggers_exactly_one_run_and_is_not_seen_again(local_root, tmp_path, instance):
     settings = _settings(local_root, tmp_path)
-    sensor = file_arrival_sensor(settings, lifecycle_job, STOPPED)
+    sensor = file_arrival_sensor(settings, LIFECYCLE, STOPPED)
     landing = settings.root / "landing"
     _write(landing / "a.csv", "customerID\n1\n")
     _write(landing / "ignored.txt", "not a landing file")
@@ -69,7 +71,7 @@ def test_new_file_triggers_exactly_one_run_and_is_not_seen_again(local_root, tmp
 
 def test_a_changed_file_triggers_again_with_a_new_run_key(local_root, tmp_path, instance):
     settings = _settings(local_root, tmp_path)
-    sensor = file_arrival_sensor(settings, lifecycle_job, STOPPED)
+    sensor = file_arrival_sensor(settings, LIFECYCLE, STOPPED)
     target = settings.root / "landing" / "a.csv"
     _write(target, "customerID\n1\n")
     _, _, cursor = _tick(sensor, instance, None)
@@ -82,7 +84,7 @@ def test_a_changed_file_triggers_again_with_a_new_run_key(local_root, tmp_path, 
 
 def test_a_growing_file_waits_until_it_is_stable(local_root, tmp_path, instance):
     settings = _settings(local_root, tmp_path, stable_seconds=30)
-    sensor = file_arrival_sensor(settings, lifecycle_job, STOPPED)
+    sensor = file_arrival_sensor(settings, LIFECYCLE, STOPPED)
     target = settings.root / "landing" / "big.csv"
     target.parent.mkdir(parents=True)
     target.write_text("customerID\n1\n")  # just written: mtime is now
@@ -102,7 +104,7 @@ def test_a_growing_file_waits_until_it_is_stable(local_root, tmp_path, instance)
 
 def test_several_files_give_one_run_each_and_removed_files_leave_the_cursor(local_root, tmp_path, instance):
     settings = _settings(local_root, tmp_path)
-    sensor = file_arrival_sensor(settings, lifecycle_job, STOPPED)
+    sensor = file_arrival_sensor(settings, LIFECYCLE, STOPPED)
     landing = settings.root / "landing"
     for name in ("a.csv", "b.csv", "c.csv"):
         _write(landing / name, "customerID\n1\n")
@@ -125,7 +127,7 @@ def _ingestion(instance, rows_loaded: int):
 
 
 def test_drift_sensor_acts_on_drift_once_per_report(local_root, tmp_path, instance):
-    sensor = drift_sensor(_settings(local_root, tmp_path, cooldown_minutes=0), lifecycle_job, STOPPED)
+    sensor = drift_sensor(_settings(local_root, tmp_path, cooldown_minutes=0), LIFECYCLE, STOPPED)
     requests, skip, cursor = _tick(sensor, instance, None)
     assert requests == [] and skip == "no drift report yet"
 
@@ -143,7 +145,7 @@ def test_drift_sensor_acts_on_drift_once_per_report(local_root, tmp_path, instan
 
 
 def test_drift_sensor_respects_its_cool_down(local_root, tmp_path, instance):
-    sensor = drift_sensor(_settings(local_root, tmp_path, cooldown_minutes=60), lifecycle_job, STOPPED)
+    sensor = drift_sensor(_settings(local_root, tmp_path, cooldown_minutes=60), LIFECYCLE, STOPPED)
     _ingestion(instance, 800)
     _report(instance, drifted=True, share=0.6)
     [_], _, cursor = _tick(sensor, instance, None)
@@ -159,7 +161,7 @@ def test_drift_sensor_respects_its_cool_down(local_root, tmp_path, instance):
 
 
 def test_drift_sensor_skips_when_a_model_already_learned_from_the_drifted_data(local_root, tmp_path, instance):
-    sensor = drift_sensor(_settings(local_root, tmp_path, cooldown_minutes=0), lifecycle_job, STOPPED)
+    sensor = drift_sensor(_settings(local_root, tmp_path, cooldown_minutes=0), LIFECYCLE, STOPPED)
     _ingestion(instance, 800)
     instance.report_runless_asset_event(AssetMaterialization("churn_model"))  # the file-arrival run retrained
     _report(instance, drifted=True, share=0.7)

@@ -293,3 +293,31 @@ def test_sqlite_online_store_without_a_local_root_is_refused_clearly(local_root,
         build_online_store(load_settings("dev", extra_file=extra))
     local = build_online_store(load_settings("local"))
     assert local.path == str(local_root.resolve() / "online" / "features.db")
+
+
+@pytest.mark.parametrize("target", ["local", "dev", "staging", "prod"])
+def test_the_use_case_name_names_everything(local_root, tmp_path, target):
+    settings = load_settings(target, extra_file=write_yaml(tmp_path / "name.yaml", {"name": "upsell"}))
+    names = settings.names
+    assert (names.features, names.labels, names.training_set, names.model, names.endpoint, names.predictions,
+            names.drift_report, names.features_online) == (
+        "upsell_features", "upsell_labels", "upsell_training_set", "upsell_model", "upsell_endpoint",
+        "upsell_predictions", "upsell_drift_report", "upsell_features_online")
+    assert (names.raw, names.quarantine) == ("raw_customers", "raw_customers_quarantine")  # from dataset.name
+    assert settings.serving.endpoint == "upsell-endpoint"
+    assert list(settings.feature_store.tables) == ["upsell_features"]
+    assert settings.feature_store.training_lookups[0].table == "upsell_features"
+    if target == "local":
+        assert (settings.mlflow.model_name, settings.mlflow.experiment) == ("upsell_model", "upsell")
+    else:
+        assert settings.mlflow.model_name == f"{settings.catalog}.churn.upsell_model"
+        assert settings.mlflow.experiment.endswith("/upsell")
+        assert settings.landing_path == f"/Volumes/{settings.catalog}/churn/landing"
+    if settings.governance.promotion.next is not None:
+        assert settings.governance.promotion.next.model_name.endswith(".churn.upsell_model")
+
+
+@pytest.mark.parametrize("name", ["Upsell", "up-sell", "1st", ""])
+def test_a_use_case_name_must_be_a_lowercase_identifier(local_root, tmp_path, name):
+    with pytest.raises(ConfigError, match="name"):
+        load_settings(extra_file=write_yaml(tmp_path / "name.yaml", {"name": name}))

@@ -16,7 +16,7 @@ from mlops_dagster.ml.evaluation import (
     METRICS,
     ThresholdResult,
     check_thresholds,
-    churn_probability,
+    positive_probability,
     compare_to_champion,
     evaluate,
     save_plots,
@@ -93,7 +93,7 @@ def trained(tmp_path_factory):
 
 def test_configured_pipeline_reaches_a_good_roc_auc(trained):
     pipeline, test, columns = trained
-    probability = churn_probability(pipeline, test[columns])
+    probability = positive_probability(pipeline, test[columns])
     assert probability.shape == (len(test),)
     assert ((probability >= 0) & (probability <= 1)).all()
     scores = evaluate(test[LABEL], probability)

@@ -13,16 +13,16 @@ from ..resources.lakehouse import Lakehouse, parquet_batches
 from ..resources.online_store import OnlineStore
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
-from ..settings import FEATURES_TABLE, INGESTED_AT, Settings
+from ..settings import INGESTED_AT, Settings
 from ..metadata import commit_info, table_metadata
 
 
 def feature_assets(settings: Settings):
-    ds, fs = settings.dataset, settings.features
-    raw_table = settings.table(f"raw_{ds.name}")
-    features_table = settings.table(FEATURES_TABLE)
-    labels_table = settings.table("churn_labels")
-    registered = settings.feature_store.tables[FEATURES_TABLE]
+    ds, fs, names = settings.dataset, settings.features, settings.names
+    raw_table = settings.table(names.raw)
+    features_table = settings.table(names.features)
+    labels_table = settings.table(names.labels)
+    registered = settings.feature_store.tables[names.features]
     comments = {c: spec.description for c, spec in registered.columns.items() if c in fs.columns and spec.description}
 
     # What the feature rows are computed from: a change means every row is computed again.
@@ -51,7 +51,7 @@ def feature_assets(settings: Settings):
     @multi_asset(
         specs=[
             AssetSpec(
-                "churn_features", group_name="features", deps=["raw_customers"], kinds={"spark", "delta"},
+                names.features, group_name="features", deps=[names.raw], kinds={"spark", "delta"},
                 description=(
                     f"Model inputs per `{ds.key}`, computed with Spark from the raw table: "
                     f"{len(fs.categorical)} categorical and {len(fs.numeric_columns)} numeric features "
@@ -63,7 +63,7 @@ def feature_assets(settings: Settings):
                 metadata={"dagster/table_name": features_table},
             ),
             AssetSpec(
-                "churn_labels", group_name="features", deps=["raw_customers"], kinds={"spark", "delta"},
+                names.labels, group_name="features", deps=[names.raw], kinds={"spark", "delta"},
                 description=(
                     f"The training target, kept apart from the features: `label` = 1 where "
                     f"`{ds.label}` is {ds.positive_label!r}, else 0, per `{ds.key}`. "
@@ -109,11 +109,11 @@ def feature_assets(settings: Settings):
         record(lakehouse, settings.table(AUDIT_TABLE),
                table_written([feature_info, label_info], settings.target, context.run.run_id))
         lineage = {"source_table": raw_table, "source_delta_version": raw_version}
-        yield MaterializeResult(asset_key="churn_features", metadata={
+        yield MaterializeResult(asset_key=names.features, metadata={
             **table_metadata(feature_info), **lineage, "feature_columns": fs.columns, "mode": mode,
             "rows_processed": processed,
         })
-        yield MaterializeResult(asset_key="churn_labels", metadata={**table_metadata(label_info), **lineage, "mode": mode})
+        yield MaterializeResult(asset_key=names.labels, metadata={**table_metadata(label_info), **lineage, "mode": mode})
 
     if not registered.online:
         return [build_feature_tables]
@@ -121,16 +121,16 @@ def feature_assets(settings: Settings):
     store = settings.feature_store.online_store.kind
 
     @asset(
-        group_name="features", deps=["churn_features"], kinds={store, "spark"},
+        name=names.features_online, group_name="features", deps=[names.features], kinds={store, "spark"},
         description=(
-            f"The latest `{FEATURES_TABLE}` values per `{ds.key}`, published to the online store "
+            f"The latest `{names.features}` values per `{ds.key}`, published to the online store "
             f"({store}) for lookups at serving time: the endpoint takes just `{ds.key}` and fetches the "
             "features. Only the keys whose features changed since the last published Delta version are "
             "upserted (a full republish when the table's history cannot say what changed: a restore, an "
             "overwrite, other columns); either way one transaction, and the Delta version is recorded."
         ),
     )
-    def churn_features_online(
+    def publish_online_features(
         context: AssetExecutionContext, lakehouse: Lakehouse, online_store: OnlineStore, spark: SparkResource,
         step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
@@ -161,4 +161,4 @@ def feature_assets(settings: Settings):
         return MaterializeResult(metadata={**meta, "rows_published": info.rows, "mode": mode,
                                            "online_table": info.online_table})
 
-    return [build_feature_tables, churn_features_online]
+    return [build_feature_tables, publish_online_features]

@@ -17,23 +17,25 @@ class NoChampionError(RuntimeError):
 
 
 def inference_assets(settings: Settings):
-    key = settings.dataset.key
-    features_table = settings.table("churn_features")
-    predictions_table = settings.table("churn_predictions")
+    key, names = settings.dataset.key, settings.names
+    features_table = settings.table(names.features)
+    predictions_table = settings.table(names.predictions)
     threshold = settings.inference.decision_threshold
 
     @asset(
-        group_name="inference", deps=["churn_features", "champion_model_version"], kinds={"spark", "delta"},
+        name=names.predictions, group_name="inference", deps=[names.features, "champion_model_version"],
+        kinds={"spark", "delta"},
         automation_condition=AutomationCondition.eager(),
         description=(
-            f"The `{CHAMPION}` model's churn probability for every customer's latest features, scored on "
+            f"The `{CHAMPION}` model's probability of {settings.dataset.label} = {settings.dataset.positive_label!r} "
+            f"(`{names.probability}`) for every `{key}`'s latest features, scored on "
             f"Spark with MLflow's `spark_udf`; `prediction` is 1 at probability >= {threshold}. Each run "
             f"replaces Delta table `{predictions_table}` (earlier batches stay readable by Delta version) "
             "and stamps every row with the model name, version and scoring time."
         ),
         metadata={"dagster/table_name": predictions_table},
     )
-    def churn_predictions(
+    def batch_predictions(
         context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, registry: ModelRegistry,
         step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
@@ -56,7 +58,7 @@ def inference_assets(settings: Settings):
         probability = predict(F.struct(*columns))[1]
         scored = features.select(
             F.col(key), F.col(INGESTED_AT),
-            probability.alias("churn_probability"),
+            probability.alias(names.probability),
             (probability >= F.lit(threshold)).cast("int").alias("prediction"),
             F.lit(settings.mlflow.model_name).alias("model_name"),
             F.lit(str(champion.version)).alias("model_version"),
@@ -74,7 +76,7 @@ def inference_assets(settings: Settings):
         return MaterializeResult(metadata={
             **table_metadata(info), "rows_scored": info.num_rows, "model_name": settings.mlflow.model_name,
             "model_version": str(champion.version), "features_version": feature_version,
-            "predicted_churn_rate": float(positive or 0.0),
+            "predicted_positive_rate": float(positive or 0.0),
         })
 
-    return [churn_predictions]
+    return [batch_predictions]

@@ -22,9 +22,9 @@ class IngestConfig(Config):
 
 
 def ingestion_assets(settings: Settings):
-    ds = settings.dataset
-    raw_table = settings.table(f"raw_{ds.name}")
-    quarantine_table = settings.table(f"raw_{ds.name}_quarantine")
+    ds, names = settings.dataset, settings.names
+    raw_table = settings.table(names.raw)
+    quarantine_table = settings.table(names.quarantine)
     log_table = settings.table("landing_file_log")
 
     def new_files(lakehouse: Lakehouse, config: IngestConfig) -> list[dict]:
@@ -55,7 +55,7 @@ def ingestion_assets(settings: Settings):
     @multi_asset(
         specs=[
             AssetSpec(
-                "raw_customers", group_name="ingestion", kinds={"spark", "delta"},
+                names.raw, group_name="ingestion", kinds={"spark", "delta"},
                 description=(
                     f"Customers as they arrive: every landing file in the landing volume is checked "
                     f"against the dataset contract on Spark and its valid rows are upserted on `{ds.key}` "
@@ -65,7 +65,7 @@ def ingestion_assets(settings: Settings):
                 metadata={"dagster/table_name": raw_table},
             ),
             AssetSpec(
-                "raw_customers_quarantine", group_name="ingestion", kinds={"spark", "delta"},
+                names.quarantine, group_name="ingestion", kinds={"spark", "delta"},
                 description=(
                     f"Rows that broke the dataset contract (missing or unknown columns, unparsable "
                     f"numbers, values out of range, duplicated `{ds.key}`, empty files), appended to "
@@ -132,7 +132,7 @@ def ingestion_assets(settings: Settings):
         loaded = sum(r["rows_loaded"] for r in report)
         quarantined = sum(r["rows_quarantined"] for r in report)
         yield MaterializeResult(
-            asset_key="raw_customers",
+            asset_key=names.raw,
             metadata={
                 **(table_metadata(raw_info) if raw_info else {"dagster/table_name": raw_table}),
                 "files_ingested": len(candidates), "rows_loaded": loaded, "files": files,
@@ -140,7 +140,7 @@ def ingestion_assets(settings: Settings):
             },
         )
         yield MaterializeResult(
-            asset_key="raw_customers_quarantine",
+            asset_key=names.quarantine,
             metadata={
                 **(table_metadata(quarantine_info) if quarantine_info else {"dagster/table_name": quarantine_table}),
                 "rows_quarantined_this_run": quarantined, "files": files,

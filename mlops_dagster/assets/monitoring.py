@@ -18,9 +18,9 @@ DRIFT_CHECK = "no_dataset_drift"
 
 
 def monitoring_assets(settings: Settings):
-    key, fs = settings.dataset.key, settings.features
-    features_table = settings.table("churn_features")
-    drift_table = settings.table("churn_drift_metrics")
+    key, fs, names = settings.dataset.key, settings.features, settings.names
+    features_table = settings.table(names.features)
+    drift_table = settings.table(names.drift_metrics)
     share = settings.monitoring.drift_share
 
     sample_rows = settings.monitoring.sample_rows
@@ -51,12 +51,13 @@ def monitoring_assets(settings: Settings):
         return pd.DataFrame(rows[:sample_rows], columns=fs.columns), shown
 
     @asset(
-        group_name="monitoring", deps=["churn_features", "churn_predictions", "champion_model_version"],
+        name=names.drift_report, group_name="monitoring",
+        deps=[names.features, names.predictions, "champion_model_version"],
         kinds={"evidently", "mlflow"},
         required_resource_keys={"mlflow", "lakehouse", "registry", "spark", "step_launcher"},
         automation_condition=AutomationCondition.eager(),
         check_specs=[AssetCheckSpec(
-            DRIFT_CHECK, asset="churn_drift_report",
+            DRIFT_CHECK, asset=names.drift_report,
             description=f"Warns when at least {share:.0%} of the feature columns drifted (feeds the drift sensor).",
         )],
         description=(
@@ -71,7 +72,7 @@ def monitoring_assets(settings: Settings):
             f"per-column scores are appended to `{drift_table}`."
         ),
     )
-    def churn_drift_report(context: AssetExecutionContext):
+    def drift_report(context: AssetExecutionContext):
         import mlflow
         import pandas as pd
         from pyspark.sql import functions as F
@@ -158,4 +159,4 @@ def monitoring_assets(settings: Settings):
             description=f"{result.drift_share:.0%} of feature columns drifted (threshold {share:.0%}).",
         )
 
-    return [churn_drift_report]
+    return [drift_report]

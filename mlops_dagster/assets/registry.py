@@ -3,7 +3,8 @@
 from dataclasses import dataclass
 
 from dagster import (
-    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MetadataValue, Output, asset,
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, AssetIn, MetadataValue, Output,
+    asset,
 )
 
 from ..feature_store.registry import FEATURE_LOOKUPS_TAG
@@ -57,7 +58,7 @@ def registry_assets(settings: Settings):
     bounds = ", ".join(f"{m} {bound_text(b.min, b.max)}" for m, b in val.thresholds.items())
 
     @asset(
-        group_name="registry", kinds={"mlflow"},
+        group_name="registry", kinds={"mlflow"}, ins={"trained": AssetIn(settings.names.model)},
         check_specs=[AssetCheckSpec(
             VALIDATION_CHECK, asset="challenger_model_version", blocking=True,
             description=f"Blocking: the challenger must meet every threshold on the holdout ({bounds}).",
@@ -74,48 +75,48 @@ def registry_assets(settings: Settings):
         ),
     )
     def challenger_model_version(
-        context: AssetExecutionContext, churn_model: TrainedModel, registry: ModelRegistry, lakehouse: Lakehouse,
+        context: AssetExecutionContext, trained: TrainedModel, registry: ModelRegistry, lakehouse: Lakehouse,
         step_launcher: StepLauncherParam,
     ):
         from ..ml.evaluation import check_thresholds
 
-        results = check_thresholds(churn_model.metrics, val.thresholds)
+        results = check_thresholds(trained.metrics, val.thresholds)
         passed = all(r.passed for r in results)
         summary = "; ".join(r.describe() for r in results)
         mv = registry.register(
-            churn_model.model_uri, churn_model.run_id, churn_model.model_id,
+            trained.model_uri, trained.run_id, trained.model_id,
             tags={
-                "training_set": churn_model.training_set,
-                "training_set_version": str(churn_model.training_set_version),
-                FEATURE_LOOKUPS_TAG: churn_model.feature_lookups,
+                "training_set": trained.training_set,
+                "training_set_version": str(trained.training_set_version),
+                FEATURE_LOOKUPS_TAG: trained.feature_lookups,
                 "dagster_run_id": context.run.run_id,
-                **{f"metric.{k}": f"{v:.6f}" for k, v in churn_model.metrics.items()},
+                **{f"metric.{k}": f"{v:.6f}" for k, v in trained.metrics.items()},
             },
-            description=f"Trained on {churn_model.training_set} v{churn_model.training_set_version}.",
+            description=f"Trained on {trained.training_set} v{trained.training_set_version}.",
         )
         registry.set_alias(CHALLENGER, mv.version)
         registry.set_tags(mv.version, {"validation_status": "passed" if passed else "failed",
                                        "validation_details": summary})
         (context.log.info if passed else context.log.error)(f"validation of version {mv.version}: {summary}")
-        card = model_card(lakehouse, churn_model, str(mv.version), results, context.run.run_id)
+        card = model_card(lakehouse, trained, str(mv.version), results, context.run.run_id)
         registry.attach_text(mv.version, card, "model_card.md", description=(
             f"{settings.governance.use_case} Owner: {settings.governance.owner}. Trained on "
-            f"{churn_model.training_set} v{churn_model.training_set_version}; validation "
-            f"{'passed' if passed else 'FAILED'} ({summary}). Full card: model_card.md in run {churn_model.run_id}."
+            f"{trained.training_set} v{trained.training_set_version}; validation "
+            f"{'passed' if passed else 'FAILED'} ({summary}). Full card: model_card.md in run {trained.run_id}."
         ))
         obj = f"{settings.mlflow.model_name} v{mv.version}"
         record(lakehouse, audit_table, [
             audit_event("model_registered", obj, settings.target, context.run.run_id,
-                        mlflow_run_id=churn_model.run_id, model_uri=churn_model.model_uri,
-                        model_id=churn_model.model_id, training_set=churn_model.training_set,
-                        training_set_version=churn_model.training_set_version),
+                        mlflow_run_id=trained.run_id, model_uri=trained.model_uri,
+                        model_id=trained.model_id, training_set=trained.training_set,
+                        training_set_version=trained.training_set_version),
             audit_event("model_validated", obj, settings.target, context.run.run_id,
                         outcome="passed" if passed else "failed", details=summary),
             audit_event("alias_changed", obj, settings.target, context.run.run_id, alias=CHALLENGER),
         ])
         version = RegisteredVersion(
-            settings.mlflow.model_name, str(mv.version), churn_model.run_id, churn_model.metrics,
-            churn_model.training_set, churn_model.training_set_version, passed,
+            settings.mlflow.model_name, str(mv.version), trained.run_id, trained.metrics,
+            trained.training_set, trained.training_set_version, passed,
         )
         yield Output(version, metadata={
             "model_name": version.name, "model_version": version.version, "alias": CHALLENGER,
@@ -155,7 +156,7 @@ def registry_assets(settings: Settings):
         context: AssetExecutionContext, challenger_model_version: RegisteredVersion,
         registry: ModelRegistry, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam,
     ):
-        from ..ml.evaluation import churn_probability, compare_to_champion, evaluate
+        from ..ml.evaluation import compare_to_champion, evaluate, positive_probability
         from ..ml.training import LABEL, bounded_splits, to_pandas
 
         challenger = challenger_model_version
@@ -170,7 +171,7 @@ def registry_assets(settings: Settings):
             holdout = to_pandas(held_out, [*settings.features.columns, LABEL])
             model = registry.load_sklearn(champion.version)
             champion_metrics = evaluate(
-                holdout[LABEL], churn_probability(model, holdout[settings.features.columns]),
+                holdout[LABEL], positive_probability(model, holdout[settings.features.columns]),
                 settings.inference.decision_threshold,
             )
         # Promotion re-reads the recorded outcome: validation gates promotion even when this asset

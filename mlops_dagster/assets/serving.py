@@ -74,7 +74,8 @@ def serving_assets(settings: Settings):
     }
 
     @asset(
-        group_name="serving", deps=["champion_model_version", "challenger_model_version"], kinds={"mlflow"},
+        name=settings.names.endpoint, group_name="serving", deps=["champion_model_version", "challenger_model_version"],
+        kinds={"mlflow"},
         automation_condition=AutomationCondition.eager(),
         description=(
             f"Serving endpoint `{cfg.endpoint}` ({cfg.strategy.replace('_', '/')}: {strategies[cfg.strategy]}). "
@@ -83,7 +84,7 @@ def serving_assets(settings: Settings):
             "config serving. Every request is captured to the endpoint's inference table."
         ),
     )
-    def churn_endpoint(
+    def serving_endpoint(
         context: AssetExecutionContext, serving: ServingBackend, registry: ModelRegistry, lakehouse: Lakehouse,
         step_launcher: StepLauncherParam,
     ):
@@ -99,4 +100,4 @@ def serving_assets(settings: Settings):
             "inference_table": capture or "none",
         })
 
-    return [churn_endpoint]
+    return [serving_endpoint]

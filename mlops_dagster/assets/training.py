@@ -39,16 +39,16 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
 
 
 def training_assets(settings: Settings):
-    ds, fs, tr = settings.dataset, settings.features, settings.training
-    labels_table = settings.table("churn_labels")
-    training_table = settings.table("churn_training_set")
+    ds, fs, tr, names = settings.dataset, settings.features, settings.training, settings.names
+    labels_table = settings.table(names.labels)
+    training_table = settings.table(names.training_set)
 
     lookups_text = ", ".join(f"`{l.table}` by {'+'.join(l.lookup_key)}"
                              + (f" as of `{l.timestamp_lookup_key}`" if l.timestamp_lookup_key else "")
                              for l in settings.feature_store.training_lookups)
 
     @asset(
-        group_name="training", deps=["churn_features", "churn_labels"], kinds={"spark", "delta"},
+        name=names.training_set, group_name="training", deps=[names.features, names.labels], kinds={"spark", "delta"},
         description=(
             f"Labels joined point in time to their features ({lookups_text}) on Spark: each label gets the "
             "feature values known at its time, never later ones. Labels with no feature row yet are "
@@ -59,7 +59,7 @@ def training_assets(settings: Settings):
         ),
         metadata={"dagster/table_name": training_table},
     )
-    def churn_training_set(
+    def training_set(
         context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
         from ..ml.feature_lookup import FeatureLookup, all_matched, build_training_set, unmatched_counts
@@ -73,13 +73,13 @@ def training_assets(settings: Settings):
         for lookup in settings.feature_store.training_lookups:
             spec = settings.feature_store.tables[lookup.table]
             table = settings.feature_table(lookup.table)
-            names = lookup.feature_names or settings.feature_names(lookup.table)
+            looked_up = lookup.feature_names or settings.feature_names(lookup.table)
             version = lakehouse.version(table)
-            columns = [*spec.keys, *([spec.timestamp_key] if spec.timestamp_key else []), *names]
-            lookups.append((FeatureLookup(table, lookup.lookup_key, names, lookup.timestamp_lookup_key),
+            columns = [*spec.keys, *([spec.timestamp_key] if spec.timestamp_key else []), *looked_up]
+            lookups.append((FeatureLookup(table, lookup.lookup_key, looked_up, lookup.timestamp_lookup_key),
                             lakehouse.read_spark(session, table, version).select(*columns), spec.keys, spec.timestamp_key))
             recorded.append({"table": table, "version": version, "lookup_key": lookup.lookup_key,
-                             "timestamp_lookup_key": lookup.timestamp_lookup_key, "features": names})
+                             "timestamp_lookup_key": lookup.timestamp_lookup_key, "features": looked_up})
         with Progress(context.log.info, "training set", spark=session) as progress, lakehouse.staging_dir() as staging:
             progress.say("looking features up point in time")
             joined = build_training_set(labels, lookups)
@@ -126,7 +126,7 @@ def training_assets(settings: Settings):
         })
 
     @asset(
-        group_name="training", deps=["churn_training_set"], kinds={"scikitlearn", "mlflow"},
+        name=names.model, group_name="training", deps=[names.training_set], kinds={"scikitlearn", "mlflow"},
         required_resource_keys={"mlflow", "lakehouse", "spark", "step_launcher"},
         description=(
             f"A {tr.model.class_path.rsplit('.', 1)[-1]} pipeline (impute, one-hot encode, scale, classify) "
@@ -136,12 +136,12 @@ def training_assets(settings: Settings):
             "log loss), signature, input example, plots and the training set's Delta version as input."
         ),
     )
-    def churn_model(context: AssetExecutionContext):
+    def trained_model(context: AssetExecutionContext):
         import mlflow
         from mlflow.models import infer_signature
 
         from ..governance.lineage import data_commit
-        from ..ml.evaluation import churn_probability, evaluate, save_plots
+        from ..ml.evaluation import evaluate, positive_probability, save_plots
         from ..ml.training import (
             LABEL, bounded_splits, build_pipeline, fit, model_requirements, skops_trusted_types, to_pandas,
         )
@@ -161,7 +161,7 @@ def training_assets(settings: Settings):
             pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns),
                            train, fs.columns)
         threshold = settings.inference.decision_threshold
-        probability = churn_probability(pipeline, test[fs.columns])
+        probability = positive_probability(pipeline, test[fs.columns])
         metrics = evaluate(test[LABEL], probability, threshold)
 
         mlf = context.resources.mlflow
@@ -217,5 +217,5 @@ def training_assets(settings: Settings):
             **{k: MetadataValue.float(v) for k, v in metrics.items()},
         })
 
-    return [churn_training_set, churn_model]
+    return [training_set, trained_model]
 

@@ -15,9 +15,9 @@ def _latest(instance, asset: str):
     return records[0] if records else None
 
 
-def _latest_data_arrival(instance) -> float | None:
+def _latest_data_arrival(instance, raw: str) -> float | None:
     """When the newest landing data reached the raw table (ingestions that loaded nothing skipped)."""
-    records = instance.fetch_materializations(AssetKey("raw_customers"), limit=100).records
+    records = instance.fetch_materializations(AssetKey(raw), limit=100).records
     for record in records:  # newest first
         loaded = record.asset_materialization.metadata.get("rows_loaded")
         if loaded is not None and loaded.value > 0:
@@ -26,21 +26,21 @@ def _latest_data_arrival(instance) -> float | None:
 
 
 def drift_sensor(settings: Settings, job, default_status):
-    cfg = settings.automation.drift_sensor
+    cfg, names = settings.automation.drift_sensor, settings.names
     cooldown = cfg.cooldown_minutes * 60
 
     @sensor(
         name="drift_retraining_sensor", job=job, minimum_interval_seconds=cfg.interval_seconds,
         default_status=default_status,
         description=(
-            f"Requests a `{job.name}` run when the latest `churn_drift_report` found dataset drift: never "
+            f"Requests a `{job.name}` run when the latest `{names.drift_report}` found dataset drift: never "
             f"twice for the same report, at most once per {cfg.cooldown_minutes:g} minutes, and not when a "
             "model was already trained after the drifted data arrived (the file-arrival run retrains too)."
         ),
     )
     def drift_retraining_sensor(context: SensorEvaluationContext):
         state = json.loads(context.cursor) if context.cursor else {}
-        report = _latest(context.instance, "churn_drift_report")
+        report = _latest(context.instance, names.drift_report)
         if report is None:
             return SkipReason("no drift report yet")
         if report.storage_id == state.get("handled_report"):
@@ -52,8 +52,8 @@ def drift_sensor(settings: Settings, job, default_status):
         if not drifted:
             return SensorResult(skip_reason=SkipReason(f"latest report: no dataset drift (share {share:.2f})"),
                                 cursor=handled)
-        trained = _latest(context.instance, "churn_model")
-        arrived = _latest_data_arrival(context.instance)
+        trained = _latest(context.instance, names.model)
+        arrived = _latest_data_arrival(context.instance, names.raw)
         if trained is not None and arrived is not None and trained.timestamp > arrived:
             return SensorResult(
                 skip_reason=SkipReason(

@@ -52,7 +52,7 @@ def feature_registry(settings, lakehouse, online_store=None, mlflow_client=None)
         features = [{
             "name": f,
             "dtype": (declared[f].dtype if f in declared and declared[f].dtype else None)
-            or (settings.feature_dtype(f) if short == "churn_features" else "?"),
+            or (settings.feature_dtype(f) if short == settings.names.features else "?"),
             "description": comments.get(f) or (declared[f].description if f in declared else ""),
         } for f in settings.feature_names(short)]
         online = None

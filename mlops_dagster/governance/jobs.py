@@ -23,7 +23,7 @@ from .model_card import with_approval
 
 class RestoreTableConfig(Config):
     table: str
-    """The table: its short name (e.g. churn_features) or catalog.schema.table."""
+    """The table: its short name (e.g. <name>_features) or catalog.schema.table."""
     version: int
     """The Delta version to bring back (see the table's history)."""
     reason: str

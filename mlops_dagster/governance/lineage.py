@@ -32,7 +32,7 @@ def model_lineage(settings, lakehouse, registry, version: str, serving=None) -> 
         for commit in lakehouse.history(raw[0]):
             if commit["version"] <= raw[1] and commit.get("landing_files"):
                 files.extend(commit["landing_files"].split(";"))
-    predictions_table = settings.table("churn_predictions")
+    predictions_table = settings.table(settings.names.predictions)
     scored = []
     if lakehouse.exists(predictions_table):
         scored = sorted(h["version"] for h in lakehouse.history(predictions_table)

@@ -13,7 +13,7 @@ from ..settings import bound_text
 METRICS = ("roc_auc", "f1", "precision", "recall", "log_loss", "accuracy")
 
 
-def churn_probability(model, frame: pd.DataFrame) -> np.ndarray:
+def positive_probability(model, frame: pd.DataFrame) -> np.ndarray:
     """Probability of the positive class for each row."""
     return model.predict_proba(frame)[:, 1]
 

@@ -89,8 +89,8 @@ _RANK = "__rank"
 def matched_column(table: str) -> str:
     """Name of the boolean column that says which labels found a row in ``table`` (Spark results).
 
-    Characters other than letters, digits and ``_`` become ``_`` (``main.churn.churn_features`` →
-    ``__matched__main_churn_churn_features``), so the column can be named without backticks.
+    Characters other than letters, digits and ``_`` become ``_`` (``main.sales.sales_features`` →
+    ``__matched__main_sales_sales_features``), so the column can be named without backticks.
     """
     return MATCHED_PREFIX + re.sub(r"\W", "_", table)
 

@@ -255,7 +255,7 @@ class _SqlOnlineStore(OnlineStore, ABC):
                 if self._missing_table(exc):
                     raise OnlineTableNotFoundError(
                         f"feature table {table} is not in the online store ({self.describe()}): "
-                        "materialize its online asset (e.g. churn_features_online) first") from None
+                        "materialize its online asset (<name>_features_online) first") from None
                 raise
         n = len(keys)
         return {tuple(r[:n]): dict(zip(features, r[n:])) for r in rows}
