@@ -124,3 +124,26 @@ def test_a_publish_loads_a_stream_of_batches_and_reports_each(store):
     info = store.publish(TABLE, batches, ["customerID"], delta_version=9, progress=seen.append)
     assert (info.rows, seen) == (250, [100, 100, 50])
     assert store.lookup(TABLE, ["customerID"], [("c249",)], ["tenure"]) == {("c249",): {"tenure": 249.0}}
+
+
+@pytest.mark.parametrize("incremental", [False, True])
+def test_a_publish_that_fails_midway_leaves_the_previous_version_and_no_staging_table(store, incremental):
+    import pyarrow as pa
+
+    store.publish(TABLE, FRAME, ["customerID"], delta_version=4)
+    first = pa.RecordBatch.from_pandas(FRAME.assign(tenure=[5.0, 6.0, 7.0]), preserve_index=False)
+
+    def broken():  # the source dies after its first batch (e.g. the Spark job behind it failed)
+        yield first
+        raise OSError("the source went away")
+
+    with pytest.raises(OSError, match="the source went away"):
+        store.publish(TABLE, pa.RecordBatchReader.from_batches(first.schema, broken()), ["customerID"], 5,
+                      incremental=incremental, newest="_ingested_at")
+    assert store.published_version(TABLE) == 4
+    assert store.lookup(TABLE, ["customerID"], [("A",)], ["tenure"]) == {("A",): {"tenure": 1.0}}
+    names = [r[0] for r in store._query(
+        "SELECT name FROM sqlite_master WHERE type = 'table'" if isinstance(store, SqliteOnlineStore)
+        else "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()", [])]
+    assert "ml__fs__customer_features" in names and not [n for n in names if n.endswith("__staging")]
+

@@ -5,16 +5,21 @@ and ``PostgresOnlineStore`` (a server; its DSN, password included, comes from an
 variable and is never logged or shown) implement it. A Databricks online table would be one more
 implementation. A publish is one transaction, so a reader sees either the old or the new version,
 never a mix: a full publish replaces a table's rows, an incremental one upserts the rows that
-changed. Rows arrive as a stream of Arrow batches and are loaded batch by batch, so a publish
-holds one batch in memory whatever the table's size. Each publish records the Delta version.
+changed. Rows arrive as a stream of Arrow batches and are loaded batch by batch into a staging
+table, so a publish holds one batch in memory whatever the table's size; one short transaction
+then swaps the staging table in (or upserts from it). Each publish records the Delta version.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -26,7 +31,7 @@ from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     import pandas as pd
     import pyarrow as pa
@@ -119,7 +124,8 @@ class _SqlOnlineStore(OnlineStore, ABC):
     def _connect(self): ...
 
     @abstractmethod
-    def _load(self, cursor, online_table: str, columns: list[str], rows: list[tuple]) -> None: ...
+    def _load(self, conn, staging: str, columns: list[str], batches: "Iterator[pa.RecordBatch]") -> None:
+        """Append ``batches`` (see ``_prepared``) to table ``staging``, committed."""
 
     def _connection(self):
         if self._conn is None:
@@ -148,9 +154,8 @@ class _SqlOnlineStore(OnlineStore, ABC):
         return "string"  # strings, and timestamps as ISO-8601 text (UTC, fixed width: they sort as time)
 
     @staticmethod
-    def _rows(batch: "pa.RecordBatch") -> list[tuple]:
-        """A batch as tuples for the database: NaN as NULL, timestamps as text. A column without
-        nulls goes through NumPy's ``tolist`` (the same Python values, twice as fast as Arrow's)."""
+    def _prepared(batch: "pa.RecordBatch") -> "pa.RecordBatch":
+        """A batch as the database stores it: NaN as NULL, timestamps as ISO-8601 text (UTC)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -160,45 +165,61 @@ class _SqlOnlineStore(OnlineStore, ABC):
                 column = pc.strftime(column.cast(pa.timestamp("us", tz="UTC")), "%Y-%m-%dT%H:%M:%SZ")
             elif pa.types.is_floating(column.type):
                 column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
-            no_nulls = column.null_count == 0
-            columns.append(column.to_numpy(zero_copy_only=False).tolist() if no_nulls else column.to_pylist())
-        return list(zip(*columns))
+            columns.append(column)
+        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
     def publish(self, table, rows, keys, delta_version, *, incremental=False, newest=None, progress=None):
         online = online_table_name(table)
+        staging = online + "__staging"
         reader = _batches(rows)
         columns = list(reader.schema.names)
         kinds = {c: self._kind(reader.schema.field(c).type) for c in columns}
         p = self.placeholder
         loaded = 0
+
+        def prepared():
+            nonlocal loaded
+            for batch in reader:
+                yield self._prepared(batch)
+                loaded += batch.num_rows
+                if progress:
+                    progress(batch.num_rows)
+
         with self._lock:
             conn = self._connection()
+            # The rows go to a staging table first, committed: the long load holds no lock on the
+            # online table, and a publish that died midway leaves only a staging table (dropped here).
             with self._transaction(conn) as cur:
-                cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG} (table_name TEXT PRIMARY KEY, online_table TEXT, "
-                            "delta_version BIGINT, row_count BIGINT, key_columns TEXT, feature_columns TEXT, "
-                            "published_at DOUBLE PRECISION)")
-                if not incremental:
-                    ddl = ", ".join(f"{_quote(c)} {self.sql_types[kinds[c]]}" for c in columns)
-                    cur.execute(f"DROP TABLE IF EXISTS {_quote(online)}")
-                    cur.execute(f"CREATE TABLE {_quote(online)} ({ddl})")
-                for batch in reader:
-                    values = self._rows(batch)
+                cur.execute(f"DROP TABLE IF EXISTS {_quote(staging)}")
+                ddl = ", ".join(f"{_quote(c)} {self.sql_types[kinds[c]]}" for c in columns)
+                cur.execute(f"CREATE TABLE {_quote(staging)} ({ddl})")
+            try:
+                self._load(conn, staging, columns, prepared())
+                # Then one short transaction swaps it in (or upserts from it): readers see the old
+                # version or the new one, never a mix.
+                with self._transaction(conn) as cur:
+                    cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG} (table_name TEXT PRIMARY KEY, online_table TEXT, "
+                                "delta_version BIGINT, row_count BIGINT, key_columns TEXT, feature_columns TEXT, "
+                                "published_at DOUBLE PRECISION)")
                     if incremental:
-                        self._upsert(cur, online, columns, keys, newest, values)
+                        self._upsert(cur, online, staging, columns, keys, newest)
+                        cur.execute(f"DROP TABLE {_quote(staging)}")
+                        total = self._count(cur, online)
                     else:
-                        self._load(cur, online, columns, values)
-                    loaded += len(values)
-                    if progress:
-                        progress(len(values))
-                if not incremental:
-                    # The key index is built once the rows are in (faster than row by row); duplicated
-                    # keys make it fail, and the transaction leaves the previous version in place.
-                    self._index(cur, online, keys, table)
-                total = loaded if not incremental else self._count(cur, online)
-                cur.execute(f"DELETE FROM {CATALOG} WHERE table_name = {p}", (table,))
-                cur.execute(f"INSERT INTO {CATALOG} VALUES ({', '.join([p] * 7)})",
-                            (table, online, delta_version, total, json.dumps(keys),
-                             json.dumps({c: kinds[c] for c in columns if c not in keys}), time.time()))
+                        cur.execute(f"DROP TABLE IF EXISTS {_quote(online)}")
+                        cur.execute(f"ALTER TABLE {_quote(staging)} RENAME TO {_quote(online)}")
+                        # The key index is built once the rows are in (faster than row by row); duplicated
+                        # keys make it fail, and the transaction leaves the previous version in place.
+                        self._index(cur, online, keys, table)
+                        total = loaded
+                    cur.execute(f"DELETE FROM {CATALOG} WHERE table_name = {p}", (table,))
+                    cur.execute(f"INSERT INTO {CATALOG} VALUES ({', '.join([p] * 7)})",
+                                (table, online, delta_version, total, json.dumps(keys),
+                                 json.dumps({c: kinds[c] for c in columns if c not in keys}), time.time()))
+            except BaseException:
+                with self._transaction(conn) as cur:
+                    cur.execute(f"DROP TABLE IF EXISTS {_quote(staging)}")
+                raise
         return PublishInfo(table, online, loaded, delta_version, self.describe(), incremental)
 
     def _index(self, cur, online: str, keys: list[str], table: str) -> None:
@@ -219,13 +240,14 @@ class _SqlOnlineStore(OnlineStore, ABC):
     def _duplicate_keys(self, exc: Exception) -> bool:
         """Whether ``exc`` says a unique index found duplicated keys."""
 
-    def _upsert(self, cur, online: str, columns: list[str], keys: list[str], newest: str | None, rows: list[tuple]) -> None:
+    @staticmethod
+    def _upsert(cur, online: str, staging: str, columns: list[str], keys: list[str], newest: str | None) -> None:
         updates = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in columns if c not in keys)
         newer = f" WHERE excluded.{_quote(newest)} >= {_quote(online)}.{_quote(newest)}" if newest else ""
-        p = self.placeholder
-        cur.executemany(f"INSERT INTO {_quote(online)} ({', '.join(map(_quote, columns))}) "
-                        f"VALUES ({', '.join([p] * len(columns))}) "
-                        f"ON CONFLICT ({', '.join(map(_quote, keys))}) DO UPDATE SET {updates}{newer}", rows)
+        names = ", ".join(map(_quote, columns))
+        # "WHERE true": SQLite's parser needs it between INSERT ... SELECT and ON CONFLICT.
+        cur.execute(f"INSERT INTO {_quote(online)} ({names}) SELECT {names} FROM {_quote(staging)} WHERE true "
+                    f"ON CONFLICT ({', '.join(map(_quote, keys))}) DO UPDATE SET {updates}{newer}")
 
     @staticmethod
     def _count(cur, online: str) -> int:
@@ -321,9 +343,37 @@ class SqliteOnlineStore(_SqlOnlineStore):
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    def _load(self, cursor, online_table, columns, rows):
-        cursor.executemany(f"INSERT INTO {_quote(online_table)} ({', '.join(map(_quote, columns))}) "
-                           f"VALUES ({', '.join('?' * len(columns))})", rows)
+    def _load(self, conn, staging, columns, batches):
+        # Arrow batches go to a child process that loads them with ADBC's SQLite driver (C, no
+        # Python value per cell: about 3x sqlite3's executemany). Not in this process: ADBC links
+        # its own SQLite, and two SQLite libraries writing one file from one process break each
+        # other's locks.
+        import pyarrow as pa
+
+        batches = iter(batches)
+        first = next(batches, None)
+        if first is None:
+            return
+        with tempfile.TemporaryFile() as errors:
+            child = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sqlite_bulk_load.py")),
+                                      self.path, staging], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=errors)
+            try:
+                with pa.ipc.new_stream(child.stdin, first.schema) as stream:
+                    stream.write_batch(first)
+                    for batch in batches:
+                        stream.write_batch(batch)
+            except BrokenPipeError:
+                pass  # the child stopped reading: its exit code and message say why
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    child.stdin.close()
+                code = child.wait()
+            if code != 0:
+                errors.seek(0)
+                said = errors.read().decode(errors="replace").strip().splitlines()
+                raise RuntimeError(f"loading {staging} into the online store {self.describe()} failed "
+                                   f"(exit {code}): {said[-1] if said else 'no message'}")
 
     def _missing_table(self, exc):
         return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
@@ -361,10 +411,16 @@ class PostgresOnlineStore(_SqlOnlineStore):
             raise RuntimeError(f"cannot connect to the PostgreSQL online store ({self.describe()}): "
                                f"{str(exc).splitlines()[0]}") from None
 
-    def _load(self, cursor, online_table, columns, rows):
-        with cursor.copy(f"COPY {_quote(online_table)} ({', '.join(map(_quote, columns))}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+    def _load(self, conn, staging, columns, batches):
+        with self._transaction(conn) as cur, \
+                cur.copy(f"COPY {_quote(staging)} ({', '.join(map(_quote, columns))}) FROM STDIN") as copy:
+            for batch in batches:
+                # A column without nulls goes through NumPy's ``tolist`` (the same Python values,
+                # twice as fast as Arrow's).
+                values = [c.to_numpy(zero_copy_only=False).tolist() if c.null_count == 0 else c.to_pylist()
+                          for c in batch.columns]
+                for row in zip(*values):
+                    copy.write_row(row)
 
     def _missing_table(self, exc):
         import psycopg
