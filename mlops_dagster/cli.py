@@ -92,6 +92,7 @@ def run(job_name: str, run_config: dict | None = None) -> int:
         generate(7043, 42, False, None)
     job = defs.resolve_job_def(job_name)
     started = time.perf_counter()
+    default_dagster_home()
     with DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance, raise_on_error=False,
@@ -143,6 +144,21 @@ def print_features(table: str | None) -> int:
             return 1
     print(format_registry(entries), end="")
     return 0
+
+
+def default_dagster_home() -> None:
+    """Without ``DAGSTER_HOME``, use the project's as ``make`` does: ``./.dagster_home``, configured by
+    ``./dagster.yaml`` when there is one (Dagster itself would refuse to run)."""
+    if os.environ.get("DAGSTER_HOME"):
+        return
+    home = Path(".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        project = Path("dagster.yaml")
+        config.write_text(project.read_text() if project.is_file() else "telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home)
+    print(f"DAGSTER_HOME is not set: using {home}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,27 @@
+"""The `mlops` command as a user runs it: a fresh shell, no DAGSTER_HOME exported."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_mlops_runs_jobs_without_dagster_home_exported(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "dagster.yaml").write_text("telemetry:\n  enabled: false\nretention: {}\n")
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env["MLOPS_HOME"] = str(tmp_path / "home")
+    mlops = Path(sys.executable).with_name("mlops")
+    # A job that needs the instance and nothing else: approving a version that does not exist fails
+    # in the job, after Dagster has run it on the project's instance.
+    done = subprocess.run([str(mlops), "approve", "--version", "7", "--comment", "ok"], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    home = project / ".dagster_home"
+    assert f"DAGSTER_HOME is not set: using {home}" in done.stderr
+    assert "DagsterHomeNotSetError" not in done.stdout + done.stderr
+    assert (home / "dagster.yaml").read_text() == (project / "dagster.yaml").read_text()
+    assert done.returncode == 1 and "run " in done.stdout and "FAILURE" in done.stdout, done.stdout[-2000:]
+    assert (home / "history" / "runs.db").exists()  # the run is recorded in the project's instance
