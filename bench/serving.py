@@ -212,9 +212,9 @@ def _alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
-def _gateway_info(home: Path, port: int) -> Path | None:
-    """The state file a running gateway keeps (``serving/gateway-<port>.json``)."""
-    path = home / "serving" / f"gateway-{port}.json"
+def _gateway_info(home: Path) -> Path | None:
+    """The state file a running gateway keeps (``serving/gateway.json``)."""
+    path = home / "serving" / "gateway.json"
     return path if path.exists() else None
 
 
@@ -354,7 +354,7 @@ def main() -> None:
             raise RuntimeError(f"mlops run failed ({code}); see {tmp / 'mlops_run.log'}:\n"
                                + (tmp / "mlops_run.log").read_text()[-3000:])
         _wait_up(gateway_url, 60)
-        gateway_info = _gateway_info(home, gateway_port)
+        gateway_info = _gateway_info(home)
         if gateway_info is None:
             raise RuntimeError(f"no gateway state file under {home / 'serving'}: {os.listdir(home / 'serving')}")
         gateway_pid = json.loads(gateway_info.read_text())["pid"]

@@ -150,7 +150,7 @@ class ServingSettings(_Model):
     workload_size: str = "Small"
     scale_to_zero: bool = False
     host: str = "127.0.0.1"   # local gateway
-    port: int = Field(8765, ge=1, le=65535)
+    port: int = Field(8765, ge=0, le=65535)  # 0: any free port (see LocalServingBackend)
     capture_batch_size: int = Field(2000, ge=1)
     capture_flush_seconds: float = Field(1.0, gt=0)
     max_body_bytes: int = Field(1 << 20, ge=1024)
@@ -603,7 +603,7 @@ def load_settings(target: str | None = None, extra_file: str | Path | None = Non
         raise ConfigError(f"invalid configuration for target {target!r} ({sources}): {', '.join(missing)} "
                           "must be set, as text")
     # Each layer gets the final names before they are merged, so a key written `{name}_features`
-    # in one layer and `churn_features` in another is one key.
+    # in one layer and `sales_features` in another (name: sales) is one key.
     names = {k: merged[k] for k in ("name", "catalog", "schema")}
     raw: dict = {}
     for layer in layers:

@@ -136,3 +136,23 @@ def test_rollouts_on_the_local_gateway(tmp_path):
         assert report["current_rows"] == served
         assert report["current_source"].startswith(f"the newest {served} rows of ")
         assert report["current_source"].endswith(" requests to churn-endpoint")
+
+
+def test_port_zero_gives_each_home_its_own_gateway_on_a_free_port(tmp_path):
+    from mlops_dagster.serving.server import is_up
+
+    with project_at(tmp_path / "a", {"serving": {"port": 0}}) as a, \
+            project_at(tmp_path / "b", {"serving": {"port": 0}}) as b:
+        first, second = a.defs.resources["serving"], b.defs.resources["serving"]
+        assert first.url is None and first.describe("churn-endpoint") is None  # nothing started yet
+        first._workspace()  # what rolling out an endpoint does first
+        second._workspace()
+        urls = [first.url, second.url]
+        assert None not in urls and urls[0] != urls[1] and all(is_up(u) for u in urls)
+        for project, serving in ((a, first), (b, second)):
+            health = WorkspaceClient(host=serving.url, token="unused", auth_type="pat").api_client.do("GET", "/health")
+            assert health["state_dir"] == str((project.root / "serving").resolve())
+            assert serving.describe("churn-endpoint") is None  # its own, empty gateway: no such endpoint
+        first._workspace()
+        assert first.url == urls[0]  # the running gateway is found again, not a second one started
+    assert not any(is_up(u) for u in urls)  # each project's exit stopped its own gateway

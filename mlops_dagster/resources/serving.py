@@ -69,27 +69,31 @@ class LocalServingBackend(ServingBackend):
     """The local gateway (``mlops_dagster.serving``), started in the background on first use."""
 
     host: str
-    port: int
+    port: int  # 0: any free port, chosen when the gateway starts (it says which in its state folder)
     state_dir: str
     gateway_settings: str  # the settings (JSON) a gateway started from here runs with
 
     @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def url(self) -> str | None:
+        """Where this project's gateway serves (None: port 0 and no gateway started yet)."""
+        from ..serving.server import running_url
+
+        return f"http://{self.host}:{self.port}" if self.port else running_url(self.state_dir)
 
     def _workspace(self, start: bool = True):
         from databricks.sdk import WorkspaceClient
 
         from ..serving.server import check_owner, ensure_running, is_up
 
+        url = self.url
         if start:
-            ensure_running(self.url, self.state_dir, self.port, self.gateway_settings)
-        elif not is_up(self.url):
+            url = ensure_running(self.host, self.port, self.state_dir, self.gateway_settings)
+        elif url is None or not is_up(url):
             return None
         else:
-            check_owner(self.url, self.state_dir)
+            check_owner(url, self.state_dir)
         # The gateway needs no credentials; the SDK insists on some.
-        return WorkspaceClient(host=self.url, token="local-gateway", auth_type="pat")
+        return WorkspaceClient(host=url, token="local-gateway", auth_type="pat")
 
     def invocation_url(self, endpoint: str) -> str:
         return f"{self.url}/serving-endpoints/{endpoint}/invocations"

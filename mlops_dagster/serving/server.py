@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +23,25 @@ from .payload import Column
 
 def state_dir(settings: Settings) -> Path:
     return Path(settings.root, "serving")
+
+
+def info_file(state: str | Path) -> Path:
+    """Where a running gateway says its process id and URL (one gateway per MLOPS_HOME)."""
+    return Path(state, "gateway.json")
+
+
+def running_url(state: str | Path) -> str | None:
+    """The URL the gateway of this state folder said it serves on, if one said so."""
+    try:
+        return json.loads(info_file(state).read_text())["url"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def build_gateway(settings: Settings) -> Gateway:
@@ -140,10 +161,12 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None) 
     """Run the gateway in this process until SIGTERM / Ctrl-C (then flush the inference table)."""
     import uvicorn
 
-    host, port = host or settings.serving.host, port or settings.serving.port
+    host = host or settings.serving.host
+    port = port or settings.serving.port or _free_port(host)  # serving.port 0: any free port
     gateway = build_gateway(settings)
-    info = state_dir(settings) / f"gateway-{port}.json"
+    info = info_file(state_dir(settings))
     info.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}"}))
+    logging.getLogger(__name__).info("serving gateway of %s on http://%s:%s", settings.root, host, port)
     # uvicorn re-raises SIGTERM after its graceful shutdown, so clean up in the app's shutdown.
     app = build_app(gateway, on_stop=lambda: info.unlink(missing_ok=True))
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
@@ -178,24 +201,33 @@ def check_owner(url: str, state: str | Path) -> None:
     stop = f"stop it (MLOPS_HOME={Path(other).parent} mlops stop) or " if other else "stop it or "
     raise GatewayOwnedElsewhere(
         f"{url} is taken by {owner}, not by this project's (MLOPS_HOME {mine.parent}): {stop}give this project "
-        f"another port with serving.port in its config (port {port} now)")
+        f"another port with serving.port in its config (port {port} now; 0 takes any free port)")
 
 
-def ensure_running(url: str, state: str | Path, port: int, settings_json: str, wait_seconds: float = 120.0) -> None:
-    """Start the gateway as a detached background process unless this project's already answers at
-    ``url`` (another project's there is an error: see ``check_owner``).
+def ensure_running(host: str, port: int, state: str | Path, settings_json: str, wait_seconds: float = 120.0) -> str:
+    """The URL of this project's gateway: the one already answering (on ``port``, or with port 0
+    wherever it said it serves), else a new one started as a detached background process. Another
+    project's gateway on the port is an error (see ``check_owner``).
 
     The process gets the exact settings of its caller (``settings_json``), whatever files and
     environment those came from.
     """
-    if is_up(url):
-        check_owner(url, state)
-        return
     state = Path(state)
+    url = f"http://{host}:{port}" if port else running_url(state)
+    if url and is_up(url):
+        check_owner(url, state)
+        return url
+    recorded = running_url(state)
+    if recorded and recorded != url and is_up(recorded):
+        with contextlib.suppress(GatewayOwnedElsewhere):  # then the file is stale: the port is another's now
+            check_owner(recorded, state)
+            raise RuntimeError(f"this project's serving gateway runs on {recorded}, not on {url} as "
+                               "serving.port now says: stop it (mlops stop), then run again")
     state.mkdir(parents=True, exist_ok=True)
-    settings_file = state / f"gateway-{port}-settings.json"
+    info_file(state).unlink(missing_ok=True)  # a gateway that died without cleaning up
+    settings_file = state / "gateway-settings.json"
     settings_file.write_text(settings_json)
-    log_file = state / f"gateway-{port}.log"
+    log_file = state / "gateway.log"
     with log_file.open("a") as logfile:
         process = subprocess.Popen([sys.executable, "-m", "mlops_dagster.serving", str(settings_file)],
                                    stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -204,11 +236,13 @@ def ensure_running(url: str, state: str | Path, port: int, settings_json: str, w
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the serving gateway exited with {process.returncode}; see {log_file}")
-        if is_up(url):
+        url = f"http://{host}:{port}" if port else running_url(state)
+        if url and is_up(url):
             check_owner(url, state)  # another project's gateway may have taken the port meanwhile
-            return
+            return url
         time.sleep(0.2)
-    raise TimeoutError(f"the serving gateway did not answer on {url} within {wait_seconds:.0f} s; see {log_file}")
+    raise TimeoutError(f"the serving gateway did not answer on {url or host} within {wait_seconds:.0f} s; "
+                       f"see {log_file}")
 
 
 def stop(settings: Settings, wait_seconds: float = 60.0) -> bool:
@@ -217,7 +251,7 @@ def stop(settings: Settings, wait_seconds: float = 60.0) -> bool:
     Done when the gateway has removed its state file at the end of its shutdown (a process
     that exited but was not reaped yet still answers ``kill -0``).
     """
-    info = state_dir(settings) / f"gateway-{settings.serving.port}.json"
+    info = info_file(state_dir(settings))
     if not info.exists():
         return False
     pid = json.loads(info.read_text())["pid"]
