@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def generate(rows: int, seed: int, drifted: bool, name: str | None, landing: str | None = None) -> Path:
-    """Write a synthetic telco churn file into the landing volume; returns its path."""
+    """Write the telco demo's synthetic landing file into the landing volume; returns its path."""
     from .data.telco import write_customers_csv
     from .settings import load_settings
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="write a synthetic telco churn file into the landing volume")
+    gen = sub.add_parser("generate", help="write the telco demo's synthetic landing file into the landing volume")
     gen.add_argument("--rows", type=int, default=7043)
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--drifted", action="store_true", help="after a price rise and a contract-mix shift")

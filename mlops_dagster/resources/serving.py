@@ -76,9 +76,9 @@ class LocalServingBackend(ServingBackend):
     @property
     def url(self) -> str | None:
         """Where this project's gateway serves (None: port 0 and no gateway started yet)."""
-        from ..serving.server import running_url
+        from ..serving.server import gateway_url
 
-        return f"http://{self.host}:{self.port}" if self.port else running_url(self.state_dir)
+        return gateway_url(self.host, self.port, self.state_dir)
 
     def _workspace(self, start: bool = True):
         from databricks.sdk import WorkspaceClient

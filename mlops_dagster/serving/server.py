@@ -38,6 +38,12 @@ def running_url(state: str | Path) -> str | None:
         return None
 
 
+def gateway_url(host: str, port: int, state: str | Path) -> str | None:
+    """Where this project's gateway serves: ``port``, or with port 0 wherever it said it serves
+    (None: it has not said yet)."""
+    return f"http://{host}:{port}" if port else running_url(state)
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))
@@ -213,7 +219,7 @@ def ensure_running(host: str, port: int, state: str | Path, settings_json: str, 
     environment those came from.
     """
     state = Path(state)
-    url = f"http://{host}:{port}" if port else running_url(state)
+    url = gateway_url(host, port, state)
     if url and is_up(url):
         check_owner(url, state)
         return url
@@ -236,7 +242,7 @@ def ensure_running(host: str, port: int, state: str | Path, settings_json: str, 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the serving gateway exited with {process.returncode}; see {log_file}")
-        url = f"http://{host}:{port}" if port else running_url(state)
+        url = gateway_url(host, port, state)
         if url and is_up(url):
             check_owner(url, state)  # another project's gateway may have taken the port meanwhile
             return url
