@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from mlops_dagster_tests.project import project_at  # noqa: E402
 from mlops_dagster_tests.support.databricks_emulator import DatabricksEmulator  # noqa: E402
 
-SELECT = "churn_features,churn_labels"
+SELECT = "churn/churn_features,churn/churn_labels"  # the demo use case's assets
 UPSTREAM = ["raw_customers", "raw_customers_quarantine", "churn_features", "churn_labels", "churn_training_set",
             "churn_model", "challenger_model_version", "champion_model_version"]
 
@@ -60,7 +60,7 @@ def main() -> None:
         mlflow = f"sqlite:///{root}/mlflow/mlflow.db"
         dev_config = Path(tmp) / "dev.yaml"
         dev_config.write_text(
-            f"root: {root}\nlanding: {root / 'landing'}\n"
+            f"root: {root}\nlanding: {root / 'landing' / 'churn'}\n"
             f"mlflow: {{tracking_uri: '{mlflow}', registry_uri: '{mlflow}', experiment: churn, model_name: churn_model}}\n"
             "databricks: {poll_interval_seconds: 0.5}\n")
         local_times, remote_times, per_step, calls, zip_kb = [], [], [], [], 0.0

@@ -61,14 +61,16 @@ POLL_SECONDS = 0.25
 KEY, BAD_SHARE, BAD_SEED = "customerID", 0.01, 11
 WRONG_TYPE = {"tenure": "abc", "monthlyCharges": "abc"}
 OUT_OF_RANGE = {"tenure": "99", "monthlyCharges": "-5"}  # contract: tenure 0..72, monthlyCharges >= 0
-INGESTION_ASSETS = "raw_customers,raw_customers_quarantine"
+INGESTION_ASSETS = "churn/raw_customers,churn/raw_customers_quarantine"  # the demo use case's
 
 # Asset key -> asset group, printed as JSON by the code location itself.
 _GROUPS_SCRIPT = """
 import json
 from mlops_dagster.definitions import defs
 graph = defs.resolve_asset_graph()
-print(json.dumps({key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}))
+# Keys and groups without the use case (`churn/raw_customers` in `churn_ingestion`: raw_customers, ingestion).
+print(json.dumps({key.path[-1]: graph.get(key).group_name.removeprefix(key.path[0] + "_")
+                  for key in graph.get_all_asset_keys()}))
 """
 
 
@@ -314,10 +316,10 @@ def _run_record(dagster_home: Path) -> dict | None:
         if event.event_type in planned and entry.step_key:
             key = event.asset_key or getattr(event.event_specific_data, "asset_key", None)
             if key is not None:
-                step_assets.setdefault(entry.step_key, set()).add(key.to_user_string())
+                step_assets.setdefault(entry.step_key, set()).add(key.path[-1])
         if event.event_type == T.ASSET_MATERIALIZATION:
             materialization = event.event_specific_data.materialization
-            materialized[materialization.asset_key.to_user_string()] = _plain(materialization.metadata)
+            materialized[materialization.asset_key.path[-1]] = _plain(materialization.metadata)
     last = entries[-1].timestamp if entries else 0.0
     for step in steps.values():
         if step["seconds"] is None:  # the process died inside the step

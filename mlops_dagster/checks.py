@@ -19,7 +19,7 @@ from .settings import INGESTED_AT, Settings
 KEY_CHECK = "key_is_unique_and_not_null"
 
 
-def _key_spec(asset: str, table: str, keys: list[str]) -> AssetCheckSpec:
+def _key_spec(asset: list[str], table: str, keys: list[str]) -> AssetCheckSpec:
     shown = " + ".join(f"`{k}`" for k in keys)
     return AssetCheckSpec(KEY_CHECK, asset=asset,
                           description=f"Every row of {table} has {shown}, and no {shown} appears twice.")
@@ -61,15 +61,15 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
     features_table = settings.table(names.features)
     labels_table = settings.table(names.labels)
 
-    raw_key = _key_spec(names.raw, raw_table, [ds.key])
+    raw_key = _key_spec(names.key(names.raw), raw_table, [ds.key])
 
-    @asset_check(asset=names.raw, name=KEY_CHECK, description=raw_key.description)
+    @asset_check(asset=names.key(names.raw), name=KEY_CHECK, description=raw_key.description)
     def raw_key_is_unique(context, lakehouse: Lakehouse, spark: SparkResource,
                           step_launcher: StepLauncherParam) -> AssetCheckResult:
         return _per_key(context, lakehouse, spark, raw_table, [ds.key])[0]
 
     @asset_check(
-        asset=names.raw, name="rows_meet_contract",
+        asset=names.key(names.raw), name="rows_meet_contract",
         description="Every value in the raw table meets the dataset contract: types, nullability, allowed "
                     "values and ranges from the target config.",
     )
@@ -97,7 +97,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         )
 
     @asset_check(
-        asset=names.quarantine, name="no_rows_quarantined_by_last_ingestion",
+        asset=names.key(names.quarantine), name="no_rows_quarantined_by_last_ingestion",
         description="Warns when the last ingestion quarantined rows: look at the quarantine table's reasons.",
     )
     def quarantine_is_quiet(context, lakehouse: Lakehouse, spark: SparkResource,
@@ -105,7 +105,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         from dagster import AssetKey
         from pyspark.sql import functions as F
 
-        event = context.instance.get_latest_materialization_event(AssetKey(names.quarantine))
+        event = context.instance.get_latest_materialization_event(AssetKey(names.key(names.quarantine)))
         quarantined = 0
         if event is not None and event.asset_materialization is not None:
             value = event.asset_materialization.metadata.get("rows_quarantined_this_run")
@@ -121,8 +121,8 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         )
 
     @multi_asset_check(specs=[
-        _key_spec(names.features, features_table, [ds.key, INGESTED_AT]),
-        AssetCheckSpec("features_are_complete", asset=names.features,
+        _key_spec(names.key(names.features), features_table, [ds.key, INGESTED_AT]),
+        AssetCheckSpec("features_are_complete", asset=names.key(names.features),
                        description="No feature is missing for any entity (the model must be able to score every row)."),
     ], name=f"{names.features}_checks")
     def feature_checks(context, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam):
@@ -139,8 +139,8 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
         )
 
     @multi_asset_check(specs=[
-        _key_spec(names.labels, labels_table, [ds.key]),
-        AssetCheckSpec("both_classes_present", asset=names.labels,
+        _key_spec(names.key(names.labels), labels_table, [ds.key]),
+        AssetCheckSpec("both_classes_present", asset=names.key(names.labels),
                        description="Labels are 0/1 and both outcomes occur: a classifier cannot learn from one class."),
     ], name=f"{names.labels}_checks")
     def label_checks(context, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam):

@@ -1,12 +1,15 @@
 """``mlops``: generate demo data and run the lifecycle headless with a readable summary.
 
-    mlops generate [--rows N] [--seed S] [--drifted] [--name FILE]   # a landing file
-    mlops run [--job lifecycle_job]                                   # run a job, print a summary
+    mlops generate [--rows N] [--seed S] [--drifted] [--name FILE]   # a demo landing file
+    mlops run [--job lifecycle]                                       # run a job, print a summary
     mlops serve | mlops stop                                          # the local serving gateway
     mlops lineage [--version N]                                       # a model version's lineage
     mlops approve --version N --comment "..."                         # approve a version for promotion
     mlops features [--table NAME]                                     # the feature registry
     mlops prepare-spark                                               # JVM class archive (make install)
+
+Every command takes ``--use-case NAME``: ``run`` and ``features`` act on every use case without it,
+``approve`` needs it when the project has several, the others default to the first.
 """
 
 from __future__ import annotations
@@ -18,12 +21,27 @@ import time
 from pathlib import Path
 
 
-def generate(rows: int, seed: int, drifted: bool, name: str | None, landing: str | None = None) -> Path:
-    """Write the telco demo's synthetic landing file into the landing volume; returns its path."""
-    from .data.telco import write_customers_csv
-    from .settings import load_settings
+def _is_telco_demo(settings) -> bool:
+    from .data.telco import COLUMNS
 
-    landing_dir = Path(landing or load_settings().landing_path)
+    return list(settings.dataset.columns) == COLUMNS
+
+
+def generate(rows: int, seed: int, drifted: bool, name: str | None, landing: str | None = None,
+             use_case: str | None = None) -> Path:
+    """Write the telco demo's synthetic landing file into a use case's landing folder (default: the
+    first use case with the telco contract); returns its path."""
+    from .data.telco import write_customers_csv
+    from .settings import ConfigError, load_project
+
+    project = load_project()
+    candidates = project.select(use_case) if use_case else project.use_cases
+    demo = next((u for u in candidates if _is_telco_demo(u)), None)
+    if demo is None:
+        named = ", ".join(u.name for u in candidates)
+        raise ConfigError(f"mlops generate writes the telco demo's data, and {named} has another file contract: "
+                          f"put that use case's own files in its landing folder ({candidates[0].landing_path})")
+    landing_dir = Path(landing or demo.landing_path)
     landing_dir.mkdir(parents=True, exist_ok=True)
     name = name or f"customers_{'drifted_' if drifted else ''}{rows}_seed{seed}.csv"
     return write_customers_csv(landing_dir / name, rows, seed, drifted)
@@ -34,8 +52,12 @@ def _summary(result, seconds: float, settings) -> str:
     meta = {}
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        meta[mat.asset_key.to_user_string()] = {k: v.value for k, v in mat.metadata.items()}
-    lines = [f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'} in {seconds:.1f} s", ""]
+        path = mat.asset_key.path
+        # This use case's assets by their name; others (project-wide) by their full key.
+        meta[path[-1] if path[:-1] == names.prefix else mat.asset_key.to_user_string()] = {
+            k: v.value for k, v in mat.metadata.items()}
+    outcome = "SUCCESS" if result.success else "FAILURE"
+    lines = [f"{result.dagster_run.job_name} run {result.run_id}: {outcome} in {seconds:.1f} s", ""]
     tables = [(k, m) for k, m in meta.items() if "delta_version" in m]
     if tables:
         lines.append("Tables (Delta):")
@@ -77,40 +99,45 @@ def _summary(result, seconds: float, settings) -> str:
     return "\n".join(lines)
 
 
-def run(job_name: str, run_config: dict | None = None) -> int:
+def run(job: str, use_case: str | None = None, run_config: dict | None = None) -> int:
+    """Run job ``job`` (``lifecycle``, ``training``, ``approve_model_version``, ...; a trailing
+    ``_job`` is allowed) of one use case, or of each in turn; print a summary per run."""
     from dagster import DagsterInstance
 
-    from .data.telco import COLUMNS
     from .definitions import defs
-    from .settings import load_settings
+    from .settings import load_project
 
-    settings = load_settings()
-    landing = Path(settings.landing_path)
-    demo = settings.target == "local" and list(settings.dataset.columns) == COLUMNS
-    if demo and job_name in ("lifecycle_job", "training_job") and not any(landing.glob(settings.dataset.file_pattern)):
-        print(f"landing volume {landing} is empty: generating the demo telco dataset")
-        generate(7043, 42, False, None)
-    job = defs.resolve_job_def(job_name)
-    started = time.perf_counter()
+    kind = job.removesuffix("_job")
+    failed = 0
     default_dagster_home()
-    with DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance, raise_on_error=False,
-            run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        )
-    print(_summary(result, time.perf_counter() - started, settings))
-    return 0 if result.success else 1
+    for settings in load_project().select(use_case):
+        landing = Path(settings.landing_path)
+        if (settings.target == "local" and _is_telco_demo(settings) and kind in ("lifecycle", "training")
+                and not any(landing.glob(settings.dataset.file_pattern))):
+            print(f"landing volume {landing} is empty: generating the demo telco dataset")
+            generate(7043, 42, False, None, use_case=settings.name)
+        job_def = defs.resolve_job_def(settings.names.job(kind))
+        started = time.perf_counter()
+        with DagsterInstance.get() as instance:
+            result = job_def.execute_in_process(
+                instance=instance, raise_on_error=False,
+                run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            )
+        print(_summary(result, time.perf_counter() - started, settings))
+        failed += not result.success
+    return 1 if failed else 0
 
 
-def print_lineage(version: str | None) -> int:
+def print_lineage(version: str | None, use_case: str | None) -> int:
     from .definitions import defs
     from .governance.lineage import format_lineage, model_lineage
     from .resources.registry import CHAMPION
     from .settings import load_settings
 
-    settings = load_settings()
+    settings = load_settings(use_case=use_case)
     resources = defs.resources
     registry, lakehouse, serving = resources["registry"], resources["lakehouse"], resources["serving"]
+    registry = registry.for_model(settings.mlflow.model_name)
     if version is None:
         champion = registry.by_alias(CHAMPION)
         if champion is None:
@@ -121,26 +148,32 @@ def print_lineage(version: str | None) -> int:
     return 0
 
 
-def print_features(table: str | None) -> int:
+def print_features(table: str | None, use_case: str | None) -> int:
     from mlflow import MlflowClient
 
     from .feature_store.registry import feature_registry, format_registry
     from .resources.lakehouse import LocalLakehouse
     from .resources.online_store import build_online_store
-    from .settings import load_settings
+    from .settings import load_project
 
-    settings = load_settings()
+    project = load_project()
+    settings = project.default
     lakehouse = LocalLakehouse(root=str(settings.root / "lakehouse"))
     store = build_online_store(settings)
     client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.registry_uri)
+    found: dict[str, dict] = {}  # a table declared by several use cases is listed once
     try:
-        entries = feature_registry(settings, lakehouse, store, client)
+        for use in project.select(use_case):
+            for entry in feature_registry(use, lakehouse, store, client):
+                found.setdefault(entry["table"], entry)
     finally:
         store.close()
+    entries = list(found.values())
     if table:
         entries = [e for e in entries if table in (e["table"], e["table"].rsplit(".", 1)[-1])]
         if not entries:
-            print(f"no feature table {table!r} in the registry; declared: {', '.join(settings.feature_store.tables)}")
+            declared = sorted({t for u in project.select(use_case) for t in u.feature_store.tables})
+            print(f"no feature table {table!r} in the registry; declared: {', '.join(declared)}")
             return 1
     print(format_registry(entries), end="")
     return 0
@@ -164,52 +197,75 @@ def default_dagster_home() -> None:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--use-case", help="the use case to act on (its name in the config's use_cases)")
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="write the telco demo's synthetic landing file into the landing volume")
+
+    def command(name: str, **kwargs):
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    gen = command("generate", help="write the telco demo's synthetic landing file into its landing folder")
     gen.add_argument("--rows", type=int, default=7043)
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--drifted", action="store_true", help="after a price rise and a contract-mix shift")
     gen.add_argument("--name", help="file name in the landing volume")
-    runner = sub.add_parser("run", help="run a job headless on the current target and print a summary")
-    runner.add_argument("--job", default="lifecycle_job")
-    sub.add_parser("serve", help="run the local serving gateway in the foreground (Ctrl-C stops it)")
-    sub.add_parser("stop", help="stop the local serving gateway started in the background")
-    lineage = sub.add_parser("lineage", help="where a model version came from and where it is used")
+    runner = command("run", help="run a job headless on the current target and print a summary")
+    runner.add_argument("--job", default="lifecycle",
+                        help="lifecycle, training, batch_inference, monitoring or a governance job")
+    command("serve", help="run the local serving gateway in the foreground (Ctrl-C stops it)")
+    command("stop", help="stop the local serving gateway started in the background")
+    lineage = command("lineage", help="where a model version came from and where it is used")
     lineage.add_argument("--version", help="model version (default: the champion)")
-    approve = sub.add_parser("approve", help="approve a validated model version for promotion (audited)")
+    approve = command("approve", help="approve a validated model version for promotion (audited)")
     approve.add_argument("--version", required=True)
     approve.add_argument("--comment", required=True)
-    sub.add_parser("prepare-spark", help="build the JVM class archive that makes local Spark start faster "
-                                          "(make install does it)")
-    features = sub.add_parser("features", help="the feature registry: tables, features, owners, versions, users")
+    command("prepare-spark", help="build the JVM class archive that makes local Spark start faster "
+                                  "(make install does it)")
+    features = command("features", help="the feature registry: tables, features, owners, versions, users")
     features.add_argument("--table", help="one table (short or catalog.schema.table name)")
     args = parser.parse_args(argv)
+    from .settings import ConfigError
+
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"mlops {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
     if args.command == "features":
-        return print_features(args.table)
+        return print_features(args.table, args.use_case)
     if args.command == "prepare-spark":
         from .resources.spark_jvm import build_class_archive
 
         build_class_archive()
         return 0
     if args.command == "approve":
-        return run("approve_model_version_job", {"ops": {"approve_model_version": {
+        from .settings import ConfigError, load_project
+
+        project = load_project()
+        if args.use_case is None and len(project.use_cases) > 1:
+            raise ConfigError(f"which model? name its use case: --use-case {' | '.join(project.names)}")
+        settings = project.use_case(args.use_case)
+        return run("approve_model_version", settings.name, {"ops": {settings.names.op("approve_model_version"): {
             "config": {"version": args.version, "comment": args.comment}}}})
     if args.command == "lineage":
-        return print_lineage(args.version)
+        return print_lineage(args.version, args.use_case)
     if args.command in ("serve", "stop"):
         from .serving.server import serve, stop
-        from .settings import load_settings
+        from .settings import load_project
 
-        settings = load_settings()
+        project = load_project()
         if args.command == "serve":
-            serve(settings)
+            serve(project)
             return 0
-        print("serving gateway stopped" if stop(settings) else "no serving gateway was running")
+        print("serving gateway stopped" if stop(project.default) else "no serving gateway was running")
         return 0
     if args.command == "generate":
-        print(generate(args.rows, args.seed, args.drifted, args.name))
+        print(generate(args.rows, args.seed, args.drifted, args.name, use_case=args.use_case))
         return 0
-    return run(args.job)
+    return run(args.job, args.use_case)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The code location: Definitions for the target chosen by MLOPS_TARGET (default ``local``)."""
+"""The code location: every use case's Definitions for the target chosen by MLOPS_TARGET (default ``local``)."""
 
 from __future__ import annotations
 
@@ -12,34 +12,43 @@ from .assets.monitoring import monitoring_assets
 from .assets.registry import registry_assets
 from .assets.serving import serving_assets
 from .assets.training import training_assets
-from .automation import automation_definitions
+from .automation import automation_definitions, failure_definitions
 from .checks import quality_checks
 from .governance.jobs import governance_jobs
 from .jobs import build_jobs
 from .quiet import quiet_libraries
 from .resources import build_resources
-from .settings import Settings, load_settings
+from .settings import Project, load_project
 
 
-def build_definitions(settings: Settings) -> Definitions:
-    assets = [
-        *ingestion_assets(settings), *feature_assets(settings), *training_assets(settings),
-        *registry_assets(settings), *serving_assets(settings), *inference_assets(settings), *monitoring_assets(settings),
-        *governance_assets(settings),
-    ]
-    jobs = build_jobs(settings)
-    sensors, schedules = automation_definitions(settings, jobs)
+def build_definitions(project: Project) -> Definitions:
+    """Each use case's assets (under its key prefix), checks, jobs, sensors and schedules, on resources
+    the project shares."""
+    assets, checks, jobs, sensors, schedules, lifecycle_jobs = [], [], [], [], [], []
+    for settings in project.use_cases:
+        assets += [
+            *ingestion_assets(settings), *feature_assets(settings), *training_assets(settings),
+            *registry_assets(settings), *serving_assets(settings), *inference_assets(settings),
+            *monitoring_assets(settings),
+        ]
+        checks += quality_checks(settings)
+        use_case_jobs = build_jobs(settings)
+        more_sensors, more_schedules = automation_definitions(settings, use_case_jobs)
+        sensors += more_sensors
+        schedules += more_schedules
+        lifecycle_jobs += use_case_jobs.all
+        jobs += [*use_case_jobs.all, *governance_jobs(settings)]
     return Definitions(
-        assets=assets,
-        sensors=sensors,
+        assets=[*assets, *governance_assets(project.default)],
+        sensors=[*sensors, *failure_definitions(project.default, lifecycle_jobs)],
         schedules=schedules,
-        asset_checks=quality_checks(settings),
-        jobs=[*jobs.all, *governance_jobs(settings)],
-        resources=build_resources(settings),
+        asset_checks=checks,
+        jobs=jobs,
+        resources=build_resources(project),
         # One process per run: steps share one SparkSession instead of starting a JVM each.
         executor=in_process_executor,
     )
 
 
 quiet_libraries()
-defs = build_definitions(load_settings())
+defs = build_definitions(load_project())

@@ -8,7 +8,7 @@ from typing import Any
 from dagster import AssetSelection, define_asset_job
 
 from .resources.mlflow_tracking import end_mlflow_on_run_finished
-from .settings import Settings
+from .settings import USE_CASE_TAG, Settings
 
 _mlflow_hooks = {end_mlflow_on_run_finished}
 
@@ -30,22 +30,30 @@ class Jobs:
 
 
 def build_jobs(settings: Settings) -> Jobs:
+    """The use case's jobs, named ``<use case>_lifecycle_job`` and so on, each run tagged with the use case."""
     names = settings.names
+    tags = {USE_CASE_TAG: names.use_case}
+
+    def groups(*stages: str) -> AssetSelection:
+        return AssetSelection.groups(*(names.group(s) for s in stages))
+
     return Jobs(
         lifecycle=define_asset_job(
-            "lifecycle_job", AssetSelection.groups(*LIFECYCLE_GROUPS), hooks=_mlflow_hooks,
+            names.job("lifecycle"), groups(*LIFECYCLE_GROUPS), hooks=_mlflow_hooks, tags=tags,
             description="Landing files to champion model, batch predictions and drift report, in one run.",
         ),
         training=define_asset_job(
-            "training_job", AssetSelection.groups("ingestion", "features", "training", "registry"), hooks=_mlflow_hooks,
+            names.job("training"), groups("ingestion", "features", "training", "registry"), hooks=_mlflow_hooks,
+            tags=tags,
             description="Ingest new files, rebuild features, train, register the challenger, validate and promote.",
         ),
         batch_inference=define_asset_job(
-            "batch_inference_job", AssetSelection.assets(names.predictions),
+            names.job("batch_inference"), AssetSelection.assets(names.key(names.predictions)), tags=tags,
             description=f"Score every {settings.dataset.key} with the current champion.",
         ),
         monitoring=define_asset_job(
-            "monitoring_job", AssetSelection.assets(names.drift_report), hooks=_mlflow_hooks,
+            names.job("monitoring"), AssetSelection.assets(names.key(names.drift_report)), hooks=_mlflow_hooks,
+            tags=tags,
             description="Compare the newest data with the champion's training data (Evidently drift report).",
         ),
     )

@@ -25,6 +25,8 @@ TARGETS = ("local", "dev", "staging", "prod")
 INGESTED_AT = "_ingested_at"
 # Which landing file a raw row came from.
 SOURCE_FILE = "_source_file"
+# The run tag naming the use case a run works for (set on every use case job).
+USE_CASE_TAG = "mlops/use_case"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -332,6 +334,31 @@ class Names:
     dataset: str
 
     @property
+    def prefix(self) -> list[str]:
+        """Every asset of the use case has its key under this prefix (``churn/churn_features``)."""
+        return [self.use_case]
+
+    def key(self, asset: str) -> list[str]:
+        """An asset's full key path (wrap it in ``dagster.AssetKey``)."""
+        return [*self.prefix, asset]
+
+    def group(self, stage: str) -> str:
+        """The UI group of a lifecycle stage: ``churn_training``, one set of groups per use case."""
+        return f"{self.use_case}_{stage}"
+
+    def op(self, name: str) -> str:
+        """A step (op) name, unique in a code location holding several use cases."""
+        return f"{self.use_case}__{name}"
+
+    def job(self, kind: str) -> str:
+        """``churn_lifecycle_job``, ``churn_training_job``, ..."""
+        return f"{self.use_case}_{kind}_job"
+
+    def automation(self, name: str) -> str:
+        """A sensor or schedule of the use case: ``churn_landing_file_sensor``, ..."""
+        return f"{self.use_case}_{name}"
+
+    @property
     def raw(self) -> str:
         return f"raw_{self.dataset}"
 
@@ -494,8 +521,9 @@ class Settings(_Model):
 
     @property
     def landing_path(self) -> str:
-        """The landing volume: ``landing`` if set, else the project's ``landing`` folder / volume."""
-        return self.landing or self.volume_path("landing")
+        """The use case's landing folder: ``landing`` if set, else ``<name>`` in the project's
+        ``landing`` folder / volume (each use case has its own, so their files never mix)."""
+        return self.landing or f"{self.volume_path('landing')}/{self.name}"
 
     def volume_path(self, name: str) -> str:
         """A folder of this project's files: under `root` when set, else the UC volume ``name``."""
@@ -576,16 +604,122 @@ def _read_yaml(path: Path) -> dict:
 
 
 SETTINGS_JSON_ENV = "MLOPS_SETTINGS_JSON"
+# Settings one project shares: a use case may not set these (one workspace, one store, one gateway).
+_PROJECT_WIDE = {
+    "target": None, "root": None, "catalog": None, "schema": None, "spark": None, "databricks": None,
+    "mlflow": ("tracking_uri", "registry_uri"), "serving": ("host", "port"), "feature_store": ("online_store",),
+}
+# Today's single-use-case format: a file with these at the top level (and no `use_cases`) is the
+# project's only use case.
+_SINGLE_USE_CASE_KEYS = ("name", "dataset")
 
 
-def load_settings(target: str | None = None, extra_file: str | Path | None = None) -> Settings:
-    """Settings for ``target`` (default: ``MLOPS_TARGET`` or ``local``).
+class Project(_Model):
+    """Every use case of the code location, each one's settings complete (shared parts included)."""
 
-    A remote step (on a Databricks cluster) gets the launching process's settings, resolved, in
+    use_cases: list[Settings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_project(self) -> "Project":
+        names = [u.name for u in self.use_cases]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"use case names must be unique: {duplicated}")
+        return self
+
+    @property
+    def default(self) -> Settings:
+        """The first use case: the one commands act on when not told which."""
+        return self.use_cases[0]
+
+    @property
+    def names(self) -> list[str]:
+        return [u.name for u in self.use_cases]
+
+    def use_case(self, name: str | None = None) -> Settings:
+        if name is None:
+            return self.default
+        for use_case in self.use_cases:
+            if use_case.name == name:
+                return use_case
+        raise ConfigError(f"there is no use case {name!r}; this project has {', '.join(self.names)}")
+
+    def select(self, name: str | None = None) -> list[Settings]:
+        """One use case, or every one when ``name`` is None."""
+        return self.use_cases if name is None else [self.use_case(name)]
+
+    def by_endpoint(self, endpoint: str) -> Settings | None:
+        """The use case serving ``endpoint`` (None: no use case names it)."""
+        return next((u for u in self.use_cases if u.serving.endpoint == endpoint), None)
+
+
+def load_settings(target: str | None = None, extra_file: str | Path | None = None,
+                  use_case: str | None = None) -> Settings:
+    """One use case's settings (default: the first) for ``target``; see ``load_project``."""
+    return load_project(target, extra_file).use_case(use_case)
+
+
+def _project_wide_keys_in(section: dict) -> list[str]:
+    found = []
+    for key, sub in _PROJECT_WIDE.items():
+        if key not in section:
+            continue
+        if sub is None:
+            found.append(key)
+        elif isinstance(section[key], dict):
+            found += [f"{key}.{s}" for s in sub if s in section[key]]
+    return found
+
+
+def _check_use_case_sections(path: Path, layer: dict) -> None:
+    sections = layer.get("use_cases")
+    if sections is None:
+        return
+    if "name" in layer:
+        raise ConfigError(f"{path}: `name` belongs to a use case; with `use_cases`, each entry's key is its name")
+    if not isinstance(sections, dict) or not all(isinstance(v, dict | None) for v in sections.values()):
+        raise ConfigError(f"{path}: `use_cases` must map each use case's name to its settings")
+    for use_case, section in sections.items():
+        shared = _project_wide_keys_in(section or {})
+        if shared:
+            raise ConfigError(f"{path}: use case {use_case!r} sets {', '.join(shared)}, which the whole project "
+                              "shares: set it at the top level")
+
+
+def _single_use_case(layers: list[dict]) -> list[dict]:
+    """Layers for a last file in today's single-use-case format: it is the only use case. With a
+    dataset of its own (another ``dataset.name``) it replaces the shipped use cases whole, named by
+    its ``name`` or else ``dataset.name``; otherwise it adjusts (and may rename) the first one, the
+    demo, as such a file always did."""
+    own, shipped = layers[-1], layers[:-1]
+    sections: dict = {}
+    for layer in shipped:
+        sections = deep_merge(sections, layer.get("use_cases") or {})
+    first = next(iter(sections))
+    dataset = (own.get("dataset") or {}).get("name")
+    replaced = dataset is not None and dataset != ((sections[first] or {}).get("dataset") or {}).get("name")
+    name = str(own["name"]) if "name" in own else (str(dataset) if replaced else first)
+    kept = () if replaced else (first,)
+    shipped = [{**{k: v for k, v in layer.items() if k != "use_cases"},
+                "use_cases": {name: section for u, section in (layer.get("use_cases") or {}).items() if u in kept}}
+               for layer in shipped]
+    return [*shipped, {**{k: v for k, v in own.items() if k != "name"}, "use_cases": {name: {}}}]
+
+
+def load_project(target: str | None = None, extra_file: str | Path | None = None) -> Project:
+    """Every use case of the project for ``target`` (default: ``MLOPS_TARGET`` or ``local``).
+
+    ``conf/base.yaml``, ``conf/<target>.yaml`` and the ``MLOPS_CONFIG`` file are layered in that
+    order; in each, the top level speaks for every use case and ``use_cases.<name>`` for one (it
+    wins within its layer; an upper layer wins over a lower one). A ``MLOPS_CONFIG`` file in today's
+    single-use-case format (top-level ``name`` or ``dataset``, no ``use_cases``) is the only use case:
+    see ``_single_use_case``.
+
+    A remote step (on a Databricks cluster) gets the launching process's project, resolved, in
     ``MLOPS_SETTINGS_JSON``: it runs with exactly the configuration its run was launched with."""
     shipped = os.environ.get(SETTINGS_JSON_ENV)
     if shipped and target is None and extra_file is None:
-        return Settings.model_validate_json(shipped)
+        return Project.model_validate_json(shipped)
     target = target or os.environ.get("MLOPS_TARGET") or "local"
     if target not in TARGETS:
         raise ConfigError(f"MLOPS_TARGET={target!r} is not a target; choose one of {', '.join(TARGETS)}")
@@ -595,20 +729,36 @@ def load_settings(target: str | None = None, extra_file: str | Path | None = Non
         files.append(Path(extra_file))
     layers = [_expand_env(_read_yaml(path)) for path in files]
     sources = " + ".join(str(f) for f in files)
-    merged: dict = {}
+    for path, layer in zip(files, layers):
+        _check_use_case_sections(path, layer)
+    if extra_file and "use_cases" not in layers[-1] and any(k in layers[-1] for k in _SINGLE_USE_CASE_KEYS):
+        layers = _single_use_case(layers)
+    top: dict = {}
     for layer in layers:
-        merged = deep_merge(merged, layer)
-    missing = [k for k in ("name", "catalog", "schema") if not isinstance(merged.get(k), str)]
+        top = deep_merge(top, {k: v for k, v in layer.items() if k != "use_cases"})
+    missing = [k for k in ("catalog", "schema") if not isinstance(top.get(k), str)]
     if missing:
         raise ConfigError(f"invalid configuration for target {target!r} ({sources}): {', '.join(missing)} "
                           "must be set, as text")
-    # Each layer gets the final names before they are merged, so a key written `{name}_features`
-    # in one layer and `sales_features` in another (name: sales) is one key.
-    names = {k: merged[k] for k in ("name", "catalog", "schema")}
-    raw: dict = {}
-    for layer in layers:
-        raw = deep_merge(raw, _expand_names(layer, names))
-    try:
-        return Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid configuration for target {target!r} ({sources}):\n{exc}") from None
+    use_case_names = list(dict.fromkeys(n for layer in layers for n in (layer.get("use_cases") or {})))
+    if not use_case_names:
+        raise ConfigError(f"invalid configuration for target {target!r} ({sources}): no use case; add one "
+                          "under `use_cases`")
+    use_cases = []
+    for name in use_case_names:
+        # Layer by layer, its shared part then this use case's section: an upper layer (a target,
+        # your file) wins over a lower one, and within a layer the use case's own section wins.
+        # Each part gets the final names before it is merged, so a key written `{name}_features` in
+        # one part and `sales_features` in another (use case sales) is one key.
+        names = {"name": str(name), "catalog": top["catalog"], "schema": top["schema"]}
+        raw: dict = {}
+        for layer in layers:
+            shared = {k: v for k, v in layer.items() if k not in ("use_cases", "name")}
+            for part in (shared, (layer.get("use_cases") or {}).get(name) or {}):
+                raw = deep_merge(raw, _expand_names(part, names))
+        try:
+            use_cases.append(Settings.model_validate({**raw, "name": name}))
+        except ValidationError as exc:
+            raise ConfigError(f"invalid configuration for target {target!r}, use case {name!r} "
+                              f"({sources}):\n{exc}") from None
+    return Project(use_cases=use_cases)

@@ -16,15 +16,36 @@ from mlops_dagster.definitions import build_definitions
 from mlops_dagster.resources.lakehouse import LocalLakehouse
 from mlops_dagster.resources.registry import ModelRegistry
 from mlops_dagster.serving.server import stop as stop_gateway
-from mlops_dagster.settings import Settings, deep_merge, load_settings
+from mlops_dagster.settings import Project as UseCases
+from mlops_dagster.settings import Settings, deep_merge, load_project
 
 
 @dataclass
 class Project:
+    """One use case of the project (``settings``; the first by default) with the project's
+    definitions and instance: ``use_case(name)`` gives the same project seen from another."""
+
     root: Path
     settings: Settings
     defs: object
     instance: DagsterInstance
+    use_cases: UseCases
+
+    def use_case(self, name: str) -> "Project":
+        return Project(self.root, self.use_cases.use_case(name), self.defs, self.instance, self.use_cases)
+
+    def key(self, asset: str) -> AssetKey:
+        """This use case's asset ``asset`` (or a project-wide one, such as compliance_report)."""
+        mine = AssetKey(self.settings.names.key(asset))
+        return mine if self.defs.get_repository_def().asset_graph.has(mine) else AssetKey(asset)
+
+    def job(self, name: str) -> str:
+        """A job's full name: ``lifecycle`` / ``lifecycle_job`` -> ``<use case>_lifecycle_job``."""
+        jobs = {j.name for j in self.defs.get_repository_def().get_all_jobs()}
+        return name if name in jobs else self.settings.names.job(name.removesuffix("_job"))
+
+    def op(self, name: str) -> str:
+        return self.settings.names.op(name)
 
     @property
     def lakehouse(self) -> LocalLakehouse:
@@ -33,7 +54,7 @@ class Project:
     @property
     def registry(self) -> ModelRegistry:
         m = self.settings.mlflow
-        return ModelRegistry(tracking_uri=m.tracking_uri, registry_uri=m.registry_uri, model_name=m.model_name)
+        return ModelRegistry(tracking_uri=m.tracking_uri, registry_uri=m.registry_uri).for_model(m.model_name)
 
     def table(self, name: str) -> str:
         return self.settings.table(name)
@@ -42,9 +63,9 @@ class Project:
         return generate(rows, seed, drifted, name, landing=self.settings.landing_path)
 
     def run(self, job_name: str = "lifecycle_job", selection: list[str] | None = None, **kwargs):
-        job = self.defs.resolve_job_def(job_name)
+        job = self.defs.resolve_job_def(self.job(job_name))
         if selection:
-            job = job.get_subset(asset_selection={AssetKey(s) for s in selection})
+            job = job.get_subset(asset_selection={self.key(s) for s in selection})
         return job.execute_in_process(instance=self.instance, raise_on_error=False, **kwargs)
 
     @staticmethod
@@ -58,7 +79,7 @@ class Project:
         return out
 
     def metadata(self, asset: str) -> dict:
-        event = self.instance.get_latest_materialization_event(AssetKey(asset))
+        event = self.instance.get_latest_materialization_event(self.key(asset))
         assert event is not None, f"{asset} was never materialized"
         return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
@@ -67,8 +88,9 @@ class Project:
         extra = self.root / f"override_{len(list(self.root.glob('override_*')))}.yaml"
         base = yaml.safe_load((self.root / "override.yaml").read_text())
         extra.write_text(yaml.safe_dump(deep_merge(base, overrides)))
-        settings = load_settings("local", extra_file=extra)
-        return Project(self.root, settings, build_definitions(settings), self.instance)
+        use_cases = load_project("local", extra_file=extra)
+        return Project(self.root, use_cases.use_case(self.settings.name), build_definitions(use_cases), self.instance,
+                       use_cases)
 
 
 def free_port() -> int:
@@ -90,9 +112,10 @@ def project_at(root: Path, overrides: dict | None = None):
         overrides["serving"] = {"port": free_port(), **overrides.get("serving", {})}
         extra = root / "override.yaml"
         extra.write_text(yaml.safe_dump(overrides))
-        settings = load_settings("local", extra_file=extra)
+        use_cases = load_project("local", extra_file=extra)
+        settings = use_cases.default
         with DagsterInstance.ephemeral(tempdir=str(root / "dagster")) as instance:
-            yield Project(root, settings, build_definitions(settings), instance)
+            yield Project(root, settings, build_definitions(use_cases), instance, use_cases)
     finally:
         if settings is not None:
             stop_gateway(settings)

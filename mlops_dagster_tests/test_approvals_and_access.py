@@ -21,9 +21,9 @@ TRAIN = ["raw_customers", "raw_customers_quarantine", "churn_features", "churn_l
 
 
 def _approve(project, version: str, comment: str):
-    return project.defs.resolve_job_def("approve_model_version_job").execute_in_process(
+    return project.defs.resolve_job_def(project.job("approve_model_version_job")).execute_in_process(
         instance=project.instance, raise_on_error=False,
-        run_config={"ops": {"approve_model_version": {"config": {"version": version, "comment": comment}}}})
+        run_config={"ops": {"churn__approve_model_version": {"config": {"version": version, "comment": comment}}}})
 
 
 def test_promotion_waits_for_an_approval_from_an_allowed_role(tmp_path, monkeypatch):
@@ -81,8 +81,8 @@ def test_an_unknown_actor_may_not_restore_and_is_audited(tmp_path, monkeypatch):
         project.land(200, seed=1)
         assert project.run("training_job", selection=TRAIN[:2]).success
         monkeypatch.setenv("MLOPS_USER", "mallory")
-        result = project.defs.resolve_job_def("restore_table_job").execute_in_process(
-            instance=project.instance, raise_on_error=False, run_config={"ops": {"restore_table": {"config": {
+        result = project.defs.resolve_job_def(project.job("restore_table_job")).execute_in_process(
+            instance=project.instance, raise_on_error=False, run_config={"ops": {"churn__restore_table": {"config": {
                 "table": "raw_customers", "version": 0, "reason": "oops"}}}})
         assert not result.success
         assert "mallory (roles: none) may not restore" in project.failures(result)[0]

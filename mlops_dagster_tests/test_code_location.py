@@ -9,26 +9,28 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from dagster import AssetKey
 
 from mlops_dagster.definitions import build_definitions
-from mlops_dagster.settings import load_settings
+from mlops_dagster.settings import load_project
 
 REPO = Path(__file__).resolve().parents[1]
+# Each use case's stage groups (`churn_training`, ...) hold its assets, under its key prefix.
 STAGES = {
-    "ingestion": {"raw_customers", "raw_customers_quarantine"},
-    "features": {"churn_features", "churn_labels", "churn_features_online"},
-    "training": {"churn_training_set", "churn_model"},
-    "registry": {"challenger_model_version", "champion_model_version"},
-    "serving": {"churn_endpoint"},
-    "inference": {"churn_predictions"},
-    "monitoring": {"churn_drift_report"},
+    "churn_ingestion": {"churn/raw_customers", "churn/raw_customers_quarantine"},
+    "churn_features": {"churn/churn_features", "churn/churn_labels", "churn/churn_features_online"},
+    "churn_training": {"churn/churn_training_set", "churn/churn_model"},
+    "churn_registry": {"churn/challenger_model_version", "churn/champion_model_version"},
+    "churn_serving": {"churn/churn_endpoint"},
+    "churn_inference": {"churn/churn_predictions"},
+    "churn_monitoring": {"churn/churn_drift_report"},
     "governance": {"compliance_report"},
 }
 
 
 def test_assets_sit_in_stage_groups_with_descriptions(local_root):
-    defs = build_definitions(load_settings())
+    defs = build_definitions(load_project())
     graph = defs.resolve_asset_graph()
     groups: dict[str, set[str]] = {}
     for key in graph.get_all_asset_keys():
@@ -39,13 +41,14 @@ def test_assets_sit_in_stage_groups_with_descriptions(local_root):
 
 
 def test_jobs_and_checks_exist(local_root):
-    defs = build_definitions(load_settings())
+    defs = build_definitions(load_project())
     for job in ("lifecycle_job", "training_job", "batch_inference_job", "monitoring_job"):
-        assert defs.resolve_job_def(job) is not None
+        assert defs.resolve_job_def(f"churn_{job}") is not None
     checks = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
-    assert {("raw_customers", "rows_meet_contract"), ("churn_features", "key_is_unique_and_not_null"),
-            ("challenger_model_version", "passes_validation"), ("churn_drift_report", "no_dataset_drift")} <= checks
-    validation = defs.resolve_assets_def(AssetKey("challenger_model_version")).check_specs
+    assert {("churn/raw_customers", "rows_meet_contract"), ("churn/churn_features", "key_is_unique_and_not_null"),
+            ("churn/challenger_model_version", "passes_validation"),
+            ("churn/churn_drift_report", "no_dataset_drift")} <= checks
+    validation = defs.resolve_assets_def(AssetKey(["churn", "challenger_model_version"])).check_specs
     assert [spec.blocking for spec in validation] == [True]
 
 
@@ -65,15 +68,20 @@ def test_loading_the_code_location_imports_no_heavy_library(target, local_root):
 
 @pytest.mark.parametrize("target", ["local", "dev", "staging", "prod"])
 def test_dagster_validates_the_definitions_of_every_target(target, local_root):
-    """`dagster definitions validate` per target, with no Databricks credentials in the environment:
-    credentials are needed to run steps, not to load the code location."""
+    """`dagster definitions validate` per target, with two use cases (the demo and a second one), and
+    no Databricks credentials in the environment: credentials are needed to run steps, not to load
+    the code location."""
+    from .support.subscribers import SUBSCRIBERS
+
     home = local_root / f"dagster_home_{target}"
     home.mkdir(parents=True)
+    config = local_root / "two_use_cases.yaml"
+    config.write_text(yaml.safe_dump({"use_cases": {"cancellation": SUBSCRIBERS}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATABRICKS_")}
     out = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
         capture_output=True, text=True, cwd=REPO, timeout=180,
-        env={**env, "DAGSTER_HOME": str(home), "MLOPS_TARGET": target},
+        env={**env, "DAGSTER_HOME": str(home), "MLOPS_TARGET": target, "MLOPS_CONFIG": str(config)},
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Validation successful for code location mlops_dagster" in out.stdout + out.stderr
@@ -83,8 +91,9 @@ def test_dagster_validates_the_definitions_of_every_target(target, local_root):
 def test_databricks_targets_bind_the_step_launcher_and_unity_catalog(target, local_root):
     from mlops_dagster.resources.unity_catalog import UnityCatalogLakehouse
 
-    settings = load_settings(target)
-    defs = build_definitions(settings)
+    project = load_project(target)
+    settings = project.default
+    defs = build_definitions(project)
     assert isinstance(defs.resources["lakehouse"], UnityCatalogLakehouse)
     assert settings.mlflow.registry_uri == "databricks-uc"
     assert settings.mlflow.model_name == f"ml_{target}_catalog.churn.churn_model"

@@ -122,9 +122,9 @@ def test_dropped_files_retrain_and_a_restart_does_not_repeat_them(tmp_path):
             daemon.stop()
             restarted = daemon.start()
             deadline = time.time() + 60
-            while _sensor_ticks_since(instance, "landing_file_sensor", restarted) < 3 and time.time() < deadline:
+            while _sensor_ticks_since(instance, "churn_landing_file_sensor", restarted) < 3 and time.time() < deadline:
                 time.sleep(1)
-            assert _sensor_ticks_since(instance, "landing_file_sensor", restarted) >= 3
+            assert _sensor_ticks_since(instance, "churn_landing_file_sensor", restarted) >= 3
             assert len(_file_runs(instance)) == 2  # the same files did not trigger again
         finally:
             daemon.stop()

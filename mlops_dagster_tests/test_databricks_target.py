@@ -23,7 +23,7 @@ import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
 from mlops_dagster.resources.lakehouse import LocalLakehouse
-from mlops_dagster.settings import deep_merge, load_settings
+from mlops_dagster.settings import deep_merge, load_project
 
 from .project import project_at
 from .support.databricks_emulator import DatabricksEmulator
@@ -61,7 +61,7 @@ class Workspace:
         m = f"sqlite:///{root}/mlflow/mlflow.db"
         self.config = work / "dev.yaml"
         self.reconfigure(deep_merge({
-            "root": str(root), "landing": str(root / "landing"),
+            "root": str(root), "landing": str(root / "landing" / "churn"),  # where the local project lands
             "mlflow": {"tracking_uri": m, "registry_uri": m, "experiment": "churn", "model_name": "churn_model"},
             "feature_store": {"online_store": {"kind": "sqlite"}},  # under root, like the tables
             "databricks": {
@@ -71,7 +71,7 @@ class Workspace:
                 "cluster": {"spark_conf": {"spark.sql.shuffle.partitions": "2"}},
             },
         }, overrides or {}))
-        self.emulator = DatabricksEmulator(work / "emulator", TOKEN, settings=self.settings if serving else None,
+        self.emulator = DatabricksEmulator(work / "emulator", TOKEN, project=self.project if serving else None,
                                            run_env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
         self.emulator.put_secret("mlops", "token", TOKEN)
         self.outputs: list[str] = []
@@ -79,7 +79,8 @@ class Workspace:
     def reconfigure(self, config: dict) -> None:
         """Write the `dev` override file (read by every later CLI run) and reload the settings."""
         self.config.write_text(yaml.safe_dump(config))
-        self.settings = load_settings("dev", extra_file=self.config)
+        self.project = load_project("dev", extra_file=self.config)
+        self.settings = self.project.default
 
     def env(self, **changes: str | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLOPS_"))}
@@ -90,7 +91,9 @@ class Workspace:
         return env
 
     def materialize(self, select: str = SPARK_ASSETS, **env_changes) -> subprocess.CompletedProcess:
-        return self.dagster("asset", "materialize", "--select", select, **env_changes)
+        """Materialize the demo use case's assets named in ``select`` (comma-separated, no prefix)."""
+        keys = ",".join(f"churn/{asset}" for asset in select.split(","))
+        return self.dagster("asset", "materialize", "--select", keys, **env_changes)
 
     def dagster(self, *args: str, **env_changes) -> subprocess.CompletedProcess:
         out = subprocess.run(
@@ -160,7 +163,8 @@ def test_spark_assets_run_as_databricks_job_runs(workspace, seeded):
     # The emulator ran one job run per step (the asset checks are steps too), in processes of its
     # own, all successful.
     runs = {step_of(r): r for r in ws.emulator.runs.values()}
-    assert set(runs) == {"build_feature_tables", "churn_predictions", "churn_features_checks", "churn_labels_checks"}
+    assert set(runs) == {"churn__build_feature_tables", "churn__churn_predictions", "churn_features_checks",
+                         "churn_labels_checks"}
     for run in runs.values():
         assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "SUCCESS"), run.state_message
         assert run.pid and run.pid != os.getpid()
@@ -176,8 +180,8 @@ def test_spark_assets_run_as_databricks_job_runs(workspace, seeded):
     with ws.instance() as instance:
         [dagster_run] = instance.get_runs()
         assert dagster_run.status == DagsterRunStatus.SUCCESS
-        for asset, step in (("churn_features", "build_feature_tables"), ("churn_predictions", "churn_predictions")):
-            event = instance.get_latest_materialization_event(AssetKey(asset))
+        for asset, step in (("churn_features", "churn__build_feature_tables"), ("churn_predictions", "churn__churn_predictions")):
+            event = instance.get_latest_materialization_event(AssetKey(["churn", asset]))
             assert event.run_id == dagster_run.run_id
             # Materialized by the emulator's cluster process, streamed back into this instance.
             assert event.dagster_event.pid == runs[step].pid
@@ -187,7 +191,7 @@ def test_spark_assets_run_as_databricks_job_runs(workspace, seeded):
                 if e.dagster_event and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT
                 and "databricks_run_url" in e.dagster_event.engine_event_data.metadata]
         assert len(urls) == len(runs) and all(u.startswith(ws.emulator.url) for u in urls)
-        assert any("Captured stdout for step build_feature_tables" in e.message for e in logs)
+        assert any("Captured stdout for step churn__build_feature_tables" in e.message for e in logs)
 
     # The tables hold the right rows, written by this run.
     features = ws.lakehouse.read(ws.table("churn_features"))
@@ -215,7 +219,7 @@ def test_a_remote_failure_surfaces_its_traceback_and_stderr(seeded, tmp_path):
             assert "no_such_function" in text           # Spark's own message, raised on the cluster
             assert "assets/features.py" in "".join(error.stack) + "".join(error.cause.stack if error.cause else [])
             assert failure.pid == next(iter(ws.emulator.runs.values())).pid
-            assert any("Captured stderr for step build_feature_tables" in e.message for e in logs)
+            assert any("Captured stderr for step churn__build_feature_tables" in e.message for e in logs)
             failed_run_id = dagster_run.run_id
             # The failure sensor (daemon side: no Spark, no table access) requests the job that
             # records the failure; that job's step runs on a cluster like every data step.
@@ -223,7 +227,7 @@ def test_a_remote_failure_surfaces_its_traceback_and_stderr(seeded, tmp_path):
 
             from mlops_dagster.definitions import build_definitions
 
-            sensor = build_definitions(ws.settings).resolve_sensor_def("lifecycle_failure_sensor")
+            sensor = build_definitions(ws.project).resolve_sensor_def("lifecycle_failure_sensor")
             run_failure = next(e.dagster_event for e in logs
                                if e.dagster_event and e.dagster_event.event_type == DagsterEventType.RUN_FAILURE)
             request = sensor(build_run_status_sensor_context(
@@ -265,7 +269,7 @@ def test_transient_api_errors_are_retried_and_the_run_succeeds(workspace):
 def test_cancelling_the_dagster_run_cancels_the_remote_run(workspace):
     ws = workspace
     process = subprocess.Popen(
-        [DAGSTER, "asset", "materialize", "-m", "mlops_dagster.definitions", "--select", "churn_features,churn_labels"],
+        [DAGSTER, "asset", "materialize", "-m", "mlops_dagster.definitions", "--select", "churn/churn_features,churn/churn_labels"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=ws.env(),
     )
     deadline = time.monotonic() + 180
@@ -310,7 +314,7 @@ def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(
     ws = Workspace(root, tmp_path, serving=True)
     generate(400, 11, False, "dev_batch.csv", landing=ws.settings.landing_path)
     with ws.emulator:
-        out = ws.dagster("job", "execute", "-j", "lifecycle_job")
+        out = ws.dagster("job", "execute", "-j", "churn_lifecycle_job")
         assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
         with ws.instance() as instance:
             [dagster_run] = instance.get_runs()
@@ -340,7 +344,7 @@ def test_the_access_matrix_becomes_unity_catalog_grants(workspace):
     """apply_access_grants_job on dev: each role's group gets the matrix's privileges on the dev
     catalog, schema and model; a right taken out of the matrix is revoked; every change audited."""
     ws = workspace
-    out = ws.dagster("job", "execute", "-j", "apply_access_grants_job")
+    out = ws.dagster("job", "execute", "-j", "churn_apply_access_grants_job")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     catalog = ws.emulator.grants[("catalog", "ml_dev_catalog")]
     assert {"MODIFY", "CREATE_TABLE", "SELECT"} <= catalog["data_scientists"]       # dev: READ_WRITE
@@ -356,7 +360,7 @@ def test_the_access_matrix_becomes_unity_catalog_grants(workspace):
         **{r: v.model_dump() for r, v in ws.settings.governance.access.matrix.items()},
         "data_scientists": {"catalogs": {"dev": "READ"}, "registry": ["read", "register"]}}}}
     ws.reconfigure(config)
-    out = ws.dagster("job", "execute", "-j", "apply_access_grants_job")
+    out = ws.dagster("job", "execute", "-j", "churn_apply_access_grants_job")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert not {"MODIFY", "CREATE_TABLE"} & catalog["data_scientists"] and "SELECT" in catalog["data_scientists"]
     audit = ws.lakehouse.read(ws.table("audit_log"))
@@ -403,8 +407,8 @@ def test_the_file_sensor_lists_the_landing_volume_through_the_files_api(seeded, 
     new = generate(200, 21, False, "sensor_batch.csv", landing=ws.settings.landing_path)
     old = time.time() - 60
     os.utime(new, (old, old))
-    defs = build_definitions(ws.settings)
-    sensor = defs.resolve_sensor_def("landing_file_sensor")
+    defs = build_definitions(ws.project)
+    sensor = defs.resolve_sensor_def("churn_landing_file_sensor")
     with ws.emulator:
         monkeypatch.setenv("DATABRICKS_HOST", ws.emulator.url)
         monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
@@ -412,7 +416,7 @@ def test_the_file_sensor_lists_the_landing_volume_through_the_files_api(seeded, 
         first = sensor.evaluate_tick(build_sensor_context(cursor=None, resources=resources))
         assert not first.run_requests and "waiting for" in first.skip_message
         second = sensor.evaluate_tick(build_sensor_context(cursor=first.cursor, resources=resources))
-        requested = {r.run_config["ops"]["ingest_landing_files"]["config"]["files"][0] for r in second.run_requests}
+        requested = {r.run_config["ops"]["churn__ingest_landing_files"]["config"]["files"][0] for r in second.run_requests}
         assert requested == {str(p) for p in Path(ws.settings.landing_path).glob("*.csv")}
         assert str(new.resolve()) in requested
         assert any(path.startswith("/api/2.0/fs/directories") and status == 200

@@ -48,7 +48,7 @@ def _evaluate_failure_sensor(project, result):
     )
     request = sensor(context.for_run_failure())
     assert request.run_key == f"failure-{result.run_id}"
-    recorded = project.defs.resolve_job_def("record_run_failure_job").execute_in_process(
+    recorded = project.defs.resolve_job_def(project.job("record_run_failure_job")).execute_in_process(
         run_config=request.run_config, instance=project.instance, tags=request.tags)
     assert recorded.success
 
@@ -61,7 +61,7 @@ def test_a_failed_run_is_recorded_and_posted(tmp_path, webhook):
         _evaluate_failure_sensor(project, result)
 
         [row] = project.lakehouse.read(project.table("run_failures")).to_dict("records")
-        assert row["run_id"] == result.run_id and row["job_name"] == "training_job"
+        assert row["run_id"] == result.run_id and row["job_name"] == "churn_training_job"
         assert "ingest_landing_files" in row["step_errors"] and "no landing files" in row["step_errors"]
         assert row["webhook"] == "HTTP 204"
         [posted] = received

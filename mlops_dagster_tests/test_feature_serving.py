@@ -24,7 +24,7 @@ def server(request, tmp_path, monkeypatch):
         store = PostgresOnlineStore(dsn_env="TEST_SERVING_DSN")
     store.publish(TABLE, POINTS, ["id"], delta_version=2)
     features = OnlineFeatures(store, [OnlineLookup(TABLE, ["id"], ["id"], ["x", "y"])])
-    with Server(tmp_path, {"1": CountingModel()}, features) as server:
+    with Server(tmp_path, {"1": CountingModel()}, {"ep": features}) as server:
         server.deploy({"1": 100}, create=True)
         yield server
 

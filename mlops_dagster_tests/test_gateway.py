@@ -51,7 +51,7 @@ class BrokenModel:
 
 
 class Server:
-    def __init__(self, tmp_path, models: dict[str, object], features=None):
+    def __init__(self, tmp_path, models: dict[str, object], features=None):  # endpoint -> OnlineFeatures
         self.models = models
         self.lakehouse = LocalLakehouse(root=str(tmp_path / "lakehouse"))
         capture = InferenceCapture(lambda rows: self.lakehouse.write(TABLE, pd.DataFrame(rows), "append"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlops_dagster.definitions import build_definitions
 from mlops_dagster.governance.grants import grant_plan
-from mlops_dagster.settings import load_settings
+from mlops_dagster.settings import load_project, load_settings
 
 
 def _plan(target: str, **access) -> dict:
@@ -44,8 +44,8 @@ def test_roles_map_to_account_groups(local_root):
 
 
 def test_the_grants_job_refuses_on_local_saying_where_grants_apply(local_root):
-    defs = build_definitions(load_settings())
-    result = defs.resolve_job_def("apply_access_grants_job").execute_in_process(raise_on_error=False)
+    defs = build_definitions(load_project())
+    result = defs.resolve_job_def("churn_apply_access_grants_job").execute_in_process(raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "Databricks targets" in failure.step_failure_data.error.message

@@ -4,6 +4,7 @@ quarantined with reasons, and nothing already in the tables is lost."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -37,11 +38,11 @@ def test_bad_files_are_quarantined_with_reasons_and_nothing_is_lost(tmp_path):
         lines[10] = lines[5]      # file lines 6 and 11 share a customerID
         mixed.write_text("\n".join(lines) + "\n")
         # A file without the monthlyCharges column, an empty file.
-        (project.root / "landing" / "c_missing_column.csv").write_text(
+        (Path(project.settings.landing_path) / "c_missing_column.csv").write_text(
             "\n".join(",".join(f for i, f in enumerate(line.split(",")) if i != header.index("monthlyCharges"))
                       for line in _lines(first)[:4]) + "\n"
         )
-        (project.root / "landing" / "d_empty.csv").write_text("")
+        (Path(project.settings.landing_path) / "d_empty.csv").write_text("")
 
         result = project.run("training_job", selection=INGESTION)
         assert result.success, project.failures(result)

@@ -11,17 +11,30 @@ from mlflow.artifacts import download_artifacts
 from mlflow.models import Model
 
 from .project import project_at
+from .support.subscribers import SUBSCRIBERS, subscribers
 
 pytestmark = pytest.mark.integration
 
 ROWS = 2000
 
 
+SUBSCRIBER_ROWS = 800
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    with project_at(tmp_path_factory.mktemp("lifecycle")) as project:
+    """The telco demo (the first use case) and a second use case in the same code location, each
+    through its own lifecycle job."""
+    overrides = {"use_cases": {"cancellation": SUBSCRIBERS}}
+    with project_at(tmp_path_factory.mktemp("lifecycle"), overrides=overrides) as project:
         project.land(ROWS, seed=2)
         result = project.run("lifecycle_job")
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        second = project.use_case("cancellation")
+        landing = Path(second.settings.landing_path)
+        landing.mkdir(parents=True)
+        subscribers(SUBSCRIBER_ROWS, seed=5).to_csv(landing / "subs_2026_11.csv", index=False)
+        result = second.run("lifecycle_job")
         assert result.success, [e.message for e in result.all_events if e.is_failure]
         yield project
 
@@ -110,8 +123,8 @@ def test_quality_checks_ran_and_passed(project):
         ("churn_drift_report", "no_dataset_drift"),
     ]:
         record = project.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            [AssetCheckKey(AssetKey(asset), check)]
-        )[AssetCheckKey(AssetKey(asset), check)]
+            [AssetCheckKey(project.key(asset), check)]
+        )[AssetCheckKey(project.key(asset), check)]
         evaluation = record.event.dagster_event.event_specific_data
         assert evaluation.passed, f"{asset}:{check} failed: {evaluation.metadata}"
 
@@ -196,3 +209,62 @@ def test_the_endpoint_serves_by_customer_id_from_the_online_store(project):
     assert by_key[0] == 200 and by_key == sent
     status, body = post({"dataframe_records": [{"customerID": "0000-NOBODY"}]})
     assert status == 404 and "unknown customerID '0000-NOBODY'" in body["message"]
+
+
+def _post(url: str, body: dict) -> tuple[int, dict, str]:
+    """Status, JSON body and the ``served-model-name`` header of one request to an endpoint."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read()), response.headers.get("served-model-name", "")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read()), ""
+
+
+def test_each_use_case_has_its_own_prefixed_assets_tables_model_and_experiment(project):
+    second = project.use_case("cancellation")
+    keys = {k.to_user_string() for k in project.defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"churn/churn_model", "churn/raw_customers", "cancellation/cancellation_model",
+            "cancellation/raw_subscribers", "cancellation/champion_model_version"} <= keys
+    assert {k.split("/")[0] for k in keys} == {"churn", "cancellation", "compliance_report"}
+    # Each use case's run materialized its own assets only.
+    from dagster import DagsterEventType, RunsFilter
+
+    for use_case in ("churn", "cancellation"):
+        [run] = project.instance.get_runs(RunsFilter(job_name=f"{use_case}_lifecycle_job"))
+        events = project.instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
+        assert {e.dagster_event.asset_key.path[0] for e in events} == {use_case}
+        assert run.tags["mlops/use_case"] == use_case
+    assert len(second.lakehouse.read(second.table("raw_subscribers"))) == SUBSCRIBER_ROWS
+    assert len(project.lakehouse.read(project.table("raw_customers"))) == ROWS  # the files did not mix
+    client = MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri)
+    for use_case, model in (("churn", "churn_model"), ("cancellation", "cancellation_model")):
+        view = project.use_case(use_case)
+        champion = view.registry.by_alias("champion")
+        assert champion.name == model and champion.tags["validation_status"] == "passed"
+        run = client.get_run(view.metadata(f"{use_case}_model")["mlflow_run_id"])
+        assert client.get_experiment(run.info.experiment_id).name == use_case
+        assert run.data.tags["mlops/use_case"] == use_case
+    assert second.metadata("cancellation_model")["roc_auc"] > 0.65
+    predictions = second.lakehouse.read(second.table("cancellation_predictions"))
+    assert len(predictions) == SUBSCRIBER_ROWS and predictions["cancellation_probability"].between(0, 1).all()
+
+
+def test_one_gateway_serves_each_use_case_from_its_own_model_and_features(project):
+    churn, cancellation = project.metadata("churn_endpoint"), project.use_case("cancellation").metadata(
+        "cancellation_endpoint")
+    assert churn["url"].rsplit("/", 3)[0] == cancellation["url"].rsplit("/", 3)[0]  # one gateway
+    customers = project.lakehouse.read(project.table("churn_features"), columns=["customerID"]).head(2)
+    status, body, served = _post(churn["url"], {"dataframe_records": customers.to_dict("records")})
+    assert status == 200 and len(body["predictions"]) == 2 and served.startswith("churn_model")
+    subs = project.lakehouse.read(project.table("cancellation_features"), columns=["subscriber_id"]).head(2)
+    status, body, served = _post(cancellation["url"], {"dataframe_records": subs.to_dict("records")})
+    assert status == 200 and len(body["predictions"]) == 2 and served.startswith("cancellation_model")
+    # Each endpoint looks keys up in its own use case's features only.
+    status, body, _ = _post(cancellation["url"], {"dataframe_records": customers.to_dict("records")})
+    assert status == 400 and "subscriber_id" in body["message"], body

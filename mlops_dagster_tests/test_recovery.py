@@ -34,8 +34,8 @@ def test_restore_brings_back_the_exact_earlier_rows(tmp_path):
         assert project.run("training_job", selection=INGEST).success
         assert len(project.lakehouse.read(table)) == 550
 
-        result = project.defs.resolve_job_def("restore_table_job").execute_in_process(
-            instance=project.instance, run_config={"ops": {"restore_table": {"config": {
+        result = project.defs.resolve_job_def(project.job("restore_table_job")).execute_in_process(
+            instance=project.instance, run_config={"ops": {"churn__restore_table": {"config": {
                 "table": "raw_customers", "version": version, "reason": "b.csv was sent by mistake"}}}})
         assert result.success
         pd.testing.assert_frame_equal(_ordered(project.lakehouse.read(table)), _ordered(before))
@@ -44,8 +44,8 @@ def test_restore_brings_back_the_exact_earlier_rows(tmp_path):
         [event] = audit.loc[audit["action"] == "restored", "details"]
         assert f'"restored_version": {version}' in event and "sent by mistake" in event
 
-        refused = project.defs.resolve_job_def("restore_table_job").execute_in_process(
-            instance=project.instance, raise_on_error=False, run_config={"ops": {"restore_table": {"config": {
+        refused = project.defs.resolve_job_def(project.job("restore_table_job")).execute_in_process(
+            instance=project.instance, raise_on_error=False, run_config={"ops": {"churn__restore_table": {"config": {
                 "table": "raw_customers", "version": 99, "reason": "typo"}}}})
         assert not refused.success
 
@@ -62,8 +62,8 @@ def test_rollback_moves_the_alias_and_the_endpoint_back(tmp_path):
         assert sdk.serving_endpoints.query("churn-endpoint", dataframe_records=rows.to_dict("records")) \
             .served_model_name == "churn_model-2"
 
-        rollback = project.defs.resolve_job_def("rollback_champion_job")
-        result = rollback.execute_in_process(instance=project.instance, run_config={"ops": {"rollback_champion": {
+        rollback = project.defs.resolve_job_def(project.job("rollback_champion_job"))
+        result = rollback.execute_in_process(instance=project.instance, run_config={"ops": {"churn__rollback_champion": {
             "config": {"reason": "complaints about v2 scores"}}}})
         assert result.success
         assert str(project.registry.by_alias("champion").version) == "1"
@@ -78,7 +78,7 @@ def test_rollback_moves_the_alias_and_the_endpoint_back(tmp_path):
                                                         "params": {"strategy": "prior"}}}})
         dummy.run("training_job", selection=["churn_model", "challenger_model_version"])
         result = rollback.execute_in_process(instance=project.instance, raise_on_error=False, run_config={
-            "ops": {"rollback_champion": {"config": {"to_version": "3", "reason": "try"}}}})
+            "ops": {"churn__rollback_champion": {"config": {"to_version": "3", "reason": "try"}}}})
         assert not result.success
         assert "rollback refused: version 3 has not passed validation" in project.failures(result)[0]
         audit = project.lakehouse.read(project.table("audit_log"))
@@ -87,9 +87,9 @@ def test_rollback_moves_the_alias_and_the_endpoint_back(tmp_path):
 
 
 def _promote(project, reason="release 2026.11"):
-    return project.defs.resolve_job_def("promote_to_next_environment_job").execute_in_process(
+    return project.defs.resolve_job_def(project.job("promote_to_next_environment_job")).execute_in_process(
         instance=project.instance, raise_on_error=False,
-        run_config={"ops": {"promote_to_next_environment": {"config": {"reason": reason}}}})
+        run_config={"ops": {"churn__promote_to_next_environment": {"config": {"reason": reason}}}})
 
 
 def test_promotion_to_the_next_environment_copies_the_version_with_its_card_or_promotes_code(tmp_path, monkeypatch):
@@ -133,8 +133,8 @@ def test_a_deleted_model_version_comes_back_from_its_logged_model(tmp_path):
         expected = project.registry.load_sklearn("1").predict_proba(rows)
         project.registry.client().delete_model_version("churn_model", "1")
 
-        job = project.defs.resolve_job_def("restore_model_version_job")
-        result = job.execute_in_process(instance=project.instance, run_config={"ops": {"restore_model_version": {
+        job = project.defs.resolve_job_def(project.job("restore_model_version_job"))
+        result = job.execute_in_process(instance=project.instance, run_config={"ops": {"churn__restore_model_version": {
             "config": {"version": "1", "reason": "deleted by a cleanup script"}}}})
         assert result.success, project.failures(result)
         restored = project.registry.version("2")

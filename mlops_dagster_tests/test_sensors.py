@@ -7,14 +7,16 @@ import os
 import time
 
 import pytest
-from dagster import AssetMaterialization, DagsterInstance, DefaultSensorStatus, build_sensor_context
+from pathlib import Path
+
+from dagster import AssetKey, AssetMaterialization, DagsterInstance, DefaultSensorStatus, build_sensor_context
 
 from mlops_dagster.automation.drift import drift_sensor
 from mlops_dagster.automation.file_arrival import file_arrival_sensor
 from mlops_dagster.definitions import build_definitions
 from mlops_dagster.jobs import build_jobs
 from mlops_dagster.resources.landing import LocalLandingVolume
-from mlops_dagster.settings import load_settings
+from mlops_dagster.settings import load_project, load_settings
 
 LIFECYCLE = build_jobs(load_settings()).lifecycle
 
@@ -35,9 +37,8 @@ def instance():
 
 
 def _tick(sensor, instance, cursor):
-    landing = LocalLandingVolume(path=load_settings("local").landing_path)  # under MLOPS_HOME, as the sensor's
     result = sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor,
-                                                       resources={"landing_volume": landing}))
+                                                       resources={"landing_volume": LocalLandingVolume()}))
     return result.run_requests or [], result.skip_message, result.cursor
 
 
@@ -51,7 +52,7 @@ def _write(path, text):
 def test_new_file_triggers_exactly_one_run_and_is_not_seen_again(local_root, tmp_path, instance):
     settings = _settings(local_root, tmp_path)
     sensor = file_arrival_sensor(settings, LIFECYCLE, STOPPED)
-    landing = settings.root / "landing"
+    landing = Path(settings.landing_path)
     _write(landing / "a.csv", "customerID\n1\n")
     _write(landing / "ignored.txt", "not a landing file")
 
@@ -60,7 +61,7 @@ def test_new_file_triggers_exactly_one_run_and_is_not_seen_again(local_root, tmp
     requests, skip, cursor = _tick(sensor, instance, cursor)
     [request] = requests
     path = str((landing / "a.csv").resolve())
-    assert request.run_config == {"ops": {"ingest_landing_files": {"config": {"files": [path]}}}}
+    assert request.run_config == {"ops": {"churn__ingest_landing_files": {"config": {"files": [path]}}}}
     assert request.run_key.startswith(path + ":") and request.tags["mlops/trigger"] == "file_arrival"
     requests, skip, cursor2 = _tick(sensor, instance, cursor)
     assert requests == [] and "no new files" in skip
@@ -72,7 +73,7 @@ def test_new_file_triggers_exactly_one_run_and_is_not_seen_again(local_root, tmp
 def test_a_changed_file_triggers_again_with_a_new_run_key(local_root, tmp_path, instance):
     settings = _settings(local_root, tmp_path)
     sensor = file_arrival_sensor(settings, LIFECYCLE, STOPPED)
-    target = settings.root / "landing" / "a.csv"
+    target = Path(settings.landing_path) / "a.csv"
     _write(target, "customerID\n1\n")
     _, _, cursor = _tick(sensor, instance, None)
     [first], _, cursor = _tick(sensor, instance, cursor)
@@ -85,7 +86,7 @@ def test_a_changed_file_triggers_again_with_a_new_run_key(local_root, tmp_path, 
 def test_a_growing_file_waits_until_it_is_stable(local_root, tmp_path, instance):
     settings = _settings(local_root, tmp_path, stable_seconds=30)
     sensor = file_arrival_sensor(settings, LIFECYCLE, STOPPED)
-    target = settings.root / "landing" / "big.csv"
+    target = Path(settings.landing_path) / "big.csv"
     target.parent.mkdir(parents=True)
     target.write_text("customerID\n1\n")  # just written: mtime is now
     requests, skip, cursor = _tick(sensor, instance, None)
@@ -105,7 +106,7 @@ def test_a_growing_file_waits_until_it_is_stable(local_root, tmp_path, instance)
 def test_several_files_give_one_run_each_and_removed_files_leave_the_cursor(local_root, tmp_path, instance):
     settings = _settings(local_root, tmp_path)
     sensor = file_arrival_sensor(settings, LIFECYCLE, STOPPED)
-    landing = settings.root / "landing"
+    landing = Path(settings.landing_path)
     for name in ("a.csv", "b.csv", "c.csv"):
         _write(landing / name, "customerID\n1\n")
     _, _, cursor = _tick(sensor, instance, None)
@@ -119,11 +120,11 @@ def test_several_files_give_one_run_each_and_removed_files_leave_the_cursor(loca
 
 def _report(instance, drifted: bool, share: float):
     instance.report_runless_asset_event(AssetMaterialization(
-        "churn_drift_report", metadata={"dataset_drift": drifted, "drift_share": share}))
+        AssetKey(["churn", "churn_drift_report"]), metadata={"dataset_drift": drifted, "drift_share": share}))
 
 
 def _ingestion(instance, rows_loaded: int):
-    instance.report_runless_asset_event(AssetMaterialization("raw_customers", metadata={"rows_loaded": rows_loaded}))
+    instance.report_runless_asset_event(AssetMaterialization(AssetKey(["churn", "raw_customers"]), metadata={"rows_loaded": rows_loaded}))
 
 
 def test_drift_sensor_acts_on_drift_once_per_report(local_root, tmp_path, instance):
@@ -163,29 +164,28 @@ def test_drift_sensor_respects_its_cool_down(local_root, tmp_path, instance):
 def test_drift_sensor_skips_when_a_model_already_learned_from_the_drifted_data(local_root, tmp_path, instance):
     sensor = drift_sensor(_settings(local_root, tmp_path, cooldown_minutes=0), LIFECYCLE, STOPPED)
     _ingestion(instance, 800)
-    instance.report_runless_asset_event(AssetMaterialization("churn_model"))  # the file-arrival run retrained
+    instance.report_runless_asset_event(AssetMaterialization(AssetKey(["churn", "churn_model"])))  # the file-arrival run retrained
     _report(instance, drifted=True, share=0.7)
     requests, skip, _ = _tick(sensor, instance, None)
     assert requests == [] and "already trained after the newest data arrived" in skip
 
 
 def test_default_status_follows_the_target(local_root):
-    local = build_definitions(load_settings("local")).get_repository_def()
+    local = build_definitions(load_project("local")).get_repository_def()
     statuses = {s.name: s.default_status.value for s in local.sensor_defs}
-    assert statuses == {"landing_file_sensor": "STOPPED", "drift_retraining_sensor": "STOPPED",
-                        "follow_new_champion": "STOPPED", "lifecycle_failure_sensor": "RUNNING"}
+    assert statuses == {"churn_landing_file_sensor": "STOPPED", "churn_drift_retraining_sensor": "STOPPED",
+                        "churn_follow_new_champion": "STOPPED", "lifecycle_failure_sensor": "RUNNING"}
     assert {s.name: s.default_status.value for s in local.schedule_defs} == {
-        "training_schedule": "STOPPED", "batch_inference_schedule": "STOPPED", "monitoring_schedule": "STOPPED"}
+        "churn_training_schedule": "STOPPED", "churn_batch_inference_schedule": "STOPPED",
+        "churn_monitoring_schedule": "STOPPED"}
     prod = load_settings("prod").automation
     assert prod.default_status == "running"
     schedules = {s.name: s.cron_schedule for s in local.schedule_defs}
-    assert schedules == {"training_schedule": "0 3 * * *", "batch_inference_schedule": "0 * * * *",
-                         "monitoring_schedule": "30 4 * * *"}
+    assert schedules == {"churn_training_schedule": "0 3 * * *", "churn_batch_inference_schedule": "0 * * * *",
+                         "churn_monitoring_schedule": "30 4 * * *"}
 
 
 def test_followers_use_declarative_automation(local_root):
-    from dagster import AssetKey
-
-    defs = build_definitions(load_settings("local"))
-    for key in ("churn_predictions", "churn_drift_report"):
-        assert defs.resolve_assets_def(AssetKey(key)).automation_conditions_by_key[AssetKey(key)] is not None
+    defs = build_definitions(load_project("local"))
+    for key in (AssetKey(["churn", "churn_predictions"]), AssetKey(["churn", "churn_drift_report"])):
+        assert defs.resolve_assets_def(key).automation_conditions_by_key[key] is not None

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlops_dagster.settings import TARGETS, ConfigError, Settings, load_settings
+from mlops_dagster.settings import TARGETS, ConfigError, Settings, load_project, load_settings
 
 
 def write_yaml(path: Path, data) -> Path:
@@ -40,7 +40,7 @@ def test_databricks_targets(local_root, target, catalog):
     assert settings.mlflow.tracking_uri == "databricks"
     assert settings.mlflow.registry_uri == "databricks-uc"
     assert settings.root is None
-    assert settings.landing_path == f"/Volumes/{catalog}/churn/landing"
+    assert settings.landing_path == f"/Volumes/{catalog}/churn/landing/churn"
     assert settings.reports_path == f"/Volumes/{catalog}/churn/reports"
     assert settings.table("raw_customers") == f"{catalog}.churn.raw_customers"
 
@@ -52,7 +52,7 @@ def test_local_root_and_mlflow_defaults(local_root):
     assert settings.root.is_absolute()
     assert settings.mlflow.tracking_uri == f"sqlite:///{root}/mlflow/mlflow.db"
     assert settings.mlflow.registry_uri == settings.mlflow.tracking_uri
-    assert settings.landing_path == str(root / "landing")
+    assert settings.landing_path == str(root / "landing" / "churn")
     assert settings.reports_path == str(root / "reports")
     assert settings.catalog == "ml_dev_catalog"
     assert settings.mlflow.model_name == "churn_model"
@@ -312,7 +312,7 @@ def test_the_use_case_name_names_everything(local_root, tmp_path, target):
     else:
         assert settings.mlflow.model_name == f"{settings.catalog}.churn.upsell_model"
         assert settings.mlflow.experiment.endswith("/upsell")
-        assert settings.landing_path == f"/Volumes/{settings.catalog}/churn/landing"
+        assert settings.landing_path == f"/Volumes/{settings.catalog}/churn/landing/upsell"
     if settings.governance.promotion.next is not None:
         assert settings.governance.promotion.next.model_name.endswith(".churn.upsell_model")
 
@@ -321,3 +321,68 @@ def test_the_use_case_name_names_everything(local_root, tmp_path, target):
 def test_a_use_case_name_must_be_a_lowercase_identifier(local_root, tmp_path, name):
     with pytest.raises(ConfigError, match="name"):
         load_settings(extra_file=write_yaml(tmp_path / "name.yaml", {"name": name}))
+
+
+def _two_use_cases(tmp_path, **more) -> Path:
+    from .support.subscribers import SUBSCRIBERS
+
+    return write_yaml(tmp_path / "two.yaml", {"use_cases": {"cancellation": SUBSCRIBERS}, **more})
+
+
+def test_every_use_case_gets_the_shared_defaults_and_its_own_names(local_root, tmp_path):
+    project = load_project("local", extra_file=_two_use_cases(tmp_path, training={"seed": 7}))
+    assert project.names == ["churn", "cancellation"]
+    churn, cancellation = project.use_cases
+    assert (churn.dataset.name, cancellation.dataset.name) == ("customers", "subscribers")
+    assert churn.training.seed == cancellation.training.seed == 7  # the top level speaks for every use case
+    assert (cancellation.mlflow.model_name, cancellation.mlflow.experiment) == ("cancellation_model", "cancellation")
+    assert cancellation.serving.endpoint == "cancellation-endpoint"
+    assert cancellation.landing_path == str(local_root.resolve() / "landing" / "cancellation") != churn.landing_path
+    assert (churn.governance.owner, cancellation.governance.owner) == ("customer-analytics", "unassigned")
+    assert list(cancellation.feature_store.tables) == ["cancellation_features"]
+    names = cancellation.names
+    assert (names.key(names.model), names.group("training"), names.job("lifecycle"), names.op("x")) == (
+        ["cancellation", "cancellation_model"], "cancellation_training", "cancellation_lifecycle_job", "cancellation__x")
+    assert project.use_case("cancellation") == cancellation and project.by_endpoint("churn-endpoint") == churn
+
+
+def test_a_use_case_section_wins_within_its_layer_and_an_upper_layer_wins_over_a_lower(local_root, tmp_path):
+    upper = write_yaml(tmp_path / "owner.yaml", {"governance": {"owner": "platform"}})
+    assert load_settings("local", extra_file=upper).governance.owner == "platform"  # over base's churn section
+    both = write_yaml(tmp_path / "both.yaml", {"governance": {"owner": "platform"},
+                                               "use_cases": {"churn": {"governance": {"owner": "retention"}}}})
+    assert load_settings("local", extra_file=both).governance.owner == "retention"
+
+
+@pytest.mark.parametrize("section, named", [
+    ({"serving": {"port": 9999}}, "serving.port"), ({"catalog": "other"}, "catalog"),
+    ({"mlflow": {"tracking_uri": "sqlite:///x.db"}}, "mlflow.tracking_uri"),
+])
+def test_a_use_case_cannot_change_what_the_project_shares(local_root, tmp_path, section, named):
+    extra = write_yaml(tmp_path / "shared.yaml", {"use_cases": {"churn": section}})
+    with pytest.raises(ConfigError, match=f"use case 'churn' sets {named}, which the whole project shares"):
+        load_project("local", extra_file=extra)
+
+
+def test_use_case_mistakes_are_named(local_root, tmp_path):
+    with pytest.raises(ConfigError, match="there is no use case 'nope'; this project has churn"):
+        load_settings("local", use_case="nope")
+    mixed = write_yaml(tmp_path / "mixed.yaml", {"name": "x", "use_cases": {"x": {}}})
+    with pytest.raises(ConfigError, match="`name` belongs to a use case"):
+        load_project("local", extra_file=mixed)
+
+
+def test_a_single_use_case_file_with_its_own_dataset_is_the_only_use_case(local_root, tmp_path):
+    from .support.subscribers import SUBSCRIBERS
+
+    named = load_project("local", extra_file=write_yaml(tmp_path / "named.yaml", {"name": "cancellation", **SUBSCRIBERS}))
+    assert named.names == ["cancellation"]
+    [only] = named.use_cases
+    # Nothing of the demo's use case is inherited: its owner, texts and feature descriptions stay with it.
+    assert only.governance.owner == "unassigned" and only.governance.use_case == ""
+    assert only.feature_store.tables["cancellation_features"].description.startswith("Features of the cancellation")
+    unnamed = load_project("local", extra_file=write_yaml(tmp_path / "unnamed.yaml", SUBSCRIBERS))
+    assert unnamed.names == ["subscribers"]  # named after dataset.name
+    tweak = load_project("local", extra_file=write_yaml(tmp_path / "tweak.yaml", {"dataset": {"file_pattern": "x*.csv"}}))
+    assert tweak.names == ["churn"] and tweak.default.dataset.file_pattern == "x*.csv"
+    assert tweak.default.governance.owner == "customer-analytics"  # still the demo, adjusted

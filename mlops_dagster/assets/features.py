@@ -49,9 +49,11 @@ def feature_assets(settings: Settings):
         return (newest, "incremental") if newest is not None else (None, "full (the feature table is empty)")
 
     @multi_asset(
+        name=names.op("build_feature_tables"),
         specs=[
             AssetSpec(
-                names.features, group_name="features", deps=[names.raw], kinds={"spark", "delta"},
+                names.key(names.features), group_name=names.group("features"), deps=[names.key(names.raw)],
+                kinds={"spark", "delta"},
                 description=(
                     f"Model inputs per `{ds.key}`, computed with Spark from the raw table: "
                     f"{len(fs.categorical)} categorical and {len(fs.numeric_columns)} numeric features "
@@ -63,7 +65,8 @@ def feature_assets(settings: Settings):
                 metadata={"dagster/table_name": features_table},
             ),
             AssetSpec(
-                names.labels, group_name="features", deps=[names.raw], kinds={"spark", "delta"},
+                names.key(names.labels), group_name=names.group("features"), deps=[names.key(names.raw)],
+                kinds={"spark", "delta"},
                 description=(
                     f"The training target, kept apart from the features: `label` = 1 where "
                     f"`{ds.label}` is {ds.positive_label!r}, else 0, per `{ds.key}`. "
@@ -109,11 +112,12 @@ def feature_assets(settings: Settings):
         record(lakehouse, settings.table(AUDIT_TABLE),
                table_written([feature_info, label_info], settings.target, context.run.run_id))
         lineage = {"source_table": raw_table, "source_delta_version": raw_version}
-        yield MaterializeResult(asset_key=names.features, metadata={
+        yield MaterializeResult(asset_key=names.key(names.features), metadata={
             **table_metadata(feature_info), **lineage, "feature_columns": fs.columns, "mode": mode,
             "rows_processed": processed,
         })
-        yield MaterializeResult(asset_key=names.labels, metadata={**table_metadata(label_info), **lineage, "mode": mode})
+        yield MaterializeResult(asset_key=names.key(names.labels),
+                                metadata={**table_metadata(label_info), **lineage, "mode": mode})
 
     if not registered.online:
         return [build_feature_tables]
@@ -121,7 +125,8 @@ def feature_assets(settings: Settings):
     store = settings.feature_store.online_store.kind
 
     @asset(
-        name=names.features_online, group_name="features", deps=[names.features], kinds={store, "spark"},
+        name=names.features_online, key_prefix=names.prefix, group_name=names.group("features"),
+        deps=[names.key(names.features)], kinds={store, "spark"},
         description=(
             f"The latest `{names.features}` values per `{ds.key}`, published to the online store "
             f"({store}) for lookups at serving time: the endpoint takes just `{ds.key}` and fetches the "

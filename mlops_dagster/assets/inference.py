@@ -1,4 +1,4 @@
-"""Stage `inference`: batch predictions of the champion for every customer, scored with Spark."""
+"""Stage `inference`: batch predictions of the champion for every key, scored with Spark."""
 
 from dagster import AssetExecutionContext, AutomationCondition, MaterializeResult, asset
 
@@ -23,7 +23,8 @@ def inference_assets(settings: Settings):
     threshold = settings.inference.decision_threshold
 
     @asset(
-        name=names.predictions, group_name="inference", deps=[names.features, "champion_model_version"],
+        name=names.predictions, key_prefix=names.prefix, group_name=names.group("inference"),
+        deps=[names.key(names.features), names.key("champion_model_version")],
         kinds={"spark", "delta"},
         automation_condition=AutomationCondition.eager(),
         description=(
@@ -39,6 +40,7 @@ def inference_assets(settings: Settings):
         context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, registry: ModelRegistry,
         step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
+        registry = registry.for_model(settings.mlflow.model_name)
         from pyspark.sql import functions as F
 
         champion = registry.by_alias(CHAMPION)

@@ -53,11 +53,12 @@ def ingestion_assets(settings: Settings):
         return [c for c in candidates if (c["file_path"], c["size_bytes"], pd.Timestamp(c["modified_at"])) not in seen]
 
     @multi_asset(
+        name=names.op("ingest_landing_files"),
         specs=[
             AssetSpec(
-                names.raw, group_name="ingestion", kinds={"spark", "delta"},
+                names.key(names.raw), group_name=names.group("ingestion"), kinds={"spark", "delta"},
                 description=(
-                    f"Customers as they arrive: every landing file in the landing volume is checked "
+                    f"`{ds.name}` rows as they arrive: every landing file in the landing volume is checked "
                     f"against the dataset contract on Spark and its valid rows are upserted on `{ds.key}` "
                     f"into Delta table `{raw_table}` (a later file wins), with `{SOURCE_FILE}` and "
                     f"`{INGESTED_AT}` for lineage. Each file is ingested once; a changed file again."
@@ -65,7 +66,7 @@ def ingestion_assets(settings: Settings):
                 metadata={"dagster/table_name": raw_table},
             ),
             AssetSpec(
-                names.quarantine, group_name="ingestion", kinds={"spark", "delta"},
+                names.key(names.quarantine), group_name=names.group("ingestion"), kinds={"spark", "delta"},
                 description=(
                     f"Rows that broke the dataset contract (missing or unknown columns, unparsable "
                     f"numbers, values out of range, duplicated `{ds.key}`, empty files), appended to "
@@ -132,7 +133,7 @@ def ingestion_assets(settings: Settings):
         loaded = sum(r["rows_loaded"] for r in report)
         quarantined = sum(r["rows_quarantined"] for r in report)
         yield MaterializeResult(
-            asset_key=names.raw,
+            asset_key=names.key(names.raw),
             metadata={
                 **(table_metadata(raw_info) if raw_info else {"dagster/table_name": raw_table}),
                 "files_ingested": len(candidates), "rows_loaded": loaded, "files": files,
@@ -140,7 +141,7 @@ def ingestion_assets(settings: Settings):
             },
         )
         yield MaterializeResult(
-            asset_key=names.quarantine,
+            asset_key=names.key(names.quarantine),
             metadata={
                 **(table_metadata(quarantine_info) if quarantine_info else {"dagster/table_name": quarantine_table}),
                 "rows_quarantined_this_run": quarantined, "files": files,

@@ -51,13 +51,13 @@ def monitoring_assets(settings: Settings):
         return pd.DataFrame(rows[:sample_rows], columns=fs.columns), shown
 
     @asset(
-        name=names.drift_report, group_name="monitoring",
-        deps=[names.features, names.predictions, "champion_model_version"],
+        name=names.drift_report, key_prefix=names.prefix, group_name=names.group("monitoring"),
+        deps=[names.key(names.features), names.key(names.predictions), names.key("champion_model_version")],
         kinds={"evidently", "mlflow"},
         required_resource_keys={"mlflow", "lakehouse", "registry", "spark", "step_launcher"},
         automation_condition=AutomationCondition.eager(),
         check_specs=[AssetCheckSpec(
-            DRIFT_CHECK, asset=names.drift_report,
+            DRIFT_CHECK, asset=names.key(names.drift_report),
             description=f"Warns when at least {share:.0%} of the feature columns drifted (feeds the drift sensor).",
         )],
         description=(
@@ -83,7 +83,7 @@ def monitoring_assets(settings: Settings):
         from .inference import NoChampionError
 
         lakehouse: Lakehouse = context.resources.lakehouse
-        registry: ModelRegistry = context.resources.registry
+        registry: ModelRegistry = context.resources.registry.for_model(settings.mlflow.model_name)
         session = context.resources.spark.session()
         champion = registry.by_alias(CHAMPION)
         if champion is None:

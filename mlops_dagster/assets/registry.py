@@ -37,6 +37,7 @@ class RegisteredVersion:
 
 
 def registry_assets(settings: Settings):
+    names = settings.names
     val = settings.validation
     audit_table = settings.table(AUDIT_TABLE)
 
@@ -58,12 +59,13 @@ def registry_assets(settings: Settings):
     bounds = ", ".join(f"{m} {bound_text(b.min, b.max)}" for m, b in val.thresholds.items())
 
     @asset(
-        group_name="registry", kinds={"mlflow"}, ins={"trained": AssetIn(settings.names.model)},
+        key_prefix=names.prefix, group_name=names.group("registry"), kinds={"mlflow"},
+        ins={"trained": AssetIn(names.key(names.model))},
         check_specs=[AssetCheckSpec(
-            VALIDATION_CHECK, asset="challenger_model_version", blocking=True,
+            VALIDATION_CHECK, asset=names.key("challenger_model_version"), blocking=True,
             description=f"Blocking: the challenger must meet every threshold on the holdout ({bounds}).",
         )] + ([AssetCheckSpec(
-            APPROVAL_CHECK, asset="challenger_model_version", blocking=True,
+            APPROVAL_CHECK, asset=names.key("challenger_model_version"), blocking=True,
             description="Blocking: promotion on this target needs an approval record for this exact version "
                         "(`mlops approve --version N --comment ...` or approve_model_version_job).",
         )] if settings.governance.require_approval else []),
@@ -78,6 +80,7 @@ def registry_assets(settings: Settings):
         context: AssetExecutionContext, trained: TrainedModel, registry: ModelRegistry, lakehouse: Lakehouse,
         step_launcher: StepLauncherParam,
     ):
+        registry = registry.for_model(settings.mlflow.model_name)
         from ..ml.evaluation import check_thresholds
 
         results = check_thresholds(trained.metrics, val.thresholds)
@@ -144,7 +147,7 @@ def registry_assets(settings: Settings):
             )
 
     @asset(
-        group_name="registry", kinds={"mlflow"},
+        key_prefix=names.prefix, group_name=names.group("registry"), kinds={"mlflow"},
         description=(
             f"The `{CHAMPION}` alias of `{settings.mlflow.model_name}`: moves to the challenger only if it passed "
             f"validation and is not worse than the current champion on the same holdout "
@@ -156,6 +159,7 @@ def registry_assets(settings: Settings):
         context: AssetExecutionContext, challenger_model_version: RegisteredVersion,
         registry: ModelRegistry, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam,
     ):
+        registry = registry.for_model(settings.mlflow.model_name)
         from ..ml.evaluation import compare_to_champion, evaluate, positive_probability
         from ..ml.training import LABEL, bounded_splits, to_pandas
 

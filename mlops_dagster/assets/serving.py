@@ -31,6 +31,7 @@ def roll_out(settings: Settings, serving: ServingBackend, registry: ModelRegistr
     from ..serving.rollout import plan
 
     cfg, audit_table = settings.serving, settings.table(AUDIT_TABLE)
+    registry = registry.for_model(settings.mlflow.model_name)
     champion = registry.by_alias(CHAMPION)
     if champion is None:
         raise NoChampionError(f"model {settings.mlflow.model_name} has no {CHAMPION!r} version to serve yet")
@@ -65,6 +66,7 @@ def roll_out(settings: Settings, serving: ServingBackend, registry: ModelRegistr
 
 
 def serving_assets(settings: Settings):
+    names = settings.names
     cfg = settings.serving
     strategies = {
         "blue_green": "a new champion is loaded beside the old one at 0 %, smoke-tested, switched to 100 %, "
@@ -74,7 +76,8 @@ def serving_assets(settings: Settings):
     }
 
     @asset(
-        name=settings.names.endpoint, group_name="serving", deps=["champion_model_version", "challenger_model_version"],
+        name=names.endpoint, key_prefix=names.prefix, group_name=names.group("serving"),
+        deps=[names.key("champion_model_version"), names.key("challenger_model_version")],
         kinds={"mlflow"},
         automation_condition=AutomationCondition.eager(),
         description=(

@@ -48,7 +48,8 @@ def training_assets(settings: Settings):
                              for l in settings.feature_store.training_lookups)
 
     @asset(
-        name=names.training_set, group_name="training", deps=[names.features, names.labels], kinds={"spark", "delta"},
+        name=names.training_set, key_prefix=names.prefix, group_name=names.group("training"),
+        deps=[names.key(names.features), names.key(names.labels)], kinds={"spark", "delta"},
         description=(
             f"Labels joined point in time to their features ({lookups_text}) on Spark: each label gets the "
             "feature values known at its time, never later ones. Labels with no feature row yet are "
@@ -126,7 +127,8 @@ def training_assets(settings: Settings):
         })
 
     @asset(
-        name=names.model, group_name="training", deps=[names.training_set], kinds={"scikitlearn", "mlflow"},
+        name=names.model, key_prefix=names.prefix, group_name=names.group("training"),
+        deps=[names.key(names.training_set)], kinds={"scikitlearn", "mlflow"},
         required_resource_keys={"mlflow", "lakehouse", "spark", "step_launcher"},
         description=(
             f"A {tr.model.class_path.rsplit('.', 1)[-1]} pipeline (impute, one-hot encode, scale, classify) "

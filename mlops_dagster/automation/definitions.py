@@ -11,15 +11,20 @@ from .drift import drift_sensor
 from .failures import failure_sensor
 from .file_arrival import file_arrival_sensor
 
+
+def _status(settings: Settings) -> tuple[DefaultSensorStatus, DefaultScheduleStatus]:
+    running = settings.automation.default_status == "running"
+    return (DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED,
+            DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED)
+
+
 def automation_definitions(settings: Settings, jobs: Jobs) -> tuple[list, list]:
-    """(sensors, schedules) for ``settings``: default status and times come from the config."""
+    """One use case's (sensors, schedules): default status and times come from the config."""
     auto = settings.automation
     names = settings.names
     # Assets that simply follow their inputs: Declarative Automation, not a hand-written sensor.
-    followers = [names.endpoint, names.predictions, names.drift_report]
-    running = auto.default_status == "running"
-    sensor_status = DefaultSensorStatus.RUNNING if running else DefaultSensorStatus.STOPPED
-    schedule_status = DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED
+    followers = [names.key(names.endpoint), names.key(names.predictions), names.key(names.drift_report)]
+    sensor_status, schedule_status = _status(settings)
 
     schedules = [
         ScheduleDefinition(
@@ -36,12 +41,17 @@ def automation_definitions(settings: Settings, jobs: Jobs) -> tuple[list, list]:
     sensors = [
         file_arrival_sensor(settings, jobs.lifecycle, sensor_status),
         drift_sensor(settings, jobs.lifecycle, sensor_status),
-        # Recording failures is passive: on everywhere, so no failure goes unrecorded.
-        failure_sensor(settings, jobs.all, DefaultSensorStatus.RUNNING),
         AutomationConditionSensorDefinition(
-            "follow_new_champion", target=AssetSelection.assets(*followers), default_status=sensor_status,
+            names.automation("follow_new_champion"), target=AssetSelection.assets(*followers),
+            default_status=sensor_status,
             description=f"Rolls the endpoint out, re-scores every {settings.dataset.key} and refreshes the drift report after a new "
                         "champion or new features (AutomationCondition.eager on each of them).",
         ),
     ]
     return sensors, schedules
+
+
+def failure_definitions(settings: Settings, jobs: list) -> list:
+    """The project's failure sensor (recording failures is passive: on everywhere, so no failure
+    of any use case's jobs goes unrecorded)."""
+    return [failure_sensor(settings, jobs, DefaultSensorStatus.RUNNING)]

@@ -9,13 +9,13 @@ from dagster import AssetKey, RunRequest, SensorEvaluationContext, SensorResult,
 from ..settings import Settings
 
 
-def _latest(instance, asset: str):
+def _latest(instance, asset: list[str]):
     """The newest materialization record of ``asset`` (with its storage id), or None."""
     records = instance.fetch_materializations(AssetKey(asset), limit=1).records
     return records[0] if records else None
 
 
-def _latest_data_arrival(instance, raw: str) -> float | None:
+def _latest_data_arrival(instance, raw: list[str]) -> float | None:
     """When the newest landing data reached the raw table (ingestions that loaded nothing skipped)."""
     records = instance.fetch_materializations(AssetKey(raw), limit=100).records
     for record in records:  # newest first
@@ -30,7 +30,7 @@ def drift_sensor(settings: Settings, job, default_status):
     cooldown = cfg.cooldown_minutes * 60
 
     @sensor(
-        name="drift_retraining_sensor", job=job, minimum_interval_seconds=cfg.interval_seconds,
+        name=names.automation("drift_retraining_sensor"), job=job, minimum_interval_seconds=cfg.interval_seconds,
         default_status=default_status,
         description=(
             f"Requests a `{job.name}` run when the latest `{names.drift_report}` found dataset drift: never "
@@ -40,7 +40,7 @@ def drift_sensor(settings: Settings, job, default_status):
     )
     def drift_retraining_sensor(context: SensorEvaluationContext):
         state = json.loads(context.cursor) if context.cursor else {}
-        report = _latest(context.instance, names.drift_report)
+        report = _latest(context.instance, names.key(names.drift_report))
         if report is None:
             return SkipReason("no drift report yet")
         if report.storage_id == state.get("handled_report"):
@@ -52,8 +52,8 @@ def drift_sensor(settings: Settings, job, default_status):
         if not drifted:
             return SensorResult(skip_reason=SkipReason(f"latest report: no dataset drift (share {share:.2f})"),
                                 cursor=handled)
-        trained = _latest(context.instance, names.model)
-        arrived = _latest_data_arrival(context.instance, names.raw)
+        trained = _latest(context.instance, names.key(names.model))
+        arrived = _latest_data_arrival(context.instance, names.key(names.raw))
         if trained is not None and arrived is not None and trained.timestamp > arrived:
             return SensorResult(
                 skip_reason=SkipReason(

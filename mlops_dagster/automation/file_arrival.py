@@ -8,7 +8,7 @@ from dagster import RunRequest, SensorEvaluationContext, SensorResult, SkipReaso
 from ..resources.landing import LandingVolume
 from ..settings import Settings
 
-INGEST_STEP = "ingest_landing_files"
+INGEST_STEP = "ingest_landing_files"  # the ingestion op, named per use case by Names.op
 
 
 def file_key(entry: dict) -> str:
@@ -19,9 +19,10 @@ def file_key(entry: dict) -> str:
 def file_arrival_sensor(settings: Settings, job, default_status):
     cfg = settings.automation.file_sensor
     landing, pattern = settings.landing_path, settings.dataset.file_pattern
+    ingest_step = settings.names.op(INGEST_STEP)
 
     @sensor(
-        name="landing_file_sensor", job=job, minimum_interval_seconds=cfg.interval_seconds,
+        name=settings.names.automation("landing_file_sensor"), job=job, minimum_interval_seconds=cfg.interval_seconds,
         default_status=default_status,
         description=(
             f"Watches {landing} for files matching {pattern!r}. Each new or changed file (path, size, "
@@ -37,7 +38,7 @@ def file_arrival_sensor(settings: Settings, job, default_status):
         waiting: dict[str, str] = state.get("waiting", {})
         now = time.time()
         present, requests, settling = set(), [], []
-        for entry in landing_volume.files(pattern):
+        for entry in landing_volume.files(landing, pattern):
             path, key = entry["file_path"], file_key(entry)
             present.add(path)
             if done.get(path) == key:
@@ -49,7 +50,7 @@ def file_arrival_sensor(settings: Settings, job, default_status):
                 continue
             requests.append(RunRequest(
                 run_key=key,
-                run_config={"ops": {INGEST_STEP: {"config": {"files": [path]}}}},
+                run_config={"ops": {ingest_step: {"config": {"files": [path]}}}},
                 tags={"mlops/trigger": "file_arrival", "mlops/landing_file": path},
             ))
             done[path] = key

@@ -66,12 +66,15 @@ def code_version() -> str:
 
 
 def governance_jobs(settings: Settings):
+    names = settings.names
     audit_table = settings.table(AUDIT_TABLE)
 
-    @op(description="Records an approval (who, when, comment) for one validated model version: the record "
+    @op(name=names.op("approve_model_version"),
+        description="Records an approval (who, when, comment) for one validated model version: the record "
                     "promotion to champion needs where governance.require_approval is on.")
     def approve_model_version(context: OpExecutionContext, config: ApproveConfig, registry: ModelRegistry,
                               lakehouse: Lakehouse, step_launcher: StepLauncherParam):
+        registry = registry.for_model(settings.mlflow.model_name)
         import pandas as pd
 
         obj = f"{settings.mlflow.model_name} v{config.version}"
@@ -94,7 +97,8 @@ def governance_jobs(settings: Settings):
         return Output(config.version, metadata={"model_version": config.version, "approver": approver,
                                                 "comment": config.comment})
 
-    @op(description="RESTORE TABLE ... TO VERSION AS OF: the table's rows become those of an earlier "
+    @op(name=names.op("restore_table"),
+        description="RESTORE TABLE ... TO VERSION AS OF: the table's rows become those of an earlier "
                     "version, as a new version (nothing of the later history is lost).")
     def restore_table(context: OpExecutionContext, config: RestoreTableConfig, lakehouse: Lakehouse,
                       step_launcher: StepLauncherParam):
@@ -111,10 +115,12 @@ def governance_jobs(settings: Settings):
         return Output(info.version, metadata={"table": name, "restored_version": config.version,
                                               "new_version": info.version, "rows": info.num_rows})
 
-    @op(description="Moves the champion alias back to an earlier validated version and redeploys the "
+    @op(name=names.op("rollback_champion"),
+        description="Moves the champion alias back to an earlier validated version and redeploys the "
                     "serving endpoint to it.")
     def rollback_champion(context: OpExecutionContext, config: RollbackConfig, registry: ModelRegistry,
                           lakehouse: Lakehouse, serving: ServingBackend, step_launcher: StepLauncherParam):
+        registry = registry.for_model(settings.mlflow.model_name)
         champion = registry.by_alias(CHAMPION)
         if champion is None:
             raise Failure(f"{settings.mlflow.model_name} has no champion to roll back")
@@ -146,11 +152,13 @@ def governance_jobs(settings: Settings):
 
     promotion = settings.governance.promotion
 
-    @op(description="Moves this environment's validated champion on to the next environment: copies the "
+    @op(name=names.op("promote_to_next_environment"),
+        description="Moves this environment's validated champion on to the next environment: copies the "
                     "version there (deploy_model) or records that the next environment retrains from this "
                     "code (deploy_code).")
     def promote_to_next_environment(context: OpExecutionContext, config: PromoteConfig,
                                     registry: ModelRegistry, lakehouse: Lakehouse, step_launcher: StepLauncherParam):
+        registry = registry.for_model(settings.mlflow.model_name)
         if promotion.next is None:
             raise Failure(f"target {settings.target} has no next environment (governance.promotion.next)")
         champion = registry.by_alias(CHAMPION)
@@ -175,14 +183,17 @@ def governance_jobs(settings: Settings):
         context.log.info(outcome)
         return Output(outcome, metadata={"outcome": outcome, **{k: str(v) for k, v in details.items()}})
 
-    @job(description="Move the validated champion to the next environment (deploy model or deploy code; audited).")
+    @job(name=names.job("promote_to_next_environment"),
+         description="Move the validated champion to the next environment (deploy model or deploy code; audited).")
     def promote_to_next_environment_job():
         promote_to_next_environment()
 
-    @op(description="Brings back a deleted model version: MLflow registries cannot undelete, so it is "
+    @op(name=names.op("restore_model_version"),
+        description="Brings back a deleted model version: MLflow registries cannot undelete, so it is "
                     "registered again from the logged model its registration recorded, as a new version.")
     def restore_model_version(context: OpExecutionContext, config: RestoreModelVersionConfig,
                               registry: ModelRegistry, lakehouse: Lakehouse, step_launcher: StepLauncherParam):
+        registry = registry.for_model(settings.mlflow.model_name)
         import json
 
         from mlflow.exceptions import MlflowException
@@ -213,7 +224,8 @@ def governance_jobs(settings: Settings):
         return Output(str(restored.version), metadata={"restored_from": config.version,
                                                         "new_version": str(restored.version)})
 
-    @op(description="Applies the access-control matrix (governance.access) as Unity Catalog grants on this "
+    @op(name=names.op("apply_access_grants"),
+        description="Applies the access-control matrix (governance.access) as Unity Catalog grants on this "
                     "target's catalog, schema and registered model, for each role's account group: missing "
                     "privileges are granted, privileges the matrix no longer gives are revoked.")
     def apply_access_grants(context: OpExecutionContext, lakehouse: Lakehouse, step_launcher: StepLauncherParam):
@@ -232,23 +244,28 @@ def governance_jobs(settings: Settings):
         return Output(len(changes), metadata={"changes": markdown_table(changes) if changes else "none",
                                               "catalog": settings.catalog, "model": settings.mlflow.model_name})
 
-    @job(description="Apply the access-control matrix as Unity Catalog grants (Databricks targets; audited).")
+    @job(name=names.job("apply_access_grants"),
+         description="Apply the access-control matrix as Unity Catalog grants (Databricks targets; audited).")
     def apply_access_grants_job():
         apply_access_grants()
 
-    @job(description="Bring back a deleted model version from its logged model, as a new version (audited).")
+    @job(name=names.job("restore_model_version"),
+         description="Bring back a deleted model version from its logged model, as a new version (audited).")
     def restore_model_version_job():
         restore_model_version()
 
-    @job(description="Approve a validated model version for promotion (audited).")
+    @job(name=names.job("approve_model_version"),
+         description="Approve a validated model version for promotion (audited).")
     def approve_model_version_job():
         approve_model_version()
 
-    @job(description="Restore a Delta table to an earlier version (audited).")
+    @job(name=names.job("restore_table"),
+         description="Restore a Delta table to an earlier version (audited).")
     def restore_table_job():
         restore_table()
 
-    @job(description="Roll the champion back to an earlier validated version and redeploy the endpoint (audited).")
+    @job(name=names.job("rollback_champion"),
+         description="Roll the champion back to an earlier validated version and redeploy the endpoint (audited).")
     def rollback_champion_job():
         rollback_champion()
 

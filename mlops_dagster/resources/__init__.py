@@ -12,7 +12,7 @@ from typing import Any
 
 from dagster import FilesystemIOManager, ResourceDefinition
 
-from ..settings import Settings
+from ..settings import Project
 from .lakehouse import Lakehouse, LocalLakehouse
 from .landing import LocalLandingVolume
 from .mlflow_tracking import mlflow_tracking_resource
@@ -27,8 +27,12 @@ __all__ = ["Lakehouse", "ModelRegistry", "OnlineStore", "ServingBackend", "Spark
            "build_resources"]
 
 
-def build_resources(settings: Settings) -> dict[str, Any]:
+def build_resources(project: Project) -> dict[str, Any]:
+    """The resources every use case of ``project`` shares (settings a use case may not change:
+    target, root, catalog, MLflow URIs, Spark, the online store, the gateway, Databricks)."""
+    settings = project.default
     mlflow = settings.mlflow
+    project_json = project.model_dump_json(by_alias=True)
     common = {
         # Under `root` (always set on local; set on a Databricks target to keep tables in a folder
         # the cluster reaches), delta-rs tables; otherwise Unity Catalog.
@@ -36,11 +40,9 @@ def build_resources(settings: Settings) -> dict[str, Any]:
                       else UnityCatalogLakehouse(staging_root=f"{settings.io_path}/_staging")),
         "spark": SparkResource(spark_config=settings.spark),
         "online_store": build_online_store(settings),
-        "registry": ModelRegistry(
-            tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.registry_uri, model_name=mlflow.model_name
-        ),
+        "registry": ModelRegistry(tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.registry_uri),
         "mlflow": mlflow_tracking_resource(
-            mlflow.tracking_uri, mlflow.registry_uri, mlflow.experiment,
+            mlflow.tracking_uri, mlflow.registry_uri, {u.name: u.mlflow.experiment for u in project.use_cases},
             settings.root / "mlflow" if settings.root else None, tags={"mlops.target": settings.target},
         ),
         # Outputs handed between steps: on Databricks both steps run on clusters, so a UC volume.
@@ -51,20 +53,18 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             **common,
             "serving": LocalServingBackend(
                 host=settings.serving.host, port=settings.serving.port, state_dir=str(settings.root / "serving"),
-                gateway_settings=settings.model_dump_json(by_alias=True),
-                ready_timeout_seconds=settings.serving.ready_timeout_seconds,
+                gateway_settings=project_json, ready_timeout_seconds=settings.serving.ready_timeout_seconds,
             ),
             "step_launcher": ResourceDefinition.none_resource(description="Steps run in the Dagster process."),
-            "landing_volume": LocalLandingVolume(path=settings.landing_path),
+            "landing_volume": LocalLandingVolume(),
         }
     from .databricks import DatabricksServingBackend, step_launcher_resource
     from .landing import DatabricksLandingVolume
 
-    settings_json = settings.model_dump_json(by_alias=True)
     return {
         **common,
-        "serving": DatabricksServingBackend(settings_json=settings_json,
+        "serving": DatabricksServingBackend(settings_json=project_json,
                                             ready_timeout_seconds=settings.serving.ready_timeout_seconds),
-        "step_launcher": step_launcher_resource(settings),
-        "landing_volume": DatabricksLandingVolume(path=settings.landing_path, settings_json=settings_json),
+        "step_launcher": step_launcher_resource(project),
+        "landing_volume": DatabricksLandingVolume(databricks_json=settings.databricks.model_dump_json()),
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 from dagster import ResourceDefinition
 
-from ..settings import SETTINGS_JSON_ENV, ConfigError, DatabricksSettings, Settings
+from ..settings import SETTINGS_JSON_ENV, ConfigError, DatabricksSettings, Project, Settings
 from .serving import ServingBackend
 
 # Set by the Databricks runtime on every cluster (and by the workspace emulator's runtime).
@@ -103,13 +103,14 @@ def _package_snapshot():
         yield staging
 
 
-def step_launcher_resource(settings: Settings) -> ResourceDefinition:
+def step_launcher_resource(project: Project) -> ResourceDefinition:
     """dagster-databricks' ``databricks_pyspark_step_launcher``, configured from the target.
 
     In the Dagster process it checks the credentials first, then launches each step as a job run.
     On the cluster (where the launched step itself runs) it is None: the step runs right there.
-    The remote step gets this process's resolved settings, so both ends run one configuration.
+    The remote step gets this process's resolved project, so both ends run one configuration.
     """
+    settings = project.default
     db = settings.databricks
 
     def _init(_):
@@ -131,7 +132,7 @@ def step_launcher_resource(settings: Settings) -> ResourceDefinition:
                 env_variables={
                     **db.env_variables,
                     "MLOPS_TARGET": settings.target,
-                    SETTINGS_JSON_ENV: settings.model_dump_json(by_alias=True),
+                    SETTINGS_JSON_ENV: project.model_dump_json(by_alias=True),
                     db.host_env: creds["host"],  # the workspace URL is not a secret; tokens come from secrets
                 },
                 staging_prefix=db.staging_prefix,
@@ -152,10 +153,10 @@ class DatabricksServingBackend(ServingBackend):
     """Databricks model serving endpoints, managed through databricks-sdk with the target's
     credentials (or the cluster's own authentication when a step runs on a cluster)."""
 
-    settings_json: str  # the target's settings: credentials variable names, capture table
+    settings_json: str  # the target's project: credentials variable names, capture tables
 
     def _settings(self) -> Settings:
-        return Settings.model_validate_json(self.settings_json)
+        return Project.model_validate_json(self.settings_json).default
 
     def _workspace(self, start: bool = True):
         return workspace_client(self._settings().databricks)

@@ -32,30 +32,30 @@ def landing_files(folder: str, pattern: str) -> list[dict]:
 
 
 class LandingVolume(ConfigurableResource, ABC):
-    path: str
+    """Where landing folders are listed from (each use case has its own folder)."""
 
     @abstractmethod
-    def files(self, pattern: str) -> list[dict]:
-        """Files matching ``pattern`` (``file_path``, ``size_bytes``, ``modified_at``), oldest first."""
+    def files(self, folder: str, pattern: str) -> list[dict]:
+        """Files in ``folder`` matching ``pattern`` (``file_path``, ``size_bytes``, ``modified_at``), oldest first."""
 
 
 class LocalLandingVolume(LandingVolume):
-    def files(self, pattern):
-        return landing_files(self.path, pattern)
+    def files(self, folder, pattern):
+        return landing_files(folder, pattern)
 
 
 class DatabricksLandingVolume(LandingVolume):
-    settings_json: str  # the target's settings: which variables hold the credentials
+    databricks_json: str  # the target's Databricks settings: which variables hold the credentials
 
-    def files(self, pattern):
+    def files(self, folder, pattern):
         from databricks.sdk.errors import NotFound
 
-        from ..settings import Settings
+        from ..settings import DatabricksSettings
         from .databricks import workspace_client
 
-        workspace = workspace_client(Settings.model_validate_json(self.settings_json).databricks)
+        workspace = workspace_client(DatabricksSettings.model_validate_json(self.databricks_json))
         try:
-            entries = list(workspace.files.list_directory_contents(self.path))
+            entries = list(workspace.files.list_directory_contents(folder))
         except NotFound:
             return []
         found = [

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dagster import HookDefinition, ResourceDefinition
 
+from ..settings import USE_CASE_TAG
+
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path | None) -> str:
     """Create the experiment if needed; locally its artifacts live under ``artifact_root``.
@@ -27,28 +29,44 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path | None) 
     return client.create_experiment(name, artifact_location=location)
 
 
+def run_use_case(run, use_cases: list[str]) -> str:
+    """The use case a Dagster run works for: its jobs' tag, else the key prefix of the assets it
+    materializes (a run started from the asset graph), else the first use case."""
+    tagged = run.tags.get(USE_CASE_TAG)
+    if tagged in use_cases:
+        return tagged
+    prefixes = {key.path[0] for key in run.asset_selection or ()} & set(use_cases)
+    return next((u for u in use_cases if u in prefixes), use_cases[0])
+
+
 def mlflow_tracking_resource(
-    tracking_uri: str, registry_uri: str, experiment: str, artifact_root: Path | None, tags: dict[str, str]
+    tracking_uri: str, registry_uri: str, experiments: dict[str, str], artifact_root: Path | None,
+    tags: dict[str, str],
 ) -> ResourceDefinition:
-    """dagster-mlflow's ``mlflow_tracking`` resource, configured for a target and loaded lazily."""
-    config = {
-        "experiment_name": experiment,
-        "mlflow_tracking_uri": tracking_uri,
-        "env": {"MLFLOW_REGISTRY_URI": registry_uri},
-        "extra_tags": tags,
-    }
+    """dagster-mlflow's ``mlflow_tracking`` resource, configured for a target and loaded lazily.
+
+    ``experiments`` maps each use case to its experiment: a run logs to its use case's (a run
+    materializing assets of several use cases from the UI logs to the first one's, and says so)."""
 
     def _init(init_context):
         from dagster_mlflow import mlflow_tracking
 
+        use_case = run_use_case(init_context.dagster_run, list(experiments))
+        prefixes = {key.path[0] for key in init_context.dagster_run.asset_selection or ()} & set(experiments)
+        if len(prefixes) > 1:
+            init_context.log.warning(f"this run works for use cases {sorted(prefixes)}: its MLflow run is logged "
+                                     f"in {use_case}'s experiment {experiments[use_case]}")
+        experiment = experiments[use_case]
         if artifact_root is not None:
             Path(artifact_root).mkdir(parents=True, exist_ok=True)
         ensure_experiment(tracking_uri, experiment, artifact_root)
+        config = {"experiment_name": experiment, "mlflow_tracking_uri": tracking_uri,
+                  "env": {"MLFLOW_REGISTRY_URI": registry_uri}, "extra_tags": {**tags, USE_CASE_TAG: use_case}}
         yield from mlflow_tracking.resource_fn(init_context.replace_config(config))
 
     return ResourceDefinition(
         resource_fn=_init,
-        description=f"dagster-mlflow tracking to {experiment} ({tracking_uri.split(':')[0]})",
+        description=f"dagster-mlflow tracking to each use case's experiment ({tracking_uri.split(':')[0]})",
         # Initialized after `spark`: a local run's Spark JVM then starts while MLflow is imported and
         # its store opened (seconds each), instead of after them.
         required_resource_keys={"spark"},

@@ -23,11 +23,18 @@ class ModelRegistry(ConfigurableResource):
 
     tracking_uri: str
     registry_uri: str
-    model_name: str
+    # One registry serves every use case: assets act on ``registry.for_model(<their model>)``.
+    model_name: str = ""
+
+    def for_model(self, model_name: str) -> "ModelRegistry":
+        """This registry, acting on the registered model ``model_name``."""
+        return ModelRegistry(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri, model_name=model_name)
 
     def client(self) -> "MlflowClient":
         from mlflow import MlflowClient
 
+        if not self.model_name:
+            raise RuntimeError("this ModelRegistry names no model: use registry.for_model(settings.mlflow.model_name)")
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
     def register(self, model_uri: str, run_id: str, model_id: str | None, tags: dict[str, str],

@@ -206,15 +206,15 @@ class Gateway:
         max_body_bytes: int = 1 << 20,
         max_rows: int = 10_000,
         seed: int | None = None,
-        features: OnlineFeatures | None = None,
+        features: dict[str, OnlineFeatures] | None = None,
     ):
         self.loader, self.capture, self.capture_table = loader, capture, capture_table
         self.state_file, self.max_body_bytes, self.max_rows = state_file, max_body_bytes, max_rows
         self.endpoints: dict[str, Endpoint] = {}
         self.rng = random.Random(seed)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
-        # Online feature lookups wait on a store, never on the event loop.
-        self.features = features
+        # Online feature lookups (per endpoint: each use case its own) wait on a store, never on the event loop.
+        self.features = features or {}
         self.lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="features") if features else None
         self._loads: set[asyncio.Task] = set()
 
@@ -326,11 +326,12 @@ class Gateway:
             if size > self.max_body_bytes:
                 raise BadRequest(f"request body of {size} bytes exceeds the limit of {self.max_body_bytes}",
                                  status=413, error_code="REQUEST_LIMIT_EXCEEDED")
-            if self.features is None:
+            features = self.features.get(name)
+            if features is None:
                 rows = parse_rows(body, served.loaded.columns, self.max_rows)
             else:
                 rows = await asyncio.get_running_loop().run_in_executor(
-                    self.lookups, parse_rows, body, served.loaded.columns, self.max_rows, self.features.fill)
+                    self.lookups, parse_rows, body, served.loaded.columns, self.max_rows, features.fill)
             for shadow, percent in config.shadows:
                 if shadow != served.name and self.rng.random() * 100 < percent:
                     asyncio.get_running_loop().create_task(
@@ -378,7 +379,8 @@ class Gateway:
         self.executor.shutdown(wait=True)
         if self.lookups is not None:
             self.lookups.shutdown(wait=True)
-            self.features.store.close()
+            for store in {id(f.store): f.store for f in self.features.values()}.values():
+                store.close()
 
 
 def _frame(rows: list[list[Any]], columns: list[Column]):

@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..settings import Settings
+from ..settings import Project, Settings
 from .gateway import BadRequest, Gateway, LoadedModel
 from .payload import Column
 
@@ -50,13 +50,15 @@ def _free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def build_gateway(settings: Settings) -> Gateway:
+def build_gateway(project: Project) -> Gateway:
+    """The gateway of a project: every use case's endpoint, each with its own online features."""
     from ..resources.lakehouse import LocalLakehouse
     from ..resources.online_store import build_online_store
     from ..resources.registry import ModelRegistry
     from .capture import InferenceCapture
     from .features import online_features
 
+    settings = project.default  # what the use cases share: root, MLflow, the online store, limits
     cfg = settings.serving
     lakehouse = LocalLakehouse(root=str(settings.root / "lakehouse"))
 
@@ -76,11 +78,13 @@ def build_gateway(settings: Settings) -> Gateway:
                             description=f"Inference table of serving endpoint {endpoint}: every request, "
                                         "its served model, prediction, latency and status.")
 
+    store = build_online_store(settings)
+    features = {u.serving.endpoint: found for u in project.use_cases if (found := online_features(u, store))}
     recorder = InferenceCapture(write, cfg.capture_batch_size, cfg.capture_flush_seconds).start()
     state = state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
     return Gateway(load, recorder, settings.inference_table, state / "endpoints.json",
-                   cfg.max_body_bytes, cfg.max_rows, features=online_features(settings, build_online_store(settings)))
+                   cfg.max_body_bytes, cfg.max_rows, features=features)
 
 
 def build_app(gateway: Gateway, on_stop=None):
@@ -163,13 +167,14 @@ def build_app(gateway: Gateway, on_stop=None):
     ], lifespan=lifespan)
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def serve(project: Project, host: str | None = None, port: int | None = None) -> None:
     """Run the gateway in this process until SIGTERM / Ctrl-C (then flush the inference table)."""
     import uvicorn
 
+    settings = project.default
     host = host or settings.serving.host
     port = port or settings.serving.port or _free_port(host)  # serving.port 0: any free port
-    gateway = build_gateway(settings)
+    gateway = build_gateway(project)
     info = info_file(state_dir(settings))
     info.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}"}))
     logging.getLogger(__name__).info("serving gateway of %s on http://%s:%s", settings.root, host, port)

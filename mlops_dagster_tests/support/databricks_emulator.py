@@ -10,7 +10,7 @@ served on 127.0.0.1 (random port) by a real HTTP server, doing the work for real
 - Permissions 2.0: PATCH / GET on jobs and clusters; Unity Catalog grants 2.1: GET / PATCH.
 - Files 2.0: directory listings of volumes, each volume a local folder (``volumes``).
 - Serving endpoints: create / get / update config / delete / invocations, answered by the
-  project's serving gateway (the same Databricks serving API), when built with ``settings``.
+  project's serving gateway (the same Databricks serving API), when built with ``project``.
 - Secrets for ``dbutils.secrets.get``; a bearer token every call must carry.
 - Faults: ``fail_next_calls`` (429 / 500 / 503 for the next N calls), ``fail_next_run``,
   ``slow_runs`` (runs wait in PENDING, like a cluster starting).
@@ -59,13 +59,13 @@ class EmulatedRun:
 
 
 class DatabricksEmulator:
-    def __init__(self, root: Path, token: str, settings=None, run_env: dict[str, str] | None = None,
+    def __init__(self, root: Path, token: str, project=None, run_env: dict[str, str] | None = None,
                  volumes: list[Path] | None = None):
         self.root = Path(root)
         self.dbfs_root = self.root / "dbfs"
         self.dbfs_root.mkdir(parents=True, exist_ok=True)
         self.token = token
-        self.settings = settings
+        self.project = project
         self.run_env = dict(run_env or {})
         self.volumes = [Path(v).resolve() for v in volumes or []]  # folders the Files API may list
         self.runs: dict[int, EmulatedRun] = {}
@@ -206,10 +206,10 @@ class DatabricksEmulator:
                 Route(f"/api/{version}/jobs/runs/get-output", api(self._get_output), methods=["GET"]),
                 Route(f"/api/{version}/jobs/runs/cancel", api(self._cancel_run), methods=["POST"]),
             ]
-        if self.settings is not None:
+        if self.project is not None:
             from mlops_dagster.serving.server import build_app, build_gateway
 
-            self._gateway = build_gateway(self.settings)
+            self._gateway = build_gateway(self.project)
             routes.append(Mount("/", app=build_app(self._gateway)))
         return Starlette(routes=routes, middleware=[Middleware(Guard)])
 
