@@ -144,5 +144,5 @@ def test_a_deleted_model_version_comes_back_from_its_logged_model(tmp_path):
         assert '"new_version": "2"' in audit.loc[audit["action"] == "restored", "details"].iloc[0]
 
         again = job.execute_in_process(instance=project.instance, raise_on_error=False, run_config={"ops": {
-            "restore_model_version": {"config": {"version": "2", "reason": "x"}}}})
+            "churn__restore_model_version": {"config": {"version": "2", "reason": "x"}}}})
         assert not again.success and "still exists: nothing to restore" in project.failures(again)[0]
