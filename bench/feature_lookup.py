@@ -31,7 +31,7 @@ from mlops_dagster.resources.online_store import PostgresOnlineStore, SqliteOnli
 from mlops_dagster.settings import load_settings  # noqa: E402
 from mlops_dagster_tests.postgres import postgres_bin, running_postgres  # noqa: E402
 
-TABLE = "ml_dev_catalog.churn.churn_features"
+TABLE = "ml_dev_catalog.mlops.churn_features"
 GOALS_MS = {"sqlite": 2.0, "postgres": 5.0}
 
 

@@ -5,7 +5,7 @@
 
 For each size, in a fresh temporary MLOPS_HOME and DAGSTER_HOME on the disk under /tmp (10M rows
 are ~1.4 GB of CSV, plus the tables): `mlops generate --rows N` (timed apart: not part of the
-lifecycle), then `mlops run` in its own process, timed wall to wall, and `mlops stop` for the
+lifecycle), then `mlops run --use-case churn` (the telco demo) in its own process, timed wall to wall, and `mlops stop` for the
 serving gateway it leaves running. While a process runs, /proc is polled every 0.25 s: the peak
 RSS of the process itself (its VmHWM), of its Spark JVM, of the serving gateway it starts, and the
 peak of the summed RSS of the PySpark Python workers (the JVM's Python descendants) and of the
@@ -355,7 +355,7 @@ def _generate(result: dict, rows: int, env: dict[str, str], log: Path) -> bool:
     """`mlops generate --rows N`, measured into ``result["generate"]``; False (and the error
     recorded) when it failed."""
     _log(f"generating {rows:,} rows ...")
-    result["generate"] = _run_measured([str(BIN / "mlops"), "generate", "--rows", str(rows)], env, log)
+    result["generate"] = _run_measured([str(BIN / "mlops"), "generate", "--use-case", "churn", "--rows", str(rows)], env, log)
     if result["generate"]["returncode"] != 0:
         result["error"] = "generate failed"
         return False
@@ -371,7 +371,7 @@ def _lifecycle(rows: int, keep: bool) -> dict:
         _log(f"running the lifecycle on {rows:,} rows ...")
         log = RESULTS / f"scale_{rows}_run.log"
         try:
-            result["run"] = _run_measured([str(BIN / "mlops"), "run"], env, log)
+            result["run"] = _run_measured([str(BIN / "mlops"), "run", "--use-case", "churn"], env, log)
         finally:  # the run leaves its serving gateway up, as `make run` does: stop it
             _stop_gateway(env, log)
         if result["run"]["returncode"] != 0:
@@ -482,7 +482,7 @@ def _md_cell(report: str, file_name: str, column: str) -> int | None:
 def _delta_table(metadata: dict, mlops_home: str, table: str):
     from deltalake import DeltaTable
 
-    path = metadata.get("dagster/uri") or str(Path(mlops_home, "lakehouse", "ml_dev_catalog", "churn", table))
+    path = metadata.get("dagster/uri") or str(Path(mlops_home, "lakehouse", "ml_dev_catalog", "mlops", table))
     try:
         return DeltaTable(path)
     except Exception as exc:  # noqa: BLE001 - reported, not fatal

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 ENDPOINT = "churn-endpoint"
-TABLE = "ml_dev_catalog.churn.churn_endpoint_payload"
+TABLE = "ml_dev_catalog.mlops.churn_endpoint_payload"
 CONCURRENCY = (1, 8, 32)
 MAX_REQUESTS = 1_000_000          # per load-generator run: the count bound next to the time bound
 REQUEST_TIMEOUT_S = 30.0
@@ -341,7 +341,7 @@ def main() -> None:
         setup_began = time.perf_counter()
         gateway_started = True   # (possibly) from here on: the finally block looks for it either way
         with (tmp / "mlops_run.log").open("w") as log:
-            run = subprocess.Popen([str(BIN / "mlops"), "run"], env=env, cwd=REPO, stdout=log,
+            run = subprocess.Popen([str(BIN / "mlops"), "run", "--use-case", "churn"], env=env, cwd=REPO, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
             try:
                 code = run.wait(timeout=600)

@@ -138,24 +138,45 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
                       "columns_with_nulls": ", ".join(nulls) or "none"},
         )
 
-    @multi_asset_check(specs=[
-        _key_spec(names.key(names.labels), labels_table, [ds.key]),
+    classifies = settings.problem_type == "classification"
+    label_check = (
         AssetCheckSpec("both_classes_present", asset=names.key(names.labels),
-                       description="Labels are 0/1 and both outcomes occur: a classifier cannot learn from one class."),
-    ], name=f"{names.labels}_checks")
+                       description="Labels are 0/1 and both outcomes occur: a classifier cannot learn from one class.")
+        if classifies else
+        AssetCheckSpec("labels_are_numbers", asset=names.key(names.labels),
+                       description="Every label is a finite number and they are not all the same: a regressor "
+                                   "cannot learn from missing or constant targets.")
+    )
+
+    @multi_asset_check(specs=[_key_spec(names.key(names.labels), labels_table, [ds.key]), label_check],
+                       name=f"{names.labels}_checks")
     def label_checks(context, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam):
         from pyspark.sql import functions as F
 
         label = F.col("label")
+        if classifies:
+            key_result, total, counts = _per_key(context, lakehouse, spark, labels_table, [ds.key],
+                                                 positives=(label == 1).cast("long"),
+                                                 negatives=(label == 0).cast("long"))
+            positives, negatives = counts["positives"], counts["negatives"]
+            invalid = total - positives - negatives
+            yield key_result
+            yield AssetCheckResult(
+                check_name=label_check.name, passed=invalid == 0 and positives > 0 and negatives > 0,
+                metadata={"positives": positives, "negatives": negatives, "invalid_labels": invalid,
+                          "positive_rate": positives / total if total else 0.0},
+            )
+            return
+        finite = label.isNotNull() & ~F.isnan(label) & (F.abs(label) < F.lit(float("inf")))
         key_result, total, counts = _per_key(context, lakehouse, spark, labels_table, [ds.key],
-                                             positives=(label == 1).cast("long"), negatives=(label == 0).cast("long"))
-        positives, negatives = counts["positives"], counts["negatives"]
-        invalid = total - positives - negatives
+                                             invalid=(~finite).cast("long"))
+        spread = lakehouse.read_spark(spark.session(), labels_table).agg(
+            F.min("label").alias("low"), F.max("label").alias("high"), F.avg("label").alias("mean")).first()
         yield key_result
         yield AssetCheckResult(
-            check_name="both_classes_present", passed=invalid == 0 and positives > 0 and negatives > 0,
-            metadata={"positives": positives, "negatives": negatives, "invalid_labels": invalid,
-                      "positive_rate": positives / total if total else 0.0},
+            check_name=label_check.name, passed=counts["invalid"] == 0 and total > 0 and spread["low"] != spread["high"],
+            metadata={"invalid_labels": counts["invalid"], "min": float(spread["low"] or 0.0),
+                      "max": float(spread["high"] or 0.0), "mean": float(spread["mean"] or 0.0)},
         )
 
     return [raw_key_is_unique, raw_rows_meet_contract, quarantine_is_quiet, feature_checks, label_checks]

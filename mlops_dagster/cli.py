@@ -21,33 +21,46 @@ import time
 from pathlib import Path
 
 
-def _is_telco_demo(settings) -> bool:
-    from .data.telco import COLUMNS
+def _demo(settings):
+    """The use case's demo generator, if it has one and its contract is still the generator's."""
+    from .data import demo
 
-    return list(settings.dataset.columns) == COLUMNS
+    found = demo(settings.demo) if settings.demo else None
+    return found if found and list(settings.dataset.columns) == found.columns else None
 
 
-def generate(rows: int, seed: int, drifted: bool, name: str | None, landing: str | None = None,
+def generate(rows: int | None, seed: int, drifted: bool, name: str | None, landing: str | None = None,
              use_case: str | None = None) -> Path:
-    """Write the telco demo's synthetic landing file into a use case's landing folder (default: the
-    first use case with the telco contract); returns its path."""
-    from .data.telco import write_customers_csv
+    """Write a demo's synthetic landing file into its use case's landing folder (default: the first
+    use case with a demo); returns its path."""
     from .settings import ConfigError, load_project
 
     project = load_project()
     candidates = project.select(use_case) if use_case else project.use_cases
-    demo = next((u for u in candidates if _is_telco_demo(u)), None)
-    if demo is None:
+    settings = next((u for u in candidates if _demo(u)), None)
+    if settings is None:
         named = ", ".join(u.name for u in candidates)
-        raise ConfigError(f"mlops generate writes the telco demo's data, and {named} has another file contract: "
-                          f"put that use case's own files in its landing folder ({candidates[0].landing_path})")
-    landing_dir = Path(landing or demo.landing_path)
+        raise ConfigError(f"mlops generate writes the shipped demos' data, and {named} has no demo generator: put "
+                          f"the use case's own files in its landing folder ({candidates[0].landing_path})")
+    return write_demo(settings, rows, seed, drifted, name, landing)
+
+
+def write_demo(settings, rows: int | None, seed: int, drifted: bool, name: str | None = None,
+               landing: str | None = None) -> Path:
+    """A landing file of ``settings``' demo (its landing folder unless ``landing`` says otherwise)."""
+    from .data import demo
+
+    generator = demo(settings.demo or "telco")
+    rows = rows or generator.rows
+    landing_dir = Path(landing or settings.landing_path)
     landing_dir.mkdir(parents=True, exist_ok=True)
-    name = name or f"customers_{'drifted_' if drifted else ''}{rows}_seed{seed}.csv"
-    return write_customers_csv(landing_dir / name, rows, seed, drifted)
+    name = name or f"{settings.dataset.name}_{'drifted_' if drifted else ''}{rows}_seed{seed}.csv"
+    return generator.write(landing_dir / name, rows, seed, drifted)
 
 
 def _summary(result, seconds: float, settings) -> str:
+    from .settings import PROBLEM_METRICS
+
     names, ds = settings.names, settings.dataset
     meta = {}
     for event in result.get_asset_materialization_events():
@@ -66,7 +79,8 @@ def _summary(result, seconds: float, settings) -> str:
     if names.model in meta:
         m = meta[names.model]
         lines += ["", f"MLflow run:        {m['mlflow_run_id']}  ({m['mlflow_tracking_uri']})",
-                  "Holdout metrics:   " + ", ".join(f"{k} {m[k]:.3f}" for k in ("roc_auc", "f1", "precision", "recall", "log_loss"))]
+                  "Holdout metrics:   " + ", ".join(f"{k} {m[k]:.3f}" for k in PROBLEM_METRICS[settings.problem_type]
+                                                    if k in m and k != "accuracy")]
     if "challenger_model_version" in meta:
         m = meta["challenger_model_version"]
         lines.append(f"Model version:     {m['model_name']} v{m['model_version']} (alias {m['alias']}, validation {m['validation']})")
@@ -78,8 +92,9 @@ def _summary(result, seconds: float, settings) -> str:
         lines.append(f"Endpoint:          {m['url']} ({m['state']}: {m['traffic']}; inference table {m['inference_table']})")
     if names.predictions in meta:
         m = meta[names.predictions]
-        lines.append(f"Predictions:       {m['rows_scored']} rows by v{m['model_version']} "
-                     f"({m['predicted_positive_rate']:.1%} predicted {ds.label} = {ds.positive_label!r})")
+        outcome = (f"{m['predicted_positive_rate']:.1%} predicted {ds.label} = {ds.positive_label!r}"
+                   if "predicted_positive_rate" in m else f"mean predicted {ds.label} {m['mean_prediction']:.4g}")
+        lines.append(f"Predictions:       {m['rows_scored']} rows by v{m['model_version']} ({outcome})")
     if names.drift_report in meta:
         m = meta[names.drift_report]
         lines += [f"Drift:             {m['verdict']} ({m['drifted_columns']} columns, share {m['drift_share']:.2f}, "
@@ -112,10 +127,10 @@ def run(job: str, use_case: str | None = None, run_config: dict | None = None) -
     default_dagster_home()
     for settings in load_project().select(use_case):
         landing = Path(settings.landing_path)
-        if (settings.target == "local" and _is_telco_demo(settings) and kind in ("lifecycle", "training")
+        if (settings.target == "local" and _demo(settings) and kind in ("lifecycle", "training")
                 and not any(landing.glob(settings.dataset.file_pattern))):
-            print(f"landing volume {landing} is empty: generating the demo telco dataset")
-            generate(7043, 42, False, None, use_case=settings.name)
+            print(f"landing volume {landing} is empty: generating the {settings.demo} demo dataset")
+            generate(None, 42, False, None, use_case=settings.name)
         job_def = defs.resolve_job_def(settings.names.job(kind))
         started = time.perf_counter()
         with DagsterInstance.get() as instance:
@@ -204,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     def command(name: str, **kwargs):
         return sub.add_parser(name, parents=[common], **kwargs)
 
-    gen = command("generate", help="write the telco demo's synthetic landing file into its landing folder")
-    gen.add_argument("--rows", type=int, default=7043)
+    gen = command("generate", help="write a demo's synthetic landing file into its use case's landing folder")
+    gen.add_argument("--rows", type=int, help="default: the demo's (7,043 telco customers, 5,000 houses)")
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--drifted", action="store_true", help="after a price rise and a contract-mix shift")
     gen.add_argument("--name", help="file name in the landing volume")

@@ -27,6 +27,12 @@ INGESTED_AT = "_ingested_at"
 SOURCE_FILE = "_source_file"
 # The run tag naming the use case a run works for (set on every use case job).
 USE_CASE_TAG = "mlops/use_case"
+# What a model predicts, and the metrics it is judged by on its holdout (ml/ computes them).
+PROBLEM_METRICS = {
+    "classification": ("roc_auc", "f1", "precision", "recall", "log_loss", "accuracy"),
+    "regression": ("rmse", "mae", "r2"),
+}
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -51,7 +57,7 @@ class DatasetSettings(_Model):
     file_pattern: str = "*.csv"
     key: str
     label: str
-    positive_label: Any
+    positive_label: Any = None  # classification: the label's positive value (its score's class)
     columns: dict[str, ColumnRule]
 
     @model_validator(mode="after")
@@ -335,7 +341,7 @@ class Names:
 
     @property
     def prefix(self) -> list[str]:
-        """Every asset of the use case has its key under this prefix (``churn/churn_features``)."""
+        """The key prefix of every asset of the use case (``sales``: ``sales/sales_features``)."""
         return [self.use_case]
 
     def key(self, asset: str) -> list[str]:
@@ -343,7 +349,7 @@ class Names:
         return [*self.prefix, asset]
 
     def group(self, stage: str) -> str:
-        """The UI group of a lifecycle stage: ``churn_training``, one set of groups per use case."""
+        """The UI group of a lifecycle stage: ``sales_training``, one set of groups per use case."""
         return f"{self.use_case}_{stage}"
 
     def op(self, name: str) -> str:
@@ -351,11 +357,11 @@ class Names:
         return f"{self.use_case}__{name}"
 
     def job(self, kind: str) -> str:
-        """``churn_lifecycle_job``, ``churn_training_job``, ..."""
+        """``sales_lifecycle_job``, ``sales_training_job``, ..."""
         return f"{self.use_case}_{kind}_job"
 
     def automation(self, name: str) -> str:
-        """A sensor or schedule of the use case: ``churn_landing_file_sensor``, ..."""
+        """A sensor or schedule of the use case: ``sales_landing_file_sensor``, ..."""
         return f"{self.use_case}_{name}"
 
     @property
@@ -413,6 +419,10 @@ class Names:
 
 class Settings(_Model):
     target: Literal["local", "dev", "staging", "prod"]
+    # What the use case's model predicts: a binary class (with its probability) or a number.
+    problem_type: Literal["classification", "regression"] = "classification"
+    # A shipped demo's data generator (`mlops generate`; `mlops run` fills an empty landing folder).
+    demo: Literal["telco", "houses"] | None = None
     # The use case: every asset and table is named from it (see ``Names``), and config strings may
     # say ``{name}`` (and ``{catalog}``, ``{schema}``) to name models, experiments and endpoints.
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -481,8 +491,24 @@ class Settings(_Model):
         ]
         if unknown:
             raise ValueError(f"features name columns that are not in dataset.columns: {unknown}")
+        self._fits_the_problem_type()
         self._feature_table_matches_the_features_asset()
         return self
+
+    def _fits_the_problem_type(self) -> None:
+        metrics = PROBLEM_METRICS[self.problem_type]
+        ds, val = self.dataset, self.validation
+        if self.problem_type == "classification" and ds.positive_label is None:
+            raise ValueError(f"dataset.positive_label is required for classification: which value of {ds.label} "
+                             "is the positive class")
+        if self.problem_type == "regression" and ds.columns[ds.label].type not in ("double", "long"):
+            raise ValueError(f"dataset.columns.{ds.label} is the label of a regression: its type must be double "
+                             f"or long, not {ds.columns[ds.label].type}")
+        unknown = [m for m in [*val.thresholds, val.compare_metric] if m not in metrics]
+        if unknown:
+            raise ValueError(f"validation names {sorted(set(unknown))}, which a {self.problem_type} model does not "
+                             f"report (it reports {', '.join(metrics)}): set validation.thresholds and "
+                             "validation.compare_metric for this use case")
 
     def _feature_table_matches_the_features_asset(self) -> None:
         """``<name>_features`` is written by the features asset: its registry entry must describe it."""
@@ -502,6 +528,20 @@ class Settings(_Model):
             if name in self.features.columns and spec.dtype is not None and spec.dtype != self.feature_dtype(name):
                 raise ValueError(f"{where}.columns.{name}.dtype is {spec.dtype!r} but the features asset "
                                  f"writes it as {self.feature_dtype(name)!r}")
+
+    @property
+    def score_column(self) -> str:
+        """The model's output column in predictions and reports: the positive class's probability,
+        or a regressor's predicted value."""
+        return self.names.probability if self.problem_type == "classification" else "prediction"
+
+    @property
+    def label_meaning(self) -> str:
+        """What the training target ``label`` is, for descriptions and messages."""
+        ds = self.dataset
+        if self.problem_type == "classification":
+            return f"`label` = 1 where `{ds.label}` is {ds.positive_label!r}, else 0"
+        return f"`label` = `{ds.label}` as a number"
 
     def feature_dtype(self, name: str) -> str:
         """How the features asset writes a model feature: categoricals as strings, the rest as doubles."""
@@ -609,9 +649,6 @@ _PROJECT_WIDE = {
     "target": None, "root": None, "catalog": None, "schema": None, "spark": None, "databricks": None,
     "mlflow": ("tracking_uri", "registry_uri"), "serving": ("host", "port"), "feature_store": ("online_store",),
 }
-# Today's single-use-case format: a file with these at the top level (and no `use_cases`) is the
-# project's only use case.
-_SINGLE_USE_CASE_KEYS = ("name", "dataset")
 
 
 class Project(_Model):
@@ -686,11 +723,29 @@ def _check_use_case_sections(path: Path, layer: dict) -> None:
                               "shares: set it at the top level")
 
 
+def _split_project_wide(own: dict) -> tuple[dict, dict]:
+    """A file's settings as (what the project shares, what belongs to its use case)."""
+    shared, use_case = {}, {}
+    for key, value in own.items():
+        sub = _PROJECT_WIDE.get(key, ())
+        if key in _PROJECT_WIDE and sub is None:
+            shared[key] = value
+        elif sub and isinstance(value, dict):
+            if any(k in value for k in sub):
+                shared[key] = {k: v for k, v in value.items() if k in sub}
+            if any(k not in sub for k in value):
+                use_case[key] = {k: v for k, v in value.items() if k not in sub}
+        else:
+            use_case[key] = value
+    return shared, use_case
+
+
 def _single_use_case(layers: list[dict]) -> list[dict]:
-    """Layers for a last file in today's single-use-case format: it is the only use case. With a
-    dataset of its own (another ``dataset.name``) it replaces the shipped use cases whole, named by
-    its ``name`` or else ``dataset.name``; otherwise it adjusts (and may rename) the first one, the
-    demo, as such a file always did."""
+    """Layers for a last file in today's single-use-case format (no ``use_cases``): it describes the
+    project's only use case. With a dataset of its own (another ``dataset.name``) it replaces the
+    shipped use cases whole, named by its ``name`` or else ``dataset.name``; otherwise it adjusts
+    (and may rename) the first one, the demo, as such a file always did. What the project shares
+    (``catalog``, ``serving.port``, ...) stays shared."""
     own, shipped = layers[-1], layers[:-1]
     sections: dict = {}
     for layer in shipped:
@@ -703,17 +758,18 @@ def _single_use_case(layers: list[dict]) -> list[dict]:
     shipped = [{**{k: v for k, v in layer.items() if k != "use_cases"},
                 "use_cases": {name: section for u, section in (layer.get("use_cases") or {}).items() if u in kept}}
                for layer in shipped]
-    return [*shipped, {**{k: v for k, v in own.items() if k != "name"}, "use_cases": {name: {}}}]
+    shared, use_case = _split_project_wide({k: v for k, v in own.items() if k != "name"})
+    return [*shipped, {**shared, "use_cases": {name: use_case}}]
 
 
 def load_project(target: str | None = None, extra_file: str | Path | None = None) -> Project:
     """Every use case of the project for ``target`` (default: ``MLOPS_TARGET`` or ``local``).
 
     ``conf/base.yaml``, ``conf/<target>.yaml`` and the ``MLOPS_CONFIG`` file are layered in that
-    order; in each, the top level speaks for every use case and ``use_cases.<name>`` for one (it
-    wins within its layer; an upper layer wins over a lower one). A ``MLOPS_CONFIG`` file in today's
-    single-use-case format (top-level ``name`` or ``dataset``, no ``use_cases``) is the only use case:
-    see ``_single_use_case``.
+    order; in each, the top level holds defaults every use case shares and ``use_cases.<name>`` one
+    use case's own settings, which win over the defaults. A ``MLOPS_CONFIG`` file without
+    ``use_cases`` is in today's single-use-case format: it describes the only use case (see
+    ``_single_use_case``).
 
     A remote step (on a Databricks cluster) gets the launching process's project, resolved, in
     ``MLOPS_SETTINGS_JSON``: it runs with exactly the configuration its run was launched with."""
@@ -731,7 +787,7 @@ def load_project(target: str | None = None, extra_file: str | Path | None = None
     sources = " + ".join(str(f) for f in files)
     for path, layer in zip(files, layers):
         _check_use_case_sections(path, layer)
-    if extra_file and "use_cases" not in layers[-1] and any(k in layers[-1] for k in _SINGLE_USE_CASE_KEYS):
+    if extra_file and "use_cases" not in layers[-1]:
         layers = _single_use_case(layers)
     top: dict = {}
     for layer in layers:
@@ -746,16 +802,17 @@ def load_project(target: str | None = None, extra_file: str | Path | None = None
                           "under `use_cases`")
     use_cases = []
     for name in use_case_names:
-        # Layer by layer, its shared part then this use case's section: an upper layer (a target,
-        # your file) wins over a lower one, and within a layer the use case's own section wins.
-        # Each part gets the final names before it is merged, so a key written `{name}_features` in
-        # one part and `sales_features` in another (use case sales) is one key.
+        # The shared top level of every layer, then this use case's section of every layer: the
+        # use case's own settings win over the shared defaults, and within each an upper layer (a
+        # target, your file) wins over a lower one. Each part gets the final names before it is
+        # merged, so a key written `{name}_features` in one and `sales_features` in another (use
+        # case sales) is one key.
         names = {"name": str(name), "catalog": top["catalog"], "schema": top["schema"]}
+        parts = [*({k: v for k, v in layer.items() if k != "use_cases"} for layer in layers),
+                 *((layer.get("use_cases") or {}).get(name) or {} for layer in layers)]
         raw: dict = {}
-        for layer in layers:
-            shared = {k: v for k, v in layer.items() if k not in ("use_cases", "name")}
-            for part in (shared, (layer.get("use_cases") or {}).get(name) or {}):
-                raw = deep_merge(raw, _expand_names(part, names))
+        for part in parts:
+            raw = deep_merge(raw, _expand_names(part, names))
         try:
             use_cases.append(Settings.model_validate({**raw, "name": name}))
         except ValidationError as exc:

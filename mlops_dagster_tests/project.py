@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from dagster import AssetKey, DagsterInstance
 
-from mlops_dagster.cli import generate
+from mlops_dagster.cli import write_demo
 from mlops_dagster.definitions import build_definitions
 from mlops_dagster.resources.lakehouse import LocalLakehouse
 from mlops_dagster.resources.registry import ModelRegistry
@@ -60,7 +60,8 @@ class Project:
         return self.settings.table(name)
 
     def land(self, rows: int, seed: int, drifted: bool = False, name: str | None = None) -> Path:
-        return generate(rows, seed, drifted, name, landing=self.settings.landing_path)
+        """A landing file of this use case's demo (the telco one for a use case without a demo)."""
+        return write_demo(self.settings, rows, seed, drifted, name)
 
     def run(self, job_name: str = "lifecycle_job", selection: list[str] | None = None, **kwargs):
         job = self.defs.resolve_job_def(self.job(job_name))

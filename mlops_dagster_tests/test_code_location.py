@@ -16,17 +16,22 @@ from mlops_dagster.definitions import build_definitions
 from mlops_dagster.settings import load_project
 
 REPO = Path(__file__).resolve().parents[1]
-# Each use case's stage groups (`churn_training`, ...) hold its assets, under its key prefix.
-STAGES = {
-    "churn_ingestion": {"churn/raw_customers", "churn/raw_customers_quarantine"},
-    "churn_features": {"churn/churn_features", "churn/churn_labels", "churn/churn_features_online"},
-    "churn_training": {"churn/churn_training_set", "churn/churn_model"},
-    "churn_registry": {"churn/challenger_model_version", "churn/champion_model_version"},
-    "churn_serving": {"churn/churn_endpoint"},
-    "churn_inference": {"churn/churn_predictions"},
-    "churn_monitoring": {"churn/churn_drift_report"},
-    "governance": {"compliance_report"},
-}
+
+def _stages(use_case: str, dataset: str) -> dict[str, set[str]]:
+    """Each use case's stage groups (`churn_training`, ...) hold its assets, under its key prefix."""
+    assets = {
+        "ingestion": [f"raw_{dataset}", f"raw_{dataset}_quarantine"],
+        "features": [f"{use_case}_features", f"{use_case}_labels", f"{use_case}_features_online"],
+        "training": [f"{use_case}_training_set", f"{use_case}_model"],
+        "registry": ["challenger_model_version", "champion_model_version"],
+        "serving": [f"{use_case}_endpoint"], "inference": [f"{use_case}_predictions"],
+        "monitoring": [f"{use_case}_drift_report"],
+    }
+    return {f"{use_case}_{stage}": {f"{use_case}/{a}" for a in names} for stage, names in assets.items()}
+
+
+# The two shipped demos, and the project-wide governance group.
+STAGES = {**_stages("churn", "customers"), **_stages("house_prices", "houses"), "governance": {"compliance_report"}}
 
 
 def test_assets_sit_in_stage_groups_with_descriptions(local_root):
@@ -96,7 +101,24 @@ def test_databricks_targets_bind_the_step_launcher_and_unity_catalog(target, loc
     defs = build_definitions(project)
     assert isinstance(defs.resources["lakehouse"], UnityCatalogLakehouse)
     assert settings.mlflow.registry_uri == "databricks-uc"
-    assert settings.mlflow.model_name == f"ml_{target}_catalog.churn.churn_model"
+    assert settings.mlflow.model_name == f"ml_{target}_catalog.mlops.churn_model"
     # Every asset that touches data asks for the step launcher, so all of it runs on the cluster.
     for assets_def in defs.assets:
         assert "step_launcher" in assets_def.required_resource_keys, assets_def.keys
+
+
+def test_a_run_logs_to_its_use_case_experiment():
+    from dagster import AssetKey
+    from dagster._core.storage.dagster_run import DagsterRun
+
+    from mlops_dagster.resources.mlflow_tracking import run_use_cases
+
+    use_cases = ["churn", "house_prices"]
+    tagged = DagsterRun(job_name="house_prices_training_job", tags={"mlops/use_case": "house_prices"})
+    assert run_use_cases(tagged, use_cases) == ["house_prices"]
+    picked = DagsterRun(job_name="__ASSET_JOB", asset_selection=frozenset({AssetKey(["house_prices", "x"])}))
+    assert run_use_cases(picked, use_cases) == ["house_prices"]
+    mixed = DagsterRun(job_name="__ASSET_JOB", asset_selection=frozenset(
+        {AssetKey(["house_prices", "x"]), AssetKey(["churn", "y"]), AssetKey("compliance_report")}))
+    assert run_use_cases(mixed, use_cases) == ["churn", "house_prices"]  # the first one's experiment, said
+    assert run_use_cases(DagsterRun(job_name="record_run_failure_job"), use_cases) == ["churn"]

@@ -352,7 +352,7 @@ def test_the_access_matrix_becomes_unity_catalog_grants(workspace):
     assert "model_consumers" not in catalog                                         # dev: NONE
     model = ws.emulator.grants[("function", "churn_model")]
     assert model["ml_engineers"] == {"EXECUTE", "MANAGE"} and model["data_scientists"] == {"EXECUTE"}
-    assert ws.emulator.grants[("schema", "ml_dev_catalog.churn")]["data_scientists"] == {"CREATE_MODEL"}
+    assert ws.emulator.grants[("schema", "ml_dev_catalog.mlops")]["data_scientists"] == {"CREATE_MODEL"}
 
     # Data scientists lose write access to dev in the matrix: the next apply revokes it.
     config = yaml.safe_load(ws.config.read_text())

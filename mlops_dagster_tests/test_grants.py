@@ -30,11 +30,11 @@ def test_each_environment_grants_its_own_column_of_the_matrix(local_root):
 
 def test_registry_rights_map_to_schema_and_model_privileges(local_root):
     plan = _plan("staging")
-    model = "ml_staging_catalog.churn.churn_model"
+    model = "ml_staging_catalog.mlops.churn_model"
     assert plan[("function", model, "ml_engineers")].privileges == ("EXECUTE", "MANAGE")
     assert plan[("function", model, "model_consumers")].privileges == ("EXECUTE",)
-    assert plan[("schema", "ml_staging_catalog.churn", "data_scientists")].privileges == ("CREATE_MODEL",)
-    assert plan[("schema", "ml_staging_catalog.churn", "devops_engineers")].privileges == ()
+    assert plan[("schema", "ml_staging_catalog.mlops", "data_scientists")].privileges == ("CREATE_MODEL",)
+    assert plan[("schema", "ml_staging_catalog.mlops", "devops_engineers")].privileges == ()
 
 
 def test_roles_map_to_account_groups(local_root):

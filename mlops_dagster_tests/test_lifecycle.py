@@ -11,37 +11,34 @@ from mlflow.artifacts import download_artifacts
 from mlflow.models import Model
 
 from .project import project_at
-from .support.subscribers import SUBSCRIBERS, subscribers
 
 pytestmark = pytest.mark.integration
 
 ROWS = 2000
 
 
-SUBSCRIBER_ROWS = 800
+HOUSE_ROWS = 1500
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """The telco demo (the first use case) and a second use case in the same code location, each
-    through its own lifecycle job."""
-    overrides = {"use_cases": {"cancellation": SUBSCRIBERS}}
-    with project_at(tmp_path_factory.mktemp("lifecycle"), overrides=overrides) as project:
+    """The shipped demos in one code location, each through its own lifecycle job: the telco churn
+    classifier (the first use case, what most tests here look at) and the house price regression."""
+    # `use_cases` in the override: the shipped use cases, not today's one-use-case format.
+    with project_at(tmp_path_factory.mktemp("lifecycle"), overrides={"use_cases": {}}) as project:
         project.land(ROWS, seed=2)
         result = project.run("lifecycle_job")
         assert result.success, [e.message for e in result.all_events if e.is_failure]
-        second = project.use_case("cancellation")
-        landing = Path(second.settings.landing_path)
-        landing.mkdir(parents=True)
-        subscribers(SUBSCRIBER_ROWS, seed=5).to_csv(landing / "subs_2026_11.csv", index=False)
-        result = second.run("lifecycle_job")
+        houses = project.use_case("house_prices")
+        houses.land(HOUSE_ROWS, seed=4)
+        result = houses.run("lifecycle_job")
         assert result.success, [e.message for e in result.all_events if e.is_failure]
         yield project
 
 
 def test_every_stage_materialized_with_its_metadata(project):
     raw = project.metadata("raw_customers")
-    assert raw["dagster/table_name"] == "ml_dev_catalog.churn.raw_customers"
+    assert raw["dagster/table_name"] == "ml_dev_catalog.mlops.raw_customers"
     assert raw["dagster/row_count"] == ROWS and raw["rows_loaded"] == ROWS
     assert raw["delta_version"] == project.lakehouse.version(project.table("raw_customers"))
     features = project.metadata("churn_features")
@@ -136,9 +133,9 @@ def test_every_registered_version_has_a_model_card(project):
     assert text.startswith(f"# Model card: churn_model version {champion.version}")
     assert "**Owner:** customer-analytics" in text and "Retention offers must not be withheld" in text
     training_version = champion.tags["training_set_version"]
-    assert f"ml_dev_catalog.churn.churn_training_set v{training_version}" in text
+    assert f"ml_dev_catalog.mlops.churn_training_set v{training_version}" in text
     features_version = project.lakehouse.version(project.table("churn_features"))
-    assert f"features: ml_dev_catalog.churn.churn_features v{features_version}" in text
+    assert f"features: ml_dev_catalog.mlops.churn_features v{features_version}" in text
     assert "| roc_auc |" in text and "| pass |" in text
     description = project.registry.version(champion.version).description
     assert "Owner: customer-analytics" in description and "validation passed" in description
@@ -227,44 +224,71 @@ def _post(url: str, body: dict) -> tuple[int, dict, str]:
 
 
 def test_each_use_case_has_its_own_prefixed_assets_tables_model_and_experiment(project):
-    second = project.use_case("cancellation")
+    houses = project.use_case("house_prices")
     keys = {k.to_user_string() for k in project.defs.resolve_asset_graph().get_all_asset_keys()}
-    assert {"churn/churn_model", "churn/raw_customers", "cancellation/cancellation_model",
-            "cancellation/raw_subscribers", "cancellation/champion_model_version"} <= keys
-    assert {k.split("/")[0] for k in keys} == {"churn", "cancellation", "compliance_report"}
+    assert {"churn/churn_model", "churn/raw_customers", "house_prices/house_prices_model",
+            "house_prices/raw_houses", "house_prices/champion_model_version"} <= keys
+    assert {k.split("/")[0] for k in keys} == {"churn", "house_prices", "compliance_report"}
     # Each use case's run materialized its own assets only.
     from dagster import DagsterEventType, RunsFilter
 
-    for use_case in ("churn", "cancellation"):
+    for use_case in ("churn", "house_prices"):
         [run] = project.instance.get_runs(RunsFilter(job_name=f"{use_case}_lifecycle_job"))
         events = project.instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION)
         assert {e.dagster_event.asset_key.path[0] for e in events} == {use_case}
         assert run.tags["mlops/use_case"] == use_case
-    assert len(second.lakehouse.read(second.table("raw_subscribers"))) == SUBSCRIBER_ROWS
+    assert len(houses.lakehouse.read(houses.table("raw_houses"))) == HOUSE_ROWS
     assert len(project.lakehouse.read(project.table("raw_customers"))) == ROWS  # the files did not mix
     client = MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri)
-    for use_case, model in (("churn", "churn_model"), ("cancellation", "cancellation_model")):
+    for use_case in ("churn", "house_prices"):
         view = project.use_case(use_case)
         champion = view.registry.by_alias("champion")
-        assert champion.name == model and champion.tags["validation_status"] == "passed"
+        assert champion.name == f"{use_case}_model" and champion.tags["validation_status"] == "passed"
         run = client.get_run(view.metadata(f"{use_case}_model")["mlflow_run_id"])
         assert client.get_experiment(run.info.experiment_id).name == use_case
         assert run.data.tags["mlops/use_case"] == use_case
-    assert second.metadata("cancellation_model")["roc_auc"] > 0.65
-    predictions = second.lakehouse.read(second.table("cancellation_predictions"))
-    assert len(predictions) == SUBSCRIBER_ROWS and predictions["cancellation_probability"].between(0, 1).all()
+
+
+def test_the_regression_demo_is_trained_judged_scored_and_monitored_as_a_regression(project):
+    houses = project.use_case("house_prices")
+    model = houses.metadata("house_prices_model")
+    assert model["r2"] >= 0.8 and 0 < model["mae"] < 60 and model["rmse"] >= model["mae"]
+    assert "roc_auc" not in model
+    client = MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri)
+    run = client.get_run(model["mlflow_run_id"])
+    assert {"test_rmse", "test_mae", "test_r2"} <= set(run.data.metrics) and run.data.params["problem_type"] == "regression"
+    plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert plots == {"actual_vs_predicted.png", "residual_vs_predicted.png"}
+    champion = houses.registry.by_alias("champion")
+    card = Path(houses.registry.client().download_artifacts(champion.run_id, "model_card.md")).read_text()
+    assert "| rmse |" in card and "| r2 |" in card and "**Owner:** pricing-analytics" in card
+    labels_check = project.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [AssetCheckKey(houses.key("house_prices_labels"), "labels_are_numbers")])
+    assert next(iter(labels_check.values())).event.dagster_event.event_specific_data.passed
+    predictions = houses.lakehouse.read(houses.table("house_prices_predictions"))
+    assert len(predictions) == HOUSE_ROWS and "house_prices_probability" not in predictions.columns
+    raw = houses.lakehouse.read(houses.table("raw_houses"), columns=["houseID", "price"]).set_index("houseID")
+    joined = predictions.set_index("houseID").join(raw)
+    assert ((joined["prediction"] - joined["price"]).abs() < 0.5 * joined["price"] + 60).mean() > 0.95
+    assert houses.metadata("house_prices_predictions")["mean_prediction"] == pytest.approx(
+        predictions["prediction"].mean())
+    drift = houses.metadata("house_prices_drift_report")
+    assert drift["dataset_drift"] is False and drift["prediction_drift"] is False
+    assert drift["prediction_drift_method"] and drift["prediction_drift_score"] >= 0
 
 
 def test_one_gateway_serves_each_use_case_from_its_own_model_and_features(project):
-    churn, cancellation = project.metadata("churn_endpoint"), project.use_case("cancellation").metadata(
-        "cancellation_endpoint")
-    assert churn["url"].rsplit("/", 3)[0] == cancellation["url"].rsplit("/", 3)[0]  # one gateway
+    churn = project.metadata("churn_endpoint")
+    houses = project.use_case("house_prices").metadata("house_prices_endpoint")
+    assert churn["url"].rsplit("/", 3)[0] == houses["url"].rsplit("/", 3)[0]  # one gateway
     customers = project.lakehouse.read(project.table("churn_features"), columns=["customerID"]).head(2)
     status, body, served = _post(churn["url"], {"dataframe_records": customers.to_dict("records")})
-    assert status == 200 and len(body["predictions"]) == 2 and served.startswith("churn_model")
-    subs = project.lakehouse.read(project.table("cancellation_features"), columns=["subscriber_id"]).head(2)
-    status, body, served = _post(cancellation["url"], {"dataframe_records": subs.to_dict("records")})
-    assert status == 200 and len(body["predictions"]) == 2 and served.startswith("cancellation_model")
+    assert status == 200 and served.startswith("churn_model")
+    assert all(len(p) == 2 and sum(p) == pytest.approx(1) for p in body["predictions"])  # P(no), P(yes)
+    keys = project.lakehouse.read(project.table("house_prices_features"), columns=["houseID"]).head(2)
+    status, body, served = _post(houses["url"], {"dataframe_records": keys.to_dict("records")})
+    assert status == 200 and served.startswith("house_prices_model")
+    assert all(isinstance(p, float) and p > 0 for p in body["predictions"])  # a price each
     # Each endpoint looks keys up in its own use case's features only.
-    status, body, _ = _post(cancellation["url"], {"dataframe_records": customers.to_dict("records")})
-    assert status == 400 and "subscriber_id" in body["message"], body
+    status, body, _ = _post(houses["url"], {"dataframe_records": customers.to_dict("records")})
+    assert status == 400 and "houseID" in body["message"], body

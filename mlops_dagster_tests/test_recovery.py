@@ -95,7 +95,7 @@ def _promote(project, reason="release 2026.11"):
 def test_promotion_to_the_next_environment_copies_the_version_with_its_card_or_promotes_code(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    staging_model = "ml_staging_catalog.churn.churn_model"
+    staging_model = "ml_staging_catalog.mlops.churn_model"
     with project_at(tmp_path / "promote", overrides={"governance": {"promotion": {"pattern": "deploy_model"}}}) as project:
         assert not _promote(project).success  # nothing to promote yet
         project.land(1200, seed=5)
@@ -121,7 +121,7 @@ def test_promotion_to_the_next_environment_copies_the_version_with_its_card_or_p
         audit = project.lakehouse.read(project.table("audit_log"))
         promoted = audit[(audit["action"] == "promoted") & audit["details"].str.contains("to_target")]
         assert len(promoted) == 2
-        assert any('"copied_to": "ml_staging_catalog.churn.churn_model/1"' in d for d in promoted["details"])
+        assert any('"copied_to": "ml_staging_catalog.mlops.churn_model/1"' in d for d in promoted["details"])
         assert any('"code_version": "abc1234"' in d for d in promoted["details"])
 
 

@@ -48,6 +48,6 @@ def test_shadow_mirrors_the_challenger_without_traffic():
 
 
 def test_uc_model_names_give_short_served_names():
-    [step] = plan("blue_green", "ml_dev_catalog.churn.churn_model", "4", None, None, scale_to_zero=True)
+    [step] = plan("blue_green", "ml_dev_catalog.mlops.churn_model", "4", None, None, scale_to_zero=True)
     assert step["served_entities"][0]["name"] == "churn_model-4"
     assert step["served_entities"][0]["scale_to_zero_enabled"] is True

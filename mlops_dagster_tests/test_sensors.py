@@ -172,17 +172,18 @@ def test_drift_sensor_skips_when_a_model_already_learned_from_the_drifted_data(l
 
 def test_default_status_follows_the_target(local_root):
     local = build_definitions(load_project("local")).get_repository_def()
+    demos = ("churn", "house_prices")  # each use case has its own sensors and schedules
     statuses = {s.name: s.default_status.value for s in local.sensor_defs}
-    assert statuses == {"churn_landing_file_sensor": "STOPPED", "churn_drift_retraining_sensor": "STOPPED",
-                        "churn_follow_new_champion": "STOPPED", "lifecycle_failure_sensor": "RUNNING"}
-    assert {s.name: s.default_status.value for s in local.schedule_defs} == {
-        "churn_training_schedule": "STOPPED", "churn_batch_inference_schedule": "STOPPED",
-        "churn_monitoring_schedule": "STOPPED"}
-    prod = load_settings("prod").automation
-    assert prod.default_status == "running"
-    schedules = {s.name: s.cron_schedule for s in local.schedule_defs}
-    assert schedules == {"churn_training_schedule": "0 3 * * *", "churn_batch_inference_schedule": "0 * * * *",
-                         "churn_monitoring_schedule": "30 4 * * *"}
+    assert statuses == {
+        **{f"{u}_{s}": "STOPPED" for u in demos
+           for s in ("landing_file_sensor", "drift_retraining_sensor", "follow_new_champion")},
+        "lifecycle_failure_sensor": "RUNNING"}
+    crons = {"training": "0 3 * * *", "batch_inference": "0 * * * *", "monitoring": "30 4 * * *"}
+    assert {s.name: (s.default_status.value, s.cron_schedule) for s in local.schedule_defs} == {
+        f"{u}_{kind}_schedule": ("STOPPED", cron) for u in demos for kind, cron in crons.items()}
+    assert load_settings("prod").automation.default_status == "running"
+    prod = build_definitions(load_project("prod")).get_repository_def()
+    assert {s.default_status.value for s in [*prod.sensor_defs, *prod.schedule_defs]} == {"RUNNING"}
 
 
 def test_followers_use_declarative_automation(local_root):

@@ -136,6 +136,9 @@ def test_rollouts_on_the_local_gateway(tmp_path):
         assert report["current_rows"] == served
         assert report["current_source"].startswith(f"the newest {served} rows of ")
         assert report["current_source"].endswith(" requests to churn-endpoint")
+        # The champion (v4) lost its artifacts above: the data drift report still comes, without
+        # the prediction drift it cannot measure, and says so.
+        assert report["prediction_drift"] == "not measured: the champion could not be loaded"
 
 
 def test_port_zero_gives_each_home_its_own_gateway_on_a_free_port(tmp_path):

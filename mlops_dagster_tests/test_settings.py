@@ -20,7 +20,7 @@ def test_every_target_loads_and_validates(local_root, target):
     settings = load_settings(target)
     assert isinstance(settings, Settings)
     assert settings.target == target
-    assert settings.schema_ == "churn"
+    assert settings.schema_ == "mlops"
     assert settings.dataset.key == "customerID" and settings.dataset.label == "churnString"
     assert settings.dataset.positive_label == "Yes"
     assert settings.training.model.class_path == "sklearn.linear_model.LogisticRegression"
@@ -36,13 +36,13 @@ def test_every_target_loads_and_validates(local_root, target):
 def test_databricks_targets(local_root, target, catalog):
     settings = load_settings(target)
     assert settings.catalog == catalog
-    assert settings.mlflow.model_name == f"{catalog}.churn.churn_model"
+    assert settings.mlflow.model_name == f"{catalog}.mlops.churn_model"
     assert settings.mlflow.tracking_uri == "databricks"
     assert settings.mlflow.registry_uri == "databricks-uc"
     assert settings.root is None
-    assert settings.landing_path == f"/Volumes/{catalog}/churn/landing/churn"
-    assert settings.reports_path == f"/Volumes/{catalog}/churn/reports"
-    assert settings.table("raw_customers") == f"{catalog}.churn.raw_customers"
+    assert settings.landing_path == f"/Volumes/{catalog}/mlops/landing/churn"
+    assert settings.reports_path == f"/Volumes/{catalog}/mlops/reports"
+    assert settings.table("raw_customers") == f"{catalog}.mlops.raw_customers"
 
 
 def test_local_root_and_mlflow_defaults(local_root):
@@ -77,7 +77,7 @@ def test_explicit_mlflow_uris_are_kept_locally(local_root, tmp_path):
 
 def test_table_names(local_root):
     settings = load_settings("local")
-    assert settings.table("x") == "ml_dev_catalog.churn.x"
+    assert settings.table("x") == "ml_dev_catalog.mlops.x"
 
 
 def test_unknown_target_names_the_choices(local_root, monkeypatch):
@@ -119,7 +119,7 @@ def test_extra_file_argument_overrides(local_root, tmp_path):
         "features": {"derived": {"totalCharges": "coalesce(totalCharges, 0.0)"}},
     })
     settings = load_settings("local", extra_file=extra)
-    assert settings.table("x") == "my_catalog.churn.x"
+    assert settings.table("x") == "my_catalog.mlops.x"
     assert settings.training.test_size == 0.3
     assert settings.training.model.params == {"C": 1.0, "max_iter": 1000}
     assert set(settings.validation.thresholds) == {"roc_auc"}  # replaced whole
@@ -310,11 +310,11 @@ def test_the_use_case_name_names_everything(local_root, tmp_path, target):
     if target == "local":
         assert (settings.mlflow.model_name, settings.mlflow.experiment) == ("upsell_model", "upsell")
     else:
-        assert settings.mlflow.model_name == f"{settings.catalog}.churn.upsell_model"
+        assert settings.mlflow.model_name == f"{settings.catalog}.mlops.upsell_model"
         assert settings.mlflow.experiment.endswith("/upsell")
-        assert settings.landing_path == f"/Volumes/{settings.catalog}/churn/landing/upsell"
+        assert settings.landing_path == f"/Volumes/{settings.catalog}/mlops/landing/upsell"
     if settings.governance.promotion.next is not None:
-        assert settings.governance.promotion.next.model_name.endswith(".churn.upsell_model")
+        assert settings.governance.promotion.next.model_name.endswith(".mlops.upsell_model")
 
 
 @pytest.mark.parametrize("name", ["Upsell", "up-sell", "1st", ""])
@@ -331,8 +331,8 @@ def _two_use_cases(tmp_path, **more) -> Path:
 
 def test_every_use_case_gets_the_shared_defaults_and_its_own_names(local_root, tmp_path):
     project = load_project("local", extra_file=_two_use_cases(tmp_path, training={"seed": 7}))
-    assert project.names == ["churn", "cancellation"]
-    churn, cancellation = project.use_cases
+    assert project.names == ["churn", "house_prices", "cancellation"]  # the two demos, then the file's
+    churn, _, cancellation = project.use_cases
     assert (churn.dataset.name, cancellation.dataset.name) == ("customers", "subscribers")
     assert churn.training.seed == cancellation.training.seed == 7  # the top level speaks for every use case
     assert (cancellation.mlflow.model_name, cancellation.mlflow.experiment) == ("cancellation_model", "cancellation")
@@ -346,12 +346,29 @@ def test_every_use_case_gets_the_shared_defaults_and_its_own_names(local_root, t
     assert project.use_case("cancellation") == cancellation and project.by_endpoint("churn-endpoint") == churn
 
 
-def test_a_use_case_section_wins_within_its_layer_and_an_upper_layer_wins_over_a_lower(local_root, tmp_path):
-    upper = write_yaml(tmp_path / "owner.yaml", {"governance": {"owner": "platform"}})
-    assert load_settings("local", extra_file=upper).governance.owner == "platform"  # over base's churn section
-    both = write_yaml(tmp_path / "both.yaml", {"governance": {"owner": "platform"},
-                                               "use_cases": {"churn": {"governance": {"owner": "retention"}}}})
-    assert load_settings("local", extra_file=both).governance.owner == "retention"
+def test_a_use_case_section_wins_over_the_shared_defaults_of_every_layer(local_root, tmp_path):
+    from .support.subscribers import SUBSCRIBERS
+
+    shared = write_yaml(tmp_path / "shared.yaml", {"governance": {"owner": "platform"},
+                                                    "use_cases": {"cancellation": SUBSCRIBERS}})
+    churn, houses, cancellation = load_project("local", extra_file=shared).use_cases
+    # The shipped demos say their owners in their sections; a use case that does not gets the default.
+    assert (churn.governance.owner, houses.governance.owner, cancellation.governance.owner) == (
+        "customer-analytics", "pricing-analytics", "platform")
+    own = write_yaml(tmp_path / "own.yaml", {"governance": {"owner": "retention"},
+                                             "use_cases": {"churn": {"governance": {"owner": "retention-team"}}}})
+    assert load_settings("local", extra_file=own).governance.owner == "retention-team"
+
+
+def test_a_file_without_use_cases_adjusts_the_demo_as_before(local_root, tmp_path):
+    tweak = write_yaml(tmp_path / "tweak.yaml", {"governance": {"owner": "platform"}, "serving": {"port": 9001},
+                                                 "features": {"categorical": ["gender"], "numerical": ["tenure"],
+                                                              "derived": {}}})
+    project = load_project("local", extra_file=tweak)
+    assert project.names == ["churn"]  # today's format: the only use case
+    [churn] = project.use_cases
+    assert churn.governance.owner == "platform" and churn.features.columns == ["gender", "tenure"]
+    assert churn.serving.port == 9001 and churn.dataset.name == "customers"
 
 
 @pytest.mark.parametrize("section, named", [
@@ -365,7 +382,7 @@ def test_a_use_case_cannot_change_what_the_project_shares(local_root, tmp_path, 
 
 
 def test_use_case_mistakes_are_named(local_root, tmp_path):
-    with pytest.raises(ConfigError, match="there is no use case 'nope'; this project has churn"):
+    with pytest.raises(ConfigError, match="there is no use case 'nope'; this project has churn, house_prices"):
         load_settings("local", use_case="nope")
     mixed = write_yaml(tmp_path / "mixed.yaml", {"name": "x", "use_cases": {"x": {}}})
     with pytest.raises(ConfigError, match="`name` belongs to a use case"):
@@ -386,3 +403,38 @@ def test_a_single_use_case_file_with_its_own_dataset_is_the_only_use_case(local_
     tweak = load_project("local", extra_file=write_yaml(tmp_path / "tweak.yaml", {"dataset": {"file_pattern": "x*.csv"}}))
     assert tweak.names == ["churn"] and tweak.default.dataset.file_pattern == "x*.csv"
     assert tweak.default.governance.owner == "customer-analytics"  # still the demo, adjusted
+
+
+def test_the_regression_demo_and_what_a_regression_may_not_say(local_root, tmp_path):
+    houses = load_settings("local", use_case="house_prices")
+    assert houses.problem_type == "regression" and houses.dataset.positive_label is None
+    assert houses.validation.compare_metric == "rmse" and set(houses.validation.thresholds) == {"r2", "mae"}
+    assert houses.score_column == "prediction" and load_settings("local").score_column == "churn_probability"
+    wrong = write_yaml(tmp_path / "wrong.yaml", {"use_cases": {"house_prices": {
+        "validation": {"thresholds": {"roc_auc": {"min": 0.7}}}}}})
+    with pytest.raises(ConfigError, match=r"validation names \['roc_auc'\], which a regression model does not "
+                                          r"report \(it reports rmse, mae, r2\)"):
+        load_project("local", extra_file=wrong)
+    text_label = write_yaml(tmp_path / "label.yaml", {"use_cases": {"house_prices": {
+        "dataset": {"columns": {"houseID": {"type": "string"}, "area": {"type": "double"},
+                                "price": {"type": "string"}}},
+        "features": {"categorical": [], "numerical": ["area"], "derived": {}}}}})
+    with pytest.raises(ConfigError, match="dataset.columns.price is the label of a regression: its type must be"):
+        load_project("local", extra_file=text_label)
+    no_positive = write_yaml(tmp_path / "positive.yaml", {"use_cases": {"house_prices": {
+        "problem_type": "classification", "validation": {"thresholds": {"roc_auc": {"min": 0.7}},
+                                                         "compare_metric": "roc_auc"}}}})
+    with pytest.raises(ConfigError, match="dataset.positive_label is required for classification"):
+        load_project("local", extra_file=no_positive)
+
+
+def test_the_readme_use_case_example_loads_as_it_says(local_root, tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme[readme.index("# use_cases.yaml"):]
+    example = write_yaml(tmp_path / "use_cases.yaml", yaml.safe_load(example[:example.index("```")]))
+    project = load_project("local", extra_file=example)
+    assert project.names == ["churn", "house_prices", "cancellation"]
+    added = project.use_case("cancellation")
+    assert (added.mlflow.model_name, added.serving.endpoint, added.governance.owner) == (
+        "cancellation_model", "cancellation-endpoint", "subscriptions-team")
+    assert added.feature_store.tables["cancellation_features"].keys == ["subscriber_id"]

@@ -14,13 +14,16 @@ from sklearn.model_selection import train_test_split
 from mlops_dagster.data.telco import generate_customers
 from mlops_dagster.ml.evaluation import (
     METRICS,
+    REGRESSION_METRICS,
     ThresholdResult,
     check_thresholds,
-    positive_probability,
     compare_to_champion,
     evaluate,
+    evaluate_regression,
+    positive_probability,
     save_plots,
 )
+from mlops_dagster.ml.problem import problem_type
 from mlops_dagster.ml.training import LABEL, build_pipeline, fit, load_estimator_class, skops_trusted_types
 from mlops_dagster.settings import Bound, load_settings
 
@@ -44,9 +47,39 @@ def test_load_estimator_class_bad_path(path):
         load_estimator_class(path)
 
 
-def test_load_estimator_class_without_predict_proba():
+def test_a_classifier_without_predict_proba_is_refused():
     with pytest.raises(ValueError, match=r"'sklearn.svm.LinearSVC' has no predict_proba"):
-        load_estimator_class("sklearn.svm.LinearSVC")
+        build_pipeline("sklearn.svm.LinearSVC", {}, ["a"], ["b"])
+
+
+def test_a_regression_needs_a_regressor_and_gets_one_in_the_pipeline():
+    regression = problem_type("regression")
+    with pytest.raises(ValueError, match=r"'sklearn.linear_model.LogisticRegression' is not a regressor"):
+        build_pipeline("sklearn.linear_model.LogisticRegression", {}, ["a"], ["b"], regression)
+    pipeline = build_pipeline("sklearn.linear_model.Ridge", {"alpha": 2.0}, ["a"], ["b"], regression)
+    assert pipeline.named_steps["regressor"].alpha == 2.0
+    frame = pd.DataFrame({"a": ["x", "y", "x", "y"] * 10, "b": np.arange(40.0), LABEL: np.arange(40.0) * 2 + 1})
+    fitted = fit(pipeline, frame, ["a", "b"])
+    scores = regression.score(fitted, frame[["a", "b"]])
+    assert scores.dtype == float and regression.evaluate(frame[LABEL], scores)["r2"] > 0.99
+
+
+def test_regression_metrics_and_plots(tmp_path):
+    metrics = evaluate_regression([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 6.0])
+    assert metrics == {"rmse": pytest.approx(1.0), "mae": pytest.approx(0.5), "r2": pytest.approx(1 - 4 / 5)}
+    assert list(metrics) == list(REGRESSION_METRICS)
+    paths = problem_type("regression").save_plots([1.0, 2.0, 3.0, 4.0], [1.1, 1.9, 3.2, 3.8], tmp_path / "plots")
+    assert sorted(p.name for p in paths) == ["actual_vs_predicted.png", "residual_vs_predicted.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_lower_error_is_better_in_the_champion_comparison():
+    ok, reason = compare_to_champion({"rmse": 10.5}, {"rmse": 10.0}, "rmse", 1.0)
+    assert ok and "change -0.5000" in reason  # worse by 0.5, within the allowed 1.0
+    ok, _ = compare_to_champion({"rmse": 12.0}, {"rmse": 10.0}, "rmse", 1.0)
+    assert not ok
+    ok, _ = compare_to_champion({"r2": 0.91}, {"r2": 0.90}, "r2", 0.0)
+    assert ok
 
 
 def test_build_pipeline_with_bad_params_names_the_class():

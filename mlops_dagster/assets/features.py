@@ -27,7 +27,8 @@ def feature_assets(settings: Settings):
 
     # What the feature rows are computed from: a change means every row is computed again.
     definition = hashlib.sha256(json.dumps(
-        [ds.key, ds.label, str(ds.positive_label), fs.categorical, fs.numerical, fs.derived], sort_keys=True,
+        [ds.key, ds.label, str(ds.positive_label), settings.problem_type, fs.categorical, fs.numerical, fs.derived],
+        sort_keys=True,
     ).encode()).hexdigest()[:16]
 
     def since(lakehouse: Lakehouse, session):
@@ -68,9 +69,8 @@ def feature_assets(settings: Settings):
                 names.key(names.labels), group_name=names.group("features"), deps=[names.key(names.raw)],
                 kinds={"spark", "delta"},
                 description=(
-                    f"The training target, kept apart from the features: `label` = 1 where "
-                    f"`{ds.label}` is {ds.positive_label!r}, else 0, per `{ds.key}`. "
-                    f"Delta table `{labels_table}`."
+                    f"The training target, kept apart from the features: {settings.label_meaning}, "
+                    f"per `{ds.key}`. Delta table `{labels_table}`."
                 ),
                 metadata={"dagster/table_name": labels_table},
             ),
@@ -82,6 +82,9 @@ def feature_assets(settings: Settings):
         from pyspark.sql import functions as F
 
         from ..ml.features import build_features, build_labels
+        from ..ml.problem import problem_type
+
+        problem = problem_type(settings.problem_type)
 
         session = spark.session()
         raw_version = lakehouse.version(raw_table)
@@ -102,10 +105,9 @@ def feature_assets(settings: Settings):
             )
             # A label's event time is when its row was ingested: training looks features up as of then.
             progress.say(f"writing {labels_table}")
-            labels = build_labels(raw, ds.key, ds.label, ds.positive_label, carry=(INGESTED_AT,))
+            labels = build_labels(raw, ds.key, ds.label, problem, ds.positive_label, carry=(INGESTED_AT,))
             label_options = dict(commit_info=commit, properties={"primary_key": ds.key},
-                                 description=f"Labels (1 = {ds.label} is {ds.positive_label!r}) keyed by {ds.key}, "
-                                             f"from {raw_table}.")
+                                 description=f"Labels ({settings.label_meaning}) keyed by {ds.key}, from {raw_table}.")
             label_info = (lakehouse.merge_spark(labels_table, labels, [ds.key], **label_options) if newest is not None
                           else lakehouse.write_spark(labels_table, labels, "overwrite", **label_options))
         context.log.info(f"{processed:,} raw rows featurized ({mode})")

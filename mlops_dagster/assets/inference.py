@@ -21,6 +21,12 @@ def inference_assets(settings: Settings):
     features_table = settings.table(names.features)
     predictions_table = settings.table(names.predictions)
     threshold = settings.inference.decision_threshold
+    classifies = settings.problem_type == "classification"
+    scores_text = (f"probability of {settings.dataset.label} = {settings.dataset.positive_label!r} "
+                   f"(`{names.probability}`) for every `{key}`'s latest features, scored on Spark with MLflow's "
+                   f"`spark_udf`; `prediction` is 1 at probability >= {threshold}" if classifies else
+                   f"predicted {settings.dataset.label} (`prediction`) for every `{key}`'s latest features, "
+                   "scored on Spark with MLflow's `spark_udf`")
 
     @asset(
         name=names.predictions, key_prefix=names.prefix, group_name=names.group("inference"),
@@ -28,9 +34,7 @@ def inference_assets(settings: Settings):
         kinds={"spark", "delta"},
         automation_condition=AutomationCondition.eager(),
         description=(
-            f"The `{CHAMPION}` model's probability of {settings.dataset.label} = {settings.dataset.positive_label!r} "
-            f"(`{names.probability}`) for every `{key}`'s latest features, scored on "
-            f"Spark with MLflow's `spark_udf`; `prediction` is 1 at probability >= {threshold}. Each run "
+            f"The `{CHAMPION}` model's {scores_text}. Each run "
             f"replaces Delta table `{predictions_table}` (earlier batches stay readable by Delta version) "
             "and stamps every row with the model name, version and scoring time."
         ),
@@ -55,13 +59,15 @@ def inference_assets(settings: Settings):
         feature_version = lakehouse.version(features_table)
         history = lakehouse.read_spark(session, features_table, feature_version)
         features = latest_per_key(history, [key], INGESTED_AT)
-        predict = registry.spark_udf(session, champion.version)
-        columns = [F.col(c) for c in settings.features.columns]
-        probability = predict(F.struct(*columns))[1]
+        row = F.struct(*(F.col(c) for c in settings.features.columns))
+        if classifies:
+            probability = registry.spark_udf(session, champion.version)(row)[1]
+            outputs = [probability.alias(names.probability),
+                       (probability >= F.lit(threshold)).cast("int").alias("prediction")]
+        else:
+            outputs = [registry.spark_udf(session, champion.version, result_type="double")(row).alias("prediction")]
         scored = features.select(
-            F.col(key), F.col(INGESTED_AT),
-            probability.alias(names.probability),
-            (probability >= F.lit(threshold)).cast("int").alias("prediction"),
+            F.col(key), F.col(INGESTED_AT), *outputs,
             F.lit(settings.mlflow.model_name).alias("model_name"),
             F.lit(str(champion.version)).alias("model_version"),
             F.current_timestamp().alias("scored_at"),
@@ -74,11 +80,11 @@ def inference_assets(settings: Settings):
                 description=f"Batch predictions of the {CHAMPION} model for every entity in {features_table}.",
             )
         record(lakehouse, settings.table(AUDIT_TABLE), table_written([info], settings.target, context.run.run_id))
-        positive = lakehouse.read_spark(session, predictions_table, info.version).agg(F.avg("prediction")).first()[0]
+        mean = lakehouse.read_spark(session, predictions_table, info.version).agg(F.avg("prediction")).first()[0]
         return MaterializeResult(metadata={
             **table_metadata(info), "rows_scored": info.num_rows, "model_name": settings.mlflow.model_name,
             "model_version": str(champion.version), "features_version": feature_version,
-            "predicted_positive_rate": float(positive or 0.0),
+            ("predicted_positive_rate" if classifies else "mean_prediction"): float(mean or 0.0),
         })
 
     return [batch_predictions]

@@ -78,6 +78,7 @@ def monitoring_assets(settings: Settings):
         from pyspark.sql import functions as F
 
         from ..ml.drift import detect_drift
+        from ..ml.problem import problem_type
         from ..ml.sampling import stratified_sample
         from ..ml.training import LABEL, SPLIT, to_pandas
         from .inference import NoChampionError
@@ -99,8 +100,10 @@ def monitoring_assets(settings: Settings):
             sampled = stratified_sample(frame, label, sample_rows, settings.training.seed, key)
             return to_pandas(sampled.frame, fs.columns), sampled.available_rows
 
+        problem = problem_type(settings.problem_type)
         trained_on = lakehouse.read_spark(session, reference_table, reference_version).where(F.col(SPLIT) == "train")
-        reference, reference_available = sample(trained_on, LABEL, lakehouse.row_count(reference_table, reference_version))
+        trained_on, stratum = problem.strata(trained_on, LABEL)
+        reference, reference_available = sample(trained_on, stratum, lakehouse.row_count(reference_table, reference_version))
         if settings.monitoring.current == "inference_table":
             current, source = served_requests(lakehouse, session)
         else:
@@ -112,8 +115,19 @@ def monitoring_assets(settings: Settings):
         reference_text = (f"{reference_table} v{reference_version} (train split: {len(reference):,} of "
                           f"{reference_available:,} rows)")
         with Progress(context.log.info, "drift report"):
+            # The champion's own output on both sides: prediction drift, beside the features'. A
+            # champion that cannot be loaded still gets its data drift report.
+            score = settings.score_column
+            try:
+                model = registry.load_sklearn(champion.version)
+                reference[score], current[score] = (problem.score(model, frame[fs.columns])
+                                                    for frame in (reference, current))
+            except Exception as exc:
+                context.log.warning(f"prediction drift left out: {settings.mlflow.model_name} v{champion.version} "
+                                    f"could not score the rows ({type(exc).__name__}: {exc})")
+                score = None
             result = detect_drift(reference, current, fs.numeric_columns, fs.categorical, share,
-                                  metadata={"reference": reference_text, "current": source})
+                                  metadata={"reference": reference_text, "current": source}, prediction=score)
         now = datetime.now(timezone.utc)
         report_path = result.save_html(
             Path(settings.reports_path, "drift", f"drift_{now:%Y%m%dT%H%M%S%f}Z.html")
@@ -150,6 +164,9 @@ def monitoring_assets(settings: Settings):
             "reference": reference_text, "reference_rows": len(reference),
             "reference_rows_available": reference_available, "current_rows": len(current), "current_source": source,
             "sample_rows": sample_rows, "champion_version": str(champion.version),
+            **({"prediction_drift": result.prediction.drifted, "prediction_drift_score": result.prediction.score,
+                "prediction_drift_method": result.prediction.method} if result.prediction else
+               {"prediction_drift": MetadataValue.text("not measured: the champion could not be loaded")}),
             "mlflow_run_id": run.info.run_id,
         })
         yield AssetCheckResult(

@@ -159,9 +159,12 @@ def registry_assets(settings: Settings):
         context: AssetExecutionContext, challenger_model_version: RegisteredVersion,
         registry: ModelRegistry, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam,
     ):
-        registry = registry.for_model(settings.mlflow.model_name)
-        from ..ml.evaluation import compare_to_champion, evaluate, positive_probability
+        from ..ml.evaluation import compare_to_champion
+        from ..ml.problem import problem_type
         from ..ml.training import LABEL, bounded_splits, to_pandas
+
+        registry = registry.for_model(settings.mlflow.model_name)
+        problem = problem_type(settings.problem_type)
 
         challenger = challenger_model_version
         champion = registry.by_alias(CHAMPION)
@@ -171,11 +174,11 @@ def registry_assets(settings: Settings):
             table = lakehouse.read_spark(spark.session(), challenger.training_set, challenger.training_set_version)
             rows = lakehouse.row_count(challenger.training_set, challenger.training_set_version)
             _, held_out, _ = bounded_splits(table, settings.dataset.key, settings.training.max_rows,
-                                            settings.training.seed, rows)
+                                            settings.training.seed, rows, problem)
             holdout = to_pandas(held_out, [*settings.features.columns, LABEL])
             model = registry.load_sklearn(champion.version)
-            champion_metrics = evaluate(
-                holdout[LABEL], positive_probability(model, holdout[settings.features.columns]),
+            champion_metrics = problem.evaluate(
+                holdout[LABEL], problem.score(model, holdout[settings.features.columns]),
                 settings.inference.decision_threshold,
             )
         # Promotion re-reads the recorded outcome: validation gates promotion even when this asset

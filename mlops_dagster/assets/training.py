@@ -13,7 +13,7 @@ from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
-from ..settings import Settings
+from ..settings import PROBLEM_METRICS, Settings
 from ..metadata import commit_info, markdown_table, table_metadata
 
 
@@ -43,6 +43,9 @@ def training_assets(settings: Settings):
     labels_table = settings.table(names.labels)
     training_table = settings.table(names.training_set)
 
+    classifies = settings.problem_type == "classification"
+    split_text = (f"stratified on the label, seed {tr.seed}, exact per class" if classifies
+                  else f"seeded with {tr.seed}, exact")
     lookups_text = ", ".join(f"`{l.table}` by {'+'.join(l.lookup_key)}"
                              + (f" as of `{l.timestamp_lookup_key}`" if l.timestamp_lookup_key else "")
                              for l in settings.feature_store.training_lookups)
@@ -53,7 +56,7 @@ def training_assets(settings: Settings):
         description=(
             f"Labels joined point in time to their features ({lookups_text}) on Spark: each label gets the "
             "feature values known at its time, never later ones. Labels with no feature row yet are "
-            f"left out (counted in the metadata). Split (stratified on the label, seed {tr.seed}, exact per class) "
+            f"left out (counted in the metadata). Split ({split_text}) "
             f"into `train` and `test` ({tr.test_size:.0%}) in the `split` column; a row's side depends only on its "
             f"key and the seed. Delta table `{training_table}`; it records the feature and label table versions "
             "it was built from, so every model can say exactly what it learned from."
@@ -64,8 +67,9 @@ def training_assets(settings: Settings):
         context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
         from ..ml.feature_lookup import FeatureLookup, all_matched, build_training_set, unmatched_counts
+        from ..ml.problem import problem_type
         from ..ml.sampling import stratified_split
-        from ..ml.training import LABEL
+        from ..ml.training import LABEL, SPLIT
 
         session = spark.session()
         label_version = lakehouse.version(labels_table)
@@ -99,7 +103,10 @@ def training_assets(settings: Settings):
             time_columns = [t for t in dict.fromkeys(l.timestamp_lookup_key for l, *_ in lookups) if t]
             frame = joined.where(all_matched(tables)).select(ds.key, *time_columns, *fs.columns, LABEL)
             progress.say("splitting train / test")
-            split = stratified_split(frame, ds.key, LABEL, tr.test_size, tr.seed)
+            problem = problem_type(settings.problem_type)
+            stratified, stratum = problem.strata(frame, LABEL)
+            split = stratified_split(stratified, ds.key, stratum, tr.test_size, tr.seed,
+                                     min_classes=2 if problem.classifies else 1)
             counts = split.rows
             feature_version = recorded[0]["version"]
             lineage = {"features_table": recorded[0]["table"], "features_version": str(feature_version),
@@ -107,7 +114,8 @@ def training_assets(settings: Settings):
                        "feature_lookups": json.dumps(recorded)}
             progress.say(f"writing {training_table}")
             info = lakehouse.write_spark(
-                training_table, split.frame, "overwrite", commit_info={**commit_info(context), **lineage},
+                training_table, split.frame.select(*frame.columns, SPLIT), "overwrite",
+                commit_info={**commit_info(context), **lineage},
                 properties={"primary_key": ds.key},
                 description=f"Training set: {labels_table} with features looked up point in time "
                             f"from {', '.join(r['table'] for r in recorded)}, split seeded.",
@@ -118,7 +126,8 @@ def training_assets(settings: Settings):
             **table_metadata(info),
             "train_rows": sum(n for (side, _), n in counts.items() if side == "train"),
             "test_rows": sum(n for (side, _), n in counts.items() if side == "test"),
-            "positive_rate": sum(n for (_, label), n in counts.items() if label == 1) / rows if rows else 0.0,
+            **({"positive_rate": sum(n for (_, label), n in counts.items() if label == 1) / rows if rows else 0.0}
+               if classifies else {}),
             "labels_without_features": unmatched.rows,
             "features_version": feature_version, "labels_version": label_version,
             "feature_lookups": markdown_table([
@@ -131,11 +140,12 @@ def training_assets(settings: Settings):
         deps=[names.key(names.training_set)], kinds={"scikitlearn", "mlflow"},
         required_resource_keys={"mlflow", "lakehouse", "spark", "step_launcher"},
         description=(
-            f"A {tr.model.class_path.rsplit('.', 1)[-1]} pipeline (impute, one-hot encode, scale, classify) "
-            f"trained on the `train` split (a seeded, stratified sample of at most {tr.max_rows:,} rows when it is "
+            f"A {tr.model.class_path.rsplit('.', 1)[-1]} pipeline (impute, one-hot encode, scale, "
+            f"{'classify' if classifies else 'regress'}) trained on the `train` split (a seeded"
+            f"{', stratified' if classifies else ''} sample of at most {tr.max_rows:,} rows when it is "
             "larger) and evaluated on `test` (sampled by the same fraction). Logged to MLflow experiment "
-            f"`{settings.mlflow.experiment}` with parameters, metrics (ROC AUC, F1, precision, recall, "
-            "log loss), signature, input example, plots and the training set's Delta version as input."
+            f"`{settings.mlflow.experiment}` with parameters, metrics ({', '.join(PROBLEM_METRICS[settings.problem_type])}), "
+            "signature, input example, plots and the training set's Delta version as input."
         ),
     )
     def trained_model(context: AssetExecutionContext):
@@ -143,7 +153,7 @@ def training_assets(settings: Settings):
         from mlflow.models import infer_signature
 
         from ..governance.lineage import data_commit
-        from ..ml.evaluation import evaluate, positive_probability, save_plots
+        from ..ml.problem import problem_type
         from ..ml.training import (
             LABEL, bounded_splits, build_pipeline, fit, model_requirements, skops_trusted_types, to_pandas,
         )
@@ -155,22 +165,24 @@ def training_assets(settings: Settings):
         with Progress(context.log.info, "training", spark=session) as progress:
             progress.say("sampling the train and test splits")
             table = lakehouse.read_spark(session, training_table, version)
+            problem = problem_type(settings.problem_type)
             sampled, held_out, available = bounded_splits(table, ds.key, tr.max_rows, tr.seed,
-                                                          lakehouse.row_count(training_table, version))
+                                                          lakehouse.row_count(training_table, version), problem)
             train, test = to_pandas(sampled, [*fs.columns, LABEL]), to_pandas(held_out, [*fs.columns, LABEL])
             available = available or {"train": len(train), "test": len(test)}
             progress.say(f"fitting on {len(train):,} rows")
-            pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns),
-                           train, fs.columns)
+            pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns,
+                                          problem), train, fs.columns)
         threshold = settings.inference.decision_threshold
-        probability = positive_probability(pipeline, test[fs.columns])
-        metrics = evaluate(test[LABEL], probability, threshold)
+        scores = problem.score(pipeline, test[fs.columns])
+        metrics = problem.evaluate(test[LABEL], scores, threshold)
 
         mlf = context.resources.mlflow
         run = mlflow.active_run()
         mlf.log_params({
             "model_class": tr.model.class_path, **{f"model.{k}": v for k, v in tr.model.params.items()},
-            "test_size": tr.test_size, "seed": tr.seed, "decision_threshold": threshold,
+            "problem_type": settings.problem_type, "test_size": tr.test_size, "seed": tr.seed,
+            **({"decision_threshold": threshold} if classifies else {}),
             "n_features": len(fs.columns), "train_rows": len(train), "test_rows": len(test),
             "train_rows_available": available["train"], "test_rows_available": available["test"],
             "max_rows": tr.max_rows,
@@ -192,15 +204,15 @@ def training_assets(settings: Settings):
             dataset.schema = infer_signature(train.head(1000)).inputs
             mlflow.log_input(dataset, context="training")
         with tempfile.TemporaryDirectory() as plots_dir:
-            for path in save_plots(test[LABEL], probability, plots_dir, threshold):
+            for path in problem.save_plots(test[LABEL], scores, plots_dir, threshold):
                 mlflow.log_artifact(str(path), artifact_path="plots")
         example = train[fs.columns].head(5)
         info = mlflow.sklearn.log_model(
-            pipeline, name="model", signature=infer_signature(example, pipeline.predict_proba(example)),
-            input_example=example, pyfunc_predict_fn="predict_proba",
+            pipeline, name="model", signature=infer_signature(example, getattr(pipeline, problem.predict_method)(example)),
+            input_example=example, pyfunc_predict_fn=problem.predict_method,
             skops_trusted_types=skops_trusted_types(pipeline), pip_requirements=model_requirements(),
         )
-        mlflow.set_tags({"mlops.stage": "training", "mlops.target": settings.target,
+        mlflow.set_tags({"mlops.stage": "training", "mlops.target": settings.target, "mlops.problem_type": problem.name,
                          "mlops.feature_lookups": feature_lookups})
 
         trained = TrainedModel(

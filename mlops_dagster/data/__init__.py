@@ -1,1 +1,22 @@
-"""Synthetic datasets: the telco churn generator behind the shipped default."""
+"""Synthetic datasets behind the shipped demos: each use case's `demo:` names its generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+
+class Demo(NamedTuple):
+    columns: list[str]                                  # the file contract it writes
+    write: Callable[[Path, int, int, bool], Path]       # (path, rows, seed, drifted) -> path
+    rows: int                                           # rows `make run` generates
+
+
+def demo(name: str) -> Demo:
+    if name == "telco":
+        from .telco import COLUMNS, DEFAULT_ROWS, write_customers_csv
+
+        return Demo(COLUMNS, write_customers_csv, DEFAULT_ROWS)
+    from .houses import COLUMNS, DEFAULT_ROWS, write_houses_csv
+
+    return Demo(COLUMNS, write_houses_csv, DEFAULT_ROWS)

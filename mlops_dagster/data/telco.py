@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
+
+from .csv_files import write_csv
 
 COLUMNS = [
     "customerID", "gender", "seniorCitizen", "partner", "dependents", "tenure",
@@ -192,26 +193,6 @@ def write_customers_csv(
     path: str | Path, rows: int = DEFAULT_ROWS, seed: int = 42, drifted: bool = False,
     *, chunk_rows: int = CHUNK_ROWS,
 ) -> Path:
-    """Write ``rows`` synthetic telco customers to the CSV file ``path``, one chunk at a time.
-
-    Memory stays that of one chunk whatever ``rows`` is, and the same arguments give a
-    byte-identical file. It is written under a temporary name and renamed when complete, so a
-    reader never sees half a file.
-    """
-    path = Path(path)
-    chunks = _chunks(rows, seed, drifted, chunk_rows)
-    tmp = path.with_name(path.name + ".partial")
-    # Arrow's "needed" quotes every string. Ours never hold a comma, quote or line break, and
-    # under "none" Arrow refuses to write one that does rather than break the row.
-    options = pacsv.WriteOptions(include_header=False, quoting_style="none")
-    try:
-        with pa.OSFile(str(tmp), "wb") as sink:
-            sink.write((",".join(COLUMNS) + "\n").encode())  # Arrow would quote the header names
-            with pacsv.CSVWriter(sink, _SCHEMA, write_options=options) as writer:
-                for chunk in chunks:
-                    writer.write_table(chunk)
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``rows`` synthetic telco customers to the CSV file ``path``, one chunk at a time: the
+    same arguments give a byte-identical file (see ``write_csv``)."""
+    return write_csv(path, _SCHEMA, _chunks(rows, seed, drifted, chunk_rows))

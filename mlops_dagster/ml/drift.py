@@ -26,6 +26,8 @@ class DriftResult:
     columns: list[ColumnDrift]
     threshold_share: float
     snapshot: Any = field(repr=False)
+    # The model's own output (probability or predicted value) on both sides, apart from the features.
+    prediction: ColumnDrift | None = None
 
     def save_html(self, path: str | Path) -> Path:
         path = Path(path)
@@ -41,19 +43,25 @@ def detect_drift(
     categorical: list[str],
     drift_share: float = 0.5,
     metadata: dict[str, str] | None = None,
+    prediction: str | None = None,
 ) -> DriftResult:
     """Run DataDriftPreset on the given columns; per-column verdicts are Evidently's own tests.
-    ``metadata`` (e.g. which rows each side sampled) is stored with the report."""
+    ``metadata`` (e.g. which rows each side sampled) is stored with the report. ``prediction``: a
+    numeric column of the model's output on both sides, tested on its own (prediction drift) and
+    not counted in the features' drift share."""
     from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
     if current.empty:
         raise ValueError("no current data to compare with the reference: the current window is empty")
     columns = [*numerical, *categorical]
-    definition = DataDefinition(numerical_columns=numerical, categorical_columns=categorical)
-    snapshot = Report([DataDriftPreset(columns=columns, drift_share=drift_share)], include_tests=True).run(
-        current_data=Dataset.from_pandas(current[columns], data_definition=definition),
-        reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
+    extra = [prediction] if prediction else []
+    definition = DataDefinition(numerical_columns=[*numerical, *extra], categorical_columns=categorical)
+    metrics = [DataDriftPreset(columns=columns, drift_share=drift_share), *(ValueDrift(column=c) for c in extra)]
+    snapshot = Report(metrics, include_tests=True).run(
+        current_data=Dataset.from_pandas(current[[*columns, *extra]], data_definition=definition),
+        reference_data=Dataset.from_pandas(reference[[*columns, *extra]], data_definition=definition),
         metadata=metadata or {},
     )
     result = snapshot.dict()
@@ -69,4 +77,6 @@ def detect_drift(
         elif config["type"].endswith(":DriftedColumnsCount"):
             share, count = float(metric["value"]["share"]), int(metric["value"]["count"])
             dataset_drift = metric["id"] in failed
-    return DriftResult(dataset_drift, share, count, per_column, drift_share, snapshot)
+    predicted = next((c for c in per_column if c.column == prediction), None)
+    features = [c for c in per_column if c.column != prediction]
+    return DriftResult(dataset_drift, share, count, features, drift_share, snapshot, predicted)

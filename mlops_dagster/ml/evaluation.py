@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..settings import bound_text
+from ..settings import LOWER_IS_BETTER, PROBLEM_METRICS, bound_text
 
-METRICS = ("roc_auc", "f1", "precision", "recall", "log_loss", "accuracy")
+METRICS = PROBLEM_METRICS["classification"]
+REGRESSION_METRICS = PROBLEM_METRICS["regression"]
 
 
 def positive_probability(model, frame: pd.DataFrame) -> np.ndarray:
@@ -34,23 +35,52 @@ def evaluate(y_true, probability, threshold: float = 0.5) -> dict[str, float]:
     }
 
 
+def evaluate_regression(y_true, prediction) -> dict[str, float]:
+    """RMSE, MAE and R² of a regressor's predictions."""
+    from sklearn import metrics
+
+    y_true, prediction = np.asarray(y_true, dtype=float), np.asarray(prediction, dtype=float)
+    return {
+        "rmse": float(np.sqrt(metrics.mean_squared_error(y_true, prediction))),
+        "mae": float(metrics.mean_absolute_error(y_true, prediction)),
+        "r2": float(metrics.r2_score(y_true, prediction)),
+    }
+
+
 def save_plots(y_true, probability, out_dir: str | Path, threshold: float = 0.5) -> list[Path]:
     """ROC curve, precision-recall curve and confusion matrix as PNG files."""
+    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
+
+    y_true = np.asarray(y_true).astype(int)
+    predicted = (np.asarray(probability) >= threshold).astype(int)
+    return _draw(out_dir, {
+        "roc_curve.png": lambda ax: RocCurveDisplay.from_predictions(y_true, probability, ax=ax),
+        "precision_recall_curve.png": lambda ax: PrecisionRecallDisplay.from_predictions(y_true, probability, ax=ax),
+        "confusion_matrix.png": lambda ax: ConfusionMatrixDisplay.from_predictions(y_true, predicted, ax=ax),
+    })
+
+
+def save_regression_plots(y_true, prediction, out_dir: str | Path) -> list[Path]:
+    """Actual vs predicted, and residuals vs predicted, as PNG files."""
+    from sklearn.metrics import PredictionErrorDisplay
+
+    y_true, prediction = np.asarray(y_true, dtype=float), np.asarray(prediction, dtype=float)
+    return _draw(out_dir, {
+        f"{kind}.png": lambda ax, kind=kind: PredictionErrorDisplay.from_predictions(
+            y_true, prediction, kind=kind, ax=ax, subsample=2000, random_state=0)
+        for kind in ("actual_vs_predicted", "residual_vs_predicted")
+    })
+
+
+def _draw(out_dir: str | Path, plots: dict) -> list[Path]:
+    """Each plot (file name -> a function drawing on an axis) saved as a small PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    y_true = np.asarray(y_true).astype(int)
-    predicted = (np.asarray(probability) >= threshold).astype(int)
-    plots = {
-        "roc_curve.png": lambda ax: RocCurveDisplay.from_predictions(y_true, probability, ax=ax),
-        "precision_recall_curve.png": lambda ax: PrecisionRecallDisplay.from_predictions(y_true, probability, ax=ax),
-        "confusion_matrix.png": lambda ax: ConfusionMatrixDisplay.from_predictions(y_true, predicted, ax=ax),
-    }
     paths = []
     for name, draw in plots.items():
         fig, ax = plt.subplots(figsize=(5, 4))
@@ -87,10 +117,6 @@ def check_thresholds(metrics: dict[str, float], thresholds: dict) -> list[Thresh
     ]
 
 
-# Metrics where smaller is better; everything else in METRICS grows with quality.
-_LOWER_IS_BETTER = {"log_loss"}
-
-
 def compare_to_champion(
     challenger: dict[str, float], champion: dict[str, float] | None, metric: str, max_regression: float
 ) -> tuple[bool, str]:
@@ -98,7 +124,7 @@ def compare_to_champion(
     if champion is None:
         return True, "there is no champion yet"
     new, old = challenger[metric], champion[metric]
-    delta = (old - new) if metric in _LOWER_IS_BETTER else (new - old)
+    delta = (old - new) if metric in LOWER_IS_BETTER else (new - old)
     verdict = (
         f"challenger {metric} {new:.4f} vs champion {old:.4f} on the same holdout "
         f"(change {delta:+.4f}, allowed regression {max_regression})"

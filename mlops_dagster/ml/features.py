@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
+    from .problem import ProblemType
+
 
 def build_features(
     raw: "DataFrame",
@@ -36,9 +38,11 @@ def build_features(
     return raw.select(*selected)
 
 
-def build_labels(raw: "DataFrame", key: str, label: str, positive_label: object, carry: tuple[str, ...] = ()) -> "DataFrame":
-    """``key`` and ``label`` as 1 (positive) / 0 (anything else): the training target."""
+def build_labels(raw: "DataFrame", key: str, label: str, problem: "ProblemType", positive_label: object = None,
+                 carry: tuple[str, ...] = ()) -> "DataFrame":
+    """``key`` and the training target ``label``: 1 (positive) / 0 (anything else) for a classifier,
+    the label column as a number for a regressor."""
     from pyspark.sql import functions as F
 
-    target = (F.col(label) == F.lit(positive_label)).cast("int").alias("label")
+    target = problem.label(F.col(label), positive_label).alias("label")
     return raw.select(F.col(key), target, *(F.col(c) for c in carry))

@@ -48,7 +48,7 @@ class Sample(NamedTuple):
 
 
 def stratified_split(df: "DataFrame", key: str | list[str], label: str, test_size: float, seed: int,
-                     split_column: str = SPLIT) -> Split:
+                     split_column: str = SPLIT, min_classes: int = 2) -> Split:
     """``df`` with a ``split_column`` of ``"train"`` / ``"test"``, stratified on ``label``, seeded.
 
     ``ceil(test_size x rows)`` rows go to test (as scikit-learn's ``train_test_split``), shared
@@ -56,7 +56,8 @@ def stratified_split(df: "DataFrame", key: str | list[str], label: str, test_siz
     rows left over go one each to the classes with the largest fractional parts (ties: the larger
     class, then the smaller class value). So each class sends ``floor`` or ``ceil`` of
     ``test_size x its rows`` to test. A null label is a class of its own. Not the rows scikit-learn
-    would pick: a row's side depends on its key's hash, not on its position.
+    would pick: a row's side depends on its key's hash, not on its position. ``min_classes``: a
+    classifier's training set needs both outcomes; a constant stratum (regression) has one.
 
     Jobs on ``df``: the per-class bucket counts (also refuses null keys), a check that the key is
     unique (one shuffle of the key columns: a group-by on them, read until the first duplicate),
@@ -72,7 +73,7 @@ def stratified_split(df: "DataFrame", key: str | list[str], label: str, test_siz
         raise ValueError(f"the training set already has a {split_column!r} column")
     selection = _Selection.count(df, key, label, seed, _SPLIT_SALT)
     classes = [c for c in selection.sizes if c is not None]
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise ValueError(
             f"the training set has a single class in {label!r} ({selection.rows} rows): "
             "a classifier needs examples of both outcomes"

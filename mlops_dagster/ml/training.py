@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from .problem import PROBLEM_TYPES, ProblemType
 from .sampling import SPLIT, stratified_fraction, stratified_sample
 
 if TYPE_CHECKING:
@@ -17,13 +18,13 @@ __all__ = ["LABEL", "SPLIT", "bounded_splits", "build_pipeline", "fit", "load_es
            "model_requirements", "skops_trusted_types", "to_pandas"]  # SPLIT: the split column, named in sampling.py
 
 
-def bounded_splits(training_set: "SparkDataFrame", key: str, max_rows: int, seed: int,
-                   total_rows: int) -> tuple["SparkDataFrame", "SparkDataFrame", dict[str, int] | None]:
+def bounded_splits(training_set: "SparkDataFrame", key: str, max_rows: int, seed: int, total_rows: int,
+                   problem: ProblemType) -> tuple["SparkDataFrame", "SparkDataFrame", dict[str, int] | None]:
     """The rows a model learns from and is judged on, bounded whatever the table's size: (train,
     holdout, rows available per split, or None when nothing was sampled).
 
-    Train: the ``train`` split, or a seeded, stratified sample of ``max_rows`` of it when it is
-    larger. Holdout: the ``test`` split sampled by the same fraction. Both depend only on the table
+    Train: the ``train`` split, or a seeded sample of ``max_rows`` of it when it is larger
+    (stratified on the label for a classifier). Holdout: the ``test`` split sampled by the same fraction. Both depend only on the table
     version, the seed and ``max_rows``, so every reader (training, the champion comparison) gets
     the same rows. ``total_rows`` (the table's, from the Delta log) spares small tables the jobs
     that count classes for sampling."""
@@ -32,8 +33,10 @@ def bounded_splits(training_set: "SparkDataFrame", key: str, max_rows: int, seed
     train_split, test_split = (training_set.where(F.col(SPLIT) == side) for side in ("train", "test"))
     if total_rows <= max_rows:
         return train_split, test_split, None
-    train = stratified_sample(train_split, LABEL, max_rows, seed, key)
-    holdout = stratified_fraction(test_split, LABEL, train.used_rows / max(train.available_rows, 1), seed, key)
+    train_split, stratum = problem.strata(train_split, LABEL)
+    test_split, _ = problem.strata(test_split, LABEL)
+    train = stratified_sample(train_split, stratum, max_rows, seed, key)
+    holdout = stratified_fraction(test_split, stratum, train.used_rows / max(train.available_rows, 1), seed, key)
     return train.frame, holdout.frame, {"train": train.available_rows, "test": holdout.available_rows}
 
 
@@ -52,22 +55,23 @@ def load_estimator_class(class_path: str) -> type:
             f"training.model.class {class_path!r} is not an importable class "
             "(e.g. sklearn.linear_model.LogisticRegression)"
         ) from None
-    if not hasattr(cls, "predict_proba"):
-        raise ValueError(f"training.model.class {class_path!r} has no predict_proba: pick a probabilistic classifier")
     return cls
 
 
-def build_pipeline(class_path: str, params: dict[str, Any], categorical: list[str], numerical: list[str]):
-    """Impute, one-hot encode categoricals, scale numerics, then the configured classifier."""
+def build_pipeline(class_path: str, params: dict[str, Any], categorical: list[str], numerical: list[str],
+                   problem: ProblemType = PROBLEM_TYPES["classification"]):
+    """Impute, one-hot encode categoricals, scale numerics, then the configured estimator (a
+    probabilistic classifier or a regressor, as ``problem`` asks)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
     try:
-        classifier = load_estimator_class(class_path)(**params)
+        estimator = load_estimator_class(class_path)(**params)
     except TypeError as exc:
         raise ValueError(f"training.model.params do not fit {class_path}: {exc}") from None
+    problem.check_estimator(estimator, class_path)
     preprocess = ColumnTransformer(
         [
             ("categorical", Pipeline([
@@ -80,11 +84,12 @@ def build_pipeline(class_path: str, params: dict[str, Any], categorical: list[st
             ]), numerical),
         ]
     )
-    return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
+    return Pipeline([("preprocess", preprocess), ("classifier" if problem.classifies else "regressor", estimator)])
 
 
 def fit(pipeline, frame: pd.DataFrame, features: list[str], label: str = LABEL):
-    return pipeline.fit(frame[features], frame[label].astype(int))
+    """Fit on the features and the label as it is (0/1 for a classifier, a number for a regressor)."""
+    return pipeline.fit(frame[features], frame[label])
 
 
 # What a logged model needs to be loaded and scored, pinned to the versions it was trained with.

@@ -29,14 +29,14 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_root: Path | None) 
     return client.create_experiment(name, artifact_location=location)
 
 
-def run_use_case(run, use_cases: list[str]) -> str:
-    """The use case a Dagster run works for: its jobs' tag, else the key prefix of the assets it
-    materializes (a run started from the asset graph), else the first use case."""
+def run_use_cases(run, use_cases: list[str]) -> list[str]:
+    """The use cases a Dagster run works for, in config order: its job's tag, else the key prefixes
+    of the assets it materializes (a run started from the asset graph), else the first use case."""
     tagged = run.tags.get(USE_CASE_TAG)
     if tagged in use_cases:
-        return tagged
-    prefixes = {key.path[0] for key in run.asset_selection or ()} & set(use_cases)
-    return next((u for u in use_cases if u in prefixes), use_cases[0])
+        return [tagged]
+    prefixes = {key.path[0] for key in run.asset_selection or ()}
+    return [u for u in use_cases if u in prefixes] or use_cases[:1]
 
 
 def mlflow_tracking_resource(
@@ -51,11 +51,10 @@ def mlflow_tracking_resource(
     def _init(init_context):
         from dagster_mlflow import mlflow_tracking
 
-        use_case = run_use_case(init_context.dagster_run, list(experiments))
-        prefixes = {key.path[0] for key in init_context.dagster_run.asset_selection or ()} & set(experiments)
-        if len(prefixes) > 1:
-            init_context.log.warning(f"this run works for use cases {sorted(prefixes)}: its MLflow run is logged "
-                                     f"in {use_case}'s experiment {experiments[use_case]}")
+        use_case, *others = run_use_cases(init_context.dagster_run, list(experiments))
+        if others:
+            init_context.log.warning(f"this run works for use cases {[use_case, *others]}: its MLflow run is "
+                                     f"logged in {use_case}'s experiment {experiments[use_case]}")
         experiment = experiments[use_case]
         if artifact_root is not None:
             Path(artifact_root).mkdir(parents=True, exist_ok=True)

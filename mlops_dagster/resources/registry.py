@@ -83,19 +83,22 @@ class ModelRegistry(ConfigurableResource):
         uri = self.client().get_model_version_download_uri(self.model_name, str(version))
         return mlflow.sklearn.load_model(uri)
 
-    def spark_udf(self, spark, version: str | int):
-        """A Spark UDF returning ``[P(0), P(1)]`` per row from a registered version (MLflow's spark_udf)."""
+    def spark_udf(self, spark, version: str | int, result_type: str = "array<double>"):
+        """A Spark UDF scoring rows with a registered version (MLflow's spark_udf): ``[P(0), P(1)]``
+        per row for a classifier, or ``result_type="double"``: the prediction of a regressor."""
         import mlflow
         import mlflow.pyfunc
 
         # spark_udf resolves models:/ URIs through MLflow's process-wide URIs.
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.registry_uri)
-        return mlflow.pyfunc.spark_udf(spark, self.model_uri(version), result_type="array<double>",
+        return mlflow.pyfunc.spark_udf(spark, self.model_uri(version), result_type=result_type,
                                        env_manager="local")
 
     def load_for_serving(self, version: str | int):
-        """(model, [(column, type)], example rows) of a version: what a serving gateway needs."""
+        """(model, [(column, type)], example rows, predict method) of a version: what a serving
+        gateway needs. The method is the one the model was logged to answer with (``predict_proba``
+        for a classifier, ``predict`` for a regressor)."""
         import mlflow.sklearn
         from mlflow.artifacts import download_artifacts
         from mlflow.models import Model
@@ -108,7 +111,8 @@ class ModelRegistry(ConfigurableResource):
         columns = [(c.name, c.type.name) for c in mlmodel.signature.inputs.inputs]
         example = mlmodel.load_input_example(local)
         rows = example[[name for name, _ in columns]].values.tolist() if example is not None else []
-        return mlflow.sklearn.load_model(local), columns, rows
+        predict_fn = mlmodel.flavors.get("python_function", {}).get("predict_fn", "predict")
+        return mlflow.sklearn.load_model(local), columns, rows, predict_fn
 
     def read_text(self, version: str | int, artifact_file: str) -> str | None:
         """A text artifact of the version's run (e.g. its model card), or None if it has none."""

@@ -10,7 +10,7 @@
 * Traffic: weighted routes between served models (blue/green, canary, A/B) and shadow routes
   that mirror requests to a candidate whose answers are captured but never returned.
 * Concurrent requests for one model are scored together (dynamic batching): one
-  ``predict_proba`` call serves every request that arrived while the previous call ran.
+  model call serves every request that arrived while the previous call ran.
 * Feature serving: a request may send only the entity key; the model's features are looked up
   in the online store first (unknown keys get a 404 naming them).
 * Every request, including refused ones, is captured to the inference table.
@@ -41,20 +41,24 @@ log = logging.getLogger(__name__)
 class LoadedModel:
     """What the loader returns for ``entity_name`` / ``entity_version``."""
 
-    model: Any                  # has predict_proba(DataFrame)
+    model: Any                  # has predict_method(DataFrame)
     columns: list[Column]       # from the model signature
     example: list[list[Any]]    # rows for the smoke test (the logged input example)
+    predict_method: str = "predict_proba"  # a classifier's probabilities; "predict": a regressor's numbers
+
+    def predict(self, frame) -> Any:
+        return getattr(self.model, self.predict_method)(frame)
 
 
 class Batcher:
     """Scores queued requests for one model together, one model call at a time."""
 
-    def __init__(self, model: Any, columns: list[Column], executor: ThreadPoolExecutor, max_rows: int = 4096):
-        self.model, self.names, self.executor, self.max_rows = model, [c.name for c in columns], executor, max_rows
+    def __init__(self, model: LoadedModel, executor: ThreadPoolExecutor, max_rows: int = 4096):
+        self.model, self.names, self.executor, self.max_rows = model, [c.name for c in model.columns], executor, max_rows
         self.queue: list[tuple[list[list[Any]], asyncio.Future]] = []
         self.running = False
 
-    def _predict(self, rows: list[list[Any]]) -> list[list[float]]:
+    def _predict(self, rows: list[list[Any]]) -> list:
         import pandas as pd
         import sklearn
 
@@ -62,9 +66,9 @@ class Batcher:
         # A fitted model and inputs already checked against its signature: skip sklearn's
         # per-call parameter validation and finiteness scan (the imputers handle missing values).
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            return self.model.predict_proba(frame).tolist()
+            return self.model.predict(frame).tolist()
 
-    async def predict(self, rows: list[list[Any]]) -> list[list[float]]:
+    async def predict(self, rows: list[list[Any]]) -> list:
         future = asyncio.get_running_loop().create_future()
         self.queue.append((rows, future))
         if not self.running:
@@ -235,13 +239,13 @@ class Gateway:
             except Exception as exc:
                 raise RuntimeError(f"could not load {ename} version {eversion}: {exc}") from exc
             try:
-                scores = loaded.model.predict_proba(_frame(loaded.example, loaded.columns))
+                scores = loaded.predict(_frame(loaded.example, loaded.columns))
                 if len(scores) != len(loaded.example):
                     raise ValueError(f"{len(scores)} predictions for {len(loaded.example)} rows")
             except Exception as exc:
                 raise RuntimeError(f"smoke test of {ename} version {eversion} failed: {exc}") from exc
             served[name] = ServedModel(name, ename, eversion, loaded,
-                                       Batcher(loaded.model, loaded.columns, self.executor))
+                                       Batcher(loaded, self.executor))
         version = (endpoint.active.version + 1) if endpoint.active else 1
         routes = [(r.get("served_model_name") or r.get("served_entity_name"), int(r["traffic_percentage"]))
                   for r in spec["traffic_config"]["routes"]]

@@ -65,8 +65,8 @@ def build_gateway(project: Project) -> Gateway:
     def load(entity_name: str, entity_version: str) -> LoadedModel:
         registry = ModelRegistry(tracking_uri=settings.mlflow.tracking_uri,
                                  registry_uri=settings.mlflow.registry_uri, model_name=entity_name)
-        model, columns, example = registry.load_for_serving(entity_version)
-        return LoadedModel(model, [Column(n, t) for n, t in columns], example)
+        model, columns, example, predict_fn = registry.load_for_serving(entity_version)
+        return LoadedModel(model, [Column(n, t) for n, t in columns], example, predict_fn)
 
     def write(rows: list[dict]) -> None:
         import pandas as pd
