@@ -130,7 +130,7 @@ def monitoring_assets(settings: Settings):
                                   metadata={"reference": reference_text, "current": source}, prediction=score)
         now = datetime.now(timezone.utc)
         report_path = result.save_html(
-            Path(settings.reports_path, "drift", f"drift_{now:%Y%m%dT%H%M%S%f}Z.html")
+            Path(settings.reports_path, "drift", settings.name, f"drift_{now:%Y%m%dT%H%M%S%f}Z.html")
         )
         with mlflow.start_run(run_name="drift_report", nested=True) as run:
             mlflow.log_metrics({"drift_share": result.drift_share, "drifted_columns": result.drifted_columns,
