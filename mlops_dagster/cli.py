@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -114,32 +115,46 @@ def _summary(result, seconds: float, settings) -> str:
     return "\n".join(lines)
 
 
+def job_named(name: str):
+    """The code location's job ``name``: how a run's job is rebuilt in another process (a step
+    launched on a Databricks cluster reconstructs it from here)."""
+    from .definitions import defs
+
+    return defs.resolve_job_def(name)
+
+
+@contextmanager
+def _executed(name: str, run_config: dict | None = None):
+    """Run job ``name`` on this project's Dagster instance, reconstructable (the step launcher needs
+    that), and yield its result."""
+    from dagster import DagsterInstance, build_reconstructable_job, execute_job
+
+    job = build_reconstructable_job("mlops_dagster.cli", "job_named", reconstructable_args=(name,))
+    default_dagster_home()
+    with DagsterInstance.get() as instance, execute_job(
+            job, instance=instance, raise_on_error=False,
+            run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+    ) as result:
+        yield result
+
+
 def run(job: str, use_case: str | None = None, run_config: dict | None = None) -> int:
     """Run job ``job`` (``lifecycle``, ``training``, ``approve_model_version``, ...; a trailing
     ``_job`` is allowed) of one use case, or of each in turn; print a summary per run."""
-    from dagster import DagsterInstance
-
-    from .definitions import defs
     from .settings import load_project
 
     kind = job.removesuffix("_job")
     failed = 0
-    default_dagster_home()
     for settings in load_project().select(use_case):
         landing = Path(settings.landing_path)
         if (settings.target == "local" and _demo(settings) and kind in ("lifecycle", "training")
                 and not any(landing.glob(settings.dataset.file_pattern))):
             print(f"landing volume {landing} is empty: generating the {settings.demo} demo dataset")
             generate(None, 42, False, None, use_case=settings.name)
-        job_def = defs.resolve_job_def(settings.names.job(kind))
         started = time.perf_counter()
-        with DagsterInstance.get() as instance:
-            result = job_def.execute_in_process(
-                instance=instance, raise_on_error=False,
-                run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            )
-        print(_summary(result, time.perf_counter() - started, settings))
-        failed += not result.success
+        with _executed(settings.names.job(kind), run_config) as result:
+            print(_summary(result, time.perf_counter() - started, settings))
+            failed += not result.success
     return 1 if failed else 0
 
 
@@ -164,34 +179,58 @@ def print_lineage(version: str | None, use_case: str | None) -> int:
 
 
 def print_features(table: str | None, use_case: str | None) -> int:
-    from mlflow import MlflowClient
-
-    from .feature_store.registry import feature_registry, format_registry
-    from .resources.lakehouse import LocalLakehouse
-    from .resources.online_store import build_online_store
+    from .feature_store.registry import format_registry
     from .settings import load_project
 
     project = load_project()
-    settings = project.default
-    lakehouse = LocalLakehouse(root=str(settings.root / "lakehouse"))
-    store = build_online_store(settings)
-    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.registry_uri)
+    use_cases = project.select(use_case)
     found: dict[str, dict] = {}  # a table declared by several use cases is listed once
-    try:
-        for use in project.select(use_case):
-            for entry in feature_registry(use, lakehouse, store, client):
-                found.setdefault(entry["table"], entry)
-    finally:
-        store.close()
+    for entry in (_registry_here(project.default, use_cases) if project.default.target == "local"
+                  else _registry_on_cluster(use_cases)):
+        found.setdefault(entry["table"], entry)
     entries = list(found.values())
     if table:
         entries = [e for e in entries if table in (e["table"], e["table"].rsplit(".", 1)[-1])]
         if not entries:
-            declared = sorted({t for u in project.select(use_case) for t in u.feature_store.tables})
+            declared = sorted({t for u in use_cases for t in u.feature_store.tables})
             print(f"no feature table {table!r} in the registry; declared: {', '.join(declared)}")
             return 1
     print(format_registry(entries), end="")
     return 0
+
+
+def _registry_here(settings, use_cases) -> list[dict]:
+    """Locally: the registry read straight from the tables under MLOPS_HOME."""
+    from mlflow import MlflowClient
+
+    from .feature_store.registry import feature_registry
+    from .resources.lakehouse import LocalLakehouse
+    from .resources.online_store import build_online_store
+
+    lakehouse = LocalLakehouse(root=str(settings.root / "lakehouse"))
+    store = build_online_store(settings)
+    client = MlflowClient(tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.registry_uri)
+    try:
+        return [entry for use in use_cases for entry in feature_registry(use, lakehouse, store, client)]
+    finally:
+        store.close()
+
+
+def _registry_on_cluster(use_cases) -> list[dict]:
+    """On a Databricks target: each use case's feature_registry job, whose op runs on a cluster
+    (Unity Catalog tables are read there), hands the listing back as output metadata."""
+    from .feature_store.jobs import ENTRIES
+
+    entries = []
+    for use in use_cases:
+        with _executed(use.names.job("feature_registry")) as result:
+            if not result.success:
+                failed = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
+                reason = (failed[0].cause or failed[0]).message.strip() if failed else "see the run in Dagster"
+                raise SystemExit(f"mlops features: the feature registry of {use.name} could not be read: {reason}")
+            [output] = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+            entries += output.event_specific_data.metadata[ENTRIES].value
+    return entries
 
 
 def default_dagster_home() -> None:

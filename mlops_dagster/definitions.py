@@ -14,6 +14,7 @@ from .assets.serving import serving_assets
 from .assets.training import training_assets
 from .automation import automation_definitions, failure_definitions
 from .checks import quality_checks
+from .feature_store.jobs import feature_registry_job
 from .governance.jobs import governance_jobs
 from .jobs import build_jobs
 from .quiet import quiet_libraries
@@ -37,7 +38,7 @@ def build_definitions(project: Project) -> Definitions:
         sensors += more_sensors
         schedules += more_schedules
         lifecycle_jobs += use_case_jobs.all
-        jobs += [*use_case_jobs.all, *governance_jobs(settings)]
+        jobs += [*use_case_jobs.all, *governance_jobs(settings), feature_registry_job(settings)]
     return Definitions(
         assets=[*assets, *governance_assets(project.default)],
         sensors=[*sensors, *failure_definitions(project.default, lifecycle_jobs)],

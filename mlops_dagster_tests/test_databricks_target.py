@@ -340,6 +340,20 @@ def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(
     assert_no_token_anywhere(ws)
 
 
+def test_mlops_features_reads_the_registry_on_a_cluster(workspace):
+    """On a Databricks target the tables are Unity Catalog's: `mlops features` runs the use case's
+    feature_registry job, whose op reads them on a cluster, and prints what it handed back."""
+    ws = workspace
+    out = subprocess.run([str(Path(DAGSTER).with_name("mlops")), "features"], capture_output=True, text=True,
+                         cwd=REPO, env=ws.env(), timeout=900)
+    ws.outputs.append(out.stdout + out.stderr)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    version = ws.lakehouse.version(ws.table("churn_features"))
+    assert f"{ws.table('churn_features')}  (v{version}; online:" in out.stdout
+    assert "owner: customer-analytics" in out.stdout and "used by: churn_model v1 (table v" in out.stdout
+    assert [step_of(r) for r in ws.emulator.runs.values()] == ["churn__list_feature_registry"]
+
+
 def test_the_access_matrix_becomes_unity_catalog_grants(workspace):
     """apply_access_grants_job on dev: each role's group gets the matrix's privileges on the dev
     catalog, schema and model; a right taken out of the matrix is revoked; every change audited."""
