@@ -354,6 +354,20 @@ def test_mlops_features_reads_the_registry_on_a_cluster(workspace):
     assert [step_of(r) for r in ws.emulator.runs.values()] == ["churn__list_feature_registry"]
 
 
+def test_mlops_approve_runs_its_op_on_a_cluster(workspace, seeded):
+    """`mlops` runs its jobs reconstructably, as the step launcher needs: on `dev` the approval op
+    runs as a job run on the emulator's cluster and its record lands in the approvals table."""
+    ws, (_, version) = workspace, seeded
+    out = subprocess.run([str(Path(DAGSTER).with_name("mlops")), "approve", "--version", version, "--comment",
+                          "checked on the emulator"], capture_output=True, text=True, cwd=REPO, env=ws.env(),
+                         timeout=900)
+    ws.outputs.append(out.stdout + out.stderr)
+    assert out.returncode == 0 and "churn_approve_model_version_job run " in out.stdout, out.stdout[-3000:]
+    assert [step_of(r) for r in ws.emulator.runs.values()] == ["churn__approve_model_version"]
+    approvals = ws.lakehouse.read(ws.table("model_approvals"))
+    assert approvals[["version", "comment"]].values.tolist()[-1] == [version, "checked on the emulator"]
+
+
 def test_the_access_matrix_becomes_unity_catalog_grants(workspace):
     """apply_access_grants_job on dev: each role's group gets the matrix's privileges on the dev
     catalog, schema and model; a right taken out of the matrix is revoked; every change audited."""
