@@ -138,7 +138,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
                       "columns_with_nulls": ", ".join(nulls) or "none"},
         )
 
-    classifies = settings.problem_type == "classification"
+    classifies = settings.classifies
     label_check = (
         AssetCheckSpec("both_classes_present", asset=names.key(names.labels),
                        description="Labels are 0/1 and both outcomes occur: a classifier cannot learn from one class.")

@@ -150,7 +150,7 @@ def run(job: str, use_case: str | None = None, run_config: dict | None = None) -
         if (settings.target == "local" and _demo(settings) and kind in ("lifecycle", "training")
                 and not any(landing.glob(settings.dataset.file_pattern))):
             print(f"landing volume {landing} is empty: generating the {settings.demo} demo dataset")
-            generate(None, 42, False, None, use_case=settings.name)
+            write_demo(settings, None, 42, False)
         started = time.perf_counter()
         with _executed(settings.names.job(kind), run_config) as result:
             print(_summary(result, time.perf_counter() - started, settings))

@@ -498,10 +498,10 @@ class Settings(_Model):
     def _fits_the_problem_type(self) -> None:
         metrics = PROBLEM_METRICS[self.problem_type]
         ds, val = self.dataset, self.validation
-        if self.problem_type == "classification" and ds.positive_label is None:
+        if self.classifies and ds.positive_label is None:
             raise ValueError(f"dataset.positive_label is required for classification: which value of {ds.label} "
                              "is the positive class")
-        if self.problem_type == "regression" and ds.columns[ds.label].type not in ("double", "long"):
+        if not self.classifies and ds.columns[ds.label].type not in ("double", "long"):
             raise ValueError(f"dataset.columns.{ds.label} is the label of a regression: its type must be double "
                              f"or long, not {ds.columns[ds.label].type}")
         unknown = [m for m in [*val.thresholds, val.compare_metric] if m not in metrics]
@@ -530,16 +530,21 @@ class Settings(_Model):
                                  f"writes it as {self.feature_dtype(name)!r}")
 
     @property
+    def classifies(self) -> bool:
+        """A binary classifier (else a regression)."""
+        return self.problem_type == "classification"
+
+    @property
     def score_column(self) -> str:
         """The model's output column in predictions and reports: the positive class's probability,
         or a regressor's predicted value."""
-        return self.names.probability if self.problem_type == "classification" else "prediction"
+        return self.names.probability if self.classifies else "prediction"
 
     @property
     def label_meaning(self) -> str:
         """What the training target ``label`` is, for descriptions and messages."""
         ds = self.dataset
-        if self.problem_type == "classification":
+        if self.classifies:
             return f"`label` = 1 where `{ds.label}` is {ds.positive_label!r}, else 0"
         return f"`label` = `{ds.label}` as a number"
 
@@ -697,15 +702,10 @@ def load_settings(target: str | None = None, extra_file: str | Path | None = Non
 
 
 def _project_wide_keys_in(section: dict) -> list[str]:
-    found = []
-    for key, sub in _PROJECT_WIDE.items():
-        if key not in section:
-            continue
-        if sub is None:
-            found.append(key)
-        elif isinstance(section[key], dict):
-            found += [f"{key}.{s}" for s in sub if s in section[key]]
-    return found
+    """The project-wide settings ``section`` sets, as dotted names (``serving.port``)."""
+    shared, _ = _split_project_wide(section)
+    return [key if _PROJECT_WIDE[key] is None else f"{key}.{sub}" for key, value in shared.items()
+            for sub in ([None] if _PROJECT_WIDE[key] is None else value)]
 
 
 def _check_use_case_sections(path: Path, layer: dict) -> None:

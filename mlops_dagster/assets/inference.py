@@ -21,7 +21,7 @@ def inference_assets(settings: Settings):
     features_table = settings.table(names.features)
     predictions_table = settings.table(names.predictions)
     threshold = settings.inference.decision_threshold
-    classifies = settings.problem_type == "classification"
+    classifies = settings.classifies
     scores_text = (f"probability of {settings.dataset.label} = {settings.dataset.positive_label!r} "
                    f"(`{names.probability}`) for every `{key}`'s latest features, scored on Spark with MLflow's "
                    f"`spark_udf`; `prediction` is 1 at probability >= {threshold}" if classifies else

@@ -43,7 +43,7 @@ def training_assets(settings: Settings):
     labels_table = settings.table(names.labels)
     training_table = settings.table(names.training_set)
 
-    classifies = settings.problem_type == "classification"
+    classifies = settings.classifies
     split_text = (f"stratified on the label, seed {tr.seed}, exact per class" if classifies
                   else f"seeded with {tr.seed}, exact")
     lookups_text = ", ".join(f"`{l.table}` by {'+'.join(l.lookup_key)}"
