@@ -1,6 +1,7 @@
 """``mlops``: generate demo data and run the lifecycle headless with a readable summary.
 
     mlops generate [--rows N] [--seed S] [--drifted] [--name FILE]   # a demo landing file
+    mlops generate --outcomes [--changed-world]                      # what became of those customers
     mlops run [--job lifecycle]                                       # run a job, print a summary
     mlops serve | mlops stop                                          # the local serving gateway
     mlops lineage [--version N]                                       # a model version's lineage
@@ -31,9 +32,10 @@ def _demo(settings):
 
 
 def generate(rows: int | None, seed: int, drifted: bool, name: str | None, landing: str | None = None,
-             use_case: str | None = None) -> Path:
+             use_case: str | None = None, outcomes: bool = False, changed_world: bool = False) -> Path:
     """Write a demo's synthetic landing file into its use case's landing folder (default: the first
-    use case with a demo); returns its path."""
+    use case with a demo), or with ``outcomes`` an outcome file for the customers such a file held
+    into its ground-truth folder; returns its path."""
     from .settings import ConfigError, load_project
 
     project = load_project()
@@ -43,7 +45,30 @@ def generate(rows: int | None, seed: int, drifted: bool, name: str | None, landi
         named = ", ".join(u.name for u in candidates)
         raise ConfigError(f"mlops generate writes the shipped demos' data, and {named} has no demo generator: put "
                           f"the use case's own files in its landing folder ({candidates[0].landing_path})")
+    if outcomes or changed_world:
+        return write_outcomes(settings, rows, seed, drifted, changed_world, name)
     return write_demo(settings, rows, seed, drifted, name, landing)
+
+
+def write_outcomes(settings, rows: int | None, seed: int, drifted: bool, changed: bool, name: str | None) -> Path:
+    """Outcomes, observed now, for the customers of the demo file written with the same rows, seed
+    and drifted flag, into the use case's ground-truth folder."""
+    from datetime import datetime, timezone
+
+    from .data import demo
+    from .settings import ConfigError
+
+    generator = demo(settings.demo)
+    if generator.outcomes is None or settings.monitoring.ground_truth.time_column != "label_time":
+        raise ConfigError(f"the {settings.name} demo has no outcome generator: put outcome files ({settings.dataset.key}, "
+                          f"{settings.dataset.label}, {settings.monitoring.ground_truth.time_column}) in "
+                          f"{settings.ground_truth_path}")
+    rows = rows or generator.rows
+    folder = Path(settings.ground_truth_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = name or f"outcomes_{'changed_world_' if changed else ''}{rows}_seed{seed}.csv"
+    observed = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return generator.outcomes(folder / name, rows, seed, drifted, changed, observed)
 
 
 def write_demo(settings, rows: int | None, seed: int, drifted: bool, name: str | None = None,
@@ -100,6 +125,15 @@ def _summary(result, seconds: float, settings) -> str:
         m = meta[names.drift_report]
         lines += [f"Drift:             {m['verdict']} ({m['drifted_columns']} columns, share {m['drift_share']:.2f}, "
                   f"threshold {m['threshold_share']})", f"Drift report:      {m['report_path']}"]
+    if names.ground_truth in meta and meta[names.ground_truth]["files_ingested"]:
+        m = meta[names.ground_truth]
+        lines.append(f"Outcomes:          {m['rows_loaded']} loaded from {m['files_ingested']} file(s)")
+    if names.model_performance in meta:
+        m = meta[names.model_performance]
+        lines.append(f"Performance:       {m.get('verdict', m.get('reason'))}"
+                     + (f" ({m['labelled_predictions']} labelled predictions)" if m.get("labelled_predictions") else ""))
+        if "report_path" in m:
+            lines.append(f"Performance report: {m['report_path']}")
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             data = event.event_specific_data
@@ -263,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--drifted", action="store_true", help="after a price rise and a contract-mix shift")
     gen.add_argument("--name", help="file name in the landing volume")
+    gen.add_argument("--outcomes", action="store_true",
+                     help="instead: what became of the customers that file holds (churned or not), observed now, "
+                          "into the use case's ground-truth folder")
+    gen.add_argument("--changed-world", action="store_true",
+                     help="outcomes from a world whose reasons to churn changed: the champion decays (implies --outcomes)")
     runner = command("run", help="run a job headless on the current target and print a summary")
     runner.add_argument("--job", default="lifecycle",
                         help="lifecycle, training, batch_inference, monitoring or a governance job")
@@ -317,7 +356,8 @@ def _dispatch(args) -> int:
         print("serving gateway stopped" if stop(project.default) else "no serving gateway was running")
         return 0
     if args.command == "generate":
-        print(generate(args.rows, args.seed, args.drifted, args.name, use_case=args.use_case))
+        print(generate(args.rows, args.seed, args.drifted, args.name, use_case=args.use_case, outcomes=args.outcomes,
+                       changed_world=args.changed_world))
         return 0
     return run(args.job, args.use_case)
 

@@ -9,6 +9,7 @@ from .assets.governance import governance_assets
 from .assets.inference import inference_assets
 from .assets.ingestion import ingestion_assets
 from .assets.monitoring import monitoring_assets
+from .assets.performance import performance_assets
 from .assets.registry import registry_assets
 from .assets.serving import serving_assets
 from .assets.training import training_assets
@@ -30,7 +31,7 @@ def build_definitions(project: Project) -> Definitions:
         assets += [
             *ingestion_assets(settings), *feature_assets(settings), *training_assets(settings),
             *registry_assets(settings), *serving_assets(settings), *inference_assets(settings),
-            *monitoring_assets(settings),
+            *monitoring_assets(settings), *performance_assets(settings),
         ]
         checks += quality_checks(settings)
         use_case_jobs = build_jobs(settings)

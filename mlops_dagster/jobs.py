@@ -52,8 +52,10 @@ def build_jobs(settings: Settings) -> Jobs:
             description=f"Score every {settings.dataset.key} with the current champion.",
         ),
         monitoring=define_asset_job(
-            names.job("monitoring"), AssetSelection.assets(names.key(names.drift_report)), hooks=_mlflow_hooks,
-            tags=tags,
-            description="Compare the newest data with the champion's training data (Evidently drift report).",
+            names.job("monitoring"), AssetSelection.assets(*(names.key(n) for n in (
+                names.drift_report, names.ground_truth, names.ground_truth_quarantine, names.model_performance))),
+            hooks=_mlflow_hooks, tags=tags,
+            description="Compare the newest data with the champion's training data (Evidently drift report); "
+                        "ingest new outcomes and judge the predictions they answer (model performance).",
         ),
     )

@@ -45,11 +45,17 @@ class _Model(BaseModel):
 
 
 class ColumnRule(_Model):
-    type: Literal["string", "double", "long", "boolean"]
+    type: Literal["string", "double", "long", "boolean", "timestamp"]
     nullable: bool = False
     allowed: list[Any] | None = None
     min: float | None = None
     max: float | None = None
+
+    @model_validator(mode="after")
+    def _timestamps_are_only_parsed(self) -> "ColumnRule":
+        if self.type == "timestamp" and (self.allowed is not None or self.min is not None or self.max is not None):
+            raise ValueError("a timestamp column takes no allowed, min or max (only nullable)")
+        return self
 
 
 class DatasetSettings(_Model):
@@ -120,6 +126,18 @@ class InferenceSettings(_Model):
     decision_threshold: float = Field(0.5, gt=0, lt=1)
 
 
+class GroundTruthSettings(_Model):
+    """Outcomes that arrive after the predictions (a customer churns weeks after being scored):
+    files with the dataset's key, its label and the time the outcome was observed."""
+
+    file_pattern: str = "*.csv"
+    time_column: str = "label_time"
+    # An outcome judges the newest prediction made for its key at most this long before it.
+    max_delay_days: float = Field(90, gt=0)
+    # Retraining learns from them too, each with its key's features as of `time_column`.
+    learn: bool = True
+
+
 class MonitoringSettings(_Model):
     drift_share: float = Field(0.5, gt=0, le=1)
     # Reports compare seeded samples of at most this many rows of each side (reference, current).
@@ -128,6 +146,19 @@ class MonitoringSettings(_Model):
     # (its inference table) over the last `window_hours`.
     current: Literal["landing_batch", "inference_table"] = "landing_batch"
     window_hours: float = Field(24, gt=0)
+    ground_truth: GroundTruthSettings = GroundTruthSettings()
+    # Decay: the champion's `validation.compare_metric` on labelled predictions is worse than on its
+    # validation holdout by more than this (e.g. 0.05 ROC AUC).
+    max_performance_drop: float = Field(0.05, ge=0)
+    # A model version's figures need at least this many labelled predictions to be judged.
+    min_labelled_rows: int = Field(100, ge=1)
+    # Each figure is computed on a seeded sample of at most this many labelled predictions.
+    performance_rows: int = Field(1_000_000, ge=100)
+    # Slices: model features whose groups the champion's figures are also computed for; and per
+    # slice to judge for fairness, the largest gap allowed between two of its groups, per metric
+    # (e.g. gender: {recall: 0.1, positive_rate: 0.1}).
+    slices: list[str] = Field(default_factory=list)
+    max_slice_gaps: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
 class FileSensorSettings(_Model):
@@ -137,7 +168,7 @@ class FileSensorSettings(_Model):
     stable_seconds: int = Field(10, ge=0)
 
 
-class DriftSensorSettings(_Model):
+class RetrainSensorSettings(_Model):
     interval_seconds: int = Field(60, ge=1)
     cooldown_minutes: float = Field(360, ge=0)
 
@@ -171,9 +202,13 @@ class AutomationSettings(_Model):
     default_status: Literal["stopped", "running"] = "stopped"
     timezone: str = "UTC"
     file_sensor: FileSensorSettings = FileSensorSettings()
-    drift_sensor: DriftSensorSettings = DriftSensorSettings()
+    drift_sensor: RetrainSensorSettings = RetrainSensorSettings()
+    decay_sensor: RetrainSensorSettings = RetrainSensorSettings()
     schedules: ScheduleSettings = ScheduleSettings()
-    failure_webhook: str | None = None  # POSTed a JSON summary of every failed lifecycle run
+    # Alerts (drift, decay, failed runs) are POSTed here as JSON (Slack- and Teams-compatible
+    # `text`) and always appended to the project's `alerts` table.
+    alert_webhook: str | None = None
+    alert_on: list[Literal["drift", "decay", "bias", "run_failure"]] = ["drift", "decay", "bias", "run_failure"]
 
 
 class FeatureSpec(_Model):
@@ -416,6 +451,25 @@ class Names:
     def drift_metrics(self) -> str:
         return f"{self.use_case}_drift_metrics"
 
+    @property
+    def ground_truth(self) -> str:
+        """Outcomes that arrived after the predictions (asset and table)."""
+        return f"{self.use_case}_ground_truth"
+
+    @property
+    def ground_truth_quarantine(self) -> str:
+        return f"{self.use_case}_ground_truth_quarantine"
+
+    @property
+    def prediction_log(self) -> str:
+        """Every batch prediction ever made (append-only), for judging them when outcomes arrive."""
+        return f"{self.use_case}_prediction_log"
+
+    @property
+    def model_performance(self) -> str:
+        """The performance asset and its history table."""
+        return f"{self.use_case}_model_performance"
+
 
 class Settings(_Model):
     target: Literal["local", "dev", "staging", "prod"]
@@ -493,7 +547,22 @@ class Settings(_Model):
             raise ValueError(f"features name columns that are not in dataset.columns: {unknown}")
         self._fits_the_problem_type()
         self._feature_table_matches_the_features_asset()
+        self._monitoring_names_known_columns()
         return self
+
+    def _monitoring_names_known_columns(self) -> None:
+        mon, ds = self.monitoring, self.dataset
+        unknown = [c for c in mon.max_slice_gaps if c not in mon.slices]
+        if unknown:
+            raise ValueError(f"monitoring.max_slice_gaps names {unknown}, which are not in monitoring.slices")
+        judged = {*PROBLEM_METRICS[self.problem_type], *(("brier_score", "positive_rate") if self.classifies else ())}
+        unknown = sorted({m for gaps in mon.max_slice_gaps.values() for m in gaps if m not in judged})
+        if unknown:
+            raise ValueError(f"monitoring.max_slice_gaps names {unknown}; a {self.problem_type} model's figures are "
+                             f"{', '.join(sorted(judged))}")
+        if mon.ground_truth.time_column in (ds.key, ds.label):
+            raise ValueError(f"monitoring.ground_truth.time_column {mon.ground_truth.time_column!r} is the dataset's "
+                             "key or label: name the outcome files' time column")
 
     def _fits_the_problem_type(self) -> None:
         metrics = PROBLEM_METRICS[self.problem_type]
@@ -533,6 +602,12 @@ class Settings(_Model):
     def classifies(self) -> bool:
         """A binary classifier (else a regression)."""
         return self.problem_type == "classification"
+
+    @property
+    def slices(self) -> list[str]:
+        """The monitoring slices this use case can compute: those that are model features (a slice a
+        lower config layer named for features this config does not compute is unused, and said so)."""
+        return [c for c in self.monitoring.slices if c in self.features.columns]
 
     @property
     def score_column(self) -> str:
@@ -575,6 +650,17 @@ class Settings(_Model):
         if self.root is not None:
             return str(self.root / name)
         return f"/Volumes/{self.catalog}/{self.schema_}/{name}"
+
+    @property
+    def ground_truth_path(self) -> str:
+        """Where outcome files land: ``ground_truth`` in the use case's landing folder."""
+        return f"{self.landing_path}/ground_truth"
+
+    def ground_truth_rules(self) -> dict[str, ColumnRule]:
+        """The outcome files' contract: the dataset's key and label rules, and the outcome's time."""
+        ds = self.dataset
+        return {ds.key: ds.columns[ds.key], ds.label: ds.columns[ds.label],
+                self.monitoring.ground_truth.time_column: ColumnRule(type="timestamp")}
 
     @property
     def reports_path(self) -> str:

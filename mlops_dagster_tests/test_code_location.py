@@ -25,7 +25,8 @@ def _stages(use_case: str, dataset: str) -> dict[str, set[str]]:
         "training": [f"{use_case}_training_set", f"{use_case}_model"],
         "registry": ["challenger_model_version", "champion_model_version"],
         "serving": [f"{use_case}_endpoint"], "inference": [f"{use_case}_predictions"],
-        "monitoring": [f"{use_case}_drift_report"],
+        "monitoring": [f"{use_case}_drift_report", f"{use_case}_ground_truth", f"{use_case}_ground_truth_quarantine",
+                       f"{use_case}_model_performance"],
     }
     return {f"{use_case}_{stage}": {f"{use_case}/{a}" for a in names} for stage, names in assets.items()}
 
@@ -52,7 +53,12 @@ def test_jobs_and_checks_exist(local_root):
     checks = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
     assert {("churn/raw_customers", "rows_meet_contract"), ("churn/churn_features", "key_is_unique_and_not_null"),
             ("churn/challenger_model_version", "passes_validation"),
-            ("churn/churn_drift_report", "no_dataset_drift")} <= checks
+            ("churn/churn_drift_report", "no_dataset_drift"),
+            ("churn/churn_model_performance", "no_performance_decay"),
+            ("churn/churn_model_performance", "no_slice_disparity"),
+            ("house_prices/house_prices_model_performance", "no_performance_decay")} <= checks
+    # The regression demo judges no slices: it has no fairness check.
+    assert ("house_prices/house_prices_model_performance", "no_slice_disparity") not in checks
     validation = defs.resolve_assets_def(AssetKey(["churn", "challenger_model_version"])).check_specs
     assert [spec.blocking for spec in validation] == [True]
 

@@ -1,41 +1,15 @@
-"""The run-failure sensor POSTs a real failed run to a real HTTP webhook and requests the job that
-records it in Delta; the requested run is executed as the daemon would launch it."""
+"""The run-failure sensor POSTs a real failed run to a real HTTP webhook (an alert) and requests the
+job that records it in Delta (and in the alerts table); the requested run is executed as the daemon would launch it."""
 
 from __future__ import annotations
-
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from dagster import DagsterEventType, build_run_status_sensor_context
 
 from .project import project_at
+from .webhook import CLOSED, webhook  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.integration
-
-
-class _Capture(BaseHTTPRequestHandler):
-    received: list[dict] = []
-
-    def do_POST(self):  # noqa: N802 (http.server's naming)
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        _Capture.received.append(json.loads(body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def webhook():
-    server = HTTPServer(("127.0.0.1", 0), _Capture)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    _Capture.received = []
-    yield f"http://127.0.0.1:{server.server_port}/hooks/mlops", _Capture.received
-    server.shutdown()
 
 
 def _evaluate_failure_sensor(project, result):
@@ -55,7 +29,7 @@ def _evaluate_failure_sensor(project, result):
 
 def test_a_failed_run_is_recorded_and_posted(tmp_path, webhook):
     url, received = webhook
-    with project_at(tmp_path / "fail", overrides={"automation": {"failure_webhook": url}}) as project:
+    with project_at(tmp_path / "fail", overrides={"automation": {"alert_webhook": url}}) as project:
         result = project.run("training_job")  # no landing files: ingestion fails
         assert not result.success
         _evaluate_failure_sensor(project, result)
@@ -65,14 +39,19 @@ def test_a_failed_run_is_recorded_and_posted(tmp_path, webhook):
         assert "ingest_landing_files" in row["step_errors"] and "no landing files" in row["step_errors"]
         assert row["webhook"] == "HTTP 204"
         [posted] = received
-        assert posted["event"] == "run_failure" and posted["run_id"] == result.run_id
-        assert any("no landing files" in e for e in posted["step_errors"])
+        assert posted["kind"] == "run_failure" and posted["use_case"] == "churn"
+        assert posted["details"]["run_id"] == result.run_id and result.run_id in posted["text"]
+        assert any("no landing files" in e for e in posted["details"]["step_errors"])
+        [alert] = project.lakehouse.read(project.table("alerts")).to_dict("records")
+        assert (alert["kind"], alert["use_case"], alert["webhook_status"]) == ("run_failure", "churn", "HTTP 204")
+        assert alert["dagster_run_id"] == result.run_id and "no landing files" in alert["summary"]
 
 
 def test_an_unreachable_webhook_does_not_lose_the_record(tmp_path):
-    closed = "http://127.0.0.1:9/unreachable"  # discard port: nothing listens
-    with project_at(tmp_path / "fail2", overrides={"automation": {"failure_webhook": closed}}) as project:
+    with project_at(tmp_path / "fail2", overrides={"automation": {"alert_webhook": CLOSED}}) as project:
         result = project.run("training_job")
         _evaluate_failure_sensor(project, result)
         [row] = project.lakehouse.read(project.table("run_failures")).to_dict("records")
         assert row["webhook"].startswith("failed: URLError")
+        [alert] = project.lakehouse.read(project.table("alerts")).to_dict("records")
+        assert alert["webhook_status"] == row["webhook"] and "9/unreachable" not in alert["webhook_status"]

@@ -512,3 +512,22 @@ def test_several_files_in_one_run_the_newest_valid_row_of_a_key_wins(tmp_path, f
     for i in (6, 8, 9):  # refused, duplicated or no longer in the newer file: the older valid row stays
         assert contract.loc[old.loc[i, "customerID"]] == old.loc[i, "contract"]
     assert (contract.loc[list(new["customerID"][5:])] == "Two year").all()
+
+
+def test_timestamps_are_iso_8601_and_utc_without_a_zone():
+    from mlops_dagster.ml.contract import check_cells
+    from mlops_dagster.settings import ColumnRule
+
+    raw = {"t": pa.array(["2026-11-23", "2026-11-23 10:00:00", "2026-11-23T10:00", "2026-11-23T10:00:00.5+01:00",
+                          "2026-02-30", "yesterday", None])}
+    rules = {"t": ColumnRule(type="timestamp")}
+    typed, codes = check_cells(raw, rules)
+    utc = timezone.utc
+    assert typed["t"].to_pylist()[:4] == [datetime(2026, 11, 23, tzinfo=utc), datetime(2026, 11, 23, 10, tzinfo=utc),
+                                          datetime(2026, 11, 23, 10, tzinfo=utc),
+                                          datetime(2026, 11, 23, 9, 0, 0, 500000, tzinfo=utc)]
+    refused = np.flatnonzero(codes["t"])
+    assert [r[0] for r in cell_reasons(refused, raw, typed, codes, rules)] == [
+        "t: '2026-02-30' is not a date or time (ISO 8601, e.g. 2026-11-23 or 2026-11-23T10:30:00Z)",
+        "t: 'yesterday' is not a date or time (ISO 8601, e.g. 2026-11-23 or 2026-11-23T10:30:00Z)",
+        "t is empty"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, DefaultSensorStatus, build_sensor_context
 
-from mlops_dagster.automation.drift import drift_sensor
+from mlops_dagster.automation.retraining import decay_sensor, drift_sensor
 from mlops_dagster.automation.file_arrival import file_arrival_sensor
 from mlops_dagster.definitions import build_definitions
 from mlops_dagster.jobs import build_jobs
@@ -170,13 +170,45 @@ def test_drift_sensor_skips_when_a_model_already_learned_from_the_drifted_data(l
     assert requests == [] and "already trained after the newest data arrived" in skip
 
 
+def _performance(instance, decayed: bool | None, auc: float = 0.70):
+    judged = {} if decayed is None else {"decayed": decayed, "champion_roc_auc": auc, "validated_roc_auc": 0.84,
+                                         "champion_version": "3"}
+    instance.report_runless_asset_event(AssetMaterialization(
+        AssetKey(["churn", "churn_model_performance"]), metadata={"judged": decayed is not None, **judged}))
+
+
+def test_decay_sensor_retrains_once_per_decay_and_not_after_a_model_learned_from_the_outcomes(local_root, tmp_path,
+                                                                                              instance):
+    sensor = decay_sensor(_settings(local_root, tmp_path, cooldown_minutes=0), LIFECYCLE, STOPPED)
+    _, skip, cursor = _tick(sensor, instance, None)
+    assert skip == "no performance report yet"
+    _performance(instance, None)
+    _, skip, cursor = _tick(sensor, instance, cursor)
+    assert skip == "latest report: no decay (the champion was not judged)"
+    outcomes = AssetKey(["churn", "churn_ground_truth"])
+    instance.report_runless_asset_event(AssetMaterialization(outcomes, metadata={"rows_loaded": 500}))
+    _performance(instance, True)
+    [request], _, cursor = _tick(sensor, instance, cursor)
+    assert request.tags["mlops/trigger"] == "decay" and request.tags["mlops/decay_model_version"] == "3"
+    assert request.tags["mlops/decay_measured"] == "0.7000" and request.tags["mlops/decay_validated"] == "0.8400"
+    requests, skip, _ = _tick(sensor, instance, cursor)
+    assert requests == [] and "already handled" in skip
+
+    instance.report_runless_asset_event(AssetMaterialization(AssetKey(["churn", "churn_model"])))  # retrained
+    _performance(instance, True, auc=0.69)  # the old predictions judged again before the new model scored
+    requests, skip, _ = _tick(sensor, instance, cursor)
+    assert requests == [] and "already trained after the newest data arrived" in skip
+    assert "decay (roc_auc 0.690 on outcomes vs 0.840 at validation)" in skip
+
+
 def test_default_status_follows_the_target(local_root):
     local = build_definitions(load_project("local")).get_repository_def()
     demos = ("churn", "house_prices")  # each use case has its own sensors and schedules
     statuses = {s.name: s.default_status.value for s in local.sensor_defs}
     assert statuses == {
         **{f"{u}_{s}": "STOPPED" for u in demos
-           for s in ("landing_file_sensor", "drift_retraining_sensor", "follow_new_champion")},
+           for s in ("landing_file_sensor", "drift_retraining_sensor", "decay_retraining_sensor",
+                     "follow_new_champion")},
         "lifecycle_failure_sensor": "RUNNING"}
     crons = {"training": "0 3 * * *", "batch_inference": "0 * * * *", "monitoring": "30 4 * * *"}
     assert {s.name: (s.default_status.value, s.cron_schedule) for s in local.schedule_defs} == {

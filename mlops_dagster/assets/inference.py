@@ -20,6 +20,7 @@ def inference_assets(settings: Settings):
     key, names = settings.dataset.key, settings.names
     features_table = settings.table(names.features)
     predictions_table = settings.table(names.predictions)
+    log_table = settings.table(names.prediction_log)
     threshold = settings.inference.decision_threshold
     classifies = settings.classifies
     scores_text = (f"probability of {settings.dataset.label} = {settings.dataset.positive_label!r} "
@@ -36,7 +37,9 @@ def inference_assets(settings: Settings):
         description=(
             f"The `{CHAMPION}` model's {scores_text}. Each run "
             f"replaces Delta table `{predictions_table}` (earlier batches stay readable by Delta version) "
-            "and stamps every row with the model name, version and scoring time."
+            "and stamps every row with the model name, version and scoring time. The same rows are appended "
+            f"to `{log_table}` (key, output, the slice features, model version, time): the history that "
+            "outcomes arriving later are joined to."
         ),
         metadata={"dagster/table_name": predictions_table},
     )
@@ -66,8 +69,9 @@ def inference_assets(settings: Settings):
                        (probability >= F.lit(threshold)).cast("int").alias("prediction")]
         else:
             outputs = [registry.spark_udf(session, champion.version, result_type="double")(row).alias("prediction")]
+        slices = settings.slices  # kept with each prediction: performance is judged per group
         scored = features.select(
-            F.col(key), F.col(INGESTED_AT), *outputs,
+            F.col(key), F.col(INGESTED_AT), *outputs, *slices,
             F.lit(settings.mlflow.model_name).alias("model_name"),
             F.lit(str(champion.version)).alias("model_version"),
             F.current_timestamp().alias("scored_at"),
@@ -79,8 +83,17 @@ def inference_assets(settings: Settings):
                              "features_version": str(feature_version)},
                 description=f"Batch predictions of the {CHAMPION} model for every entity in {features_table}.",
             )
-        record(lakehouse, settings.table(AUDIT_TABLE), table_written([info], settings.target, context.run.run_id))
-        mean = lakehouse.read_spark(session, predictions_table, info.version).agg(F.avg("prediction")).first()[0]
+            written = lakehouse.read_spark(session, predictions_table, info.version)
+            logged = [key, *dict.fromkeys([settings.score_column, "prediction"]), *slices, "model_name", "model_version",
+                      "scored_at"]
+            log_info = lakehouse.write_spark(
+                log_table, written.select(*logged), "append",
+                commit_info={**commit_info(context), "model_version": str(champion.version)},
+                description=f"Every batch prediction of {settings.mlflow.model_name}, appended per scoring run.",
+            )
+        record(lakehouse, settings.table(AUDIT_TABLE),
+               table_written([info, log_info], settings.target, context.run.run_id))
+        mean = written.agg(F.avg("prediction")).first()[0]
         return MaterializeResult(metadata={
             **table_metadata(info), "rows_scored": info.num_rows, "model_name": settings.mlflow.model_name,
             "model_version": str(champion.version), "features_version": feature_version,

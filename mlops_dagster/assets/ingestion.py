@@ -1,5 +1,6 @@
 """Stage `ingestion`: landing files -> the raw table, bad rows -> quarantine, checked on Spark."""
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -21,29 +22,70 @@ class IngestConfig(Config):
     file matching the dataset's file pattern."""
 
 
+@dataclass(frozen=True)
+class _Source:
+    """One kind of landing file: where it lands, its contract and the tables it is loaded into."""
+
+    what: str                    # for messages: "customers", "ground truth"
+    folder: str
+    pattern: str
+    rules: dict
+    key: str
+    raw: str                     # asset (and table) name of the loaded rows
+    quarantine: str              # asset (and table) name of the refused rows
+    group: str
+    raw_description: str
+    required: bool               # no files and no table yet is an error (else: nothing has arrived yet)
+
+
 def ingestion_assets(settings: Settings):
+    """The dataset's landing files -> raw table, and the outcome files -> the ground-truth table."""
     ds, names = settings.dataset, settings.names
-    raw_table = settings.table(names.raw)
-    quarantine_table = settings.table(names.quarantine)
+    raw_table, truth = settings.table(names.raw), settings.monitoring.ground_truth
+    dataset = _Source(
+        ds.name, settings.landing_path, ds.file_pattern, dict(ds.columns), ds.key, names.raw, names.quarantine,
+        names.group("ingestion"),
+        f"`{ds.name}` rows as they arrive: every landing file in the landing volume is checked "
+        f"against the dataset contract on Spark and its valid rows are upserted on `{ds.key}` "
+        f"into Delta table `{raw_table}` (a later file wins), with `{SOURCE_FILE}` and "
+        f"`{INGESTED_AT}` for lineage. Each file is ingested once; a changed file again.",
+        required=True)
+    outcomes = _Source(
+        "ground truth", settings.ground_truth_path, truth.file_pattern, settings.ground_truth_rules(), ds.key,
+        names.ground_truth, names.ground_truth_quarantine, names.group("monitoring"),
+        f"Outcomes that arrived after the predictions: files in `{settings.ground_truth_path}` with "
+        f"`{ds.key}`, `{ds.label}` and `{truth.time_column}` (when the outcome was observed, ISO 8601), "
+        f"checked like any landing file and upserted on `{ds.key}` into Delta table "
+        f"`{settings.table(names.ground_truth)}` (a later file wins). They judge the predictions made "
+        f"before them (`{names.model_performance}`)"
+        + (" and retraining learns from them." if truth.learn else "."),
+        required=False)
+    return [_landing_assets(settings, dataset), _landing_assets(settings, outcomes)]
+
+
+def _landing_assets(settings: Settings, source: _Source):
+    names = settings.names
+    raw_table = settings.table(source.raw)
+    quarantine_table = settings.table(source.quarantine)
     log_table = settings.table("landing_file_log")
 
     def new_files(lakehouse: Lakehouse, config: IngestConfig) -> list[dict]:
         """The landing files this run ingests: those asked for, or every new or changed one."""
         import pandas as pd
 
-        landing = settings.landing_path
-        candidates = landing_files(landing, ds.file_pattern)
+        landing = source.folder
+        candidates = landing_files(landing, source.pattern)
         if config.files:
             wanted = {str(Path(landing, f).resolve()) for f in config.files}
             missing = wanted - {c["file_path"] for c in candidates}
             if missing:
                 raise FileNotFoundError(
-                    f"landing file(s) not found in {landing} (pattern {ds.file_pattern!r}): {sorted(missing)}"
+                    f"landing file(s) not found in {landing} (pattern {source.pattern!r}): {sorted(missing)}"
                 )
             return [c for c in candidates if c["file_path"] in wanted]
-        if not candidates and not lakehouse.exists(raw_table):
+        if not candidates and source.required and not lakehouse.exists(raw_table):
             raise FileNotFoundError(
-                f"no landing files matching {ds.file_pattern!r} in {landing}: put your files there, "
+                f"no landing files matching {source.pattern!r} in {landing}: put your files there, "
                 "or generate the demo data with `mlops generate`"
             )
         seen = set()
@@ -53,23 +95,17 @@ def ingestion_assets(settings: Settings):
         return [c for c in candidates if (c["file_path"], c["size_bytes"], pd.Timestamp(c["modified_at"])) not in seen]
 
     @multi_asset(
-        name=names.op("ingest_landing_files"),
+        name=names.op("ingest_landing_files" if source.required else f"ingest_{source.raw}"),
         specs=[
             AssetSpec(
-                names.key(names.raw), group_name=names.group("ingestion"), kinds={"spark", "delta"},
-                description=(
-                    f"`{ds.name}` rows as they arrive: every landing file in the landing volume is checked "
-                    f"against the dataset contract on Spark and its valid rows are upserted on `{ds.key}` "
-                    f"into Delta table `{raw_table}` (a later file wins), with `{SOURCE_FILE}` and "
-                    f"`{INGESTED_AT}` for lineage. Each file is ingested once; a changed file again."
-                ),
-                metadata={"dagster/table_name": raw_table},
+                names.key(source.raw), group_name=source.group, kinds={"spark", "delta"},
+                description=source.raw_description, metadata={"dagster/table_name": raw_table},
             ),
             AssetSpec(
-                names.key(names.quarantine), group_name=names.group("ingestion"), kinds={"spark", "delta"},
+                names.key(source.quarantine), group_name=source.group, kinds={"spark", "delta"},
                 description=(
-                    f"Rows that broke the dataset contract (missing or unknown columns, unparsable "
-                    f"numbers, values out of range, duplicated `{ds.key}`, empty files), appended to "
+                    f"Rows that broke the {source.what} contract (missing or unknown columns, unparsable "
+                    f"values, values out of range, duplicated `{source.key}`, empty files), appended to "
                     f"`{quarantine_table}` with file, line, the original record and every reason. "
                     "Nothing is dropped silently."
                 ),
@@ -83,7 +119,7 @@ def ingestion_assets(settings: Settings):
 
         from ..ml.landing import QUARANTINE_SCHEMA, read_landing_files, valid_schema
 
-        landing = settings.landing_path
+        landing = source.folder
         candidates = new_files(lakehouse, config)
         raw_info = quarantine_info = None
         report = []
@@ -94,10 +130,10 @@ def ingestion_assets(settings: Settings):
             commit = commit_info(context)
             session = spark.session()
             with lakehouse.staging_dir() as staging, Progress(context.log.info, "ingestion", spark=session) as progress:
-                batch = read_landing_files(session, [c["file_path"] for c in candidates], ds.columns, ds.key,
+                batch = read_landing_files(session, [c["file_path"] for c in candidates], source.rules, source.key,
                                            staging, now, context.run.run_id, progress=progress.say)
                 for candidate, f in zip(candidates, batch.files):
-                    problems = f.problems(ds.key)
+                    problems = f.problems(source.key)
                     candidate.update(rows_read=f.rows_read, rows_loaded=f.rows_loaded,
                                      rows_quarantined=f.rows_quarantined, problems="; ".join(problems))
                     report.append({"file": Path(f.path).name, **{k: candidate[k] for k in
@@ -109,14 +145,14 @@ def ingestion_assets(settings: Settings):
                 files = ";".join(Path(c["file_path"]).name for c in candidates)
                 if batch.valid_files:
                     raw_info = lakehouse.merge_files(
-                        raw_table, batch.valid_files, [ds.key], commit_info={**commit, "landing_files": files},
-                        properties={"primary_key": ds.key},
-                        description=f"Raw {ds.name} from landing files ({landing}); key {ds.key}.",
+                        raw_table, batch.valid_files, [source.key], commit_info={**commit, "landing_files": files},
+                        properties={"primary_key": source.key},
+                        description=f"{source.what.capitalize()} from landing files ({landing}); key {source.key}.",
                     )
                 elif not lakehouse.exists(raw_table):  # every row refused: an empty table for the next stages
-                    raw_info = lakehouse.write(raw_table, valid_schema(ds.columns).empty_table(), "append",
-                                               commit_info=commit, properties={"primary_key": ds.key})
-                description = f"Rows of landing files refused by the {ds.name} contract, with reasons."
+                    raw_info = lakehouse.write(raw_table, valid_schema(source.rules).empty_table(), "append",
+                                               commit_info=commit, properties={"primary_key": source.key})
+                description = f"Rows of landing files refused by the {source.what} contract, with reasons."
                 if batch.quarantine_files:
                     quarantine_info = lakehouse.write_files(quarantine_table, batch.quarantine_files, "append",
                                                             commit_info=commit, description=description)
@@ -133,7 +169,7 @@ def ingestion_assets(settings: Settings):
         loaded = sum(r["rows_loaded"] for r in report)
         quarantined = sum(r["rows_quarantined"] for r in report)
         yield MaterializeResult(
-            asset_key=names.key(names.raw),
+            asset_key=names.key(source.raw),
             metadata={
                 **(table_metadata(raw_info) if raw_info else {"dagster/table_name": raw_table}),
                 "files_ingested": len(candidates), "rows_loaded": loaded, "files": files,
@@ -141,11 +177,11 @@ def ingestion_assets(settings: Settings):
             },
         )
         yield MaterializeResult(
-            asset_key=names.key(names.quarantine),
+            asset_key=names.key(source.quarantine),
             metadata={
                 **(table_metadata(quarantine_info) if quarantine_info else {"dagster/table_name": quarantine_table}),
                 "rows_quarantined_this_run": quarantined, "files": files,
             },
         )
 
-    return [ingest_landing_files]
+    return ingest_landing_files

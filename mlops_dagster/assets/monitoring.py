@@ -8,6 +8,7 @@ from dagster import (
     MaterializeResult, MetadataValue, asset,
 )
 
+from ..alerts import raise_alert
 from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
@@ -151,6 +152,16 @@ def monitoring_assets(settings: Settings):
         lakehouse.write(drift_table, pd.DataFrame([row]), "append", commit_info=commit_info(context),
                         description="One row per drift report: verdict, drift share and where the report is.")
         verdict = "DRIFT" if result.dataset_drift else "no drift"
+        alert = None
+        if result.dataset_drift:
+            drifted = [c.column for c in result.columns if c.drifted]
+            alert = raise_alert(lakehouse, settings, "drift", (
+                f"{result.drifted_columns} of {len(result.columns)} feature columns drifted (share "
+                f"{result.drift_share:.2f}, threshold {share:.2f}): {', '.join(drifted[:8])}"
+                + (", ..." if len(drifted) > 8 else "")),
+                {"drift_share": result.drift_share, "drifted_columns": drifted, "current": source,
+                 "reference": reference_text, "model_version": str(champion.version)}, context.run.run_id)
+            context.log.warning(f"drift alert raised (webhook: {alert})")
         scores = markdown_table([
             {"column": c.column, "method": c.method, "score": round(c.score, 4), "threshold": c.threshold,
              "drifted": c.drifted} for c in sorted(result.columns, key=lambda c: -c.score)
@@ -167,7 +178,7 @@ def monitoring_assets(settings: Settings):
             **({"prediction_drift": result.prediction.drifted, "prediction_drift_score": result.prediction.score,
                 "prediction_drift_method": result.prediction.method} if result.prediction else
                {"prediction_drift": MetadataValue.text("not measured: the champion could not be loaded")}),
-            "mlflow_run_id": run.info.run_id,
+            "mlflow_run_id": run.info.run_id, **({"drift_alert_webhook": alert} if alert else {}),
         })
         yield AssetCheckResult(
             check_name=DRIFT_CHECK, passed=not result.dataset_drift, severity=AssetCheckSeverity.WARN,

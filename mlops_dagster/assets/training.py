@@ -42,6 +42,8 @@ def training_assets(settings: Settings):
     ds, fs, tr, names = settings.dataset, settings.features, settings.training, settings.names
     labels_table = settings.table(names.labels)
     training_table = settings.table(names.training_set)
+    truth = settings.monitoring.ground_truth
+    truth_table = settings.table(names.ground_truth) if truth.learn else None
 
     classifies = settings.classifies
     split_text = (f"stratified on the label, seed {tr.seed}, exact per class" if classifies
@@ -52,9 +54,12 @@ def training_assets(settings: Settings):
 
     @asset(
         name=names.training_set, key_prefix=names.prefix, group_name=names.group("training"),
-        deps=[names.key(names.features), names.key(names.labels)], kinds={"spark", "delta"},
+        deps=[names.key(names.features), names.key(names.labels),
+              *([names.key(names.ground_truth)] if truth_table else [])], kinds={"spark", "delta"},
         description=(
-            f"Labels joined point in time to their features ({lookups_text}) on Spark: each label gets the "
+            (f"Labels (with the outcomes of `{truth_table}`: per key the newest of its dataset label and its "
+             f"outcome, as of `{truth.time_column}`) " if truth_table else "Labels ")
+            + f"joined point in time to their features ({lookups_text}) on Spark: each label gets the "
             "feature values known at its time, never later ones. Labels with no feature row yet are "
             f"left out (counted in the metadata). Split ({split_text}) "
             f"into `train` and `test` ({tr.test_size:.0%}) in the `split` column; a row's side depends only on its "
@@ -74,6 +79,9 @@ def training_assets(settings: Settings):
         session = spark.session()
         label_version = lakehouse.version(labels_table)
         labels = lakehouse.read_spark(session, labels_table, label_version)
+        outcomes = {}
+        if truth_table and lakehouse.exists(truth_table):
+            labels, outcomes = _with_outcomes(lakehouse, session, labels, truth_table)
         lookups, recorded = [], []
         for lookup in settings.feature_store.training_lookups:
             spec = settings.feature_store.tables[lookup.table]
@@ -110,7 +118,7 @@ def training_assets(settings: Settings):
             counts = split.rows
             feature_version = recorded[0]["version"]
             lineage = {"features_table": recorded[0]["table"], "features_version": str(feature_version),
-                       "labels_table": labels_table, "labels_version": str(label_version),
+                       "labels_table": labels_table, "labels_version": str(label_version), **outcomes,
                        "feature_lookups": json.dumps(recorded)}
             progress.say(f"writing {training_table}")
             info = lakehouse.write_spark(
@@ -129,11 +137,26 @@ def training_assets(settings: Settings):
             **({"positive_rate": sum(n for (_, label), n in counts.items() if label == 1) / rows if rows else 0.0}
                if classifies else {}),
             "labels_without_features": unmatched.rows,
-            "features_version": feature_version, "labels_version": label_version,
+            "features_version": feature_version, "labels_version": label_version, **outcomes,
             "feature_lookups": markdown_table([
                 {"table": r["table"], "delta_version": r["version"], "lookup_key": "+".join(r["lookup_key"]),
                  "as_of": r["timestamp_lookup_key"] or "latest", "features": len(r["features"])} for r in recorded]),
         })
+
+    def _with_outcomes(lakehouse: Lakehouse, session, labels, table: str):
+        """The labels with the outcomes that arrived later: per key, the newest of the two (an outcome's
+        time is its label time, so its features are looked up as of when it was observed)."""
+        from ..ml.feature_lookup import latest_per_key
+        from ..ml.features import build_labels
+        from ..ml.problem import problem_type
+        from ..settings import INGESTED_AT
+
+        version = lakehouse.version(table)
+        outcomes = build_labels(lakehouse.read_spark(session, table, version), ds.key, ds.label,
+                                problem_type(settings.problem_type), ds.positive_label, carry=(truth.time_column,))
+        both = labels.select(ds.key, "label", INGESTED_AT).unionByName(
+            outcomes.withColumnRenamed(truth.time_column, INGESTED_AT))
+        return latest_per_key(both, [ds.key], INGESTED_AT), {"outcomes_table": table, "outcomes_version": str(version)}
 
     @asset(
         name=names.model, key_prefix=names.prefix, group_name=names.group("training"),

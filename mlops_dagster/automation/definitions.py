@@ -7,7 +7,7 @@ from dagster import (
 
 from ..jobs import Jobs
 from ..settings import Settings
-from .drift import drift_sensor
+from .retraining import decay_sensor, drift_sensor
 from .failures import failure_sensor
 from .file_arrival import file_arrival_sensor
 
@@ -35,12 +35,14 @@ def automation_definitions(settings: Settings, jobs: Jobs) -> tuple[list, list]:
         for job, cron, what in (
             (jobs.training, auto.schedules.training, "Retrain, validate and promote"),
             (jobs.batch_inference, auto.schedules.batch_inference, f"Score every {settings.dataset.key} with the champion"),
-            (jobs.monitoring, auto.schedules.monitoring, "Drift report on the newest data"),
+            (jobs.monitoring, auto.schedules.monitoring, "Drift report on the newest data; new outcomes "
+             "judge the predictions (model performance)"),
         )
     ]
     sensors = [
         file_arrival_sensor(settings, jobs.lifecycle, sensor_status),
         drift_sensor(settings, jobs.lifecycle, sensor_status),
+        decay_sensor(settings, jobs.lifecycle, sensor_status),
         AutomationConditionSensorDefinition(
             names.automation("follow_new_champion"), target=AssetSelection.assets(*followers),
             default_status=sensor_status,

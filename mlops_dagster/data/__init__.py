@@ -10,13 +10,16 @@ class Demo(NamedTuple):
     columns: list[str]                                  # the file contract it writes
     write: Callable[[Path, int, int, bool], Path]       # (path, rows, seed, drifted) -> path
     rows: int                                           # rows `make run` generates
+    # (path, rows, seed, drifted, changed, observed_at) -> path: outcomes for the customers written
+    # earlier, observed later (None: the demo has no outcome generator)
+    outcomes: Callable[..., Path] | None = None
 
 
 def demo(name: str) -> Demo:
     if name == "telco":
-        from .telco import COLUMNS, DEFAULT_ROWS, write_customers_csv
+        from .telco import COLUMNS, DEFAULT_ROWS, write_customers_csv, write_outcomes_csv
 
-        return Demo(COLUMNS, write_customers_csv, DEFAULT_ROWS)
+        return Demo(COLUMNS, write_customers_csv, DEFAULT_ROWS, write_outcomes_csv)
     from .houses import COLUMNS, DEFAULT_ROWS, write_houses_csv
 
     return Demo(COLUMNS, write_houses_csv, DEFAULT_ROWS)

@@ -92,6 +92,11 @@ def _labels(codes: np.ndarray, labels: list[str]) -> pa.Array:
 
 def _chunk(seed: int, drifted: bool, index: int, start: int, n: int) -> pa.Table:
     """Rows ``start`` to ``start + n - 1``, drawn from chunk ``index``'s own random stream."""
+    return _draw(seed, drifted, index, start, n)[0]
+
+
+def _draw(seed: int, drifted: bool, index: int, start: int, n: int) -> tuple[pa.Table, dict]:
+    """The chunk's rows, and what drives each customer's churn (for outcomes drawn later)."""
     # A spawn key, not entropy [seed, index]: SeedSequence([seed, 0]) is SeedSequence(seed), the id map's.
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
 
@@ -133,23 +138,9 @@ def _chunk(seed: int, drifted: bool, index: int, start: int, n: int) -> pa.Table
     total = np.round(tenure * charges * rng.normal(1.0, 0.04, n).clip(0.85, 1.15), 2)
     total = np.maximum(total, charges)
 
-    logit = (
-        _CHURN_INTERCEPT
-        + np.array([1.0, -0.4, -1.3])[contract]
-        - 1.9 * loyalty
-        + np.where(internet == 1, 0.7, 0.0)  # fiber optic
-        - np.where(internet == 2, 0.8, 0.0)  # no internet
-        + np.where(payment == 0, 0.55, 0.0)  # electronic check
-        + np.where(has_internet & ~takes["techSupport"], 0.35, 0.0)
-        + np.where(has_internet & ~takes["onlineSecurity"], 0.35, 0.0)
-        + np.where(senior, 0.3, 0.0)
-        + np.where(paperless, 0.3, 0.0)
-        - np.where(dependents, 0.2, 0.0)
-        + 0.008 * (charges - 65.0)
-        # What the data does not show (service outages, competitor offers, life events).
-        + rng.normal(0.0, 0.6, n)
-    )
-    churn = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
+    drivers = dict(contract=contract, loyalty=loyalty, internet=internet, payment=payment, has_internet=has_internet,
+                   takes=takes, senior=senior, paperless=paperless, dependents=dependents, charges=charges)
+    churn = _churns(rng, drivers, changed=False)
 
     data = {
         "customerID": _customer_ids(seed, start, n),
@@ -169,7 +160,32 @@ def _chunk(seed: int, drifted: bool, index: int, start: int, n: int) -> pa.Table
         "totalCharges": pa.array(total, mask=tenure == 0),
         "churnString": _labels(churn, _YES_NO),
     }
-    return pa.table(data, schema=_SCHEMA)
+    return pa.table(data, schema=_SCHEMA), drivers
+
+
+def _churns(rng: np.random.Generator, d: dict, changed: bool) -> np.ndarray:
+    """Who churns. ``changed``: a world whose reasons changed (a competitor undercuts prices: long
+    contracts and loyalty no longer keep customers, price does), so a model of the old world decays."""
+    if changed:
+        habits = np.array([0.6, 0.5, 0.4])[d["contract"]] + 0.8 * d["loyalty"] + 0.045 * (d["charges"] - 65.0)
+    else:
+        habits = np.array([1.0, -0.4, -1.3])[d["contract"]] - 1.9 * d["loyalty"] + 0.008 * (d["charges"] - 65.0)
+    internet, takes, has_internet, n = d["internet"], d["takes"], d["has_internet"], len(d["contract"])
+    logit = (
+        _CHURN_INTERCEPT
+        + habits
+        + np.where(internet == 1, 0.7, 0.0)  # fiber optic
+        - np.where(internet == 2, 0.8, 0.0)  # no internet
+        + np.where(d["payment"] == 0, 0.55, 0.0)  # electronic check
+        + np.where(has_internet & ~takes["techSupport"], 0.35, 0.0)
+        + np.where(has_internet & ~takes["onlineSecurity"], 0.35, 0.0)
+        + np.where(d["senior"], 0.3, 0.0)
+        + np.where(d["paperless"], 0.3, 0.0)
+        - np.where(d["dependents"], 0.2, 0.0)
+        # What the data does not show (service outages, competitor offers, life events).
+        + rng.normal(0.0, 0.6, n)
+    )
+    return rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
 
 
 def _chunks(rows: int, seed: int, drifted: bool, chunk_rows: int) -> Iterator[pa.Table]:
@@ -187,6 +203,27 @@ def generate_customers(
 ) -> pd.DataFrame:
     """Return ``rows`` synthetic telco customers: the rows ``write_customers_csv`` writes for them."""
     return pa.concat_tables(list(_chunks(rows, seed, drifted, chunk_rows))).to_pandas()
+
+
+OUTCOME_COLUMNS = ["customerID", "churnString", "label_time"]
+_OUTCOME_SCHEMA = pa.schema([(c, pa.string()) for c in OUTCOME_COLUMNS])
+
+
+def write_outcomes_csv(path: str | Path, rows: int = DEFAULT_ROWS, seed: int = 42, drifted: bool = False,
+                       changed: bool = False, observed_at: str = "", *, chunk_rows: int = CHUNK_ROWS) -> Path:
+    """Outcomes observed at ``observed_at`` (ISO 8601) for the ``rows`` customers that
+    ``write_customers_csv(rows, seed, drifted)`` wrote: whether each churned since, drawn again
+    (seed + 1) in the same world or, ``changed``, in a world whose reasons to churn changed."""
+    def chunks():
+        for index, start in enumerate(range(0, rows, chunk_rows)):
+            table, drivers = _draw(seed, drifted, index, start, min(chunk_rows, rows - start))
+            rng = np.random.default_rng(np.random.SeedSequence(seed + 1, spawn_key=(index,)))
+            churn = _churns(rng, drivers, changed)
+            yield pa.table({"customerID": table["customerID"], "churnString": _labels(churn, _YES_NO),
+                            "label_time": pa.array([observed_at] * len(churn), pa.string())}, schema=_OUTCOME_SCHEMA)
+
+    _chunks(rows, seed, drifted, chunk_rows)  # the same checks of the row count
+    return write_csv(path, _OUTCOME_SCHEMA, chunks())
 
 
 def write_customers_csv(

@@ -26,11 +26,18 @@ class Rule(Protocol):
 
 # What is wrong with a cell; one code per cell. A value that cannot be parsed is reported as such
 # (not also as empty or out of range); among the rules a later one wins, as the checks run in order.
-OK, NOT_A_NUMBER, NOT_WHOLE, NOT_BOOLEAN, EMPTY, NOT_ALLOWED, BELOW_MIN, ABOVE_MAX = range(8)
+OK, NOT_A_NUMBER, NOT_WHOLE, NOT_BOOLEAN, EMPTY, NOT_ALLOWED, BELOW_MIN, ABOVE_MAX, NOT_A_TIME = range(9)
 
-ARROW_TYPES = {"string": pa.string(), "double": pa.float64(), "long": pa.int64(), "boolean": pa.bool_()}
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+ARROW_TYPES = {"string": pa.string(), "double": pa.float64(), "long": pa.int64(), "boolean": pa.bool_(),
+               "timestamp": TIMESTAMP}
 # A decimal number as people write them (no hex, no inf/nan, no trailing type letters).
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+# ISO 8601: a date, or a date and time (seconds and fraction optional), with an optional zone
+# (none: UTC).
+_TIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+_WITHOUT_ZONE = [(r"^(\d{4}-\d{2}-\d{2})$", r"\1T00:00:00"), (r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})$", r"\1T\2:00"),
+                 (r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(\.\d+)?)$", r"\1T\2Z"), (r" ", "T")]
 _TRUE = ["true", "yes", "1"]
 _FALSE = ["false", "no", "0"]
 
@@ -58,7 +65,30 @@ def parse_column(raw: pa.Array, rule: Rule) -> tuple[pa.Array, np.ndarray]:
         is_true, is_false = pc.is_in(lowered, pa.array(_TRUE)), pc.is_in(lowered, pa.array(_FALSE))
         codes[present & ~_mask(is_true) & ~_mask(is_false)] = NOT_BOOLEAN
         return pc.if_else(is_true, True, pc.if_else(is_false, False, pa.scalar(None, pa.bool_()))), codes
+    if rule.type == "timestamp":
+        return _times(raw, codes, present)
     return raw.cast(pa.string()), codes
+
+
+def _times(raw: pa.Array, codes: np.ndarray, present: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """ISO 8601 text as UTC timestamps; a date alone is midnight, a time without a zone is UTC."""
+    shaped = pc.match_substring_regex(raw, _TIME)
+    text = pc.if_else(shaped, raw, pa.scalar(None, pa.string()))
+    for pattern, replacement in _WITHOUT_ZONE:
+        text = pc.replace_substring_regex(text, pattern, replacement)
+    try:
+        values = text.cast(TIMESTAMP)
+    except pa.ArrowInvalid:  # a well-shaped but impossible date (2026-02-30): cell by cell
+        values = pa.array([_time(t) for t in text.to_pylist()], TIMESTAMP)
+    codes[present & _mask(pc.is_null(values))] = NOT_A_TIME
+    return values, codes
+
+
+def _time(text: str | None):
+    try:
+        return pa.scalar(text).cast(TIMESTAMP).as_py() if text is not None else None
+    except pa.ArrowInvalid:
+        return None
 
 
 def rule_codes(values: pa.Array, rule: Rule) -> np.ndarray:
@@ -97,6 +127,8 @@ def describe(column: str, code: int, raw: Any, value: Any, rule: Rule) -> str:
         return f"{column}: {raw!r} is not a whole number"
     if code == NOT_BOOLEAN:
         return f"{column}: {raw!r} is not true/false"
+    if code == NOT_A_TIME:
+        return f"{column}: {raw!r} is not a date or time (ISO 8601, e.g. 2026-11-23 or 2026-11-23T10:30:00Z)"
     if code == EMPTY:
         return f"{column} is empty"
     if code == NOT_ALLOWED:
