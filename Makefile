@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 
-.PHONY: install run dev test test-fast bench lock clean generate serve stop
+.PHONY: install run dev monitor-ui test test-fast bench lock clean generate serve stop
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ run: install $(DAGSTER_HOME)/dagster.yaml
 ## dev: the Dagster UI (http://127.0.0.1:3000) with this code location and a persistent DAGSTER_HOME
 dev: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## monitor-ui: Evidently's UI (http://127.0.0.1:8000) on every drift and performance report, per use case
+monitor-ui: install
+	$(BIN)/evidently ui --workspace "$${MLOPS_HOME:-.mlops}/evidently" --host 127.0.0.1 --port 8000
 
 ## serve: the local serving gateway in the foreground; stop: stop the one `make run` left running
 serve: install

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/scale.py --rows 1000000 10000000 [--bad-rows 1000000] [--keep]
     .venv/bin/python bench/scale.py --rows --bad-rows 1000000      # bad input only
+    .venv/bin/python bench/scale.py --rows 1000000 --outcomes      # + outcomes judged (issue 13)
 
 For each size, in a fresh temporary MLOPS_HOME and DAGSTER_HOME on the disk under /tmp (10M rows
 are ~1.4 GB of CSV, plus the tables): `mlops generate --rows N` (timed apart: not part of the
@@ -362,7 +363,23 @@ def _generate(result: dict, rows: int, env: dict[str, str], log: Path) -> bool:
     return True
 
 
-def _lifecycle(rows: int, keep: bool) -> dict:
+def _outcomes(result: dict, rows: int, env: dict[str, str]) -> None:
+    """After the lifecycle, in the same homes: outcomes for every scored customer from the changed
+    world (`mlops generate --outcomes --changed-world`), then the monitoring job, measured; its
+    steps into ``result["outcomes"]``."""
+    _log(f"generating {rows:,} outcomes and judging the champion's predictions ...")
+    made = _run_measured([str(BIN / "mlops"), "generate", "--use-case", "churn", "--rows", str(rows), "--outcomes",
+                          "--changed-world"], env, RESULTS / f"scale_{rows}_outcomes_generate.log")
+    log = RESULTS / f"scale_{rows}_monitoring_run.log"
+    run = _run_measured([str(BIN / "mlops"), "run", "--use-case", "churn", "--job", "monitoring"], env, log)
+    record = _run_record(Path(env["DAGSTER_HOME"]))
+    steps = {s["step"].split("__")[-1]: round(s["seconds"], 2) for s in record["steps"]} if record else {}
+    judged = (record or {}).get("materialized", {}).get("churn_model_performance", {})
+    result["outcomes"] = {"generate_seconds": made["seconds"], "run": run, "steps": steps,
+                          "labelled_predictions": judged.get("labelled_predictions"), "verdict": judged.get("verdict")}
+
+
+def _lifecycle(rows: int, keep: bool, outcomes: bool = False) -> dict:
     result: dict = {"rows": rows}
     with _fresh_homes(f"{rows}", keep) as (tmp, env):
         result["directory"] = str(tmp) if keep else None
@@ -382,6 +399,8 @@ def _lifecycle(rows: int, keep: bool) -> dict:
             return result
         result["dagster_run"] = {k: v for k, v in record.items() if k not in ("steps", "step_assets")}
         result["stages"] = _stages(record, _asset_groups(env))
+        if outcomes and "error" not in result:
+            _outcomes(result, rows, env)
     return result
 
 
@@ -685,6 +704,13 @@ def _size_markdown(size: dict) -> str:
         failed = [s for stage in size["stages"] for s in stage["steps"] if s["status"] != "success"]
         out += [f"- step `{s['step']}` {s['status']}: {s.get('error', '')}" for s in failed]
     out += ["", _memory_table(run["memory"])]
+    if "outcomes" in size:
+        o = size["outcomes"]
+        steps = ", ".join(f"{step} {seconds:.1f}" for step, seconds in o["steps"].items())
+        out += ["", f"Outcomes (`--outcomes`): {rows:,} generated in {o['generate_seconds']:.1f} s; the monitoring job "
+                    f"{o['run']['seconds']:.1f} s (steps, seconds: {steps}); run process peak RSS "
+                    f"{_rss(o['run']['memory']['run_process'])}; {o['labelled_predictions']} labelled predictions: "
+                    f"{o['verdict']}. Log: {o['run']['log']}"]
     if size.get("directory"):
         out += ["", f"Kept: {size['directory']}"]
     return "\n".join(out)
@@ -729,11 +755,13 @@ def main() -> int:
                         help="sizes of the lifecycle runs (default 1M and 10M; none: --bad-rows only)")
     parser.add_argument("--bad-rows", type=int, help="also check bad input at this size (1%% of rows made bad)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories (paths on stderr)")
+    parser.add_argument("--outcomes", action="store_true",
+                        help="after each lifecycle: outcomes for every customer, then the monitoring job (issue 13)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
 
     machine = _machine()
-    sizes = {rows: _lifecycle(rows, args.keep) for rows in args.rows}
+    sizes = {rows: _lifecycle(rows, args.keep, args.outcomes) for rows in args.rows}
     bad = _bad_input(args.bad_rows, args.keep) if args.bad_rows else None
     goals = _goals(sizes, bad)
     result = {"machine": machine, "sizes": list(sizes.values()), "bad_input": bad, "goals": goals}

@@ -154,6 +154,8 @@ class MonitoringSettings(_Model):
     min_labelled_rows: int = Field(100, ge=1)
     # Each figure is computed on a seeded sample of at most this many labelled predictions.
     performance_rows: int = Field(1_000_000, ge=100)
+    # Only outcomes observed in the last this many days are judged: the figures say how models do now.
+    performance_window_days: float = Field(30, gt=0)
     # Slices: model features whose groups the champion's figures are also computed for; and per
     # slice to judge for fairness, the largest gap allowed between two of its groups, per metric
     # (e.g. gender: {recall: 0.1, positive_rate: 0.1}).
@@ -398,6 +400,10 @@ class Names:
     def automation(self, name: str) -> str:
         """A sensor or schedule of the use case: ``sales_landing_file_sensor``, ..."""
         return f"{self.use_case}_{name}"
+
+    def ingest(self, loaded: str) -> str:
+        """The op that ingests landing files into ``loaded`` (the raw table or the outcomes)."""
+        return self.op("ingest_landing_files" if loaded == self.raw else f"ingest_{loaded}")
 
     @property
     def raw(self) -> str:
@@ -661,6 +667,11 @@ class Settings(_Model):
         ds = self.dataset
         return {ds.key: ds.columns[ds.key], ds.label: ds.columns[ds.label],
                 self.monitoring.ground_truth.time_column: ColumnRule(type="timestamp")}
+
+    @property
+    def evidently_path(self) -> str:
+        """The Evidently workspace every report is added to (``evidently ui --workspace`` it)."""
+        return self.volume_path("evidently")
 
     @property
     def reports_path(self) -> str:

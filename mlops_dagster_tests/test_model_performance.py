@@ -16,7 +16,7 @@ from mlops_dagster.cli import write_outcomes
 from mlops_dagster.ml.performance import Figures, drop, figures, labelled_predictions, slice_gaps
 from mlops_dagster.ml.problem import problem_type
 
-from .project import project_at
+from .project import free_port, project_at
 from .webhook import CLOSED, webhook  # noqa: F401 (a fixture)
 
 CLASSIFICATION = problem_type("classification")
@@ -157,7 +157,8 @@ def test_the_loop_outcomes_performance_decay_alert_retrain(scored, webhook):
     history = project.lakehouse.read(project.table("churn_model_performance"))
     overall = history[history["slice"] == "all"].sort_values("evaluated_at")
     assert overall["decayed"].tolist() == [False, True]
-    assert set(history["slice"]) == {"all", "gender", "seniorCitizen", "contract"}
+    assert set(history["slice"]) == {"all", "gender", "seniorCitizen", "contract", "day"}
+    assert str(datetime.now(timezone.utc).date()) in set(history[history["slice"] == "day"]["group"])
 
     # Exactly one retraining is requested for this decay, and it says why.
     [request], _, cursor = _decay_tick(project, cursor)
@@ -196,3 +197,45 @@ def test_a_built_in_bias_fails_the_slice_check_and_a_down_webhook_loses_no_alert
     [bias] = alerts[alerts["kind"] == "bias"].to_dict("records")
     assert "gender: recall" in bias["summary"] and bias["webhook_status"].startswith("failed")
     assert "9/unreachable" not in " ".join(alerts["webhook_status"])  # the webhook's URL is never stored
+
+
+@pytest.mark.integration
+def test_every_report_is_a_snapshot_in_evidentlys_own_ui(scored):
+    import json
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from evidently.ui.workspace import Workspace
+
+    project = scored
+    folder = project.settings.evidently_path
+    workspace = Workspace(folder)
+    [churn] = workspace.search_project("churn")
+    # One drift report per run that made one, one performance report per judged evaluation.
+    drift_runs = project.lakehouse.row_count(project.table("churn_drift_metrics"))
+    judged = project.lakehouse.read(project.table("churn_model_performance"))
+    performance_runs = judged[(judged["slice"] == "all") & judged["is_champion"] & judged["reason"].eq("")][
+        "evaluated_at"].nunique()
+    assert len(workspace.list_runs(churn.id)) == drift_runs + performance_runs
+    assert {p.title for p in workspace.get_dashboard(churn.id).panels} >= {"Share of drifted feature columns",
+                                                                           "ROC AUC on outcomes"}
+    port = free_port()
+    ui = subprocess.Popen([str(Path(sys.executable).parent / "evidently"), "ui", "--workspace", folder,
+                           "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/projects", timeout=2) as response:
+                    listed = json.load(response)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "evidently ui did not answer within 60 s"
+                time.sleep(0.5)
+        assert [p["name"] for p in listed] == ["churn"]
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)

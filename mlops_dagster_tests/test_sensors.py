@@ -12,7 +12,7 @@ from pathlib import Path
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, DefaultSensorStatus, build_sensor_context
 
 from mlops_dagster.automation.retraining import decay_sensor, drift_sensor
-from mlops_dagster.automation.file_arrival import file_arrival_sensor
+from mlops_dagster.automation.file_arrival import file_arrival_sensor, outcome_file_sensor
 from mlops_dagster.definitions import build_definitions
 from mlops_dagster.jobs import build_jobs
 from mlops_dagster.resources.landing import LocalLandingVolume
@@ -68,6 +68,23 @@ def test_new_file_triggers_exactly_one_run_and_is_not_seen_again(local_root, tmp
     # A restarted daemon evaluates with the stored cursor: still nothing to do.
     requests, _, _ = _tick(sensor, instance, cursor2)
     assert requests == []
+
+
+def test_an_outcome_file_starts_one_monitoring_run_and_the_dataset_sensor_ignores_it(local_root, tmp_path, instance):
+    settings = _settings(local_root, tmp_path)
+    monitoring = build_jobs(settings).monitoring
+    outcomes = outcome_file_sensor(settings, monitoring, STOPPED)
+    dataset = file_arrival_sensor(settings, LIFECYCLE, STOPPED)
+    path = Path(settings.ground_truth_path) / "outcomes.csv"
+    _write(path, "customerID,churnString,label_time\n1,Yes,2026-11-23\n")
+
+    _, skip, cursor = _tick(outcomes, instance, None)
+    assert "waiting for 1 file" in skip
+    [request], _, _ = _tick(outcomes, instance, cursor)
+    assert request.run_config == {"ops": {"churn__ingest_churn_ground_truth": {"config": {"files": [str(path.resolve())]}}}}
+    assert outcomes.job_name == "churn_monitoring_job"
+    requests, skip, _ = _tick(dataset, instance, None)
+    assert requests == [] and "no new files" in skip
 
 
 def test_a_changed_file_triggers_again_with_a_new_run_key(local_root, tmp_path, instance):
@@ -207,7 +224,7 @@ def test_default_status_follows_the_target(local_root):
     statuses = {s.name: s.default_status.value for s in local.sensor_defs}
     assert statuses == {
         **{f"{u}_{s}": "STOPPED" for u in demos
-           for s in ("landing_file_sensor", "drift_retraining_sensor", "decay_retraining_sensor",
+           for s in ("landing_file_sensor", "outcome_file_sensor", "drift_retraining_sensor", "decay_retraining_sensor",
                      "follow_new_champion")},
         "lifecycle_failure_sensor": "RUNNING"}
     crons = {"training": "0 3 * * *", "batch_inference": "0 * * * *", "monitoring": "30 4 * * *"}

@@ -38,8 +38,8 @@ def inference_assets(settings: Settings):
             f"The `{CHAMPION}` model's {scores_text}. Each run "
             f"replaces Delta table `{predictions_table}` (earlier batches stay readable by Delta version) "
             "and stamps every row with the model name, version and scoring time. The same rows are appended "
-            f"to `{log_table}` (key, output, the slice features, model version, time): the history that "
-            "outcomes arriving later are joined to."
+            f"to `{log_table}` (key, output, the slice features, model version, time, `source` batch): the "
+            "history that outcomes arriving later are joined to."
         ),
         metadata={"dagster/table_name": predictions_table},
     )
@@ -87,7 +87,7 @@ def inference_assets(settings: Settings):
             logged = [key, *dict.fromkeys([settings.score_column, "prediction"]), *slices, "model_name", "model_version",
                       "scored_at"]
             log_info = lakehouse.write_spark(
-                log_table, written.select(*logged), "append",
+                log_table, written.select(*logged, F.lit("batch").alias("source")), "append",
                 commit_info={**commit_info(context), "model_version": str(champion.version)},
                 description=f"Every batch prediction of {settings.mlflow.model_name}, appended per scoring run.",
             )

@@ -95,7 +95,7 @@ def _landing_assets(settings: Settings, source: _Source):
         return [c for c in candidates if (c["file_path"], c["size_bytes"], pd.Timestamp(c["modified_at"])) not in seen]
 
     @multi_asset(
-        name=names.op("ingest_landing_files" if source.required else f"ingest_{source.raw}"),
+        name=names.ingest(source.raw),
         specs=[
             AssetSpec(
                 names.key(source.raw), group_name=source.group, kinds={"spark", "delta"},

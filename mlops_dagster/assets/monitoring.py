@@ -9,6 +9,7 @@ from dagster import (
 )
 
 from ..alerts import raise_alert
+from ..evidently_workspace import add_snapshot
 from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
@@ -69,8 +70,8 @@ def monitoring_assets(settings: Settings):
             + f") against the `train` split the {CHAMPION} model was trained on (the exact Delta "
             f"version recorded on the model version); each side a seeded sample of at most {sample_rows:,} rows. "
             f"The dataset drifted when at least {share:.0%} of the "
-            "feature columns drifted. The HTML report is saved and logged to MLflow; drift share and "
-            f"per-column scores are appended to `{drift_table}`."
+            "feature columns drifted. The HTML report is saved, logged to MLflow and added to the Evidently "
+            f"workspace; drift share and per-column scores are appended to `{drift_table}`."
         ),
     )
     def drift_report(context: AssetExecutionContext):
@@ -133,6 +134,7 @@ def monitoring_assets(settings: Settings):
         report_path = result.save_html(
             Path(settings.reports_path, "drift", settings.name, f"drift_{now:%Y%m%dT%H%M%S%f}Z.html")
         )
+        add_snapshot(settings.evidently_path, settings.name, result.snapshot, settings.problem_type)
         with mlflow.start_run(run_name="drift_report", nested=True) as run:
             mlflow.log_metrics({"drift_share": result.drift_share, "drifted_columns": result.drifted_columns,
                                 "reference_rows": len(reference), "current_rows": len(current)})

@@ -1,6 +1,6 @@
 """Stage `monitoring`: how the models did on the outcomes that arrived after their predictions."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from dagster import (
@@ -9,6 +9,7 @@ from dagster import (
 )
 
 from ..alerts import raise_alert
+from ..evidently_workspace import add_snapshot
 from ..metadata import commit_info, markdown_table
 from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
@@ -50,12 +51,13 @@ def performance_assets(settings: Settings):
         description=(
             f"Each outcome in `{truth_table}` judges the newest prediction for its `{ds.key}` made at or "
             f"before its `{truth.time_column}` (at most {truth.max_delay_days:g} days before), from "
-            f"`{log_table}` (joined on Spark). Per model version: {', '.join(metrics)} and how many labelled "
+            f"`{log_table}` (joined on Spark); outcomes observed in the last {mon.performance_window_days:g} days "
+            "are judged. Per model version: {', '.join(metrics)} and how many labelled "
             f"predictions are behind them (a seeded sample of at most {mon.performance_rows:,}; fewer than "
             f"{mon.min_labelled_rows} are not judged), appended to `{history_table}` with the {CHAMPION}'s "
-            + (f"figures per group of {', '.join(slices)} " if slices else "")
+            + f"figures per day and per group of {', '.join(slices) or 'no slice'} "
             + f"and its drop from validation. Evidently's {'classification' if settings.classifies else 'regression'} "
-            "report of the champion is saved as HTML and logged to MLflow."
+            "report of the champion is saved as HTML, logged to MLflow and added to the Evidently workspace."
             + (f" Slices {unused} are unused: they are not model features." if unused else "")
         ),
     )
@@ -83,7 +85,9 @@ def performance_assets(settings: Settings):
 
         problem = problem_type(settings.problem_type)
         session = context.resources.spark.session()
-        outcomes = lakehouse.read_spark(session, truth_table)
+        now = datetime.now(timezone.utc)
+        since = now - timedelta(days=mon.performance_window_days)
+        outcomes = lakehouse.read_spark(session, truth_table).where(F.col(truth.time_column) >= F.lit(since))
         with Progress(context.log.info, "model performance", spark=session) as progress, \
                 lakehouse.staging_dir() as staging:
             progress.say(f"joining outcomes to the predictions they judge ({log_table})")
@@ -93,7 +97,6 @@ def performance_assets(settings: Settings):
             joined.write.parquet(f"{staging}/judged")  # once: counted, then sampled per version
             joined = session.read.parquet(f"{staging}/judged")
             counts = {r["model_version"]: r["count"] for r in joined.groupBy("model_version").count().collect()}
-            span = joined.agg(F.min(truth.time_column), F.max(truth.time_column)).first()
             per_version, frames = {}, {}
             for version in sorted(counts, key=int):
                 progress.say(f"{settings.mlflow.model_name} v{version}: {counts[version]:,} labelled predictions")
@@ -103,7 +106,6 @@ def performance_assets(settings: Settings):
         champion_version = str(champion.version)
         judged = per_version.get(champion_version)
         validated = champion.tags.get(f"metric.{metric}")
-        now = datetime.now(timezone.utc)
 
         decay = None  # (measured, validated, drop) when the champion could be judged
         if judged is not None and judged.metrics and validated is not None:
@@ -111,10 +113,11 @@ def performance_assets(settings: Settings):
         decayed = decay is not None and decay[2] > mon.max_performance_drop
 
         groups, gaps, breaches = {}, [], []
-        if judged is not None and judged.metrics and slices:
+        if judged is not None and judged.metrics:
             frame = frames[champion_version]
+            by = {**{column: frame[column] for column in slices}, "day": frame[truth.time_column].dt.date}
             groups = {column: {str(value): figures(part, score, problem, threshold, mon.min_labelled_rows)
-                               for value, part in frame.groupby(column, dropna=False)} for column in slices}
+                               for value, part in frame.groupby(values, dropna=False)} for column, values in by.items()}
             gaps = slice_gaps(groups, {c: tuple(gap_limits.get(c, {})) for c in slices})
             breaches = [g for g in gaps if g.gap > gap_limits[g.slice][g.metric]]
 
@@ -128,6 +131,7 @@ def performance_assets(settings: Settings):
             report_path = Path(settings.reports_path, "performance", settings.name, f"performance_{now:%Y%m%dT%H%M%S%f}Z.html")
             report_path.parent.mkdir(parents=True, exist_ok=True)
             snapshot.save_html(str(report_path))
+            add_snapshot(settings.evidently_path, settings.name, snapshot, settings.problem_type)
             with mlflow.start_run(run_name="model_performance", nested=True) as run:
                 mlflow.log_metrics({**{f"outcome_{m}": v for m, v in judged.metrics.items()},
                                     "labelled_predictions": judged.rows})
@@ -137,20 +141,25 @@ def performance_assets(settings: Settings):
             run_id = run.info.run_id
 
         base = {"evaluated_at": pd.Timestamp(now), "model_name": settings.mlflow.model_name,
-                "window_start": span[0], "window_end": span[1], "dagster_run_id": context.run.run_id}
+                "window_start": pd.Timestamp(since), "window_end": pd.Timestamp(now), "dagster_run_id": context.run.run_id}
         rows = [{**base, "model_version": version, "slice": "all", "group": "all", "labelled_predictions": counts[version],
                  "rows_used": f.rows, "reason": f.reason, "is_champion": version == champion_version,
                  **{m: f.metrics.get(m) for m in metrics},
-                 f"validated_{metric}": decay[1] if decay and version == champion_version else None,
+                 "compare_metric": metric,
+                 "validated_value": decay[1] if decay and version == champion_version else None,
                  "performance_drop": decay[2] if decay and version == champion_version else None,
                  "decayed": decayed if version == champion_version else None}
                 for version, f in per_version.items()]
         rows += [{**base, "model_version": champion_version, "slice": column, "group": group, "labelled_predictions": f.rows,
                   "rows_used": f.rows, "reason": f.reason, "is_champion": True, **{m: f.metrics.get(m) for m in metrics},
-                  f"validated_{metric}": None, "performance_drop": None, "decayed": None}
+                  "compare_metric": metric, "validated_value": None, "performance_drop": None, "decayed": None}
                  for column, by_group in groups.items() for group, f in by_group.items()]
         if rows:
-            lakehouse.write(history_table, pd.DataFrame(rows).astype({m: "float64" for m in metrics}), "append",
+            # Declared types: a column that is empty in one evaluation keeps its type in the table.
+            types = {**{m: "float64" for m in metrics}, "validated_value": "float64", "performance_drop": "float64",
+                     "decayed": "boolean", "is_champion": "bool", "labelled_predictions": "int64", "rows_used": "int64",
+                     "reason": "string", "window_start": "datetime64[us, UTC]", "window_end": "datetime64[us, UTC]"}
+            lakehouse.write(history_table, pd.DataFrame(rows).astype(types), "append",
                             commit_info=commit_info(context),
                             description="Model figures on outcomes, per evaluation, model version and slice group.")
 
@@ -179,7 +188,8 @@ def performance_assets(settings: Settings):
         context.log.info(f"model performance of v{champion_version}: {verdict}")
         yield MaterializeResult(metadata={
             "judged": decay is not None, "verdict": verdict, "champion_version": champion_version,
-            "outcomes": outcome_rows, "outcomes_judging_a_prediction": sum(counts.values()),
+            "outcomes": outcome_rows, "window_days": mon.performance_window_days,
+            "outcomes_in_window_judging_a_prediction": sum(counts.values()),
             "labelled_predictions": judged.rows if judged else 0, "versions": versions,
             **({f"champion_{m}": MetadataValue.float(v) for m, v in judged.metrics.items()} if judged else {}),
             **({f"validated_{metric}": MetadataValue.float(decay[1]), "performance_drop": MetadataValue.float(decay[2]),
@@ -214,7 +224,7 @@ def performance_assets(settings: Settings):
         from ..ml.sampling import stratified_sample
         from ..ml.training import to_pandas
 
-        columns = [LABEL, score, *slices]
+        columns = [LABEL, score, truth.time_column, *slices]
         if rows > mon.performance_rows:
             strata, stratum = problem.strata(frame, LABEL)
             frame = stratified_sample(strata, stratum, mon.performance_rows, settings.training.seed, ds.key).frame

@@ -9,7 +9,7 @@ from ..jobs import Jobs
 from ..settings import Settings
 from .retraining import decay_sensor, drift_sensor
 from .failures import failure_sensor
-from .file_arrival import file_arrival_sensor
+from .file_arrival import file_arrival_sensor, outcome_file_sensor
 
 
 def _status(settings: Settings) -> tuple[DefaultSensorStatus, DefaultScheduleStatus]:
@@ -41,6 +41,7 @@ def automation_definitions(settings: Settings, jobs: Jobs) -> tuple[list, list]:
     ]
     sensors = [
         file_arrival_sensor(settings, jobs.lifecycle, sensor_status),
+        outcome_file_sensor(settings, jobs.monitoring, sensor_status),
         drift_sensor(settings, jobs.lifecycle, sensor_status),
         decay_sensor(settings, jobs.lifecycle, sensor_status),
         AutomationConditionSensorDefinition(

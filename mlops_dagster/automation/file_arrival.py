@@ -1,4 +1,5 @@
-"""File-arrival sensor: one lifecycle run per new or changed landing file, once it is stable."""
+"""File-arrival sensors: one run per new or changed landing file, once it is stable: a dataset file
+starts the lifecycle, an outcome file the monitoring job (outcomes -> performance)."""
 
 import json
 import time
@@ -8,8 +9,6 @@ from dagster import RunRequest, SensorEvaluationContext, SensorResult, SkipReaso
 from ..resources.landing import LandingVolume
 from ..settings import Settings
 
-INGEST_STEP = "ingest_landing_files"  # the ingestion op, named per use case by Names.op
-
 
 def file_key(entry: dict) -> str:
     """Identity of one version of a file: path, size and modification time."""
@@ -17,22 +16,36 @@ def file_key(entry: dict) -> str:
 
 
 def file_arrival_sensor(settings: Settings, job, default_status):
+    """Dataset files: each starts a lifecycle run (ingest, then the retraining chain)."""
+    names = settings.names
+    return _file_sensor(settings, job, default_status, "landing_file_sensor", settings.landing_path,
+                        settings.dataset.file_pattern, names.ingest(names.raw), "runs the retraining chain")
+
+
+def outcome_file_sensor(settings: Settings, job, default_status):
+    """Outcome files: each starts a monitoring run (ingest, then judge the predictions they answer)."""
+    names = settings.names
+    return _file_sensor(settings, job, default_status, "outcome_file_sensor", settings.ground_truth_path,
+                        settings.monitoring.ground_truth.file_pattern, names.ingest(names.ground_truth),
+                        "judges the predictions the outcomes answer (model performance, decay, slices)")
+
+
+def _file_sensor(settings: Settings, job, default_status, name: str, landing: str, pattern: str, ingest_step: str,
+                 then: str):
     cfg = settings.automation.file_sensor
-    landing, pattern = settings.landing_path, settings.dataset.file_pattern
-    ingest_step = settings.names.op(INGEST_STEP)
 
     @sensor(
-        name=settings.names.automation("landing_file_sensor"), job=job, minimum_interval_seconds=cfg.interval_seconds,
+        name=settings.names.automation(name), job=job, minimum_interval_seconds=cfg.interval_seconds,
         default_status=default_status,
         description=(
             f"Watches {landing} for files matching {pattern!r}. Each new or changed file (path, size, "
             f"modification time), once unchanged for {cfg.stable_seconds} s and across two ticks, starts "
-            f"exactly one `{job.name}` run that ingests that file and runs the retraining chain. The cursor "
+            f"exactly one `{job.name}` run that ingests that file and {then}. The cursor "
             "(files seen and files waiting to settle) is kept by Dagster, so a daemon restart neither "
             "repeats nor misses a file."
         ),
     )
-    def landing_file_sensor(context: SensorEvaluationContext, landing_volume: LandingVolume):
+    def file_sensor(context: SensorEvaluationContext, landing_volume: LandingVolume):
         state = json.loads(context.cursor) if context.cursor else {}
         done: dict[str, str] = state.get("done", {})
         waiting: dict[str, str] = state.get("waiting", {})
@@ -65,4 +78,4 @@ def file_arrival_sensor(settings: Settings, job, default_status):
                   if settling else f"no new files in {landing}")
         return SensorResult(skip_reason=SkipReason(reason), cursor=cursor)
 
-    return landing_file_sensor
+    return file_sensor
