@@ -4,7 +4,13 @@ rows, and an alert webhook that is up or down."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+import urllib.request
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -105,6 +111,21 @@ def _monitor(project, **alerting):
     return project, result
 
 
+def _ask_endpoint(project, keys):
+    """Score ``keys`` on the running endpoint and wait until its inference table holds the answers."""
+    table = project.settings.inference_table()
+    before = project.lakehouse.row_count(table) if project.lakehouse.exists(table) else 0
+    body = json.dumps({"dataframe_records": [{"customerID": k} for k in keys]}).encode()
+    request = urllib.request.Request(project.metadata("churn_endpoint")["url"], data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert len(json.load(response)["predictions"]) == len(keys)
+    deadline = time.monotonic() + 30
+    while not (project.lakehouse.exists(table) and project.lakehouse.row_count(table) > before):
+        assert time.monotonic() < deadline, f"the endpoint's answer did not reach {table} in 30 s"
+        time.sleep(0.5)
+
+
 def _decay_tick(project, cursor):
     sensor = project.defs.get_repository_def().get_sensor_def("churn_decay_retraining_sensor")
     result = sensor.evaluate_tick(build_sensor_context(instance=project.instance, cursor=cursor))
@@ -142,10 +163,17 @@ def test_the_loop_outcomes_performance_decay_alert_retrain(scored, webhook):
     requests, skip, cursor = _decay_tick(project, None)
     assert requests == [] and skip.startswith("latest report: no decay (roc_auc")
 
+    # Three customers are scored by the endpoint (by key: it looks their features up) after the batch.
+    keys = project.lakehouse.read(project.table("churn_predictions"))["customerID"].head(3).tolist()
+    _ask_endpoint(project, keys)
+    time.sleep(1.1)  # outcomes are stamped to the second: observed after the answers
+
     # The world changed (a competitor undercuts prices): the champion decays.
     write_outcomes(project.settings, 7043, 42, False, True, "changed_world.csv")
     project, result = _monitor(project, alert_webhook=url)
     decayed = project.metadata("churn_model_performance")
+    # Those three outcomes judge the endpoint's newer answers, the others the batch predictions.
+    assert (decayed["judged_endpoint_answers"], decayed["judged_batch_predictions"]) == (3, 7040)
     assert decayed["decayed"] is True and decayed["performance_drop"] > 0.1, decayed["verdict"]
     assert decayed["champion_roc_auc"] < decayed["validated_roc_auc"] - 0.1
     assert decayed["decay_alert_webhook"] == "HTTP 204"
@@ -201,13 +229,6 @@ def test_a_built_in_bias_fails_the_slice_check_and_a_down_webhook_loses_no_alert
 
 @pytest.mark.integration
 def test_every_report_is_a_snapshot_in_evidentlys_own_ui(scored):
-    import json
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
-
     from evidently.ui.workspace import Workspace
 
     project = scored

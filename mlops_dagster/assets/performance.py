@@ -24,6 +24,7 @@ def performance_assets(settings: Settings):
     ds, names, mon = settings.dataset, settings.names, settings.monitoring
     truth, metric, score = mon.ground_truth, settings.validation.compare_metric, settings.score_column
     truth_table, log_table = settings.table(names.ground_truth), settings.table(names.prediction_log)
+    endpoint_table = settings.inference_table()
     history_table = settings.table(names.model_performance)
     threshold = settings.inference.decision_threshold
     metrics = (*PROBLEM_METRICS[settings.problem_type], *(("brier_score", "positive_rate") if settings.classifies else ()))
@@ -51,7 +52,8 @@ def performance_assets(settings: Settings):
         description=(
             f"Each outcome in `{truth_table}` judges the newest prediction for its `{ds.key}` made at or "
             f"before its `{truth.time_column}` (at most {truth.max_delay_days:g} days before), from "
-            f"`{log_table}` (joined on Spark); outcomes observed in the last {mon.performance_window_days:g} days "
+            f"`{log_table}` and the endpoint's answers in `{endpoint_table}` to requests that named their "
+            f"`{ds.key}` (the newest {mon.sample_rows:,} requests of the window; joined on Spark); outcomes observed in the last {mon.performance_window_days:g} days "
             "are judged. Per model version: {', '.join(metrics)} and how many labelled "
             f"predictions are behind them (a seeded sample of at most {mon.performance_rows:,}; fewer than "
             f"{mon.min_labelled_rows} are not judged), appended to `{history_table}` with the {CHAMPION}'s "
@@ -72,6 +74,8 @@ def performance_assets(settings: Settings):
         registry: ModelRegistry = context.resources.registry.for_model(settings.mlflow.model_name)
         champion = registry.by_alias(CHAMPION)
         missing = [t for t in (truth_table, log_table) if not lakehouse.exists(t)]
+        if log_table in missing and lakehouse.exists(endpoint_table):
+            missing.remove(log_table)  # the endpoint's answers alone can be judged
         if missing or champion is None:
             reason = (f"no {CHAMPION} model yet" if champion is None else
                       f"nothing to judge yet: {' and '.join(missing)} not written (outcome files go to "
@@ -90,13 +94,18 @@ def performance_assets(settings: Settings):
         outcomes = lakehouse.read_spark(session, truth_table).where(F.col(truth.time_column) >= F.lit(since))
         with Progress(context.log.info, "model performance", spark=session) as progress, \
                 lakehouse.staging_dir() as staging:
-            progress.say(f"joining outcomes to the predictions they judge ({log_table})")
-            joined = labelled_predictions(outcomes, lakehouse.read_spark(session, log_table), ds.key, ds.label,
+            progress.say(f"joining outcomes to the predictions they judge ({log_table}, {endpoint_table})")
+            predictions = _predictions(lakehouse, session, since)
+            joined = labelled_predictions(outcomes, predictions, ds.key, ds.label,
                                           truth.time_column, truth.max_delay_days,
                                           lambda column: problem.label(column, ds.positive_label))
             joined.write.parquet(f"{staging}/judged")  # once: counted, then sampled per version
             joined = session.read.parquet(f"{staging}/judged")
-            counts = {r["model_version"]: r["count"] for r in joined.groupBy("model_version").count().collect()}
+            tally = joined.groupBy("model_version", "source").count().collect()
+            counts = {}
+            for r in tally:
+                counts[r["model_version"]] = counts.get(r["model_version"], 0) + r["count"]
+            sources = {s: sum(r["count"] for r in tally if r["source"] == s) for s in ("batch", "endpoint")}
             per_version, frames = {}, {}
             for version in sorted(counts, key=int):
                 progress.say(f"{settings.mlflow.model_name} v{version}: {counts[version]:,} labelled predictions")
@@ -115,9 +124,11 @@ def performance_assets(settings: Settings):
         groups, gaps, breaches = {}, [], []
         if judged is not None and judged.metrics:
             frame = frames[champion_version]
+            # Rows without the slice's value (endpoint answers: requests carry no slice features) are left
+            # out of that slice's groups.
             by = {**{column: frame[column] for column in slices}, "day": frame[truth.time_column].dt.date}
             groups = {column: {str(value): figures(part, score, problem, threshold, mon.min_labelled_rows)
-                               for value, part in frame.groupby(values, dropna=False)} for column, values in by.items()}
+                               for value, part in frame.groupby(values)} for column, values in by.items()}
             gaps = slice_gaps(groups, {c: tuple(gap_limits.get(c, {})) for c in slices})
             breaches = [g for g in gaps if g.gap > gap_limits[g.slice][g.metric]]
 
@@ -190,6 +201,7 @@ def performance_assets(settings: Settings):
             "judged": decay is not None, "verdict": verdict, "champion_version": champion_version,
             "outcomes": outcome_rows, "window_days": mon.performance_window_days,
             "outcomes_in_window_judging_a_prediction": sum(counts.values()),
+            "judged_batch_predictions": sources["batch"], "judged_endpoint_answers": sources["endpoint"],
             "labelled_predictions": judged.rows if judged else 0, "versions": versions,
             **({f"champion_{m}": MetadataValue.float(v) for m, v in judged.metrics.items()} if judged else {}),
             **({f"validated_{metric}": MetadataValue.float(decay[1]), "performance_drop": MetadataValue.float(decay[2]),
@@ -216,6 +228,43 @@ def performance_assets(settings: Settings):
                              f"every slice within its allowed gap ({len(gaps)} gaps measured)" if gaps
                              else "not judged: no slice had two groups with enough labelled predictions"),
             )
+
+    def _predictions(lakehouse: Lakehouse, session, since):
+        """What the models predicted: the batch prediction log, and the endpoint's answers of the window
+        (its inference table; the newest `monitoring.sample_rows` requests that named their key)."""
+        batch = lakehouse.read_spark(session, log_table) if lakehouse.exists(log_table) else None
+        answered = _endpoint_answers(lakehouse, session, since)
+        if batch is None:
+            return answered
+        return batch if answered is None else batch.unionByName(answered, allowMissingColumns=True)
+
+    def _endpoint_answers(lakehouse: Lakehouse, session, since):
+        import pandas as pd
+        from pyspark.sql import functions as F
+
+        from ..serving.payload import keyed_answers
+
+        if not lakehouse.exists(endpoint_table):
+            return None
+        served = lakehouse.read_spark(session, endpoint_table).where(
+            (F.col("status_code") == 200) & ~F.col("mirrored") & (F.col("request_time") >= F.lit(since))
+            & (F.col("model_name") == settings.mlflow.model_name))
+        # Times as microseconds since the epoch: no time zone between Spark and pandas to get wrong.
+        newest = served.orderBy(F.desc("request_time")).select(
+            "request", "response", "model_version", F.unix_micros("request_time").alias("at")).limit(mon.sample_rows)
+        rows = []
+        for r in newest.toLocalIterator():  # bounded by the limit, read to its end
+            for key, answer in keyed_answers(r["request"], r["response"], ds.key):
+                value = answer[1] if settings.classifies and isinstance(answer, list) else answer
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    rows.append((key, float(value), str(r["model_version"]), r["at"]))
+        if not rows:
+            return None
+        frame = pd.DataFrame(rows, columns=[ds.key, score, "model_version", "scored_at"])
+        if settings.classifies:
+            frame["prediction"] = (frame[score] >= threshold).astype("int32")
+        answered = session.createDataFrame(frame.assign(model_name=settings.mlflow.model_name, source="endpoint"))
+        return answered.withColumn("scored_at", F.timestamp_micros("scored_at"))
 
     def _sample(frame, rows: int, problem):
         """At most `monitoring.performance_rows` labelled predictions of one model version, as pandas

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 _shipped: set[int] = set()  # SparkContexts that already have this package
 
 
+_warming = False  # a warm-up was started in this process
+
+
 class SparkResource(ConfigurableResource):
     """The SparkSession assets compute with."""
 
@@ -32,7 +35,11 @@ class SparkResource(ConfigurableResource):
         # Local mode: start the JVM and Spark's Python workers while the run sets up its other
         # resources (MLflow's store) and its first steps work; a step that needs the session waits
         # for this start instead of paying for its own. (On a cluster the session already runs.)
-        if self.spark_config.get("spark.master", "").startswith("local"):
+        # Once per process: resources are set up again at a run's end (its hooks), and a warm-up job
+        # started then would still be running at exit (Spark logs an ERROR for its task).
+        global _warming
+        if self.spark_config.get("spark.master", "").startswith("local") and not _warming:
+            _warming = True
             threading.Thread(target=self._warm_up, name="spark-start", daemon=True).start()
 
     def _warm_up(self) -> None:

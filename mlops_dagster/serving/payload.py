@@ -160,3 +160,15 @@ def parse_rows(body: bytes, columns: list[Column], max_rows: int = 10_000,
         raise BadRequest(f"{len(rows)} rows in one request; the limit is {max_rows}", status=413,
                          error_code="REQUEST_LIMIT_EXCEEDED")
     return rows
+
+
+def keyed_answers(request: str, response: str, key: str) -> list[tuple[str, Any]]:
+    """(key, answer) for each row of a captured request that names its entity ``key``, with what the
+    endpoint answered for it (the response's ``predictions``, in row order). A request without the
+    key, or whose captured answer does not parse or has another number of rows, gives none."""
+    try:
+        keys = [row[0] for row in parse_rows(request.encode(), [Column(key, "string")], max_rows=1 << 30)]
+        answers = json.loads(response)["predictions"]
+    except (BadRequest, ValueError, KeyError, TypeError):
+        return []
+    return list(zip(keys, answers)) if isinstance(answers, list) and len(answers) == len(keys) else []
