@@ -106,13 +106,15 @@ def performance_assets(settings: Settings):
             for r in tally:
                 counts[r["model_version"]] = counts.get(r["model_version"], 0) + r["count"]
             sources = {s: sum(r["count"] for r in tally if r["source"] == s) for s in ("batch", "endpoint")}
-            per_version, frames = {}, {}
-            for version in sorted(counts, key=int):
+            champion_version, champion_frame, per_version = str(champion.version), None, {}
+            for version in sorted(counts, key=int):  # one version's sample in memory at a time (and the champion's)
                 progress.say(f"{settings.mlflow.model_name} v{version}: {counts[version]:,} labelled predictions")
-                frames[version] = _sample(joined.where(F.col("model_version") == version), counts[version], problem)
-                per_version[version] = figures(frames[version], score, problem, threshold, mon.min_labelled_rows)
+                frame = _sample(joined.where(F.col("model_version") == version), counts[version], problem)
+                per_version[version] = figures(frame, score, problem, threshold, mon.min_labelled_rows)
+                if version == champion_version:
+                    champion_frame = frame
+                del frame
         outcome_rows = lakehouse.row_count(truth_table)
-        champion_version = str(champion.version)
         judged = per_version.get(champion_version)
         validated = champion.tags.get(f"metric.{metric}")
 
@@ -123,7 +125,7 @@ def performance_assets(settings: Settings):
 
         groups, gaps, breaches = {}, [], []
         if judged is not None and judged.metrics:
-            frame = frames[champion_version]
+            frame = champion_frame
             # Rows without the slice's value (endpoint answers: requests carry no slice features) are left
             # out of that slice's groups.
             by = {**{column: frame[column] for column in slices}, "day": frame[truth.time_column].dt.date}
@@ -136,7 +138,7 @@ def performance_assets(settings: Settings):
         if judged is not None and judged.metrics:
             import mlflow
 
-            snapshot = performance_report(frames[champion_version], score, problem, threshold, metadata={
+            snapshot = performance_report(champion_frame, score, problem, threshold, metadata={
                 "model": f"{settings.mlflow.model_name} v{champion_version}",
                 "labelled_predictions": str(judged.rows)})
             report_path = Path(settings.reports_path, "performance", settings.name, f"performance_{now:%Y%m%dT%H%M%S%f}Z.html")
