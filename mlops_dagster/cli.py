@@ -298,10 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--drifted", action="store_true", help="after a price rise and a contract-mix shift")
     gen.add_argument("--name", help="file name in the landing volume")
     gen.add_argument("--outcomes", action="store_true",
-                     help="instead: what became of the customers that file holds (churned or not), observed now, "
+                     help="instead: the outcome (the label, observed now) of each entity that file holds, "
                           "into the use case's ground-truth folder")
     gen.add_argument("--changed-world", action="store_true",
-                     help="outcomes from a world whose reasons to churn changed: the champion decays (implies --outcomes)")
+                     help="outcomes from a world whose reasons for the label changed: the champion decays "
+                          "(implies --outcomes)")
     runner = command("run", help="run a job headless on the current target and print a summary")
     runner.add_argument("--job", default="lifecycle",
                         help="lifecycle, training, batch_inference, monitoring or a governance job")

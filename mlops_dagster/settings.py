@@ -127,7 +127,7 @@ class InferenceSettings(_Model):
 
 
 class GroundTruthSettings(_Model):
-    """Outcomes that arrive after the predictions (a customer churns weeks after being scored):
+    """Outcomes that arrive after the predictions (the label becomes known weeks after the scoring):
     files with the dataset's key, its label and the time the outcome was observed."""
 
     file_pattern: str = "*.csv"

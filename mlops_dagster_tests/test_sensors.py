@@ -202,6 +202,12 @@ def test_decay_sensor_retrains_once_per_decay_and_not_after_a_model_learned_from
     _performance(instance, None)
     _, skip, cursor = _tick(sensor, instance, cursor)
     assert skip == "latest report: no decay (the champion was not judged)"
+    # Figures on outcomes but no validation figure to compare them with (a version registered without
+    # metric tags): not judged, and the sensor does not fail.
+    instance.report_runless_asset_event(AssetMaterialization(
+        AssetKey(["churn", "churn_model_performance"]), metadata={"judged": False, "champion_roc_auc": 0.7}))
+    _, skip, cursor = _tick(sensor, instance, cursor)
+    assert skip == "latest report: no decay (the champion was not judged)"
     outcomes = AssetKey(["churn", "churn_ground_truth"])
     instance.report_runless_asset_event(AssetMaterialization(outcomes, metadata={"rows_loaded": 500}))
     _performance(instance, True)

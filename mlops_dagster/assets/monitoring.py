@@ -33,12 +33,12 @@ def monitoring_assets(settings: Settings):
         import pandas as pd
         from pyspark.sql import functions as F
 
+        from ..serving.capture import answered
         from ..serving.payload import Column, parse_rows
 
         table = settings.inference_table()
         since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=settings.monitoring.window_hours)
-        served = lakehouse.read_spark(session, table).where(
-            (F.col("status_code") == 200) & ~F.col("mirrored") & (F.col("request_time") >= F.lit(since)))
+        served = answered(lakehouse.read_spark(session, table), since)
         columns = [Column(c, "string" if c in fs.categorical else "double") for c in fs.columns]
         rows: list = []
         newest_first = served.orderBy(F.desc("request_time")).select("request").limit(sample_rows)

@@ -244,13 +244,13 @@ def performance_assets(settings: Settings):
         import pandas as pd
         from pyspark.sql import functions as F
 
+        from ..serving.capture import answered
         from ..serving.payload import keyed_answers
 
         if not lakehouse.exists(endpoint_table):
             return None
-        served = lakehouse.read_spark(session, endpoint_table).where(
-            (F.col("status_code") == 200) & ~F.col("mirrored") & (F.col("request_time") >= F.lit(since))
-            & (F.col("model_name") == settings.mlflow.model_name))
+        served = answered(lakehouse.read_spark(session, endpoint_table), since).where(
+            F.col("model_name") == settings.mlflow.model_name)
         # Times as microseconds since the epoch: no time zone between Spark and pandas to get wrong.
         newest = served.orderBy(F.desc("request_time")).select(
             "request", "response", "model_version", F.unix_micros("request_time").alias("at")).limit(mon.sample_rows)

@@ -34,6 +34,7 @@ class _Signal:
 
     trigger: str                          # the run's mlops/trigger tag: drift | decay
     sensor: str
+    report_name: str                      # what the report is called in messages
     report: str                           # the asset whose newest materialization is the signal
     data: str                             # the asset whose new rows the signal is about
     settings: RetrainSensorSettings
@@ -49,7 +50,7 @@ def drift_sensor(settings: Settings, job, default_status):
         share = metadata["drift_share"].value
         return bool(metadata["dataset_drift"].value), f"share {share:.2f}", {"mlops/drift_share": f"{share:.3f}"}
 
-    signal = _Signal("drift", "drift_retraining_sensor", names.drift_report, names.raw,
+    signal = _Signal("drift", "drift_retraining_sensor", "drift report", names.drift_report, names.raw,
                      settings.automation.drift_sensor, read, "no dataset drift")
     return _retraining_sensor(settings, job, default_status, signal, (
         f"Requests a `{job.name}` run when the latest `{names.drift_report}` found dataset drift"))
@@ -59,16 +60,18 @@ def decay_sensor(settings: Settings, job, default_status):
     names, metric = settings.names, settings.validation.compare_metric
 
     def read(metadata):
-        if f"champion_{metric}" not in metadata:
+        # Judged against its validation figure only when both are there (a version registered without
+        # `metric.<name>` tags has figures on outcomes but nothing to compare them with).
+        if f"validated_{metric}" not in metadata:
             return False, "the champion was not judged", {}
         now, validated = metadata[f"champion_{metric}"].value, metadata[f"validated_{metric}"].value
         figures = f"{metric} {now:.3f} on outcomes vs {validated:.3f} at validation"
-        return bool(metadata["decayed"].value), figures, {"mlops/decay_metric": metric, "mlops/decay_measured": f"{now:.4f}",
-                               "mlops/decay_validated": f"{validated:.4f}",
-                               "mlops/decay_model_version": str(metadata["champion_version"].value)}
+        return bool(metadata["decayed"].value), figures, {
+            "mlops/decay_metric": metric, "mlops/decay_measured": f"{now:.4f}", "mlops/decay_validated": f"{validated:.4f}",
+            "mlops/decay_model_version": str(metadata["champion_version"].value)}
 
-    signal = _Signal("decay", "decay_retraining_sensor", names.model_performance, names.ground_truth,
-                     settings.automation.decay_sensor, read, "no decay")
+    signal = _Signal("decay", "decay_retraining_sensor", "performance report", names.model_performance,
+                     names.ground_truth, settings.automation.decay_sensor, read, "no decay")
     return _retraining_sensor(settings, job, default_status, signal, (
         f"Requests a `{job.name}` run when the latest `{names.model_performance}` found that the champion's "
         f"{metric} on outcomes fell more than {settings.monitoring.max_performance_drop:g} below its validation "
@@ -78,7 +81,6 @@ def decay_sensor(settings: Settings, job, default_status):
 def _retraining_sensor(settings: Settings, job, default_status, signal: _Signal, what: str):
     names = settings.names
     cooldown = signal.settings.cooldown_minutes * 60
-    report_name = f"{signal.trigger} report" if signal.trigger == "drift" else "performance report"
 
     @sensor(
         name=names.automation(signal.sensor), job=job, minimum_interval_seconds=signal.settings.interval_seconds,
@@ -93,9 +95,9 @@ def _retraining_sensor(settings: Settings, job, default_status, signal: _Signal,
         state = json.loads(context.cursor) if context.cursor else {}
         report = _latest(context.instance, names.key(signal.report))
         if report is None:
-            return SkipReason(f"no {report_name} yet")
+            return SkipReason(f"no {signal.report_name} yet")
         if report.storage_id == state.get("handled_report"):
-            return SkipReason(f"{report_name} {report.storage_id} was already handled")
+            return SkipReason(f"{signal.report_name} {report.storage_id} was already handled")
         acted_on, figures, tags = signal.read(report.asset_materialization.metadata)
         handled = json.dumps({**state, "handled_report": report.storage_id})
         if not acted_on:

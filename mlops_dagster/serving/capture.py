@@ -16,6 +16,14 @@ CAPTURE_COLUMNS = [
 ]
 
 
+def answered(requests, since):
+    """The rows of an inference table (a Spark frame) whose requests the endpoint answered: HTTP 200,
+    not a mirror sent to a shadow model, at or after ``since``."""
+    from pyspark.sql import functions as F
+
+    return requests.where((F.col("status_code") == 200) & ~F.col("mirrored") & (F.col("request_time") >= F.lit(since)))
+
+
 class InferenceCapture:
     """Buffers records in memory and appends them to a table every ``flush_seconds`` or
     ``batch_size`` records, from one background thread. ``write`` receives a list of dicts."""
