@@ -58,9 +58,44 @@ class ColumnRule(_Model):
         return self
 
 
-class DatasetSettings(_Model):
-    name: str
+class CsvOptions(_Model):
+    """How a CSV landing file is written (like Auto Loader's CSV options)."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    quote: str = Field('"', min_length=1, max_length=1)
+    # Any Python codec name (utf-8, latin-1, cp1252, utf-16, ...). Other than UTF-8, each file is
+    # decoded as it is read (streamed, never whole in memory); a byte the codec refuses refuses the
+    # file, naming its line.
+    encoding: str = "utf-8"
+    # Without a header, the fields of a row are the contract's columns (`columns`) in their order.
+    header: bool = True
+
+    @model_validator(mode="after")
+    def _known_encoding(self) -> "CsvOptions":
+        import codecs
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"csv.encoding {self.encoding!r} is not a codec Python knows "
+                             "(e.g. utf-8, latin-1, cp1252, utf-16)") from None
+        if self.delimiter == self.quote or "\n" in (self.delimiter, self.quote):
+            raise ValueError("csv.delimiter and csv.quote must be two different characters, neither a line break")
+        return self
+
+
+class LandingFormat(_Model):
+    """Which landing files a source takes and how they are read. The format of a file follows its
+    extension (.csv, .csv.gz, .parquet, .json, .jsonl, .json.gz ...) unless `format` names one, so
+    one `file_pattern` may match several formats."""
+
     file_pattern: str = "*.csv"
+    format: Literal["auto", "csv", "parquet", "json"] = "auto"
+    csv: CsvOptions = CsvOptions()
+
+
+class DatasetSettings(LandingFormat):
+    name: str
     key: str
     label: str
     positive_label: Any = None  # classification: the label's positive value (its score's class)
@@ -126,11 +161,10 @@ class InferenceSettings(_Model):
     decision_threshold: float = Field(0.5, gt=0, lt=1)
 
 
-class GroundTruthSettings(_Model):
+class GroundTruthSettings(LandingFormat):
     """Outcomes that arrive after the predictions (the label becomes known weeks after the scoring):
     files with the dataset's key, its label and the time the outcome was observed."""
 
-    file_pattern: str = "*.csv"
     time_column: str = "label_time"
     # An outcome judges the newest prediction made for its key at most this long before it.
     max_delay_days: float = Field(90, gt=0)

@@ -74,9 +74,9 @@ def read_staged(files: list[str], schema: pa.Schema) -> pd.DataFrame:
 
 @pytest.fixture
 def parse_files(spark, tmp_path, rules, key):
-    def parse_files(paths) -> tuple[list[Parsed], pd.DataFrame]:
+    def parse_files(paths, options=None, rules=rules) -> tuple[list[Parsed], pd.DataFrame]:
         out = tmp_path / f"staging_{len(list(tmp_path.glob('staging_*')))}"
-        batch = read_landing_files(spark, [str(p) for p in paths], rules, key, str(out), AT, "run-1")
+        batch = read_landing_files(spark, [str(p) for p in paths], rules, key, str(out), AT, "run-1", options)
         valid = read_staged(batch.valid_files, valid_schema(rules))
         quarantine = read_staged(batch.quarantine_files, QUARANTINE_SCHEMA)
         assert (quarantine["quarantined_at"] == pd.Timestamp(AT)).all() and (quarantine["dagster_run_id"] == "run-1").all()
@@ -102,8 +102,8 @@ def in_order(parsed: Parsed, frame: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.fixture
 def parse(parse_files):
-    def parse(path) -> Parsed:
-        [parsed], _ = parse_files([path])
+    def parse(path, options=None) -> Parsed:
+        [parsed], _ = parse_files([path], options)
         assert parsed.rows_read == len(parsed.valid) + len(parsed.quarantine)
         assert list(parsed.quarantine.columns) == QUARANTINE_COLUMNS
         return parsed

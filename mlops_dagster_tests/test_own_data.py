@@ -52,3 +52,43 @@ def test_another_dataset_runs_end_to_end_by_configuration_alone(tmp_path):
         schema = Path(project.lakehouse.location(project.table("x"))).parent
         tables = [p.name for p in schema.iterdir()]
         assert "cancellation_training_set" in tables and not [t for t in tables if "churn" in t or "customers" in t]
+
+
+def test_another_teams_files_in_other_formats_by_configuration_alone(tmp_path):
+    """Semicolon-separated Latin-1 CSV, Parquet written by pandas and gzip-compressed JSON lines in
+    one landing folder (issue 14): every good row loads with its file as lineage, every bad one is
+    quarantined with its reason, and a second run ingests nothing."""
+    import gzip
+    import json
+
+    formats = {**SUBSCRIBERS, "dataset": {**SUBSCRIBERS["dataset"], "file_pattern": "subs_*",
+                                          "csv": {"delimiter": ";", "encoding": "latin-1"}}}
+    with project_at(tmp_path / "formats", overrides=formats) as project:
+        landing = Path(project.settings.landing_path)
+        landing.mkdir(parents=True)
+        csv_rows, parquet_rows, json_rows = subscribers(200, seed=1), subscribers(200, seed=2), subscribers(200, seed=3)
+        csv_rows.loc[0, "subscriber_id"] = "Søren-1"
+        csv_rows.to_csv(landing / "subs_a.csv", sep=";", encoding="latin-1", index=False)
+        parquet_rows = parquet_rows.astype({"months": str})
+        parquet_rows.loc[7, "months"] = "seven"
+        parquet_rows.to_parquet(landing / "subs_b.parquet", index=False)
+        lines = [json.dumps(r) for r in json_rows.replace({float("nan"): None}).to_dict("records")]
+        lines[3] = lines[3][:-5]  # cut short
+        (landing / "subs_c.jsonl.gz").write_bytes(gzip.compress("\n".join(lines).encode()))
+
+        ingestion = ["raw_subscribers", "raw_subscribers_quarantine"]
+        result = project.run(selection=ingestion)
+        assert result.success, project.failures(result)
+
+        raw = project.lakehouse.read(project.table("raw_subscribers"))
+        assert len(raw) == 600 - 2 and "Søren-1" in set(raw["subscriber_id"])
+        assert raw.groupby(raw["_source_file"].str.rsplit("/", n=1).str[-1]).size().to_dict() == {
+            "subs_a.csv": 200, "subs_b.parquet": 199, "subs_c.jsonl.gz": 199}
+        quarantine = project.lakehouse.read(project.table("raw_subscribers_quarantine")).sort_values("source_file")
+        assert quarantine["line_number"].tolist() == [8, 4]
+        assert quarantine["reason"].iloc[0] == "months: 'seven' is not a number"
+        assert quarantine["reason"].iloc[1].startswith("line is not valid JSON")
+        assert project.metadata("raw_subscribers")["files_ingested"] == 3
+
+        assert project.run(selection=ingestion).success
+        assert project.metadata("raw_subscribers")["files_ingested"] == 0

@@ -12,7 +12,7 @@ from ..resources.lakehouse import Lakehouse
 from ..resources.landing import landing_files
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
-from ..settings import INGESTED_AT, SOURCE_FILE, Settings
+from ..settings import INGESTED_AT, SOURCE_FILE, LandingFormat, Settings
 from ..metadata import commit_info, markdown_table, table_metadata
 
 
@@ -28,7 +28,7 @@ class _Source:
 
     what: str                    # for messages: "customers", "ground truth"
     folder: str
-    pattern: str
+    files: LandingFormat         # which files (pattern), their formats and CSV dialect
     rules: dict
     key: str
     raw: str                     # asset (and table) name of the loaded rows
@@ -43,7 +43,7 @@ def ingestion_assets(settings: Settings):
     ds, names = settings.dataset, settings.names
     raw_table, truth = settings.table(names.raw), settings.monitoring.ground_truth
     dataset = _Source(
-        ds.name, settings.landing_path, ds.file_pattern, dict(ds.columns), ds.key, names.raw, names.quarantine,
+        ds.name, settings.landing_path, ds, dict(ds.columns), ds.key, names.raw, names.quarantine,
         names.group("ingestion"),
         f"`{ds.name}` rows as they arrive: every landing file in the landing volume is checked "
         f"against the dataset contract on Spark and its valid rows are upserted on `{ds.key}` "
@@ -51,7 +51,7 @@ def ingestion_assets(settings: Settings):
         f"`{INGESTED_AT}` for lineage. Each file is ingested once; a changed file again.",
         required=True)
     outcomes = _Source(
-        "ground truth", settings.ground_truth_path, truth.file_pattern, settings.ground_truth_rules(), ds.key,
+        "ground truth", settings.ground_truth_path, truth, settings.ground_truth_rules(), ds.key,
         names.ground_truth, names.ground_truth_quarantine, names.group("monitoring"),
         f"Outcomes that arrived after the predictions: files in `{settings.ground_truth_path}` with "
         f"`{ds.key}`, `{ds.label}` and `{truth.time_column}` (when the outcome was observed, ISO 8601), "
@@ -74,18 +74,18 @@ def _landing_assets(settings: Settings, source: _Source):
         import pandas as pd
 
         landing = source.folder
-        candidates = landing_files(landing, source.pattern)
+        candidates = landing_files(landing, source.files.file_pattern)
         if config.files:
             wanted = {str(Path(landing, f).resolve()) for f in config.files}
             missing = wanted - {c["file_path"] for c in candidates}
             if missing:
                 raise FileNotFoundError(
-                    f"landing file(s) not found in {landing} (pattern {source.pattern!r}): {sorted(missing)}"
+                    f"landing file(s) not found in {landing} (pattern {source.files.file_pattern!r}): {sorted(missing)}"
                 )
             return [c for c in candidates if c["file_path"] in wanted]
         if not candidates and source.required and not lakehouse.exists(raw_table):
             raise FileNotFoundError(
-                f"no landing files matching {source.pattern!r} in {landing}: put your files there, "
+                f"no landing files matching {source.files.file_pattern!r} in {landing}: put your files there, "
                 "or generate the demo data with `mlops generate`"
             )
         seen = set()
@@ -131,7 +131,7 @@ def _landing_assets(settings: Settings, source: _Source):
             session = spark.session()
             with lakehouse.staging_dir() as staging, Progress(context.log.info, "ingestion", spark=session) as progress:
                 batch = read_landing_files(session, [c["file_path"] for c in candidates], source.rules, source.key,
-                                           staging, now, context.run.run_id, progress=progress.say)
+                                           staging, now, context.run.run_id, source.files, progress=progress.say)
                 for candidate, f in zip(candidates, batch.files):
                     problems = f.problems(source.key)
                     candidate.update(rows_read=f.rows_read, rows_loaded=f.rows_loaded,

@@ -48,8 +48,15 @@ def _mask(array: pa.Array) -> np.ndarray:
 
 
 def parse_column(raw: pa.Array, rule: Rule) -> tuple[pa.Array, np.ndarray]:
-    """Text cells (already stripped, None where empty) as the rule's type, and per-cell parse codes."""
+    """Text cells (already stripped, None where empty) as the rule's type, and per-cell parse codes.
+    Cells of the rule's type already (a Parquet column) are taken as they are; a double that is NaN
+    or infinite is not a number, as its text would not be."""
     codes = np.zeros(len(raw), dtype=np.int8)
+    if rule.type != "string" and raw.type == ARROW_TYPES[rule.type]:
+        if rule.type == "double":
+            codes[~_mask(pc.is_finite(raw)) & _mask(pc.is_valid(raw))] = NOT_A_NUMBER
+            return pc.if_else(pc.is_finite(raw), raw, pa.scalar(None, pa.float64())), codes
+        return raw, codes
     present = _mask(pc.is_valid(raw))
     if rule.type in ("double", "long"):
         number = pc.match_substring_regex(raw, _NUMBER)

@@ -1,15 +1,18 @@
-"""Landing files (CSV) -> typed valid rows and quarantined rows, on Spark, at any size.
+"""Landing files (CSV, JSON lines, Parquet) -> typed valid rows and quarantined rows, on Spark, at any size.
 
-Nothing is dropped: every data line becomes either a valid row or a quarantine row with its file,
-physical line number, original fields (JSON) and every reason it was refused. How:
+Nothing is dropped: every data row becomes either a valid row or a quarantine row with its file,
+physical line number (a Parquet file: row number), original fields (JSON) and every reason it was
+refused. How (``landing_formats.py`` holds what differs per format):
 
-1. Spark reads the files as text. One aggregation over the lines gives, per file block, its line
-   count (so every line gets its physical number), its first non-blank line (the header) and its
-   first line that is not UTF-8.
-2. Whole-file problems are decided from that summary: not UTF-8, empty, header without rows (one
-   quarantine row each, line 0), required columns missing or a column named twice (every row
-   quarantined with that reason).
-3. Spark tasks check their lines against the contract with Arrow kernels (``contract.py``) and
+1. Spark reads the text files (CSV, JSON lines; gzip-compressed or not; other encodings than UTF-8
+   decoded into the staging folder first) as text. One aggregation over the lines gives, per file
+   block, its line count (so every line gets its physical number), its first non-blank line (a
+   CSV header) and its first line that is not UTF-8. A Parquet file's footer gives its columns and
+   rows.
+2. Whole-file problems are decided from that: unknown format, not UTF-8 (or not the configured
+   encoding), not gzip or not Parquet, empty, header without rows (one quarantine row each, line
+   0), required columns missing or a column named twice (every row quarantined with that reason).
+3. Spark tasks check their rows against the contract with Arrow kernels (``contract.py``) and
    write the valid rows and the quarantine rows as Parquet files into a staging folder
    themselves, and each line's key aside: the text is read once more, never collected, and no
    task holds more than a batch. Only the files' names and row counts come back to the driver.
@@ -25,8 +28,6 @@ rows with the wrong number of fields. Pure Spark + Arrow, no Dagster.
 
 from __future__ import annotations
 
-import csv
-import json
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -40,8 +41,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..settings import INGESTED_AT, SOURCE_FILE
+from ..settings import INGESTED_AT, SOURCE_FILE, CsvOptions, LandingFormat
 from .contract import OK, Rule, cell_reasons, check_cells, typed_schema
+from .landing_formats import (
+    Cells, ParquetFooter, csv_cells, file_format, gzip_problem, is_utf8, json_cells, parquet_cells, parquet_footer,
+    parquet_rows, parse_header, spark_literal, transcode, unknown_format,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -61,6 +66,8 @@ class LandingFile:
 
     index: int                      # order of arrival (a later file wins a key)
     path: str
+    format: str | None = "csv"      # csv, json or parquet (None: unknown)
+    read_from: str = ""             # what Spark reads (a UTF-8 copy of a file in another encoding)
     header: list[str] = field(default_factory=list)
     header_line: int = 0
     data_rows: int = 0              # non-blank lines after the header
@@ -110,6 +117,7 @@ class _Task:
 
     files: dict[int, LandingFile]
     rules: dict[str, Rule]
+    csv: CsvOptions
     key: str
     out_dir: str
     ingested_at: datetime
@@ -117,34 +125,39 @@ class _Task:
 
 
 def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[str, Rule], key: str,
-                       out_dir: str, ingested_at: datetime, run_id: str, progress=None) -> LandingBatch:
+                       out_dir: str, ingested_at: datetime, run_id: str, options: LandingFormat | None = None,
+                       progress=None) -> LandingBatch:
     """Check ``paths`` (oldest first) against the contract; valid and quarantined rows land as Parquet
-    files under ``out_dir`` (a folder every Spark task can write to). ``progress(text)`` is told
-    what is happening between Spark jobs."""
+    files under ``out_dir`` (a folder every Spark task can write to). ``options``: formats and CSV
+    dialect (default: CSV with a header, by extension). ``progress(text)`` is told what is happening
+    between Spark jobs."""
     from pyspark.sql import functions as F
 
+    options = options or LandingFormat()
     say = progress or (lambda text: None)
-    files = [LandingFile(i, p) for i, p in enumerate(paths)]
-    lines = _text(spark, paths)
-    blocks = _summarize(lines, files, rules)
+    files = [LandingFile(i, p, file_format(p, options.format), p) for i, p in enumerate(paths)]
+    for f in files:
+        if f.format is None:
+            f.refusal = unknown_format(f.path)
+    task = _Task({f.index: f for f in files}, dict(rules), options.csv, key, out_dir, ingested_at, run_id)
+    frames = [*_text_rows(spark, task, [f for f in files if f.format in ("csv", "json")]),
+              *_parquet_rows(spark, task, [f for f in files if f.format == "parquet"])]
     say(f"{sum(f.data_rows for f in files):,} data rows in {len(files)} file(s)")
-    task = _Task({f.index: f for f in files}, dict(rules), key, out_dir, ingested_at, run_id)
     outputs = [_write_refusal(f, task) for f in files if f.refusal and not f.data_rows]
-    with_rows = [f for f in files if f.data_rows]
-    if with_rows:
-        numbered = _numbered(lines, blocks, with_rows)
-        # Checked once as if no key were duplicated, the tasks writing each line's key aside; the
+    if frames:
+        # Checked once as if no key were duplicated, the tasks writing each row's key aside; the
         # keys are then counted from that small output. Only if some key occurs twice in a file are
-        # the lines checked again, each duplicated one with its reason (the first output is dropped).
+        # the rows checked again, each duplicated one with its reason (the first output is dropped).
         say("checking every row against the contract")
-        checked = _check(numbered.withColumn("_duplicate", F.lit(None).cast("string")), task, with_keys=True)
+        checked = [o for frame in frames
+                   for o in _check(frame.withColumn("_duplicate", F.lit(None).cast("string")), task, with_keys=True)]
         say("finding duplicate keys")
         keys = [o["path"] for o in checked if o["kind"] == "keys"]
         duplicates = _duplicates(spark, spark.read.parquet(*keys), task) if keys else None
         if duplicates is not None:
             say("checking the rows again with their duplicated keys")
-            checked = _check(numbered.join(duplicates, ["_file", "_line"], "left"),
-                             replace(task, out_dir=f"{out_dir}/recheck"), with_keys=False)
+            checked = [o for frame in frames for o in _check(frame.join(duplicates, ["_file", "_line"], "left"),
+                                                             replace(task, out_dir=f"{out_dir}/recheck"), with_keys=False)]
         outputs += [o for o in checked if o["kind"] != "keys"]
     for out in outputs:
         if out["kind"] == "valid":
@@ -159,15 +172,55 @@ def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[s
     return LandingBatch(files, valid, quarantine)
 
 
-def _literal(path: str) -> str:
-    """A path Spark takes as it is (its glob characters escaped)."""
-    return "".join("\\" + c if c in "[]{}*?\\" else c for c in path)
+def _text_rows(spark: "SparkSession", task: _Task, files: list[LandingFile]) -> list["DataFrame"]:
+    """The data lines of CSV and JSON-lines files with their file and physical line number (none:
+    no such file has rows). CSV files in another encoding than UTF-8 are decoded into the staging
+    folder first; a .gz file that cannot be decompressed is refused whole."""
+    if not is_utf8(task.csv.encoding):
+        for f in files:
+            if f.format == "csv" and f.read_from == f.path:
+                f.read_from = f"{task.out_dir}/decoded/{f.index}.csv"
+                Path(f.read_from).parent.mkdir(parents=True, exist_ok=True)
+                f.refusal = transcode(f.path, task.csv.encoding, f.read_from)
+    readable = [f for f in files if not f.refusal]
+    if not readable:
+        return []
+    try:
+        lines = _text(spark, [f.read_from for f in readable])
+        blocks = _summarize(lines, readable, task)
+    except Exception:
+        # Spark stops at the first file it cannot decompress: find which, refuse them, read the rest.
+        broken = {f.index: problem for f in readable if f.read_from.lower().endswith(".gz")
+                  and (problem := gzip_problem(f.read_from))}
+        if not broken:
+            raise
+        for f in readable:
+            f.refusal = broken.get(f.index)
+        return _text_rows(spark, task, [f for f in readable if f.index not in broken])
+    with_rows = [f for f in readable if f.data_rows]
+    return [_numbered(lines, blocks, with_rows)] if with_rows else []
+
+
+def _parquet_rows(spark: "SparkSession", task: _Task, files: list[LandingFile]) -> list["DataFrame"]:
+    """The rows of Parquet files (``_file``, ``_line`` = row number, contract columns)."""
+    footers = {}
+    for f in files:
+        footer = parquet_footer(f.read_from)
+        if not isinstance(footer, ParquetFooter):
+            f.refusal = footer
+            continue
+        footers[f.index] = footer
+        f.header, f.data_rows = footer.columns, footer.rows
+        f.refusal = "file is empty" if not footer.rows else _header_refusal(f, task.rules)
+        f.extra_columns = [c for c in f.header if c not in task.rules]
+    with_rows = {f.index: (f.read_from, footers[f.index]) for f in files if f.data_rows}
+    return parquet_rows(spark, with_rows, task.rules) if with_rows else []
 
 
 def _text(spark: "SparkSession", paths: list[str]) -> "DataFrame":
     from pyspark.sql import functions as F
 
-    return spark.read.text([_literal(p) for p in paths]).select(
+    return spark.read.text([spark_literal(p) for p in paths]).select(
         "value", F.col("_metadata.file_path").alias("_path"), F.col("_metadata.file_block_start").alias("_block"),
         # Position of the line within its Spark partition; with the block's first id, its line number.
         F.monotonically_increasing_id().alias("_id"))
@@ -177,7 +230,7 @@ def _same_file(spark_path: str, path: str) -> bool:
     return unquote(urlsplit(spark_path).path) == str(Path(path).resolve()) or spark_path == path
 
 
-def _summarize(lines: "DataFrame", files: list[LandingFile], rules: Mapping[str, Rule]) -> list[dict]:
+def _summarize(lines: "DataFrame", files: list[LandingFile], task: _Task) -> list[dict]:
     """Pass 1: per block, its lines, first id, first non-blank line and first line that is not UTF-8.
     Fills in each file's header, data rows and whole-file refusal; returns the blocks with the
     physical number of their first line."""
@@ -191,7 +244,10 @@ def _summarize(lines: "DataFrame", files: list[LandingFile], rules: Mapping[str,
     ).collect()
     blocks = []
     for f in files:
-        mine = sorted((r for r in rows if _same_file(r["_path"], f.path)), key=lambda r: r["_block"])
+        header = f.format == "csv" and task.csv.header  # else: fields in contract order (CSV), keys (JSON)
+        if f.format == "csv" and not header:
+            f.header = list(task.rules)
+        mine = sorted((r for r in rows if _same_file(r["_path"], f.read_from)), key=lambda r: r["_block"])
         start, bad_line, nonblank_lines = 1, None, 0
         for r in mine:
             block = {"_path": r["_path"], "_block": r["_block"], "_file": f.index, "_start": start,
@@ -199,24 +255,25 @@ def _summarize(lines: "DataFrame", files: list[LandingFile], rules: Mapping[str,
             blocks.append(block)
             if r["first_bad_id"] is not None and bad_line is None:
                 bad_line = start + r["first_bad_id"] - r["first_id"]
-            if r["first_nonblank"] is not None and not f.header:
+            if r["first_nonblank"] is not None and header and not f.header:
                 f.header_line = start + r["first_nonblank"]["_id"] - r["first_id"]
-                f.header = [h.strip() for h in next(csv.reader([r["first_nonblank"]["value"].lstrip("\ufeff")]), [])]
+                f.header = parse_header(r["first_nonblank"]["value"], task.csv)
             nonblank_lines += r["nonblank"]
             start += r["lines"]
-        f.data_rows = max(nonblank_lines - 1, 0)
-        f.refusal = _file_refusal(f, bad_line, nonblank_lines) or _header_refusal(f, rules)
-        f.extra_columns = [c for c in f.header if c not in rules]
+        f.data_rows = max(nonblank_lines - header, 0)
+        f.refusal = _file_refusal(f, bad_line, nonblank_lines, header) or (_header_refusal(f, task.rules) if header else None)
+        f.extra_columns = [c for c in f.header if c not in task.rules]
     return blocks
 
 
-def _file_refusal(f: LandingFile, bad_line: int | None, nonblank_lines: int) -> str | None:
+def _file_refusal(f: LandingFile, bad_line: int | None, nonblank_lines: int, header: bool) -> str | None:
     if bad_line is not None:
         f.data_rows = 0  # not one of its rows can be trusted
-        return f"file is not UTF-8 text (line {bad_line} is not valid UTF-8)"
+        return (f"file is not UTF-8 text (line {bad_line} is not valid UTF-8)"
+                + ("; set csv.encoding if it is written in another" if f.format == "csv" else ""))
     if nonblank_lines == 0:
         return "file is empty"
-    if nonblank_lines == 1:
+    if nonblank_lines == 1 and header:
         return "file has a header but no rows"
     return None
 
@@ -302,34 +359,6 @@ def _newest_per_key(spark: "SparkSession", valid: list[str], files: list[Landing
 # --- inside Spark tasks (Arrow batches of one partition) -------------------------------------------
 
 
-def _fields(values: pa.Array) -> tuple[np.ndarray, pa.Array, np.ndarray]:
-    """Each line's fields. Lines without quotes are split by Arrow; lines with quotes by Python's csv
-    module (RFC 4180 quoting). Returns the row order used (quoted lines last), the fields, and which
-    lines have an unclosed quote."""
-    data = values.buffers()[2]
-    if data is None or memoryview(data).tobytes().find(b'"') < 0:  # one scan of the batch's bytes
-        return np.arange(len(values)), pc.split_pattern(values, ","), np.zeros(len(values), dtype=bool)
-    quoted = pc.fill_null(pc.match_substring(values, '"'), False).to_numpy(zero_copy_only=False)
-    plain, special = np.flatnonzero(~quoted), np.flatnonzero(quoted)
-    texts = values.take(pa.array(special)).to_pylist()
-    parsed = pa.array([next(csv.reader([t]), []) for t in texts], pa.list_(pa.string()))
-    fields = pa.concat_arrays([pc.split_pattern(values.take(pa.array(plain)), ","), parsed])
-    unclosed = np.concatenate([np.zeros(len(plain), dtype=bool), np.array([t.count('"') % 2 == 1 for t in texts])])
-    return np.concatenate([plain, special]), fields, unclosed
-
-
-def _cells(fields: pa.Array, width: int) -> tuple[pa.Array, int]:
-    """Each row's first ``width`` fields (missing ones null), row after row in one array."""
-    return pc.list_slice(fields, 0, width, return_fixed_size_list=True).flatten(), width
-
-
-def _column(cells: tuple[pa.Array, int], position: int) -> pa.Array:
-    """Field ``position`` of each row, stripped, None where empty or missing."""
-    flat, width = cells
-    stripped = pc.utf8_trim_whitespace(flat.take(pa.array(np.arange(position, len(flat), width))))
-    return pc.if_else(pc.equal(stripped, ""), pa.scalar(None, pa.string()), stripped)
-
-
 def _per_file(batch: pa.RecordBatch) -> Iterator[tuple[int, pa.RecordBatch]]:
     files = batch.column("_file")
     indexes = pc.unique(files).to_pylist()
@@ -388,50 +417,54 @@ def _check_partition(task: _Task, with_keys: bool, batches: Iterator[pa.RecordBa
 
 
 def _check_rows(task: _Task, f: LandingFile, rows: pa.RecordBatch) -> tuple[pa.Table | None, pa.Table, pa.Table | None]:
-    """One file's lines of a batch: (typed valid rows, quarantine rows, (file, line, key) of the
-    lines with a key)."""
-    order, fields, unclosed = _fields(rows.column("value"))
-    taken = pa.array(order)
+    """One file's rows of a batch: (typed valid rows, quarantine rows, (file, line, key) of the
+    rows with a key)."""
+    cells = _cells(task, f, rows)
+    taken = pa.array(cells.order)
     lines, duplicate = rows.column("_line").take(taken), rows.column("_duplicate").take(taken)
-    n, width = len(order), len(f.header)
+    n = len(cells.order)
     if f.refusal:
-        return None, _quarantine(task, f, fields, lines, np.arange(n), [[f.refusal]] * n), None
-    cells = _cells(fields, width)
-    raw = {c: _column(cells, f.header.index(c)) for c in task.rules}
+        return None, _quarantine(task, f, cells, lines, np.arange(n), [[f.refusal]] * n), None
+    raw = cells.raw
     typed, codes = check_cells(raw, task.rules)
-    counts = pc.list_value_length(fields).to_numpy(zero_copy_only=False)
+    broken = np.zeros(n, dtype=bool)
+    broken[list(cells.broken)] = True
     dup = pc.is_valid(duplicate).to_numpy(zero_copy_only=False)
-    bad = (counts != width) | unclosed | dup | np.any([c != OK for c in codes.values()], axis=0)
+    bad = broken | dup | np.any([c != OK for c in codes.values()], axis=0)
     bad_rows = np.flatnonzero(bad)
     reasons = cell_reasons(bad_rows, raw, typed, codes, task.rules)
     duplicates = duplicate.take(pa.array(bad_rows)).to_pylist()
     for j, i in enumerate(bad_rows):
-        if unclosed[i]:  # the record goes on in the next line: its cells would mislead
-            reasons[j] = ["a quoted value is not closed on this line (line breaks inside values are not supported)"]
-        elif counts[i] != width:  # shifted values: their cell reasons would mislead
-            reasons[j] = [f"row has {counts[i]} fields, the header has {width}"]
+        if i in cells.broken:  # shifted values, an unclosed quote, not JSON: its cell reasons would mislead
+            reasons[j] = [cells.broken[i]]
         elif duplicates[j]:
             reasons[j].append(duplicates[j])
     keep = pa.array(~bad)
     good = pa.table({c: typed[c].filter(keep) for c in task.rules})
     good = good.append_column(SOURCE_FILE, pa.repeat(pa.scalar(f.path, pa.string()), len(good)))
     good = good.append_column(INGESTED_AT, pa.repeat(_at(task), len(good)))
-    key = raw[task.key]
+    key = raw[task.key].cast(pa.string())
     found = pa.table({"_file": pa.repeat(pa.scalar(f.index, pa.int32()), n), "_line": lines, "_key": key},
                      schema=_KEYS_SCHEMA).filter(pc.is_valid(key))
-    return good, _quarantine(task, f, fields, lines, bad_rows, reasons), found
+    return good, _quarantine(task, f, cells, lines, bad_rows, reasons), found
+
+
+def _cells(task: _Task, f: LandingFile, rows: pa.RecordBatch) -> Cells:
+    if f.format == "parquet":
+        return parquet_cells(rows, f.header, task.rules)
+    if f.format == "json":
+        return json_cells(rows.column("value"), task.rules)
+    return csv_cells(rows.column("value"), f.header, task.rules, task.csv)
 
 
 def _at(task: _Task) -> pa.Scalar:
     return pa.scalar(task.ingested_at, pa.timestamp("us", tz="UTC"))
 
 
-def _quarantine(task: _Task, f: LandingFile, fields: pa.Array, lines: pa.Array, rows: np.ndarray,
+def _quarantine(task: _Task, f: LandingFile, cells: Cells, lines: pa.Array, rows: np.ndarray,
                 reasons: list[list[str]]) -> pa.Table:
-    taken = pa.array(rows, pa.int64())
-    records = [json.dumps(dict(zip(f.header, values)), ensure_ascii=False)
-               for values in fields.take(taken).to_pylist()]
-    return _quarantine_table(task, f.path, lines.take(taken), records, ["; ".join(r) for r in reasons])
+    return _quarantine_table(task, f.path, lines.take(pa.array(rows, pa.int64())), cells.records(rows),
+                             ["; ".join(r) for r in reasons])
 
 
 def _quarantine_table(task: _Task, path: str, lines, records: list[str], reasons: list[str]) -> pa.Table:
