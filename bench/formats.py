@@ -9,7 +9,7 @@ then ingested alone by ``read_landing_files`` (the ingestion step's work: every 
 the dataset contract on Spark, valid rows and quarantine written as Parquet to a staging folder) on
 one warm local Spark session with the local target's Spark config (warmed by one unmeasured CSV
 ingestion). Writing the files is not timed;
-the best of ``--repeat`` runs per format is reported, with rows per second. Every run must load
+the best and the median of ``--repeat`` runs per format are reported, with rows per second. Every run must load
 every row (asserted), so a fast but lossy reader cannot win.
 """
 
@@ -20,6 +20,7 @@ import gzip
 import json
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -97,9 +98,10 @@ def main() -> None:
             results.append((name, path.stat().st_size, best, times))
             print(f"  {name}: best {best:.1f} s of {[round(t, 1) for t in times]}", file=sys.stderr)
         print(f"\n{args.rows:,} rows; best of {args.repeat} per format; one warm local Spark session\n")
-        print("| format | file size | seconds | rows/s |\n|---|---:|---:|---:|")
-        for name, size, best, _ in results:
-            print(f"| {name} | {size / 1e6:,.0f} MB | {best:.1f} | {args.rows / best:,.0f} |")
+        print("| format | file size | best, s | median, s | every run, s | rows/s (best) |\n|---|---:|---:|---:|---|---:|")
+        for name, size, best, times in results:
+            print(f"| {name} | {size / 1e6:,.0f} MB | {best:.1f} | {statistics.median(times):.1f} | "
+                  f"{', '.join(f'{t:.1f}' for t in times)} | {args.rows / best:,.0f} |")
         print(f"\nmachine: {platform.machine()}, Python {platform.python_version()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -94,8 +94,21 @@ class LandingFormat(_Model):
     csv: CsvOptions = CsvOptions()
 
 
+class DeltaSourceSettings(_Model):
+    """Another team's Delta table feeding the raw table instead of landing files: each run reads only
+    what changed since the version it read last (recorded), the whole table when that cannot be
+    told (the table was overwritten, restored or rows were deleted since)."""
+
+    kind: Literal["delta"] = "delta"
+    # catalog.schema.table (Unity Catalog on Databricks; locally <root>/<catalog>/<schema>/<table>),
+    # or the path of a Delta table.
+    table: str = Field(min_length=1)
+
+
 class DatasetSettings(LandingFormat):
     name: str
+    # Where rows come from: landing files in the use case's landing folder (unset), or a Delta table.
+    source: DeltaSourceSettings | None = None
     key: str
     label: str
     positive_label: Any = None  # classification: the label's positive value (its score's class)

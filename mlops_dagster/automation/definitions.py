@@ -10,6 +10,7 @@ from ..settings import Settings
 from .retraining import decay_sensor, drift_sensor
 from .failures import failure_sensor
 from .file_arrival import file_arrival_sensor, outcome_file_sensor
+from .source_table import source_table_sensor
 
 
 def _status(settings: Settings) -> tuple[DefaultSensorStatus, DefaultScheduleStatus]:
@@ -39,8 +40,14 @@ def automation_definitions(settings: Settings, jobs: Jobs) -> tuple[list, list]:
              "judge the predictions (model performance)"),
         )
     ]
+    # New data: landing files, or new versions of the source table where the daemon can read its
+    # version (delta-rs tables under `root`; on Unity Catalog, use the training schedule).
+    if settings.dataset.source is None:
+        arrivals = [file_arrival_sensor(settings, jobs.lifecycle, sensor_status)]
+    else:
+        arrivals = [source_table_sensor(settings, jobs.lifecycle, sensor_status)] if settings.root else []
     sensors = [
-        file_arrival_sensor(settings, jobs.lifecycle, sensor_status),
+        *arrivals,
         outcome_file_sensor(settings, jobs.monitoring, sensor_status),
         drift_sensor(settings, jobs.lifecycle, sensor_status),
         decay_sensor(settings, jobs.lifecycle, sensor_status),

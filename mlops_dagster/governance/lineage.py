@@ -1,6 +1,7 @@
-"""Lineage of a model version: back to the exact table versions and landing files it learned from,
-forward to the endpoints serving it and the prediction batches it scored. Built from what the
-lifecycle records anyway: model version tags and the Delta commit metadata of every write."""
+"""Lineage of a model version: back to the exact table versions and landing files (or source table
+versions) it learned from, forward to the endpoints serving it and the prediction batches it
+scored. Built from what the lifecycle records anyway: model version tags and the Delta commit
+metadata of every write."""
 
 from __future__ import annotations
 
@@ -30,8 +31,9 @@ def model_lineage(settings, lakehouse, registry, version: str, serving=None) -> 
     if raw:
         upstream["raw"] = raw
         for commit in lakehouse.history(raw[0]):
-            if commit["version"] <= raw[1] and commit.get("landing_files"):
-                files.extend(commit["landing_files"].split(";"))
+            if commit["version"] <= raw[1]:  # landing files, or a source table's versions read
+                for key in ("landing_files", "source_reads"):
+                    files.extend(filter(None, commit.get(key, "").split(";")))
     predictions_table = settings.table(settings.names.predictions)
     scored = []
     if lakehouse.exists(predictions_table):
@@ -57,7 +59,7 @@ def format_lineage(lineage: dict[str, Any]) -> str:
              "  learned from:"]
     for role, (table, table_version) in lineage["upstream"].items():
         lines.append(f"    {role:<13} {table} v{table_version}")
-    lines.append(f"    landing files {', '.join(lineage['landing_files']) or 'none recorded'}")
+    lines.append(f"    sources       {', '.join(lineage['landing_files']) or 'none recorded'}")
     lines.append("  used by:")
     table, versions = lineage["prediction_versions"]
     lines.append(f"    predictions   {table} versions {', '.join(map(str, versions)) or 'none'}")

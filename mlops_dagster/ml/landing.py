@@ -45,7 +45,7 @@ from ..settings import INGESTED_AT, SOURCE_FILE, CsvOptions, LandingFormat
 from .contract import OK, Rule, cell_reasons, check_cells, typed_schema
 from .landing_formats import (
     Cells, ParquetFooter, csv_cells, file_format, gzip_problem, is_utf8, json_cells, parquet_cells, parquet_footer,
-    parquet_rows, parse_header, spark_literal, transcode, unknown_format,
+    parquet_rows, parse_header, spark_literal, table_rows, transcode, unknown_format,
 )
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class LandingFile:
 
     index: int                      # order of arrival (a later file wins a key)
     path: str
-    format: str | None = "csv"      # csv, json or parquet (None: unknown)
+    format: str | None = "csv"      # csv, json, parquet, or table (a Delta table or a database read); None: unknown
     read_from: str = ""             # what Spark reads (a UTF-8 copy of a file in another encoding)
     header: list[str] = field(default_factory=list)
     header_line: int = 0
@@ -131,8 +131,6 @@ def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[s
     files under ``out_dir`` (a folder every Spark task can write to). ``options``: formats and CSV
     dialect (default: CSV with a header, by extension). ``progress(text)`` is told what is happening
     between Spark jobs."""
-    from pyspark.sql import functions as F
-
     options = options or LandingFormat()
     say = progress or (lambda text: None)
     files = [LandingFile(i, p, file_format(p, options.format), p) for i, p in enumerate(paths)]
@@ -143,7 +141,33 @@ def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[s
     frames = [*_text_rows(spark, task, [f for f in files if f.format in ("csv", "json")]),
               *_parquet_rows(spark, task, [f for f in files if f.format == "parquet"])]
     say(f"{sum(f.data_rows for f in files):,} data rows in {len(files)} file(s)")
-    outputs = [_write_refusal(f, task) for f in files if f.refusal and not f.data_rows]
+    refused = [_write_refusal(f, task) for f in files if f.refusal and not f.data_rows]
+    return _checked(spark, task, frames, refused, say)
+
+
+def read_table_rows(spark: "SparkSession", df: "DataFrame", label: str, rules: Mapping[str, Rule], key: str,
+                    out_dir: str, ingested_at: datetime, run_id: str, progress=None) -> LandingBatch:
+    """Check the rows of a table (``df``: a Delta table or a database read) against the contract like
+    a landing file's; ``label`` names them in lineage and quarantine (``delta:<table>@v12``) and
+    ``line_number`` is a row id unique within this read. Every contract column must be there: a
+    table without one is a source to fix, not rows to quarantine."""
+    missing = [c for c in rules if c not in df.columns]
+    if missing:
+        raise ValueError(f"{label} lacks the contract column(s) {', '.join(missing)} (it has: {', '.join(df.columns)})")
+    f = LandingFile(0, label, "table", label, header=list(df.columns))
+    f.extra_columns = [c for c in f.header if c not in rules]
+    task = _Task({0: f}, dict(rules), CsvOptions(), key, out_dir, ingested_at, run_id)
+    batch = _checked(spark, task, [table_rows(df, 0, rules)], [], progress or (lambda text: None))
+    f.data_rows = f.rows_read
+    return batch
+
+
+def _checked(spark: "SparkSession", task: _Task, frames: list["DataFrame"], outputs: list[dict], say) -> LandingBatch:
+    """Check ``frames`` (rows of ``task.files``) in Spark tasks; with the refusals already written
+    (``outputs``), what the files became."""
+    from pyspark.sql import functions as F
+
+    files, out_dir, key = list(task.files.values()), task.out_dir, task.key
     if frames:
         # Checked once as if no key were duplicated, the tasks writing each row's key aside; the
         # keys are then counted from that small output. Only if some key occurs twice in a file are
@@ -450,7 +474,7 @@ def _check_rows(task: _Task, f: LandingFile, rows: pa.RecordBatch) -> tuple[pa.T
 
 
 def _cells(task: _Task, f: LandingFile, rows: pa.RecordBatch) -> Cells:
-    if f.format == "parquet":
+    if f.format in ("parquet", "table"):
         return parquet_cells(rows, f.header, task.rules)
     if f.format == "json":
         return json_cells(rows.column("value"), task.rules)

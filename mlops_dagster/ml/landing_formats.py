@@ -124,10 +124,8 @@ def parquet_footer(path: str) -> ParquetFooter | str:
 def parquet_rows(spark: "SparkSession", files: Mapping[int, tuple[str, ParquetFooter]],
                  rules: Mapping[str, Rule]) -> list["DataFrame"]:
     """Rows of Parquet files as ``_file``, ``_line`` (row number in its file, from 1) and one column
-    per contract column (``c0``, ``c1``, ...): the value itself where the file's type is the rule's
-    (a double for a double), else its text, checked like a CSV cell; null where the file lacks the
-    column. One frame per combination of those (files that agree are read as one).
-    ``files``: index -> (path, its footer)."""
+    per contract column (see ``contract_columns``). One frame per combination of column kinds
+    (files that agree are read as one). ``files``: index -> (path, its footer)."""
     from functools import reduce
 
     from pyspark.sql import functions as F
@@ -137,40 +135,63 @@ def parquet_rows(spark: "SparkSession", files: Mapping[int, tuple[str, ParquetFo
     groups: dict[tuple, list] = {}
     for index, (path, footer) in files.items():
         df = spark.read.parquet(spark_literal(path))
-        types = dict(df.dtypes)
-        cells, shape = [], []
-        for i, (column, rule) in enumerate(rules.items()):
-            if column not in footer.columns:
-                cell, kind = F.lit(None).cast("string"), "missing"
-            elif _native(footer.schema.field(column).type, rule):
-                cell, kind = F.col(f"`{column}`").cast(_SPARK_TYPES[rule.type]), rule.type
-            else:
-                cell, kind = _as_text(F.col(f"`{column}`"), types[column], footer.schema.field(column).type), "text"
-            cells.append(cell.alias(f"c{i}"))
-            shape.append(kind)
-        groups.setdefault(tuple(shape), []).append(
+        cells, shape = contract_columns(df, rules, {c: footer.schema.field(c).type for c in footer.columns})
+        groups.setdefault(shape, []).append(
             df.select(F.lit(index).cast("int").alias("_file"), (F.col("_metadata.row_index") + 1).alias("_line"), *cells))
     return [reduce(lambda a, b: a.unionByName(b), frames) for frames in groups.values()]
 
 
-_SPARK_TYPES = {"double": "double", "long": "long", "boolean": "boolean"}
+def table_rows(df: "DataFrame", index: int, rules: Mapping[str, Rule]) -> "DataFrame":
+    """Rows of a table (a Spark DataFrame) like ``parquet_rows``'s; ``_line`` is a row id unique
+    within this read (a table has no line numbers)."""
+    from pyspark.sql import functions as F
+
+    cells, _ = contract_columns(df, rules, {})
+    return df.select(F.lit(index).cast("int").alias("_file"), (F.monotonically_increasing_id() + 1).alias("_line"),
+                     *cells)
 
 
-def _native(arrow_type: pa.DataType, rule: Rule) -> bool:
-    """Whether a Parquet column's values are the rule's type already (no text round trip)."""
+def contract_columns(df: "DataFrame", rules: Mapping[str, Rule], arrow_types: Mapping[str, pa.DataType]) -> tuple[list, tuple]:
+    """Per contract column ``c0``, ``c1``, ...: the value itself where its type is the rule's (a
+    double for a double), else its text, checked like a CSV cell; null where ``df`` lacks it. And
+    the kind of each (what frames must agree on to be read as one)."""
+    from pyspark.sql import functions as F
+
+    types = dict(df.dtypes)
+    cells, shape = [], []
+    for i, (column, rule) in enumerate(rules.items()):
+        arrow_type = arrow_types.get(column)
+        if column not in types:
+            cell, kind = F.lit(None).cast("string"), "missing"
+        elif _native(types[column], rule, arrow_type):
+            cell, kind = F.col(f"`{column}`").cast(rule.type), rule.type
+        else:
+            cell, kind = _as_text(F.col(f"`{column}`"), types[column], arrow_type), "text"
+        cells.append(cell.alias(f"c{i}"))
+        shape.append(kind)
+    return cells, tuple(shape)
+
+
+_INTEGERS = ("tinyint", "smallint", "int", "bigint")
+
+
+def _native(spark_type: str, rule: Rule, arrow_type: pa.DataType | None) -> bool:
+    """Whether a column's values are the rule's type already (no text round trip)."""
+    if arrow_type is not None and pa.types.is_timestamp(arrow_type):  # nanoseconds arrive as bigint
+        return False
     if rule.type == "double":
-        return pa.types.is_float64(arrow_type) or pa.types.is_integer(arrow_type)
+        return spark_type == "double" or spark_type in _INTEGERS
     if rule.type == "long":
-        return pa.types.is_integer(arrow_type) and not pa.types.is_uint64(arrow_type)
-    return rule.type == "boolean" and pa.types.is_boolean(arrow_type)
+        return spark_type in _INTEGERS
+    return rule.type == "boolean" and spark_type == "boolean"
 
 
-def _as_text(column, spark_type: str, arrow_type: pa.DataType):
+def _as_text(column, spark_type: str, arrow_type: pa.DataType | None):
     """A Parquet value as the text a CSV file would hold (timestamps in ISO 8601 with their offset;
     one without a zone is UTC, as in a CSV file)."""
     from pyspark.sql import functions as F
 
-    if pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
+    if arrow_type is not None and pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
         column = F.timestamp_micros(F.floor(column.cast("decimal(20,0)") / 1000).cast("long"))
         spark_type = "timestamp"
     if spark_type == "timestamp":

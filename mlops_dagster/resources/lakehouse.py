@@ -195,6 +195,8 @@ class LocalLakehouse(Lakehouse):
     root: str
 
     def location(self, name: str) -> str:
+        if is_path(name):  # a table outside this project's catalog, by its path
+            return name
         parts = name.split(".")
         if len(parts) != 3 or not all(parts):
             raise ValueError(f"table name {name!r} must have three parts: catalog.schema.table")
@@ -418,6 +420,12 @@ def staging_folder(root: str) -> Iterator[str]:
 # Delta operations after which the files added since a version hold every row changed since it.
 _METADATA_ONLY = {"SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "UPDATE TABLE METADATA", "UPDATE FIELD METADATA",
                   "ADD COLUMN", "CHANGE COLUMN", "OPTIMIZE", "VACUUM START", "VACUUM END"}
+
+
+def is_path(name: str) -> bool:
+    """Whether a table is named by its storage path (``/data/t``, ``s3://b/t``) rather than
+    ``catalog.schema.table``."""
+    return "/" in name
 
 
 def adds_or_updates_only(commit: dict[str, Any]) -> bool:

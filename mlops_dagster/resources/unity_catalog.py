@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .lakehouse import Lakehouse, TableInfo, TableNotFoundError, adds_or_updates_only, staging_folder
+from .lakehouse import Lakehouse, TableInfo, TableNotFoundError, adds_or_updates_only, is_path, staging_folder
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 
 def _quoted(name: str) -> str:
+    if is_path(name):  # a Delta table by its path (another team's, outside this catalog)
+        return f"delta.`{name}`"
     parts = name.split(".")
     if len(parts) != 3 or not all(parts):
         raise ValueError(f"table name {name!r} must have three parts: catalog.schema.table")
@@ -45,6 +47,10 @@ class UnityCatalogLakehouse(Lakehouse):
         return SparkSession.builder.getOrCreate()
 
     def exists(self, name):
+        if is_path(name):
+            from delta.tables import DeltaTable
+
+            return DeltaTable.isDeltaTable(self._spark(), name)
         return self._spark().catalog.tableExists(name)
 
     def location(self, name):
