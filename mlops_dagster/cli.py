@@ -102,6 +102,10 @@ def _summary(result, seconds: float, settings) -> str:
         lines.append("Tables (Delta):")
         for key, m in tables:
             lines.append(f"  {m['dagster/table_name']:<48} v{m['delta_version']:<4} {m['dagster/row_count']:>8} rows  ({key})")
+    if "read" in meta.get(names.raw, {}):  # a source table or database, not landing files
+        m = meta[names.raw]
+        lines.append(f"Source:            {m.get('source_table', m.get('source'))}: {m['read']}, "
+                     f"{m['rows_loaded']} rows loaded")
     if names.model in meta:
         m = meta[names.model]
         lines += ["", f"MLflow run:        {m['mlflow_run_id']}  ({m['mlflow_tracking_uri']})",
@@ -182,7 +186,7 @@ def run(job: str, use_case: str | None = None, run_config: dict | None = None) -
     for settings in load_project().select(use_case):
         landing = Path(settings.landing_path)
         if (settings.target == "local" and _demo(settings) and kind in ("lifecycle", "training")
-                and not any(landing.glob(settings.dataset.file_pattern))):
+                and settings.dataset.source is None and not any(landing.glob(settings.dataset.file_pattern))):
             print(f"landing volume {landing} is empty: generating the {settings.demo} demo dataset")
             write_demo(settings, None, 42, False)
         started = time.perf_counter()

@@ -99,16 +99,38 @@ class DeltaSourceSettings(_Model):
     what changed since the version it read last (recorded), the whole table when that cannot be
     told (the table was overwritten, restored or rows were deleted since)."""
 
-    kind: Literal["delta"] = "delta"
+    kind: Literal["delta"]
     # catalog.schema.table (Unity Catalog on Databricks; locally <root>/<catalog>/<schema>/<table>),
     # or the path of a Delta table.
     table: str = Field(min_length=1)
 
 
+class PostgresSourceSettings(_Model):
+    """A PostgreSQL table or query feeding the raw table: each run reads the rows whose `watermark`
+    is greater than the greatest one read last (recorded), `batch_rows` at a time. The watermark
+    must grow with every new or changed row (a sequence, or a commit time set by the writer)."""
+
+    kind: Literal["postgres"]
+    # The environment variable holding the DSN (postgresql://user:password@host:5432/db): the
+    # password never sits in config.
+    dsn_env: str = "MLOPS_SOURCE_DSN"
+    table: str | None = None        # schema.table, or:
+    query: str | None = None        # any SELECT (read as a subquery)
+    watermark: str = Field(min_length=1)
+    batch_rows: int = Field(50_000, ge=1)
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> "PostgresSourceSettings":
+        if (self.table is None) == (self.query is None):
+            raise ValueError("a postgres source names exactly one of `table` or `query`")
+        return self
+
+
 class DatasetSettings(LandingFormat):
     name: str
-    # Where rows come from: landing files in the use case's landing folder (unset), or a Delta table.
-    source: DeltaSourceSettings | None = None
+    # Where rows come from: landing files in the use case's landing folder (unset), a Delta table
+    # or a PostgreSQL table or query.
+    source: DeltaSourceSettings | PostgresSourceSettings | None = Field(None, discriminator="kind")
     key: str
     label: str
     positive_label: Any = None  # classification: the label's positive value (its score's class)

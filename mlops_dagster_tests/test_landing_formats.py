@@ -241,3 +241,18 @@ def test_json_batch_parsed_by_arrow_gives_the_cells_of_line_by_line_parsing(rule
             got, want = [None if v is None else float(v) for v in got], [None if v is None else float(v) for v in want]
         assert got == want, column
     assert fast.raw["gender"][1].as_py() == "Male" and fast.raw["partner"][2].as_py() is None
+
+
+def test_a_source_is_one_kind_with_what_that_kind_needs():
+    from mlops_dagster.settings import DatasetSettings
+
+    base = {"name": "x", "key": "a", "label": "a", "columns": {"a": {"type": "string"}}}
+    delta = DatasetSettings.model_validate({**base, "source": {"kind": "delta", "table": "c.s.t"}})
+    assert delta.source.table == "c.s.t"
+    postgres = DatasetSettings.model_validate(
+        {**base, "source": {"kind": "postgres", "query": "SELECT 1 AS a", "watermark": "a"}})
+    assert postgres.source.dsn_env == "MLOPS_SOURCE_DSN" and postgres.source.batch_rows == 50_000
+    with pytest.raises(ValueError, match="exactly one of `table` or `query`"):
+        DatasetSettings.model_validate({**base, "source": {"kind": "postgres", "watermark": "a"}})
+    with pytest.raises(ValueError, match="kind"):
+        DatasetSettings.model_validate({**base, "source": {"table": "c.s.t"}})

@@ -20,7 +20,7 @@ INGESTION = ["raw_subscribers", "raw_subscribers_quarantine"]
 
 def _config(table) -> dict:
     return {"name": "cancellation", **SUBSCRIBERS,
-            "dataset": {**SUBSCRIBERS["dataset"], "source": {"table": str(table)}}}
+            "dataset": {**SUBSCRIBERS["dataset"], "source": {"kind": "delta", "table": str(table)}}}
 
 
 def _ingest(project):
