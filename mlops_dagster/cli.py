@@ -186,7 +186,8 @@ def run(job: str, use_case: str | None = None, run_config: dict | None = None) -
     for settings in load_project().select(use_case):
         landing = Path(settings.landing_path)
         if (settings.target == "local" and _demo(settings) and kind in ("lifecycle", "training")
-                and settings.dataset.source is None and not any(landing.glob(settings.dataset.file_pattern))):
+                and settings.dataset.source is None and "://" not in settings.landing_path
+                and not any(landing.glob(settings.dataset.file_pattern))):
             print(f"landing volume {landing} is empty: generating the {settings.demo} demo dataset")
             write_demo(settings, None, 42, False)
         started = time.perf_counter()

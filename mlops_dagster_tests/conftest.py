@@ -39,3 +39,22 @@ def spark():
 
     config = yaml.safe_load((CONF_DIR / "local.yaml").read_text())["spark"]
     return SparkResource(spark_config=config).session()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's server mode) on 127.0.0.1: its endpoint URL."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    from .project import free_port
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()

@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
-from ..resources.landing import landing_files
+from ..resources.landing import landing_file, landing_files
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import INGESTED_AT, SOURCE_FILE, Settings
@@ -63,7 +63,7 @@ def _landing_assets(settings: Settings, source: Source):
         landing = source.folder
         candidates = landing_files(landing, source.files.file_pattern)
         if config.files:
-            wanted = {str(Path(landing, f).resolve()) for f in config.files}
+            wanted = {landing_file(landing, f) for f in config.files}
             missing = wanted - {c["file_path"] for c in candidates}
             if missing:
                 raise FileNotFoundError(

@@ -138,6 +138,9 @@ def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[s
         if f.format is None:
             f.refusal = unknown_format(f.path)
     task = _Task({f.index: f for f in files}, dict(rules), options.csv, key, out_dir, ingested_at, run_id)
+    _fetch(task, [f for f in files if "://" in f.path])
+    if not is_utf8(task.csv.encoding):
+        _decode(task, [f for f in files if f.format == "csv" and not f.refusal])
     frames = [*_text_rows(spark, task, [f for f in files if f.format in ("csv", "json")]),
               *_parquet_rows(spark, task, [f for f in files if f.format == "parquet"])]
     say(f"{sum(f.data_rows for f in files):,} data rows in {len(files)} file(s)")
@@ -198,14 +201,7 @@ def _checked(spark: "SparkSession", task: _Task, frames: list["DataFrame"], outp
 
 def _text_rows(spark: "SparkSession", task: _Task, files: list[LandingFile]) -> list["DataFrame"]:
     """The data lines of CSV and JSON-lines files with their file and physical line number (none:
-    no such file has rows). CSV files in another encoding than UTF-8 are decoded into the staging
-    folder first; a .gz file that cannot be decompressed is refused whole."""
-    if not is_utf8(task.csv.encoding):
-        for f in files:
-            if f.format == "csv" and f.read_from == f.path:
-                f.read_from = f"{task.out_dir}/decoded/{f.index}.csv"
-                Path(f.read_from).parent.mkdir(parents=True, exist_ok=True)
-                f.refusal = transcode(f.path, task.csv.encoding, f.read_from)
+    no such file has rows). A .gz file that cannot be decompressed is refused whole."""
     readable = [f for f in files if not f.refusal]
     if not readable:
         return []
@@ -223,6 +219,33 @@ def _text_rows(spark: "SparkSession", task: _Task, files: list[LandingFile]) -> 
         return _text_rows(spark, task, [f for f in readable if f.index not in broken])
     with_rows = [f for f in readable if f.data_rows]
     return [_numbered(lines, blocks, with_rows)] if with_rows else []
+
+
+def _fetch(task: _Task, files: list[LandingFile]) -> None:
+    """Object store files (``s3://...``) copied into the staging folder, a chunk at a time, so Spark
+    reads them as local files (local Spark has no object store connectors); their lineage stays
+    the URI. A file that cannot be fetched fails the run: it stays unread, to be ingested next time."""
+    import pyarrow.fs as pafs
+
+    for f in files:
+        f.read_from = f"{task.out_dir}/fetched/{f.index}-{Path(f.path).name}"
+        Path(f.read_from).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            source, path = pafs.FileSystem.from_uri(f.path)
+            pafs.copy_files(path, f.read_from, source_filesystem=source,
+                            destination_filesystem=pafs.LocalFileSystem(), chunk_size=1 << 20)
+        except (OSError, ValueError) as error:
+            raise OSError(f"cannot read landing file {f.path}: {error}") from None
+
+
+def _decode(task: _Task, files: list[LandingFile]) -> None:
+    """CSV files in another encoding than UTF-8, decoded into the staging folder a chunk at a time
+    (refused whole, naming the line, at a byte the encoding does not allow)."""
+    for f in files:
+        decoded = f"{task.out_dir}/decoded/{f.index}.csv"
+        Path(decoded).parent.mkdir(parents=True, exist_ok=True)
+        f.refusal = transcode(f.read_from, task.csv.encoding, decoded)
+        f.read_from = decoded
 
 
 def _parquet_rows(spark: "SparkSession", task: _Task, files: list[LandingFile]) -> list["DataFrame"]:

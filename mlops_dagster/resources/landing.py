@@ -2,7 +2,11 @@
 
 Locally it is a folder. On Databricks targets it is a Unity Catalog volume (``/Volumes/...``),
 which the daemon lists through the Files API (databricks-sdk); the ingestion step itself runs on
-a cluster, where the volume is mounted and read as a folder.
+a cluster, where the volume is mounted and read as a folder. On any target it may instead be an
+object store URI (``s3://bucket/prefix``, and the other stores Arrow's file systems speak: ``gs://``,
+``abfs://``), listed through Arrow with the credentials of the environment (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` for an S3-compatible server, or
+the machine's role).
 """
 
 from __future__ import annotations
@@ -16,9 +20,24 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 
+def is_uri(folder: str) -> bool:
+    """Whether a landing folder is an object store URI (``s3://bucket/prefix``), not a path."""
+    return "://" in folder
+
+
+def landing_file(folder: str, name: str) -> str:
+    """The full path (or URI) of landing file ``name`` (a name in ``folder``, or already full)."""
+    if is_uri(name):
+        return name
+    return f"{folder.rstrip('/')}/{name}" if is_uri(folder) else str(Path(folder, name).resolve())
+
+
 def landing_files(folder: str, pattern: str) -> list[dict]:
     """Files in a landing folder matching ``pattern``, oldest first, with size and mtime (how the
-    ingestion step sees the volume: a local folder, or the volume mounted on the cluster)."""
+    ingestion step sees the volume: a local folder, the volume mounted on the cluster, or an
+    object store prefix)."""
+    if is_uri(folder):
+        return _object_store_files(folder, pattern)
     root = Path(folder)
     if not root.is_dir():
         return []
@@ -28,6 +47,24 @@ def landing_files(folder: str, pattern: str) -> list[dict]:
             stat = entry.stat()
             found.append({"file_path": str(Path(entry.path).resolve()), "size_bytes": stat.st_size,
                           "modified_at": datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc)})
+    return sorted(found, key=lambda f: (f["modified_at"], f["file_path"]))
+
+
+def _object_store_files(folder: str, pattern: str) -> list[dict]:
+    import pyarrow.fs as pafs
+
+    scheme = folder.split("://", 1)[0]
+    try:
+        fs, prefix = pafs.FileSystem.from_uri(folder)
+        entries = fs.get_file_info(pafs.FileSelector(prefix, allow_not_found=True))
+    except (OSError, ValueError) as error:
+        raise OSError(
+            f"cannot list the landing folder {folder}: {error}. Credentials come from the environment "
+            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION; AWS_ENDPOINT_URL for an S3-compatible "
+            "server) or the machine's role") from None
+    found = [{"file_path": f"{scheme}://{e.path}", "size_bytes": e.size,
+              "modified_at": e.mtime.astimezone(timezone.utc)}
+             for e in entries if e.type == pafs.FileType.File and fnmatch.fnmatch(e.base_name, pattern)]
     return sorted(found, key=lambda f: (f["modified_at"], f["file_path"]))
 
 
@@ -49,6 +86,9 @@ class DatabricksLandingVolume(LandingVolume):
 
     def files(self, folder, pattern):
         from databricks.sdk.errors import NotFound
+
+        if is_uri(folder):  # an object store, not a volume: listed the same way everywhere
+            return landing_files(folder, pattern)
 
         from ..settings import DatabricksSettings
         from .databricks import workspace_client
