@@ -453,3 +453,31 @@ def test_the_file_sensor_lists_the_landing_volume_through_the_files_api(seeded, 
         monkeypatch.delenv("DATABRICKS_HOST")
         with pytest.raises(Exception, match="DATABRICKS_HOST is not set"):
             sensor.evaluate_tick(build_sensor_context(cursor=second.cursor, resources=resources))
+
+
+def test_a_delta_source_is_read_on_the_cluster(tmp_path):
+    """`dataset.source` on a Databricks target: the ingestion step reads the source table on the
+    cluster (here the emulator's, with delta-rs tables under `root`) and the quarantine names the
+    source version. (Incremental reads are the same code: test_source_table.py.)"""
+    from deltalake import write_deltalake
+
+    from mlops_dagster.data.telco import generate_customers
+
+    source = tmp_path / "crm" / "customers"
+    first = generate_customers(300, seed=8)
+    first.loc[4, "tenure"] = 99.0
+    write_deltalake(source, first)
+    ws = Workspace(tmp_path / "mlops", tmp_path / "work",
+                   {"dataset": {"source": {"kind": "delta", "table": str(source)}}})
+    with ws.emulator:
+        out = ws.materialize("raw_customers,raw_customers_quarantine")
+        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+
+        [ingested] = [r for r in ws.emulator.runs.values() if step_of(r) == "churn__ingest_landing_files"]
+        assert ingested.result_state == "SUCCESS" and ingested.pid != os.getpid()
+        assert len(ws.lakehouse.read(ws.table("raw_customers"))) == 299
+        [bad] = ws.lakehouse.read(ws.table("raw_customers_quarantine")).to_dict("records")
+        assert bad["source_file"] == f"delta:{source}@v0" and bad["reason"] == "tenure: 99.0 is above the maximum 72"
+        [read] = ws.lakehouse.read(ws.table("source_table_log")).to_dict("records")
+        assert (read["read"], read["source_version"], read["rows_loaded"]) == ("whole table", 0, 299)
+    assert_no_token_anywhere(ws)
