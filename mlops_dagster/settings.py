@@ -408,6 +408,9 @@ class ClusterSettings(_Model):
     # SPOT_WITH_FALLBACK: spot workers, on-demand when spot is unavailable (AWS attribute).
     availability: Literal["SPOT_WITH_FALLBACK", "SPOT", "ON_DEMAND"] = "SPOT_WITH_FALLBACK"
     existing_cluster_id: str | None = None  # run on this all-purpose cluster instead
+    # Take the nodes from this instance pool (warm idle instances: a job cluster starts in seconds,
+    # not minutes); the pool's own spot policy applies.
+    instance_pool_id: str | None = None
     spark_conf: dict[str, str] = Field(default_factory=dict)
     custom_tags: dict[str, str] = Field(default_factory=dict)
 

@@ -128,3 +128,15 @@ def test_a_run_logs_to_its_use_case_experiment():
         {AssetKey(["house_prices", "x"]), AssetKey(["churn", "y"]), AssetKey("compliance_report")}))
     assert run_use_cases(mixed, use_cases) == ["churn", "house_prices"]  # the first one's experiment, said
     assert run_use_cases(DagsterRun(job_name="record_run_failure_job"), use_cases) == ["churn"]
+
+
+def test_an_instance_pool_replaces_the_node_type_in_the_cluster_a_step_asks_for(local_root):
+    from mlops_dagster.resources.databricks import submit_run_config
+
+    settings = load_project("dev").default
+    pooled = settings.model_copy(update={"databricks": settings.databricks.model_copy(update={
+        "cluster": settings.databricks.cluster.model_copy(update={"instance_pool_id": "pool-0123"})})})
+    for config, nodes in ((submit_run_config(settings), {"node_types": {"node_type_id": "i3.xlarge"}}),
+                          (submit_run_config(pooled), {"instance_pool_id": "pool-0123"})):
+        assert config["cluster"]["new"]["nodes"] == nodes
+        assert ("aws_attributes" in config["cluster"]["new"]) == ("node_types" in nodes)  # a pool sets its own

@@ -83,13 +83,15 @@ def submit_run_config(settings: Settings) -> dict[str, Any]:
         return run_config
     run_config["cluster"] = {"new": {
         "spark_version": cluster.spark_version,
-        "nodes": {"node_types": {"node_type_id": cluster.node_type_id}},
+        "nodes": ({"instance_pool_id": cluster.instance_pool_id} if cluster.instance_pool_id
+                  else {"node_types": {"node_type_id": cluster.node_type_id}}),
         "size": {"autoscale": {"min_workers": cluster.min_workers, "max_workers": cluster.max_workers}},
         "spark_conf": dict(cluster.spark_conf),
         "custom_tags": {"project": "mlops_dagster", "target": settings.target, **cluster.custom_tags},
-        "aws_attributes": {"availability": cluster.availability, "first_on_demand": 1},
         "data_security_mode": "SINGLE_USER",  # Unity Catalog access from a job cluster
     }}
+    if not cluster.instance_pool_id:  # a pool's instances have the pool's spot policy
+        run_config["cluster"]["new"]["aws_attributes"] = {"availability": cluster.availability, "first_on_demand": 1}
     return run_config
 
 
