@@ -1,4 +1,4 @@
-"""One alerting path for drift, decay and failed runs: a JSON POST to the configured webhook and a
+"""One alerting path for drift, decay, bias, failed runs and budgets: a JSON POST to the configured webhook and a
 row in the project's `alerts` Delta table. The row is written whatever the webhook does, so an
 alert is never lost to a webhook that is down; the row says what the webhook answered.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor
 
+from .assets.cost import cost_assets
 from .assets.features import feature_assets
 from .assets.governance import governance_assets
 from .assets.inference import inference_assets
@@ -13,7 +14,7 @@ from .assets.performance import performance_assets
 from .assets.registry import registry_assets
 from .assets.serving import serving_assets
 from .assets.training import training_assets
-from .automation import automation_definitions, failure_definitions
+from .automation import automation_definitions, cost_definitions, failure_definitions
 from .checks import quality_checks
 from .feature_store.jobs import feature_registry_job
 from .governance.jobs import governance_jobs
@@ -40,12 +41,13 @@ def build_definitions(project: Project) -> Definitions:
         schedules += more_schedules
         lifecycle_jobs += use_case_jobs.all
         jobs += [*use_case_jobs.all, *governance_jobs(settings), feature_registry_job(settings)]
+    cost_jobs, cost_sensors = cost_definitions(project)
     return Definitions(
-        assets=[*assets, *governance_assets(project.default)],
-        sensors=[*sensors, *failure_definitions(project.default, lifecycle_jobs)],
+        assets=[*assets, *governance_assets(project.default), *cost_assets(project)],
+        sensors=[*sensors, *failure_definitions(project.default, lifecycle_jobs), *cost_sensors],
         schedules=schedules,
         asset_checks=checks,
-        jobs=jobs,
+        jobs=[*jobs, *cost_jobs],
         resources=build_resources(project),
         # One process per run: steps share one SparkSession instead of starting a JVM each.
         executor=in_process_executor,

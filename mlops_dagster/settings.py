@@ -279,7 +279,8 @@ class AutomationSettings(_Model):
     # Alerts (drift, decay, failed runs) are POSTed here as JSON (Slack- and Teams-compatible
     # `text`) and always appended to the project's `alerts` table.
     alert_webhook: str | None = None
-    alert_on: list[Literal["drift", "decay", "bias", "run_failure"]] = ["drift", "decay", "bias", "run_failure"]
+    alert_on: list[Literal["drift", "decay", "bias", "run_failure", "budget"]] = [
+        "drift", "decay", "bias", "run_failure", "budget"]
 
 
 class FeatureSpec(_Model):
@@ -408,11 +409,35 @@ class ClusterSettings(_Model):
     # SPOT_WITH_FALLBACK: spot workers, on-demand when spot is unavailable (AWS attribute).
     availability: Literal["SPOT_WITH_FALLBACK", "SPOT", "ON_DEMAND"] = "SPOT_WITH_FALLBACK"
     existing_cluster_id: str | None = None  # run on this all-purpose cluster instead
+    # An existing (all-purpose) cluster must auto-terminate within this many idle minutes: an idle
+    # cluster is billed like a busy one. Runs on one that does not are warned about.
+    autotermination_minutes: int = Field(30, ge=10)
     # Take the nodes from this instance pool (warm idle instances: a job cluster starts in seconds,
     # not minutes); the pool's own spot policy applies.
     instance_pool_id: str | None = None
     spark_conf: dict[str, str] = Field(default_factory=dict)
     custom_tags: dict[str, str] = Field(default_factory=dict)
+
+
+class DbuPrices(_Model):
+    """Price of one DBU per compute type a launched step may use, in ``CostSettings.currency``
+    (your contract's, or the list price). Serving endpoints are reported from actual usage only."""
+
+    jobs: float = Field(0.15, ge=0)               # job clusters (Jobs Compute)
+    all_purpose: float = Field(0.55, ge=0)        # an existing all-purpose cluster
+
+
+class CostSettings(_Model):
+    """What compute costs: rates for the estimate, the budget, and where actual usage is read."""
+
+    currency: str = "USD"
+    # DBUs one node of a type consumes per hour (the cloud's VM price is billed apart, by the cloud).
+    dbu_per_node_hour: dict[str, float] = Field(default_factory=dict)
+    dbu_price: DbuPrices = DbuPrices()
+    daily_budget: float | None = Field(None, gt=0)  # estimated cost per UTC day; crossing it alerts once
+    report_days: int = Field(30, ge=1)              # the report's window
+    # SQL warehouse that reads system.billing.usage for the actual figures (Databricks targets).
+    warehouse_id: str | None = None
 
 
 class SecretEnv(_Model):
@@ -578,6 +603,7 @@ class Settings(_Model):
     governance: GovernanceSettings = GovernanceSettings()
     databricks: DatabricksSettings = DatabricksSettings()
     feature_store: FeatureStoreSettings = FeatureStoreSettings()
+    cost: CostSettings = CostSettings()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -822,6 +848,7 @@ SETTINGS_JSON_ENV = "MLOPS_SETTINGS_JSON"
 _PROJECT_WIDE = {
     "target": None, "root": None, "catalog": None, "schema": None, "spark": None, "databricks": None,
     "mlflow": ("tracking_uri", "registry_uri"), "serving": ("host", "port"), "feature_store": ("online_store",),
+    "cost": None,
 }
 
 
@@ -858,6 +885,14 @@ class Project(_Model):
     def select(self, name: str | None = None) -> list[Settings]:
         """One use case, or every one when ``name`` is None."""
         return self.use_cases if name is None else [self.use_case(name)]
+
+    def owner_of_step(self, step_key: str, run_tags: dict[str, str]) -> str:
+        """The use case a step works for: its run's tag, else (an ad-hoc materialization) the use
+        case whose name prefixes the step key (``sales__sales_model``, ``sales_features_checks``)."""
+        if run_tags.get(USE_CASE_TAG):
+            return run_tags[USE_CASE_TAG]
+        owners = [n for n in self.names if step_key.startswith(f"{n}_")]
+        return max(owners, key=len, default="")
 
     def by_endpoint(self, endpoint: str) -> Settings | None:
         """The use case serving ``endpoint`` (None: no use case names it)."""

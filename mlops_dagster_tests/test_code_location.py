@@ -32,7 +32,7 @@ def _stages(use_case: str, dataset: str) -> dict[str, set[str]]:
 
 
 # The two shipped demos, and the project-wide governance group.
-STAGES = {**_stages("churn", "customers"), **_stages("house_prices", "houses"), "governance": {"compliance_report"}}
+STAGES = {**_stages("churn", "customers"), **_stages("house_prices", "houses"), "governance": {"compliance_report", "cost_report"}}
 
 
 def test_assets_sit_in_stage_groups_with_descriptions(local_root):

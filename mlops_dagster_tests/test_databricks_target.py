@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 TOKEN = f"dapi-emulated-{uuid.uuid4().hex}"
 SPARK_ASSETS = "churn_features,churn_labels,churn_predictions"
+WAREHOUSE = "emulated-warehouse"
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +71,12 @@ class Workspace:
                 "permissions": {"job_permissions": {"CAN_MANAGE_RUN": [{"group_name": "ml-engineers"}]}},
                 "cluster": {"spark_conf": {"spark.sql.shuffle.partitions": "2"}},
             },
+            "cost": {"warehouse_id": WAREHOUSE},
         }, overrides or {}))
         self.emulator = DatabricksEmulator(work / "emulator", TOKEN, project=self.project if serving else None,
                                            run_env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
         self.emulator.put_secret("mlops", "token", TOKEN)
+        self.emulator.add_warehouse(WAREHOUSE)
         self.outputs: list[str] = []
 
     def reconfigure(self, config: dict) -> None:
@@ -201,6 +204,70 @@ def test_spark_assets_run_as_databricks_job_runs(workspace, seeded):
     assert set(predictions["model_version"]) == {champion}
     assert predictions["churn_probability"].between(0, 1).all()
     assert ws.lakehouse.history(ws.table("churn_predictions"), 5)[0]["dagster_run_id"] == dagster_run.run_id
+
+    assert_costs_recorded(ws, dagster_run, runs)
+
+
+def assert_costs_recorded(ws: Workspace, dagster_run, runs: dict) -> None:
+    """Each launched cluster is tagged with the Dagster run, step and use case; each step has a
+    compute record with the Jobs API's time and the hand-computable estimate; cost_sensor and
+    cost_report_job (its step on a cluster too) put them in run_costs next to the usage the
+    workspace billed (system.billing.usage, read through the SQL Statement API)."""
+    rates = ws.settings.cost
+    for step, run in runs.items():
+        assert run.cluster["custom_tags"] | {"dagster_run_id": dagster_run.run_id, "dagster_step": step,
+                                             "mlops_use_case": "churn", "target": "dev"} == run.cluster["custom_tags"]
+    with ws.instance() as instance:
+        compute = {e.step_key: {k: v.value for k, v in e.dagster_event.engine_event_data.metadata.items()}
+                   for e in instance.all_logs(dagster_run.run_id)
+                   if e.dagster_event and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT
+                   and "mlops/compute" in e.dagster_event.engine_event_data.metadata}
+        assert set(compute) == set(runs)
+        for step, record in compute.items():
+            run = runs[step]
+            assert record["databricks_run_id"] == run.run_id
+            assert record["seconds"] == pytest.approx((run.end_time - run.start_time) / 1000, abs=0.01)
+            nodes = 1 + ws.settings.databricks.cluster.max_workers  # i3.xlarge: 1 DBU per node-hour
+            assert (record["compute_nodes"], record["compute_node_type"]) == (nodes, "i3.xlarge")
+            assert record["cost_estimated"] == pytest.approx(nodes * 1.0 * record["seconds"] / 3600 * rates.dbu_price.jobs,
+                                                             abs=1e-6)
+
+        from dagster import build_sensor_context
+
+        from mlops_dagster.definitions import build_definitions
+
+        defs = build_definitions(ws.project)
+        tick = defs.get_sensor_def("cost_sensor").evaluate_tick(
+            build_sensor_context(instance=instance, repository_def=defs.get_repository_def()))
+        [request] = tick.run_requests
+    # Usage the report must count (the use case's endpoint) and must not (another target's cluster).
+    endpoint = ws.settings.serving.endpoint
+    ws.emulator.bill("PREMIUM_SERVERLESS_REAL_TIME_INFERENCE", 2.0, endpoint_name=endpoint)
+    ws.emulator.bill("PREMIUM_JOBS_COMPUTE", 50.0, {"project": "mlops_dagster", "target": "prod"})
+    ws.emulator.bill("PREMIUM_SERVERLESS_REAL_TIME_INFERENCE", 9.0, endpoint_name="someone-elses-endpoint")
+    config = ws.work / "cost_report.yaml"
+    config.write_text(yaml.safe_dump(request.run_config))
+    out = ws.dagster("job", "execute", "-j", "cost_report_job", "-c", str(config))
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+
+    costs = ws.lakehouse.read(ws.table("run_costs")).set_index("step_key")
+    assert set(costs.index) == set(runs)
+    for step, run in runs.items():
+        assert costs.loc[step, "databricks_run_id"] == run.run_id and costs.loc[step, "compute_kind"] == "jobs"
+        assert costs.loc[step, "cost_estimated"] == pytest.approx(compute[step]["cost_estimated"], abs=1e-6)
+    billed = sum(u["usage_quantity"] for u in ws.emulator.usage
+                 if u["custom_tags"].get("dagster_run_id") == dagster_run.run_id)
+    assert billed > 0
+    with ws.instance() as instance:
+        report = instance.get_latest_materialization_event(AssetKey("cost_report")).asset_materialization
+        metadata = {k: v.value for k, v in report.metadata.items()}
+    assert metadata["actual_usage_from"] == f"system.billing.usage (SQL warehouse {WAREHOUSE})"
+    # The emulator's list prices: 0.15 per jobs DBU, 0.07 per serving DBU.
+    assert metadata["cost_actual_window"] == pytest.approx(billed * 0.15 + 2.0 * 0.07, abs=1e-5)
+    assert f"| {endpoint} | 2.0 | 0.14 |" in metadata["report"]
+    assert "Launched steps: estimated" in metadata["report"]
+    assert all(f"| {run.run_id} |" in metadata["report"] for run in runs.values())
+    assert any(method == "POST" and path == "/api/2.0/sql/statements/" for method, path, _ in ws.emulator.calls)
 
 
 def test_a_remote_failure_surfaces_its_traceback_and_stderr(seeded, tmp_path):
@@ -481,3 +548,24 @@ def test_a_delta_source_is_read_on_the_cluster(tmp_path):
         [read] = ws.lakehouse.read(ws.table("source_table_log")).to_dict("records")
         assert (read["read"], read["source_version"], read["rows_loaded"]) == ("whole table", 0, 299)
     assert_no_token_anywhere(ws)
+
+
+def test_an_all_purpose_cluster_that_does_not_idle_out_is_named_with_the_fix(tmp_path):
+    from databricks.sdk import WorkspaceClient
+
+    from mlops_dagster.resources.databricks import idle_cluster_problem
+    from mlops_dagster.settings import ClusterSettings
+
+    with DatabricksEmulator(tmp_path / "emulator", TOKEN) as emulator:
+        for cluster_id, minutes in (("0101-never", 0), ("0101-late", 120), ("0101-idles-out", 20)):
+            emulator.add_cluster(cluster_id, autotermination_minutes=minutes)
+        workspace = WorkspaceClient(host=emulator.url, token=TOKEN, auth_type="pat")
+
+        def problem(cluster_id: str) -> str | None:
+            return idle_cluster_problem(workspace, ClusterSettings(existing_cluster_id=cluster_id))
+
+        assert problem("0101-never").startswith("all-purpose cluster 0101-never never auto-terminates")
+        assert "only after 120 idle minutes" in problem("0101-late")
+        assert "to 30 minutes or less" in problem("0101-late")
+        assert problem("0101-idles-out") is None
+        assert ("GET", "/api/2.1/clusters/get", 200) in emulator.calls

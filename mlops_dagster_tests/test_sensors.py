@@ -232,7 +232,7 @@ def test_default_status_follows_the_target(local_root):
         **{f"{u}_{s}": "STOPPED" for u in demos
            for s in ("landing_file_sensor", "outcome_file_sensor", "drift_retraining_sensor", "decay_retraining_sensor",
                      "follow_new_champion")},
-        "lifecycle_failure_sensor": "RUNNING"}
+        "lifecycle_failure_sensor": "RUNNING", "cost_sensor": "STOPPED"}
     crons = {"training": "0 3 * * *", "batch_inference": "0 * * * *", "monitoring": "30 4 * * *"}
     assert {s.name: (s.default_status.value, s.cron_schedule) for s in local.schedule_defs} == {
         f"{u}_{kind}_schedule": ("STOPPED", cron) for u in demos for kind, cron in crons.items()}

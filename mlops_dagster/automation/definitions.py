@@ -2,12 +2,13 @@
 
 from dagster import (
     AssetSelection, AutomationConditionSensorDefinition, DefaultScheduleStatus, DefaultSensorStatus,
-    ScheduleDefinition,
+    ScheduleDefinition, define_asset_job,
 )
 
 from ..jobs import Jobs
-from ..settings import Settings
+from ..settings import Project, Settings
 from .retraining import decay_sensor, drift_sensor
+from .cost import cost_sensor
 from .failures import failure_sensor
 from .file_arrival import file_arrival_sensor, outcome_file_sensor
 from .source_table import source_table_sensor
@@ -65,3 +66,13 @@ def failure_definitions(settings: Settings, jobs: list) -> list:
     """The project's failure sensor (recording failures is passive: on everywhere, so no failure
     of any use case's jobs goes unrecorded)."""
     return [failure_sensor(settings, jobs, DefaultSensorStatus.RUNNING)]
+
+
+def cost_definitions(project: Project) -> tuple[list, list]:
+    """The project's (jobs, sensors) that record what runs cost: ``cost_report_job`` and
+    ``cost_sensor`` (stopped or running like the use cases' sensors)."""
+    report_job = define_asset_job(
+        "cost_report_job", AssetSelection.assets("cost_report"), tags={"mlops/trigger": "cost"},
+        description="Records finished runs' steps in run_costs and refreshes cost_report (requested by cost_sensor).",
+    )
+    return [report_job], [cost_sensor(project, report_job, _status(project.default)[0])]

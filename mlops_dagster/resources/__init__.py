@@ -13,6 +13,7 @@ from typing import Any
 from dagster import FilesystemIOManager, ResourceDefinition
 
 from ..settings import Project
+from .billing import DatabricksBilling, NoBilling
 from .lakehouse import Lakehouse, LocalLakehouse
 from .landing import LocalLandingVolume
 from .mlflow_tracking import mlflow_tracking_resource
@@ -57,6 +58,7 @@ def build_resources(project: Project) -> dict[str, Any]:
             ),
             "step_launcher": ResourceDefinition.none_resource(description="Steps run in the Dagster process."),
             "landing_volume": LocalLandingVolume(),
+            "billing": NoBilling(),
         }
     from .databricks import DatabricksServingBackend, step_launcher_resource
     from .landing import DatabricksLandingVolume
@@ -67,4 +69,6 @@ def build_resources(project: Project) -> dict[str, Any]:
                                             ready_timeout_seconds=settings.serving.ready_timeout_seconds),
         "step_launcher": step_launcher_resource(project),
         "landing_volume": DatabricksLandingVolume(databricks_json=settings.databricks.model_dump_json()),
+        "billing": DatabricksBilling(databricks_json=settings.databricks.model_dump_json(), target=settings.target,
+                                     warehouse_id=settings.cost.warehouse_id),
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 from dagster import ResourceDefinition
 
-from ..settings import SETTINGS_JSON_ENV, ConfigError, DatabricksSettings, Project, Settings
+from ..settings import SETTINGS_JSON_ENV, ClusterSettings, ConfigError, DatabricksSettings, Project, Settings
 from .serving import ServingBackend
 
 # Set by the Databricks runtime on every cluster (and by the workspace emulator's runtime).
@@ -105,6 +105,98 @@ def _package_snapshot():
         yield staging
 
 
+# Tags on every cluster a step launches (``custom_tags``): Databricks copies them onto the usage
+# records of system.billing.usage, so a launched run's actual cost can be told apart.
+RUN_TAG, STEP_TAG, USE_CASE_CLUSTER_TAG = "dagster_run_id", "dagster_step", "mlops_use_case"
+COST_EVENT = "mlops/compute"  # metadata marker of the engine event that records a launched step's compute
+
+
+def _tagged(run_config: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+    new = run_config["cluster"].get("new")
+    if new is None:  # an existing cluster keeps its own tags
+        return run_config
+    return {**run_config, "cluster": {"new": {**new, "custom_tags": {**new["custom_tags"], **tags}}}}
+
+
+def _launcher_class():
+    from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
+    from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
+
+    from ..ml.cost import cluster_compute, compute_fields, estimate
+
+    class CostedStepLauncher(DatabricksPySparkStepLauncher):
+        """dagster-databricks' step launcher, plus: each launched cluster tagged with the Dagster
+        run, step and use case, and, when the step ends, one engine event with the compute it asked
+        for, its submit-to-terminate time from the Jobs API and the estimated cost."""
+
+        def __init__(self, *args, project: Project, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._project, self._settings = project, project.default
+            self._launched: int | None = None
+
+        def launch_step(self, step_context):
+            base, self._launched = self.run_config, None
+            run, step = step_context.dagster_run, step_context.step.key
+            self.run_config = _tagged(base, {RUN_TAG: run.run_id, STEP_TAG: step,
+                                             USE_CASE_CLUSTER_TAG: self._project.owner_of_step(step, run.tags)})
+            try:
+                yield from super().launch_step(step_context)
+            except Exception:
+                yield from self._compute_event(step_context)  # a failed run's cluster was paid for too
+                raise
+            finally:
+                self.run_config = base
+            yield from self._compute_event(step_context)
+
+        def get_databricks_run_dagster_event(self, context, databricks_run_id: int):
+            self._launched = databricks_run_id
+            return super().get_databricks_run_dagster_event(context, databricks_run_id)
+
+        def _compute_event(self, step_context):
+            if self._launched is None:
+                return
+            run_id, self._launched = self._launched, None
+            try:
+                run = self.databricks_runner.client.workspace_client.jobs.get_run(run_id)
+                seconds = max(0, (run.end_time or 0) - (run.start_time or 0)) / 1000.0
+            except Exception as exc:  # the cost record must not fail the step
+                step_context.log.warning(f"no compute record for Databricks run {run_id}: {type(exc).__name__}")
+                return
+            compute = cluster_compute(self._settings.databricks.cluster)
+            rates = self._settings.cost
+            figure = estimate(compute, seconds, rates)
+            metadata: dict[str, Any] = {
+                COST_EVENT: "launched step", "databricks_run_id": run_id, "seconds": round(seconds, 3),
+                **compute_fields(compute), "currency": rates.currency,
+            }
+            if figure.cost is None:
+                metadata["cost_problem"] = figure.problem
+                shown = figure.problem
+            else:
+                metadata.update(dbus_estimated=round(figure.dbus, 6), cost_estimated=round(figure.cost, 6))
+                shown = f"{figure.dbus:.3f} DBU, about {figure.cost:.4f} {rates.currency}"
+            yield DagsterEvent.from_step(
+                event_type=DagsterEventType.ENGINE_EVENT, step_context=step_context,
+                message=(f"Databricks run {run_id}: {compute.nodes} x {compute.node_type} ({compute.kind}) "
+                         f"for {seconds:.0f} s, {shown}"),
+                event_specific_data=EngineEventData(metadata=metadata),
+            )
+
+    return CostedStepLauncher
+
+
+def idle_cluster_problem(workspace, cluster: ClusterSettings) -> str | None:
+    """Why the existing all-purpose cluster costs money while idle (it does not auto-terminate
+    within ``cluster.autotermination_minutes``), or None."""
+    minutes = workspace.clusters.get(cluster.existing_cluster_id).autotermination_minutes or 0
+    if minutes and minutes <= cluster.autotermination_minutes:
+        return None
+    now = "never auto-terminates" if not minutes else f"auto-terminates only after {minutes} idle minutes"
+    return (f"all-purpose cluster {cluster.existing_cluster_id} {now}: idle, it is billed like a busy one. Set its "
+            f"auto termination to {cluster.autotermination_minutes} minutes or less (cluster settings), or leave "
+            "databricks.cluster.existing_cluster_id unset to run each step on a job cluster")
+
+
 def step_launcher_resource(project: Project) -> ResourceDefinition:
     """dagster-databricks' ``databricks_pyspark_step_launcher``, configured from the target.
 
@@ -115,15 +207,18 @@ def step_launcher_resource(project: Project) -> ResourceDefinition:
     settings = project.default
     db = settings.databricks
 
-    def _init(_):
+    def _init(init_context):
         if on_databricks_cluster():
             yield None
             return
-        from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
-
         creds = credentials(db)
+        if db.cluster.existing_cluster_id:
+            problem = idle_cluster_problem(workspace_client(db), db.cluster)
+            if problem:
+                init_context.log.warning(problem)
         with _package_snapshot() as code:
-            yield DatabricksPySparkStepLauncher(
+            yield _launcher_class()(
+                project=project,
                 run_config=submit_run_config(settings),
                 permissions=db.permissions,
                 databricks_host=creds["host"],

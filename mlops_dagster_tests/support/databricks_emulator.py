@@ -11,6 +11,13 @@ served on 127.0.0.1 (random port) by a real HTTP server, doing the work for real
 - Files 2.0: directory listings of volumes, each volume a local folder (``volumes``).
 - Serving endpoints: create / get / update config / delete / invocations, answered by the
   project's serving gateway (the same Databricks serving API), when built with ``project``.
+- Billing: every run that ran on a new cluster leaves a ``system.billing.usage`` record (its
+  cluster's custom tags, DBUs = (driver + min workers) x run time x ``DBU_PER_NODE_HOUR``);
+  ``bill`` adds one for compute it does not run (an endpoint's uptime); ``system.billing.list_prices``
+  prices each SKU. SQL Statement Execution 2.0 (statements / get)
+  on a registered warehouse (``add_warehouse``) runs the statement with Spark SQL against those
+  rows (``system.billing.*`` are the only tables it knows).
+- Clusters 2.1 ``get`` for existing clusters registered with ``add_cluster``.
 - Secrets for ``dbutils.secrets.get``; a bearer token every call must carry.
 - Faults: ``fail_next_calls`` (429 / 500 / 503 for the next N calls), ``fail_next_run``,
   ``slow_runs`` (runs wait in PENDING, like a cluster starting).
@@ -37,6 +44,9 @@ from pathlib import Path
 from typing import Any
 
 RUNTIME_VERSION = "15.4.x-emulator"
+DBU_PER_NODE_HOUR = {"i3.xlarge": 1.0, "i3.2xlarge": 2.0}  # the emulated workspace's own rates
+LIST_PRICES = {"PREMIUM_JOBS_COMPUTE": 0.15, "PREMIUM_ALL_PURPOSE_COMPUTE": 0.55,
+               "PREMIUM_SERVERLESS_REAL_TIME_INFERENCE": 0.07}
 
 
 @dataclass
@@ -56,6 +66,7 @@ class EmulatedRun:
     cancel_requested: bool = False
     stdout_path: str = ""
     stderr_path: str = ""
+    ran_from: int = 0  # when its "cluster" started running the task (ms)
 
 
 class DatabricksEmulator:
@@ -73,6 +84,10 @@ class DatabricksEmulator:
         self.permissions: dict[tuple[str, str], list[dict]] = {}
         self.grants: dict[tuple[str, str], dict[str, set[str]]] = {}  # securable -> principal -> privileges
         self.calls: list[tuple[str, str, int]] = []  # method, path, status
+        self.usage: list[dict[str, Any]] = []  # system.billing.usage records
+        self.warehouses: set[str] = set()
+        self.clusters: dict[str, dict[str, Any]] = {}
+        self.statements: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1001)
         self._handles: dict[int, tuple[Path, bytearray]] = {}
         self._faults: list[tuple[int, str | None, str]] = []
@@ -96,6 +111,13 @@ class DatabricksEmulator:
 
     def slow_runs(self, seconds: float) -> None:
         self._pending_seconds = seconds
+
+    def add_cluster(self, cluster_id: str, **spec: Any) -> None:
+        """An existing (all-purpose) cluster that Clusters 2.1 ``get`` describes."""
+        self.clusters[cluster_id] = {"cluster_id": cluster_id, "state": "RUNNING", **spec}
+
+    def add_warehouse(self, warehouse_id: str) -> None:
+        self.warehouses.add(warehouse_id)
 
     def put_secret(self, scope: str, key: str, value: str) -> None:
         self.secrets.setdefault(scope, {})[key] = value
@@ -198,6 +220,9 @@ class DatabricksEmulator:
             Route("/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}", api(self._grants),
                   methods=["GET", "PATCH"]),
             Route("/api/2.0/fs/directories/{path:path}", api(self._list_directory), methods=["GET"]),
+            Route("/api/2.1/clusters/get", api(self._get_cluster), methods=["GET"]),
+            Route("/api/2.0/sql/statements/", api(self._statement), methods=["POST"]),
+            Route("/api/2.0/sql/statements/{statement_id}", api(self._get_statement), methods=["GET"]),
         ]
         for version in ("2.1", "2.2"):
             routes += [
@@ -388,8 +413,104 @@ class DatabricksEmulator:
                 pass
 
     def _finish(self, run: EmulatedRun, life_cycle: str, result: str | None, message: str) -> None:
-        run.life_cycle_state, run.result_state, run.state_message = life_cycle, result, message
         run.end_time = int(time.time() * 1000)
+        if run.ran_from:
+            self._bill(run)
+        run.life_cycle_state, run.result_state, run.state_message = life_cycle, result, message
+
+    def _get_cluster(self, p):
+        if p.get("cluster_id") not in self.clusters:
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Cluster {p.get('cluster_id')} does not exist")
+        return self.clusters[p["cluster_id"]]
+
+    # ---- billing -------------------------------------------------------------------------------
+    def _bill(self, run: EmulatedRun) -> None:
+        """The usage record of a run's cluster time (a new cluster: its tags; an existing one: all-purpose)."""
+        from datetime import datetime, timezone
+
+        new = "existing_cluster_id" not in run.cluster
+        workers = (run.cluster.get("autoscale") or {}).get("min_workers", run.cluster.get("num_workers", 0))
+        hours = (run.end_time - run.ran_from) / 3_600_000
+        start, end = (datetime.fromtimestamp(t / 1000, timezone.utc) for t in (run.ran_from, run.end_time))
+        self.usage.append({
+            "record_id": f"usage-{run.run_id}", "sku_name": "PREMIUM_JOBS_COMPUTE" if new else "PREMIUM_ALL_PURPOSE_COMPUTE",
+            "cloud": "AWS", "usage_start_time": start, "usage_end_time": end, "usage_date": start.date(),
+            "custom_tags": dict(run.cluster.get("custom_tags") or {}) if new else {}, "usage_unit": "DBU",
+            "usage_quantity": (1 + workers) * hours * DBU_PER_NODE_HOUR.get(run.cluster.get("node_type_id"), 1.0),
+            "usage_metadata": {"cluster_id": f"emulated-{run.run_id}", "job_id": str(run.job_id),
+                               "job_run_id": str(run.run_id), "endpoint_name": None},
+        })
+
+    def bill(self, sku_name: str, dbus: float, custom_tags: dict[str, str] | None = None,
+             endpoint_name: str | None = None) -> None:
+        """A usage record of compute the emulator does not run (a serving endpoint's uptime,
+        another project's cluster), billed now."""
+        from datetime import datetime, timezone
+
+        now = datetime.now(timezone.utc)
+        self.usage.append({
+            "record_id": f"usage-{next(self._ids)}", "sku_name": sku_name, "cloud": "AWS", "usage_start_time": now,
+            "usage_end_time": now, "usage_date": now.date(), "custom_tags": dict(custom_tags or {}),
+            "usage_unit": "DBU", "usage_quantity": dbus,
+            "usage_metadata": {"cluster_id": None, "job_id": None, "job_run_id": None, "endpoint_name": endpoint_name},
+        })
+
+    def _statement(self, p):
+        if p.get("warehouse_id") not in self.warehouses:
+            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Warehouse {p.get('warehouse_id')} does not exist.")
+        statement_id = f"statement-{next(self._ids)}"
+        try:
+            frame = self._sql(p["statement"], p.get("parameters") or [])
+            rows = [[None if v is None else str(v) for v in row] for row in frame.collect()]
+            columns = [{"name": f.name, "position": i, "type_name": f.dataType.typeName().upper()}
+                       for i, f in enumerate(frame.schema.fields)]
+            answer = {"statement_id": statement_id, "status": {"state": "SUCCEEDED"},
+                      "manifest": {"format": "JSON_ARRAY", "schema": {"column_count": len(columns), "columns": columns},
+                                   "total_chunk_count": 1, "total_row_count": len(rows),
+                                   "chunks": [{"chunk_index": 0, "row_offset": 0, "row_count": len(rows)}]},
+                      "result": {"chunk_index": 0, "row_offset": 0, "row_count": len(rows), "data_array": rows}}
+        except Exception as exc:  # what the warehouse says about a statement it cannot run
+            answer = {"statement_id": statement_id,
+                      "status": {"state": "FAILED", "error": {"error_code": "BAD_REQUEST", "message": str(exc)[:500]}}}
+        self.statements[statement_id] = answer
+        return answer
+
+    def _get_statement(self, p):
+        if p["statement_id"] not in self.statements:
+            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Statement {p['statement_id']} does not exist.")
+        return self.statements[p["statement_id"]]
+
+    def _sql(self, statement: str, parameters: list[dict[str, Any]]):
+        """``statement`` run by Spark SQL, system.billing.* being the recorded usage and prices."""
+        from datetime import date
+
+        import yaml
+        from pyspark.sql import types as T
+
+        from mlops_dagster.resources.spark import SparkResource
+        from mlops_dagster.settings import CONF_DIR
+
+        spark = SparkResource(spark_config=yaml.safe_load((CONF_DIR / "local.yaml").read_text())["spark"]).session()
+        meta = T.StructType([T.StructField(n, T.StringType()) for n in ("cluster_id", "job_id", "job_run_id", "endpoint_name")])
+        usage = T.StructType([
+            T.StructField("record_id", T.StringType()), T.StructField("sku_name", T.StringType()),
+            T.StructField("cloud", T.StringType()), T.StructField("usage_start_time", T.TimestampType()),
+            T.StructField("usage_end_time", T.TimestampType()), T.StructField("usage_date", T.DateType()),
+            T.StructField("custom_tags", T.MapType(T.StringType(), T.StringType())),
+            T.StructField("usage_unit", T.StringType()), T.StructField("usage_quantity", T.DoubleType()),
+            T.StructField("usage_metadata", meta)])
+        spark.createDataFrame([[r[f.name] for f in usage.fields] for r in self.usage], usage) \
+            .createOrReplaceTempView("emulated_billing_usage")
+        spark.sql("SELECT sku_name, 'AWS' AS cloud, 'DBU' AS usage_unit, 'USD' AS currency_code, "
+                  "TIMESTAMP'2020-01-01 00:00:00' AS price_start_time, CAST(NULL AS TIMESTAMP) AS price_end_time, "
+                  "named_struct('default', price) AS pricing FROM VALUES "
+                  + ", ".join(f"('{sku}', {price})" for sku, price in LIST_PRICES.items())
+                  + " AS prices(sku_name, price)").createOrReplaceTempView("emulated_billing_list_prices")
+        args = {p["name"]: date.fromisoformat(p["value"]) if p.get("type") == "DATE" else p.get("value")
+                for p in parameters}
+        sql = statement.replace("system.billing.usage", "emulated_billing_usage") \
+            .replace("system.billing.list_prices", "emulated_billing_list_prices")
+        return spark.sql(sql, args=args)
 
     def _execute(self, run: EmulatedRun) -> None:
         deadline = time.monotonic() + self._pending_seconds
@@ -415,7 +536,7 @@ class DatabricksEmulator:
                 stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=workdir, env=env, start_new_session=True,
             )
             run.pid = process.pid
-            run.life_cycle_state = "RUNNING"
+            run.life_cycle_state, run.ran_from = "RUNNING", int(time.time() * 1000)
             process.communicate(json.dumps(spec).encode())  # secrets travel on stdin, never on disk
         if run.cancel_requested:
             self._finish(run, "TERMINATED", "CANCELED", "Run cancelled.")

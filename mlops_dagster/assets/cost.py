@@ -1,0 +1,202 @@
+"""Group `governance`: what compute costs, per day, stage, asset, use case and target."""
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from dagster import (
+    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, MaterializeResult,
+    MetadataValue, asset,
+)
+
+from ..alerts import ALERTS_TABLE, alert_row, deliver, payload, record_alert
+from ..metadata import markdown_table
+from ..ml.cost import daily_totals, totals_by
+from ..resources.billing import Billing, BillingError
+from ..resources.lakehouse import Lakehouse
+from ..resources.step_launcher import StepLauncherParam
+from ..settings import Project
+
+COSTS_TABLE = "run_costs"
+BUDGET_CHECK = "within_daily_budget"
+_TIMES = ("started_at", "finished_at")
+
+
+class CostRecords(Config):
+    records_json: str = "[]"
+    """Step records from cost_sensor (a JSON list); empty: report on what is already recorded."""
+
+
+def cost_assets(project: Project):
+    settings = project.default
+    rates = settings.cost
+    table = settings.table(COSTS_TABLE)
+    endpoints = [u.serving.endpoint for u in project.use_cases]
+    budget_checks = [AssetCheckSpec(
+        BUDGET_CHECK, asset="cost_report",
+        description=f"Today's (UTC) compute cost stays within cost.daily_budget ({rates.daily_budget} {rates.currency}).",
+    )] if rates.daily_budget else []
+
+    @asset(
+        group_name="governance", kinds={"delta"}, check_specs=budget_checks,
+        description=(
+            f"Compute cost of every run's steps (recorded in `{table}` by cost_sensor): totals by day, stage, asset, "
+            f"use case and target over the last {rates.report_days} days, estimated from the cluster spec, the Jobs "
+            "API's time and the rates in `cost`; on Databricks with cost.warehouse_id, compared with the actual "
+            "usage in system.billing.usage. Crossing cost.daily_budget alerts once a day."
+        ),
+    )
+    def cost_report(context: AssetExecutionContext, config: CostRecords, lakehouse: Lakehouse, billing: Billing,
+                    step_launcher: StepLauncherParam):
+        import pandas as pd
+
+        new = _frame(json.loads(config.records_json))
+        if len(new):
+            lakehouse.merge(table, new, ["dagster_run_id", "step_key"],
+                            description="One row per step of every finished run: where it ran, how long, what it "
+                                        "was estimated to cost (cost_sensor -> cost_report).")
+            context.log.info(f"recorded {len(new)} steps of {new['dagster_run_id'].nunique()} runs in {table}")
+        now = datetime.now(timezone.utc)
+        since = (now - timedelta(days=rates.report_days)).replace(hour=0, minute=0, second=0, microsecond=0)
+        records = lakehouse.read(table) if lakehouse.exists(table) else _frame([])
+        records = records[records["finished_at"] >= pd.Timestamp(since)]
+        source = billing.source
+        try:
+            actual = billing.usage(since.date(), endpoints)
+        except BillingError as exc:  # the estimates are recorded; the actual figures wait for the next report
+            actual, source = None, f"failed: {exc}"
+            context.log.warning(f"no actual usage in this report: {exc}")
+        today = f"{now:%Y-%m-%d}"
+        spent = daily_totals(records).get(today, 0.0)
+        if actual is not None and len(actual):
+            spent = max(spent, float(actual.loc[actual["usage_date"].astype(str) == today, "cost_actual"].sum()))
+        text = _report(settings.target, rates, records, actual, source, since, spent)
+        path = Path(settings.reports_path, "cost", f"cost_{now:%Y%m%dT%H%M%S}.md")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        metadata = {
+            "currency": rates.currency, "window_days": rates.report_days, "steps_added": len(new),
+            "runs_in_window": int(records["dagster_run_id"].nunique()), "cost_today": round(spent, 6),
+            "cost_window": round(float(records["cost_estimated"].sum()), 6),
+            "dbus_window": round(float(records["dbus_estimated"].sum()), 6),
+            "compute_hours_window": round(float(records["seconds"].sum()) / 3600, 4),
+            "actual_usage_from": source,
+            "report": MetadataValue.md(text), "report_path": MetadataValue.path(str(path)),
+        }
+        if actual is not None:
+            metadata["cost_actual_window"] = round(float(actual["cost_actual"].sum()), 6)
+        yield MaterializeResult(metadata=metadata)
+        if rates.daily_budget:
+            over = spent > rates.daily_budget
+            if over:
+                _alert_once(context, lakehouse, settings, today, spent)
+            yield AssetCheckResult(
+                check_name=BUDGET_CHECK, passed=not over, severity=AssetCheckSeverity.WARN,
+                metadata={"spent_today": round(spent, 6), "daily_budget": rates.daily_budget, "currency": rates.currency},
+            )
+
+    return [cost_report]
+
+
+def _frame(rows: list[dict]):
+    import pandas as pd
+
+    frame = pd.DataFrame(rows, columns=[
+        "dagster_run_id", "job_name", "use_case", "target", "trigger", "step_key", "assets", "stage", "status",
+        "started_at", "finished_at", "seconds", "databricks_run_id", "compute_kind", "compute_node_type",
+        "compute_nodes", "compute_availability", "compute_pool", "dbus_estimated", "cost_estimated", "currency",
+        "cost_problem",
+    ])
+    for column in _TIMES:
+        frame[column] = pd.to_datetime(frame[column], utc=True)
+    for column in ("seconds", "dbus_estimated", "cost_estimated"):
+        frame[column] = pd.to_numeric(frame[column]).astype("float64")
+    for column in ("databricks_run_id", "compute_nodes"):
+        frame[column] = pd.to_numeric(frame[column]).astype("int64")
+    return frame
+
+
+def _report(target, rates, records, actual, source, since, spent) -> str:
+    c = rates.currency
+    budget = (f"{spent:.4f} {c} of the daily budget of {rates.daily_budget} {c}" if rates.daily_budget
+              else f"{spent:.4f} {c} (no cost.daily_budget set)")
+    days = daily_totals(records)
+    # A step's assets (a checks step: its own key, e.g. churn_features_checks).
+    records = records.assign(asset=records["assets"].where(records["assets"] != "", records["step_key"]))
+    runs = records.groupby(["dagster_run_id", "job_name"]).agg(
+        finished=("finished_at", "max"), steps=("step_key", "size"), seconds=("seconds", "sum"),
+        cost=("cost_estimated", "sum")).sort_values("finished", ascending=False).head(10)
+    parts = [
+        f"# Compute cost: {target}, since {since:%Y-%m-%d} (UTC)",
+        f"Runs: {records['dagster_run_id'].nunique()}, steps: {len(records)}, compute hours: "
+        f"{records['seconds'].sum() / 3600:.3f}, DBU: {records['dbus_estimated'].sum():.3f}, estimated cost: "
+        f"{records['cost_estimated'].sum():.4f} {c}. Today: {budget}.",
+        "## By day\n" + markdown_table(_by_day(days, actual, c)).value,
+        *(f"## By {title}\n" + markdown_table(totals_by(records, column)).value
+          for title, column in (("stage", "stage"), ("asset", "asset"), ("use case", "use_case"),
+                                ("target", "target"))),
+        "## Latest runs\n" + markdown_table([
+            {"run": run[:8], "job": job, "finished": f"{r.finished:%Y-%m-%d %H:%M}", "steps": int(r.steps),
+             "seconds": round(float(r.seconds), 1), "cost": round(float(r.cost), 4)}
+            for (run, job), r in runs.iterrows()]).value,
+    ]
+    problems = sorted(set(records["cost_problem"].dropna()) - {""})
+    if problems:
+        parts.append("## Not estimated\n" + "\n".join(f"- {p}" for p in problems))
+    parts.append(f"## Actual usage\nSource: {source}.")
+    if actual is not None:
+        parts.append(_versus(records, actual, c))
+    return "\n\n".join(parts) + "\n"
+
+
+def _by_day(estimated: dict[str, float], actual, currency: str) -> list[dict]:
+    """Estimated cost per day, and billed cost (steps and endpoints) when there is a bill."""
+    if actual is None:
+        return [{"day": d, f"{currency} est.": round(v, 4)} for d, v in sorted(estimated.items())]
+    billed = actual.groupby(actual["usage_date"].astype(str))["cost_actual"].sum().to_dict()
+    return [{"day": d, f"{currency} est.": round(estimated.get(d, 0.0), 4), f"{currency} actual": round(billed.get(d, 0.0), 4)}
+            for d in sorted(set(estimated) | set(billed))]
+
+
+def _versus(records, actual, currency: str) -> str:
+    """Estimate next to actual, per launched step; the endpoints' actual usage."""
+    steps = actual[actual["dagster_run_id"].notna()].groupby(["dagster_run_id", "step_key"]).agg(
+        dbus_actual=("dbus_actual", "sum"), cost_actual=("cost_actual", "sum")).reset_index()
+    launched = records[records["databricks_run_id"] > 0]
+    joined = launched.merge(steps, on=["dagster_run_id", "step_key"], how="left")
+    rows = [{"run": r.dagster_run_id[:8], "step": r.step_key, "databricks run": int(r.databricks_run_id),
+             "DBU est.": round(float(r.dbus_estimated), 4), "DBU actual": _shown(r.dbus_actual),
+             f"{currency} est.": round(float(r.cost_estimated), 4), f"{currency} actual": _shown(r.cost_actual)}
+            for r in joined.itertuples()]
+    served = actual[actual["endpoint_name"].notna()].groupby("endpoint_name").agg(
+        dbus=("dbus_actual", "sum"), cost=("cost_actual", "sum")).reset_index()
+    return "\n\n".join([
+        f"Launched steps: estimated {joined['cost_estimated'].sum():.4f} {currency}, actual "
+        f"{joined['cost_actual'].sum():.4f} {currency} (list prices; usage appears in the billing tables within hours).",
+        markdown_table(rows).value,
+        "Serving endpoints:\n\n" + markdown_table([{"endpoint": r.endpoint_name, "DBU": round(float(r.dbus), 4),
+                                                    currency: round(float(r.cost), 4)} for r in served.itertuples()]).value,
+    ])
+
+
+def _shown(value) -> object:
+    return "not billed yet" if value != value or value is None else round(float(value), 4)
+
+
+def _alert_once(context, lakehouse: Lakehouse, settings, today: str, spent: float) -> None:
+    """One `budget` alert per UTC day: a later report that day finds it in the alerts table."""
+    alerts_table = settings.table(ALERTS_TABLE)
+    if lakehouse.exists(alerts_table):
+        alerts = lakehouse.read(alerts_table, columns=["alerted_at", "kind"])
+        if ((alerts["kind"] == "budget") & (alerts["alerted_at"].dt.strftime("%Y-%m-%d") == today)).any():
+            context.log.info(f"daily budget crossed ({spent:.4f} {settings.cost.currency}); already alerted today")
+            return
+    summary = (f"compute cost today ({today}, UTC) is {spent:.4f} {settings.cost.currency}, over the daily budget of "
+               f"{settings.cost.daily_budget} {settings.cost.currency} on {settings.target}")
+    context.log.warning(summary)
+    if "budget" not in settings.automation.alert_on:
+        return
+    body = payload("budget", "project", summary, {"day": today, "spent": spent, "daily_budget": settings.cost.daily_budget,
+                                                  "currency": settings.cost.currency, "target": settings.target})
+    status = deliver(settings.automation.alert_webhook, body)
+    record_alert(lakehouse, alerts_table, alert_row(body, status, context.run.run_id))
