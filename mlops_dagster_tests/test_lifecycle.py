@@ -228,7 +228,7 @@ def test_each_use_case_has_its_own_prefixed_assets_tables_model_and_experiment(p
     keys = {k.to_user_string() for k in project.defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"churn/churn_model", "churn/raw_customers", "house_prices/house_prices_model",
             "house_prices/raw_houses", "house_prices/champion_model_version"} <= keys
-    assert {k.split("/")[0] for k in keys} == {"churn", "house_prices", "compliance_report"}
+    assert {k.split("/")[0] for k in keys} == {"churn", "house_prices", "compliance_report", "cost_report"}
     # Each use case's run materialized its own assets only.
     from dagster import DagsterEventType, RunsFilter
 
