@@ -55,13 +55,14 @@ def record_alert(lakehouse, table: str, row: dict) -> None:
                     description="Every alert (drift, decay, failed run): what, where, and what the webhook answered.")
 
 
-def raise_alert(lakehouse, settings, kind: str, summary: str, details: dict[str, Any], run_id: str) -> str | None:
-    """Send one alert of ``kind`` for ``settings``' use case, if the config alerts on that kind:
-    POSTed to `automation.alert_webhook` and appended to the `alerts` table. Returns the webhook's
-    status, or None when the kind is not alerted on."""
+def raise_alert(lakehouse, settings, kind: str, summary: str, details: dict[str, Any], run_id: str,
+                about: str | None = None) -> str | None:
+    """Send one alert of ``kind`` for ``settings``' use case (or ``about``, for a project-wide
+    one), if the config alerts on that kind: POSTed to `automation.alert_webhook` and appended to
+    the `alerts` table. Returns the webhook's status, or None when the kind is not alerted on."""
     if kind not in settings.automation.alert_on:
         return None
-    body = payload(kind, settings.name, summary, details)
+    body = payload(kind, about or settings.name, summary, details)
     status = deliver(settings.automation.alert_webhook, body)
     record_alert(lakehouse, settings.table(ALERTS_TABLE), alert_row(body, status, run_id))
     return status

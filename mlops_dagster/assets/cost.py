@@ -9,7 +9,7 @@ from dagster import (
     MetadataValue, asset,
 )
 
-from ..alerts import ALERTS_TABLE, alert_row, deliver, payload, record_alert
+from ..alerts import ALERTS_TABLE, raise_alert
 from ..metadata import markdown_table
 from ..ml.cost import daily_totals, totals_by
 from ..resources.billing import Billing, BillingError
@@ -67,10 +67,9 @@ def cost_assets(project: Project):
             actual, source = None, f"failed: {exc}"
             context.log.warning(f"no actual usage in this report: {exc}")
         today = f"{now:%Y-%m-%d}"
-        spent = daily_totals(records).get(today, 0.0)
-        if actual is not None and len(actual):
-            spent = max(spent, float(actual.loc[actual["usage_date"].astype(str) == today, "cost_actual"].sum()))
-        text = _report(settings.target, rates, records, actual, source, since, spent)
+        estimated, billed = daily_totals(records), _billed_by_day(actual)
+        spent = max(estimated.get(today, 0.0), billed.get(today, 0.0))
+        text = _report(settings.target, rates, records, actual, source, since, spent, estimated, billed)
         path = Path(settings.reports_path, "cost", f"cost_{now:%Y%m%dT%H%M%S}.md")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -116,12 +115,11 @@ def _frame(rows: list[dict]):
     return frame
 
 
-def _report(target, rates, records, actual, source, since, spent) -> str:
+def _report(target, rates, records, actual, source, since, spent, estimated, billed) -> str:
     c = rates.currency
     budget = (f"{spent:.4f} {c} of the daily budget of {rates.daily_budget} {c}" if rates.daily_budget
               else f"{spent:.4f} {c} (no cost.daily_budget set)")
-    days = daily_totals(records)
-    # A step's assets (a checks step: its own key, e.g. churn_features_checks).
+    # A step's assets (a checks step: its own key, e.g. sales_features_checks).
     records = records.assign(asset=records["assets"].where(records["assets"] != "", records["step_key"]))
     runs = records.groupby(["dagster_run_id", "job_name"]).agg(
         finished=("finished_at", "max"), steps=("step_key", "size"), seconds=("seconds", "sum"),
@@ -131,7 +129,7 @@ def _report(target, rates, records, actual, source, since, spent) -> str:
         f"Runs: {records['dagster_run_id'].nunique()}, steps: {len(records)}, compute hours: "
         f"{records['seconds'].sum() / 3600:.3f}, DBU: {records['dbus_estimated'].sum():.3f}, estimated cost: "
         f"{records['cost_estimated'].sum():.4f} {c}. Today: {budget}.",
-        "## By day\n" + markdown_table(_by_day(days, actual, c)).value,
+        "## By day\n" + markdown_table(_by_day(estimated, billed if actual is not None else None, c)).value,
         *(f"## By {title}\n" + markdown_table(totals_by(records, column)).value
           for title, column in (("stage", "stage"), ("asset", "asset"), ("use case", "use_case"),
                                 ("target", "target"))),
@@ -149,11 +147,17 @@ def _report(target, rates, records, actual, source, since, spent) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _by_day(estimated: dict[str, float], actual, currency: str) -> list[dict]:
-    """Estimated cost per day, and billed cost (steps and endpoints) when there is a bill."""
-    if actual is None:
+def _billed_by_day(actual) -> dict[str, float]:
+    """Billed cost (steps and endpoints) per day (``YYYY-MM-DD``); empty without a bill."""
+    if actual is None or actual.empty:
+        return {}
+    return {day: float(v) for day, v in actual.groupby(actual["usage_date"].astype(str))["cost_actual"].sum().items()}
+
+
+def _by_day(estimated: dict[str, float], billed: dict[str, float] | None, currency: str) -> list[dict]:
+    """Estimated cost per day, and billed cost when there is a bill (``billed`` not None)."""
+    if billed is None:
         return [{"day": d, f"{currency} est.": round(v, 4)} for d, v in sorted(estimated.items())]
-    billed = actual.groupby(actual["usage_date"].astype(str))["cost_actual"].sum().to_dict()
     return [{"day": d, f"{currency} est.": round(estimated.get(d, 0.0), 4), f"{currency} actual": round(billed.get(d, 0.0), 4)}
             for d in sorted(set(estimated) | set(billed))]
 
@@ -194,9 +198,7 @@ def _alert_once(context, lakehouse: Lakehouse, settings, today: str, spent: floa
     summary = (f"compute cost today ({today}, UTC) is {spent:.4f} {settings.cost.currency}, over the daily budget of "
                f"{settings.cost.daily_budget} {settings.cost.currency} on {settings.target}")
     context.log.warning(summary)
-    if "budget" not in settings.automation.alert_on:
-        return
-    body = payload("budget", "project", summary, {"day": today, "spent": spent, "daily_budget": settings.cost.daily_budget,
-                                                  "currency": settings.cost.currency, "target": settings.target})
-    status = deliver(settings.automation.alert_webhook, body)
-    record_alert(lakehouse, alerts_table, alert_row(body, status, context.run.run_id))
+    raise_alert(lakehouse, settings, "budget", summary, {"day": today, "spent": spent, "target": settings.target,
+                                                         "daily_budget": settings.cost.daily_budget,
+                                                         "currency": settings.cost.currency},
+                context.run.run_id, about="project")

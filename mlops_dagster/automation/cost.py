@@ -113,7 +113,6 @@ def cost_sensor(project: Project, report_job, default_status):
         return RunRequest(
             run_key=f"cost-{records[-1].dagster_run.run_id}",
             run_config={"ops": {"cost_report": {"config": {"records_json": json.dumps(rows)}}}},
-            tags={"mlops/trigger": "cost"},
         )
 
     return _cost_sensor

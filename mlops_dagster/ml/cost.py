@@ -62,12 +62,12 @@ def compute_fields(compute: Compute) -> dict[str, Any]:
     return {f"compute_{k}": v for k, v in asdict(compute).items()}
 
 
-def daily_totals(records, column: str = "cost_estimated") -> dict[str, float]:
-    """Cost per UTC day (``YYYY-MM-DD``) of a frame of records with ``finished_at``."""
+def daily_totals(records) -> dict[str, float]:
+    """Estimated cost per UTC day (``YYYY-MM-DD``) of a frame of records with ``finished_at``."""
     if records.empty:
         return {}
     days = records["finished_at"].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d")
-    return {day: float(total) for day, total in records[column].fillna(0.0).groupby(days).sum().items()}
+    return {day: float(total) for day, total in records["cost_estimated"].fillna(0.0).groupby(days).sum().items()}
 
 
 def totals_by(records, by: str) -> list[dict[str, Any]]:

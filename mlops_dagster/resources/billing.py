@@ -16,14 +16,16 @@ from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 
+from .databricks import PROJECT, PROJECT_TAG, RUN_TAG, STEP_TAG, TARGET_TAG, USE_CASE_CLUSTER_TAG, workspace_client
+
 if TYPE_CHECKING:
     import pandas as pd
 
 # The launched runs' usage (by their cluster tags) and the endpoints' usage, priced at list price.
-USAGE_SQL = """
-SELECT u.custom_tags['dagster_run_id'] AS dagster_run_id,
-       u.custom_tags['dagster_step'] AS step_key,
-       u.custom_tags['mlops_use_case'] AS use_case,
+USAGE_SQL = f"""
+SELECT u.custom_tags['{RUN_TAG}'] AS dagster_run_id,
+       u.custom_tags['{STEP_TAG}'] AS step_key,
+       u.custom_tags['{USE_CASE_CLUSTER_TAG}'] AS use_case,
        u.usage_metadata.job_run_id AS databricks_run_id,
        u.usage_metadata.endpoint_name AS endpoint_name,
        u.usage_date AS usage_date,
@@ -36,7 +38,7 @@ LEFT JOIN system.billing.list_prices p
  AND u.usage_start_time >= p.price_start_time
  AND (p.price_end_time IS NULL OR u.usage_start_time < p.price_end_time)
 WHERE u.usage_date >= :since
-  AND ((u.custom_tags['project'] = 'mlops_dagster' AND u.custom_tags['target'] = :target)
+  AND ((u.custom_tags['{PROJECT_TAG}'] = '{PROJECT}' AND u.custom_tags['{TARGET_TAG}'] = :target)
        OR array_contains(split(:endpoints, ','), u.usage_metadata.endpoint_name))
 GROUP BY ALL
 """
@@ -91,7 +93,6 @@ class DatabricksBilling(Billing):
         from databricks.sdk.service.sql import StatementParameterListItem, StatementState
 
         from ..settings import DatabricksSettings
-        from .databricks import workspace_client
 
         statements = workspace_client(DatabricksSettings.model_validate_json(self.databricks_json)).statement_execution
         try:

@@ -27,6 +27,12 @@ class DatabricksCredentialsError(ConfigError):
     """A Databricks target was used without its credentials in the environment."""
 
 
+# Tags on every cluster a step launches (``custom_tags``): Databricks copies them onto the usage
+# records of system.billing.usage, so a launched run's actual cost can be told apart.
+PROJECT_TAG, PROJECT, TARGET_TAG = "project", "mlops_dagster", "target"
+RUN_TAG, STEP_TAG, USE_CASE_CLUSTER_TAG = "dagster_run_id", "dagster_step", "mlops_use_case"
+
+
 def on_databricks_cluster() -> bool:
     return bool(os.environ.get(RUNTIME_ENV))
 
@@ -87,7 +93,7 @@ def submit_run_config(settings: Settings) -> dict[str, Any]:
                   else {"node_types": {"node_type_id": cluster.node_type_id}}),
         "size": {"autoscale": {"min_workers": cluster.min_workers, "max_workers": cluster.max_workers}},
         "spark_conf": dict(cluster.spark_conf),
-        "custom_tags": {"project": "mlops_dagster", "target": settings.target, **cluster.custom_tags},
+        "custom_tags": {PROJECT_TAG: PROJECT, TARGET_TAG: settings.target, **cluster.custom_tags},
         "data_security_mode": "SINGLE_USER",  # Unity Catalog access from a job cluster
     }}
     if not cluster.instance_pool_id:  # a pool's instances have the pool's spot policy
@@ -105,9 +111,6 @@ def _package_snapshot():
         yield staging
 
 
-# Tags on every cluster a step launches (``custom_tags``): Databricks copies them onto the usage
-# records of system.billing.usage, so a launched run's actual cost can be told apart.
-RUN_TAG, STEP_TAG, USE_CASE_CLUSTER_TAG = "dagster_run_id", "dagster_step", "mlops_use_case"
 COST_EVENT = "mlops/compute"  # metadata marker of the engine event that records a launched step's compute
 
 

@@ -431,28 +431,24 @@ class DatabricksEmulator:
         new = "existing_cluster_id" not in run.cluster
         workers = (run.cluster.get("autoscale") or {}).get("min_workers", run.cluster.get("num_workers", 0))
         hours = (run.end_time - run.ran_from) / 3_600_000
-        start, end = (datetime.fromtimestamp(t / 1000, timezone.utc) for t in (run.ran_from, run.end_time))
-        self.usage.append({
-            "record_id": f"usage-{run.run_id}", "sku_name": "PREMIUM_JOBS_COMPUTE" if new else "PREMIUM_ALL_PURPOSE_COMPUTE",
-            "cloud": "AWS", "usage_start_time": start, "usage_end_time": end, "usage_date": start.date(),
-            "custom_tags": dict(run.cluster.get("custom_tags") or {}) if new else {}, "usage_unit": "DBU",
-            "usage_quantity": (1 + workers) * hours * DBU_PER_NODE_HOUR.get(run.cluster.get("node_type_id"), 1.0),
-            "usage_metadata": {"cluster_id": f"emulated-{run.run_id}", "job_id": str(run.job_id),
-                               "job_run_id": str(run.run_id), "endpoint_name": None},
-        })
+        self.bill("PREMIUM_JOBS_COMPUTE" if new else "PREMIUM_ALL_PURPOSE_COMPUTE",
+                  (1 + workers) * hours * DBU_PER_NODE_HOUR.get(run.cluster.get("node_type_id"), 1.0),
+                  dict(run.cluster.get("custom_tags") or {}) if new else {},
+                  span=tuple(datetime.fromtimestamp(t / 1000, timezone.utc) for t in (run.ran_from, run.end_time)),
+                  cluster_id=f"emulated-{run.run_id}", job_id=str(run.job_id), job_run_id=str(run.run_id))
 
     def bill(self, sku_name: str, dbus: float, custom_tags: dict[str, str] | None = None,
-             endpoint_name: str | None = None) -> None:
-        """A usage record of compute the emulator does not run (a serving endpoint's uptime,
-        another project's cluster), billed now."""
+             endpoint_name: str | None = None, span: tuple | None = None, **usage_metadata: str) -> None:
+        """A usage record: of a run's cluster (``_bill``), or of compute the emulator does not run
+        (a serving endpoint's uptime, another project's cluster), billed over ``span`` (default now)."""
         from datetime import datetime, timezone
 
-        now = datetime.now(timezone.utc)
+        start, end = span or (datetime.now(timezone.utc),) * 2
+        meta = {"cluster_id": None, "job_id": None, "job_run_id": None, **usage_metadata, "endpoint_name": endpoint_name}
         self.usage.append({
-            "record_id": f"usage-{next(self._ids)}", "sku_name": sku_name, "cloud": "AWS", "usage_start_time": now,
-            "usage_end_time": now, "usage_date": now.date(), "custom_tags": dict(custom_tags or {}),
-            "usage_unit": "DBU", "usage_quantity": dbus,
-            "usage_metadata": {"cluster_id": None, "job_id": None, "job_run_id": None, "endpoint_name": endpoint_name},
+            "record_id": f"usage-{next(self._ids)}", "sku_name": sku_name, "cloud": "AWS", "usage_start_time": start,
+            "usage_end_time": end, "usage_date": start.date(), "custom_tags": dict(custom_tags or {}),
+            "usage_unit": "DBU", "usage_quantity": dbus, "usage_metadata": meta,
         })
 
     def _statement(self, p):
