@@ -95,6 +95,20 @@ def test_build_pipeline_passes_params_to_the_classifier():
     assert transformers == {"categorical": ["a"], "numerical": ["b"]}
 
 
+
+def test_the_encoded_matrix_stays_sparse_only_for_an_estimator_that_takes_it():
+    import scipy.sparse
+
+    frame = pd.DataFrame({"a": ["x", "y", "z", "y"] * 10, "b": np.arange(40.0), LABEL: [0, 1] * 20})
+    sparse = fit(build_pipeline("sklearn.linear_model.LogisticRegression", {}, ["a"], ["b"]), frame, ["a", "b"])
+    assert scipy.sparse.issparse(sparse.named_steps["preprocess"].transform(frame[["a", "b"]]))
+    regression = problem_type("regression")
+    # HistGradientBoosting refuses sparse input: it gets the dense matrix and fits.
+    dense = fit(build_pipeline("sklearn.ensemble.HistGradientBoostingRegressor", {"max_iter": 5}, ["a"], ["b"],
+                               regression), frame, ["a", "b"])
+    assert isinstance(dense.named_steps["preprocess"].transform(frame[["a", "b"]]), np.ndarray)
+    assert regression.score(dense, frame[["a", "b"]]).shape == (40,)
+
 def telco_features(rows: int, seed: int, features) -> pd.DataFrame:
     """The configured features computed in pandas (the asset computes them with Spark)."""
     raw = generate_customers(rows, seed=seed)
