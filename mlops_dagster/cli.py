@@ -197,6 +197,33 @@ def run(job: str, use_case: str | None = None, run_config: dict | None = None) -
     return 1 if failed else 0
 
 
+def _run_op(op: str, use_case: str, config: dict) -> int:
+    """Run the one-op governance job ``<op>_job`` of a use case with the op's config."""
+    from .settings import load_settings
+
+    names = load_settings(use_case=use_case).names
+    return run(op, use_case, {"ops": {names.op(op): {"config": config}}})
+
+
+def bootstrap_target(target: str) -> int:
+    """`mlops bootstrap`: the target's workspace objects, then its grants through the grants job."""
+    from .bootstrap import BootstrapError, bootstrap, report
+    from .resources.databricks import workspace_client
+    from .settings import load_project
+
+    os.environ["MLOPS_TARGET"] = target  # the grants job, run from here, loads this target
+    project = load_project(target)
+    try:
+        outcomes = bootstrap(project, workspace_client(project.default.databricks),
+                             lambda settings: run("apply_access_grants", settings.name) == 0)
+    except BootstrapError as exc:
+        print(f"mlops bootstrap: {exc}", file=sys.stderr)
+        return 1
+    text, ready = report(target, outcomes)
+    print(text)
+    return 0 if ready else 1
+
+
 def print_lineage(version: str | None, use_case: str | None) -> int:
     from .definitions import defs
     from .governance.lineage import format_lineage, model_lineage
@@ -316,10 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     lineage = command("lineage", help="where a model version came from and where it is used")
     lineage.add_argument("--version", help="model version (default: the champion)")
     approve = command("approve", help="approve a validated model version for promotion (audited)")
-    approve.add_argument("--version", required=True)
+    approve.add_argument("--version", required=True, help="a version number, or an alias such as challenger")
     approve.add_argument("--comment", required=True)
+    promote = command("promote", help="move the champion on to the next environment with the configured "
+                                      "pattern (deploy_code | deploy_model; audited)")
+    promote.add_argument("--reason", required=True, help="why it moves on (release, ticket)")
     command("prepare-spark", help="build the JVM class archive that makes local Spark start faster "
                                   "(make install does it)")
+    boot = command("bootstrap", help="create what a Databricks target needs (schema, volumes, experiments, "
+                                     "registered models, grants) and check its secret keys; idempotent")
+    boot.add_argument("--target", required=True, choices=["dev", "staging", "prod"])
     features = command("features", help="the feature registry: tables, features, owners, versions, users")
     features.add_argument("--table", help="one table (short or catalog.schema.table name)")
     args = parser.parse_args(argv)
@@ -333,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args) -> int:
+    if args.command == "bootstrap":
+        return bootstrap_target(args.target)
     if args.command == "features":
         return print_features(args.table, args.use_case)
     if args.command == "prepare-spark":
@@ -346,9 +381,14 @@ def _dispatch(args) -> int:
         project = load_project()
         if args.use_case is None and len(project.use_cases) > 1:
             raise ConfigError(f"which model? name its use case: --use-case {' | '.join(project.names)}")
-        settings = project.use_case(args.use_case)
-        return run("approve_model_version", settings.name, {"ops": {settings.names.op("approve_model_version"): {
-            "config": {"version": args.version, "comment": args.comment}}}})
+        return _run_op("approve_model_version", project.use_case(args.use_case).name,
+                       {"version": args.version, "comment": args.comment})
+    if args.command == "promote":
+        from .settings import load_project
+
+        failed = [_run_op("promote_to_next_environment", settings.name, {"reason": args.reason})
+                  for settings in load_project().select(args.use_case)]
+        return 1 if any(failed) else 0
     if args.command == "lineage":
         return print_lineage(args.version, args.use_case)
     if args.command in ("serve", "stop"):

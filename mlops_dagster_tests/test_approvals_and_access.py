@@ -46,7 +46,10 @@ def test_promotion_waits_for_an_approval_from_an_allowed_role(tmp_path, monkeypa
         assert "roles that may: ml_engineers" in failure
 
         monkeypatch.setenv("MLOPS_USER", "alice")
-        assert _approve(project, "1", "reviewed metrics and card").success
+        unknown = _approve(project, "release-candidate", "no such alias")
+        assert "churn_model has no version with alias 'release-candidate'" in project.failures(unknown)[0]
+        # By alias, as the release workflow approves the version it brought (resolved and recorded as v1).
+        assert _approve(project, "challenger", "reviewed metrics and card").success
         [approval] = project.lakehouse.read(project.table("model_approvals")).to_dict("records")
         assert (approval["version"], approval["approver"], approval["comment"]) == ("1", "alice", "reviewed metrics and card")
         assert project.registry.version("1").tags["approved_by"] == "alice"

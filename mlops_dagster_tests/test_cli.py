@@ -27,6 +27,14 @@ def test_mlops_runs_jobs_without_dagster_home_exported(tmp_path):
     assert done.returncode == 1 and "run " in done.stdout and "FAILURE" in done.stdout, done.stdout[-2000:]
     assert (home / "history" / "runs.db").exists()  # the run is recorded in the project's instance
 
+    # `mlops promote` (the deploy workflows' step) runs each use case's promotion job with the reason.
+    promoted = subprocess.run([str(mlops), "promote", "--reason", "release v1.2.0"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert promoted.returncode == 1, promoted.stdout[-2000:] + promoted.stderr[-2000:]
+    assert promoted.stdout.count("churn_promote_to_next_environment_job run") == 1
+    assert promoted.stdout.count("house_prices_promote_to_next_environment_job run") == 1
+    assert "has no champion to promote" in promoted.stdout
+
 
 def test_mlops_names_the_use_cases_when_a_command_needs_one(tmp_path):
     env = {**os.environ, "MLOPS_HOME": str(tmp_path / "home"), "DAGSTER_HOME": str(tmp_path / "dagster")}

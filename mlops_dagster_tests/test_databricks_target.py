@@ -435,12 +435,20 @@ def test_mlops_approve_runs_its_op_on_a_cluster(workspace, seeded):
     assert approvals[["version", "comment"]].values.tolist()[-1] == [version, "checked on the emulator"]
 
 
-def test_the_access_matrix_becomes_unity_catalog_grants(workspace):
-    """apply_access_grants_job on dev: each role's group gets the matrix's privileges on the dev
-    catalog, schema and model; a right taken out of the matrix is revoked; every change audited."""
+def test_bootstrap_then_the_access_matrix_becomes_unity_catalog_grants(workspace):
+    """`mlops bootstrap --target dev` makes the schema and volumes and runs apply_access_grants_job
+    on a cluster: each role's group gets the matrix's privileges on the dev catalog, schema and
+    model. A second bootstrap changes nothing. A right taken out of the matrix is revoked by the
+    next grants job; every change audited."""
     ws = workspace
-    out = ws.dagster("job", "execute", "-j", "churn_apply_access_grants_job")
+    ws.emulator.add_catalog("ml_dev_catalog")
+    bootstrap = [str(Path(sys.executable).parent / "mlops"), "bootstrap", "--target", "dev"]
+    out = subprocess.run(bootstrap, capture_output=True, text=True, cwd=REPO, env=ws.env(), timeout=900)
+    ws.outputs.append(out.stdout + out.stderr)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "  created  schema ml_dev_catalog.mlops" in out.stdout and "  applied  grants churn" in out.stdout
+    assert set(ws.emulator.uc_volumes) == {f"ml_dev_catalog.mlops.{v}" for v in ("landing", "io", "reports",
+                                                                                 "evidently")}
     catalog = ws.emulator.grants[("catalog", "ml_dev_catalog")]
     assert {"MODIFY", "CREATE_TABLE", "SELECT"} <= catalog["data_scientists"]       # dev: READ_WRITE
     assert "MODIFY" not in catalog["devops_engineers"] and "SELECT" in catalog["devops_engineers"]  # dev: READ
@@ -448,6 +456,12 @@ def test_the_access_matrix_becomes_unity_catalog_grants(workspace):
     model = ws.emulator.grants[("function", "churn_model")]
     assert model["ml_engineers"] == {"EXECUTE", "MANAGE"} and model["data_scientists"] == {"EXECUTE"}
     assert ws.emulator.grants[("schema", "ml_dev_catalog.mlops")]["data_scientists"] == {"CREATE_MODEL"}
+    runs = len(ws.emulator.runs)
+    again = subprocess.run(bootstrap, capture_output=True, text=True, cwd=REPO, env=ws.env(), timeout=900)
+    ws.outputs.append(again.stdout + again.stderr)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.stdout.rstrip().endswith("target dev: ready, nothing changed (everything was already in place)")
+    assert len(ws.emulator.runs) == runs  # no cluster started for grants already in place
 
     # Data scientists lose write access to dev in the matrix: the next apply revokes it.
     config = yaml.safe_load(ws.config.read_text())

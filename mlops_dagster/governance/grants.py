@@ -3,7 +3,8 @@
 ``grant_plan`` is pure: from the matrix, the privileges each role's group should hold on the
 target's catalog, the project schema and the registered model, plus the privileges this project
 manages there (so a right taken out of the matrix is revoked, and grants made by hand for other
-purposes are left alone). ``apply_grants`` sends the difference through databricks-sdk.
+purposes are left alone). ``grant_changes`` reads the difference from the workspace, and
+``apply_grants`` sends it through databricks-sdk.
 """
 
 from __future__ import annotations
@@ -59,11 +60,9 @@ def grant_plan(settings: Settings) -> list[Grant]:
     ]
 
 
-def apply_grants(workspace, plan: list[Grant]) -> list[dict]:
-    """Bring each group's privileges to the plan: add what is missing, revoke managed privileges
-    the plan no longer gives. Returns the changes made (empty when already in place)."""
-    from databricks.sdk.service.catalog import PermissionsChange, Privilege
-
+def grant_changes(workspace, plan: list[Grant]) -> list[tuple[Grant, list[str], list[str]]]:
+    """What bringing each group's privileges to the plan takes: (grant, privileges to add, managed
+    privileges to revoke), for the grants not already in place. Reads only."""
     changes = []
     for grant in plan:
         current = workspace.grants.get(grant.securable_type, grant.full_name, principal=grant.principal)
@@ -72,10 +71,20 @@ def apply_grants(workspace, plan: list[Grant]) -> list[dict]:
                 for p in a.privileges or []}
         add = sorted(set(grant.privileges) - held)
         remove = sorted((held & set(grant.managed)) - set(grant.privileges))
-        if not add and not remove:
-            continue
+        if add or remove:
+            changes.append((grant, add, remove))
+    return changes
+
+
+def apply_grants(workspace, plan: list[Grant]) -> list[dict]:
+    """Bring each group's privileges to the plan: add what is missing, revoke managed privileges
+    the plan no longer gives. Returns the changes made (empty when already in place)."""
+    from databricks.sdk.service.catalog import PermissionsChange, Privilege
+
+    made = []
+    for grant, add, remove in grant_changes(workspace, plan):
         workspace.grants.update(grant.securable_type, grant.full_name, changes=[PermissionsChange(
             principal=grant.principal, add=[Privilege(p) for p in add], remove=[Privilege(p) for p in remove])])
-        changes.append({"securable": f"{grant.securable_type} {grant.full_name}", "principal": grant.principal,
-                        "added": ", ".join(add), "revoked": ", ".join(remove)})
-    return changes
+        made.append({"securable": f"{grant.securable_type} {grant.full_name}", "principal": grant.principal,
+                     "added": ", ".join(add), "revoked": ", ".join(remove)})
+    return made

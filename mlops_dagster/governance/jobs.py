@@ -31,7 +31,8 @@ class RestoreTableConfig(Config):
 
 class ApproveConfig(Config):
     version: str
-    """The model version approved for promotion."""
+    """The model version approved for promotion: its number, or an alias (``challenger``: the
+    version a release brought, as CI/CD approves it)."""
     comment: str
 
 
@@ -77,25 +78,31 @@ def governance_jobs(settings: Settings):
         registry = registry.for_model(settings.mlflow.model_name)
         import pandas as pd
 
-        obj = f"{settings.mlflow.model_name} v{config.version}"
-        if registry.version(config.version).tags.get("validation_status") != "passed":
+        version = config.version
+        if not version.isdigit():
+            aliased = registry.by_alias(version)
+            if aliased is None:
+                raise Failure(f"{settings.mlflow.model_name} has no version with alias {version!r}: name a version "
+                              "number, or the alias of an existing version")
+            version = str(aliased.version)
+        obj = f"{settings.mlflow.model_name} v{version}"
+        if registry.version(version).tags.get("validation_status") != "passed":
             raise Failure(f"{obj} has not passed validation: only validated versions can be approved")
         approver = authorize(settings, lakehouse, "approve", obj, context.run.run_id)
         now = pd.Timestamp.now(tz="UTC")
         lakehouse.write(settings.table(APPROVALS_TABLE), pd.DataFrame([{
-            "model_name": settings.mlflow.model_name, "version": str(config.version), "approver": approver,
+            "model_name": settings.mlflow.model_name, "version": version, "approver": approver,
             "approved_at": now, "comment": config.comment, "target": settings.target,
             "dagster_run_id": context.run.run_id}]), "append", properties={"delta.appendOnly": "true"},
             description="Approvals of model versions for promotion: who, when, why.")
-        registry.set_tags(config.version, {"approved_by": approver, "approved_at": now.isoformat()})
-        card = registry.read_text(config.version, "model_card.md")
+        registry.set_tags(version, {"approved_by": approver, "approved_at": now.isoformat()})
+        card = registry.read_text(version, "model_card.md")
         if card is not None:
-            registry.attach_text(config.version, with_approval(card, approver, now.isoformat(), config.comment),
+            registry.attach_text(version, with_approval(card, approver, now.isoformat(), config.comment),
                                  "model_card.md")
         record(lakehouse, audit_table, [audit_event("approved", obj, settings.target, context.run.run_id,
                                                     comment=config.comment)])
-        return Output(config.version, metadata={"model_version": config.version, "approver": approver,
-                                                "comment": config.comment})
+        return Output(version, metadata={"model_version": version, "approver": approver, "comment": config.comment})
 
     @op(name=names.op("restore_table"),
         description="RESTORE TABLE ... TO VERSION AS OF: the table's rows become those of an earlier "

@@ -18,6 +18,10 @@ served on 127.0.0.1 (random port) by a real HTTP server, doing the work for real
   on a registered warehouse (``add_warehouse``) runs the statement with Spark SQL against those
   rows (``system.billing.*`` are the only tables it knows).
 - Clusters 2.1 ``get`` for existing clusters registered with ``add_cluster``.
+- Unity Catalog objects as records (no storage behind them): catalogs (``add_catalog``; creating
+  one is a metastore admin's job), schemas and volumes (get / create, refused when their parent is
+  missing or they exist); workspace folders (mkdirs / get-status); secret scopes' key names
+  (``list``, never values).
 - Secrets for ``dbutils.secrets.get``; a bearer token every call must carry.
 - Faults: ``fail_next_calls`` (429 / 500 / 503 for the next N calls), ``fail_next_run``,
   ``slow_runs`` (runs wait in PENDING, like a cluster starting).
@@ -87,6 +91,10 @@ class DatabricksEmulator:
         self.usage: list[dict[str, Any]] = []  # system.billing.usage records
         self.warehouses: set[str] = set()
         self.clusters: dict[str, dict[str, Any]] = {}
+        self.catalogs: set[str] = set()
+        self.schemas: dict[str, dict[str, Any]] = {}      # full name -> SchemaInfo
+        self.uc_volumes: dict[str, dict[str, Any]] = {}   # full name -> VolumeInfo
+        self.folders: set[str] = {"/", "/Users", "/Shared"}  # workspace folders
         self.statements: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1001)
         self._handles: dict[int, tuple[Path, bytearray]] = {}
@@ -115,6 +123,9 @@ class DatabricksEmulator:
     def add_cluster(self, cluster_id: str, **spec: Any) -> None:
         """An existing (all-purpose) cluster that Clusters 2.1 ``get`` describes."""
         self.clusters[cluster_id] = {"cluster_id": cluster_id, "state": "RUNNING", **spec}
+
+    def add_catalog(self, name: str) -> None:
+        self.catalogs.add(name)
 
     def add_warehouse(self, warehouse_id: str) -> None:
         self.warehouses.add(warehouse_id)
@@ -221,6 +232,14 @@ class DatabricksEmulator:
                   methods=["GET", "PATCH"]),
             Route("/api/2.0/fs/directories/{path:path}", api(self._list_directory), methods=["GET"]),
             Route("/api/2.1/clusters/get", api(self._get_cluster), methods=["GET"]),
+            Route("/api/2.1/unity-catalog/catalogs/{name}", api(self._get_catalog), methods=["GET"]),
+            Route("/api/2.1/unity-catalog/schemas", api(self._create_schema), methods=["POST"]),
+            Route("/api/2.1/unity-catalog/schemas/{full_name}", api(self._get_schema), methods=["GET"]),
+            Route("/api/2.1/unity-catalog/volumes", api(self._create_volume), methods=["POST"]),
+            Route("/api/2.1/unity-catalog/volumes/{name}", api(self._get_volume), methods=["GET"]),
+            Route("/api/2.0/workspace/mkdirs", api(self._mkdirs), methods=["POST"]),
+            Route("/api/2.0/workspace/get-status", api(self._workspace_status), methods=["GET"]),
+            Route("/api/2.0/secrets/list", api(self._list_secrets), methods=["GET"]),
             Route("/api/2.0/sql/statements/", api(self._statement), methods=["POST"]),
             Route("/api/2.0/sql/statements/{statement_id}", api(self._get_statement), methods=["GET"]),
         ]
@@ -422,6 +441,57 @@ class DatabricksEmulator:
         if p.get("cluster_id") not in self.clusters:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Cluster {p.get('cluster_id')} does not exist")
         return self.clusters[p["cluster_id"]]
+
+    # ---- Unity Catalog, workspace folders, secret names ------------------------------------------
+    def _get_catalog(self, p):
+        if p["name"] not in self.catalogs:
+            raise ApiError(404, "CATALOG_DOES_NOT_EXIST", f"Catalog '{p['name']}' does not exist.")
+        return {"name": p["name"], "full_name": p["name"]}
+
+    def _create_schema(self, p):
+        full_name = f"{p['catalog_name']}.{p['name']}"
+        self._get_catalog({"name": p["catalog_name"]})
+        if full_name in self.schemas:
+            raise ApiError(409, "SCHEMA_ALREADY_EXISTS", f"Schema '{full_name}' already exists")
+        self.schemas[full_name] = {"name": p["name"], "catalog_name": p["catalog_name"], "full_name": full_name,
+                                   "comment": p.get("comment", "")}
+        return self.schemas[full_name]
+
+    def _get_schema(self, p):
+        if p["full_name"] not in self.schemas:
+            raise ApiError(404, "SCHEMA_DOES_NOT_EXIST", f"Schema '{p['full_name']}' does not exist.")
+        return self.schemas[p["full_name"]]
+
+    def _create_volume(self, p):
+        schema = f"{p['catalog_name']}.{p['schema_name']}"
+        full_name = f"{schema}.{p['name']}"
+        self._get_schema({"full_name": schema})
+        if full_name in self.uc_volumes:
+            raise ApiError(409, "VOLUME_ALREADY_EXISTS", f"Volume '{full_name}' already exists")
+        self.uc_volumes[full_name] = {**{k: p[k] for k in ("catalog_name", "schema_name", "name", "volume_type")},
+                                      "full_name": full_name, "comment": p.get("comment", "")}
+        return self.uc_volumes[full_name]
+
+    def _get_volume(self, p):
+        if p["name"] not in self.uc_volumes:
+            raise ApiError(404, "VOLUME_DOES_NOT_EXIST", f"Volume '{p['name']}' does not exist.")
+        return self.uc_volumes[p["name"]]
+
+    def _mkdirs(self, p):
+        path = p["path"].rstrip("/")
+        parts = path.split("/")
+        self.folders.update("/".join(parts[:i]) for i in range(2, len(parts) + 1))
+        return {}
+
+    def _workspace_status(self, p):
+        if p["path"].rstrip("/") not in self.folders:
+            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Path ({p['path']}) doesn't exist.")
+        return {"path": p["path"], "object_type": "DIRECTORY"}
+
+    def _list_secrets(self, p):
+        if p["scope"] not in self.secrets:
+            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Scope {p['scope']} does not exist!")
+        return {"secrets": [{"key": key, "last_updated_timestamp": 0} for key in sorted(self.secrets[p["scope"]])]}
 
     # ---- billing -------------------------------------------------------------------------------
     def _bill(self, run: EmulatedRun) -> None:
