@@ -43,8 +43,10 @@ class Outcome:
         return f"{self.result:>9}  {self.kind} {self.name}" + (f": {self.detail}" if self.detail else "")
 
 
-def bootstrap(project: "Project", workspace, apply_grants: Callable[["Settings"], bool]) -> list[Outcome]:
-    """Make what ``project``'s target needs in ``workspace`` (a databricks-sdk WorkspaceClient).
+def bootstrap(project: "Project", workspace, apply_grants: Callable[["Settings"], bool],
+              use_case: str | None = None) -> list[Outcome]:
+    """Make what ``project``'s target needs in ``workspace`` (a databricks-sdk WorkspaceClient):
+    the shared objects, and those of ``use_case`` (default: every use case).
     ``apply_grants(settings)`` runs a use case's grants job and says whether it succeeded. Raises
     BootstrapError when the catalog is missing; a missing secret key is an outcome (every finding
     is reported, then the CLI fails)."""
@@ -66,10 +68,11 @@ def bootstrap(project: "Project", workspace, apply_grants: Callable[["Settings"]
                                                          comment="mlops_dagster: tables, models, inference tables"),
                         "schema", f"{catalog}.{schema}", NotFound)]
     outcomes += [_volume(workspace, catalog, schema, name, NotFound) for name in VOLUMES]
-    for settings in project.use_cases:
+    chosen = project.select(use_case)
+    for settings in chosen:
         outcomes += [_experiment(workspace, settings, NotFound), _registered_model(settings)]
     outcomes += _secrets(workspace, shared, NotFound)
-    for settings in project.use_cases:
+    for settings in chosen:
         outcomes.append(_grants(workspace, settings, apply_grants))
     return outcomes
 

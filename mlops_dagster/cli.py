@@ -205,8 +205,9 @@ def _run_op(op: str, use_case: str, config: dict) -> int:
     return run(op, use_case, {"ops": {names.op(op): {"config": config}}})
 
 
-def bootstrap_target(target: str) -> int:
-    """`mlops bootstrap`: the target's workspace objects, then its grants through the grants job."""
+def bootstrap_target(target: str, use_case: str | None = None) -> int:
+    """`mlops bootstrap`: the target's workspace objects (of one use case, or of each), then its
+    grants through the grants job."""
     from .bootstrap import BootstrapError, bootstrap, report
     from .resources.databricks import workspace_client
     from .settings import load_project
@@ -215,7 +216,7 @@ def bootstrap_target(target: str) -> int:
     project = load_project(target)
     try:
         outcomes = bootstrap(project, workspace_client(project.default.databricks),
-                             lambda settings: run("apply_access_grants", settings.name) == 0)
+                             lambda settings: run("apply_access_grants", settings.name) == 0, use_case)
     except BootstrapError as exc:
         print(f"mlops bootstrap: {exc}", file=sys.stderr)
         return 1
@@ -315,6 +316,8 @@ def default_dagster_home() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .settings import TARGETS, ConfigError
+
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -352,11 +355,10 @@ def main(argv: list[str] | None = None) -> int:
                                   "(make install does it)")
     boot = command("bootstrap", help="create what a Databricks target needs (schema, volumes, experiments, "
                                      "registered models, grants) and check its secret keys; idempotent")
-    boot.add_argument("--target", required=True, choices=["dev", "staging", "prod"])
+    boot.add_argument("--target", required=True, choices=[t for t in TARGETS if t != "local"])
     features = command("features", help="the feature registry: tables, features, owners, versions, users")
     features.add_argument("--table", help="one table (short or catalog.schema.table name)")
     args = parser.parse_args(argv)
-    from .settings import ConfigError
 
     try:
         return _dispatch(args)
@@ -367,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "bootstrap":
-        return bootstrap_target(args.target)
+        return bootstrap_target(args.target, args.use_case)
     if args.command == "features":
         return print_features(args.table, args.use_case)
     if args.command == "prepare-spark":

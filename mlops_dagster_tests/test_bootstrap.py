@@ -74,7 +74,7 @@ def test_bootstrap_creates_what_dev_needs_and_a_second_run_changes_nothing(dev):
 
     grant(workspace, grant_plan(project.default))
     calls = len(emulator.calls)
-    again = bootstrap(project, workspace, apply_grants)
+    again = bootstrap(project, workspace, apply_grants, use_case="churn")  # `--use-case churn`: the same one here
     assert {o.result for o in again} == {"exists", "in place"} and grants_jobs == ["churn"]
     assert not [c for c in emulator.calls[calls:] if c[0] != "GET"]  # a second run only reads
     text, ready = report("dev", again)
