@@ -142,18 +142,15 @@ def _secrets(workspace, settings: "Settings", not_found) -> list[Outcome]:
                 keys_of[secret.scope] = {s.key for s in workspace.secrets.list_secrets(secret.scope)}
             except not_found:
                 keys_of[secret.scope] = None
-        name = f"{secret.scope}/{secret.key}"
-        if keys_of[secret.scope] is None:
-            outcomes.append(Outcome("secret", name, "missing",
-                                    f"scope {secret.scope} does not exist: databricks secrets create-scope "
-                                    f"{secret.scope}, then databricks secrets put-secret {secret.scope} {secret.key} "
-                                    f"(the clusters read it as {secret.name})"))
-        elif secret.key in keys_of[secret.scope]:
+        name, keys = f"{secret.scope}/{secret.key}", keys_of[secret.scope]
+        put = f"databricks secrets put-secret {secret.scope} {secret.key} (the clusters read it as {secret.name})"
+        if keys is None:
+            outcomes.append(Outcome("secret", name, "missing", f"scope {secret.scope} does not exist: databricks "
+                                                               f"secrets create-scope {secret.scope}, then {put}"))
+        elif secret.key in keys:
             outcomes.append(Outcome("secret", name, "exists", f"read by the clusters as {secret.name}"))
         else:
-            outcomes.append(Outcome("secret", name, "missing",
-                                    f"databricks secrets put-secret {secret.scope} {secret.key} "
-                                    f"(the clusters read it as {secret.name})"))
+            outcomes.append(Outcome("secret", name, "missing", put))
     return outcomes
 
 

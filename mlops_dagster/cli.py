@@ -197,12 +197,9 @@ def run(job: str, use_case: str | None = None, run_config: dict | None = None) -
     return 1 if failed else 0
 
 
-def _run_op(op: str, use_case: str, config: dict) -> int:
+def _run_op(op: str, settings, config: dict) -> int:
     """Run the one-op governance job ``<op>_job`` of a use case with the op's config."""
-    from .settings import load_settings
-
-    names = load_settings(use_case=use_case).names
-    return run(op, use_case, {"ops": {names.op(op): {"config": config}}})
+    return run(op, settings.name, {"ops": {settings.names.op(op): {"config": config}}})
 
 
 def bootstrap_target(target: str, use_case: str | None = None) -> int:
@@ -383,12 +380,12 @@ def _dispatch(args) -> int:
         project = load_project()
         if args.use_case is None and len(project.use_cases) > 1:
             raise ConfigError(f"which model? name its use case: --use-case {' | '.join(project.names)}")
-        return _run_op("approve_model_version", project.use_case(args.use_case).name,
+        return _run_op("approve_model_version", project.use_case(args.use_case),
                        {"version": args.version, "comment": args.comment})
     if args.command == "promote":
         from .settings import load_project
 
-        failed = [_run_op("promote_to_next_environment", settings.name, {"reason": args.reason})
+        failed = [_run_op("promote_to_next_environment", settings, {"reason": args.reason})
                   for settings in load_project().select(args.use_case)]
         return 1 if any(failed) else 0
     if args.command == "lineage":
