@@ -99,10 +99,15 @@ class Workspace:
         return self.dagster("asset", "materialize", "--select", keys, **env_changes)
 
     def dagster(self, *args: str, **env_changes) -> subprocess.CompletedProcess:
-        out = subprocess.run(
-            [DAGSTER, *args[:2], "-m", "mlops_dagster.definitions", *args[2:]],
-            capture_output=True, text=True, cwd=REPO, env=self.env(**env_changes), timeout=900,
-        )
+        return self._command([DAGSTER, *args[:2], "-m", "mlops_dagster.definitions", *args[2:]], env_changes)
+
+    def mlops(self, *args: str) -> subprocess.CompletedProcess:
+        return self._command([str(Path(DAGSTER).with_name("mlops")), *args], {})
+
+    def _command(self, command: list[str], env_changes: dict) -> subprocess.CompletedProcess:
+        """A CLI command as a user runs it with this workspace's environment; its output kept for the token scan."""
+        out = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=self.env(**env_changes),
+                             timeout=900)
         self.outputs.append(out.stdout + out.stderr)
         return out
 
@@ -411,9 +416,7 @@ def test_mlops_features_reads_the_registry_on_a_cluster(workspace):
     """On a Databricks target the tables are Unity Catalog's: `mlops features` runs the use case's
     feature_registry job, whose op reads them on a cluster, and prints what it handed back."""
     ws = workspace
-    out = subprocess.run([str(Path(DAGSTER).with_name("mlops")), "features"], capture_output=True, text=True,
-                         cwd=REPO, env=ws.env(), timeout=900)
-    ws.outputs.append(out.stdout + out.stderr)
+    out = ws.mlops("features")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     version = ws.lakehouse.version(ws.table("churn_features"))
     assert f"{ws.table('churn_features')}  (v{version}; online:" in out.stdout
@@ -425,10 +428,7 @@ def test_mlops_approve_runs_its_op_on_a_cluster(workspace, seeded):
     """`mlops` runs its jobs reconstructably, as the step launcher needs: on `dev` the approval op
     runs as a job run on the emulator's cluster and its record lands in the approvals table."""
     ws, (_, version) = workspace, seeded
-    out = subprocess.run([str(Path(DAGSTER).with_name("mlops")), "approve", "--version", version, "--comment",
-                          "checked on the emulator"], capture_output=True, text=True, cwd=REPO, env=ws.env(),
-                         timeout=900)
-    ws.outputs.append(out.stdout + out.stderr)
+    out = ws.mlops("approve", "--version", version, "--comment", "checked on the emulator")
     assert out.returncode == 0 and "churn_approve_model_version_job run " in out.stdout, out.stdout[-3000:]
     assert [step_of(r) for r in ws.emulator.runs.values()] == ["churn__approve_model_version"]
     approvals = ws.lakehouse.read(ws.table("model_approvals"))
@@ -442,9 +442,7 @@ def test_bootstrap_then_the_access_matrix_becomes_unity_catalog_grants(workspace
     next grants job; every change audited."""
     ws = workspace
     ws.emulator.add_catalog("ml_dev_catalog")
-    bootstrap = [str(Path(sys.executable).parent / "mlops"), "bootstrap", "--target", "dev"]
-    out = subprocess.run(bootstrap, capture_output=True, text=True, cwd=REPO, env=ws.env(), timeout=900)
-    ws.outputs.append(out.stdout + out.stderr)
+    out = ws.mlops("bootstrap", "--target", "dev")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "  created  schema ml_dev_catalog.mlops" in out.stdout and "  applied  grants churn" in out.stdout
     assert set(ws.emulator.uc_volumes) == {f"ml_dev_catalog.mlops.{v}" for v in ("landing", "io", "reports",
@@ -457,8 +455,7 @@ def test_bootstrap_then_the_access_matrix_becomes_unity_catalog_grants(workspace
     assert model["ml_engineers"] == {"EXECUTE", "MANAGE"} and model["data_scientists"] == {"EXECUTE"}
     assert ws.emulator.grants[("schema", "ml_dev_catalog.mlops")]["data_scientists"] == {"CREATE_MODEL"}
     runs = len(ws.emulator.runs)
-    again = subprocess.run(bootstrap, capture_output=True, text=True, cwd=REPO, env=ws.env(), timeout=900)
-    ws.outputs.append(again.stdout + again.stderr)
+    again = ws.mlops("bootstrap", "--target", "dev")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert again.stdout.rstrip().endswith("target dev: ready, nothing changed (everything was already in place)")
     assert len(ws.emulator.runs) == runs  # no cluster started for grants already in place

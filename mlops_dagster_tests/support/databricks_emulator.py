@@ -91,7 +91,7 @@ class DatabricksEmulator:
         self.usage: list[dict[str, Any]] = []  # system.billing.usage records
         self.warehouses: set[str] = set()
         self.clusters: dict[str, dict[str, Any]] = {}
-        self.catalogs: set[str] = set()
+        self.catalogs: dict[str, dict[str, Any]] = {}     # name -> CatalogInfo
         self.schemas: dict[str, dict[str, Any]] = {}      # full name -> SchemaInfo
         self.uc_volumes: dict[str, dict[str, Any]] = {}   # full name -> VolumeInfo
         self.folders: set[str] = {"/", "/Users", "/Shared"}  # workspace folders
@@ -125,7 +125,7 @@ class DatabricksEmulator:
         self.clusters[cluster_id] = {"cluster_id": cluster_id, "state": "RUNNING", **spec}
 
     def add_catalog(self, name: str) -> None:
-        self.catalogs.add(name)
+        self.catalogs[name] = {"name": name, "full_name": name}
 
     def add_warehouse(self, warehouse_id: str) -> None:
         self.warehouses.add(warehouse_id)
@@ -443,39 +443,40 @@ class DatabricksEmulator:
         return self.clusters[p["cluster_id"]]
 
     # ---- Unity Catalog, workspace folders, secret names ------------------------------------------
+    @staticmethod
+    def _uc_get(kind: str, store: dict[str, dict[str, Any]], full_name: str) -> dict[str, Any]:
+        if full_name not in store:
+            raise ApiError(404, f"{kind.upper()}_DOES_NOT_EXIST", f"{kind} '{full_name}' does not exist.")
+        return store[full_name]
+
+    @staticmethod
+    def _uc_create(kind: str, store: dict[str, dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
+        if info["full_name"] in store:
+            raise ApiError(409, f"{kind.upper()}_ALREADY_EXISTS", f"{kind} '{info['full_name']}' already exists")
+        store[info["full_name"]] = info
+        return info
+
     def _get_catalog(self, p):
-        if p["name"] not in self.catalogs:
-            raise ApiError(404, "CATALOG_DOES_NOT_EXIST", f"Catalog '{p['name']}' does not exist.")
-        return {"name": p["name"], "full_name": p["name"]}
+        return self._uc_get("Catalog", self.catalogs, p["name"])
 
     def _create_schema(self, p):
-        full_name = f"{p['catalog_name']}.{p['name']}"
         self._get_catalog({"name": p["catalog_name"]})
-        if full_name in self.schemas:
-            raise ApiError(409, "SCHEMA_ALREADY_EXISTS", f"Schema '{full_name}' already exists")
-        self.schemas[full_name] = {"name": p["name"], "catalog_name": p["catalog_name"], "full_name": full_name,
-                                   "comment": p.get("comment", "")}
-        return self.schemas[full_name]
+        return self._uc_create("Schema", self.schemas, {
+            "name": p["name"], "catalog_name": p["catalog_name"], "full_name": f"{p['catalog_name']}.{p['name']}",
+            "comment": p.get("comment", "")})
 
     def _get_schema(self, p):
-        if p["full_name"] not in self.schemas:
-            raise ApiError(404, "SCHEMA_DOES_NOT_EXIST", f"Schema '{p['full_name']}' does not exist.")
-        return self.schemas[p["full_name"]]
+        return self._uc_get("Schema", self.schemas, p["full_name"])
 
     def _create_volume(self, p):
         schema = f"{p['catalog_name']}.{p['schema_name']}"
-        full_name = f"{schema}.{p['name']}"
         self._get_schema({"full_name": schema})
-        if full_name in self.uc_volumes:
-            raise ApiError(409, "VOLUME_ALREADY_EXISTS", f"Volume '{full_name}' already exists")
-        self.uc_volumes[full_name] = {**{k: p[k] for k in ("catalog_name", "schema_name", "name", "volume_type")},
-                                      "full_name": full_name, "comment": p.get("comment", "")}
-        return self.uc_volumes[full_name]
+        return self._uc_create("Volume", self.uc_volumes, {
+            **{k: p[k] for k in ("catalog_name", "schema_name", "name", "volume_type")},
+            "full_name": f"{schema}.{p['name']}", "comment": p.get("comment", "")})
 
     def _get_volume(self, p):
-        if p["name"] not in self.uc_volumes:
-            raise ApiError(404, "VOLUME_DOES_NOT_EXIST", f"Volume '{p['name']}' does not exist.")
-        return self.uc_volumes[p["name"]]
+        return self._uc_get("Volume", self.uc_volumes, p["name"])
 
     def _mkdirs(self, p):
         path = p["path"].rstrip("/")
