@@ -7,7 +7,7 @@ from mlops_dagster.resources.spark_jvm import LOG_CONFIG, build_class_archive, c
 
 def test_without_an_archive_spark_starts_the_usual_way(tmp_path: Path):
     options = java_options(tmp_path / "missing.jsa")
-    assert options == f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"
+    assert options.split() == [f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}", "-XX:+UseParallelGC"]
     assert "SharedArchiveFile" not in options
 
 
@@ -29,3 +29,8 @@ def test_the_virtualenv_archive_is_named_for_its_pyspark_and_never_rebuilt_in_pl
         assert build_class_archive(log=said.append) == class_archive()
         assert class_archive().stat().st_mtime_ns == before
         assert said and "already built" in said[0]
+
+
+def test_a_local_session_collects_garbage_with_the_parallel_collector(spark):
+    beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    assert {bean.getName() for bean in beans} == {"PS Scavenge", "PS MarkSweep"}

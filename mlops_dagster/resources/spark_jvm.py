@@ -26,9 +26,13 @@ def class_archive() -> Path:
 
 
 def java_options(archive: Path | None = None) -> str:
-    """``spark.driver.extraJavaOptions`` of a local session: the project's log4j2 configuration and,
-    when present, the class archive (the JVM's own notes about it are off)."""
-    options = [f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}"]
+    """``spark.driver.extraJavaOptions`` of a local session: the project's log4j2 configuration, the
+    throughput collector and, when present, the class archive (the JVM's own notes about it are off).
+
+    A local session is one batch JVM on few cores: the parallel collector spends less of them than
+    the default G1, whose concurrent threads compete with Spark's tasks (measured on 2 cores, 1M
+    rows: latest row per key 7.0 -> 6.4 s, batch scoring 17.0 -> 15.6 s; start unchanged)."""
+    options = [f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}", "-XX:+UseParallelGC"]
     archive = archive or class_archive()
     if archive.is_file():
         options += [f"-XX:SharedArchiveFile={archive}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
