@@ -60,3 +60,21 @@ def test_a_challenger_that_fails_validation_is_blocked_before_promotion(project)
     decision = project.metadata("champion_model_version")
     assert decision["promoted"] is False and "has not passed validation" in decision["decision"]
     assert str(project.registry.by_alias("champion").version) == "1"
+
+
+def test_beyond_max_rows_a_challenger_learns_from_a_bounded_sample_and_says_so(project):
+    # 2,000 rows: 1,600 train, 400 test. 600 train rows are sampled, and the holdout by the same
+    # fraction (150 of 400): for the challenger's metrics and for the champion it is compared with.
+    sampled = project.rebuild({"training": {"max_rows": 600}})
+    result = sampled.run("training_job", selection=TRAIN_AND_REGISTER)
+    assert result.success, sampled.failures(result)
+    model = project.metadata("churn_model")
+    assert (model["train_rows_used"], model["train_rows_available"]) == (600, 1600)
+    assert (model["holdout_rows_used"], model["holdout_rows_available"]) == (150, 400)
+    from mlflow import MlflowClient
+
+    params = MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri).get_run(model["mlflow_run_id"]).data.params
+    assert (params["train_rows"], params["train_rows_available"], params["max_rows"]) == ("600", "1600", "600")
+    assert (params["test_rows"], params["test_rows_available"]) == ("150", "400")
+    decision = project.metadata("champion_model_version")
+    assert "| previous champion | 1 |" in decision["holdout_metrics"]

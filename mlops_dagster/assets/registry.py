@@ -161,7 +161,7 @@ def registry_assets(settings: Settings):
     ):
         from ..ml.evaluation import compare_to_champion
         from ..ml.problem import problem_type
-        from ..ml.training import LABEL, bounded_splits, to_pandas
+        from ..ml.training import LABEL, bounded_frames
 
         registry = registry.for_model(settings.mlflow.model_name)
         problem = problem_type(settings.problem_type)
@@ -171,11 +171,12 @@ def registry_assets(settings: Settings):
         champion_metrics = None
         if champion is not None and str(champion.version) != challenger.version:
             # The very holdout rows the challenger was judged on (same table version, seed, bound).
-            table = lakehouse.read_spark(spark.session(), challenger.training_set, challenger.training_set_version)
-            rows = lakehouse.row_count(challenger.training_set, challenger.training_set_version)
-            _, held_out, _ = bounded_splits(table, settings.dataset.key, settings.training.max_rows,
-                                            settings.training.seed, rows, problem)
-            holdout = to_pandas(held_out, [*settings.features.columns, LABEL])
+            table, version = challenger.training_set, challenger.training_set_version
+            _, holdout, _ = bounded_frames(
+                lambda columns: lakehouse.read_arrow(table, version, columns),
+                lambda: lakehouse.read_spark(spark.session(), table, version), [*settings.features.columns, LABEL],
+                settings.dataset.key, settings.training.max_rows, settings.training.seed,
+                lakehouse.row_count(table, version), problem)
             model = registry.load_sklearn(champion.version)
             champion_metrics = problem.evaluate(
                 holdout[LABEL], problem.score(model, holdout[settings.features.columns]),

@@ -178,7 +178,7 @@ def training_assets(settings: Settings):
         from ..governance.lineage import data_commit
         from ..ml.problem import problem_type
         from ..ml.training import (
-            LABEL, bounded_splits, build_pipeline, fit, model_requirements, skops_trusted_types, to_pandas,
+            LABEL, bounded_frames, build_pipeline, fit, model_requirements, skops_trusted_types,
         )
 
         lakehouse: Lakehouse = context.resources.lakehouse
@@ -187,11 +187,11 @@ def training_assets(settings: Settings):
         session = context.resources.spark.session()
         with Progress(context.log.info, "training", spark=session) as progress:
             progress.say("sampling the train and test splits")
-            table = lakehouse.read_spark(session, training_table, version)
             problem = problem_type(settings.problem_type)
-            sampled, held_out, available = bounded_splits(table, ds.key, tr.max_rows, tr.seed,
-                                                          lakehouse.row_count(training_table, version), problem)
-            train, test = to_pandas(sampled, [*fs.columns, LABEL]), to_pandas(held_out, [*fs.columns, LABEL])
+            train, test, available = bounded_frames(
+                lambda columns: lakehouse.read_arrow(training_table, version, columns),
+                lambda: lakehouse.read_spark(session, training_table, version), [*fs.columns, LABEL], ds.key,
+                tr.max_rows, tr.seed, lakehouse.row_count(training_table, version), problem)
             available = available or {"train": len(train), "test": len(test)}
             progress.say(f"fitting on {len(train):,} rows")
             pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns,
