@@ -98,6 +98,11 @@ def test_predictions_cover_every_customer_with_model_version_and_time(project):
     assert predictions["churn_probability"].between(0, 1).all()
     assert ((predictions["churn_probability"] >= 0.5).astype(int) == predictions["prediction"]).all()
     assert project.metadata("churn_predictions")["rows_scored"] == ROWS
+    # Each probability is the champion's own P(churn) for the customer's features, as scored here.
+    features = project.lakehouse.read(project.table("churn_features")).set_index("customerID")
+    expected = project.registry.load_sklearn(champion).predict_proba(
+        features.loc[predictions["customerID"], project.settings.features.columns])[:, 1]
+    assert predictions["churn_probability"].to_numpy() == pytest.approx(expected, abs=1e-12)
 
 
 def test_first_drift_report_is_saved_and_logged(project):

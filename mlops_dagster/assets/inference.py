@@ -62,13 +62,14 @@ def inference_assets(settings: Settings):
         feature_version = lakehouse.version(features_table)
         history = lakehouse.read_spark(session, features_table, feature_version)
         features = latest_per_key(history, [key], INGESTED_AT)
-        row = F.struct(*(F.col(c) for c in settings.features.columns))
+        score = registry.spark_udf(session, champion.version)(F.struct(*(F.col(c) for c in settings.features.columns)))
         if classifies:
-            probability = registry.spark_udf(session, champion.version)(row)[1]
+            # The UDF's double is predict_proba's leftmost column, P(label 0): P(1) is its complement.
+            probability = F.lit(1.0) - score
             outputs = [probability.alias(names.probability),
                        (probability >= F.lit(threshold)).cast("int").alias("prediction")]
         else:
-            outputs = [registry.spark_udf(session, champion.version, result_type="double")(row).alias("prediction")]
+            outputs = [score.alias("prediction")]
         slices = settings.slices  # kept with each prediction: performance is judged per group
         scored = features.select(
             F.col(key), F.col(INGESTED_AT), *outputs, *slices,
