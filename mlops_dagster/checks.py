@@ -26,21 +26,23 @@ def _key_spec(asset: list[str], table: str, keys: list[str]) -> AssetCheckSpec:
 
 
 def _per_key(context, lakehouse: Lakehouse, spark: SparkResource, table: str, keys: list[str], **sums):
-    """One pass over ``table``: the key check's result, and the totals of ``sums`` (name -> a
-    column to add up over every row) for the table's other checks."""
+    """The key check's result, and the totals of ``sums`` (name -> a column to add up over every
+    row) for the table's other checks: one aggregation that shuffles only the key columns, and one
+    scan that adds up the sums without a shuffle (grouped per key they would be shuffled for every
+    row: 1M rows x 21 feature columns, 0.6 s more)."""
     from pyspark.sql import functions as F
 
     session = spark.session()
-    groups = lakehouse.read_spark(session, table).groupBy(*keys).agg(
-        F.count(F.lit(1)).alias("_rows"), *[F.sum(column).alias(name) for name, column in sums.items()])
+    frame = lakehouse.read_spark(session, table)
+    groups = frame.groupBy(*keys).agg(F.count(F.lit(1)).alias("_rows"))
     any_null = reduce(lambda a, b: a | b, [F.col(k).isNull() for k in keys])
     with Progress(context.log.info, f"checks on {table}", spark=session):
         totals = groups.agg(
             F.sum("_rows").alias("_rows"),
             F.sum(F.when(any_null, F.col("_rows")).otherwise(0)).alias("_null_keys"),
             F.sum(F.when(~any_null, F.col("_rows") - 1).otherwise(0)).alias("_duplicate_keys"),
-            *[F.sum(name).alias(name) for name in sums],
         ).first()
+        added = frame.agg(*[F.sum(column).alias(name) for name, column in sums.items()]).first() if sums else {}
     rows, nulls, duplicates = (int(totals[c] or 0) for c in ("_rows", "_null_keys", "_duplicate_keys"))
     examples = []
     if duplicates:
@@ -51,7 +53,7 @@ def _per_key(context, lakehouse: Lakehouse, spark: SparkResource, table: str, ke
         metadata={"rows": rows, "null_keys": nulls, "duplicate_keys": duplicates, "expected": 0,
                   "examples": ", ".join(examples) or "none"},
     )
-    return result, rows, {name: int(totals[name] or 0) for name in sums}
+    return result, rows, {name: int(added[name] or 0) for name in sums}
 
 
 def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
