@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from mlflow import MlflowClient
 
 from .project import project_at
 
@@ -71,8 +72,6 @@ def test_beyond_max_rows_a_challenger_learns_from_a_bounded_sample_and_says_so(p
     model = project.metadata("churn_model")
     assert (model["train_rows_used"], model["train_rows_available"]) == (600, 1600)
     assert (model["holdout_rows_used"], model["holdout_rows_available"]) == (150, 400)
-    from mlflow import MlflowClient
-
     params = MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri).get_run(model["mlflow_run_id"]).data.params
     assert (params["train_rows"], params["train_rows_available"], params["max_rows"]) == ("600", "1600", "600")
     assert (params["test_rows"], params["test_rows_available"]) == ("150", "400")

@@ -17,7 +17,7 @@ from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings, bound_text
 from ..metadata import markdown_table
-from .training import TrainedModel
+from .training import TrainedModel, bounded_training_frames
 
 VALIDATION_CHECK = "passes_validation"
 APPROVAL_CHECK = "approved_for_promotion"
@@ -161,7 +161,7 @@ def registry_assets(settings: Settings):
     ):
         from ..ml.evaluation import compare_to_champion
         from ..ml.problem import problem_type
-        from ..ml.training import LABEL, bounded_frames
+        from ..ml.training import LABEL
 
         registry = registry.for_model(settings.mlflow.model_name)
         problem = problem_type(settings.problem_type)
@@ -171,12 +171,8 @@ def registry_assets(settings: Settings):
         champion_metrics = None
         if champion is not None and str(champion.version) != challenger.version:
             # The very holdout rows the challenger was judged on (same table version, seed, bound).
-            table, version = challenger.training_set, challenger.training_set_version
-            _, holdout, _ = bounded_frames(
-                lambda columns: lakehouse.read_arrow(table, version, columns),
-                lambda: lakehouse.read_spark(spark.session(), table, version), [*settings.features.columns, LABEL],
-                settings.dataset.key, settings.training.max_rows, settings.training.seed,
-                lakehouse.row_count(table, version), problem)
+            _, holdout, _ = bounded_training_frames(lakehouse, spark, settings, challenger.training_set,
+                                                    challenger.training_set_version)
             model = registry.load_sklearn(champion.version)
             champion_metrics = problem.evaluate(
                 holdout[LABEL], problem.score(model, holdout[settings.features.columns]),

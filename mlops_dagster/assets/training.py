@@ -17,6 +17,20 @@ from ..settings import PROBLEM_METRICS, Settings
 from ..metadata import commit_info, markdown_table, table_metadata
 
 
+def bounded_training_frames(lakehouse: Lakehouse, spark: SparkResource, settings: Settings, table: str, version: int):
+    """(train, holdout, rows available per split or None) in pandas: the rows a model of
+    ``settings`` learns from and is judged on. Made here only, from the table version and the
+    settings, so the training step and the champion comparison get the same rows."""
+    from ..ml.problem import problem_type
+    from ..ml.training import LABEL, bounded_frames
+
+    return bounded_frames(
+        lambda columns: lakehouse.read_arrow(table, version, columns),
+        lambda: lakehouse.read_spark(spark.session(), table, version), [*settings.features.columns, LABEL],
+        settings.dataset.key, settings.training.max_rows, settings.training.seed, lakehouse.row_count(table, version),
+        problem_type(settings.problem_type))
+
+
 @dataclass(frozen=True)
 class TrainedModel:
     """What the training step hands to the registry: the MLflow run and its logged model."""
@@ -178,7 +192,7 @@ def training_assets(settings: Settings):
         from ..governance.lineage import data_commit
         from ..ml.problem import problem_type
         from ..ml.training import (
-            LABEL, bounded_frames, build_pipeline, fit, model_requirements, skops_trusted_types,
+            LABEL, build_pipeline, fit, model_requirements, skops_trusted_types,
         )
 
         lakehouse: Lakehouse = context.resources.lakehouse
@@ -188,10 +202,8 @@ def training_assets(settings: Settings):
         with Progress(context.log.info, "training", spark=session) as progress:
             progress.say("sampling the train and test splits")
             problem = problem_type(settings.problem_type)
-            train, test, available = bounded_frames(
-                lambda columns: lakehouse.read_arrow(training_table, version, columns),
-                lambda: lakehouse.read_spark(session, training_table, version), [*fs.columns, LABEL], ds.key,
-                tr.max_rows, tr.seed, lakehouse.row_count(training_table, version), problem)
+            train, test, available = bounded_training_frames(lakehouse, context.resources.spark, settings,
+                                                             training_table, version)
             available = available or {"train": len(train), "test": len(test)}
             progress.say(f"fitting on {len(train):,} rows")
             pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns,
