@@ -79,6 +79,12 @@ class Project:
                 out.append(f"{event.step_key}: {(error.cause or error).message}")
         return out
 
+    @staticmethod
+    def check_evaluations(result, name: str | None = None) -> list:
+        """The asset check evaluations of a run, in order (only those of check ``name`` when given)."""
+        return [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
+                and (name is None or e.event_specific_data.check_name == name)]
+
     def metadata(self, asset: str) -> dict:
         event = self.instance.get_latest_materialization_event(self.key(asset))
         assert event is not None, f"{asset} was never materialized"

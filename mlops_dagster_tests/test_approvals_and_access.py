@@ -32,8 +32,7 @@ def test_promotion_waits_for_an_approval_from_an_allowed_role(tmp_path, monkeypa
         project.land(1500, seed=42)
         result = project.run("training_job", selection=TRAIN)
         assert not result.success  # blocked: no approval yet
-        checks = {e.event_specific_data.check_name: e.event_specific_data for e in result.all_events
-                  if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+        checks = {check.check_name: check for check in project.check_evaluations(result)}
         assert checks["passes_validation"].passed and not checks["approved_for_promotion"].passed
         assert project.registry.by_alias("champion") is None
         assert str(project.registry.by_alias("challenger").version) == "1"

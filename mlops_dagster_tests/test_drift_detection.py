@@ -38,8 +38,7 @@ def test_drift_is_detected_on_drifted_data_and_not_on_a_fresh_sample(tmp_path):
         # Both reports measured against the same reference: the champion's exact training data.
         assert str(reference_version) in drifted["reference"] and str(reference_version) in fresh["reference"]
 
-        [check] = [e.event_specific_data for e in result.all_events
-                   if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == "no_dataset_drift"]
+        [check] = project.check_evaluations(result, "no_dataset_drift")
         assert not check.passed
         assert check.severity.value == "WARN"
         history = project.lakehouse.read(project.table("churn_drift_metrics")).sort_values("report_time")

@@ -70,9 +70,7 @@ def test_bad_files_are_quarantined_with_reasons_and_nothing_is_lost(tmp_path):
                     if e.level == logging.WARNING and "quarantined" in e.user_message]
         assert any("b_mixed.csv" in w and "1 rows quarantined" not in w for w in warnings)
         assert any("d_empty.csv" in w and "file is empty" in w for w in warnings)
-        quiet = [e.event_specific_data for e in result.all_events
-                 if e.event_type_value == "ASSET_CHECK_EVALUATION"
-                 and e.event_specific_data.check_name == "no_rows_quarantined_by_last_ingestion"]
+        quiet = project.check_evaluations(result, "no_rows_quarantined_by_last_ingestion")
         assert quiet and not quiet[0].passed
 
         # Running again ingests nothing new: no duplicate quarantine rows, same raw version.

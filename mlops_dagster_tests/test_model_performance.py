@@ -22,7 +22,7 @@ from mlops_dagster.cli import write_outcomes
 from mlops_dagster.ml.performance import Figures, drop, figures, labelled_predictions, slice_gaps
 from mlops_dagster.ml.problem import problem_type
 
-from .project import free_port, project_at
+from .project import Project, free_port, project_at
 from .webhook import CLOSED, webhook  # noqa: F401 (a fixture)
 
 CLASSIFICATION = problem_type("classification")
@@ -133,8 +133,7 @@ def _decay_tick(project, cursor):
 
 
 def _check(result, name):
-    [check] = [e.event_specific_data for e in result.all_events
-               if e.event_type_value == "ASSET_CHECK_EVALUATION" and e.event_specific_data.check_name == name]
+    [check] = Project.check_evaluations(result, name)
     return check
 
 

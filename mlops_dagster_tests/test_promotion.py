@@ -52,7 +52,7 @@ def test_a_challenger_that_fails_validation_is_blocked_before_promotion(project)
     assert not result.success
     promotion_steps = [e for e in result.all_events if e.step_key == "champion_model_version" and e.is_step_success]
     assert promotion_steps == []
-    [check] = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    [check] = project.check_evaluations(result)
     assert check.check_name == "passes_validation" and not check.passed
 
     # Promotion on its own (no check in the selection) still refuses the failed version.

@@ -36,8 +36,7 @@ def _evaluate(project, checks: list[tuple[str, str]]) -> dict[tuple[str, str], o
     job = project.defs.resolve_job_def(project.job("lifecycle_job")).get_subset(
         asset_selection=set(), asset_check_selection=set(keys))
     result = job.execute_in_process(instance=project.instance, raise_on_error=False)
-    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    return {keys[e.asset_check_key]: e for e in evaluations}
+    return {keys[e.asset_check_key]: e for e in project.check_evaluations(result)}
 
 
 def test_duplicated_keys_and_missing_features_fail_the_feature_checks(project):
