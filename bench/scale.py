@@ -10,7 +10,10 @@ lifecycle), then `mlops run --use-case churn` (the telco demo) in its own proces
 serving gateway it leaves running. While a process runs, /proc is polled every 0.25 s: the peak
 RSS of the process itself (its VmHWM), of its Spark JVM, of the serving gateway it starts, and the
 peak of the summed RSS of the PySpark Python workers (the JVM's Python descendants) and of the
-other children.
+other children; and each of them's CPU seconds, user and kernel, and minor page faults. The whole
+machine's CPU over the run (user, kernel, idle, from /proc/stat) shows how busy both cores were
+and how much went to the kernel: on a virtual machine, page faults can cost several times what
+they cost on bare metal (see docs/benchmarks.md).
 
 Per-stage durations come from the run's own Dagster instance: per step STEP_START ->
 STEP_SUCCESS/STEP_FAILURE, summed per asset group. A step is mapped to its group through the
@@ -79,19 +82,30 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# --- processes and their memory --------------------------------------------------------------
+# --- processes: their memory and CPU --------------------------------------------------------
 
-def _parents() -> dict[int, int]:
-    """pid -> ppid of every process, from /proc/<pid>/stat."""
-    parents = {}
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> dict[int, tuple[int, float, float, int]]:
+    """pid -> (ppid, user CPU s, kernel CPU s, minor page faults) of every process, from /proc/<pid>/stat."""
+    found = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
                 stat = Path(entry.path, "stat").read_text()
             except OSError:  # gone in between
                 continue
-            parents[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
-    return parents
+            fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: see proc(5)
+            found[int(entry.name)] = (int(fields[1]), int(fields[11]) / TICKS, int(fields[12]) / TICKS, int(fields[7]))
+    return found
+
+
+def _machine_cpu() -> dict[str, float]:
+    """CPU seconds the whole machine spent so far, from /proc/stat (all cores)."""
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return {"user": (user + nice) / TICKS, "kernel": (system + irq + softirq) / TICKS,
+            "idle": (idle + iowait) / TICKS, "steal": steal / TICKS}
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -121,12 +135,14 @@ def _kib(value: str | None) -> int:
     return int(value.split()[0]) * 1024 if value else 0
 
 
-class TreeMemory:
-    """Peak memory of a process and its descendants, polled from /proc (psutil is not installed).
+class ProcessTree:
+    """Peak memory and CPU of a process and its descendants, polled from /proc (psutil is not installed).
 
     Per process the highest VmHWM (the kernel's own peak RSS) is kept, so a peak between two polls
     still counts; for groups of processes (PySpark workers, other children, the whole tree) the
-    highest sum of their VmRSS at one poll is kept.
+    highest sum of their VmRSS at one poll is kept. CPU (user and kernel seconds) and minor page
+    faults are each process's counters at its last poll, summed per kind: a process's last quarter
+    second can be missing.
     """
 
     def __init__(self, root: int):
@@ -136,6 +152,7 @@ class TreeMemory:
         self.name: dict[int, str] = {}  # pid -> program name, and its command line
         self.command: dict[int, str] = {}
         self.peak_sum: dict[str, int] = {}  # kind -> highest summed VmRSS; "tree" for all
+        self.cpu: dict[int, tuple[float, float, int]] = {}  # pid -> (user s, kernel s, minor faults)
         self.samples = 0
 
     def _kind_of(self, pid: int, name: str, cmd: str, parent_kind: str | None) -> str:
@@ -150,7 +167,8 @@ class TreeMemory:
         return "other_children"
 
     def sample(self) -> None:
-        parents = _parents()
+        processes = _processes()
+        parents = {pid: found[0] for pid, found in processes.items()}
         children: dict[int, list[int]] = {}
         for pid, ppid in parents.items():
             children.setdefault(ppid, []).append(pid)
@@ -170,6 +188,8 @@ class TreeMemory:
             kind = now[pid] = self._kind_of(pid, name, self.command[pid], now.get(parents.get(pid)))
             self.kind[pid] = kind
             self.peak[pid] = max(self.peak.get(pid, 0), _kib(status.get("VmHWM")), _kib(status["VmRSS"]))
+            if pid in processes:
+                self.cpu[pid] = processes[pid][1:]
             rss = _kib(status["VmRSS"])
             sums[kind] = sums.get(kind, 0) + rss
             sums["tree"] = sums.get("tree", 0) + rss
@@ -192,6 +212,11 @@ class TreeMemory:
                 (pid for pid in self.peak if self.kind[pid] == "other_children"),
                 key=self.peak.get, default=None), self.command),
             "process_tree_sum": self.peak_sum.get("tree", 0),
+            "cpu": {kind: {"user": round(sum(self.cpu[p][0] for p in pids), 1),
+                           "kernel": round(sum(self.cpu[p][1] for p in pids), 1),
+                           "minor_faults": sum(self.cpu[p][2] for p in pids)}
+                    for kind in ("run_process", "spark_jvm", "pyspark_workers", "serving_gateway", "other_children")
+                    if (pids := [p for p in self.cpu if self.kind[p] == kind])},
             "samples": self.samples,
             "processes": [{"pid": pid, "kind": self.kind[pid], "peak_rss": peak, "command": self.command[pid][:200]}
                           for pid, peak in sorted(self.peak.items(), key=lambda item: -item[1])],
@@ -199,11 +224,12 @@ class TreeMemory:
 
 
 def _run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
-    """Run ``cmd`` with its output in ``log``: exit code, wall seconds and peak memory."""
+    """Run ``cmd`` with its output in ``log``: exit code, wall seconds, peak memory and CPU (of its
+    processes, and of the whole machine meanwhile)."""
     with open(log, "w") as out:
-        start = time.perf_counter()
+        start, machine = time.perf_counter(), _machine_cpu()
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-        memory = TreeMemory(proc.pid)
+        memory = ProcessTree(proc.pid)
         try:
             while True:
                 memory.sample()
@@ -216,8 +242,10 @@ def _run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
             proc.wait()
             raise
         seconds = time.perf_counter() - start
+        machine = {k: round(v - machine[k], 1) for k, v in _machine_cpu().items()}
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
     peaks = memory.summary()
+    peaks["machine_cpu"] = machine
     # ru_maxrss: the peak of the process or of any child it reaped, whichever is larger (KiB).
     peaks["rusage_maxrss"] = usage.ru_maxrss * 1024
     _log(f"  exit {proc.returncode} after {seconds:.1f} s")
@@ -657,18 +685,31 @@ def _rss(value: int) -> str:
     return _gb(value) if value else "none seen"
 
 
-def _memory_table(memory: dict) -> str:
+def _process_table(memory: dict) -> str:
     largest = f" (largest: `{memory['other_children_largest']}`)" if memory["other_children_largest"] else ""
-    return f"""| process | peak RSS |
-|---|---:|
-| Dagster run process (VmHWM) | {_rss(memory['run_process'])} |
-| Spark JVM (VmHWM) | {_rss(memory['spark_jvm'])} |
-| PySpark Python workers (peak of their sum; {memory['pyspark_worker_processes']} processes seen) | {_rss(memory['pyspark_workers_sum'])} |
-| serving gateway started by the run (VmHWM) | {_rss(memory['serving_gateway'])} |
-| other children, peak of their sum{largest} | {_rss(memory['other_children_sum'])} |
-| whole process tree (peak of the sum, polled every {POLL_SECONDS} s) | {_rss(memory['process_tree_sum'])} |
+    cpu = memory.get("cpu", {})
 
-Sums count pages that forked processes share (PySpark workers fork from one daemon) once per process."""
+    def row(name: str, rss: int, kind: str | None) -> str:
+        used = cpu.get(kind) if kind else {
+            key: round(sum(c[key] for c in cpu.values()), 1) for key in ("user", "kernel", "minor_faults")}
+        figures = (f"{used['user']:.1f} | {used['kernel']:.1f} | {used['minor_faults']:,}" if used else "- | - | -")
+        return f"| {name} | {_rss(rss)} | {figures} |"
+
+    machine = memory.get("machine_cpu")
+    machine_line = (f"\n\nThe whole machine meanwhile ({os.cpu_count()} cores): {machine['user']:.1f} CPU-s user, "
+                    f"{machine['kernel']:.1f} kernel, {machine['idle']:.1f} idle, {machine['steal']:.1f} stolen."
+                    if machine else "")
+    return "\n".join([
+        "| process | peak RSS | CPU user (s) | CPU kernel (s) | minor page faults |", "|---|---:|---:|---:|---:|",
+        row("Dagster run process (VmHWM)", memory["run_process"], "run_process"),
+        row("Spark JVM (VmHWM)", memory["spark_jvm"], "spark_jvm"),
+        row(f"PySpark Python workers (peak of their sum; {memory['pyspark_worker_processes']} processes seen)",
+            memory["pyspark_workers_sum"], "pyspark_workers"),
+        row("serving gateway started by the run (VmHWM)", memory["serving_gateway"], "serving_gateway"),
+        row(f"other children, peak of their sum{largest}", memory["other_children_sum"], "other_children"),
+        row(f"whole process tree (peak of the sum, polled every {POLL_SECONDS} s)", memory["process_tree_sum"], None),
+    ]) + ("\n\nSums count pages that forked processes share (PySpark workers fork from one daemon) once per process. "
+          "CPU and faults are each process's own counters at its last poll." + machine_line)
 
 
 def _size_markdown(size: dict) -> str:
@@ -703,7 +744,7 @@ def _size_markdown(size: dict) -> str:
         out += ["", "Rows written (`dagster/row_count`): " + (", ".join(counts) or "none recorded") + "."]
         failed = [s for stage in size["stages"] for s in stage["steps"] if s["status"] != "success"]
         out += [f"- step `{s['step']}` {s['status']}: {s.get('error', '')}" for s in failed]
-    out += ["", _memory_table(run["memory"])]
+    out += ["", _process_table(run["memory"])]
     if "outcomes" in size:
         o = size["outcomes"]
         steps = ", ".join(f"{step} {seconds:.1f}" for step, seconds in o["steps"].items())
