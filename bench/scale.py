@@ -229,11 +229,11 @@ def _run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
     with open(log, "w") as out:
         start, machine = time.perf_counter(), _machine_cpu()
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-        memory = ProcessTree(proc.pid)
+        tree = ProcessTree(proc.pid)
         try:
             while True:
-                memory.sample()
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                tree.sample()
+                pid, status, rusage = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
                     break
                 time.sleep(POLL_SECONDS)
@@ -244,15 +244,15 @@ def _run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
         seconds = time.perf_counter() - start
         machine = {k: round(v - machine[k], 1) for k, v in _machine_cpu().items()}
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    peaks = memory.summary()
-    peaks["machine_cpu"] = machine
+    usage = tree.summary()
+    usage["machine_cpu"] = machine
     # ru_maxrss: the peak of the process or of any child it reaped, whichever is larger (KiB).
-    peaks["rusage_maxrss"] = usage.ru_maxrss * 1024
+    usage["rusage_maxrss"] = rusage.ru_maxrss * 1024
     _log(f"  exit {proc.returncode} after {seconds:.1f} s")
-    if not peaks["run_process"]:  # too short to be sampled even once
-        peaks["run_process"] = peaks["rusage_maxrss"]
+    if not usage["run_process"]:  # too short to be sampled even once
+        usage["run_process"] = usage["rusage_maxrss"]
     return {"command": " ".join([Path(cmd[0]).name, *cmd[1:]]),
-            "returncode": proc.returncode, "seconds": round(seconds, 2), "memory": peaks, "log": str(log)}
+            "returncode": proc.returncode, "seconds": round(seconds, 2), "usage": usage, "log": str(log)}
 
 
 def _tail(path: Path | str, lines: int = 40) -> str:
@@ -656,7 +656,7 @@ def _goals(sizes: dict[int, dict], bad: dict | None) -> list[dict]:
              measure(10_000_000, seconds, lambda s: f"{s:.1f} s = {s / 60:.1f} min", lambda s: s <= 600)),
         goal("time(10M) / time(1M) <= 10", ratio),
         goal("peak RSS of the Dagster run process <= 3 GB at 10M rows",
-             measure(10_000_000, lambda size: size["run"]["memory"]["run_process"], _gb, lambda b: b <= 3e9)),
+             measure(10_000_000, lambda size: size["run"]["usage"]["run_process"], _gb, lambda b: b <= 3e9)),
     ]
     name = "bad input at scale (1M rows, 1% bad): exactly those quarantined, loaded + quarantined = read"
     if bad is None:
@@ -685,9 +685,9 @@ def _rss(value: int) -> str:
     return _gb(value) if value else "none seen"
 
 
-def _process_table(memory: dict) -> str:
-    largest = f" (largest: `{memory['other_children_largest']}`)" if memory["other_children_largest"] else ""
-    cpu = memory.get("cpu", {})
+def _process_table(usage: dict) -> str:
+    largest = f" (largest: `{usage['other_children_largest']}`)" if usage["other_children_largest"] else ""
+    cpu = usage.get("cpu", {})
 
     def row(name: str, rss: int, kind: str | None) -> str:
         used = cpu.get(kind) if kind else {
@@ -695,19 +695,19 @@ def _process_table(memory: dict) -> str:
         figures = (f"{used['user']:.1f} | {used['kernel']:.1f} | {used['minor_faults']:,}" if used else "- | - | -")
         return f"| {name} | {_rss(rss)} | {figures} |"
 
-    machine = memory.get("machine_cpu")
+    machine = usage.get("machine_cpu")
     machine_line = (f"\n\nThe whole machine meanwhile ({os.cpu_count()} cores): {machine['user']:.1f} CPU-s user, "
                     f"{machine['kernel']:.1f} kernel, {machine['idle']:.1f} idle, {machine['steal']:.1f} stolen."
                     if machine else "")
     return "\n".join([
         "| process | peak RSS | CPU user (s) | CPU kernel (s) | minor page faults |", "|---|---:|---:|---:|---:|",
-        row("Dagster run process (VmHWM)", memory["run_process"], "run_process"),
-        row("Spark JVM (VmHWM)", memory["spark_jvm"], "spark_jvm"),
-        row(f"PySpark Python workers (peak of their sum; {memory['pyspark_worker_processes']} processes seen)",
-            memory["pyspark_workers_sum"], "pyspark_workers"),
-        row("serving gateway started by the run (VmHWM)", memory["serving_gateway"], "serving_gateway"),
-        row(f"other children, peak of their sum{largest}", memory["other_children_sum"], "other_children"),
-        row(f"whole process tree (peak of the sum, polled every {POLL_SECONDS} s)", memory["process_tree_sum"], None),
+        row("Dagster run process (VmHWM)", usage["run_process"], "run_process"),
+        row("Spark JVM (VmHWM)", usage["spark_jvm"], "spark_jvm"),
+        row(f"PySpark Python workers (peak of their sum; {usage['pyspark_worker_processes']} processes seen)",
+            usage["pyspark_workers_sum"], "pyspark_workers"),
+        row("serving gateway started by the run (VmHWM)", usage["serving_gateway"], "serving_gateway"),
+        row(f"other children, peak of their sum{largest}", usage["other_children_sum"], "other_children"),
+        row(f"whole process tree (peak of the sum, polled every {POLL_SECONDS} s)", usage["process_tree_sum"], None),
     ]) + ("\n\nSums count pages that forked processes share (PySpark workers fork from one daemon) once per process. "
           "CPU and faults are each process's own counters at its last poll." + machine_line)
 
@@ -715,7 +715,7 @@ def _process_table(memory: dict) -> str:
 def _size_markdown(size: dict) -> str:
     rows, gen = size["rows"], size["generate"]
     out = [f"## {rows:,} rows", "",
-           f"Generating the file: {gen['seconds']:.1f} s, peak RSS {_gb(gen['memory']['run_process'])} "
+           f"Generating the file: {gen['seconds']:.1f} s, peak RSS {_gb(gen['usage']['run_process'])} "
            f"(not part of the lifecycle time)."]
     if "run" not in size:
         return "\n".join(out + [f"**{size['error']}**: see {gen['log']}", "```", _tail(gen["log"]), "```"])
@@ -744,13 +744,13 @@ def _size_markdown(size: dict) -> str:
         out += ["", "Rows written (`dagster/row_count`): " + (", ".join(counts) or "none recorded") + "."]
         failed = [s for stage in size["stages"] for s in stage["steps"] if s["status"] != "success"]
         out += [f"- step `{s['step']}` {s['status']}: {s.get('error', '')}" for s in failed]
-    out += ["", _process_table(run["memory"])]
+    out += ["", _process_table(run["usage"])]
     if "outcomes" in size:
         o = size["outcomes"]
         steps = ", ".join(f"{step} {seconds:.1f}" for step, seconds in o["steps"].items())
         out += ["", f"Outcomes (`--outcomes`): {rows:,} generated in {o['generate_seconds']:.1f} s; the monitoring job "
                     f"{o['run']['seconds']:.1f} s (steps, seconds: {steps}); run process peak RSS "
-                    f"{_rss(o['run']['memory']['run_process'])}; {o['labelled_predictions']} labelled predictions: "
+                    f"{_rss(o['run']['usage']['run_process'])}; {o['labelled_predictions']} labelled predictions: "
                     f"{o['verdict']}. Log: {o['run']['log']}"]
     if size.get("directory"):
         out += ["", f"Kept: {size['directory']}"]
@@ -773,8 +773,8 @@ def _bad_markdown(bad: dict) -> str:
                 f"**{bad['rows_in_file'] / bad['ingest_step_seconds']:,.0f} rows/s**")
     out += ["", f"Ingestion only (`dagster asset materialize --select {INGESTION_ASSETS}`): {status} in "
                 f"{ingest['seconds']:.1f} s ({bad['rows_in_file'] / ingest['seconds']:,.0f} rows/s for the whole process)"
-                f"{rate}. Peak RSS: the process {_rss(ingest['memory']['run_process'])}, its Spark JVM "
-                f"{_rss(ingest['memory']['spark_jvm'])}, PySpark workers {_rss(ingest['memory']['pyspark_workers_sum'])}. "
+                f"{rate}. Peak RSS: the process {_rss(ingest['usage']['run_process'])}, its Spark JVM "
+                f"{_rss(ingest['usage']['spark_jvm'])}, PySpark workers {_rss(ingest['usage']['pyspark_workers_sum'])}. "
                 f"Log: {ingest['log']}"]
     for step in bad.get("failed_steps", []):
         out.append(f"- step `{step['step']}` failed: {step['error']}")
