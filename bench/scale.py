@@ -10,10 +10,10 @@ lifecycle), then `mlops run --use-case churn` (the telco demo) in its own proces
 serving gateway it leaves running. While a process runs, /proc is polled every 0.25 s: the peak
 RSS of the process itself (its VmHWM), of its Spark JVM, of the serving gateway it starts, and the
 peak of the summed RSS of the PySpark Python workers (the JVM's Python descendants) and of the
-other children; and each of them's CPU seconds, user and kernel, and minor page faults. The whole
-machine's CPU over the run (user, kernel, idle, from /proc/stat) shows how busy both cores were
-and how much went to the kernel: on a virtual machine, page faults can cost several times what
-they cost on bare metal (see docs/benchmarks.md).
+other children; and the CPU seconds (user and kernel) and minor page faults of each kind of
+process and of the whole tree. The whole machine's CPU over the run (user, kernel, idle, from
+/proc/stat) shows how busy both cores were and how much went to the kernel, which on this
+virtual machine is a large and varying share (see docs/benchmarks.md).
 
 Per-stage durations come from the run's own Dagster instance: per step STEP_START ->
 STEP_SUCCESS/STEP_FAILURE, summed per asset group. A step is mapped to its group through the
@@ -155,6 +155,10 @@ class ProcessTree:
         self.cpu: dict[int, tuple[float, float, int]] = {}  # pid -> (user s, kernel s, minor faults)
         self.samples = 0
 
+    def _cpu_of(self, pids: list[int]) -> dict:
+        return {"user": round(sum(self.cpu[p][0] for p in pids), 1), "kernel": round(sum(self.cpu[p][1] for p in pids), 1),
+                "minor_faults": sum(self.cpu[p][2] for p in pids)}
+
     def _kind_of(self, pid: int, name: str, cmd: str, parent_kind: str | None) -> str:
         if pid == self.root:
             return "run_process"
@@ -212,11 +216,8 @@ class ProcessTree:
                 (pid for pid in self.peak if self.kind[pid] == "other_children"),
                 key=self.peak.get, default=None), self.command),
             "process_tree_sum": self.peak_sum.get("tree", 0),
-            "cpu": {kind: {"user": round(sum(self.cpu[p][0] for p in pids), 1),
-                           "kernel": round(sum(self.cpu[p][1] for p in pids), 1),
-                           "minor_faults": sum(self.cpu[p][2] for p in pids)}
-                    for kind in ("run_process", "spark_jvm", "pyspark_workers", "serving_gateway", "other_children")
-                    if (pids := [p for p in self.cpu if self.kind[p] == kind])},
+            "cpu": {kind: self._cpu_of([p for p in self.cpu if kind == "tree" or self.kind[p] == kind])
+                    for kind in [*dict.fromkeys(self.kind[p] for p in self.cpu), "tree"]},
             "samples": self.samples,
             "processes": [{"pid": pid, "kind": self.kind[pid], "peak_rss": peak, "command": self.command[pid][:200]}
                           for pid, peak in sorted(self.peak.items(), key=lambda item: -item[1])],
@@ -227,7 +228,7 @@ def _run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
     """Run ``cmd`` with its output in ``log``: exit code, wall seconds, peak memory and CPU (of its
     processes, and of the whole machine meanwhile)."""
     with open(log, "w") as out:
-        start, machine = time.perf_counter(), _machine_cpu()
+        start, machine_start = time.perf_counter(), _machine_cpu()
         proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         tree = ProcessTree(proc.pid)
         try:
@@ -242,7 +243,7 @@ def _run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
             proc.wait()
             raise
         seconds = time.perf_counter() - start
-        machine = {k: round(v - machine[k], 1) for k, v in _machine_cpu().items()}
+        machine = {k: round(v - machine_start[k], 1) for k, v in _machine_cpu().items()}
     proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
     usage = tree.summary()
     usage["machine_cpu"] = machine
@@ -689,9 +690,8 @@ def _process_table(usage: dict) -> str:
     largest = f" (largest: `{usage['other_children_largest']}`)" if usage["other_children_largest"] else ""
     cpu = usage.get("cpu", {})
 
-    def row(name: str, rss: int, kind: str | None) -> str:
-        used = cpu.get(kind) if kind else {
-            key: round(sum(c[key] for c in cpu.values()), 1) for key in ("user", "kernel", "minor_faults")}
+    def row(name: str, rss: int, kind: str) -> str:
+        used = cpu.get(kind)
         figures = (f"{used['user']:.1f} | {used['kernel']:.1f} | {used['minor_faults']:,}" if used else "- | - | -")
         return f"| {name} | {_rss(rss)} | {figures} |"
 
@@ -707,7 +707,7 @@ def _process_table(usage: dict) -> str:
             usage["pyspark_workers_sum"], "pyspark_workers"),
         row("serving gateway started by the run (VmHWM)", usage["serving_gateway"], "serving_gateway"),
         row(f"other children, peak of their sum{largest}", usage["other_children_sum"], "other_children"),
-        row(f"whole process tree (peak of the sum, polled every {POLL_SECONDS} s)", usage["process_tree_sum"], None),
+        row(f"whole process tree (peak of the sum, polled every {POLL_SECONDS} s)", usage["process_tree_sum"], "tree"),
     ]) + ("\n\nSums count pages that forked processes share (PySpark workers fork from one daemon) once per process. "
           "CPU and faults are each process's own counters at its last poll." + machine_line)
 
