@@ -164,16 +164,16 @@ def job_named(name: str):
 @contextmanager
 def _executed(name: str, run_config: dict | None = None):
     """Run job ``name`` on this project's Dagster instance, reconstructable (the step launcher needs
-    that), and yield its result."""
+    that), and yield its result: its events and its run, not its outputs. Entered as a context
+    manager, the result would set the run's resources up again, and dagster-mlflow's would resume
+    the MLflow run the run just ended (marked running again, and taken over by the next run)."""
     from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
     job = build_reconstructable_job("mlops_dagster.cli", "job_named", reconstructable_args=(name,))
     default_dagster_home()
-    with DagsterInstance.get() as instance, execute_job(
-            job, instance=instance, raise_on_error=False,
-            run_config={**(run_config or {}), "loggers": {"console": {"config": {"log_level": "INFO"}}}},
-    ) as result:
-        yield result
+    with DagsterInstance.get() as instance:
+        yield execute_job(job, instance=instance, raise_on_error=False, run_config={
+            **(run_config or {}), "loggers": {"console": {"config": {"log_level": "INFO"}}}})
 
 
 def run(job: str, use_case: str | None = None, run_config: dict | None = None) -> int:
