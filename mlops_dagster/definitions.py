@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions
 
 from .assets.cost import cost_assets
 from .assets.features import feature_assets
@@ -16,6 +16,7 @@ from .assets.serving import serving_assets
 from .assets.training import training_assets
 from .automation import automation_definitions, cost_definitions, failure_definitions
 from .checks import quality_checks
+from .executor import threaded_executor
 from .feature_store.jobs import feature_registry_job
 from .governance.jobs import governance_jobs
 from .jobs import build_jobs
@@ -49,8 +50,9 @@ def build_definitions(project: Project) -> Definitions:
         asset_checks=checks,
         jobs=[*jobs, *cost_jobs],
         resources=build_resources(project),
-        # One process per run: steps share one SparkSession instead of starting a JVM each.
-        executor=in_process_executor,
+        # One process per run, its independent steps at once in threads: they share one SparkSession
+        # instead of starting a JVM each.
+        executor=threaded_executor.configured({"max_concurrent": project.default.max_concurrent_steps}),
     )
 
 

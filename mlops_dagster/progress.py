@@ -2,6 +2,8 @@
 
 A step says what it is doing and, where it counts them, how many rows are done out of how many;
 while Spark runs a job, the line also says how far the job's current stage is (tasks done of all).
+Steps run at once in threads of one process and share its SparkSession, so the Spark jobs a
+thread starts inside a ``Progress`` carry a job group of their own, and only those are shown.
 Nothing here imports Dagster or Spark: the log is any callable taking a line of text.
 """
 
@@ -13,6 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 INTERVAL_SECONDS = 10.0
+# What SparkContext.setJobGroup sets (thread-local properties), restored when a Progress ends.
+_JOB_GROUP_PROPERTIES = ("spark.jobGroup.id", "spark.job.description", "spark.job.interruptOnCancel")
 
 
 class Progress:
@@ -25,14 +29,23 @@ class Progress:
         self._started = self._phase_started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"progress-{what}", daemon=True)
+        self._group = f"progress-{id(self)}"
+        self._previous: dict[str, str | None] = {}
 
     def __enter__(self) -> "Progress":
+        if self.spark is not None:
+            # Spark keeps a job group per Python thread: jobs this thread starts from here are ours.
+            context = self.spark.sparkContext
+            self._previous = {key: context.getLocalProperty(key) for key in _JOB_GROUP_PROPERTIES}
+            context.setJobGroup(self._group, self.what)
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        for key, value in self._previous.items():  # None removes the property
+            self.spark.sparkContext.setLocalProperty(key, value)
 
     def say(self, phase: str) -> None:
         """What the step is doing now (shown in the next progress line); rows counted from here on
@@ -53,14 +66,16 @@ class Progress:
             total = f" of {self.total_rows:,}" if self.total_rows else ""
             rate = self.rows / (time.monotonic() - self._phase_started)
             parts.append(f"{self.rows:,}{total} rows ({rate:,.0f} rows/s)")
-        parts += _spark_stages(self.spark)
+        parts += _spark_stages(self.spark, self._group)
         return f"{self.what}: {', '.join(parts) or 'working'} ({elapsed:.0f} s)"
 
 
-def _spark_stages(spark) -> list[str]:
-    """The running Spark stages as "Spark stage 7: 3/8 tasks" (nothing when Spark is idle or absent)."""
+def _spark_stages(spark, group: str) -> list[str]:
+    """The running stages of job group ``group`` as "Spark stage 7: 3/8 tasks" (nothing when it runs none)."""
     if spark is None:
         return []
     tracker = spark.sparkContext.statusTracker()
-    stages = [tracker.getStageInfo(i) for i in sorted(tracker.getActiveStageIds())]
+    jobs = (tracker.getJobInfo(j) for j in tracker.getJobIdsForGroup(group))
+    ours = {stage for job in jobs if job is not None for stage in job.stageIds}
+    stages = [tracker.getStageInfo(i) for i in sorted(set(tracker.getActiveStageIds()) & ours)]
     return [f"Spark stage {s.stageId}: {s.numCompletedTasks}/{s.numTasks} tasks" for s in stages if s is not None]

@@ -592,6 +592,8 @@ class Settings(_Model):
     landing: str | None = None
     mlflow: MlflowSettings
     spark: dict[str, str] = Field(default_factory=dict)
+    # Steps of a run at once, each in a thread of the run's process (1: one step at a time).
+    max_concurrent_steps: int = Field(4, ge=1)
     dataset: DatasetSettings
     features: FeatureSettings
     training: TrainingSettings

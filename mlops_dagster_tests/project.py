@@ -63,11 +63,11 @@ class Project:
         """A landing file of this use case's demo (the telco one for a use case without a demo)."""
         return write_demo(self.settings, rows, seed, drifted, name)
 
-    def run(self, job_name: str = "lifecycle_job", selection: list[str] | None = None, **kwargs):
+    def run(self, job_name: str = "lifecycle_job", selection: list[str] | None = None, tags: dict | None = None):
         job = self.defs.resolve_job_def(self.job(job_name))
         if selection:
             job = job.get_subset(asset_selection={self.key(s) for s in selection})
-        return job.execute_in_process(instance=self.instance, raise_on_error=False, **kwargs)
+        return run_in_process(job, self.instance, tags)
 
     @staticmethod
     def failures(result) -> list[str]:
@@ -98,6 +98,17 @@ class Project:
         use_cases = load_project("local", extra_file=extra)
         return Project(self.root, use_cases.use_case(self.settings.name), build_definitions(use_cases), self.instance,
                        use_cases)
+
+
+def run_in_process(job, instance: DagsterInstance, tags: dict | None = None, run_config: dict | None = None):
+    """Run ``job`` in this process with its own executor (independent steps at once, in threads), as
+    `mlops run` and `dagster dev` run it. ``execute_in_process`` would swap in Dagster's
+    one-step-at-a-time executor, so it is not used here."""
+    from dagster._core.definitions.job_base import InMemoryJob
+    from dagster._core.execution.execute_in_process import core_execute_in_process
+
+    return core_execute_in_process(run_config=run_config or {}, job=InMemoryJob(job), instance=instance,
+                                   output_capturing_enabled=True, raise_on_error=False, run_tags=tags)
 
 
 def free_port() -> int:

@@ -1,0 +1,166 @@
+"""The executor of every job: a run's independent steps at once, in threads of the run's process.
+
+Dagster's in-process executor runs one step at a time, so while a step works in one Python thread
+(fitting a model, an Evidently report, waiting for the serving gateway) a core stays idle. Its
+multiprocess executor runs steps at once, but each in a process of its own, which would start a
+Spark JVM per step (seconds and gigabytes each). Here each step runs in a thread of the one run
+process, with the run's resources set up once: the SparkSession is shared (Spark schedules the
+jobs of several threads), and on Databricks targets several step launchers wait for their cluster
+runs at once.
+
+Built from the same parts of Dagster's plan execution as its own executors (the plan's
+``ActiveExecution``, ``dagster_event_sequence_for_step``, the step hooks), which are internal:
+constraints.txt pins the Dagster release this was written against.
+"""
+
+import os
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+from dagster import Executor, Field, executor
+from dagster._core.execution.retries import get_retries_config
+
+# Results of a step's thread, after its events: it ended, or it raised past Dagster's own handling.
+_ENDED = "ended"
+_RAISED = "raised"
+
+
+@executor(
+    name="threads",
+    config_schema={
+        "max_concurrent": Field(int, description=(
+            "At most this many steps at once, each in a thread of the run process (1: one at a time, "
+            "as Dagster's in-process executor); the project sets it from max_concurrent_steps.")),
+        "retries": get_retries_config(),
+    },
+)
+def threaded_executor(init_context) -> "ThreadedExecutor":
+    """Steps that do not depend on each other run at once, in threads of the run's process."""
+    from dagster._core.execution.retries import RetryMode
+
+    config = init_context.executor_config
+    if config["max_concurrent"] < 1:
+        from dagster import DagsterInvalidConfigError
+
+        raise DagsterInvalidConfigError(
+            "execution.config.max_concurrent must be at least 1", [], config["max_concurrent"])
+    return ThreadedExecutor(RetryMode.from_config(config["retries"]), config["max_concurrent"])
+
+
+class ThreadedExecutor(Executor):
+    def __init__(self, retries, max_concurrent: int):
+        self._retries = retries
+        self.max_concurrent = max_concurrent
+
+    @property
+    def retries(self):
+        return self._retries
+
+    @property
+    def step_dependency_config(self):
+        from dagster._core.execution.step_dependency_config import StepDependencyConfig
+
+        return StepDependencyConfig.default()
+
+    def execute(self, plan_context, execution_plan) -> Iterator:
+        from dagster._core.events import DagsterEvent, EngineEventData
+        from dagster._core.execution.api import ExecuteRunWithPlanIterable
+        from dagster._core.execution.context_creation_job import PlanExecutionContextManager
+
+        keys = execution_plan.step_keys_to_execute
+        yield DagsterEvent.engine_event(
+            plan_context, f"Executing steps in threads of process {os.getpid()}, at most {self.max_concurrent} at once",
+            event_specific_data=EngineEventData.in_process(os.getpid(), keys),
+        )
+        yield from ExecuteRunWithPlanIterable(
+            execution_plan=plan_context.execution_plan,
+            iterator=lambda job_context, execution_plan: _steps_in_threads(job_context, execution_plan,
+                                                                           self.max_concurrent),
+            execution_context_manager=PlanExecutionContextManager(
+                job=plan_context.job, retry_mode=plan_context.retry_mode, execution_plan=plan_context.execution_plan,
+                run_config=plan_context.run_config, dagster_run=plan_context.dagster_run,
+                instance=plan_context.instance, raise_on_error=plan_context.raise_on_error,
+                output_capture=plan_context.output_capture, step_dependency_config=self.step_dependency_config,
+            ),
+        )
+        yield DagsterEvent.engine_event(plan_context, f"Finished steps in process {os.getpid()}",
+                                        event_specific_data=EngineEventData.in_process(os.getpid(), keys))
+
+
+def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Iterator:
+    """Dagster's in-process plan loop (``inner_plan_execution_iterator``), with each step in a thread:
+    events reach this thread through a queue and are handled here, in order per step, as Dagster
+    handles them in process; a step's hooks run here once its thread has ended."""
+    from dagster._core.errors import DagsterExecutionInterruptedError
+    from dagster._core.execution.compute_logs import create_compute_log_file_key
+    from dagster._core.execution.plan.execute_plan import _trigger_hook
+    from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
+    from dagster._core.events import DagsterEvent
+
+    from .resources.mlflow_tracking import share_active_run
+
+    events: queue.Queue = queue.Queue()
+    running: dict[str, tuple] = {}  # step key -> (its step context, its events so far)
+    enter_thread = share_active_run()
+    logs = job_context.instance.compute_log_manager
+    with InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency, \
+            execution_plan.start(retry_mode=job_context.retry_mode, max_concurrent=max_concurrent,
+                                 instance_concurrency_context=concurrency,
+                                 step_dependency_config=job_context.step_dependency_config) as active, \
+            ExitStack() as capture:
+        # Step output is captured for the whole process, as the in-process executor does.
+        log_key = logs.build_log_key_for_run(job_context.run_id, create_compute_log_file_key())
+        keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
+        yield DagsterEvent.capture_logs(job_context, keys, log_key, capture.enter_context(logs.capture_logs(log_key)))
+        while not active.is_complete or running:
+            if active.check_for_interrupts():
+                # A step's thread cannot be stopped from here: the run ends, and the process with it.
+                active.mark_interrupted()
+                raise DagsterExecutionInterruptedError(
+                    f"the run was interrupted while {', '.join(running) or 'no step'} ran")
+            if not active.is_complete:
+                for step in active.get_steps_to_execute():
+                    step_context = job_context.for_step(step, active.get_known_state())
+                    running[step.key] = (step_context, [])
+                    threading.Thread(target=_step_thread, args=(step_context, events, enter_thread),
+                                     name=f"step {step.key}", daemon=True).start()
+                yield from active.concurrency_event_iterator(job_context)
+            if not running:
+                active.sleep_til_ready()
+                continue
+            try:
+                key, kind, item = events.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            step_context, step_events = running[key]
+            if kind == _RAISED:
+                raise item
+            if kind == _ENDED:
+                del running[key]
+                active.verify_complete(job_context, key)
+                for event in active.plan_events_iterator(job_context):  # steps skipped by a failure
+                    step_events.append(event)
+                    yield event
+                yield from _trigger_hook(step_context, step_events)
+                continue
+            step_events.append(item)
+            yield item
+            active.handle_event(item)
+
+
+def _step_thread(step_context, events: queue.Queue, enter_thread: Callable[[], None]) -> None:
+    """Run one step (or launch it, with a step launcher) and pass its events on."""
+    from dagster._core.execution.plan.execute_plan import dagster_event_sequence_for_step
+
+    key = step_context.step.key
+    try:
+        enter_thread()
+        for event in dagster_event_sequence_for_step(step_context):
+            events.put((key, None, event))
+    except BaseException:  # noqa: BLE001 - what Dagster itself lets through is raised in the run's thread
+        events.put((key, _RAISED, sys.exc_info()[1]))
+    else:
+        events.put((key, _ENDED, None))

@@ -1,0 +1,138 @@
+"""The threaded executor: independent steps at once in threads of the run's process, failures and
+skips as Dagster's own executors report them, and the run's MLflow run in every step's thread."""
+
+import threading
+import time
+
+import pytest
+from dagster import AssetExecutionContext, DagsterInstance, Definitions, asset, define_asset_job
+
+from mlops_dagster.executor import threaded_executor
+from mlops_dagster.resources.mlflow_tracking import end_mlflow_on_run_finished, mlflow_tracking_resource
+from mlops_dagster_tests.project import run_in_process
+
+
+def _job(assets, executor=threaded_executor.configured({"max_concurrent": 4}), resources=None, hooks=None):
+    defs = Definitions(assets=assets, jobs=[define_asset_job("all", hooks=hooks or set())], executor=executor,
+                       resources=resources or {})
+    return defs.resolve_job_def("all")
+
+
+def test_independent_steps_run_at_once_and_their_dependents_after_both():
+    both_started = threading.Barrier(2, timeout=20)  # broken (an error) unless both steps run at once
+    order = []
+
+    @asset
+    def left() -> None:
+        both_started.wait()
+        order.append("left")
+
+    @asset
+    def right() -> None:
+        both_started.wait()
+        order.append("right")
+
+    @asset(deps=[left, right])
+    def joined() -> None:
+        order.append("joined")
+
+    with DagsterInstance.ephemeral() as instance:
+        result = run_in_process(_job([left, right, joined]), instance)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    assert sorted(order[:2]) == ["left", "right"] and order[2] == "joined"
+
+
+def test_max_concurrent_one_runs_one_step_at_a_time():
+    windows: dict[str, tuple[float, float]] = {}
+
+    def timed(name):
+        @asset(name=name)
+        def step() -> None:
+            started = time.monotonic()
+            time.sleep(0.3)
+            windows[name] = (started, time.monotonic())
+        return step
+
+    job = _job([timed("a"), timed("b"), timed("c")], threaded_executor.configured({"max_concurrent": 1}))
+    with DagsterInstance.ephemeral() as instance:
+        assert run_in_process(job, instance).success
+    spans = sorted(windows.values())
+    assert len(spans) == 3 and all(earlier[1] <= later[0] for earlier, later in zip(spans, spans[1:]))
+
+
+def test_a_failed_step_skips_its_dependents_while_an_independent_step_finishes():
+    @asset
+    def broken() -> None:
+        raise ValueError("the source table has no column customerID")
+
+    @asset(deps=[broken])
+    def downstream() -> None:
+        pass
+
+    @asset
+    def independent() -> None:
+        time.sleep(0.5)  # still running when the failure is handled
+
+    with DagsterInstance.ephemeral() as instance:
+        result = run_in_process(_job([broken, downstream, independent]), instance)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert failure.step_key == "broken" and "no column customerID" in failure.step_failure_data.error.cause.message
+    assert {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"} == {"broken", "independent"}
+    assert [e.step_key for e in result.all_events if e.is_step_success] == ["independent"]
+
+
+def test_a_max_concurrent_below_one_is_refused():
+    @asset
+    def one() -> None:
+        pass
+
+    with DagsterInstance.ephemeral() as instance:
+        result = run_in_process(_job([one], threaded_executor.configured({"max_concurrent": 0})), instance)
+    assert not result.success
+    assert any("max_concurrent must be at least 1" in str(e.message) or "max_concurrent must be at least 1" in str(
+        getattr(e.event_specific_data, "error", "")) for e in result.all_events if e.is_failure), \
+        [e.message for e in result.all_events]
+
+
+@pytest.mark.integration
+def test_steps_in_threads_log_to_the_dagster_runs_mlflow_run_and_the_next_run_gets_its_own(tmp_path):
+    """Each step works in its own thread, yet logs to the MLflow run dagster-mlflow started for the
+    Dagster run; the run ends FINISHED, and a second Dagster run in the same process gets a run of its own."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    both_started = threading.Barrier(2, timeout=20)
+    runs_seen: dict[str, str] = {}
+
+    def logging_asset(name):
+        @asset(name=name, required_resource_keys={"mlflow"})
+        def step(context: AssetExecutionContext) -> None:
+            import mlflow
+
+            both_started.wait()
+            mlflow.log_param(name, threading.current_thread().name)
+            with mlflow.start_run(run_name=f"{name}_report", nested=True):
+                mlflow.log_metric("rows", 1)
+            runs_seen[name] = mlflow.active_run().info.run_id
+        return step
+
+    resource = mlflow_tracking_resource(uri, uri, {"demo": "demo"}, tmp_path / "artifacts", {})
+    job = _job([logging_asset("first"), logging_asset("second")], resources={"mlflow": resource, "spark": object()},
+               hooks={end_mlflow_on_run_finished})
+    client = MlflowClient(tracking_uri=uri)
+    with DagsterInstance.ephemeral() as instance:
+        dagster_runs = []
+        for _ in range(2):
+            result = run_in_process(job, instance)
+            assert result.success, [e.message for e in result.all_events if e.is_failure]
+            dagster_runs.append(result.run_id)
+            experiment = client.get_experiment_by_name("demo").experiment_id
+            [mlflow_run] = client.search_runs([experiment], f"tags.dagster_run_id = '{result.run_id}'")
+            assert set(runs_seen.values()) == {mlflow_run.info.run_id}
+            assert set(mlflow_run.data.params) == {"first", "second"}
+            assert mlflow_run.data.params["first"] != mlflow_run.data.params["second"]  # two threads
+            children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{mlflow_run.info.run_id}'")
+            assert sorted(c.info.run_name for c in children) == ["first_report", "second_report"]
+            assert client.get_run(mlflow_run.info.run_id).info.status == "FINISHED"
+    assert len(set(dagster_runs)) == 2
