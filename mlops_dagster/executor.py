@@ -17,6 +17,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
@@ -26,6 +27,8 @@ from dagster._core.execution.retries import get_retries_config
 # Results of a step's thread, after its events: it ended, or it raised past Dagster's own handling.
 _ENDED = "ended"
 _RAISED = "raised"
+# After an interrupt, how long the run waits for its steps' threads to stop before it ends anyway.
+INTERRUPT_GRACE_SECONDS = 60.0
 
 
 @executor(
@@ -98,12 +101,13 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Itera
     from dagster._core.execution.compute_logs import create_compute_log_file_key
     from dagster._core.execution.plan.execute_plan import _trigger_hook
     from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
-    from dagster._core.events import DagsterEvent
+    from dagster._core.events import DagsterEvent, EngineEventData
 
     from .resources.mlflow_tracking import share_active_run
 
     events: queue.Queue = queue.Queue()
-    running: dict[str, tuple] = {}  # step key -> (its step context, its events so far)
+    running: dict[str, tuple] = {}  # step key -> (its step context, its events so far, its thread)
+    interrupted_at: float | None = None
     enter_thread = share_active_run()
     logs = job_context.instance.compute_log_manager
     with InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency, \
@@ -116,17 +120,24 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Itera
         keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
         yield DagsterEvent.capture_logs(job_context, keys, log_key, capture.enter_context(logs.capture_logs(log_key)))
         while not active.is_complete or running:
-            if active.check_for_interrupts():
-                # A step's thread cannot be stopped from here: the run ends, and the process with it.
+            if interrupted_at is None and active.check_for_interrupts():
+                # Terminating a run interrupts its main thread; each step's thread gets the interrupt
+                # too, as a step run in the main thread would (a step launcher cancels its cluster run).
                 active.mark_interrupted()
-                raise DagsterExecutionInterruptedError(
-                    f"the run was interrupted while {', '.join(running) or 'no step'} ran")
-            if not active.is_complete:
+                interrupted_at = time.monotonic()
+                yield DagsterEvent.engine_event(job_context, f"Interrupted: stopping {', '.join(running)}",
+                                                EngineEventData.interrupted(list(running)))
+                for _, _, thread in running.values():
+                    _interrupt(thread, DagsterExecutionInterruptedError)
+            if interrupted_at is not None and (not running or time.monotonic() - interrupted_at > INTERRUPT_GRACE_SECONDS):
+                raise DagsterExecutionInterruptedError(f"the run was interrupted while {', '.join(running) or 'no step'} ran")
+            if interrupted_at is None and not active.is_complete:
                 for step in active.get_steps_to_execute():
                     step_context = job_context.for_step(step, active.get_known_state())
-                    running[step.key] = (step_context, [])
-                    threading.Thread(target=_step_thread, args=(step_context, events, enter_thread),
-                                     name=f"step {step.key}", daemon=True).start()
+                    thread = threading.Thread(target=_step_thread, args=(step_context, events, enter_thread),
+                                              name=f"step {step.key}", daemon=True)
+                    running[step.key] = (step_context, [], thread)
+                    thread.start()
                 yield from active.concurrency_event_iterator(job_context)
             if not running:
                 active.sleep_til_ready()
@@ -135,9 +146,12 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Itera
                 key, kind, item = events.get(timeout=0.5)
             except queue.Empty:
                 continue
-            step_context, step_events = running[key]
+            step_context, step_events, _ = running[key]
             if kind == _RAISED:
-                raise item
+                if interrupted_at is None or not isinstance(item, (DagsterExecutionInterruptedError, KeyboardInterrupt)):
+                    raise item
+                del running[key]  # stopped by the interrupt, its failure already reported
+                continue
             if kind == _ENDED:
                 del running[key]
                 active.verify_complete(job_context, key)
@@ -149,6 +163,15 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Itera
             step_events.append(item)
             yield item
             active.handle_event(item)
+
+
+def _interrupt(thread: threading.Thread, error: type[BaseException]) -> None:
+    """Raise ``error`` in ``thread`` at its next Python instruction (CPython's own mechanism for
+    that; a call into C, such as a wait on a socket, finishes first)."""
+    import ctypes
+
+    if thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(error))
 
 
 def _step_thread(step_context, events: queue.Queue, enter_thread: Callable[[], None]) -> None:

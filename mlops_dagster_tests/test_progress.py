@@ -1,5 +1,10 @@
 """Progress lines of long steps: the phase, rows done with their rate, the elapsed time."""
 
+import threading
+import time
+
+import pytest
+
 from mlops_dagster import progress
 from mlops_dagster.progress import Progress
 
@@ -18,3 +23,38 @@ def test_the_rate_counts_from_the_phase_that_does_the_rows(monkeypatch):
 
 def test_a_step_with_nothing_to_say_is_still_working():
     assert Progress(print, "training").line().startswith("training: working (")
+
+
+def _slow(batches):
+    import time
+
+    for batch in batches:
+        time.sleep(4)
+        yield batch
+
+
+@pytest.mark.integration
+def test_a_steps_progress_shows_only_the_spark_jobs_of_its_own_thread(spark):
+    """Steps run at once in threads sharing one SparkSession: a step's progress line names the stage
+    of its own job, not that of the job another step's thread is running at the same time."""
+    def slow_job():
+        spark.range(1, numPartitions=1).mapInArrow(_slow, "id long").collect()
+
+    other = threading.Thread(target=slow_job)
+    other.start()
+    seen: dict[str, object] = {}
+
+    def watch(p: Progress):
+        time.sleep(2.5)
+        tracker = spark.sparkContext.statusTracker()
+        seen["active"], seen["line"] = tracker.getActiveStageIds(), p.line()
+
+    with Progress(lambda _: None, "features", spark=spark) as p:
+        watcher = threading.Thread(target=watch, args=(p,))
+        watcher.start()
+        slow_job()
+        watcher.join()
+    other.join()
+    assert len(seen["active"]) == 2, seen  # both jobs were running when the line was made
+    assert str(seen["line"]).count("Spark stage") == 1, seen
+    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None  # the group ended with the Progress

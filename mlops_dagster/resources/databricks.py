@@ -7,6 +7,7 @@ one stops the run with one message naming the variable, before any client is bui
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import tempfile
@@ -138,17 +139,20 @@ def _launcher_class():
             self._launched: int | None = None
 
         def launch_step(self, step_context):
-            base, self._launched = self.run_config, None
+            # Steps run at once, in threads sharing this launcher: each step's cluster tags and
+            # Databricks run id are kept on a copy of its own.
+            launcher = copy.copy(self)
             run, step = step_context.dagster_run, step_context.step.key
-            self.run_config = _tagged(base, {RUN_TAG: run.run_id, STEP_TAG: step,
-                                             USE_CASE_CLUSTER_TAG: self._project.owner_of_step(step, run.tags)})
+            launcher.run_config = _tagged(self.run_config, {
+                RUN_TAG: run.run_id, STEP_TAG: step, USE_CASE_CLUSTER_TAG: self._project.owner_of_step(step, run.tags)})
+            return launcher._launch(step_context)
+
+        def _launch(self, step_context):
             try:
                 yield from super().launch_step(step_context)
             except Exception:
                 yield from self._compute_event(step_context)  # a failed run's cluster was paid for too
                 raise
-            finally:
-                self.run_config = base
             yield from self._compute_event(step_context)
 
         def get_databricks_run_dagster_event(self, context, databricks_run_id: int):
