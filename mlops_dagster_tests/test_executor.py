@@ -98,7 +98,7 @@ def test_a_max_concurrent_below_one_is_refused():
 @pytest.mark.integration
 def test_steps_in_threads_log_to_the_dagster_runs_mlflow_run_and_the_next_run_gets_its_own(tmp_path):
     """Each step works in its own thread, yet logs to the MLflow run dagster-mlflow started for the
-    Dagster run; the run ends FINISHED, and a second Dagster run in the same process gets a run of its own."""
+    Dagster run; the run ends FINISHED when the last step ends, and a second Dagster run in the same process gets a run of its own."""
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
@@ -111,6 +111,8 @@ def test_steps_in_threads_log_to_the_dagster_runs_mlflow_run_and_the_next_run_ge
             import mlflow
 
             both_started.wait()
+            if name == ends_last:
+                time.sleep(1)
             mlflow.log_param(name, threading.current_thread().name)
             with mlflow.start_run(run_name=f"{name}_report", nested=True):
                 mlflow.log_metric("rows", 1)
@@ -120,6 +122,8 @@ def test_steps_in_threads_log_to_the_dagster_runs_mlflow_run_and_the_next_run_ge
     resource = mlflow_tracking_resource(uri, uri, {"demo": "demo"}, tmp_path / "artifacts", {})
     job = _job([logging_asset("first"), logging_asset("second")], resources={"mlflow": resource, "spark": object()},
                hooks={end_mlflow_on_run_finished})
+    # Not the job's last op in topological order, after which dagster-mlflow's own hook ends the run.
+    ends_last = job.nodes_in_topological_order[0].name
     client = MlflowClient(tracking_uri=uri)
     with DagsterInstance.ephemeral() as instance:
         dagster_runs = []
@@ -134,5 +138,7 @@ def test_steps_in_threads_log_to_the_dagster_runs_mlflow_run_and_the_next_run_ge
             assert mlflow_run.data.params["first"] != mlflow_run.data.params["second"]  # two threads
             children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{mlflow_run.info.run_id}'")
             assert sorted(c.info.run_name for c in children) == ["first_report", "second_report"]
-            assert client.get_run(mlflow_run.info.run_id).info.status == "FINISHED"
+            ended = client.get_run(mlflow_run.info.run_id).info
+            # Ended once both steps had ended, not when the first one did.
+            assert ended.status == "FINISHED" and ended.end_time >= max(c.info.end_time for c in children)
     assert len(set(dagster_runs)) == 2

@@ -73,9 +73,22 @@ def mlflow_tracking_resource(
 
 
 def _end_mlflow_run(context, event_list):
+    """dagster-mlflow's hook, with the end of a successful run decided differently: dagster-mlflow
+    ends it when the job's last op in topological order succeeds, which is the last step to end only
+    when steps run one at a time; with steps at once, the run ends when no other step of the plan
+    is still to end (the executor runs hooks one at a time, each after its step's events)."""
+    from dagster import DagsterEventType, HookExecutionResult
     from dagster_mlflow import end_mlflow_on_run_finished as hook
 
-    return hook.hook_fn(context, event_list)
+    if any(event.is_step_failure for event in event_list):
+        return hook.hook_fn(context, event_list)  # ends the run FAILED
+    step = context._step_execution_context  # noqa: SLF001 - as dagster-mlflow's own hook reads it
+    ended = {record.event_log_entry.step_key for record in context.instance.get_records_for_run(
+        context.run_id, of_type={DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
+                                 DagsterEventType.STEP_SKIPPED}, limit=None).records}
+    if set(step.execution_plan.step_keys_to_execute) <= ended | {step.step.key}:
+        context.resources.mlflow.end_run()
+    return HookExecutionResult(hook_name=context.hook_def.name, is_skipped=False)
 
 
 end_mlflow_on_run_finished = HookDefinition(
@@ -84,7 +97,7 @@ end_mlflow_on_run_finished = HookDefinition(
     required_resource_keys={"mlflow"},
     decorated_fn=_end_mlflow_run,
 )
-"""dagster-mlflow's hook: ends the MLflow run (FINISHED / FAILED) when the Dagster run's last step ends."""
+"""Ends the MLflow run FAILED when a step fails, FINISHED when the Dagster run's last step ends."""
 
 
 def share_active_run():
