@@ -8,6 +8,9 @@ process, with the run's resources set up once: the SparkSession is shared (Spark
 jobs of several threads), and on Databricks targets several step launchers wait for their cluster
 runs at once.
 
+Terminating a run marks each running step's thread, and a step stops where it checks
+(``interrupts.py``): a step launcher cancels its cluster run.
+
 Built from the same parts of Dagster's plan execution as its own executors (the plan's
 ``ActiveExecution``, ``dagster_event_sequence_for_step``, the step hooks), which are internal:
 constraints.txt pins the Dagster release this was written against.
@@ -16,7 +19,6 @@ constraints.txt pins the Dagster release this was written against.
 import os
 import queue
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -103,6 +105,7 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Itera
     from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
     from dagster._core.events import DagsterEvent, EngineEventData
 
+    from .interrupts import StepThread
     from .resources.mlflow_tracking import share_active_run
 
     events: queue.Queue = queue.Queue()
@@ -121,21 +124,21 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Itera
         yield DagsterEvent.capture_logs(job_context, keys, log_key, capture.enter_context(logs.capture_logs(log_key)))
         while not active.is_complete or running:
             if interrupted_at is None and active.check_for_interrupts():
-                # Terminating a run interrupts its main thread; each step's thread gets the interrupt
-                # too, as a step run in the main thread would (a step launcher cancels its cluster run).
+                # Terminating a run interrupts its main thread; each step's thread is told, and stops
+                # where it checks (a step launcher cancels its cluster run).
                 active.mark_interrupted()
                 interrupted_at = time.monotonic()
                 yield DagsterEvent.engine_event(job_context, f"Interrupted: stopping {', '.join(running)}",
                                                 EngineEventData.interrupted(list(running)))
                 for _, _, thread in running.values():
-                    _interrupt(thread, DagsterExecutionInterruptedError)
+                    thread.interrupted.set()
             if interrupted_at is not None and (not running or time.monotonic() - interrupted_at > INTERRUPT_GRACE_SECONDS):
                 raise DagsterExecutionInterruptedError(f"the run was interrupted while {', '.join(running) or 'no step'} ran")
             if interrupted_at is None and not active.is_complete:
                 for step in active.get_steps_to_execute():
                     step_context = job_context.for_step(step, active.get_known_state())
-                    thread = threading.Thread(target=_step_thread, args=(step_context, events, enter_thread),
-                                              name=f"step {step.key}", daemon=True)
+                    thread = StepThread(target=_step_thread, args=(step_context, events, enter_thread),
+                                        name=f"step {step.key}", daemon=True)
                     running[step.key] = (step_context, [], thread)
                     thread.start()
                 yield from active.concurrency_event_iterator(job_context)
@@ -163,15 +166,6 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Itera
             step_events.append(item)
             yield item
             active.handle_event(item)
-
-
-def _interrupt(thread: threading.Thread, error: type[BaseException]) -> None:
-    """Raise ``error`` in ``thread`` at its next Python instruction (CPython's own mechanism for
-    that; a call into C, such as a wait on a socket, finishes first)."""
-    import ctypes
-
-    if thread.ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(error))
 
 
 def _step_thread(step_context, events: queue.Queue, enter_thread: Callable[[], None]) -> None:

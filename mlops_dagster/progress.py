@@ -4,6 +4,8 @@ A step says what it is doing and, where it counts them, how many rows are done o
 while Spark runs a job, the line also says how far the job's current stage is (tasks done of all).
 Steps run at once in threads of one process and share its SparkSession, so the Spark jobs a
 thread starts inside a ``Progress`` carry a job group of their own, and only those are shown.
+Saying what it does and counting rows are also where a step stops when its run is terminated
+(``interrupts.py``): between phases and batches, never inside one.
 Nothing here imports Dagster or Spark: the log is any callable taking a line of text.
 """
 
@@ -13,6 +15,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from .interrupts import raise_if_interrupted
 
 INTERVAL_SECONDS = 10.0
 # What SparkContext.setJobGroup sets (thread-local properties), restored when a Progress ends.
@@ -50,9 +54,11 @@ class Progress:
     def say(self, phase: str) -> None:
         """What the step is doing now (shown in the next progress line); rows counted from here on
         are rated over the time since."""
+        raise_if_interrupted()
         self.phase, self._phase_started = phase, time.monotonic()
 
     def rows_done(self, rows: int) -> None:
+        raise_if_interrupted()
         self.rows += rows
 
     def _run(self) -> None:

@@ -1,8 +1,14 @@
 """The threaded executor: independent steps at once in threads of the run's process, failures and
-skips as Dagster's own executors report them, and the run's MLflow run in every step's thread."""
+skips as Dagster's own executors report them, a terminated run's steps told to stop, and the run's
+MLflow run in every step's thread."""
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from dagster import AssetExecutionContext, DagsterInstance, Definitions, asset, define_asset_job
@@ -142,3 +148,56 @@ def test_steps_in_threads_log_to_the_dagster_runs_mlflow_run_and_the_next_run_ge
             # Ended once both steps had ended, not when the first one did.
             assert ended.status == "FINISHED" and ended.end_time >= max(c.info.end_time for c in children)
     assert len(set(dagster_runs)) == 2
+
+
+_WAITING_JOB = """
+import time
+from pathlib import Path
+
+from dagster import Definitions, asset, define_asset_job
+
+from mlops_dagster.executor import threaded_executor
+from mlops_dagster.interrupts import raise_if_interrupted
+
+MARKS = Path(__file__).parent
+
+
+def waiting(name):
+    @asset(name=name)
+    def step(context) -> None:
+        (MARKS / f"{name}.started").touch()
+        try:
+            while True:  # what a step launcher does while its cluster run works
+                raise_if_interrupted()
+                context.log.debug("still waiting")
+                time.sleep(0.01)
+        finally:
+            (MARKS / f"{name}.stopped").touch()
+    return step
+
+
+defs = Definitions(assets=[waiting("left"), waiting("right")], jobs=[define_asset_job("waits")],
+                   executor=threaded_executor.configured({"max_concurrent": 2}))
+"""
+
+
+@pytest.mark.integration
+def test_a_terminated_run_stops_its_waiting_steps_and_its_process_exits(tmp_path):
+    """SIGINT, what terminating a run does to its run worker: each step that waits stops where it
+    checks, and the process ends. (Raising into the threads from outside left a log handler's lock
+    taken now and then, and the process hung at exit.)"""
+    (tmp_path / "waits.py").write_text(_WAITING_JOB)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    dagster = str(Path(sys.executable).parent / "dagster")
+    process = subprocess.Popen([dagster, "job", "execute", "-f", str(tmp_path / "waits.py"), "-j", "waits"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env)
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"{name}.started").exists() for name in ("left", "right")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode != 0
+    assert all((tmp_path / f"{name}.stopped").exists() for name in ("left", "right")), output[-3000:]
+    assert "the run was terminated while step left ran" in output
+    assert "the run was terminated while step right ran" in output

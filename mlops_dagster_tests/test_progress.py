@@ -1,4 +1,5 @@
-"""Progress lines of long steps: the phase, rows done with their rate, the elapsed time."""
+"""Progress lines of long steps: the phase, rows done with their rate, the elapsed time; and where a
+step stops when its run is terminated."""
 
 import threading
 import time
@@ -58,3 +59,33 @@ def test_a_steps_progress_shows_only_the_spark_jobs_of_its_own_thread(spark):
     assert len(seen["active"]) == 2, seen  # both jobs were running when the line was made
     assert str(seen["line"]).count("Spark stage") == 1, seen
     assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None  # the group ended with the Progress
+
+
+def test_a_terminated_runs_step_stops_at_its_next_batch_and_other_threads_go_on():
+    from dagster._core.errors import DagsterExecutionInterruptedError
+
+    from mlops_dagster.interrupts import StepThread
+
+    outcome: dict[str, object] = {}
+
+    def step():
+        with Progress(lambda line: None, "ingestion", total_rows=3) as p:
+            p.rows_done(1)
+            first_batch_done.set()
+            terminated.wait(10)
+            try:
+                p.rows_done(1)  # the next batch
+            except DagsterExecutionInterruptedError as error:
+                outcome["stopped"] = str(error)
+
+    first_batch_done, terminated = threading.Event(), threading.Event()
+    thread = StepThread(target=step, name="step ingest_landing_files", daemon=True)
+    thread.start()
+    assert first_batch_done.wait(10)
+    thread.interrupted.set()
+    terminated.set()
+    thread.join(10)
+    assert outcome == {"stopped": "the run was terminated while step ingest_landing_files ran"}
+    with Progress(lambda line: None, "not a step's thread") as p:
+        p.rows_done(1)  # no run to terminate here
+    assert p.rows == 1

@@ -126,6 +126,7 @@ def _launcher_class():
     from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
     from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
 
+    from ..interrupts import raise_if_interrupted
     from ..ml.cost import cluster_compute, compute_fields, estimate
 
     class CostedStepLauncher(DatabricksPySparkStepLauncher):
@@ -137,6 +138,17 @@ def _launcher_class():
             super().__init__(*args, **kwargs)
             self._project, self._settings = project, project.default
             self._launched: int | None = None
+            # Steps run in threads, where dagster-databricks' wait for a cluster run is not
+            # interruptible (it relies on a signal handler of the main thread): the wait checks
+            # before each poll instead, and on a terminated run the launcher cancels the cluster run.
+            client = self.databricks_runner.client
+            poll = client.poll_run_state
+
+            def poll_unless_terminated(*args, **kwargs):
+                raise_if_interrupted()
+                return poll(*args, **kwargs)
+
+            client.poll_run_state = poll_unless_terminated
 
         def launch_step(self, step_context):
             # Steps run at once, in threads sharing this launcher: each step's cluster tags and
