@@ -159,18 +159,24 @@ def latest_per_key(features: "DataFrame", keys: list[str], timestamp_key: str | 
 def _check_feature_rows(features: "DataFrame", where: str, keys: list[str], timestamp_key: str | None) -> None:
     """Refuse duplicated (keys, time) rows and null times of a feature table.
 
-    Cost: one aggregation job that shuffles the identity columns (keys and time, not the features)
-    once, grouped per identity, then sums the group counts: no data reaches the driver but one row.
+    Cost: one scan that counts the rows and the null times, then ``rows_sharing_keys`` on the
+    identity (keys and time; one long per row shuffled), and only the rows that may share an
+    identity grouped on it: no data reaches the driver but a few rows.
     """
     from pyspark.sql import functions as F
 
+    from .repeated_keys import rows_sharing_keys
+
     identity = keys + ([timestamp_key] if timestamp_key else [])
-    groups = features.groupBy(*identity).agg(F.count(F.lit(1)).alias("rows"))
-    null_times = (F.sum(F.when(_spark_timestamp(groups, timestamp_key).isNull(), F.col("rows")))
+    null_times = (F.sum(_spark_timestamp(features, timestamp_key).isNull().cast("long"))
                   if timestamp_key else F.lit(0))
-    stats = groups.agg(F.sum(F.when(F.col("rows") > 1, F.col("rows") - 1)).alias("duplicated"),
-                       null_times.alias("null_times")).first()
-    _refuse_duplicates(where, identity, int(stats["duplicated"] or 0))
+    stats = features.agg(F.count(F.lit(1)).alias("rows"), null_times.alias("null_times")).first()
+    sharing = rows_sharing_keys(features.select(*identity), identity, int(stats["rows"]))
+    duplicated = 0
+    if sharing is not None:
+        groups = sharing.groupBy(*identity).agg(F.count(F.lit(1)).alias("_n")).where("_n > 1")
+        duplicated = int(groups.agg(F.sum(F.col("_n") - 1)).first()[0] or 0)
+    _refuse_duplicates(where, identity, duplicated)
     _refuse_null_times(where, int(stats["null_times"] or 0))
 
 

@@ -16,10 +16,10 @@ refused. How (``landing_formats.py`` holds what differs per format):
    write the valid rows and the quarantine rows as Parquet files into a staging folder
    themselves, and each line's key aside: the text is read once more, never collected, and no
    task holds more than a batch. Only the files' names and row counts come back to the driver.
-4. Keys that occur more than once in a file are found by one aggregation over the keys written
-   aside (one small column, not the text again). Usually there are none; if there are, the lines
-   are checked again as in 3, each duplicated one quarantined with its reason, and the first
-   output is left unused.
+4. Keys that occur more than once in a file are found from the keys written aside (one small
+   column, not the text again) by sorting their hashes (``repeated_keys.py``). Usually there are
+   none; if there are, the lines are checked again as in 3, each duplicated one quarantined with
+   its reason, and the first output is left unused.
 
 Blank (empty or whitespace-only) lines are skipped; line numbers stay physical. A line break inside
 a quoted value is not supported: such a record's lines are quarantined as unclosed quotes or as
@@ -57,7 +57,7 @@ QUARANTINE_SCHEMA = pa.schema([
 ])
 _KEYS_SCHEMA = pa.schema([("_file", pa.int32()), ("_line", pa.int64()), ("_key", pa.string())])
 _BLANK = r"^\s*$"
-_BROADCAST_DUPLICATES = 1_000_000  # duplicated keys up to which they are sent to every task
+_BROADCAST_DUPLICATES = 1_000_000  # duplicated lines up to which they are sent to every task
 
 
 @dataclass
@@ -368,19 +368,15 @@ def _duplicates(spark: "SparkSession", keys: "DataFrame", task: _Task) -> "DataF
     """The lines whose key occurs more than once in their file, with the reason (staged as Parquet,
     so the check reads it instead of computing it again); None when there are none.
 
-    ``keys``: (file, line, key) of every line with a key. Keys are first counted by a 64-bit hash
-    (one cheap aggregation, collected: usually nothing); only lines whose hash occurs twice in a
-    file are then grouped by the exact key to name them."""
+    ``keys``: (file, line, key) of every line with a key. The lines that may share their key come
+    from ``rows_sharing_keys`` (usually none); only those are grouped by the exact key to name them."""
     from pyspark.sql import functions as F
 
-    keys = keys.withColumn("_hash", F.xxhash64("_key"))
-    twice = keys.groupBy("_file", "_hash").count().where("count > 1").select("_file", "_hash")
-    seen = twice.limit(_BROADCAST_DUPLICATES + 1).collect()
-    if not seen:
+    from .repeated_keys import rows_sharing_keys
+
+    candidates = rows_sharing_keys(keys, ["_file", "_key"], sum(f.data_rows for f in task.files.values()))
+    if candidates is None:
         return None
-    # Usually a few: sent to every task, so the lines are not shuffled to meet them.
-    small = len(seen) <= _BROADCAST_DUPLICATES
-    candidates = keys.join(F.broadcast(spark.createDataFrame(seen)) if small else twice, ["_file", "_hash"], "left_semi")
     grouped = (candidates.groupBy("_file", "_key")
                .agg(F.count("*").alias("n"), F.array_sort(F.collect_list("_line")).alias("lines")).where("n > 1"))
     reason = F.concat(F.lit(f"{task.key} '"), "_key", F.lit("' appears more than once in this file (lines "),
@@ -390,7 +386,11 @@ def _duplicates(spark: "SparkSession", keys: "DataFrame", task: _Task) -> "DataF
     found = spark.read.parquet(folder)
     for row in found.groupBy("_file").count().collect():
         task.files[row["_file"]].duplicated_rows = row["count"]
-    return F.broadcast(found) if small else found
+    duplicated = sum(f.duplicated_rows for f in task.files.values())
+    if not duplicated:  # hashes that collided, no key twice
+        return None
+    # Usually a few: sent to every task, so the lines are not shuffled to meet them.
+    return F.broadcast(found) if duplicated <= _BROADCAST_DUPLICATES else found
 
 
 def _newest_per_key(spark: "SparkSession", valid: list[str], files: list[LandingFile], key: str, out_dir: str) -> list[str]:
