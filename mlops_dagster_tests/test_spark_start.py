@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from mlops_dagster.resources.spark_jvm import LOG_CONFIG, build_class_archive, class_archive, java_options
+from mlops_dagster.resources.spark_jvm import _C2_LATER, LOG_CONFIG, build_class_archive, class_archive, java_options
 
 
 def test_without_an_archive_spark_starts_the_usual_way(tmp_path: Path):
     options = java_options(tmp_path / "missing.jsa")
-    assert options.split() == [f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}", "-XX:+UseParallelGC"]
+    assert options.split()[:2] == [f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}", "-XX:+UseParallelGC"]
     assert "SharedArchiveFile" not in options
 
 
@@ -34,3 +34,14 @@ def test_the_virtualenv_archive_is_named_for_its_pyspark_and_never_rebuilt_in_pl
 def test_a_local_session_collects_garbage_with_the_parallel_collector(spark):
     beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
     assert {bean.getName() for bean in beans} == {"PS Scavenge", "PS MarkSweep"}
+
+
+def test_a_local_session_hands_code_to_the_optimizing_compiler_later(spark):
+    """The thresholds reach the JVM Spark runs in (a misspelt -XX option would stop it starting; an
+    option Spark dropped would leave HotSpot's defaults)."""
+    jvm = spark.sparkContext._jvm
+    diagnostics = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
+    for option in _C2_LATER:
+        name, value = option.removeprefix("-XX:").split("=")
+        assert diagnostics.getVMOption(name).getValue() == value
