@@ -7,7 +7,7 @@ from mlops_dagster.resources.spark_jvm import _C2_LATER, LOG_CONFIG, build_class
 
 def test_without_an_archive_spark_starts_the_usual_way(tmp_path: Path):
     options = java_options(tmp_path / "missing.jsa")
-    assert options.split()[:2] == [f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}", "-XX:+UseParallelGC"]
+    assert options.split() == [f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}", "-XX:+UseParallelGC", *_C2_LATER]
     assert "SharedArchiveFile" not in options
 
 

@@ -27,7 +27,7 @@ def class_archive() -> Path:
 
 # When C2 takes a method over: calls 20x HotSpot's defaults (5,000 and 600), calls + loop turns
 # 8x (15,000), loop turns alone (on-stack replacement of a running loop) 4x (40,000). Measured
-# against 4x/4x/1x (C2 23 CPU-s) and 40x/16x/8x (C2 12.5 CPU-s, but tasks 10 CPU-s slower).
+# against 5x/2x/1x (C2 23 CPU-s) and 40x/16x/8x (C2 12.5 CPU-s, but tasks 10 CPU-s slower).
 _C2_LATER = ["-XX:Tier4InvocationThreshold=100000", "-XX:Tier4MinInvocationThreshold=12000",
              "-XX:Tier4CompileThreshold=120000", "-XX:Tier4BackEdgeThreshold=160000"]
 
@@ -41,10 +41,10 @@ def java_options(archive: Path | None = None) -> str:
     rows: latest row per key 7.0 -> 6.4 s, batch scoring 17.0 -> 15.6 s; start unchanged).
 
     The optimizing compiler (C2) waits longer (``_C2_LATER``): a method runs its quickly compiled
-    (C1) code for more calls and loop turns before C2 recompiles it. Every fresh
-    JVM compiles Spark's and the queries' code anew, and on 2 cores C2 alone took 27-28 CPU-s of a
-    1M-row lifecycle; with these thresholds 16 CPU-s, for about 3 CPU-s more in Spark's tasks (the
-    code that is really hot still gets C2 early in a run; docs/benchmarks.md, tenth measurement)."""
+    (C1) code for more calls and loop turns before C2 recompiles it. Every fresh JVM compiles
+    Spark's and the queries' code anew, and on 2 cores C2 alone took 27-28 CPU-s of a 1M-row
+    lifecycle; with these thresholds 16 CPU-s, for about 3 CPU-s more in Spark's tasks (the code
+    that is really hot still gets C2 early in a run; docs/benchmarks.md, tenth measurement)."""
     options = [f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}", "-XX:+UseParallelGC", *_C2_LATER]
     archive = archive or class_archive()
     if archive.is_file():
