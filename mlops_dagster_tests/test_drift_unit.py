@@ -90,3 +90,30 @@ def test_save_html(shifted, tmp_path):
 def test_empty_current_frame_raises(reference):
     with pytest.raises(ValueError, match="current window is empty"):
         detect_drift(reference, reference.iloc[0:0], NUMERICAL, CATEGORICAL)
+
+
+def test_categories_only_one_side_has_and_missing_values_score_as_evidently_scores_the_strings(reference):
+    """detect_drift hands Evidently its categorical columns as pandas categoricals (faster): the scores
+    and verdicts must be those Evidently gives for the same columns as Python strings, also with a
+    category only the current side has, one only the reference has, and missing values."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    current = sample(800, seed=4, shifted=True)
+    current.loc[::7, "contract"] = "Three year"  # only in the current data
+    current.loc[::5, "payment"] = None
+    current.loc[current["contract"] == "Two year", "contract"] = None  # a reference category gone
+    ours = {c.column: c for c in detect_drift(reference, current, NUMERICAL, CATEGORICAL).columns}
+
+    definition = DataDefinition(numerical_columns=NUMERICAL, categorical_columns=CATEGORICAL)
+    assert current["contract"].dtype == object  # the caller's frames are left as they are
+    snapshot = Report([DataDriftPreset(columns=COLUMNS)]).run(
+        current_data=Dataset.from_pandas(current[COLUMNS], data_definition=definition),
+        reference_data=Dataset.from_pandas(reference[COLUMNS], data_definition=definition),
+    ).dict()
+    theirs = {m["config"]["column"]: float(m["value"]) for m in snapshot["metrics"]
+              if m["config"]["type"].endswith(":ValueDrift")}
+    assert set(theirs) == set(COLUMNS)
+    for column, score in theirs.items():
+        assert ours[column].score == pytest.approx(score, abs=1e-12), column
+    assert ours["contract"].drifted and ours["contract"].score > 0.1
