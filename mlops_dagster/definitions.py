@@ -51,8 +51,10 @@ def build_definitions(project: Project) -> Definitions:
         jobs=[*jobs, *cost_jobs],
         resources=build_resources(project),
         # One process per run, its independent steps at once in threads: they share one SparkSession
-        # instead of starting a JVM each.
-        executor=threaded_executor.configured({"max_concurrent": project.default.max_concurrent_steps}),
+        # instead of starting a JVM each. Locally steps work in this process, so what a step imports
+        # is imported ahead, while its upstream steps run; on Databricks they work on clusters.
+        executor=threaded_executor.configured({"max_concurrent": project.default.max_concurrent_steps,
+                                               "import_ahead": project.default.target == "local"}),
     )
 
 

@@ -32,6 +32,10 @@ _ENDED = "ended"
 _RAISED = "raised"
 # After an interrupt, how long the run waits for its steps' threads to stop before it ends anyway.
 INTERRUPT_GRACE_SECONDS = 60.0
+# Op tag: the modules (comma-separated) a step imports in the run process. Once every step it waits
+# for has started, they are imported in a background thread (``import_ahead``), while those steps
+# mostly wait on Spark: the step finds them imported instead of spending its first seconds on it.
+IMPORTS_TAG = "mlops/imports"
 # Python's collector in a run's process: the youngest generation collected after 50,000 new objects
 # (700 by default), the middle one every 20 of those (10), the whole heap every 10 of those (10).
 _GC_THRESHOLDS = (50_000, 20, 10)
@@ -43,6 +47,9 @@ _GC_THRESHOLDS = (50_000, 20, 10)
         "max_concurrent": Field(int, description=(
             "At most this many steps at once, each in a thread of the run process (1: one at a time, "
             "as Dagster's in-process executor); the project sets it from max_concurrent_steps.")),
+        "import_ahead": Field(bool, default_value=False, description=(
+            f"Import the modules a step names in its `{IMPORTS_TAG}` op tag in the background once every step it "
+            "waits for has started (useful where steps run in this process; the project sets it on local).")),
         "retries": get_retries_config(),
     },
 )
@@ -56,13 +63,15 @@ def threaded_executor(init_context) -> "ThreadedExecutor":
 
         raise DagsterInvalidConfigError(
             "execution.config.max_concurrent must be at least 1", [], config["max_concurrent"])
-    return ThreadedExecutor(RetryMode.from_config(config["retries"]), config["max_concurrent"])
+    return ThreadedExecutor(RetryMode.from_config(config["retries"]), config["max_concurrent"],
+                            config["import_ahead"])
 
 
 class ThreadedExecutor(Executor):
-    def __init__(self, retries, max_concurrent: int):
+    def __init__(self, retries, max_concurrent: int, import_ahead: bool = False):
         self._retries = retries
         self.max_concurrent = max_concurrent
+        self.import_ahead = import_ahead
 
     @property
     def retries(self):
@@ -91,7 +100,7 @@ class ThreadedExecutor(Executor):
         yield from ExecuteRunWithPlanIterable(
             execution_plan=plan_context.execution_plan,
             iterator=lambda job_context, execution_plan: _steps_in_threads(job_context, execution_plan,
-                                                                           self.max_concurrent),
+                                                                           self.max_concurrent, self.import_ahead),
             execution_context_manager=PlanExecutionContextManager(
                 job=plan_context.job, retry_mode=plan_context.retry_mode, execution_plan=plan_context.execution_plan,
                 run_config=plan_context.run_config, dagster_run=plan_context.dagster_run,
@@ -103,7 +112,7 @@ class ThreadedExecutor(Executor):
                                         event_specific_data=EngineEventData.in_process(os.getpid(), keys))
 
 
-def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Iterator:
+def _steps_in_threads(job_context, execution_plan, max_concurrent: int, import_ahead: bool = False) -> Iterator:
     """Dagster's in-process plan loop (``inner_plan_execution_iterator``), with each step in a thread:
     events reach this thread through a queue and are handled here, in order per step, as Dagster
     handles them in process; a step's hooks run here once its thread has ended."""
@@ -118,6 +127,8 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Itera
 
     events: queue.Queue = queue.Queue()
     running: dict[str, tuple] = {}  # step key -> (its step context, its events so far, its thread)
+    to_import = _imports_by_step(execution_plan) if import_ahead else {}
+    started: set[str] = set()
     interrupted_at: float | None = None
     enter_thread = share_active_run()
     logs = job_context.instance.compute_log_manager
@@ -149,6 +160,9 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Itera
                                         name=f"step {step.key}", daemon=True)
                     running[step.key] = (step_context, [], thread)
                     thread.start()
+                    started.add(step.key)
+                    to_import.pop(step.key, None)
+                _import_ahead(to_import, started)
                 yield from active.concurrency_event_iterator(job_context)
             if not running:
                 active.sleep_til_ready()
@@ -174,6 +188,40 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int) -> Itera
             step_events.append(item)
             yield item
             active.handle_event(item)
+
+
+def _imports_by_step(execution_plan) -> dict[str, tuple[set[str], list[str]]]:
+    """Step key -> (the steps it waits for, the modules its ``IMPORTS_TAG`` names), for the steps that
+    name modules and wait for others."""
+    steps = {}
+    for step in execution_plan.get_steps_to_execute_in_topo_order():
+        modules = [m.strip() for m in step.tags.get(IMPORTS_TAG, "").split(",") if m.strip()]
+        upstream = set(step.get_execution_dependency_keys())
+        if modules and upstream:
+            steps[step.key] = (upstream, modules)
+    return steps
+
+
+def _import_ahead(to_import: dict[str, tuple[set[str], list[str]]], started: set[str]) -> None:
+    """Import in a background thread the modules of each step not started yet whose every upstream
+    step has started (once per step: it leaves ``to_import``)."""
+    import threading
+
+    ready = [key for key, (upstream, _) in to_import.items() if upstream <= started]
+    modules = list(dict.fromkeys(m for key in ready for m in to_import.pop(key)[1]))
+    if modules:
+        threading.Thread(target=_import_modules, args=(modules,), name="import-ahead", daemon=True).start()
+
+
+def _import_modules(modules: list[str]) -> None:
+    """Import ``modules``; one that fails is left for its step to import, and to report."""
+    import importlib
+
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001,S112 - the step imports it again and fails with the real error
+            continue
 
 
 def _step_thread(step_context, events: queue.Queue, enter_thread: Callable[[], None]) -> None:

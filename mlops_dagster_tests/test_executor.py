@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetExecutionContext, DagsterInstance, Definitions, asset, define_asset_job
 
-from mlops_dagster.executor import threaded_executor
+from mlops_dagster.executor import IMPORTS_TAG, threaded_executor
 from mlops_dagster.resources.mlflow_tracking import end_mlflow_on_run_finished, mlflow_tracking_resource
 from mlops_dagster_tests.project import run_in_process
 
@@ -99,6 +99,40 @@ def test_a_max_concurrent_below_one_is_refused():
     assert any("max_concurrent must be at least 1" in str(e.message) or "max_concurrent must be at least 1" in str(
         getattr(e.event_specific_data, "error", "")) for e in result.all_events if e.is_failure), \
         [e.message for e in result.all_events]
+
+
+def _imports_ahead_job(module: str, import_ahead: bool, seen: dict):
+    """upstream -> downstream, whose op tag names ``module``: upstream waits (up to 20 s) for the module
+    to be imported and records whether it was, before downstream started."""
+    @asset
+    def upstream() -> None:
+        deadline = time.monotonic() + (20 if import_ahead else 1)
+        while module not in sys.modules and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen["while_upstream_ran"] = module in sys.modules
+
+    @asset(deps=[upstream], op_tags={IMPORTS_TAG: f"{module}, a_module_that_does_not_exist"})
+    def downstream() -> None:
+        seen["downstream_ran"] = True
+
+    return _job([upstream, downstream], threaded_executor.configured({"max_concurrent": 4,
+                                                                      "import_ahead": import_ahead}))
+
+
+@pytest.mark.parametrize("import_ahead", [True, False])
+def test_a_step_s_modules_are_imported_while_its_upstream_step_runs_when_asked(tmp_path, monkeypatch, import_ahead):
+    """import_ahead (the project's local target): a step's modules (its IMPORTS_TAG) are imported while
+    the steps it waits for run; a module that cannot be imported is left to the step. Off: not."""
+    module = f"imported_ahead_{'on' if import_ahead else 'off'}"
+    (tmp_path / f"{module}.py").write_text("LOADED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    seen: dict = {}
+    with DagsterInstance.ephemeral() as instance:
+        result = run_in_process(_imports_ahead_job(module, import_ahead, seen), instance)
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    assert seen == {"while_upstream_ran": import_ahead, "downstream_ran": True}
+    monkeypatch.delitem(sys.modules, module, raising=False)
 
 
 @pytest.mark.integration

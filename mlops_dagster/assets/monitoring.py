@@ -10,6 +10,7 @@ from dagster import (
 
 from ..alerts import raise_alert
 from ..evidently_workspace import add_snapshot
+from ..executor import IMPORTS_TAG
 from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
@@ -57,6 +58,7 @@ def monitoring_assets(settings: Settings):
         deps=[names.key(names.features), names.key(names.predictions), names.key("champion_model_version")],
         kinds={"evidently", "mlflow"},
         required_resource_keys={"mlflow", "lakehouse", "registry", "spark", "step_launcher"},
+        op_tags={IMPORTS_TAG: "evidently"},  # 2-3 s, imported while batch scoring runs
         automation_condition=AutomationCondition.eager(),
         check_specs=[AssetCheckSpec(
             DRIFT_CHECK, asset=names.key(names.drift_report),
