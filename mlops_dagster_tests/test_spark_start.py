@@ -45,3 +45,34 @@ def test_a_local_session_hands_code_to_the_optimizing_compiler_later(spark):
     for option in _C2_LATER:
         name, value = option.removeprefix("-XX:").split("=")
         assert diagnostics.getVMOption(name).getValue() == value
+
+
+def _modules_seen(batches, module="wave"):
+    import os
+    import sys
+
+    import pyarrow as pa
+
+    for _ in batches:
+        pass
+    yield pa.RecordBatch.from_pydict({"pid": [os.getpid()], "imported": [module in sys.modules]})
+
+
+def test_idle_python_workers_import_modules_in_the_background_on_local_spark(spark):
+    """Every Python worker a later job gets (Spark hands idle ones out first in first out) has the
+    modules; on a cluster's config nothing runs."""
+    import yaml
+
+    from mlops_dagster.resources.spark import SparkResource
+    from mlops_dagster.settings import CONF_DIR
+
+    config = yaml.safe_load((CONF_DIR / "local.yaml").read_text())["spark"]
+    tasks = 2 * spark.sparkContext.defaultParallelism
+    before = spark.range(0, tasks, 1, tasks).mapInArrow(_modules_seen, "pid long, imported boolean").collect()
+    assert not any(row.imported for row in before)  # `wave`: a module nothing of ours imports
+    thread = SparkResource(spark_config=config).import_in_python_workers(("wave",))
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    after = spark.range(0, tasks, 1, tasks).mapInArrow(_modules_seen, "pid long, imported boolean").collect()
+    assert after and all(row.imported for row in after), after
+    assert SparkResource(spark_config={"spark.master": "spark://cluster:7077"}).import_in_python_workers(("wave",)) is None

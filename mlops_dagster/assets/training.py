@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, asset
 
+from ..executor import IMPORTS_TAG
 from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..progress import Progress
 from ..resources.lakehouse import Lakehouse
@@ -29,6 +30,15 @@ def bounded_training_frames(lakehouse: Lakehouse, spark: SparkResource, settings
         lambda: lakehouse.read_spark(spark.session(), table, version), [*settings.features.columns, LABEL],
         settings.dataset.key, settings.training.max_rows, settings.training.seed, lakehouse.row_count(table, version),
         problem_type(settings.problem_type))
+
+
+# What the model step imports besides its estimator's module: scikit-learn's pipeline parts and
+# metrics, matplotlib for the plots, skops and MLflow's flavor to log the model.
+_MODEL_STEP_IMPORTS = ("sklearn.pipeline", "sklearn.compose", "sklearn.impute", "sklearn.preprocessing",
+                       "sklearn.metrics", "matplotlib.pyplot", "skops.io", "mlflow.sklearn")
+# From this many training rows the fit takes long enough (seconds, in one thread) for Spark's Python
+# workers to get ready for batch scoring beside it; below, that would only compete with it.
+_LONG_FIT_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -176,6 +186,9 @@ def training_assets(settings: Settings):
         name=names.model, key_prefix=names.prefix, group_name=names.group("training"),
         deps=[names.key(names.training_set)], kinds={"scikitlearn", "mlflow"},
         required_resource_keys={"mlflow", "lakehouse", "spark", "step_launcher"},
+        # Imported while the training set is built (3-4 s): its estimator's module and what fitting,
+        # evaluating, plotting and logging the model import.
+        op_tags={IMPORTS_TAG: ",".join([tr.model.class_path.rpartition(".")[0], *_MODEL_STEP_IMPORTS])},
         description=(
             f"A {tr.model.class_path.rsplit('.', 1)[-1]} pipeline (impute, one-hot encode, scale, "
             f"{'classify' if classifies else 'regress'}) trained on the `train` split (a seeded"
@@ -192,7 +205,7 @@ def training_assets(settings: Settings):
         from ..governance.lineage import data_commit
         from ..ml.problem import problem_type
         from ..ml.training import (
-            LABEL, build_pipeline, fit, model_requirements, skops_trusted_types,
+            LABEL, MODEL_LOADING_MODULES, build_pipeline, fit, model_requirements, skops_trusted_types,
         )
 
         lakehouse: Lakehouse = context.resources.lakehouse
@@ -205,6 +218,10 @@ def training_assets(settings: Settings):
             train, test, available = bounded_training_frames(lakehouse, context.resources.spark, settings,
                                                              training_table, version)
             available = available or {"train": len(train), "test": len(test)}
+            if len(train) >= _LONG_FIT_ROWS:
+                # The fit works in this thread, one core: meanwhile Spark's Python workers import what
+                # batch scoring will need to load the model (3-4 s per worker, saved from scoring).
+                context.resources.spark.import_in_python_workers(MODEL_LOADING_MODULES)
             progress.say(f"fitting on {len(train):,} rows")
             pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns,
                                           problem), train, fs.columns)

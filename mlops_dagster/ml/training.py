@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
 
 LABEL = "label"
-__all__ = ["LABEL", "SPLIT", "bounded_frames", "bounded_splits", "build_pipeline", "fit", "load_estimator_class",
-           "model_requirements", "skops_trusted_types", "to_pandas"]  # SPLIT: the split column, named in sampling.py
+__all__ = ["LABEL", "MODEL_LOADING_MODULES", "SPLIT", "bounded_frames", "bounded_splits", "build_pipeline", "fit",
+           "load_estimator_class", "model_requirements", "skops_trusted_types", "to_pandas"]  # SPLIT: the split column, named in sampling.py
 
 
 def bounded_splits(training_set: "SparkDataFrame", key: str, max_rows: int, seed: int, total_rows: int,
@@ -127,6 +127,10 @@ def model_requirements() -> list[str]:
     from importlib.metadata import version
 
     return [f"{name}=={version(name)}" for name in _MODEL_LIBRARIES]
+
+
+# What loading a logged model imports, in another process (MLflow's pyfunc loader, scikit-learn, skops).
+MODEL_LOADING_MODULES = ("mlflow.pyfunc", "mlflow.sklearn", "sklearn.pipeline", "skops.io")
 
 
 # Libraries whose types we trust in a model this process just trained (never in one we load).

@@ -7,11 +7,13 @@ runs on the job cluster, where ``getOrCreate`` returns the cluster's session. da
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
 import tempfile
 import threading
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,6 +47,32 @@ class SparkResource(ConfigurableResource):
     def _warm_up(self) -> None:
         self.session().range(1).mapInArrow(_batch_sizes, "rows long").collect()
 
+    def import_in_python_workers(self, modules: tuple[str, ...]) -> "threading.Thread | None":
+        """Local mode: import ``modules`` in Spark's idle Python workers, in the background, so that a
+        later job whose tasks need them finds them imported (a worker that first loads an MLflow
+        model spends 3-4 s importing MLflow, scikit-learn and skops). A step that works in one Python
+        thread for a while calls this to use the other core meanwhile; returns at once.
+
+        Spark hands idle workers out first in first out: the job runs several tasks per task slot,
+        so that it passes through every idle worker, not only the first ones. Returns the thread that
+        runs the job. On a cluster it does nothing and returns None (each step has its own cluster,
+        and its executors are other machines)."""
+        if not self.spark_config.get("spark.master", "").startswith("local"):
+            return None
+        session = self.session()
+        tasks = 4 * session.sparkContext.defaultParallelism
+
+        def run() -> None:
+            try:
+                session.sparkContext.setJobDescription(f"importing {', '.join(modules)} in Python workers")
+                session.range(0, tasks, 1, tasks).mapInArrow(partial(_import_modules, modules), "rows long").collect()
+            except Exception as exc:  # noqa: BLE001 - only a head start: the job that needs the modules imports them
+                logging.getLogger(__name__).debug("importing %s in Python workers failed: %s", modules, exc)
+
+        thread = threading.Thread(target=run, name="spark-python-imports", daemon=True)
+        thread.start()
+        return thread
+
     def session(self) -> "SparkSession":
         from dagster_pyspark.resources import spark_session_from_config
 
@@ -64,6 +92,15 @@ class SparkResource(ConfigurableResource):
         if on_databricks_cluster():
             _ship_package(spark)
         return spark
+
+
+def _import_modules(modules: tuple[str, ...], batches):
+    """A Spark task that imports ``modules`` in its Python worker (and passes its batches' sizes on)."""
+    import importlib
+
+    for module in modules:
+        importlib.import_module(module)
+    yield from _batch_sizes(batches)
 
 
 def _batch_sizes(batches):
