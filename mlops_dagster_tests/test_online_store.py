@@ -147,3 +147,20 @@ def test_a_publish_that_fails_midway_leaves_the_previous_version_and_no_staging_
         else "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()", [])]
     assert "ml__fs__customer_features" in names and not [n for n in names if n.endswith("__staging")]
 
+
+
+def test_times_are_stored_as_fixed_width_utc_text_row_by_row(store):
+    """Each row's time as ISO-8601 text in UTC (fixed width, so text order is time order), repeated
+    times and missing ones included (times are formatted once per distinct value)."""
+    times = pd.DataFrame({
+        "customerID": ["A", "B", "C", "D"],
+        "_ingested_at": pd.to_datetime(["2026-01-01 00:00:00", "2026-01-01 00:00:00", None,
+                                        "2026-03-04 13:05:09.750"], format="ISO8601").tz_localize("Europe/Paris"),
+        "tenure": [1.0, 2.0, 3.0, 4.0],
+    })
+    store.publish(TABLE, times, ["customerID"], delta_version=1)
+    with store._transaction(store._connection()) as cur:
+        cur.execute('SELECT "customerID", "_ingested_at" FROM "ml__fs__customer_features" ORDER BY "customerID"')
+        stored = cur.fetchall()
+    assert [tuple(row) for row in stored] == [("A", "2025-12-31T23:00:00.000000Z"), ("B", "2025-12-31T23:00:00.000000Z"),
+                                              ("C", None), ("D", "2026-03-04T12:05:09.750000Z")]
