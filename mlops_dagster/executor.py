@@ -16,7 +16,6 @@ Built from the same parts of Dagster's plan execution as its own executors (the 
 constraints.txt pins the Dagster release this was written against.
 """
 
-import gc
 import os
 import queue
 import sys
@@ -36,9 +35,6 @@ INTERRUPT_GRACE_SECONDS = 60.0
 # for has started, they are imported in a background thread (``import_ahead``), while those steps
 # mostly wait on Spark: the step finds them imported instead of spending its first seconds on it.
 IMPORTS_TAG = "mlops/imports"
-# Python's collector in a run's process: the youngest generation collected after 50,000 new objects
-# (700 by default), the middle one every 20 of those (10), the whole heap every 10 of those (10).
-_GC_THRESHOLDS = (50_000, 20, 10)
 
 
 @executor(
@@ -89,10 +85,6 @@ class ThreadedExecutor(Executor):
         from dagster._core.execution.context_creation_job import PlanExecutionContextManager
 
         keys = execution_plan.step_keys_to_execute
-        # A run's process holds millions of long-lived objects (the libraries its steps import), and
-        # with Python's default thresholds the collector walked all of them 11 times in a 1M-row
-        # lifecycle, every step's thread paused meanwhile: 4.6 s of collections in all, 1.5 s with these.
-        gc.set_threshold(*_GC_THRESHOLDS)
         yield DagsterEvent.engine_event(
             plan_context, f"Executing steps in threads of process {os.getpid()}, at most {self.max_concurrent} at once",
             event_specific_data=EngineEventData.in_process(os.getpid(), keys),
