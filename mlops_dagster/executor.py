@@ -153,7 +153,6 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int, import_a
                     running[step.key] = (step_context, [], thread)
                     thread.start()
                     started.add(step.key)
-                    to_import.pop(step.key, None)
                 _import_ahead(to_import, started)
                 yield from active.concurrency_event_iterator(job_context)
             if not running:
@@ -183,12 +182,14 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int, import_a
 
 
 def _imports_by_step(execution_plan) -> dict[str, tuple[set[str], list[str]]]:
-    """Step key -> (the steps it waits for, the modules its ``IMPORTS_TAG`` names), for the steps that
-    name modules and wait for others."""
+    """Step key -> (the steps of this run it waits for, the modules its ``IMPORTS_TAG`` names), for the
+    steps that name modules and wait for others of this run (a step waits for all of those before it
+    starts, so its modules are imported ahead or not at all, never after it started)."""
     steps = {}
+    executed = set(execution_plan.step_keys_to_execute)
     for step in execution_plan.get_steps_to_execute_in_topo_order():
         modules = [m.strip() for m in step.tags.get(IMPORTS_TAG, "").split(",") if m.strip()]
-        upstream = set(step.get_execution_dependency_keys())
+        upstream = set(step.get_execution_dependency_keys()) & executed
         if modules and upstream:
             steps[step.key] = (upstream, modules)
     return steps

@@ -33,6 +33,11 @@ class SparkResource(ConfigurableResource):
 
     spark_config: dict[str, str] = {}
 
+    @property
+    def _local(self) -> bool:
+        """Local mode (this machine), not a cluster."""
+        return self.spark_config.get("spark.master", "").startswith("local")
+
     def setup_for_execution(self, context) -> None:
         # Local mode: start the JVM and Spark's Python workers while the run sets up its other
         # resources (MLflow's store) and its first steps work; a step that needs the session waits
@@ -40,7 +45,7 @@ class SparkResource(ConfigurableResource):
         # Once per process: resources are set up again at a run's end (its hooks), and a warm-up job
         # started then would still be running at exit (Spark logs an ERROR for its task).
         global _warming
-        if self.spark_config.get("spark.master", "").startswith("local") and not _warming:
+        if self._local and not _warming:
             _warming = True
             threading.Thread(target=self._warm_up, name="spark-start", daemon=True).start()
 
@@ -57,7 +62,7 @@ class SparkResource(ConfigurableResource):
         so that it passes through every idle worker, not only the first ones. Returns the thread that
         runs the job. On a cluster it does nothing and returns None (each step has its own cluster,
         and its executors are other machines)."""
-        if not self.spark_config.get("spark.master", "").startswith("local"):
+        if not self._local:
             return None
         session = self.session()
         tasks = 4 * session.sparkContext.defaultParallelism
@@ -81,7 +86,7 @@ class SparkResource(ConfigurableResource):
         # Python workers must run this interpreter (the project's venv), not whatever is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         config = dict(self.spark_config)
-        if config.get("spark.master", "").startswith("local"):
+        if self._local:
             # One machine: bind to loopback (Spark otherwise warns that the host name resolves to it),
             # log with this project's levels, start from the class archive when there is one.
             from .spark_jvm import java_options
