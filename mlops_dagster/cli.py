@@ -206,7 +206,7 @@ def _run_op(op: str, settings, config: dict) -> int:
 def bootstrap_target(target: str, use_case: str | None = None) -> int:
     """`mlops bootstrap`: the target's workspace objects (of one use case, or of each), then its
     grants through the grants job."""
-    from .bootstrap import BootstrapError, bootstrap, report
+    from .governance.bootstrap import BootstrapError, bootstrap, report
     from .resources.databricks import workspace_client
     from .settings import load_project
 
@@ -284,7 +284,7 @@ def _registry_here(settings, use_cases) -> list[dict]:
 def _registry_on_cluster(use_cases) -> list[dict]:
     """On a Databricks target: each use case's feature_registry job, whose op runs on a cluster
     (Unity Catalog tables are read there), hands the listing back as output metadata."""
-    from .feature_store.jobs import ENTRIES
+    from .jobs.feature_store import ENTRIES
 
     entries = []
     for use in use_cases:

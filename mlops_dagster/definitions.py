@@ -15,12 +15,12 @@ from .assets.registry import registry_assets
 from .assets.serving import serving_assets
 from .assets.training import training_assets
 from .automation import automation_definitions, cost_definitions, failure_definitions
-from .checks import quality_checks
-from .executor import threaded_executor
-from .feature_store.jobs import feature_registry_job
-from .governance.jobs import governance_jobs
-from .jobs import build_jobs
-from .quiet import quiet_libraries
+from .assets.quality_checks import quality_checks
+from .runtime.executor import threaded_executor
+from .jobs.feature_store import feature_registry_job
+from .jobs.governance import governance_jobs
+from .jobs.lifecycle import build_jobs
+from .runtime.quiet import quiet_libraries
 from .resources import build_resources
 from .settings import Project, load_project
 

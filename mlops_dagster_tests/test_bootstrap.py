@@ -11,7 +11,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from mlops_dagster.bootstrap import VOLUMES, BootstrapError, bootstrap, report
+from mlops_dagster.governance.bootstrap import VOLUMES, BootstrapError, bootstrap, report
 from mlops_dagster.resources.databricks import workspace_client
 from mlops_dagster.settings import load_project
 

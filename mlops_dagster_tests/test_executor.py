@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetExecutionContext, DagsterInstance, Definitions, asset, define_asset_job
 
-from mlops_dagster.executor import IMPORTS_TAG, threaded_executor
+from mlops_dagster.runtime.executor import IMPORTS_TAG, threaded_executor
 from mlops_dagster.resources.mlflow_tracking import end_mlflow_on_run_finished, mlflow_tracking_resource
 from mlops_dagster_tests.project import run_in_process
 
@@ -190,8 +190,8 @@ from pathlib import Path
 
 from dagster import Definitions, asset, define_asset_job
 
-from mlops_dagster.executor import threaded_executor
-from mlops_dagster.interrupts import raise_if_interrupted
+from mlops_dagster.runtime.executor import threaded_executor
+from mlops_dagster.runtime.interrupts import raise_if_interrupted
 
 MARKS = Path(__file__).parent
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from mlops_dagster import progress
-from mlops_dagster.progress import Progress
+from mlops_dagster.runtime import progress
+from mlops_dagster.runtime.progress import Progress
 
 
 def test_the_rate_counts_from_the_phase_that_does_the_rows(monkeypatch):
@@ -64,7 +64,7 @@ def test_a_steps_progress_shows_only_the_spark_jobs_of_its_own_thread(spark):
 def test_a_terminated_runs_step_stops_at_its_next_batch_and_other_threads_go_on():
     from dagster._core.errors import DagsterExecutionInterruptedError
 
-    from mlops_dagster.interrupts import StepThread
+    from mlops_dagster.runtime.interrupts import StepThread
 
     outcome: dict[str, object] = {}
 

@@ -9,8 +9,8 @@ from dagster import (
     MetadataValue, asset,
 )
 
-from ..alerts import ALERTS_TABLE, raise_alert
-from ..metadata import markdown_table
+from ..monitoring.alerts import ALERTS_TABLE, raise_alert
+from .metadata import markdown_table
 from ..ml.cost import daily_totals, totals_by
 from ..resources.billing import Billing, BillingError
 from ..resources.lakehouse import Lakehouse

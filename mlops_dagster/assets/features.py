@@ -8,13 +8,13 @@ from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, asset, 
 
 from ..feature_store.registry import registry_properties
 from ..governance.audit import AUDIT_TABLE, record, table_written
-from ..progress import Progress
+from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse, parquet_batches
 from ..resources.online_store import OnlineStore
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import INGESTED_AT, Settings
-from ..metadata import commit_info, table_metadata
+from .metadata import commit_info, table_metadata
 
 
 def feature_assets(settings: Settings):

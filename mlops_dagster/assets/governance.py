@@ -9,7 +9,7 @@ from ..governance.audit import AUDIT_TABLE
 from ..resources.lakehouse import Lakehouse, TableNotFoundError
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
-from ..metadata import markdown_table
+from .metadata import markdown_table
 
 
 class ComplianceWindow(Config):

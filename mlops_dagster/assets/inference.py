@@ -3,13 +3,13 @@
 from dagster import AssetExecutionContext, AutomationCondition, MaterializeResult, asset
 
 from ..governance.audit import AUDIT_TABLE, record, table_written
-from ..progress import Progress
+from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import INGESTED_AT, Settings
-from ..metadata import commit_info, table_metadata
+from .metadata import commit_info, table_metadata
 
 
 class NoChampionError(RuntimeError):

@@ -6,13 +6,13 @@ from pathlib import Path
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, multi_asset
 
 from ..governance.audit import AUDIT_TABLE, record, table_written
-from ..progress import Progress
+from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.landing import landing_file, landing_files
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import INGESTED_AT, SOURCE_FILE, Settings
-from ..metadata import commit_info, markdown_table, table_metadata
+from .metadata import commit_info, markdown_table, table_metadata
 from .source_tables import source_table_assets
 from .sources import Source, load_checked, specs
 

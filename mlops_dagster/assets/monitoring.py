@@ -8,14 +8,14 @@ from dagster import (
     MaterializeResult, MetadataValue, asset,
 )
 
-from ..alerts import raise_alert
-from ..evidently_workspace import add_snapshot
-from ..executor import IMPORTS_TAG
-from ..progress import Progress
+from ..monitoring.alerts import raise_alert
+from ..monitoring.evidently_workspace import add_snapshot
+from ..runtime.executor import IMPORTS_TAG
+from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
 from ..settings import INGESTED_AT, Settings
-from ..metadata import commit_info, markdown_table
+from .metadata import commit_info, markdown_table
 
 DRIFT_CHECK = "no_dataset_drift"
 

@@ -8,10 +8,10 @@ from dagster import (
     asset,
 )
 
-from ..alerts import raise_alert
-from ..evidently_workspace import add_snapshot
-from ..metadata import commit_info, markdown_table
-from ..progress import Progress
+from ..monitoring.alerts import raise_alert
+from ..monitoring.evidently_workspace import add_snapshot
+from .metadata import commit_info, markdown_table
+from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, ModelRegistry
 from ..settings import PROBLEM_METRICS, Settings

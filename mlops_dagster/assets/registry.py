@@ -16,7 +16,7 @@ from ..resources.registry import CHALLENGER, CHAMPION, ModelRegistry
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings, bound_text
-from ..metadata import markdown_table
+from .metadata import markdown_table
 from .training import TrainedModel, bounded_training_frames
 
 VALIDATION_CHECK = "passes_validation"

@@ -9,7 +9,7 @@ from ..resources.serving import EndpointUpdateFailed, ServingBackend
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
 from .inference import NoChampionError
-from ..metadata import markdown_table
+from .metadata import markdown_table
 
 
 def _routes(config: dict | None) -> str:

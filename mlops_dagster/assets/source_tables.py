@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 from dagster import AssetExecutionContext, MaterializeResult, multi_asset
 
 from ..governance.audit import AUDIT_TABLE, record, table_written
-from ..metadata import commit_info, table_metadata
-from ..progress import Progress
+from .metadata import commit_info, table_metadata
+from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, asset
 
-from ..executor import IMPORTS_TAG
+from ..runtime.executor import IMPORTS_TAG
 from ..governance.audit import AUDIT_TABLE, record, table_written
-from ..progress import Progress
+from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import PROBLEM_METRICS, Settings
-from ..metadata import commit_info, markdown_table, table_metadata
+from .metadata import commit_info, markdown_table, table_metadata
 
 
 def bounded_training_frames(lakehouse: Lakehouse, spark: SparkResource, settings: Settings, table: str, version: int):

@@ -5,7 +5,7 @@ from dagster import (
     ScheduleDefinition, define_asset_job,
 )
 
-from ..jobs import Jobs
+from ..jobs.lifecycle import Jobs
 from ..settings import Project, Settings
 from .retraining import decay_sensor, drift_sensor
 from .cost import cost_sensor

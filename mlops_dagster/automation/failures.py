@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from dagster import Config, OpExecutionContext, RunFailureSensorContext, RunRequest, job, op, run_failure_sensor
 
-from ..alerts import ALERTS_TABLE, alert_row, deliver, payload, record_alert
+from ..monitoring.alerts import ALERTS_TABLE, alert_row, deliver, payload, record_alert
 from ..resources.lakehouse import Lakehouse
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import USE_CASE_TAG, Settings

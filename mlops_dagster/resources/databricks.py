@@ -126,7 +126,7 @@ def _launcher_class():
     from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
     from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
 
-    from ..interrupts import raise_if_interrupted
+    from ..runtime.interrupts import raise_if_interrupted
     from ..ml.cost import cluster_compute, compute_fields, estimate
 
     class CostedStepLauncher(DatabricksPySparkStepLauncher):

@@ -7,8 +7,8 @@ from typing import Any
 
 from dagster import AssetSelection, define_asset_job
 
-from .resources.mlflow_tracking import end_mlflow_on_run_finished
-from .settings import USE_CASE_TAG, Settings
+from ..resources.mlflow_tracking import end_mlflow_on_run_finished
+from ..settings import USE_CASE_TAG, Settings
 
 _mlflow_hooks = {end_mlflow_on_run_finished}
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableSchema
 
-from .resources.lakehouse import TableInfo
+from ..resources.lakehouse import TableInfo
 
 
 def table_metadata(info: TableInfo, **extra: Any) -> dict[str, Any]:

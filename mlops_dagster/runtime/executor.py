@@ -115,7 +115,7 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int, import_a
     from dagster._core.events import DagsterEvent, EngineEventData
 
     from .interrupts import StepThread
-    from .resources.mlflow_tracking import share_active_run
+    from .mlflow_threads import share_active_run
 
     events: queue.Queue = queue.Queue()
     running: dict[str, tuple] = {}  # step key -> (its step context, its events so far, its thread)

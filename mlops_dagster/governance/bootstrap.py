@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
-    from .settings import Project, Settings
+    from ..settings import Project, Settings
 
 # The volumes that Settings.volume_path names on a Databricks target.
 VOLUMES = ("landing", "io", "reports", "evidently")
@@ -155,7 +155,7 @@ def _secrets(workspace, settings: "Settings", not_found) -> list[Outcome]:
 
 
 def _grants(workspace, settings: "Settings", apply_grants) -> Outcome:
-    from .governance.grants import grant_changes, grant_plan
+    from .grants import grant_changes, grant_plan
 
     pending = grant_changes(workspace, grant_plan(settings))
     name = f"{settings.name} on {settings.catalog}"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 
-from ..metadata import markdown_table
+from ..assets.metadata import markdown_table
 
 from ..assets.serving import roll_out
 from ..resources.lakehouse import Lakehouse
@@ -15,10 +15,10 @@ from ..resources.registry import CHAMPION, ModelRegistry
 from ..resources.serving import ServingBackend
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
-from .access import authorize
-from .approvals import APPROVALS_TABLE
-from .audit import AUDIT_TABLE, audit_event, record
-from .model_card import with_approval
+from ..governance.access import authorize
+from ..governance.approvals import APPROVALS_TABLE
+from ..governance.audit import AUDIT_TABLE, audit_event, record
+from ..governance.model_card import with_approval
 
 
 class RestoreTableConfig(Config):
@@ -237,7 +237,7 @@ def governance_jobs(settings: Settings):
                     "privileges are granted, privileges the matrix no longer gives are revoked.")
     def apply_access_grants(context: OpExecutionContext, lakehouse: Lakehouse, step_launcher: StepLauncherParam):
         from ..resources.databricks import workspace_client
-        from .grants import apply_grants, grant_plan
+        from ..governance.grants import apply_grants, grant_plan
 
         if settings.target == "local":
             raise Failure("Unity Catalog grants exist on Databricks targets (MLOPS_TARGET=dev|staging|prod); "

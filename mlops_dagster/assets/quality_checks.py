@@ -10,11 +10,11 @@ from dagster import (
 )
 
 from .metadata import markdown_table
-from .progress import Progress
-from .resources.lakehouse import Lakehouse
-from .resources.spark import SparkResource
-from .resources.step_launcher import StepLauncherParam
-from .settings import INGESTED_AT, Settings
+from ..runtime.progress import Progress
+from ..resources.lakehouse import Lakehouse
+from ..resources.spark import SparkResource
+from ..resources.step_launcher import StepLauncherParam
+from ..settings import INGESTED_AT, Settings
 
 KEY_CHECK = "key_is_unique_and_not_null"
 
@@ -33,7 +33,7 @@ def _per_key(context, lakehouse: Lakehouse, spark: SparkResource, table: str, ke
     rows that may share a key are grouped on it."""
     from pyspark.sql import functions as F
 
-    from .ml.repeated_keys import rows_sharing_keys
+    from ..ml.repeated_keys import rows_sharing_keys
 
     session = spark.session()
     frame = lakehouse.read_spark(session, table)
@@ -81,7 +81,7 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
 
         from pyspark.sql import functions as F
 
-        from .ml.contract import count_violations
+        from ..ml.contract import count_violations
 
         session = spark.session()
         raw = lakehouse.read_spark(session, raw_table).select(*ds.columns)

@@ -8,7 +8,7 @@ from ..resources.online_store import OnlineStore
 from ..resources.registry import ModelRegistry
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
-from .registry import feature_registry, format_registry
+from ..feature_store.registry import feature_registry, format_registry
 
 ENTRIES = "entries"  # the output metadata holding the listing, as JSON
 
