@@ -232,7 +232,7 @@ def print_lineage(version: str | None, use_case: str | None) -> int:
     settings = load_settings(use_case=use_case)
     resources = defs.resources
     registry, lakehouse, serving = resources["registry"], resources["lakehouse"], resources["serving"]
-    registry = registry.for_model(settings.mlflow.model_name)
+    registry = registry.for_use_case(settings)
     if version is None:
         champion = registry.by_alias(CHAMPION)
         if champion is None:

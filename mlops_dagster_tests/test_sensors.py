@@ -14,7 +14,7 @@ from dagster import AssetKey, AssetMaterialization, DagsterInstance, DefaultSens
 from mlops_dagster.automation.retraining import decay_sensor, drift_sensor
 from mlops_dagster.automation.file_arrival import file_arrival_sensor, outcome_file_sensor
 from mlops_dagster.definitions import build_definitions
-from mlops_dagster.jobs.lifecycle.lifecycle import build_jobs
+from mlops_dagster.jobs.lifecycle import build_jobs
 from mlops_dagster.resources.landing import LocalLandingVolume
 from mlops_dagster.settings import load_project, load_settings
 

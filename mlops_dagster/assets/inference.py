@@ -47,7 +47,7 @@ def inference_assets(settings: Settings):
         context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, registry: ModelRegistry,
         step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
-        registry = registry.for_model(settings.mlflow.model_name)
+        registry = registry.for_use_case(settings)
         from pyspark.sql import functions as F
 
         champion = registry.by_alias(CHAMPION)

@@ -4,6 +4,7 @@ from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableSchema
 
+from ..governance.audit import AuditLog
 from ..resources.lakehouse import TableInfo
 
 
@@ -35,3 +36,8 @@ def markdown_table(rows: list[dict[str, Any]]) -> MetadataValue:
 def commit_info(context) -> dict[str, str]:
     """Stamped on every Delta commit: which Dagster run and asset wrote it."""
     return {"dagster_run_id": context.run.run_id, "dagster_job": context.run.job_name}
+
+
+def audit_log(context, settings) -> AuditLog:
+    """The audit log of this asset's or op's run (its target and run id said once)."""
+    return AuditLog.of_run(context.resources.lakehouse, settings, context.run.run_id)

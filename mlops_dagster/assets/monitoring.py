@@ -88,7 +88,7 @@ def monitoring_assets(settings: Settings):
         from .inference import NoChampionError
 
         lakehouse: Lakehouse = context.resources.lakehouse
-        registry: ModelRegistry = context.resources.registry.for_model(settings.mlflow.model_name)
+        registry: ModelRegistry = context.resources.registry.for_use_case(settings)
         session = context.resources.spark.session()
         champion = registry.by_alias(CHAMPION)
         if champion is None:

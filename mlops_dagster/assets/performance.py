@@ -71,7 +71,7 @@ def performance_assets(settings: Settings):
         from ..ml.problem import problem_type
 
         lakehouse: Lakehouse = context.resources.lakehouse
-        registry: ModelRegistry = context.resources.registry.for_model(settings.mlflow.model_name)
+        registry: ModelRegistry = context.resources.registry.for_use_case(settings)
         champion = registry.by_alias(CHAMPION)
         missing = [t for t in (truth_table, log_table) if not lakehouse.exists(t)]
         if log_table in missing and lakehouse.exists(endpoint_table):

@@ -12,7 +12,7 @@ from ..governance.access import authorize
 from ..governance.audit import AUDIT_TABLE, audit_event, record
 from ..governance.approvals import is_approved
 from ..resources.lakehouse import Lakehouse
-from ..resources.registry import CHALLENGER, CHAMPION, ModelRegistry
+from ..resources.registry import CHALLENGER, CHAMPION, VALIDATION_TAG, ModelRegistry
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings, bound_text
@@ -80,7 +80,7 @@ def registry_assets(settings: Settings):
         context: AssetExecutionContext, trained: TrainedModel, registry: ModelRegistry, lakehouse: Lakehouse,
         step_launcher: StepLauncherParam,
     ):
-        registry = registry.for_model(settings.mlflow.model_name)
+        registry = registry.for_use_case(settings)
         from ..ml.evaluation import check_thresholds
 
         results = check_thresholds(trained.metrics, val.thresholds)
@@ -98,7 +98,7 @@ def registry_assets(settings: Settings):
             description=f"Trained on {trained.training_set} v{trained.training_set_version}.",
         )
         registry.set_alias(CHALLENGER, mv.version)
-        registry.set_tags(mv.version, {"validation_status": "passed" if passed else "failed",
+        registry.set_tags(mv.version, {VALIDATION_TAG: "passed" if passed else "failed",
                                        "validation_details": summary})
         (context.log.info if passed else context.log.error)(f"validation of version {mv.version}: {summary}")
         card = model_card(lakehouse, trained, str(mv.version), results, context.run.run_id)
@@ -163,7 +163,7 @@ def registry_assets(settings: Settings):
         from ..ml.problem import problem_type
         from ..ml.training import LABEL
 
-        registry = registry.for_model(settings.mlflow.model_name)
+        registry = registry.for_use_case(settings)
         problem = problem_type(settings.problem_type)
 
         challenger = challenger_model_version
@@ -180,7 +180,7 @@ def registry_assets(settings: Settings):
             )
         # Promotion re-reads the recorded outcome: validation gates promotion even when this asset
         # runs without its check (e.g. a hand-picked selection in the UI).
-        recorded = registry.version(challenger.version).tags.get("validation_status")
+        recorded = registry.validation_status(registry.version(challenger.version))
         if recorded != "passed":
             promote, reason = False, f"version {challenger.version} has not passed validation (status: {recorded})"
         elif settings.governance.require_approval and not is_approved(lakehouse, settings, challenger.version):

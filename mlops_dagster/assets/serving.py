@@ -31,14 +31,14 @@ def roll_out(settings: Settings, serving: ServingBackend, registry: ModelRegistr
     from ..serving.rollout import plan
 
     cfg, audit_table = settings.serving, settings.table(AUDIT_TABLE)
-    registry = registry.for_model(settings.mlflow.model_name)
+    registry = registry.for_use_case(settings)
     champion = registry.by_alias(CHAMPION)
     if champion is None:
         raise NoChampionError(f"model {settings.mlflow.model_name} has no {CHAMPION!r} version to serve yet")
     challenger = registry.by_alias(CHALLENGER)
     candidate = None
     if (challenger is not None and str(challenger.version) != str(champion.version)
-            and challenger.tags.get("validation_status") == "passed"):
+            and registry.is_validated(challenger)):
         candidate = str(challenger.version)
     live = (serving.describe(cfg.endpoint) or {}).get("config")
     steps = plan(cfg.strategy, settings.mlflow.model_name, str(champion.version), candidate, live,

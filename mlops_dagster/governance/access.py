@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .audit import AUDIT_TABLE, actor, audit_event, record
+from .audit import AuditLog, actor
 
 
 class AccessDenied(PermissionError):
@@ -20,6 +20,5 @@ def authorize(settings, lakehouse, action: str, obj: str, run_id: str) -> str:
         return who
     message = (f"{who} (roles: {', '.join(mine) or 'none'}) may not {action} {obj} on target {settings.target}; "
                f"roles that may: {', '.join(allowed) or 'none'} (governance.access.roles in the target config)")
-    record(lakehouse, settings.table(AUDIT_TABLE), [audit_event(
-        "refused", obj, settings.target, run_id, attempted=action, reason=message)])
+    AuditLog.of_run(lakehouse, settings, run_id).record("refused", obj, attempted=action, reason=message)
     raise AccessDenied(message)

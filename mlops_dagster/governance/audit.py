@@ -9,6 +9,7 @@ import getpass
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -47,3 +48,32 @@ def table_written(infos: list, target: str, run_id: str) -> list[dict[str, Any]]
     """One ``table_written`` event per TableInfo (table name, new Delta version, rows, operation)."""
     return [audit_event("table_written", info.name, target, run_id, delta_version=info.version,
                         rows=info.num_rows, operation=info.operation) for info in infos if info is not None]
+
+
+@dataclass(frozen=True)
+class AuditLog:
+    """The audit log as one run writes it: the table, the target and the run id said once.
+
+    ``AuditLog.of_run(lakehouse, settings, context.run.run_id)`` in an asset or op, then
+    ``audit.record("promoted", obj, reason=...)`` or ``audit.tables_written([info])``."""
+
+    lakehouse: Any
+    table: str
+    target: str
+    run_id: str | None
+
+    @classmethod
+    def of_run(cls, lakehouse, settings, run_id: str | None) -> "AuditLog":
+        return cls(lakehouse, settings.table(AUDIT_TABLE), settings.target, run_id)
+
+    def event(self, action: str, obj: str, **details: Any) -> dict[str, Any]:
+        return audit_event(action, obj, self.target, self.run_id, **details)
+
+    def record(self, action: str, obj: str, **details: Any) -> None:
+        self.record_events([self.event(action, obj, **details)])
+
+    def record_events(self, events: list[dict[str, Any]]) -> None:
+        record(self.lakehouse, self.table, events)
+
+    def tables_written(self, infos: list) -> None:
+        self.record_events(table_written(infos, self.target, self.run_id or ""))

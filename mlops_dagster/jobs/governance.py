@@ -11,7 +11,7 @@ from ..assets.metadata import markdown_table
 
 from ..assets.serving import roll_out
 from ..resources.lakehouse import Lakehouse
-from ..resources.registry import CHAMPION, ModelRegistry
+from ..resources.registry import CHAMPION, VALIDATION_TAG, ModelRegistry
 from ..resources.serving import ServingBackend
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
@@ -75,7 +75,7 @@ def governance_jobs(settings: Settings):
                     "promotion to champion needs where governance.require_approval is on.")
     def approve_model_version(context: OpExecutionContext, config: ApproveConfig, registry: ModelRegistry,
                               lakehouse: Lakehouse, step_launcher: StepLauncherParam):
-        registry = registry.for_model(settings.mlflow.model_name)
+        registry = registry.for_use_case(settings)
         import pandas as pd
 
         version = config.version
@@ -86,7 +86,7 @@ def governance_jobs(settings: Settings):
                               "number, or the alias of an existing version")
             version = str(aliased.version)
         obj = f"{settings.mlflow.model_name} v{version}"
-        if registry.version(version).tags.get("validation_status") != "passed":
+        if not registry.is_validated(registry.version(version)):
             raise Failure(f"{obj} has not passed validation: only validated versions can be approved")
         approver = authorize(settings, lakehouse, "approve", obj, context.run.run_id)
         now = pd.Timestamp.now(tz="UTC")
@@ -127,7 +127,7 @@ def governance_jobs(settings: Settings):
                     "serving endpoint to it.")
     def rollback_champion(context: OpExecutionContext, config: RollbackConfig, registry: ModelRegistry,
                           lakehouse: Lakehouse, serving: ServingBackend, step_launcher: StepLauncherParam):
-        registry = registry.for_model(settings.mlflow.model_name)
+        registry = registry.for_use_case(settings)
         champion = registry.by_alias(CHAMPION)
         if champion is None:
             raise Failure(f"{settings.mlflow.model_name} has no champion to roll back")
@@ -138,7 +138,7 @@ def governance_jobs(settings: Settings):
             problem = f"version {champion.version} records no previous champion: name to_version"
         elif target == str(champion.version):
             problem = f"version {target} already is the champion"
-        elif registry.version(target).tags.get("validation_status") != "passed":
+        elif not registry.is_validated(registry.version(target)):
             problem = f"version {target} has not passed validation"
         if problem:
             record(lakehouse, audit_table, [audit_event("refused", obj, settings.target, context.run.run_id,
@@ -165,14 +165,14 @@ def governance_jobs(settings: Settings):
                     "code (deploy_code).")
     def promote_to_next_environment(context: OpExecutionContext, config: PromoteConfig,
                                     registry: ModelRegistry, lakehouse: Lakehouse, step_launcher: StepLauncherParam):
-        registry = registry.for_model(settings.mlflow.model_name)
+        registry = registry.for_use_case(settings)
         if promotion.next is None:
             raise Failure(f"target {settings.target} has no next environment (governance.promotion.next)")
         champion = registry.by_alias(CHAMPION)
         if champion is None:
             raise Failure(f"{settings.mlflow.model_name} has no champion to promote")
         obj = f"{settings.mlflow.model_name} v{champion.version}"
-        if champion.tags.get("validation_status") != "passed":
+        if not registry.is_validated(champion):
             raise Failure(f"{obj} has not passed validation here: it cannot move on")
         authorize(settings, lakehouse, "promote", obj, context.run.run_id)
         destination = promotion.next
@@ -200,7 +200,7 @@ def governance_jobs(settings: Settings):
                     "registered again from the logged model its registration recorded, as a new version.")
     def restore_model_version(context: OpExecutionContext, config: RestoreModelVersionConfig,
                               registry: ModelRegistry, lakehouse: Lakehouse, step_launcher: StepLauncherParam):
-        registry = registry.for_model(settings.mlflow.model_name)
+        registry = registry.for_use_case(settings)
         import json
 
         from mlflow.exceptions import MlflowException
@@ -221,7 +221,7 @@ def governance_jobs(settings: Settings):
             details["model_uri"], details["mlflow_run_id"], details.get("model_id"),
             tags={"restored_from_version": config.version, "restore_reason": config.reason,
                   "training_set": details["training_set"], "training_set_version": str(details["training_set_version"]),
-                  "validation_status": "unvalidated"},
+                  VALIDATION_TAG: "unvalidated"},
             description=f"Restored {obj} (deleted) from its logged model {details['model_uri']}: {config.reason}",
         )
         record(lakehouse, audit_table, [audit_event(

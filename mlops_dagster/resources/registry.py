@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+# The tag that records a version's validation outcome: "passed", "failed" or "unvalidated".
+VALIDATION_TAG = "validation_status"
 
 
 class ModelRegistry(ConfigurableResource):
@@ -23,18 +25,32 @@ class ModelRegistry(ConfigurableResource):
 
     tracking_uri: str
     registry_uri: str
-    # One registry serves every use case: assets act on ``registry.for_model(<their model>)``.
+    # One registry serves every use case: assets act on ``registry.for_use_case(settings)``.
     model_name: str = ""
 
     def for_model(self, model_name: str) -> "ModelRegistry":
         """This registry, acting on the registered model ``model_name``."""
         return ModelRegistry(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri, model_name=model_name)
 
+    def for_use_case(self, settings) -> "ModelRegistry":
+        """This registry, acting on the use case's registered model (``mlflow.model_name``)."""
+        return self.for_model(settings.mlflow.model_name)
+
+    @staticmethod
+    def validation_status(version: "ModelVersion") -> str | None:
+        """The recorded validation outcome of a version (None: never validated)."""
+        return version.tags.get(VALIDATION_TAG)
+
+    @classmethod
+    def is_validated(cls, version: "ModelVersion") -> bool:
+        """Whether the version passed validation: the one gate of promotion, rollout and approval."""
+        return cls.validation_status(version) == "passed"
+
     def client(self) -> "MlflowClient":
         from mlflow import MlflowClient
 
         if not self.model_name:
-            raise RuntimeError("this ModelRegistry names no model: use registry.for_model(settings.mlflow.model_name)")
+            raise RuntimeError("this ModelRegistry names no model: use registry.for_use_case(settings)")
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
     def register(self, model_uri: str, run_id: str, model_id: str | None, tags: dict[str, str],
