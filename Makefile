@@ -48,7 +48,7 @@ generate: install
 
 ## docs: build the documentation site (mkdocs.yml, docs/) into .site/; strict: a broken link or anchor fails it
 docs: install
-	$(BIN)/python -m mkdocs build --strict --site-dir .site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir .site
 
 ## screenshot: capture the Dagster UI's asset graph into docs/images/asset-graph.png (needs Chromium)
 screenshot: install
