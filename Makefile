@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 
-.PHONY: install run dev monitor-ui test test-fast bench lock clean generate serve stop
+.PHONY: install run dev monitor-ui test test-fast bench lock clean generate serve stop docs screenshot
 
 install: $(STAMP)
 
@@ -46,8 +46,16 @@ stop: install
 generate: install
 	$(BIN)/mlops generate $(ARGS)
 
-## test: the full suite (unit + integration: real Dagster runs, Spark, Delta, MLflow)
-test: install
+## docs: build the documentation site (mkdocs.yml, docs/) into .site/; strict: a broken link or anchor fails it
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir .site
+
+## screenshot: capture the Dagster UI's asset graph into docs/images/asset-graph.png (needs Chromium)
+screenshot: install
+	$(BIN)/python docs/screenshot.py
+
+## test: the docs build, then the full suite (unit + integration: real Dagster runs, Spark, Delta, MLflow)
+test: install docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-fast: unit tests only

@@ -3,7 +3,7 @@ launcher and databricks-sdk launch steps that really run in the emulator's clust
 
 The Dagster side runs as a user runs it (`dagster asset materialize`, a persistent instance), in
 its own process with only the Databricks variables set. Unity Catalog and delta-spark cannot run
-here (no Maven), so this target keeps its tables in delta-rs under `root` (README, "Running on
+here (no Maven), so this target keeps its tables in delta-rs under `root` (docs/databricks.md, "Running on
 Databricks"); MLflow points at the seed project's SQLite store.
 """
 

@@ -429,7 +429,7 @@ def test_the_regression_demo_and_what_a_regression_may_not_say(local_root, tmp_p
 
 
 def test_the_readme_use_case_example_loads_as_it_says(local_root, tmp_path):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "use-cases.md").read_text()
     example = readme[readme.index("# use_cases.yaml"):]
     example = write_yaml(tmp_path / "use_cases.yaml", yaml.safe_load(example[:example.index("```")]))
     project = load_project("local", extra_file=example)

@@ -1,4 +1,4 @@
-"""Automation: what starts runs without a person. See README section "Automation"."""
+"""Automation: what starts runs without a person. See docs/automation.md."""
 
 from .definitions import automation_definitions, cost_definitions, failure_definitions
 

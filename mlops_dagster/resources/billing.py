@@ -116,7 +116,7 @@ class DatabricksBilling(Billing):
         if response.status.state != StatementState.SUCCEEDED:
             error = response.status.error.message if response.status.error else response.status.state.value
             raise BillingError(f"reading system.billing.usage on SQL warehouse {self.warehouse_id} failed: {error} "
-                               "(the warehouse's owner needs SELECT on system.billing; see the README's Cost section)")
+                               "(the warehouse's owner needs SELECT on system.billing; see docs/cost.md)")
         rows = list(response.result.data_array or []) if response.result else []
         for chunk in range(1, response.manifest.total_chunk_count or 1):
             rows += statements.get_statement_result_chunk_n(response.statement_id, chunk).data_array or []

@@ -5,7 +5,7 @@ Catalog and Delta. ``saveAsTable`` writes, ``DeltaTable.merge`` upserts, ``RESTO
 ``DESCRIBE HISTORY`` give versions and history, ``COMMENT`` / ``TBLPROPERTIES`` annotate.
 
 Not exercised by this repository's tests: Spark here cannot fetch the delta-spark jars (no Maven),
-so the workspace-emulator tests keep tables in delta-rs under ``root`` (see README, "Running on
+so the workspace-emulator tests keep tables in delta-rs under ``root`` (see docs/databricks.md, "Running on
 Databricks").
 """
 

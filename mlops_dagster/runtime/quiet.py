@@ -24,7 +24,7 @@ def quiet_libraries() -> None:
     from dagster import BetaWarning
 
     # dagster-mlflow's resource, class and hook are marked beta by Dagster; we use them knowingly
-    # (README, "How each chosen library is used"). Other beta warnings still show.
+    # (docs/libraries.md). Other beta warnings still show.
     warnings.filterwarnings("ignore", category=BetaWarning, message=r".*\b(mlflow_tracking|MlFlow|_create_mlflow_run_hook)\b")
     # MLflow announces creating and upgrading its SQLite store, and which backend serves a model.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
