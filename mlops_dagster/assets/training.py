@@ -124,10 +124,10 @@ def _feature_frames(settings: Settings, lakehouse: Lakehouse, session):
     return frames, recorded
 
 
-def _matched_rows(context: AssetExecutionContext, settings: Settings, session, labels, lookups, staging: str,
+def _matched_rows(context: AssetExecutionContext, settings: Settings, session, labels, lookups, joined_path: str,
                   progress: Progress):
     """(the labels that found a row in every feature table, with the columns the training set
-    keeps; the unmatched counts, warned about). The join is written once to ``staging``, so
+    keeps; the unmatched counts, warned about). The join is written once to ``joined_path``, so
     counting, splitting and writing do not each recompute it."""
     from ..ml.feature_lookup import all_matched, build_training_set, unmatched_counts
     from ..ml.training_set import kept_columns, require_model_features
@@ -135,8 +135,8 @@ def _matched_rows(context: AssetExecutionContext, settings: Settings, session, l
     progress.say("looking features up point in time")
     joined = build_training_set(labels, [(p.lookup, frame, p.keys, p.timestamp_key) for p, frame in lookups])
     require_model_features(settings.features.columns, joined.columns)
-    joined.write.parquet(staging)
-    joined = session.read.parquet(staging)
+    joined.write.parquet(joined_path)
+    joined = session.read.parquet(joined_path)
     tables = [p.lookup.table for p, _ in lookups]
     unmatched = unmatched_counts(joined, tables)
     if unmatched.rows:

@@ -11,7 +11,6 @@ from ..assets.metadata import audit_log, markdown_table
 from ..assets.serving import roll_out
 from ..governance.access import authorize
 from ..governance.approvals import approvable_version, record_approval
-from ..governance.audit import AUDIT_TABLE
 from ..governance.model_card import with_approval
 from ..governance.promotion import champion_to_move_on, move_to_next_environment
 from ..governance.recovery import is_registered, last_registration, restore_refusal, rollback_target
@@ -136,7 +135,8 @@ def restore_deleted_version(context: OpExecutionContext, settings: Settings, con
     if is_registered(registry, config.version):
         raise Failure(f"{obj} still exists: nothing to restore")
     authorize(settings, lakehouse, "restore", obj, context.run.run_id)
-    details = last_registration(lakehouse, settings.table(AUDIT_TABLE), obj)
+    audit = audit_log(context, settings)
+    details = last_registration(lakehouse, audit.table, obj)
     if details is None:
         raise Failure(f"the audit log has no registration of {obj}: its logged model cannot be found")
     restored = registry.register(
@@ -146,8 +146,8 @@ def restore_deleted_version(context: OpExecutionContext, settings: Settings, con
               VALIDATION_TAG: "unvalidated"},
         description=f"Restored {obj} (deleted) from its logged model {details['model_uri']}: {config.reason}",
     )
-    audit_log(context, settings).record("restored", obj, new_version=str(restored.version),
-                                        model_uri=details["model_uri"], reason=config.reason)
+    audit.record("restored", obj, new_version=str(restored.version), model_uri=details["model_uri"],
+                 reason=config.reason)
     context.log.info(f"{obj} restored as version {restored.version}; validate it before promoting it")
     return Output(str(restored.version), metadata={"restored_from": config.version,
                                                     "new_version": str(restored.version)})
