@@ -1,21 +1,23 @@
-"""Stage `training`: the versioned training set and the trained model (an MLflow run)."""
+"""Stage `training`: the versioned training set and the trained model (an MLflow run).
 
-import hashlib
+Each asset's body is a module-level function that reads through the resources, calls the pure
+functions of ``ml/training_set.py`` and ``ml/training.py``, and records what it wrote."""
+
 import json
 import tempfile
 import warnings
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Output, asset
 
 from ..runtime.executor import IMPORTS_TAG
-from ..governance.audit import AUDIT_TABLE, record, table_written
 from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import PROBLEM_METRICS, Settings
-from .metadata import commit_info, markdown_table, table_metadata
+from .metadata import audit_log, commit_info, markdown_table, table_metadata
 
 
 def bounded_training_frames(lakehouse: Lakehouse, spark: SparkResource, settings: Settings, table: str, version: int):
@@ -62,15 +64,210 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     )
 
 
+def assemble_training_set(context: AssetExecutionContext, settings: Settings, lakehouse: Lakehouse,
+                          spark: SparkResource) -> MaterializeResult:
+    """Join the labels point in time to their features, split them, write the training set and
+    record the table versions it was built from."""
+    from ..ml.training import SPLIT
+    from ..ml.training_set import lineage, lookup_rows, split, split_summary
+
+    labels_table, training_table = settings.table(settings.names.labels), settings.table(settings.names.training_set)
+    session = spark.session()
+    label_version = lakehouse.version(labels_table)
+    labels, outcomes = _labels(settings, lakehouse, session, labels_table, label_version)
+    lookups, recorded = _feature_frames(settings, lakehouse, session)
+    with Progress(context.log.info, "training set", spark=session) as progress, lakehouse.staging_dir() as staging:
+        frame, unmatched = _matched_rows(context, settings, session, labels, lookups, f"{staging}/joined", progress)
+        progress.say("splitting train / test")
+        split_set = split(frame, settings)
+        progress.say(f"writing {training_table}")
+        info = lakehouse.write_spark(
+            training_table, split_set.frame.select(*frame.columns, SPLIT), "overwrite",
+            commit_info={**commit_info(context), **lineage(recorded, labels_table, label_version, outcomes)},
+            properties={"primary_key": settings.dataset.key},
+            description=f"Training set: {labels_table} with features looked up point in time "
+                        f"from {', '.join(r['table'] for r in recorded)}, split seeded.",
+        )
+    audit_log(context, settings).tables_written([info])
+    return MaterializeResult(metadata={
+        **table_metadata(info), **split_summary(split_set.rows, settings.classifies),
+        "labels_without_features": unmatched.rows,
+        "features_version": recorded[0]["version"], "labels_version": label_version, **outcomes,
+        "feature_lookups": markdown_table(lookup_rows(recorded)),
+    })
+
+
+def _labels(settings: Settings, lakehouse: Lakehouse, session, labels_table: str, label_version: int):
+    """(the labels to train on, what they record of the outcomes table): with the ground-truth
+    outcomes that arrived later when the use case learns from them and the table exists."""
+    from ..ml.training_set import labels_with_outcomes
+
+    labels = lakehouse.read_spark(session, labels_table, label_version)
+    truth_table = settings.table(settings.names.ground_truth) if settings.monitoring.ground_truth.learn else None
+    if truth_table is None or not lakehouse.exists(truth_table):
+        return labels, {}
+    version = lakehouse.version(truth_table)
+    outcomes = lakehouse.read_spark(session, truth_table, version)
+    return (labels_with_outcomes(labels, outcomes, settings),
+            {"outcomes_table": truth_table, "outcomes_version": str(version)})
+
+
+def _feature_frames(settings: Settings, lakehouse: Lakehouse, session):
+    """([(planned lookup, its feature table's columns at the current version)], what each records)."""
+    from ..ml.training_set import planned_lookups
+
+    frames, recorded = [], []
+    for planned in planned_lookups(settings):
+        version = lakehouse.version(planned.lookup.table)
+        frames.append((planned, lakehouse.read_spark(session, planned.lookup.table, version).select(*planned.columns)))
+        recorded.append(planned.recorded(version))
+    return frames, recorded
+
+
+def _matched_rows(context: AssetExecutionContext, settings: Settings, session, labels, lookups, joined_path: str,
+                  progress: Progress):
+    """(the labels that found a row in every feature table, with the columns the training set
+    keeps; the unmatched counts, warned about). The join is written once to ``joined_path``, so
+    counting, splitting and writing do not each recompute it."""
+    from ..ml.feature_lookup import all_matched, build_training_set, unmatched_counts
+    from ..ml.training_set import kept_columns, require_model_features
+
+    progress.say("looking features up point in time")
+    joined = build_training_set(labels, [(p.lookup, frame, p.keys, p.timestamp_key) for p, frame in lookups])
+    require_model_features(settings.features.columns, joined.columns)
+    joined.write.parquet(joined_path)
+    joined = session.read.parquet(joined_path)
+    tables = [p.lookup.table for p, _ in lookups]
+    unmatched = unmatched_counts(joined, tables)
+    if unmatched.rows:
+        context.log.warning(f"{unmatched.rows} labels predate every feature row of their key and are "
+                            f"left out of training (per table: {unmatched.per_table})")
+    columns = kept_columns(settings.dataset.key, [p.lookup for p, _ in lookups], settings.features.columns)
+    return joined.where(all_matched(tables)).select(*columns), unmatched
+
+
+class _Fitted(NamedTuple):
+    pipeline: Any
+    train: Any  # pandas frames of the rows trained and judged on
+    test: Any
+    available: dict[str, int]  # rows of each split before sampling
+
+
+def train_model(context: AssetExecutionContext, settings: Settings) -> Output:
+    """Fit the configured pipeline on the training set's bounded train split, evaluate it on the
+    holdout, and log it all to the MLflow run the ``mlflow`` resource opened."""
+    import mlflow
+
+    from ..governance.lineage import data_commit
+    from ..ml.problem import problem_type
+    from ..ml.training import evaluate_holdout
+
+    lakehouse: Lakehouse = context.resources.lakehouse
+    training_table = settings.table(settings.names.training_set)
+    version = lakehouse.version(training_table)
+    feature_lookups = data_commit(lakehouse, training_table, version, "feature_lookups").get("feature_lookups", "[]")
+    problem = problem_type(settings.problem_type)
+    fitted = _fit(context, settings, problem, training_table, version)
+    scores, metrics = evaluate_holdout(problem, fitted.pipeline, fitted.test, settings.features.columns,
+                                       settings.inference.decision_threshold)
+    run = mlflow.active_run()
+    info = _log_run(context, settings, problem, fitted, scores, metrics, version, feature_lookups)
+    trained = TrainedModel(
+        run_id=run.info.run_id, model_uri=info.model_uri, model_id=getattr(info, "model_id", None),
+        metrics=metrics, training_set=training_table, training_set_version=version,
+        experiment_id=run.info.experiment_id, feature_lookups=feature_lookups,
+    )
+    return Output(trained, metadata={
+        "mlflow_run_id": trained.run_id,
+        "mlflow_run": MetadataValue.text(run_url(settings.mlflow.tracking_uri, trained.experiment_id, trained.run_id)),
+        "mlflow_tracking_uri": settings.mlflow.tracking_uri,
+        "model_uri": trained.model_uri,
+        "training_set_version": version,
+        "train_rows_used": len(fitted.train), "train_rows_available": fitted.available["train"],
+        "holdout_rows_used": len(fitted.test), "holdout_rows_available": fitted.available["test"],
+        **{k: MetadataValue.float(v) for k, v in metrics.items()},
+    })
+
+
+def _fit(context: AssetExecutionContext, settings: Settings, problem, training_table: str, version: int) -> _Fitted:
+    """The configured pipeline fitted on the bounded train split (and the holdout it is judged on)."""
+    from ..ml.training import MODEL_LOADING_MODULES, build_pipeline, fit
+
+    fs, model, spark = settings.features, settings.training.model, context.resources.spark
+    with Progress(context.log.info, "training", spark=spark.session()) as progress:
+        progress.say("sampling the train and test splits")
+        train, test, available = bounded_training_frames(context.resources.lakehouse, spark, settings,
+                                                         training_table, version)
+        available = available or {"train": len(train), "test": len(test)}
+        if len(train) >= _LONG_FIT_ROWS:
+            # The fit works in this thread, one core: meanwhile Spark's Python workers import what
+            # batch scoring will need to load the model (3-4 s per worker, saved from scoring).
+            spark.import_in_python_workers(MODEL_LOADING_MODULES)
+        progress.say(f"fitting on {len(train):,} rows")
+        pipeline = fit(build_pipeline(model.class_path, model.params, fs.categorical, fs.numeric_columns, problem),
+                       train, fs.columns)
+    return _Fitted(pipeline, train, test, available)
+
+
+def _log_run(context: AssetExecutionContext, settings: Settings, problem, fitted: _Fitted, scores,
+             metrics: dict[str, float], version: int, feature_lookups: str):
+    """Log parameters, metrics, the training rows as input, plots, the model and tags to the active
+    MLflow run; returns the logged model's info."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from ..ml.training import LABEL, model_requirements, run_params, skops_trusted_types
+
+    training_table, columns = settings.table(settings.names.training_set), settings.features.columns
+    context.resources.mlflow.log_params(run_params(
+        settings, training_table, version, {"train": len(fitted.train), "test": len(fitted.test)},
+        fitted.available, json.loads(feature_lookups)))
+    mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+    _log_training_input(context.resources.lakehouse, settings, fitted.train, training_table, version)
+    with tempfile.TemporaryDirectory() as plots_dir:
+        for path in problem.save_plots(fitted.test[LABEL], scores, plots_dir, settings.inference.decision_threshold):
+            mlflow.log_artifact(str(path), artifact_path="plots")
+    pipeline, example = fitted.pipeline, fitted.train[columns].head(5)
+    info = mlflow.sklearn.log_model(
+        pipeline, name="model", signature=infer_signature(example, getattr(pipeline, problem.predict_method)(example)),
+        input_example=example, pyfunc_predict_fn=problem.predict_method,
+        skops_trusted_types=skops_trusted_types(pipeline), pip_requirements=model_requirements(),
+    )
+    mlflow.set_tags({"mlops.stage": "training", "mlops.target": settings.target, "mlops.problem_type": problem.name,
+                     "mlops.feature_lookups": feature_lookups})
+    return info
+
+
+def _log_training_input(lakehouse: Lakehouse, settings: Settings, train, training_table: str, version: int) -> None:
+    """The rows trained on, logged as the run's input dataset (source: the Delta table version)."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from ..ml.training import LABEL, rows_digest
+
+    tr = settings.training
+    dataset = mlflow.data.from_pandas(
+        train, source=lakehouse.mlflow_dataset_source(training_table, version), targets=LABEL, name=training_table,
+        digest=rows_digest(training_table, version, tr.seed, tr.max_rows, len(train)))
+    with warnings.catch_warnings():
+        # MLflow hints that integer columns cannot hold missing values: only the 0/1 target is one.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+        # Left to itself MLflow infers the schema from every value (83 s for 800,000 rows); the
+        # column types are those of the first rows, as the Delta table gives them.
+        dataset.schema = infer_signature(train.head(1000)).inputs
+        mlflow.log_input(dataset, context="training")
+
+
 def training_assets(settings: Settings):
-    ds, fs, tr, names = settings.dataset, settings.features, settings.training, settings.names
-    labels_table = settings.table(names.labels)
+    return [_training_set_asset(settings), _model_asset(settings)]
+
+
+def _training_set_asset(settings: Settings):
+    names, tr = settings.names, settings.training
     training_table = settings.table(names.training_set)
     truth = settings.monitoring.ground_truth
     truth_table = settings.table(names.ground_truth) if truth.learn else None
-
-    classifies = settings.classifies
-    split_text = (f"stratified on the label, seed {tr.seed}, exact per class" if classifies
+    split_text = (f"stratified on the label, seed {tr.seed}, exact per class" if settings.classifies
                   else f"seeded with {tr.seed}, exact")
     lookups_text = ", ".join(f"`{l.table}` by {'+'.join(l.lookup_key)}"
                              + (f" as of `{l.timestamp_lookup_key}`" if l.timestamp_lookup_key else "")
@@ -95,92 +292,13 @@ def training_assets(settings: Settings):
     def training_set(
         context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam,
     ) -> MaterializeResult:
-        from ..ml.feature_lookup import FeatureLookup, all_matched, build_training_set, unmatched_counts
-        from ..ml.problem import problem_type
-        from ..ml.sampling import stratified_split
-        from ..ml.training import LABEL, SPLIT
+        return assemble_training_set(context, settings, lakehouse, spark)
 
-        session = spark.session()
-        label_version = lakehouse.version(labels_table)
-        labels = lakehouse.read_spark(session, labels_table, label_version)
-        outcomes = {}
-        if truth_table and lakehouse.exists(truth_table):
-            labels, outcomes = _with_outcomes(lakehouse, session, labels, truth_table)
-        lookups, recorded = [], []
-        for lookup in settings.feature_store.training_lookups:
-            spec = settings.feature_store.tables[lookup.table]
-            table = settings.feature_table(lookup.table)
-            looked_up = lookup.feature_names or settings.feature_names(lookup.table)
-            version = lakehouse.version(table)
-            columns = [*spec.keys, *([spec.timestamp_key] if spec.timestamp_key else []), *looked_up]
-            lookups.append((FeatureLookup(table, lookup.lookup_key, looked_up, lookup.timestamp_lookup_key),
-                            lakehouse.read_spark(session, table, version).select(*columns), spec.keys, spec.timestamp_key))
-            recorded.append({"table": table, "version": version, "lookup_key": lookup.lookup_key,
-                             "timestamp_lookup_key": lookup.timestamp_lookup_key, "features": looked_up})
-        with Progress(context.log.info, "training set", spark=session) as progress, lakehouse.staging_dir() as staging:
-            progress.say("looking features up point in time")
-            joined = build_training_set(labels, lookups)
-            missing = [c for c in fs.columns if c not in joined.columns]
-            if missing:
-                raise ValueError(f"the model features {missing} come from no feature lookup: add them to "
-                                 "feature_store.training_lookups (feature_names) or to the looked-up tables")
-            # Written once, so counting, splitting and writing do not each recompute the joins.
-            joined.write.parquet(f"{staging}/joined")
-            joined = session.read.parquet(f"{staging}/joined")
-            tables = [l.table for l, *_ in lookups]
-            unmatched = unmatched_counts(joined, tables)
-            if unmatched.rows:
-                context.log.warning(f"{unmatched.rows} labels predate every feature row of their key and are "
-                                    f"left out of training (per table: {unmatched.per_table})")
-            time_columns = [t for t in dict.fromkeys(l.timestamp_lookup_key for l, *_ in lookups) if t]
-            frame = joined.where(all_matched(tables)).select(ds.key, *time_columns, *fs.columns, LABEL)
-            progress.say("splitting train / test")
-            problem = problem_type(settings.problem_type)
-            stratified, stratum = problem.strata(frame, LABEL)
-            split = stratified_split(stratified, ds.key, stratum, tr.test_size, tr.seed,
-                                     min_classes=2 if problem.classifies else 1)
-            counts = split.rows
-            feature_version = recorded[0]["version"]
-            lineage = {"features_table": recorded[0]["table"], "features_version": str(feature_version),
-                       "labels_table": labels_table, "labels_version": str(label_version), **outcomes,
-                       "feature_lookups": json.dumps(recorded)}
-            progress.say(f"writing {training_table}")
-            info = lakehouse.write_spark(
-                training_table, split.frame.select(*frame.columns, SPLIT), "overwrite",
-                commit_info={**commit_info(context), **lineage},
-                properties={"primary_key": ds.key},
-                description=f"Training set: {labels_table} with features looked up point in time "
-                            f"from {', '.join(r['table'] for r in recorded)}, split seeded.",
-            )
-        record(lakehouse, settings.table(AUDIT_TABLE), table_written([info], settings.target, context.run.run_id))
-        rows = sum(counts.values())
-        return MaterializeResult(metadata={
-            **table_metadata(info),
-            "train_rows": sum(n for (side, _), n in counts.items() if side == "train"),
-            "test_rows": sum(n for (side, _), n in counts.items() if side == "test"),
-            **({"positive_rate": sum(n for (_, label), n in counts.items() if label == 1) / rows if rows else 0.0}
-               if classifies else {}),
-            "labels_without_features": unmatched.rows,
-            "features_version": feature_version, "labels_version": label_version, **outcomes,
-            "feature_lookups": markdown_table([
-                {"table": r["table"], "delta_version": r["version"], "lookup_key": "+".join(r["lookup_key"]),
-                 "as_of": r["timestamp_lookup_key"] or "latest", "features": len(r["features"])} for r in recorded]),
-        })
+    return training_set
 
-    def _with_outcomes(lakehouse: Lakehouse, session, labels, table: str):
-        """The labels with the outcomes that arrived later: per key, the newest of the two (an outcome's
-        time is its label time, so its features are looked up as of when it was observed)."""
-        from ..ml.feature_lookup import latest_per_key
-        from ..ml.features import build_labels
-        from ..ml.problem import problem_type
-        from ..settings import INGESTED_AT
 
-        version = lakehouse.version(table)
-        outcomes = build_labels(lakehouse.read_spark(session, table, version), ds.key, ds.label,
-                                problem_type(settings.problem_type), ds.positive_label, carry=(truth.time_column,))
-        both = labels.select(ds.key, "label", INGESTED_AT).unionByName(
-            outcomes.withColumnRenamed(truth.time_column, INGESTED_AT))
-        return latest_per_key(both, [ds.key], INGESTED_AT), {"outcomes_table": table, "outcomes_version": str(version)}
+def _model_asset(settings: Settings):
+    names, tr = settings.names, settings.training
 
     @asset(
         name=names.model, key_prefix=names.prefix, group_name=names.group("training"),
@@ -191,97 +309,14 @@ def training_assets(settings: Settings):
         op_tags={IMPORTS_TAG: ",".join([tr.model.class_path.rpartition(".")[0], *_MODEL_STEP_IMPORTS])},
         description=(
             f"A {tr.model.class_path.rsplit('.', 1)[-1]} pipeline (impute, one-hot encode, scale, "
-            f"{'classify' if classifies else 'regress'}) trained on the `train` split (a seeded"
-            f"{', stratified' if classifies else ''} sample of at most {tr.max_rows:,} rows when it is "
+            f"{'classify' if settings.classifies else 'regress'}) trained on the `train` split (a seeded"
+            f"{', stratified' if settings.classifies else ''} sample of at most {tr.max_rows:,} rows when it is "
             "larger) and evaluated on `test` (sampled by the same fraction). Logged to MLflow experiment "
             f"`{settings.mlflow.experiment}` with parameters, metrics ({', '.join(PROBLEM_METRICS[settings.problem_type])}), "
             "signature, input example, plots and the training set's Delta version as input."
         ),
     )
     def trained_model(context: AssetExecutionContext):
-        import mlflow
-        from mlflow.models import infer_signature
+        return train_model(context, settings)
 
-        from ..governance.lineage import data_commit
-        from ..ml.problem import problem_type
-        from ..ml.training import (
-            LABEL, MODEL_LOADING_MODULES, build_pipeline, fit, model_requirements, skops_trusted_types,
-        )
-
-        lakehouse: Lakehouse = context.resources.lakehouse
-        version = lakehouse.version(training_table)
-        feature_lookups = data_commit(lakehouse, training_table, version, "feature_lookups").get("feature_lookups", "[]")
-        session = context.resources.spark.session()
-        with Progress(context.log.info, "training", spark=session) as progress:
-            progress.say("sampling the train and test splits")
-            problem = problem_type(settings.problem_type)
-            train, test, available = bounded_training_frames(lakehouse, context.resources.spark, settings,
-                                                             training_table, version)
-            available = available or {"train": len(train), "test": len(test)}
-            if len(train) >= _LONG_FIT_ROWS:
-                # The fit works in this thread, one core: meanwhile Spark's Python workers import what
-                # batch scoring will need to load the model (3-4 s per worker, saved from scoring).
-                context.resources.spark.import_in_python_workers(MODEL_LOADING_MODULES)
-            progress.say(f"fitting on {len(train):,} rows")
-            pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns,
-                                          problem), train, fs.columns)
-        threshold = settings.inference.decision_threshold
-        scores = problem.score(pipeline, test[fs.columns])
-        metrics = problem.evaluate(test[LABEL], scores, threshold)
-
-        mlf = context.resources.mlflow
-        run = mlflow.active_run()
-        mlf.log_params({
-            "model_class": tr.model.class_path, **{f"model.{k}": v for k, v in tr.model.params.items()},
-            "problem_type": settings.problem_type, "test_size": tr.test_size, "seed": tr.seed,
-            **({"decision_threshold": threshold} if classifies else {}),
-            "n_features": len(fs.columns), "train_rows": len(train), "test_rows": len(test),
-            "train_rows_available": available["train"], "test_rows_available": available["test"],
-            "max_rows": tr.max_rows,
-            "training_set": training_table, "training_set_version": version,
-            "feature_tables": ", ".join(f"{t['table']}@v{t['version']}" for t in json.loads(feature_lookups)),
-        })
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        source = lakehouse.mlflow_dataset_source(training_table, version)
-        # The rows trained on are fixed by the table version, the seed and max_rows: that is their
-        # digest (MLflow's own maps every value of the frame to its type: 2 s per million rows).
-        identity = f"{training_table}@v{version}/seed={tr.seed}/max_rows={tr.max_rows}/rows={len(train)}"
-        dataset = mlflow.data.from_pandas(train, source=source, targets=LABEL, name=training_table,
-                                          digest=hashlib.sha256(identity.encode()).hexdigest()[:8])
-        with warnings.catch_warnings():
-            # MLflow hints that integer columns cannot hold missing values: only the 0/1 target is one.
-            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
-            # Left to itself MLflow infers the schema from every value (83 s for 800,000 rows); the
-            # column types are those of the first rows, as the Delta table gives them.
-            dataset.schema = infer_signature(train.head(1000)).inputs
-            mlflow.log_input(dataset, context="training")
-        with tempfile.TemporaryDirectory() as plots_dir:
-            for path in problem.save_plots(test[LABEL], scores, plots_dir, threshold):
-                mlflow.log_artifact(str(path), artifact_path="plots")
-        example = train[fs.columns].head(5)
-        info = mlflow.sklearn.log_model(
-            pipeline, name="model", signature=infer_signature(example, getattr(pipeline, problem.predict_method)(example)),
-            input_example=example, pyfunc_predict_fn=problem.predict_method,
-            skops_trusted_types=skops_trusted_types(pipeline), pip_requirements=model_requirements(),
-        )
-        mlflow.set_tags({"mlops.stage": "training", "mlops.target": settings.target, "mlops.problem_type": problem.name,
-                         "mlops.feature_lookups": feature_lookups})
-
-        trained = TrainedModel(
-            run_id=run.info.run_id, model_uri=info.model_uri, model_id=getattr(info, "model_id", None),
-            metrics=metrics, training_set=training_table, training_set_version=version,
-            experiment_id=run.info.experiment_id, feature_lookups=feature_lookups,
-        )
-        return Output(trained, metadata={
-            "mlflow_run_id": trained.run_id,
-            "mlflow_run": MetadataValue.text(run_url(settings.mlflow.tracking_uri, trained.experiment_id, trained.run_id)),
-            "mlflow_tracking_uri": settings.mlflow.tracking_uri,
-            "model_uri": trained.model_uri,
-            "training_set_version": version,
-            "train_rows_used": len(train), "train_rows_available": available["train"],
-            "holdout_rows_used": len(test), "holdout_rows_available": available["test"],
-            **{k: MetadataValue.float(v) for k, v in metrics.items()},
-        })
-
-    return [training_set, trained_model]
-
+    return trained_model

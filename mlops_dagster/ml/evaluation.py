@@ -117,6 +117,41 @@ def check_thresholds(metrics: dict[str, float], thresholds: dict) -> list[Thresh
     ]
 
 
+@dataclass(frozen=True)
+class Validation:
+    """The outcome of checking a challenger's metrics against every configured threshold."""
+
+    results: list[ThresholdResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+    @property
+    def status(self) -> str:
+        """What the registry records of it: ``passed`` or ``failed``."""
+        return "passed" if self.passed else "failed"
+
+    @property
+    def summary(self) -> str:
+        """Every threshold's verdict, in configuration order."""
+        return "; ".join(r.describe() for r in self.results)
+
+    def rows(self) -> list[dict]:
+        """One row per threshold (observed rounded to 4 places), for a table beside the bounds."""
+        return [{"metric": r.metric, "observed": round(r.observed, 4) if r.observed is not None else None,
+                 "min": r.min, "max": r.max, "passed": r.passed} for r in self.results]
+
+    def observed(self) -> dict[str, float]:
+        """``<metric>_observed`` per threshold, NaN for a missing metric."""
+        return {f"{r.metric}_observed": r.observed if r.observed is not None else float("nan") for r in self.results}
+
+
+def validate(metrics: dict[str, float], thresholds: dict) -> Validation:
+    """The challenger's ``metrics`` checked against ``thresholds`` (validation.thresholds)."""
+    return Validation(check_thresholds(metrics, thresholds))
+
+
 def compare_to_champion(
     challenger: dict[str, float], champion: dict[str, float] | None, metric: str, max_regression: float
 ) -> tuple[bool, str]:
@@ -132,3 +167,14 @@ def compare_to_champion(
     if delta >= -max_regression:
         return True, verdict
     return False, verdict
+
+
+def comparison_rows(challenger_version: str, challenger: dict[str, float], champion_version: str | None,
+                    champion: dict[str, float] | None) -> list[dict]:
+    """The challenger's holdout metrics and, when the champion was scored on the same holdout, the
+    previous champion's: one row per model, rounded to 4 places."""
+    rows = [{"role": "challenger", "version": challenger_version, **{k: round(v, 4) for k, v in challenger.items()}}]
+    if champion is not None:
+        rows.append({"role": "previous champion", "version": champion_version,
+                     **{k: round(v, 4) for k, v in champion.items()}})
+    return rows

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 LABEL = "label"
 __all__ = ["LABEL", "MODEL_LOADING_MODULES", "SPLIT", "bounded_frames", "bounded_splits", "build_pipeline", "fit",
-           "load_estimator_class", "model_requirements", "skops_trusted_types", "to_pandas"]  # SPLIT: the split column, named in sampling.py
+           "evaluate_holdout", "load_estimator_class", "model_requirements", "rows_digest", "run_params",
+           "skops_trusted_types", "to_pandas"]  # SPLIT: the split column, named in sampling.py
 
 
 def bounded_splits(training_set: "SparkDataFrame", key: str, max_rows: int, seed: int, total_rows: int,
@@ -115,6 +116,40 @@ def build_pipeline(class_path: str, params: dict[str, Any], categorical: list[st
 def fit(pipeline, frame: pd.DataFrame, features: list[str], label: str = LABEL):
     """Fit on the features and the label as it is (0/1 for a classifier, a number for a regressor)."""
     return pipeline.fit(frame[features], frame[label])
+
+
+def evaluate_holdout(problem: ProblemType, model, holdout: pd.DataFrame, features: list[str],
+                     threshold: float) -> tuple[Any, dict[str, float]]:
+    """(scores, metrics) of ``model`` on the holdout rows: the challenger's after training, and the
+    champion's on the very same rows before promotion."""
+    scores = problem.score(model, holdout[features])
+    return scores, problem.evaluate(holdout[LABEL], scores, threshold)
+
+
+def run_params(settings, training_set: str, version: int, rows: dict[str, int], available: dict[str, int],
+               feature_lookups: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parameters a training run logs: the estimator and its parameters, the split and sampling
+    settings, the rows used and available per side (``train`` / ``test``), and the data versions."""
+    tr = settings.training
+    return {
+        "model_class": tr.model.class_path, **{f"model.{k}": v for k, v in tr.model.params.items()},
+        "problem_type": settings.problem_type, "test_size": tr.test_size, "seed": tr.seed,
+        **({"decision_threshold": settings.inference.decision_threshold} if settings.classifies else {}),
+        "n_features": len(settings.features.columns), "train_rows": rows["train"], "test_rows": rows["test"],
+        "train_rows_available": available["train"], "test_rows_available": available["test"],
+        "max_rows": tr.max_rows,
+        "training_set": training_set, "training_set_version": version,
+        "feature_tables": ", ".join(f"{t['table']}@v{t['version']}" for t in feature_lookups),
+    }
+
+
+def rows_digest(training_set: str, version: int, seed: int, max_rows: int, rows: int) -> str:
+    """The digest of the rows trained on. They are fixed by the table version, the seed and
+    ``max_rows`` (MLflow's own digest maps every value of the frame to its type: 2 s per million rows)."""
+    import hashlib
+
+    identity = f"{training_set}@v{version}/seed={seed}/max_rows={max_rows}/rows={rows}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:8]
 
 
 # What a logged model needs to be loaded and scored, pinned to the versions it was trained with.
