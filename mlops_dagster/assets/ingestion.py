@@ -37,7 +37,7 @@ def ingestion_assets(settings: Settings):
         required=True)
     outcomes = Source(
         "ground truth", settings.ground_truth_path, truth, settings.ground_truth_rules(), ds.key,
-        names.ground_truth, names.ground_truth_quarantine, names.group("monitoring"),
+        names.ground_truth, names.ground_truth_quarantine, names.group("ingestion"),
         f"Outcomes that arrived after the predictions: files in `{settings.ground_truth_path}` with "
         f"`{ds.key}`, `{ds.label}` and `{truth.time_column}` (when the outcome was observed, ISO 8601), "
         f"checked like any landing file and upserted on `{ds.key}` into Delta table "
