@@ -8,8 +8,7 @@ from datetime import datetime, timezone
 
 from dagster import AssetExecutionContext, MaterializeResult, multi_asset
 
-from ..governance.audit import AUDIT_TABLE, record, table_written
-from .metadata import commit_info, table_metadata
+from .metadata import audit_log, commit_info, table_metadata
 from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.spark import SparkResource
@@ -156,8 +155,7 @@ def source_table_assets(settings: Settings, dataset: Source):
                 }]).astype({"source_version": "Int64", "watermark": "string"}), "append", commit_info=commit,
                     description="Every read of a source table: version or watermark, whole or changes, rows.")
 
-        record(lakehouse, settings.table(AUDIT_TABLE),
-               table_written([raw_info, quarantine_info], settings.target, context.run.run_id))
+        audit_log(context, settings).tables_written([raw_info, quarantine_info])
         shown = {k: v for k, v in about.items() if v is not None and v != ""}
         yield MaterializeResult(asset_key=names.key(dataset.raw), metadata={
             **(table_metadata(raw_info) if raw_info else {"dagster/table_name": raw_table}),
