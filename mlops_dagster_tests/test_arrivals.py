@@ -6,7 +6,9 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-from mlops_dagster.ml.arrivals import asked_for, file_message, file_outcomes, missing_files, unseen_files
+from mlops_dagster.ml.arrivals import (
+    asked_for, file_message, file_outcomes, last_source_read, missing_files, unseen_files,
+)
 from mlops_dagster.ml.landing import LandingFile
 
 T1 = datetime(2026, 1, 1, 8, 0, tzinfo=timezone.utc)
@@ -51,3 +53,20 @@ def test_outcomes_of_the_ingested_files():
     assert file_message(clean, "id") == (False, "/l/a.csv: 5 rows loaded, 0 quarantined")
     assert file_message(LandingFile(2, "/l/e.csv", refusal="empty file"), "id") == (
         True, "/l/e.csv: 0 rows loaded, 0 quarantined (empty file)")
+
+
+def test_the_last_read_of_a_source_is_its_newest_row():
+    log = pd.DataFrame({
+        "source": ["delta:t", "pg:q", "delta:t"],
+        "source_version": pd.array([4, None, 2], dtype="Int64"),
+        "watermark": pd.array([None, "2026-01-02", None], dtype="string"),
+        "ingested_at": [pd.Timestamp(T2), pd.Timestamp(T2), pd.Timestamp(T1)],  # not in time order
+    })
+    assert last_source_read(log, "delta:t") == {"source_version": 4, "watermark": None}
+    assert last_source_read(log, "pg:q") == {"source_version": None, "watermark": "2026-01-02"}
+    assert last_source_read(log, "other") is None
+
+
+def test_a_table_read_is_named_by_its_label():
+    f = LandingFile(0, "delta:t@v3", "table", data_rows=2, rows_loaded=2)
+    assert file_message(f, "id", "delta:t@v3") == (False, "delta:t@v3: 2 rows loaded, 0 quarantined")

@@ -42,8 +42,20 @@ def file_outcomes(candidates: list[dict], files: list[LandingFile], key: str) ->
     return logged + candidates[len(logged):], report
 
 
-def file_message(f: LandingFile, key: str) -> tuple[bool, str]:
-    """(whether to warn, the log line) of one ingested file."""
+def file_message(f: LandingFile, key: str, name: str | None = None) -> tuple[bool, str]:
+    """(whether to warn, the log line) of one ingested file (named by its path, or ``name``)."""
     problems = f.problems(key)
-    return bool(problems), (f"{f.path}: {f.rows_loaded} rows loaded, {f.rows_quarantined} quarantined"
+    return bool(problems), (f"{name or f.path}: {f.rows_loaded} rows loaded, {f.rows_quarantined} quarantined"
                             + (f" ({'; '.join(problems)})" if problems else ""))
+
+
+def last_source_read(log, source: str) -> dict | None:
+    """The newest read of ``source`` in the source table log (a pandas frame with ``source``,
+    ``source_version``, ``watermark``, ``ingested_at``): its version and watermark (None when not
+    recorded), or None when the source was never read."""
+    reads = log[log["source"] == source].sort_values("ingested_at")  # a table has no row order
+    if not len(reads):
+        return None
+    newest = reads.iloc[-1]
+    return {"source_version": None if newest.isna()["source_version"] else newest["source_version"],
+            "watermark": None if newest.isna()["watermark"] else newest["watermark"]}
