@@ -104,7 +104,8 @@ def _since(lakehouse: Lakehouse, session, settings: Settings, definition: str):
     last = data_commit(lakehouse, features_table, lakehouse.version(features_table), "source_version")
     if last.get("feature_definition") != definition or last.get("source_table") != raw_table:
         return None, "full (feature definitions changed)"
-    if not all(adds_or_updates_only(h) for h in lakehouse.history(raw_table) if h["version"] > int(last["source_version"])):
+    since = int(last["source_version"])
+    if not all(adds_or_updates_only(h) for h in lakehouse.history(raw_table) if h["version"] > since):
         return None, f"full ({raw_table} was restored, overwritten or had rows deleted)"
     newest = lakehouse.read_spark(session, features_table).agg(F.max(INGESTED_AT)).first()[0]
     return (newest, "incremental") if newest is not None else (None, "full (the feature table is empty)")
