@@ -1,4 +1,5 @@
-"""Stage `ingestion`: landing files -> the raw table, bad rows -> quarantine, checked on Spark."""
+"""Stage `ingestion`: landing files (the dataset's, and the outcomes that later judge and teach the
+model) -> their raw tables, bad rows -> quarantine, checked on Spark."""
 
 from datetime import datetime, timezone
 from pathlib import Path
