@@ -20,13 +20,13 @@ REPO = Path(__file__).resolve().parents[1]
 def _stages(use_case: str, dataset: str) -> dict[str, set[str]]:
     """Each use case's stage groups (`churn_training`, ...) hold its assets, under its key prefix."""
     assets = {
-        "ingestion": [f"raw_{dataset}", f"raw_{dataset}_quarantine"],
+        "ingestion": [f"raw_{dataset}", f"raw_{dataset}_quarantine", f"{use_case}_ground_truth",
+                      f"{use_case}_ground_truth_quarantine"],
         "features": [f"{use_case}_features", f"{use_case}_labels", f"{use_case}_features_online"],
         "training": [f"{use_case}_training_set", f"{use_case}_model"],
         "registry": ["challenger_model_version", "champion_model_version"],
         "serving": [f"{use_case}_endpoint"], "inference": [f"{use_case}_predictions"],
-        "monitoring": [f"{use_case}_drift_report", f"{use_case}_ground_truth", f"{use_case}_ground_truth_quarantine",
-                       f"{use_case}_model_performance"],
+        "monitoring": [f"{use_case}_drift_report", f"{use_case}_model_performance"],
     }
     return {f"{use_case}_{stage}": {f"{use_case}/{a}" for a in names} for stage, names in assets.items()}
 

@@ -10,6 +10,7 @@ from dagster import (
 )
 
 from .metadata import markdown_table
+from ..ml.quality import both_classes, complete_features, contract_violations, numeric_labels, unique_keys
 from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.spark import SparkResource
@@ -48,27 +49,31 @@ def _per_key(context, lakehouse: Lakehouse, spark: SparkResource, table: str, ke
             groups = sharing.groupBy(*keys).agg(F.count(F.lit(1)).alias("_n")).where("_n > 1")
             duplicates = int(groups.agg(F.sum(F.col("_n") - 1)).first()[0] or 0)
             examples = ["/".join(map(str, r[:len(keys)])) for r in groups.limit(5).collect()]
-    result = AssetCheckResult(
-        check_name=KEY_CHECK, passed=nulls == 0 and duplicates == 0,
-        metadata={"rows": rows, "null_keys": nulls, "duplicate_keys": duplicates, "expected": 0,
-                  "examples": ", ".join(examples) or "none"},
-    )
+    passed, metadata = unique_keys(rows, nulls, duplicates, examples)
+    result = AssetCheckResult(check_name=KEY_CHECK, passed=passed, metadata=metadata)
     return result, rows, {name: int(totals[name] or 0) for name in sums}
 
 
 def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
-    ds, fs, names = settings.dataset, settings.features, settings.names
-    raw_table = settings.table(names.raw)
-    quarantine_table = settings.table(names.quarantine)
-    features_table = settings.table(names.features)
-    labels_table = settings.table(names.labels)
+    """The checks of the raw table, its quarantine, the feature table and the labels."""
+    return [_raw_key_check(settings), _raw_contract_check(settings), _quarantine_check(settings),
+            _feature_checks(settings), _label_checks(settings)]
 
-    raw_key = _key_spec(names.key(names.raw), raw_table, [ds.key])
 
-    @asset_check(asset=names.key(names.raw), name=KEY_CHECK, description=raw_key.description)
+def _raw_key_check(settings: Settings) -> AssetChecksDefinition:
+    names, key = settings.names, settings.dataset.key
+    spec = _key_spec(names.key(names.raw), settings.table(names.raw), [key])
+
+    @asset_check(asset=names.key(names.raw), name=KEY_CHECK, description=spec.description)
     def raw_key_is_unique(context, lakehouse: Lakehouse, spark: SparkResource,
                           step_launcher: StepLauncherParam) -> AssetCheckResult:
-        return _per_key(context, lakehouse, spark, raw_table, [ds.key])[0]
+        return _per_key(context, lakehouse, spark, settings.table(names.raw), [key])[0]
+
+    return raw_key_is_unique
+
+
+def _raw_contract_check(settings: Settings) -> AssetChecksDefinition:
+    names = settings.names
 
     @asset_check(
         asset=names.key(names.raw), name="rows_meet_contract",
@@ -77,26 +82,37 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
     )
     def raw_rows_meet_contract(context, lakehouse: Lakehouse, spark: SparkResource,
                                step_launcher: StepLauncherParam) -> AssetCheckResult:
-        from functools import partial
+        return rows_meet_contract(context, lakehouse, spark, settings)
 
-        from pyspark.sql import functions as F
+    return raw_rows_meet_contract
 
-        from ..ml.contract import count_violations
 
-        session = spark.session()
-        raw = lakehouse.read_spark(session, raw_table).select(*ds.columns)
-        with Progress(context.log.info, f"contract check on {raw_table}", spark=session):
-            found = (raw.mapInArrow(partial(count_violations, dict(ds.columns)),
-                                    "column string, violations long, example string")
-                     .groupBy("column").agg(F.sum("violations").alias("violations"), F.first("example").alias("example"))
-                     .collect())
-        rows = [{"column": r["column"], "violations": r["violations"], "example": r["example"]}
-                for r in sorted(found, key=lambda r: list(ds.columns).index(r["column"]))]
-        return AssetCheckResult(
-            passed=not rows,
-            metadata={"rows": lakehouse.row_count(raw_table), "violating_cells": sum(r["violations"] for r in rows),
-                      "expected": 0, "violations": markdown_table(rows)},
-        )
+def rows_meet_contract(context, lakehouse: Lakehouse, spark: SparkResource, settings: Settings) -> AssetCheckResult:
+    """Contract violations per column of the raw table, counted by Spark tasks over Arrow batches."""
+    from functools import partial
+
+    from pyspark.sql import functions as F
+
+    from ..ml.contract import count_violations
+
+    ds, raw_table = settings.dataset, settings.table(settings.names.raw)
+    session = spark.session()
+    raw = lakehouse.read_spark(session, raw_table).select(*ds.columns)
+    with Progress(context.log.info, f"contract check on {raw_table}", spark=session):
+        found = (raw.mapInArrow(partial(count_violations, dict(ds.columns)),
+                                "column string, violations long, example string")
+                 .groupBy("column").agg(F.sum("violations").alias("violations"), F.first("example").alias("example"))
+                 .collect())
+    rows = contract_violations(found, list(ds.columns))
+    return AssetCheckResult(
+        passed=not rows,
+        metadata={"rows": lakehouse.row_count(raw_table), "violating_cells": sum(r["violations"] for r in rows),
+                  "expected": 0, "violations": markdown_table(rows)},
+    )
+
+
+def _quarantine_check(settings: Settings) -> AssetChecksDefinition:
+    names = settings.names
 
     @asset_check(
         asset=names.key(names.quarantine), name="no_rows_quarantined_by_last_ingestion",
@@ -104,81 +120,97 @@ def quality_checks(settings: Settings) -> list[AssetChecksDefinition]:
     )
     def quarantine_is_quiet(context, lakehouse: Lakehouse, spark: SparkResource,
                             step_launcher: StepLauncherParam) -> AssetCheckResult:
-        from dagster import AssetKey
-        from pyspark.sql import functions as F
+        return last_ingestion_quarantined_nothing(context, lakehouse, spark, settings)
 
-        event = context.instance.get_latest_materialization_event(AssetKey(names.key(names.quarantine)))
-        quarantined = 0
-        if event is not None and event.asset_materialization is not None:
-            value = event.asset_materialization.metadata.get("rows_quarantined_this_run")
-            quarantined = int(value.value) if value is not None else 0
-        top, in_quarantine = [], lakehouse.row_count(quarantine_table)
-        if in_quarantine:  # nothing to group in an empty table
-            reasons = lakehouse.read_spark(spark.session(), quarantine_table).groupBy("reason").count()
-            top = reasons.orderBy(F.desc("count"), "reason").limit(5).collect()
-        return AssetCheckResult(
-            passed=quarantined == 0, severity=AssetCheckSeverity.WARN,
-            metadata={"rows_quarantined_last_run": quarantined, "rows_in_quarantine": in_quarantine,
-                      "top_reasons": markdown_table([{"reason": r["reason"], "rows": r["count"]} for r in top])},
-        )
+    return quarantine_is_quiet
+
+
+def last_ingestion_quarantined_nothing(context, lakehouse: Lakehouse, spark: SparkResource,
+                                       settings: Settings) -> AssetCheckResult:
+    """The rows the last ingestion quarantined (from its materialization), and the top reasons in the table."""
+    from dagster import AssetKey
+    from pyspark.sql import functions as F
+
+    names, quarantine_table = settings.names, settings.table(settings.names.quarantine)
+    event = context.instance.get_latest_materialization_event(AssetKey(names.key(names.quarantine)))
+    quarantined = 0
+    if event is not None and event.asset_materialization is not None:
+        value = event.asset_materialization.metadata.get("rows_quarantined_this_run")
+        quarantined = int(value.value) if value is not None else 0
+    top, in_quarantine = [], lakehouse.row_count(quarantine_table)
+    if in_quarantine:  # nothing to group in an empty table
+        reasons = lakehouse.read_spark(spark.session(), quarantine_table).groupBy("reason").count()
+        top = reasons.orderBy(F.desc("count"), "reason").limit(5).collect()
+    return AssetCheckResult(
+        passed=quarantined == 0, severity=AssetCheckSeverity.WARN,
+        metadata={"rows_quarantined_last_run": quarantined, "rows_in_quarantine": in_quarantine,
+                  "top_reasons": markdown_table([{"reason": r["reason"], "rows": r["count"]} for r in top])},
+    )
+
+
+def _feature_checks(settings: Settings) -> AssetChecksDefinition:
+    names, key = settings.names, settings.dataset.key
 
     @multi_asset_check(specs=[
-        _key_spec(names.key(names.features), features_table, [ds.key, INGESTED_AT]),
+        _key_spec(names.key(names.features), settings.table(names.features), [key, INGESTED_AT]),
         AssetCheckSpec("features_are_complete", asset=names.key(names.features),
                        description="No feature is missing for any entity (the model must be able to score every row)."),
     ], name=f"{names.features}_checks")
     def feature_checks(context, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam):
-        from pyspark.sql import functions as F
+        yield from check_features(context, lakehouse, spark, settings)
 
-        nulls_in = {c: F.col(c).isNull().cast("long") for c in fs.columns}
-        key_result, rows, nulls = _per_key(context, lakehouse, spark, features_table, [ds.key, INGESTED_AT], **nulls_in)
-        nulls = {c: n for c, n in nulls.items() if n}
-        yield key_result
-        yield AssetCheckResult(
-            check_name="features_are_complete", passed=not nulls,
-            metadata={"rows": rows, "columns": len(fs.columns), "null_cells": sum(nulls.values()), "expected": 0,
-                      "columns_with_nulls": ", ".join(nulls) or "none"},
-        )
+    return feature_checks
 
-    classifies = settings.classifies
-    label_check = (
-        AssetCheckSpec("both_classes_present", asset=names.key(names.labels),
-                       description="Labels are 0/1 and both outcomes occur: a classifier cannot learn from one class.")
-        if classifies else
-        AssetCheckSpec("labels_are_numbers", asset=names.key(names.labels),
-                       description="Every label is a finite number and they are not all the same: a regressor "
-                                   "cannot learn from missing or constant targets.")
-    )
 
-    @multi_asset_check(specs=[_key_spec(names.key(names.labels), labels_table, [ds.key]), label_check],
-                       name=f"{names.labels}_checks")
+def check_features(context, lakehouse: Lakehouse, spark: SparkResource, settings: Settings):
+    """Unique key + ingestion time, and no null feature, from one scan of the feature table."""
+    from pyspark.sql import functions as F
+
+    columns, table = settings.features.columns, settings.table(settings.names.features)
+    nulls_in = {c: F.col(c).isNull().cast("long") for c in columns}
+    key_result, rows, nulls = _per_key(context, lakehouse, spark, table, [settings.dataset.key, INGESTED_AT],
+                                       **nulls_in)
+    yield key_result
+    passed, metadata = complete_features(rows, len(columns), nulls)
+    yield AssetCheckResult(check_name="features_are_complete", passed=passed, metadata=metadata)
+
+
+def _label_spec(settings: Settings) -> AssetCheckSpec:
+    asset = settings.names.key(settings.names.labels)
+    if settings.classifies:
+        return AssetCheckSpec("both_classes_present", asset=asset,
+                              description="Labels are 0/1 and both outcomes occur: a classifier cannot learn from "
+                                          "one class.")
+    return AssetCheckSpec("labels_are_numbers", asset=asset,
+                          description="Every label is a finite number and they are not all the same: a regressor "
+                                      "cannot learn from missing or constant targets.")
+
+
+def _label_checks(settings: Settings) -> AssetChecksDefinition:
+    names, label_check = settings.names, _label_spec(settings)
+
+    @multi_asset_check(specs=[_key_spec(names.key(names.labels), settings.table(names.labels), [settings.dataset.key]),
+                              label_check], name=f"{names.labels}_checks")
     def label_checks(context, lakehouse: Lakehouse, spark: SparkResource, step_launcher: StepLauncherParam):
-        from pyspark.sql import functions as F
+        yield from check_labels(context, lakehouse, spark, settings, label_check.name)
 
-        label = F.col("label")
-        if classifies:
-            key_result, total, counts = _per_key(context, lakehouse, spark, labels_table, [ds.key],
-                                                 positives=(label == 1).cast("long"),
-                                                 negatives=(label == 0).cast("long"))
-            positives, negatives = counts["positives"], counts["negatives"]
-            invalid = total - positives - negatives
-            yield key_result
-            yield AssetCheckResult(
-                check_name=label_check.name, passed=invalid == 0 and positives > 0 and negatives > 0,
-                metadata={"positives": positives, "negatives": negatives, "invalid_labels": invalid,
-                          "positive_rate": positives / total if total else 0.0},
-            )
-            return
+    return label_checks
+
+
+def check_labels(context, lakehouse: Lakehouse, spark: SparkResource, settings: Settings, check_name: str):
+    """Unique keys, and labels a model can learn from: both classes, or finite and not constant numbers."""
+    from pyspark.sql import functions as F
+
+    table, key, label = settings.table(settings.names.labels), settings.dataset.key, F.col("label")
+    if settings.classifies:
+        key_result, total, counts = _per_key(context, lakehouse, spark, table, [key],
+                                             positives=(label == 1).cast("long"), negatives=(label == 0).cast("long"))
+        passed, metadata = both_classes(total, counts["positives"], counts["negatives"])
+    else:
         finite = label.isNotNull() & ~F.isnan(label) & (F.abs(label) < F.lit(float("inf")))
-        key_result, total, counts = _per_key(context, lakehouse, spark, labels_table, [ds.key],
-                                             invalid=(~finite).cast("long"))
-        spread = lakehouse.read_spark(spark.session(), labels_table).agg(
+        key_result, total, counts = _per_key(context, lakehouse, spark, table, [key], invalid=(~finite).cast("long"))
+        spread = lakehouse.read_spark(spark.session(), table).agg(
             F.min("label").alias("low"), F.max("label").alias("high"), F.avg("label").alias("mean")).first()
-        yield key_result
-        yield AssetCheckResult(
-            check_name=label_check.name, passed=counts["invalid"] == 0 and total > 0 and spread["low"] != spread["high"],
-            metadata={"invalid_labels": counts["invalid"], "min": float(spread["low"] or 0.0),
-                      "max": float(spread["high"] or 0.0), "mean": float(spread["mean"] or 0.0)},
-        )
-
-    return [raw_key_is_unique, raw_rows_meet_contract, quarantine_is_quiet, feature_checks, label_checks]
+        passed, metadata = numeric_labels(total, counts["invalid"], spread["low"], spread["high"], spread["mean"])
+    yield key_result
+    yield AssetCheckResult(check_name=check_name, passed=passed, metadata=metadata)

@@ -2,7 +2,7 @@
 
 from dagster import AssetExecutionContext, AutomationCondition, Failure, MaterializeResult, MetadataValue, asset
 
-from ..governance.audit import AUDIT_TABLE, audit_event, record
+from ..governance.audit import AuditLog
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHALLENGER, CHAMPION, ModelRegistry
 from ..resources.serving import EndpointUpdateFailed, ServingBackend
@@ -30,7 +30,7 @@ def roll_out(settings: Settings, serving: ServingBackend, registry: ModelRegistr
     """
     from ..serving.rollout import plan
 
-    cfg, audit_table = settings.serving, settings.table(AUDIT_TABLE)
+    cfg, audit = settings.serving, AuditLog.of_run(lakehouse, settings, run_id)
     registry = registry.for_use_case(settings)
     champion = registry.by_alias(CHAMPION)
     if champion is None:
@@ -49,9 +49,8 @@ def roll_out(settings: Settings, serving: ServingBackend, registry: ModelRegistr
             serving.apply(cfg.endpoint, step)
         except EndpointUpdateFailed as exc:
             now = serving.describe(cfg.endpoint)
-            record(lakehouse, audit_table, [audit_event(
-                "deploy_failed", cfg.endpoint, settings.target, run_id, step=number,
-                config=_routes(step), error=str(exc), still_serving=_routes((now or {}).get("config")))])
+            audit.record("deploy_failed", cfg.endpoint, step=number, config=_routes(step), error=str(exc),
+                         still_serving=_routes((now or {}).get("config")))
             raise Failure(
                 description=f"rollout step {number}/{len(steps)} ({_routes(step)}) failed: {exc}. "
                             f"The endpoint still serves: {_routes((now or {}).get('config'))}.",
@@ -59,9 +58,8 @@ def roll_out(settings: Settings, serving: ServingBackend, registry: ModelRegistr
             ) from None
     state = serving.describe(cfg.endpoint)
     if steps:
-        record(lakehouse, audit_table, [audit_event(
-            "deployed", cfg.endpoint, settings.target, run_id, strategy=cfg.strategy,
-            traffic=_routes(state["config"]), champion_version=str(champion.version))])
+        audit.record("deployed", cfg.endpoint, strategy=cfg.strategy, traffic=_routes(state["config"]),
+                     champion_version=str(champion.version))
     return state, len(steps), str(champion.version)
 
 

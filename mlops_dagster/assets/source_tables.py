@@ -8,8 +8,7 @@ from datetime import datetime, timezone
 
 from dagster import AssetExecutionContext, MaterializeResult, multi_asset
 
-from ..governance.audit import AUDIT_TABLE, record, table_written
-from .metadata import commit_info, table_metadata
+from .metadata import audit_log, commit_info, table_metadata
 from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.spark import SparkResource
@@ -102,69 +101,80 @@ def source_table_assets(settings: Settings, dataset: Source):
     """The raw table (and its quarantine) from the use case's ``dataset.source``."""
     source = settings.dataset.source
     origin = _DeltaOrigin(source) if isinstance(source, DeltaSourceSettings) else _PostgresOrigin(source)
-    names, key = settings.names, settings.dataset.key
-    raw_table, log_table = settings.table(dataset.raw), settings.table(SOURCE_LOG)
+    key, raw_table, log_table = settings.dataset.key, settings.table(dataset.raw), settings.table(SOURCE_LOG)
     dataset = replace(dataset, folder=origin.name, raw_description=(
         f"`{dataset.what}` rows from {origin.describe()}, recorded in `{log_table}`; checked against the "
         f"dataset contract on Spark and upserted on `{key}` into Delta table `{raw_table}`, with "
         f"`{SOURCE_FILE}` (the source and its version or watermark) and `{INGESTED_AT}` for lineage."))
 
-    def last_read(lakehouse: Lakehouse) -> dict | None:
-        if not lakehouse.exists(log_table):
-            return None
-        log = lakehouse.read(log_table, columns=["source", "source_version", "watermark", "ingested_at"])
-        reads = log[log["source"] == origin.name].sort_values("ingested_at")  # a table has no row order
-        if not len(reads):
-            return None
-        newest = reads.iloc[-1]
-        return {"source_version": None if newest.isna()["source_version"] else newest["source_version"],
-                "watermark": None if newest.isna()["watermark"] else newest["watermark"]}
-
-    @multi_asset(name=names.ingest(dataset.raw), specs=specs(settings, dataset))
+    @multi_asset(name=settings.names.ingest(dataset.raw), specs=specs(settings, dataset))
     def ingest_source_table(context: AssetExecutionContext, lakehouse: Lakehouse, spark: SparkResource,
                             step_launcher: StepLauncherParam):
-        import pandas as pd
-
-        from ..ml.landing import read_table_rows
-
-        raw_info = quarantine_info = None
-        loaded = quarantined = 0
-        session = spark.session()
-        with lakehouse.staging_dir() as staging, Progress(context.log.info, "ingestion", spark=session) as progress:
-            read = origin.read(context, lakehouse, session, last_read(lakehouse), staging, progress.say)
-            about = read.about
-            if read.rows is None:
-                context.log.info(f"{origin.name}: nothing new ({about['why']}); {raw_table} is unchanged")
-            else:
-                context.log.info(f"reading {read.label}: {about['read']}" + (f" ({about['why']})" if about["why"] else ""))
-                now = datetime.now(timezone.utc)
-                commit = {**commit_info(context), "source_reads": read.label}
-                batch = read_table_rows(session, read.rows, read.label, dataset.rules, key, staging, now,
-                                        context.run.run_id, progress=progress.say)
-                [f] = batch.files
-                loaded, quarantined = f.rows_loaded, f.rows_quarantined
-                problems = f.problems(key)
-                (context.log.warning if problems else context.log.info)(
-                    f"{read.label}: {loaded} rows loaded, {quarantined} quarantined"
-                    + (f" ({'; '.join(problems)})" if problems else ""))
-                raw_info, quarantine_info = load_checked(lakehouse, settings, dataset, batch, commit, origin.name)
-                lakehouse.write(log_table, pd.DataFrame([{
-                    "source": origin.name, "source_version": about.get("source_version"),
-                    "watermark": about.get("watermark"), "read": about["read"], "why": about["why"],
-                    "rows_read": f.rows_read, "rows_loaded": loaded, "rows_quarantined": quarantined,
-                    "ingested_at": pd.Timestamp(now), "dagster_run_id": context.run.run_id,
-                }]).astype({"source_version": "Int64", "watermark": "string"}), "append", commit_info=commit,
-                    description="Every read of a source table: version or watermark, whole or changes, rows.")
-
-        record(lakehouse, settings.table(AUDIT_TABLE),
-               table_written([raw_info, quarantine_info], settings.target, context.run.run_id))
-        shown = {k: v for k, v in about.items() if v is not None and v != ""}
-        yield MaterializeResult(asset_key=names.key(dataset.raw), metadata={
-            **(table_metadata(raw_info) if raw_info else {"dagster/table_name": raw_table}),
-            **shown, "rows_loaded": loaded})
-        yield MaterializeResult(asset_key=names.key(dataset.quarantine), metadata={
-            **(table_metadata(quarantine_info) if quarantine_info else
-               {"dagster/table_name": settings.table(dataset.quarantine)}),
-            **shown, "rows_quarantined_this_run": quarantined})
+        yield from ingest_source(context, lakehouse, spark, settings, dataset, origin)
 
     return ingest_source_table
+
+
+def last_read(lakehouse: Lakehouse, settings: Settings, origin) -> dict | None:
+    """What the previous run read of ``origin`` (version, watermark), from the source table log."""
+    from ..ml.arrivals import last_source_read
+
+    log_table = settings.table(SOURCE_LOG)
+    if not lakehouse.exists(log_table):
+        return None
+    return last_source_read(lakehouse.read(log_table, columns=["source", "source_version", "watermark",
+                                                               "ingested_at"]), origin.name)
+
+
+def ingest_source(context, lakehouse: Lakehouse, spark: SparkResource, settings: Settings, dataset: Source, origin):
+    """What is new in the source, checked and loaded; the audit rows; both assets' results."""
+    names, raw_table = settings.names, settings.table(dataset.raw)
+    raw_info = quarantine_info = None
+    loaded = quarantined = 0
+    session = spark.session()
+    with lakehouse.staging_dir() as staging, Progress(context.log.info, "ingestion", spark=session) as progress:
+        read = origin.read(context, lakehouse, session, last_read(lakehouse, settings, origin), staging, progress.say)
+        about = read.about
+        if read.rows is None:
+            context.log.info(f"{origin.name}: nothing new ({about['why']}); {raw_table} is unchanged")
+        else:
+            raw_info, quarantine_info, loaded, quarantined = _load_read(
+                context, lakehouse, session, settings, dataset, origin, read, staging, progress.say)
+    audit_log(context, settings).tables_written([raw_info, quarantine_info])
+    shown = {k: v for k, v in about.items() if v is not None and v != ""}
+    yield MaterializeResult(asset_key=names.key(dataset.raw), metadata={
+        **(table_metadata(raw_info) if raw_info else {"dagster/table_name": raw_table}),
+        **shown, "rows_loaded": loaded})
+    yield MaterializeResult(asset_key=names.key(dataset.quarantine), metadata={
+        **(table_metadata(quarantine_info) if quarantine_info else
+           {"dagster/table_name": settings.table(dataset.quarantine)}),
+        **shown, "rows_quarantined_this_run": quarantined})
+
+
+def _load_read(context, lakehouse: Lakehouse, session, settings: Settings, dataset: Source, origin, read: _Read,
+               staging: str, say):
+    """The rows read checked by the contract and loaded, the read logged: (raw info, quarantine
+    info, rows loaded, rows quarantined)."""
+    import pandas as pd
+
+    from ..ml.arrivals import file_message
+    from ..ml.landing import read_table_rows
+
+    about, key = read.about, settings.dataset.key
+    context.log.info(f"reading {read.label}: {about['read']}" + (f" ({about['why']})" if about["why"] else ""))
+    now = datetime.now(timezone.utc)
+    commit = {**commit_info(context), "source_reads": read.label}
+    batch = read_table_rows(session, read.rows, read.label, dataset.rules, key, staging, now, context.run.run_id,
+                            progress=say)
+    [f] = batch.files
+    warn, message = file_message(f, key, read.label)
+    (context.log.warning if warn else context.log.info)(message)
+    raw_info, quarantine_info = load_checked(lakehouse, settings, dataset, batch, commit, origin.name)
+    lakehouse.write(settings.table(SOURCE_LOG), pd.DataFrame([{
+        "source": origin.name, "source_version": about.get("source_version"),
+        "watermark": about.get("watermark"), "read": about["read"], "why": about["why"],
+        "rows_read": f.rows_read, "rows_loaded": f.rows_loaded, "rows_quarantined": f.rows_quarantined,
+        "ingested_at": pd.Timestamp(now), "dagster_run_id": context.run.run_id,
+    }]).astype({"source_version": "Int64", "watermark": "string"}), "append", commit_info=commit,
+        description="Every read of a source table: version or watermark, whole or changes, rows.")
+    return raw_info, quarantine_info, f.rows_loaded, f.rows_quarantined

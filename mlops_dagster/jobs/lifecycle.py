@@ -42,9 +42,12 @@ def build_jobs(settings: Settings) -> Jobs:
             names.job("lifecycle"), groups(*LIFECYCLE_GROUPS), hooks=_mlflow_hooks, tags=tags,
             description="Landing files to champion model, batch predictions and drift report, in one run.",
         ),
+        # The outcomes sit in the ingestion group (they feed the training set) but arrive on their own:
+        # the monitoring job and the outcome file sensor ingest them, the training job does not.
         training=define_asset_job(
-            names.job("training"), groups("ingestion", "features", "training", "registry"), hooks=_mlflow_hooks,
-            tags=tags,
+            names.job("training"), groups("ingestion", "features", "training", "registry")
+            - AssetSelection.assets(names.key(names.ground_truth), names.key(names.ground_truth_quarantine)),
+            hooks=_mlflow_hooks, tags=tags,
             description="Ingest new files, rebuild features, train, register the challenger, validate and promote.",
         ),
         batch_inference=define_asset_job(

@@ -46,3 +46,15 @@ def build_labels(raw: "DataFrame", key: str, label: str, problem: "ProblemType",
 
     target = problem.label(F.col(label), positive_label).alias("label")
     return raw.select(F.col(key), target, *(F.col(c) for c in carry))
+
+
+def feature_definition(key: str, label: str, positive_label: object, problem_type: str, categorical: list[str],
+                       numerical: list[str], derived: Mapping[str, str]) -> str:
+    """What the feature rows are computed from, as a short hash: when it changes, every row is
+    computed again (stamped on each feature table commit, compared by the next build)."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(
+        [key, label, str(positive_label), problem_type, categorical, numerical, derived], sort_keys=True,
+    ).encode()).hexdigest()[:16]
