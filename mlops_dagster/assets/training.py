@@ -17,7 +17,7 @@ from ..resources.lakehouse import Lakehouse
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import PROBLEM_METRICS, Settings
-from .metadata import audit_log, commit_info, markdown_table, table_metadata
+from .metadata import audit_log, commit_info, markdown_table, mlflow_run_metadata, table_metadata
 
 
 def bounded_training_frames(lakehouse: Lakehouse, spark: SparkResource, settings: Settings, table: str, version: int):
@@ -55,13 +55,6 @@ class TrainedModel:
     training_set_version: int
     experiment_id: str
     feature_lookups: str = "[]"  # JSON: the feature tables, Delta versions and features looked up
-
-
-def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
-    """Where to look at a run: the MLflow UI path (open it in `mlflow ui` or the workspace)."""
-    return f"#/experiments/{experiment_id}/runs/{run_id}" if tracking_uri.startswith("sqlite") else (
-        f"{tracking_uri.rstrip('/')}/#mlflow/experiments/{experiment_id}/runs/{run_id}"
-    )
 
 
 def assemble_training_set(context: AssetExecutionContext, settings: Settings, lakehouse: Lakehouse,
@@ -179,7 +172,7 @@ def train_model(context: AssetExecutionContext, settings: Settings) -> Output:
     )
     return Output(trained, metadata={
         "mlflow_run_id": trained.run_id,
-        "mlflow_run": MetadataValue.text(run_url(settings.mlflow.tracking_uri, trained.experiment_id, trained.run_id)),
+        "mlflow_run": mlflow_run_metadata(settings, trained.experiment_id, trained.run_id),
         "mlflow_tracking_uri": settings.mlflow.tracking_uri,
         "model_uri": trained.model_uri,
         "training_set_version": version,
