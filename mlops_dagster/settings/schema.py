@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-CONF_DIR = Path(__file__).parent / "conf"
+CONF_DIR = Path(__file__).parent.parent / "conf"
 TARGETS = ("local", "dev", "staging", "prod")
 # When a raw row was ingested: a column of the raw table, and the feature table's timestamp key.
 INGESTED_AT = "_ingested_at"
