@@ -1,0 +1,13 @@
+"""What every section of the configuration is built on."""
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ConfigError(ValueError):
+    """The target configuration is missing or invalid; the message says which file and field."""
+
+
+class SettingsModel(BaseModel):
+    """A section of the configuration: an unknown key is an error, and loaded settings never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
