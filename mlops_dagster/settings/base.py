@@ -8,6 +8,8 @@ class ConfigError(ValueError):
 
 
 class SettingsModel(BaseModel):
-    """A section of the configuration: an unknown key is an error, and loaded settings never change."""
+    """A section of the configuration: an unknown key is an error, and loaded settings never change.
+    The docstring under each field is its description (``reference`` builds the configuration
+    reference from them)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)

@@ -86,6 +86,7 @@ class Project(SettingsModel):
     """Every use case of the code location, each one's settings complete (shared parts included)."""
 
     use_cases: list[Settings] = Field(min_length=1)
+    """The use cases in the order the configuration names them; the first is the default."""
 
     @model_validator(mode="after")
     def _one_project(self) -> "Project":

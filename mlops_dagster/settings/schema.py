@@ -19,37 +19,58 @@ from .schema_operations import AutomationSettings, GovernanceSettings
 
 
 class Settings(SettingsModel):
+    """One use case's settings, complete: its own sections laid over the project's shared ones."""
+
     target: Literal["local", "dev", "staging", "prod"]
-    # What the use case's model predicts: a binary class (with its probability) or a number.
+    """Where the project runs: on this machine, or on a Databricks workspace (set by each target's file)."""
     problem_type: Literal["classification", "regression"] = "classification"
-    # A shipped demo's data generator (`mlops generate`; `mlops run` fills an empty landing folder).
+    """What the use case's model predicts: a binary class (with its probability) or a number."""
     demo: Literal["telco", "houses"] | None = None
-    # The use case: every asset and table is named from it (see ``Names``), and config strings may
-    # say ``{name}`` (and ``{catalog}``, ``{schema}``) to name models, experiments and endpoints.
+    """A shipped demo's data generator (`mlops generate`; `mlops run` fills an empty landing folder)."""
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    """The use case (its key under `use_cases`): every asset and table is named from it, and config
+    strings may say `{name}` (and `{catalog}`, `{schema}`) to name models, experiments and endpoints."""
     catalog: str
+    """The Unity Catalog catalog holding every table of the project (locally, a folder)."""
     schema_: str = Field(alias="schema")
-    # Where tables, landing files, reports and MLflow live on `local`. On a Databricks target it is
-    # unset (Unity Catalog tables and volumes); set it to a path the cluster reaches (/dbfs/...)
-    # to keep delta-rs tables there instead, as the workspace-emulator tests do.
+    """The schema in that catalog holding every table of the project (every use case's)."""
     root: Path | None = None
+    """Where tables, landing files, reports and MLflow live on `local`. On a Databricks target it is
+    unset (Unity Catalog tables and volumes); set it to a path the cluster reaches (/dbfs/...)
+    to keep delta-rs tables there instead."""
     landing: str | None = None
+    """The use case's landing folder: a path or an object store URI such as s3://bucket/prefix
+    (unset: `<name>` in the project's `landing` folder or volume)."""
     mlflow: MlflowSettings
+    """MLflow tracking and registry."""
     spark: dict[str, str] = Field(default_factory=dict)
-    # Steps of a run at once, each in a thread of the run's process (1: one step at a time).
+    """Spark configuration of the run's SparkSession."""
     max_concurrent_steps: int = Field(4, ge=1)
+    """Steps of a run at once, each in a thread of the run's process (1: one step at a time)."""
     dataset: DatasetSettings
+    """The raw data and its contract."""
     features: FeatureSettings
+    """The model's inputs."""
     training: TrainingSettings
+    """How the model is trained."""
     validation: ValidationSettings
+    """What a challenger must reach."""
     inference: InferenceSettings = InferenceSettings()
+    """Batch predictions."""
     monitoring: MonitoringSettings = MonitoringSettings()
+    """Drift, decay and fairness."""
     automation: AutomationSettings = AutomationSettings()
+    """Sensors, schedules and alerts."""
     serving: ServingSettings
+    """The serving endpoint."""
     governance: GovernanceSettings = GovernanceSettings()
+    """Model cards, approvals, access and promotion."""
     databricks: DatabricksSettings = DatabricksSettings()
+    """Databricks targets: clusters and credentials."""
     feature_store: FeatureStoreSettings = FeatureStoreSettings()
+    """The feature registry and the online store."""
     cost: CostSettings = CostSettings()
+    """What compute costs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -11,11 +11,18 @@ from .base import SettingsModel
 
 
 class ColumnRule(SettingsModel):
+    """One column of the landing file contract: a row breaking a rule goes to quarantine, with the reason."""
+
     type: Literal["string", "double", "long", "boolean", "timestamp"]
+    """The column's type; a timestamp is ISO 8601 text, UTC when it names no zone."""
     nullable: bool = False
+    """Whether the column may be empty."""
     allowed: list[Any] | None = None
+    """The only values the column may hold (unset: any value of its type)."""
     min: float | None = None
+    """The smallest value a number may have (unset: no lower bound)."""
     max: float | None = None
+    """The largest value a number may have (unset: no upper bound)."""
 
     @model_validator(mode="after")
     def _timestamps_are_only_parsed(self) -> "ColumnRule":
@@ -28,13 +35,16 @@ class CsvOptions(SettingsModel):
     """How a CSV landing file is written (like Auto Loader's CSV options)."""
 
     delimiter: str = Field(",", min_length=1, max_length=1)
+    """The character between two fields."""
     quote: str = Field('"', min_length=1, max_length=1)
-    # Any Python codec name (utf-8, latin-1, cp1252, utf-16, ...). Other than UTF-8, each file is
-    # decoded as it is read (streamed, never whole in memory); a byte the codec refuses refuses the
-    # file, naming its line.
+    """The character around a field that holds the delimiter, a quote or a line break."""
     encoding: str = "utf-8"
-    # Without a header, the fields of a row are the contract's columns (`columns`) in their order.
+    """Any Python codec name (utf-8, latin-1, cp1252, utf-16, ...). Other than UTF-8, each file is
+    decoded as it is read (streamed, never whole in memory); a byte the codec refuses refuses the
+    file, naming its line."""
     header: bool = True
+    """Whether the first line names the fields; without one, the fields of a row are the
+    contract's columns (`columns`) in their order."""
 
     @model_validator(mode="after")
     def _known_encoding(self) -> "CsvOptions":
@@ -56,8 +66,11 @@ class LandingFormat(SettingsModel):
     one `file_pattern` may match several formats."""
 
     file_pattern: str = "*.csv"
+    """Which files of the landing folder are read (a glob on the file name)."""
     format: Literal["auto", "csv", "parquet", "json"] = "auto"
+    """The files' format; `auto` follows each file's extension."""
     csv: CsvOptions = CsvOptions()
+    """How CSV files are written."""
 
 
 class DeltaSourceSettings(SettingsModel):
@@ -66,9 +79,10 @@ class DeltaSourceSettings(SettingsModel):
     told (the table was overwritten, restored or rows were deleted since)."""
 
     kind: Literal["delta"]
-    # catalog.schema.table (Unity Catalog on Databricks; locally <root>/<catalog>/<schema>/<table>),
-    # or the path of a Delta table.
+    """Says the source is a Delta table."""
     table: str = Field(min_length=1)
+    """catalog.schema.table (Unity Catalog on Databricks; locally <root>/<catalog>/<schema>/<table>),
+    or the path of a Delta table."""
 
 
 class PostgresSourceSettings(SettingsModel):
@@ -77,13 +91,18 @@ class PostgresSourceSettings(SettingsModel):
     must grow with every new or changed row (a sequence, or a commit time set by the writer)."""
 
     kind: Literal["postgres"]
-    # The environment variable holding the DSN (postgresql://user:password@host:5432/db): the
-    # password never sits in config.
+    """Says the source is a PostgreSQL table or query."""
     dsn_env: str = "MLOPS_SOURCE_DSN"
-    table: str | None = None        # schema.table, or:
-    query: str | None = None        # any SELECT (read as a subquery)
+    """The environment variable holding the DSN (postgresql://user:password@host:5432/db): the
+    password never sits in config."""
+    table: str | None = None
+    """The table to read (schema.table); exactly one of `table` and `query` is set."""
+    query: str | None = None
+    """Any SELECT to read instead of a table (read as a subquery)."""
     watermark: str = Field(min_length=1)
+    """The column that grows with every new or changed row; a run reads the rows above the last one read."""
     batch_rows: int = Field(50_000, ge=1)
+    """How many rows are fetched at a time."""
 
     @model_validator(mode="after")
     def _table_or_query(self) -> "PostgresSourceSettings":
@@ -93,14 +112,21 @@ class PostgresSourceSettings(SettingsModel):
 
 
 class DatasetSettings(LandingFormat):
+    """The use case's raw data: where its rows come from, the contract they must meet, the key and the label."""
+
     name: str
-    # Where rows come from: landing files in the use case's landing folder (unset), a Delta table
-    # or a PostgreSQL table or query.
+    """Names the raw table (`raw_<name>`) and its quarantine table."""
     source: DeltaSourceSettings | PostgresSourceSettings | None = Field(None, discriminator="kind")
+    """Where rows come from: landing files in the use case's landing folder (unset), a Delta table
+    or a PostgreSQL table or query."""
     key: str
+    """The entity key column: unique and never empty."""
     label: str
-    positive_label: Any = None  # classification: the label's positive value (its score's class)
+    """The column the model learns to predict."""
+    positive_label: Any = None
+    """Classification: the label's positive value (the class whose probability is scored)."""
     columns: dict[str, ColumnRule]
+    """The landing file contract, one rule per column; replaced as a whole by an upper layer."""
 
     @model_validator(mode="after")
     def _key_and_label_are_columns(self) -> "DatasetSettings":
@@ -111,9 +137,14 @@ class DatasetSettings(LandingFormat):
 
 
 class FeatureSettings(SettingsModel):
+    """The model's inputs, computed with Spark from the raw table."""
+
     categorical: list[str]
+    """Columns the model treats as categories (written as text)."""
     numerical: list[str]
+    """Columns the model treats as numbers (written as doubles)."""
     derived: dict[str, str] = Field(default_factory=dict)
+    """New or replaced columns, each a Spark SQL expression over raw columns; replaced as a whole by an upper layer."""
 
     @property
     def columns(self) -> list[str]:
@@ -127,44 +158,68 @@ class FeatureSettings(SettingsModel):
 
 
 class FeatureSpec(SettingsModel):
+    """What one feature of a registered table means."""
+
     description: str = ""
+    """What the feature means, stored as the column's comment."""
     dtype: Literal["string", "double", "long", "boolean", "timestamp"] | None = None
+    """The feature's type, checked against how the features asset writes it (unset: not checked)."""
 
 
 class FeatureTableSettings(SettingsModel):
     """A feature table in the registry: what identifies a row, who owns it, what each feature means."""
 
-    keys: list[str] = Field(min_length=1)   # entity keys (the primary key without the timestamp)
-    timestamp_key: str | None = None        # with it, the table keeps history: one row per keys + time
+    keys: list[str] = Field(min_length=1)
+    """The entity keys (the primary key without the timestamp)."""
+    timestamp_key: str | None = None
+    """With it, the table keeps history: one row per keys and time."""
     description: str
+    """What the table holds, stored as the table's comment."""
     owner: str
+    """Who answers for the table."""
     tags: dict[str, str] = Field(default_factory=dict)
-    # Feature name -> description and dtype. Replaced as a whole by an upper config layer.
+    """Free-form labels stored with the table (domain, entity, pii, ...)."""
     columns: dict[str, FeatureSpec] = Field(default_factory=dict)
-    online: bool = False                    # publish the latest values per key to the online store
+    """Feature name to its description and type; replaced as a whole by an upper layer."""
+    online: bool = False
+    """Whether the latest values per key are published to the online store."""
 
 
 class FeatureLookupSettings(SettingsModel):
     """Like Databricks' ``FeatureLookup``: which features to join to the labels, by which columns."""
 
-    table: str                                # a feature table of ``feature_store.tables``
-    lookup_key: list[str] = Field(min_length=1)  # label columns matched to the table's keys, in order
-    timestamp_lookup_key: str | None = None   # label event time: features as of then (point in time)
-    feature_names: list[str] | None = None    # default: every feature of the table
+    table: str
+    """A feature table of `feature_store.tables`."""
+    lookup_key: list[str] = Field(min_length=1)
+    """The label columns matched to the table's keys, in order."""
+    timestamp_lookup_key: str | None = None
+    """The label's event time: features are looked up as of then (point in time)."""
+    feature_names: list[str] | None = None
+    """Which features to join (unset: every feature of the table)."""
 
 
 class OnlineStoreSettings(SettingsModel):
-    # sqlite: embedded, a file under `root` (or `path`); postgres: a server named by the DSN in the
-    # environment variable `dsn_env` (the DSN holds the password, so it never sits in config).
+    """Where the latest feature values are served from at low latency."""
+
     kind: Literal["sqlite", "postgres"] = "sqlite"
+    """sqlite: embedded, a file under `root` (or `path`); postgres: a server named by the DSN in the
+    environment variable `dsn_env`."""
     path: str | None = None
+    """The SQLite file (unset: `online/features.db` under `root`)."""
     dsn_env: str = "MLOPS_ONLINE_STORE_DSN"
+    """The environment variable holding the PostgreSQL DSN (it holds the password, so it never sits in config)."""
 
 
 class FeatureStoreSettings(SettingsModel):
+    """The feature registry, how training looks features up, and the online store."""
+
     tables: dict[str, FeatureTableSettings] = Field(default_factory=dict)
+    """The registered feature tables by name; `{name}_features` is the one the features asset writes."""
     training_lookups: list[FeatureLookupSettings] = Field(default_factory=list)
+    """How training joins features to labels (unset: the model's features from `{name}_features` by
+    `dataset.key`, as of each label's ingestion time)."""
     online_store: OnlineStoreSettings = OnlineStoreSettings()
+    """Where online features are published."""
 
     @model_validator(mode="after")
     def _lookups_name_declared_features(self) -> "FeatureStoreSettings":
