@@ -75,7 +75,7 @@ def _read_yaml(path: Path) -> dict:
 
 
 # Settings one project shares: a use case may not set these (one workspace, one store, one gateway).
-_PROJECT_WIDE = {
+PROJECT_WIDE = {
     "target": None, "root": None, "catalog": None, "schema": None, "spark": None, "databricks": None,
     "mlflow": ("tracking_uri", "registry_uri"), "serving": ("host", "port"), "feature_store": ("online_store",),
     "cost": None,
@@ -139,8 +139,8 @@ def load_settings(target: str | None = None, extra_file: str | Path | None = Non
 def _project_wide_keys_in(section: dict) -> list[str]:
     """The project-wide settings ``section`` sets, as dotted names (``serving.port``)."""
     shared, _ = _split_project_wide(section)
-    return [key if _PROJECT_WIDE[key] is None else f"{key}.{sub}" for key, value in shared.items()
-            for sub in ([None] if _PROJECT_WIDE[key] is None else value)]
+    return [key if PROJECT_WIDE[key] is None else f"{key}.{sub}" for key, value in shared.items()
+            for sub in ([None] if PROJECT_WIDE[key] is None else value)]
 
 
 def _check_use_case_sections(path: Path, layer: dict) -> None:
@@ -162,8 +162,8 @@ def _split_project_wide(own: dict) -> tuple[dict, dict]:
     """A file's settings as (what the project shares, what belongs to its use case)."""
     shared, use_case = {}, {}
     for key, value in own.items():
-        sub = _PROJECT_WIDE.get(key, ())
-        if key in _PROJECT_WIDE and sub is None:
+        sub = PROJECT_WIDE.get(key, ())
+        if key in PROJECT_WIDE and sub is None:
             shared[key] = value
         elif sub and isinstance(value, dict):
             if any(k in value for k in sub):

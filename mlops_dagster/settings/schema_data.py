@@ -79,9 +79,9 @@ class DeltaSourceSettings(SettingsModel):
     told (the table was overwritten, restored or rows were deleted since)."""
 
     kind: Literal["delta"]
-    """Says the source is a Delta table."""
+    """A Delta table."""
     table: str = Field(min_length=1)
-    """catalog.schema.table (Unity Catalog on Databricks; locally <root>/<catalog>/<schema>/<table>),
+    """`catalog.schema.table` (Unity Catalog on Databricks; locally `<root>/<catalog>/<schema>/<table>`),
     or the path of a Delta table."""
 
 
@@ -91,7 +91,7 @@ class PostgresSourceSettings(SettingsModel):
     must grow with every new or changed row (a sequence, or a commit time set by the writer)."""
 
     kind: Literal["postgres"]
-    """Says the source is a PostgreSQL table or query."""
+    """A PostgreSQL table or query."""
     dsn_env: str = "MLOPS_SOURCE_DSN"
     """The environment variable holding the DSN (postgresql://user:password@host:5432/db): the
     password never sits in config."""
