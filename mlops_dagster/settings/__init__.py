@@ -13,7 +13,7 @@ from .base import ConfigError
 from .constants import (CONF_DIR, INGESTED_AT, LOWER_IS_BETTER, PROBLEM_METRICS, SETTINGS_JSON_ENV, SOURCE_FILE,
                         TARGETS, USE_CASE_TAG)
 from .loading import Project, deep_merge, load_project, load_settings
-from .names import Names
+from .names import Names, capture_prefix
 from .schema import Settings
 from .schema_data import (ColumnRule, CsvOptions, DatasetSettings, DeltaSourceSettings, FeatureLookupSettings,
                           FeatureSettings, FeatureSpec, FeatureStoreSettings, FeatureTableSettings, LandingFormat,
@@ -34,5 +34,5 @@ __all__ = [
     "MlflowSettings", "ModelSpec", "MonitoringSettings", "Names", "NextEnvironment", "OnlineStoreSettings",
     "PostgresSourceSettings", "Project", "PromotionSettings", "RetrainSensorSettings", "RoleRights",
     "ScheduleSettings", "SecretEnv", "ServingSettings", "Settings", "TrainingSettings", "ValidationSettings",
-    "bound_text", "deep_merge", "load_project", "load_settings",
+    "bound_text", "capture_prefix", "deep_merge", "load_project", "load_settings",
 ]

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def capture_prefix(endpoint: str) -> str:
+    """The prefix of an endpoint's auto-capture (inference) table: Databricks names the table
+    ``<prefix>_payload``."""
+    return endpoint.replace("-", "_")
+
+
 @dataclass(frozen=True)
 class Names:
     """Every asset, table and check name of one use case, made here from its config (``name`` and

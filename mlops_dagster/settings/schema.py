@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from .base import SettingsModel
 from .constants import INGESTED_AT, PROBLEM_METRICS
-from .names import Names
+from .names import Names, capture_prefix
 from .schema_data import ColumnRule, DatasetSettings, FeatureSettings, FeatureStoreSettings
 from .schema_databricks import CostSettings, DatabricksSettings
 from .schema_model import (InferenceSettings, MlflowSettings, MonitoringSettings, ServingSettings, TrainingSettings,
@@ -251,7 +251,7 @@ class Settings(SettingsModel):
 
     def inference_table(self, endpoint: str | None = None) -> str:
         """An endpoint's auto-capture table (Databricks names it ``<prefix>_payload``)."""
-        return self.table(f"{(endpoint or self.serving.endpoint).replace('-', '_')}_payload")
+        return self.table(f"{capture_prefix(endpoint or self.serving.endpoint)}_payload")
 
     def table(self, name: str) -> str:
         """The three-level Unity Catalog name of one of this project's tables."""
