@@ -1,7 +1,8 @@
 """The configuration reference, generated from the schema so it cannot drift from it.
 
 ``python -m mlops_dagster.settings.reference --write`` writes ``docs/reference/configuration.md``;
-without ``--write`` it prints the page. Every key is listed as a dotted path with its type,
+``--check`` fails, saying that command, when the committed page differs from what the schema
+generates (``make docs`` runs it); without a flag it prints the page. Every key is listed as a dotted path with its type,
 default, allowed values and the description written under the field in the schema.
 """
 
@@ -191,14 +192,27 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def stale() -> str | None:
+    """Why the committed page is not what the schema generates now (None: it is)."""
+    if not PAGE.exists():
+        return f"{PAGE} is missing: run `{COMMAND}`"
+    if PAGE.read_text() != markdown():
+        return f"{PAGE} is out of date with the schema: run `{COMMAND}` and commit it"
+    return None
+
+
 def main(argv: list[str]) -> None:
     if argv == ["--write"]:
         PAGE.parent.mkdir(parents=True, exist_ok=True)
         PAGE.write_text(markdown())
+    elif argv == ["--check"]:
+        problem = stale()
+        if problem:
+            raise SystemExit(problem)
     elif not argv:
         sys.stdout.write(markdown())
     else:
-        raise SystemExit(f"usage: {COMMAND.removesuffix(' --write')} [--write]")
+        raise SystemExit(f"usage: {COMMAND.removesuffix(' --write')} [--write | --check]")
 
 
 if __name__ == "__main__":
