@@ -46,8 +46,10 @@ stop: install
 generate: install
 	$(BIN)/mlops generate $(ARGS)
 
-## docs: build the documentation site (mkdocs.yml, docs/) into .site/; strict: a broken link or anchor fails it
+## docs: build the documentation site (mkdocs.yml, docs/) into .site/; strict: a broken link or anchor fails it,
+## and so does a configuration reference that is not what the schema generates (the message says the command)
 docs: install
+	$(BIN)/python -m mlops_dagster.settings.reference --check
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir .site
 
 ## screenshot: capture the Dagster UI's asset graph into docs/images/asset-graph.png (needs Chromium)

@@ -45,11 +45,10 @@ def _tick(project, cursor=None):
         instance=project.instance, cursor=cursor, repository_def=project.defs.get_repository_def()))
 
 
-def _report(project, records: list[dict] | str):
-    config = records if isinstance(records, str) else json.dumps(records)
+def _report(project, records: list[dict]):
     result = project.defs.resolve_job_def("cost_report_job").execute_in_process(
         instance=project.instance, raise_on_error=False,
-        run_config={"ops": {"cost_report": {"config": {"records_json": config}}}})
+        run_config={"ops": {"cost_report": {"config": {"records": records}}}})
     assert result.success, project.failures(result)
     return result
 
@@ -62,7 +61,7 @@ def test_local_runs_are_recorded_with_their_wall_time_and_no_cost(tmp_path):
 
         tick = _tick(project)
         [request] = tick.run_requests
-        records = json.loads(request.run_config["ops"]["cost_report"]["config"]["records_json"])
+        records = request.run_config["ops"]["cost_report"]["config"]["records"]
         steps = {r["step_key"]: r for r in records}
         assert set(steps) == {s.step_key for s in ingest.get_step_success_events()}
         for record in steps.values():
@@ -73,7 +72,7 @@ def test_local_runs_are_recorded_with_their_wall_time_and_no_cost(tmp_path):
         assert any("churn/raw_customers" in r["assets"].split(",") for r in records)
         assert {r["stage"] for r in records} == {"ingestion"}  # check steps take their asset's stage
 
-        report = _report(project, request.run_config["ops"]["cost_report"]["config"]["records_json"])
+        report = _report(project, request.run_config["ops"]["cost_report"]["config"]["records"])
         costs = project.lakehouse.read(project.table("run_costs"))
         assert sorted(costs["step_key"]) == sorted(steps) and (costs["cost_estimated"] == 0).all()
         metadata = project.metadata("cost_report")
@@ -87,13 +86,12 @@ def test_local_runs_are_recorded_with_their_wall_time_and_no_cost(tmp_path):
         assert not second.run_requests and "only cost reports" in second.skip_message
         again = project.run(selection=["raw_customers", "raw_customers_quarantine"])
         [request] = _tick(project, tick.cursor).run_requests
-        recorded = {r["dagster_run_id"] for r in json.loads(
-            request.run_config["ops"]["cost_report"]["config"]["records_json"])}
+        recorded = {r["dagster_run_id"] for r in request.run_config["ops"]["cost_report"]["config"]["records"]}
         assert recorded == {report.run_id, again.run_id}
 
         # Recording the same records twice keeps one row per step.
-        _report(project, request.run_config["ops"]["cost_report"]["config"]["records_json"])
-        _report(project, request.run_config["ops"]["cost_report"]["config"]["records_json"])
+        _report(project, request.run_config["ops"]["cost_report"]["config"]["records"])
+        _report(project, request.run_config["ops"]["cost_report"]["config"]["records"])
         costs = project.lakehouse.read(project.table("run_costs"))
         assert not costs.duplicated(["dagster_run_id", "step_key"]).any()
         assert costs["dagster_run_id"].nunique() == 3

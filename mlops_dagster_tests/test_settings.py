@@ -184,6 +184,8 @@ def test_empty_override_file_changes_nothing(local_root, tmp_path):
 @pytest.mark.parametrize("override, field", [
     ({"bogus_key": 1}, "bogus_key"),
     ({"training": {"epochs": 3}}, "training.epochs"),
+    ({"monitoring": {"ground_truth": {"delay_days": 3}}}, "monitoring.ground_truth.delay_days"),
+    ({"use_cases": {"churn": {"serving": {"strategie": "canary"}}}}, "serving.strategie"),
     ({"training": {"test_size": 1.5}}, "training.test_size"),
     ({"dataset": {"columns": {"customerID": {"type": "uuid"}, "churnString": {"type": "string"}}}},
      "dataset.columns.customerID.type"),

@@ -1,6 +1,5 @@
 """Group `governance`: what compute costs, per day, stage, asset, use case and target."""
 
-import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -22,9 +21,41 @@ BUDGET_CHECK = "within_daily_budget"
 _TIMES = ("started_at", "finished_at")
 
 
+class CostRecord(Config):
+    """One step of a finished run: where it ran, how long, what it was estimated to cost (a row of
+    ``run_costs``, made by cost_sensor)."""
+
+    dagster_run_id: str
+    job_name: str
+    use_case: str
+    target: str
+    trigger: str
+    step_key: str
+    assets: str
+    """The asset keys the step materialized, comma-separated."""
+    stage: str
+    status: str
+    started_at: str
+    """ISO 8601, UTC (as is ``finished_at``)."""
+    finished_at: str
+    seconds: float
+    databricks_run_id: int
+    """0: the step ran in the Dagster process."""
+    compute_kind: str
+    compute_node_type: str
+    compute_nodes: int
+    compute_availability: str
+    compute_pool: str
+    dbus_estimated: float | None
+    cost_estimated: float | None
+    """None: the rates do not price the step's node type (``cost_problem`` says which)."""
+    currency: str
+    cost_problem: str
+
+
 class CostRecords(Config):
-    records_json: str = "[]"
-    """Step records from cost_sensor (a JSON list); empty: report on what is already recorded."""
+    records: list[CostRecord] = []
+    """Step records from cost_sensor; empty: report on what is already recorded."""
 
 
 def cost_assets(project: Project):
@@ -50,7 +81,7 @@ def cost_assets(project: Project):
                     step_launcher: StepLauncherParam):
         import pandas as pd
 
-        new = _frame(json.loads(config.records_json))
+        new = _frame([record.model_dump() for record in config.records])
         if len(new):
             lakehouse.merge(table, new, ["dagster_run_id", "step_key"],
                             description="One row per step of every finished run: where it ran, how long, what it "
@@ -100,12 +131,7 @@ def cost_assets(project: Project):
 def _frame(rows: list[dict]):
     import pandas as pd
 
-    frame = pd.DataFrame(rows, columns=[
-        "dagster_run_id", "job_name", "use_case", "target", "trigger", "step_key", "assets", "stage", "status",
-        "started_at", "finished_at", "seconds", "databricks_run_id", "compute_kind", "compute_node_type",
-        "compute_nodes", "compute_availability", "compute_pool", "dbus_estimated", "cost_estimated", "currency",
-        "cost_problem",
-    ])
+    frame = pd.DataFrame(rows, columns=list(CostRecord.model_fields))
     for column in _TIMES:
         frame[column] = pd.to_datetime(frame[column], utc=True)
     for column in ("seconds", "dbus_estimated", "cost_estimated"):

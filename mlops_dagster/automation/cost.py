@@ -9,7 +9,6 @@ as run config: the table is written by a step, which on Databricks runs where ev
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from typing import Any
 
@@ -112,7 +111,7 @@ def cost_sensor(project: Project, report_job, default_status):
         rows = [row for r in records for row in step_records(context.instance, r.dagster_run, project, group_of)]
         return RunRequest(
             run_key=f"cost-{records[-1].dagster_run.run_id}",
-            run_config={"ops": {"cost_report": {"config": {"records_json": json.dumps(rows)}}}},
+            run_config={"ops": {"cost_report": {"config": {"records": rows}}}},
         )
 
     return _cost_sensor

@@ -33,7 +33,6 @@ def build_resources(project: Project) -> dict[str, Any]:
     target, root, catalog, MLflow URIs, Spark, the online store, the gateway, Databricks)."""
     settings = project.default
     mlflow = settings.mlflow
-    project_json = project.model_dump_json(by_alias=True)
     common = {
         # Under `root` (always set on local; set on a Databricks target to keep tables in a folder
         # the cluster reaches), delta-rs tables; otherwise Unity Catalog.
@@ -54,7 +53,7 @@ def build_resources(project: Project) -> dict[str, Any]:
             **common,
             "serving": LocalServingBackend(
                 host=settings.serving.host, port=settings.serving.port, state_dir=str(settings.root / "serving"),
-                gateway_settings=project_json, ready_timeout_seconds=settings.serving.ready_timeout_seconds,
+                project=project, ready_timeout_seconds=settings.serving.ready_timeout_seconds,
             ),
             "step_launcher": ResourceDefinition.none_resource(description="Steps run in the Dagster process."),
             "landing_volume": LocalLandingVolume(),
@@ -62,13 +61,16 @@ def build_resources(project: Project) -> dict[str, Any]:
         }
     from .databricks import DatabricksServingBackend, step_launcher_resource
     from .landing import DatabricksLandingVolume
+    from .section_config import to_config
 
+    databricks = to_config(settings.databricks)
     return {
         **common,
-        "serving": DatabricksServingBackend(settings_json=project_json,
+        "serving": DatabricksServingBackend(databricks=databricks, catalog=settings.catalog,
+                                            schema_name=settings.schema_,
                                             ready_timeout_seconds=settings.serving.ready_timeout_seconds),
         "step_launcher": step_launcher_resource(project),
-        "landing_volume": DatabricksLandingVolume(databricks_json=settings.databricks.model_dump_json()),
-        "billing": DatabricksBilling(databricks_json=settings.databricks.model_dump_json(), target=settings.target,
+        "landing_volume": DatabricksLandingVolume(databricks=databricks),
+        "billing": DatabricksBilling(databricks=databricks, target=settings.target,
                                      warehouse_id=settings.cost.warehouse_id),
     }

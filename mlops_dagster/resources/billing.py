@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 
-from .databricks import PROJECT, PROJECT_TAG, RUN_TAG, STEP_TAG, TARGET_TAG, USE_CASE_CLUSTER_TAG, workspace_client
+from .databricks import (PROJECT, PROJECT_TAG, RUN_TAG, STEP_TAG, TARGET_TAG, USE_CASE_CLUSTER_TAG, DatabricksConfig,
+                         workspace_client)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,7 +76,8 @@ class NoBilling(Billing):
 class DatabricksBilling(Billing):
     """system.billing.usage through the SQL Statement Execution API."""
 
-    databricks_json: str
+    databricks: DatabricksConfig
+    """The target's Databricks settings: which variables hold the credentials."""
     target: str
     warehouse_id: str | None = None
     wait_seconds: float = 600.0
@@ -92,9 +94,7 @@ class DatabricksBilling(Billing):
         from databricks.sdk.errors import DatabricksError
         from databricks.sdk.service.sql import StatementParameterListItem, StatementState
 
-        from ..settings import DatabricksSettings
-
-        statements = workspace_client(DatabricksSettings.model_validate_json(self.databricks_json)).statement_execution
+        statements = workspace_client(self.databricks).statement_execution
         try:
             response = statements.execute_statement(
                 statement=USAGE_SQL, warehouse_id=self.warehouse_id, wait_timeout="30s",

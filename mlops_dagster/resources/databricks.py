@@ -17,8 +17,13 @@ from typing import Any
 
 from dagster import ResourceDefinition
 
-from ..settings import SETTINGS_JSON_ENV, ClusterSettings, ConfigError, DatabricksSettings, Project, Settings
+from ..settings import (SETTINGS_JSON_ENV, ClusterSettings, ConfigError, DatabricksSettings, Project, Settings,
+                        capture_prefix)
+from .section_config import as_config
 from .serving import ServingBackend
+
+# The Databricks settings as a resource's typed config (see section_config).
+DatabricksConfig = as_config(DatabricksSettings)
 
 # Set by the Databricks runtime on every cluster (and by the workspace emulator's runtime).
 RUNTIME_ENV = "DATABRICKS_RUNTIME_VERSION"
@@ -269,19 +274,19 @@ class DatabricksServingBackend(ServingBackend):
     """Databricks model serving endpoints, managed through databricks-sdk with the target's
     credentials (or the cluster's own authentication when a step runs on a cluster)."""
 
-    settings_json: str  # the target's project: credentials variable names, capture tables
-
-    def _settings(self) -> Settings:
-        return Project.model_validate_json(self.settings_json).default
+    databricks: DatabricksConfig
+    """The target's Databricks settings: which variables hold the credentials."""
+    catalog: str
+    schema_name: str
+    """Where each endpoint's auto-capture (inference) table is written: ``<catalog>.<schema_name>``."""
 
     def _workspace(self, start: bool = True):
-        return workspace_client(self._settings().databricks)
+        return workspace_client(self.databricks)
 
     def invocation_url(self, endpoint: str) -> str:
         return f"{self._workspace().config.host.rstrip('/')}/serving-endpoints/{endpoint}/invocations"
 
     def apply(self, endpoint: str, config: dict[str, Any]) -> dict[str, Any]:
-        catalog, schema, table = self._settings().inference_table(endpoint).split(".")
-        capture = {"catalog_name": catalog, "schema_name": schema,
-                   "table_name_prefix": table.removesuffix("_payload"), "enabled": True}
+        capture = {"catalog_name": self.catalog, "schema_name": self.schema_name,
+                   "table_name_prefix": capture_prefix(endpoint), "enabled": True}
         return super().apply(endpoint, {**config, "auto_capture_config": capture})

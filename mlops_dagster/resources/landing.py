@@ -19,6 +19,8 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from .databricks import DatabricksConfig
+
 
 def is_uri(folder: str) -> bool:
     """Whether a landing folder is an object store URI (``s3://bucket/prefix``), not a path."""
@@ -82,7 +84,8 @@ class LocalLandingVolume(LandingVolume):
 
 
 class DatabricksLandingVolume(LandingVolume):
-    databricks_json: str  # the target's Databricks settings: which variables hold the credentials
+    databricks: DatabricksConfig
+    """The target's Databricks settings: which variables hold the credentials."""
 
     def files(self, folder, pattern):
         from databricks.sdk.errors import NotFound
@@ -90,10 +93,9 @@ class DatabricksLandingVolume(LandingVolume):
         if is_uri(folder):  # an object store, not a volume: listed the same way everywhere
             return landing_files(folder, pattern)
 
-        from ..settings import DatabricksSettings
         from .databricks import workspace_client
 
-        workspace = workspace_client(DatabricksSettings.model_validate_json(self.databricks_json))
+        workspace = workspace_client(self.databricks)
         try:
             entries = list(workspace.files.list_directory_contents(folder))
         except NotFound:

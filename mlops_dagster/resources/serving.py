@@ -3,13 +3,13 @@ target. Both talk the Databricks serving REST API through databricks-sdk: the lo
 the local gateway (started on demand), the Databricks one (with the Databricks targets) to a
 workspace."""
 
-from __future__ import annotations
-
 import time
 from abc import ABC, abstractmethod
 from typing import Any
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, ResourceDependency
+
+from ..settings import Project
 
 
 class EndpointUpdateFailed(RuntimeError):
@@ -71,7 +71,9 @@ class LocalServingBackend(ServingBackend):
     host: str
     port: int  # 0: any free port, chosen when the gateway starts (it says which in its state folder)
     state_dir: str
-    gateway_settings: str  # the settings (JSON) a gateway started from here runs with
+    project: ResourceDependency[Project]
+    """The project a gateway started from here serves: its exact settings, handed to the gateway's
+    process. A dependency, not config: Dagster config cannot express every field of the schema."""
 
     @property
     def url(self) -> str | None:
@@ -87,7 +89,7 @@ class LocalServingBackend(ServingBackend):
 
         url = self.url
         if start:
-            url = ensure_running(self.host, self.port, self.state_dir, self.gateway_settings)
+            url = ensure_running(self.host, self.port, self.state_dir, self.project.model_dump_json(by_alias=True))
         elif url is None or not is_up(url):
             return None
         else:

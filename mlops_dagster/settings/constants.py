@@ -1,0 +1,20 @@
+"""Names and fixed values the whole code base shares with the configuration."""
+
+from pathlib import Path
+
+CONF_DIR = Path(__file__).parent.parent / "conf"
+TARGETS = ("local", "dev", "staging", "prod")
+# When a raw row was ingested: a column of the raw table, and the feature table's timestamp key.
+INGESTED_AT = "_ingested_at"
+# Which landing file a raw row came from.
+SOURCE_FILE = "_source_file"
+# The run tag naming the use case a run works for (set on every use case job).
+USE_CASE_TAG = "mlops/use_case"
+# What a model predicts, and the metrics it is judged by on its holdout (ml/ computes them).
+PROBLEM_METRICS = {
+    "classification": ("roc_auc", "f1", "precision", "recall", "log_loss", "accuracy"),
+    "regression": ("rmse", "mae", "r2"),
+}
+LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+# A remote step's environment variable holding its run's resolved project (see load_project).
+SETTINGS_JSON_ENV = "MLOPS_SETTINGS_JSON"
