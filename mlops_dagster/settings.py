@@ -260,6 +260,9 @@ class ServingSettings(_Model):
     workload_size: str = "Small"
     scale_to_zero: bool = False
     host: str = "127.0.0.1"   # local gateway
+    # token: every API call needs `Authorization: Bearer` (mlops token create); none: no token,
+    # allowed only when host is loopback (the gateway refuses to start otherwise).
+    auth: Literal["token", "none"] = "token"
     port: int = Field(8765, ge=0, le=65535)  # 0: any free port (see LocalServingBackend)
     capture_batch_size: int = Field(2000, ge=1)
     capture_flush_seconds: float = Field(1.0, gt=0)

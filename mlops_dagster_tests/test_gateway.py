@@ -19,8 +19,10 @@ from sklearn.linear_model import LogisticRegression
 from mlops_dagster.resources.lakehouse import LocalLakehouse
 from mlops_dagster.serving.capture import InferenceCapture
 from mlops_dagster.serving.gateway import Gateway, LoadedModel
+from mlops_dagster.serving.guard import Guard
 from mlops_dagster.serving.payload import Column
 from mlops_dagster.serving.server import build_app
+from mlops_dagster.serving.tokens import TokenStore
 
 from .project import free_port
 
@@ -51,15 +53,21 @@ class BrokenModel:
 
 
 class Server:
-    def __init__(self, tmp_path, models: dict[str, object], features=None):  # endpoint -> OnlineFeatures
-        self.models = models
+    """A gateway on a free 127.0.0.1 port; its calls carry a manage token made as `mlops token
+    create --scope manage` makes one (``auth="none"``: the gateway wants none)."""
+
+    def __init__(self, tmp_path, models: dict[str, object], features=None, auth: str = "token"):
+        self.models = models  # version -> model; features: endpoint -> OnlineFeatures
+        self.tokens = TokenStore(tmp_path / "state")
+        self.token = self.tokens.create("manage")[1] if auth == "token" else None
         self.lakehouse = LocalLakehouse(root=str(tmp_path / "lakehouse"))
         capture = InferenceCapture(lambda rows: self.lakehouse.write(TABLE, pd.DataFrame(rows), "append"),
                                    batch_size=500, flush_seconds=0.2).start()
         self.gateway = Gateway(self._load, capture, lambda name: TABLE, tmp_path / "endpoints.json",
                                max_body_bytes=4096, seed=7, features=features)
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(build_app(self.gateway), host="127.0.0.1", port=self.port,
+        guard = Guard(self.tokens if auth == "token" else None, "127.0.0.1")
+        self.server = uvicorn.Server(uvicorn.Config(build_app(self.gateway, guard), host="127.0.0.1", port=self.port,
                                                     log_level="warning", loop="asyncio"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -80,10 +88,15 @@ class Server:
         self.server.should_exit = True
         self.thread.join(30)
 
-    def call(self, method: str, path: str, body=None, raw: bytes | None = None):
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def call(self, method: str, path: str, body=None, raw: bytes | None = None, headers: dict | None = None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        sent = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
+        sent = {k: v for k, v in {**sent, **(headers or {})}.items() if v is not None}  # None: leave it out
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read() or b"{}"), dict(response.headers)
