@@ -52,6 +52,11 @@ class BrokenModel:
         raise ValueError("weights file is corrupt")
 
 
+def _json(response) -> dict:
+    data = response.read()
+    return json.loads(data) if response.headers.get("content-type", "").startswith("application/json") else {}
+
+
 class Server:
     """A gateway on a free 127.0.0.1 port; its calls carry a manage token made as `mlops token
     create --scope manage` makes one (``auth="none"``: the gateway wants none)."""
@@ -99,9 +104,9 @@ class Server:
         request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"{}"), dict(response.headers)
+                return response.status, _json(response), dict(response.headers)
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"{}"), dict(error.headers)
+            return error.code, _json(error), dict(error.headers)
 
     def deploy(self, routes: dict[str, int], shadow: str | None = None, create: bool = False):
         entities = [{"entity_name": "m", "entity_version": v} for v in {**routes, **({shadow: 0} if shadow else {})}]

@@ -246,6 +246,26 @@ def request_guard(auth: str, host: str, state: Path) -> Guard:
     return Guard(tokens, host)
 
 
+def serve(project: Project, host: str | None = None, port: int | None = None) -> None:
+    """Run the gateway in this process until SIGTERM / Ctrl-C (then flush the inference table)."""
+    import uvicorn
+
+    settings = project.default
+    host = host or settings.serving.host
+    state = state_dir(settings)
+    state.mkdir(parents=True, exist_ok=True)
+    guard = request_guard(settings.serving.auth, host, state)  # refuses before anything starts
+    port = port or settings.serving.port or _free_port(host)  # serving.port 0: any free port
+    gateway = build_gateway(project)
+    info = info_file(state)
+    info.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}"}))
+    logging.getLogger(__name__).info("serving gateway of %s on http://%s:%s", settings.root, host, port)
+    # uvicorn re-raises SIGTERM after its graceful shutdown, so clean up in the app's shutdown.
+    app = build_app(gateway, guard, on_stop=lambda: info.unlink(missing_ok=True))
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                loop="uvloop", http="httptools", timeout_graceful_shutdown=30)
+
+
 def is_up(url: str, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/ping", timeout=timeout) as response:
