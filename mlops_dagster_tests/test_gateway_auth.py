@@ -43,7 +43,8 @@ def test_no_wrong_or_basic_credentials_are_401_on_every_api_and_probes_stay_open
         if op.scope is None:
             assert server.call(op.method, _path(op.path), headers={"Authorization": None})[0] == 200, op
             continue
-        for authorization in (None, "Bearer wrong", f"Bearer {query}x", "Basic dXNlcjpwYXNz", f"Token {query}", "Bearer"):
+        for authorization in (None, "Bearer wrong", f"Bearer {query}x", "Basic dXNlcjpwYXNz", f"Token {query}",
+                              "Bearer"):
             status, answer, headers = server.call(op.method, _path(op.path), body,
                                                   headers={"Authorization": authorization})
             assert (status, answer["error_code"]) == (401, "UNAUTHENTICATED"), (op, authorization, answer)
@@ -64,7 +65,8 @@ def test_databricks_sdk_with_a_query_token_queries_and_is_refused_management(ser
     assert answer.served_model_name == "m-1" and len(answer.predictions) == 2
     assert sdk.serving_endpoints.get("ep").state.ready.value == "READY"
     assert [e.name for e in sdk.serving_endpoints.list()] == ["ep"]
-    for manage in (lambda: sdk.api_client.do("POST", "/api/2.0/serving-endpoints", body={"name": "x", "config": CONFIG}),
+    api = "/api/2.0/serving-endpoints"
+    for manage in (lambda: sdk.api_client.do("POST", api, body={"name": "x", "config": CONFIG}),
                    lambda: sdk.api_client.do("PUT", "/api/2.0/serving-endpoints/ep/config", body=CONFIG),
                    lambda: sdk.serving_endpoints.delete("ep")):
         with pytest.raises(PermissionDenied, match="needs a manage token"):

@@ -83,7 +83,8 @@ split = st.fixed_dictionaries({"columns": st.lists(keys | values, max_size=6), "
 payloads = st.one_of(
     st.builds(lambda r: {"dataframe_records": r}, records | values),
     st.builds(lambda s: {"dataframe_split": s}, split | values),
-    st.builds(lambda f, v: {f: v}, st.sampled_from(["instances", "inputs"]), records | rows_in_order | columnar | values),
+    st.builds(lambda f, v: {f: v}, st.sampled_from(["instances", "inputs"]),
+              records | rows_in_order | columnar | values),
     st.dictionaries(st.sampled_from(FORMATS) | st.text(max_size=8), values, max_size=3),
     values,
 )

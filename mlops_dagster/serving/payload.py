@@ -37,7 +37,9 @@ def _numeric(value: Any) -> bool:
 
 def _shown(value: Any, limit: int = 60) -> str:
     """A value for an error message: its repr, cut short (a client may send megabytes)."""
-    text = repr(value) if not isinstance(value, int) or abs(value) < 10**limit else f"an integer of {len(str(abs(value)))} digits"
+    if isinstance(value, int) and abs(value) >= 10**limit:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
