@@ -56,6 +56,9 @@ def test_no_wrong_or_basic_credentials_are_401_on_every_api_and_probes_stay_open
         else:
             assert status in (200, 400), (op, answer)  # allowed: a query token may call it
     assert [e["name"] for e in server.call("GET", "/api/2.0/serving-endpoints")[1]["endpoints"]] == ["ep"]
+    assert server.call("GET", "/api/2.1/nothing")[:2] == (404, {
+        "error_code": "ENDPOINT_NOT_FOUND", "message": "No API found for 'GET /api/2.1/nothing'"})
+    assert server.call("PATCH", "/api/2.0/serving-endpoints", {})[0] == 405
 
 
 def test_databricks_sdk_with_a_query_token_queries_and_is_refused_management(server):

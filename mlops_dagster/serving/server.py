@@ -219,10 +219,16 @@ def build_app(gateway: Gateway, guard: Guard, on_stop=None):
         if on_stop is not None:
             on_stop()
 
+    async def no_such_api(request, exc):  # Databricks' shape for an unknown path or method too
+        code = "ENDPOINT_NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST"
+        return error(exc.status_code, code, f"No API found for '{request.method} {request.url.path[:200]}'",
+                     getattr(exc, "headers", None))
+
     handlers = _handlers(gateway)
     routes = [Route(op.path, _route(handlers[op.operation_id], op.scope, guard), methods=[op.method])
               for op in OPERATIONS]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BrowserGuard, guard=guard)])
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BrowserGuard, guard=guard)],
+                     exception_handlers={404: no_such_api, 405: no_such_api})
 
 
 def request_guard(auth: str, host: str, state: Path) -> Guard:
