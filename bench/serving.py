@@ -59,7 +59,7 @@ async def _load(spec: dict) -> dict:
     failures: dict[str, int] = {}
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **spec.get("headers", {})}
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         wall0 = time.time()
         t0 = time.perf_counter()
@@ -251,9 +251,9 @@ def _request_bodies(n: int = 50, seed: int = 2024) -> list[str]:
 
 
 def _run_client(work: Path, name: str, url: str, bodies: list[str], concurrency: int, seconds: float,
-                warmup: float, server_pgid: int | None) -> dict:
+                warmup: float, server_pgid: int | None, headers: dict | None = None) -> dict:
     spec = {"url": url, "concurrency": concurrency, "seconds": seconds, "warmup": warmup,
-            "max_requests": MAX_REQUESTS, "bodies": bodies}
+            "max_requests": MAX_REQUESTS, "bodies": bodies, "headers": headers or {}}
     spec_path, out_path = work / f"{name}.spec.json", work / f"{name}.out.json"
     spec_path.write_text(json.dumps(spec))
     cpu0 = _group_cpu_seconds(server_pgid) if server_pgid else None
@@ -380,12 +380,16 @@ def main() -> None:
         mlflow_processes = _group_cmdlines(mlflow_proc.pid)
         print(f"mlflow models serve up on {mlflow_url}: {mlflow_processes}", flush=True)
 
+        from mlops_dagster.serving.tokens import TokenStore
+
         ours_url = f"{gateway_url}/serving-endpoints/{ENDPOINT}/invocations"
-        targets = [("ours", ours_url, gateway_pgid), ("mlflow", f"{mlflow_url}/invocations", mlflow_proc.pid)]
+        # Our gateway wants a token (as a Databricks endpoint does); MLflow's scoring server none.
+        auth = {"Authorization": f"Bearer {TokenStore(home / 'serving').create('query', 'bench')[1]}"}
+        targets = [("ours", ours_url, gateway_pgid, auth), ("mlflow", f"{mlflow_url}/invocations", mlflow_proc.pid, {})]
         for c in CONCURRENCY:
-            for server, url, pgid in targets:
+            for server, url, pgid, headers in targets:
                 print(f"{server:<6} c={c:<3} ...", end=" ", flush=True)
-                r = _run_client(tmp, f"{server}_c{c}", url, bodies, c, args.seconds, args.warmup, pgid)
+                r = _run_client(tmp, f"{server}_c{c}", url, bodies, c, args.seconds, args.warmup, pgid, headers)
                 r["server"] = server
                 runs.append(r)
                 print(f"{r['rps']:.0f} req/s, p50 {_fmt(r['p50_ms'], 2)} ms, p99 {_fmt(r['p99_ms'], 2)} ms, "
@@ -399,7 +403,7 @@ def main() -> None:
         time.sleep(3)  # > capture_flush_seconds: everything before the soak is in the table
         rows_before = len(lakehouse.read(TABLE, columns=["request_id"]))
         print(f"soak   c=32  {args.soak_seconds:.0f} s ...", end=" ", flush=True)
-        soak = _run_client(tmp, "soak", ours_url, bodies, 32, args.soak_seconds, 0.0, gateway_pgid)
+        soak = _run_client(tmp, "soak", ours_url, bodies, 32, args.soak_seconds, 0.0, gateway_pgid, auth)
         print(f"{soak['rps']:.0f} req/s, {soak['responses_all']} responses, errors {soak['errors_all']}", flush=True)
         gateway_alive = _alive(gateway_pid)
         stop_s = stop_gateway()

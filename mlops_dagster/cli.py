@@ -4,6 +4,7 @@
     mlops generate --outcomes [--changed-world]                      # what became of those customers
     mlops run [--job lifecycle]                                       # run a job, print a summary
     mlops serve | mlops stop                                          # the local serving gateway
+    mlops token create --scope query|manage [--name N] | list | revoke NAME   # the gateway's tokens
     mlops lineage [--version N]                                       # a model version's lineage
     mlops approve --version N --comment "..."                         # approve a version for promotion
     mlops features [--table NAME]                                     # the feature registry
@@ -121,6 +122,9 @@ def _summary(result, seconds: float, settings) -> str:
     if names.endpoint in meta:
         m = meta[names.endpoint]
         lines.append(f"Endpoint:          {m['url']} ({m['state']}: {m['traffic']}; inference table {m['inference_table']})")
+        if settings.target == "local":
+            lines.append("                   a token to query it (curl -H 'Authorization: Bearer <token>'): "
+                         "mlops token create --scope query")
     if names.predictions in meta:
         m = meta[names.predictions]
         outcome = (f"{m['predicted_positive_rate']:.1%} predicted {ds.label} = {ds.positive_label!r}"
@@ -152,6 +156,32 @@ def _summary(result, seconds: float, settings) -> str:
                 cause = error.cause or error
                 lines.append(f"Step failed:       {event.step_key}: {cause.message.strip()}")
     return "\n".join(lines)
+
+
+def manage_tokens(args) -> int:
+    """`mlops token create | list | revoke` on the local serving gateway of this MLOPS_HOME."""
+    from .serving.server import state_dir
+    from .serving.tokens import TokenError, TokenStore
+    from .settings import load_project
+
+    store = TokenStore(state_dir(load_project().default))
+    try:
+        if args.action == "create":
+            info, secret = store.create(args.scope, args.name)
+            print(f"token {info.name!r} (scope {info.scope}) for the serving gateway of {store.dir.parent}; shown "
+                  "once, keep it: send it as Authorization: Bearer <token>", file=sys.stderr)
+            print(secret)  # alone on stdout: TOKEN=$(mlops token create --scope query)
+        elif args.action == "list":
+            found = store.list()
+            print("\n".join(f"{t.name:<24} {t.scope:<7} {t.created}" for t in found) if found else
+                  "no tokens: create one with mlops token create --scope query")
+        else:
+            store.revoke(args.name)
+            print(f"token {args.name!r} revoked")
+    except TokenError as exc:
+        print(f"mlops token {args.action}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def job_named(name: str):
@@ -341,6 +371,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="lifecycle, training, batch_inference, monitoring or a governance job")
     command("serve", help="run the local serving gateway in the foreground (Ctrl-C stops it)")
     command("stop", help="stop the local serving gateway started in the background")
+    token = command("token", help="the local serving gateway's access tokens (Authorization: Bearer <token>)")
+    tokens = token.add_subparsers(dest="action", required=True)
+    create = tokens.add_parser("create", help="a new token, printed once (the gateway keeps only its hash)")
+    create.add_argument("--scope", required=True, choices=["query", "manage"],
+                        help="query: score and read endpoints; manage: also create, update and delete them")
+    create.add_argument("--name", help="a name to list and revoke it by (default: <scope>-<n>)")
+    tokens.add_parser("list", help="the tokens' names, scopes and creation times (never the tokens)")
+    revoke = tokens.add_parser("revoke", help="revoke a token: the gateway refuses it from its next request")
+    revoke.add_argument("name")
     lineage = command("lineage", help="where a model version came from and where it is used")
     lineage.add_argument("--version", help="model version (default: the champion)")
     approve = command("approve", help="approve a validated model version for promotion (audited)")
@@ -391,6 +430,8 @@ def _dispatch(args) -> int:
         return 1 if any(failed) else 0
     if args.command == "lineage":
         return print_lineage(args.version, args.use_case)
+    if args.command == "token":
+        return manage_tokens(args)
     if args.command in ("serve", "stop"):
         from .serving.server import serve, stop
         from .settings import load_project

@@ -111,6 +111,14 @@ def run_in_process(job, instance: DagsterInstance, tags: dict | None = None, run
                                    output_capturing_enabled=True, raise_on_error=False, run_tags=tags)
 
 
+def gateway_token(settings: Settings, scope: str = "query") -> str:
+    """A new token of the project's serving gateway, made as `mlops token create --scope <scope>` makes it."""
+    from mlops_dagster.serving.server import state_dir
+    from mlops_dagster.serving.tokens import TokenStore
+
+    return TokenStore(state_dir(settings)).create(scope)[1]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -19,8 +19,10 @@ from sklearn.linear_model import LogisticRegression
 from mlops_dagster.resources.lakehouse import LocalLakehouse
 from mlops_dagster.serving.capture import InferenceCapture
 from mlops_dagster.serving.gateway import Gateway, LoadedModel
+from mlops_dagster.serving.guard import Guard
 from mlops_dagster.serving.payload import Column
 from mlops_dagster.serving.server import build_app
+from mlops_dagster.serving.tokens import TokenStore
 
 from .project import free_port
 
@@ -50,16 +52,27 @@ class BrokenModel:
         raise ValueError("weights file is corrupt")
 
 
+def _json(response) -> dict:
+    data = response.read()
+    return json.loads(data) if response.headers.get("content-type", "").startswith("application/json") else {}
+
+
 class Server:
-    def __init__(self, tmp_path, models: dict[str, object], features=None):  # endpoint -> OnlineFeatures
-        self.models = models
+    """A gateway on a free 127.0.0.1 port; its calls carry a manage token made as `mlops token
+    create --scope manage` makes one (``auth="none"``: the gateway wants none)."""
+
+    def __init__(self, tmp_path, models: dict[str, object], features=None, auth: str = "token"):
+        self.models = models  # version -> model; features: endpoint -> OnlineFeatures
+        self.tokens = TokenStore(tmp_path / "state")
+        self.token = self.tokens.create("manage")[1] if auth == "token" else None
         self.lakehouse = LocalLakehouse(root=str(tmp_path / "lakehouse"))
         capture = InferenceCapture(lambda rows: self.lakehouse.write(TABLE, pd.DataFrame(rows), "append"),
                                    batch_size=500, flush_seconds=0.2).start()
         self.gateway = Gateway(self._load, capture, lambda name: TABLE, tmp_path / "endpoints.json",
                                max_body_bytes=4096, seed=7, features=features)
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(build_app(self.gateway), host="127.0.0.1", port=self.port,
+        guard = Guard(self.tokens if auth == "token" else None, "127.0.0.1")
+        self.server = uvicorn.Server(uvicorn.Config(build_app(self.gateway, guard), host="127.0.0.1", port=self.port,
                                                     log_level="warning", loop="asyncio"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -80,15 +93,20 @@ class Server:
         self.server.should_exit = True
         self.thread.join(30)
 
-    def call(self, method: str, path: str, body=None, raw: bytes | None = None):
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def call(self, method: str, path: str, body=None, raw: bytes | None = None, headers: dict | None = None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        sent = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
+        sent = {k: v for k, v in {**sent, **(headers or {})}.items() if v is not None}  # None: leave it out
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"{}"), dict(response.headers)
+                return response.status, _json(response), dict(response.headers)
         except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"{}"), dict(error.headers)
+            return error.code, _json(error), dict(error.headers)
 
     def deploy(self, routes: dict[str, int], shadow: str | None = None, create: bool = False):
         entities = [{"entity_name": "m", "entity_version": v} for v in {**routes, **({shadow: 0} if shadow else {})}]
@@ -230,3 +248,91 @@ def test_config_api_errors_and_restore_after_restart(tmp_path):
         assert restarted.invoke([(1.0, 1.0)])[0] == 200
         assert restarted.call("DELETE", "/api/2.0/serving-endpoints/ep")[0] == 200
         assert restarted.call("GET", "/api/2.0/serving-endpoints")[1] == {"endpoints": []}
+
+
+def _chunked_upload(port: int, path: str, token: str, total: int = 150 << 20) -> tuple[int, dict, int]:
+    """POST up to ``total`` bytes as a chunked body (no Content-Length), stopping as soon as the
+    gateway answers: its status, JSON body and how many bytes were sent by then."""
+    import select
+    import socket
+
+    chunk = b" " * (1 << 16)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+                     "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        sent = 0
+        while sent < total and not select.select([sock], [], [], 0)[0]:
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            sent += len(chunk)
+        response = b""
+        while b"\r\n\r\n" not in response or not response.rstrip().endswith(b"}"):
+            response += sock.recv(65536)
+    head, _, body = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body[body.index(b"{"):body.rindex(b"}") + 1]), sent
+
+
+def test_client_mistakes_are_4xx_naming_the_field_never_500(tmp_path):
+    with Server(tmp_path, {"1": CountingModel()}) as server:
+        server.deploy({"1": 100}, create=True)
+        ep = "/serving-endpoints/ep/invocations"
+        for raw, message in (
+                (b'{"instances": [[Infinity, 1]]}', "column 'x' expects a finite number (double), row 0 has inf"),
+                (b'{"instances": [[1e999, 1]]}', "column 'x' expects a finite number (double), row 0 has inf"),
+                (b'{"instances": [[1' + b"0" * 400 + b", 1]]}", "column 'x' expects a finite number"),
+                (b'{"instances": [[1' + b"0" * 3000 + b", 1]]}", "column 'x' expects a finite number"),
+                (b'{"instances": [[1, 2], [null, null]]}', "row(s) 1 have no value in any of the model's columns "
+                                                           "['x', 'y']"),
+                (b'{"instances": ' + b"[" * 2000 + b"]" * 2000 + b"}", "nested too deeply")):
+            status, body, _ = server.call("POST", ep, raw=raw)
+            assert status == 400 and message in body["message"], (raw[:40], body)
+
+        api = "/api/2.0/serving-endpoints"
+        entity = {"entity_name": "m", "entity_version": "1"}
+        for method, path, sent, message in (
+                ("POST", api, [1], "the body must be a JSON object, not list"),
+                ("POST", api, "ep2", "the body must be a JSON object, not str"),
+                ("POST", api, {"name": None, "config": {"served_entities": [entity]}}, "name None is not a valid name"),
+                ("POST", api, {"name": "a b", "config": {"served_entities": [entity]}}, "name 'a b' is not a valid"),
+                ("POST", api, {"name": "ep2"}, "config is required"),
+                ("POST", api, {"name": "ep2", "config": [entity]}, "config must be an object"),
+                ("POST", api, {"name": "ep2", "config": {"served_entities": [{"entity_name": "m"}]}},
+                 "served_entities[0].entity_version is required"),
+                ("POST", api, {"name": "ep2", "config": {"served_entities": [{**entity, "entity_version": "0"}]}},
+                 "served_entities[0].entity_version is required: a model version, a positive integer"),
+                ("PUT", f"{api}/ep/config", {"served_entities": [entity], "traffic_config": {
+                    "routes": [{"served_model_name": "m-1"}]}}, "traffic_config.routes[0].traffic_percentage must be"),
+                ("PUT", f"{api}/ep/config", {"served_entities": [entity], "traffic_config": {"routes": "m-1"}},
+                 "traffic_config.routes must be a list"),
+                ("PUT", f"{api}/ep/config", {"served_entities": [{**entity, "name": "a\nb"}]},
+                 "served_entities[0].name 'a\\nb' is not a valid name")):
+            status, body, _ = server.call(method, path, sent)
+            assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE", (sent, body)
+            assert message in body["message"], (sent, body)
+        status, body, _ = server.call("PUT", f"{api}/ep/config", raw=b'{"served_entities": [{"entity_name": "m", '
+                                                                      b'"entity_version": "1", "size": NaN}]}')
+        assert status == 400 and "NaN is not a number here" in body["message"]
+        assert [e["name"] for e in server.call("GET", api)[1]["endpoints"]] == ["ep"]  # no ghost endpoint
+        assert server.call("GET", f"{api}/nope")[1]["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+
+        # Refused while the 150 MB stream is still coming (socket buffers take a few MB more before
+        # the client sees the answer), not after reading it whole.
+        status, body, sent = _chunked_upload(server.port, ep, server.token)
+        assert status == 413 and body["error_code"] == "REQUEST_LIMIT_EXCEEDED" and sent < 32 << 20
+        status, body, sent = _chunked_upload(server.port, api, server.token)
+        assert status == 413 and sent < 32 << 20
+        assert server.invoke([(1.0, 1.0)])[0] == 200  # and it still answers
+
+
+def test_mlflow_invocations_scores_on_the_only_endpoint_and_names_them_when_there_are_several(tmp_path):
+    with Server(tmp_path, {"1": CountingModel()}) as server:
+        body = {"inputs": {"x": [1.0], "y": [1.0]}}
+        status, answer, _ = server.call("POST", "/invocations", body)
+        assert status == 404 and "has none yet" in answer["message"]
+        server.deploy({"1": 100}, create=True)
+        assert server.call("POST", "/invocations", body)[0] == 200
+        config = {"served_entities": [{"entity_name": "m", "entity_version": "1"}]}
+        assert server.call("POST", "/api/2.0/serving-endpoints", {"name": "other", "config": config})[0] == 200
+        status, answer, _ = server.call("POST", "/invocations", body)
+        assert status == 400 and answer["error_code"] == "BAD_REQUEST"
+        assert answer["message"] == ("/invocations is ambiguous: this gateway serves 2 endpoints (ep, other); POST to "
+                                     "one of /serving-endpoints/ep/invocations, /serving-endpoints/other/invocations")

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.models import Model
 
-from .project import project_at
+from .project import gateway_token, project_at
 
 pytestmark = pytest.mark.integration
 
@@ -194,10 +194,12 @@ def test_the_endpoint_serves_by_customer_id_from_the_online_store(project):
     import urllib.request
 
     url = project.metadata("churn_endpoint")["url"]
+    token = gateway_token(project.settings)
 
     def post(body: dict) -> tuple[int, dict]:
         request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {token}"})
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
@@ -213,14 +215,14 @@ def test_the_endpoint_serves_by_customer_id_from_the_online_store(project):
     assert status == 404 and "unknown customerID '0000-NOBODY'" in body["message"]
 
 
-def _post(url: str, body: dict) -> tuple[int, dict, str]:
+def _post(url: str, body: dict, token: str) -> tuple[int, dict, str]:
     """Status, JSON body and the ``served-model-name`` header of one request to an endpoint."""
     import json
     import urllib.error
     import urllib.request
 
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read()), response.headers.get("served-model-name", "")
@@ -286,14 +288,15 @@ def test_one_gateway_serves_each_use_case_from_its_own_model_and_features(projec
     churn = project.metadata("churn_endpoint")
     houses = project.use_case("house_prices").metadata("house_prices_endpoint")
     assert churn["url"].rsplit("/", 3)[0] == houses["url"].rsplit("/", 3)[0]  # one gateway
+    token = gateway_token(project.settings)  # one gateway: one token for both
     customers = project.lakehouse.read(project.table("churn_features"), columns=["customerID"]).head(2)
-    status, body, served = _post(churn["url"], {"dataframe_records": customers.to_dict("records")})
+    status, body, served = _post(churn["url"], {"dataframe_records": customers.to_dict("records")}, token)
     assert status == 200 and served.startswith("churn_model")
     assert all(len(p) == 2 and sum(p) == pytest.approx(1) for p in body["predictions"])  # P(no), P(yes)
     keys = project.lakehouse.read(project.table("house_prices_features"), columns=["houseID"]).head(2)
-    status, body, served = _post(houses["url"], {"dataframe_records": keys.to_dict("records")})
+    status, body, served = _post(houses["url"], {"dataframe_records": keys.to_dict("records")}, token)
     assert status == 200 and served.startswith("house_prices_model")
     assert all(isinstance(p, float) and p > 0 for p in body["predictions"])  # a price each
     # Each endpoint looks keys up in its own use case's features only.
-    status, body, _ = _post(houses["url"], {"dataframe_records": customers.to_dict("records")})
+    status, body, _ = _post(houses["url"], {"dataframe_records": customers.to_dict("records")}, token)
     assert status == 400 and "houseID" in body["message"], body

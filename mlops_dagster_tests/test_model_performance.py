@@ -22,7 +22,7 @@ from mlops_dagster.cli import write_outcomes
 from mlops_dagster.ml.performance import Figures, drop, figures, labelled_predictions, slice_gaps
 from mlops_dagster.ml.problem import problem_type
 
-from .project import Project, free_port, project_at
+from .project import Project, free_port, gateway_token, project_at
 from .webhook import CLOSED, webhook  # noqa: F401 (a fixture)
 
 CLASSIFICATION = problem_type("classification")
@@ -117,7 +117,8 @@ def _ask_endpoint(project, keys):
     before = project.lakehouse.row_count(table) if project.lakehouse.exists(table) else 0
     body = json.dumps({"dataframe_records": [{"customerID": k} for k in keys]}).encode()
     request = urllib.request.Request(project.metadata("churn_endpoint")["url"], data=body,
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {gateway_token(project.settings)}"})
     with urllib.request.urlopen(request, timeout=30) as response:
         assert len(json.load(response)["predictions"]) == len(keys)
     deadline = time.monotonic() + 30

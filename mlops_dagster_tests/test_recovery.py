@@ -11,7 +11,7 @@ from databricks.sdk import WorkspaceClient
 
 from mlops_dagster.resources.registry import ModelRegistry
 
-from .project import project_at
+from .project import gateway_token, project_at
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,8 @@ def test_rollback_moves_the_alias_and_the_endpoint_back(tmp_path):
         promote = project.rebuild({"validation": {"max_regression": 1.0}})
         assert promote.run("training_job", selection=TRAIN[3:]).success
         assert str(project.registry.by_alias("champion").version) == "2"
-        sdk = WorkspaceClient(host=f"http://127.0.0.1:{project.settings.serving.port}", token="x", auth_type="pat")
+        sdk = WorkspaceClient(host=f"http://127.0.0.1:{project.settings.serving.port}",
+                              token=gateway_token(project.settings), auth_type="pat")
         rows = project.lakehouse.read(project.table("churn_features")).head(2)[project.settings.features.columns]
         assert sdk.serving_endpoints.query("churn-endpoint", dataframe_records=rows.to_dict("records")) \
             .served_model_name == "churn_model-2"

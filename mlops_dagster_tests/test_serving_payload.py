@@ -29,7 +29,17 @@ def test_every_format_gives_the_same_rows():
 
 
 def test_missing_values_pass_through_for_the_pipeline_to_impute():
-    assert rows({"dataframe_records": [{"plan": None, "months": None, "active": None}]}) == [[None, None, None]]
+    assert rows({"dataframe_records": [{"plan": None, "months": None, "active": True}]}) == [[None, None, True]]
+    assert parse_rows(b'{"instances": [["a", NaN, null]]}', COLUMNS) == [["a", None, None]]
+
+
+def test_a_row_with_no_value_at_all_is_refused_naming_the_columns():
+    with pytest.raises(BadRequest) as refused:
+        rows({"dataframe_records": [{"plan": "a", "months": 1, "active": True},
+                                    {"plan": None, "months": None, "active": None}]})
+    assert str(refused.value) == ("row(s) 1 have no value in any of the model's columns ['plan', 'months', 'active']: "
+                                  "send at least one")
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
 
 
 @pytest.mark.parametrize("body, message", [
@@ -51,6 +61,17 @@ def test_missing_values_pass_through_for_the_pipeline_to_impute():
     (b'{"dataframe_split": [1]}', 'dataframe_split must be {"columns"'),
     (b'{"inputs": {"plan": ["a", "b"], "months": [1], "active": [true, false]}}', "same number of values"),
     (b'{"instances": "abc"}', "instances must be a list of row objects"),
+    # Numbers a float cannot hold, and JSON Python's parser refuses: client mistakes, not 500s.
+    (b'{"instances": [["a", Infinity, true]]}', "column 'months' expects a finite number (double), row 0 has inf"),
+    (b'{"instances": [["a", -1e999, true]]}', "column 'months' expects a finite number (double), row 0 has -inf"),
+    (b'{"instances": [["a", 1' + b"0" * 400 + b', true]]}',
+     "column 'months' expects a finite number (double), row 0 has an integer of 401 digits"),
+    (b'{"instances": [["a", 1' + b"0" * 5000 + b', true]]}', "malformed JSON: Exceeds the limit (4300 digits)"),
+    (b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "malformed JSON: nested too deeply"),
+    (b'{"dataframe_split": {"columns": [["plan"], "months", "active"], "data": [[1, 2, 3]]}}',
+     "dataframe_split columns must be column names (strings)"),
+    (b'{"dataframe_records": [{"plan": "a", "months": "' + b"y" * 10_000 + b'", "active": true}]}',
+     "row 0 has '" + "y" * 59 + "..."),  # a value is shown cut short
 ])
 def test_bad_bodies_are_refused_with_a_message_naming_the_problem(body, message):
     with pytest.raises(BadRequest) as refused:

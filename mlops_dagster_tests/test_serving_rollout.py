@@ -13,7 +13,7 @@ from databricks.sdk import WorkspaceClient
 from mlops_dagster.serving.server import GatewayOwnedElsewhere
 from mlops_dagster.serving.server import stop as stop_gateway
 
-from .project import project_at
+from .project import gateway_token, project_at
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +35,9 @@ def _served(project) -> dict[str, int]:
 
 
 def _workspace(project) -> WorkspaceClient:
+    """databricks-sdk on the project's gateway, with a query token as a user would get one."""
     port = project.settings.serving.port
-    return WorkspaceClient(host=f"http://127.0.0.1:{port}", token="unused", auth_type="pat")
+    return WorkspaceClient(host=f"http://127.0.0.1:{port}", token=gateway_token(project.settings), auth_type="pat")
 
 
 def _records(project, n=5) -> list[dict]:
@@ -153,7 +154,8 @@ def test_port_zero_gives_each_home_its_own_gateway_on_a_free_port(tmp_path):
         urls = [first.url, second.url]
         assert None not in urls and urls[0] != urls[1] and all(is_up(u) for u in urls)
         for project, serving in ((a, first), (b, second)):
-            health = WorkspaceClient(host=serving.url, token="unused", auth_type="pat").api_client.do("GET", "/health")
+            health = WorkspaceClient(host=serving.url, token="probe-needs-none", auth_type="pat").api_client.do(
+                "GET", "/health")
             assert health["state_dir"] == str((project.root / "serving").resolve())
             assert serving.describe("churn-endpoint") is None  # its own, empty gateway: no such endpoint
         first._workspace()

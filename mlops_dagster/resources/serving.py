@@ -86,6 +86,7 @@ class LocalServingBackend(ServingBackend):
         from databricks.sdk import WorkspaceClient
 
         from ..serving.server import check_owner, ensure_running, is_up
+        from ..serving.tokens import owner_token
 
         url = self.url
         if start:
@@ -94,8 +95,8 @@ class LocalServingBackend(ServingBackend):
             return None
         else:
             check_owner(url, self.state_dir)
-        # The gateway needs no credentials; the SDK insists on some.
-        return WorkspaceClient(host=url, token="local-gateway", auth_type="pat")
+        # The rollout acts as the gateway's owner: a manage token kept in its state folder (0600).
+        return WorkspaceClient(host=url, token=owner_token(self.state_dir), auth_type="pat")
 
     def invocation_url(self, endpoint: str) -> str:
         return f"{self.url}/serving-endpoints/{endpoint}/invocations"

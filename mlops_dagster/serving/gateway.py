@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -161,43 +162,108 @@ class Endpoint:
         return body
 
 
-def _served_name(entity: dict[str, Any]) -> str:
-    return entity.get("name") or f"{entity['entity_name'].split('.')[-1]}-{entity['entity_version']}"
+# Databricks: "An endpoint name can consist of alphanumeric characters, dashes, and underscores"
+# (at most 63 of them); served entity names follow the same rule.
+NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
+VERSION = re.compile(r"^[1-9][0-9]{0,17}$")
 
 
-def validate_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """Normalize a Databricks endpoint config (served entities + traffic routes + our shadow routes)."""
+def _invalid(message: str) -> BadRequest:
+    return BadRequest(message, error_code="INVALID_PARAMETER_VALUE")
+
+
+def check_name(name: Any, field: str = "name") -> str:
+    """``name`` if it is a valid endpoint (or served entity) name, else a 400 saying the rule."""
+    if not isinstance(name, str) or not NAME.match(name):
+        shown = repr(name) if not isinstance(name, str) or len(name) < 80 else f"{name[:80]!r}..."
+        raise _invalid(f"{field} {shown} is not a valid name: use 1 to 63 letters, digits, '-' or '_'")
+    return name
+
+
+def _entity(entity: Any, index: int) -> dict[str, Any]:
+    """A served entity with a valid entity_name, entity_version (a positive integer, as a string)
+    and name (given, or ``<model>-<version>``)."""
+    field = f"served_entities[{index}]"
+    if not isinstance(entity, dict):
+        raise _invalid(f"{field} must be an object with entity_name and entity_version")
+    entity = {**entity}
+    ename = entity.pop("model_name", None) if "entity_name" not in entity else entity["entity_name"]
+    eversion = entity.pop("model_version", None) if "entity_version" not in entity else entity["entity_version"]
+    if not isinstance(ename, str) or not ename.strip() or len(ename) > 255 or not ename.isprintable():
+        raise _invalid(f"{field}.entity_name is required: the registered model's name (got {ename!r:.80})")
+    if isinstance(eversion, int) and not isinstance(eversion, bool):
+        eversion = str(eversion)
+    if not isinstance(eversion, str) or not VERSION.match(eversion):
+        raise _invalid(f"{field}.entity_version is required: a model version, a positive integer such as "
+                       f'"1" (got {eversion!r:.80})')
+    entity["entity_name"], entity["entity_version"] = ename, eversion
+    default = f"{ename.split('.')[-1]}-{eversion}"
+    if entity.get("name") is None and not NAME.match(default):
+        raise _invalid(f"{field}.name is required: {default!r:.80} (the default) is not a valid name")
+    entity["name"] = check_name(entity.get("name") or default, f"{field}.name")
+    return entity
+
+
+def _percent(route: Any, field: str, key: str, default: int | None = None) -> int:
+    value = route.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+        raise _invalid(f"{field}.{key} must be a whole number from 0 to 100 (got {value!r:.80})")
+    return value
+
+
+def _routes(spec: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    traffic = spec.get("traffic_config")
+    if traffic is not None and not isinstance(traffic, dict):
+        raise _invalid("traffic_config must be an object: {\"routes\": [...]}")
+    routes = (traffic or {}).get("routes")
+    if routes is None:
+        if len(names) > 1:
+            raise _invalid("traffic_config.routes is required when more than one entity is served")
+        return [{"served_model_name": names[0], "traffic_percentage": 100}]
+    if not isinstance(routes, list) or not routes:
+        raise _invalid("traffic_config.routes must be a list of {served_model_name, traffic_percentage}")
+    normalized = []
+    for i, route in enumerate(routes):
+        field = f"traffic_config.routes[{i}]"
+        if not isinstance(route, dict):
+            raise _invalid(f"{field} must be an object: {{served_model_name, traffic_percentage}}")
+        target = route.get("served_model_name", route.get("served_entity_name"))
+        if target not in names:
+            raise _invalid(f"{field} routes to unknown served model {target!r:.80}; served: {names}")
+        normalized.append({**route, "served_model_name": target,
+                           "traffic_percentage": _percent(route, field, "traffic_percentage")})
+    if sum(r["traffic_percentage"] for r in normalized) != 100:
+        raise _invalid(f"traffic percentages must add up to 100: {[r['traffic_percentage'] for r in normalized]}")
+    return normalized
+
+
+def _shadows(spec: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
+    shadows = spec.get("shadow_routes") or []
+    if not isinstance(shadows, list):
+        raise _invalid("shadow_routes must be a list of {served_model_name, mirror_percentage}")
+    normalized = []
+    for i, shadow in enumerate(shadows):
+        field = f"shadow_routes[{i}]"
+        if not isinstance(shadow, dict) or shadow.get("served_model_name") not in names:
+            raise _invalid(f"{field} must name a served model ({names}): {shadow!r:.80}")
+        normalized.append({**shadow, "mirror_percentage": _percent(shadow, field, "mirror_percentage", 100)})
+    return normalized
+
+
+def validate_spec(spec: Any) -> dict[str, Any]:
+    """Normalize a Databricks endpoint config (served entities + traffic routes + our shadow
+    routes); every mistake is a ``BadRequest`` naming the field."""
+    if not isinstance(spec, dict):
+        raise _invalid("config must be an object: {\"served_entities\": [...], \"traffic_config\": {...}}")
     entities = spec.get("served_entities") or spec.get("served_models")
     if not isinstance(entities, list) or not entities:
-        raise BadRequest("config needs served_entities: [{entity_name, entity_version, ...}]")
-    normalized = []
-    for entity in entities:
-        if not isinstance(entity, dict) or not entity.get("entity_name") and not entity.get("model_name"):
-            raise BadRequest("each served entity needs entity_name and entity_version")
-        entity = {**entity}
-        entity.setdefault("entity_name", entity.pop("model_name", None))
-        entity.setdefault("entity_version", entity.pop("model_version", None))
-        entity["entity_version"] = str(entity["entity_version"])
-        entity["name"] = _served_name(entity)
-        normalized.append(entity)
+        raise _invalid("config needs served_entities: [{entity_name, entity_version, ...}]")
+    normalized = [_entity(entity, i) for i, entity in enumerate(entities)]
     names = [e["name"] for e in normalized]
     if len(set(names)) != len(names):
-        raise BadRequest(f"served entity names must be unique: {names}")
-    routes = (spec.get("traffic_config") or {}).get("routes")
-    if routes is None:
-        routes = [{"served_model_name": names[0], "traffic_percentage": 100}] if len(names) == 1 else None
-    if not routes:
-        raise BadRequest("traffic_config.routes is required when more than one entity is served")
-    for route in routes:
-        if route.get("served_model_name", route.get("served_entity_name")) not in names:
-            raise BadRequest(f"route to unknown served model {route}; served: {names}")
-    if sum(int(r["traffic_percentage"]) for r in routes) != 100:
-        raise BadRequest(f"traffic percentages must add up to 100: {routes}")
-    shadows = spec.get("shadow_routes") or []
-    for shadow in shadows:
-        if shadow.get("served_model_name") not in names:
-            raise BadRequest(f"shadow route to unknown served model {shadow}; served: {names}")
-    return {"served_entities": normalized, "traffic_config": {"routes": routes}, "shadow_routes": shadows}
+        raise _invalid(f"served entity names must be unique: {names}")
+    return {"served_entities": normalized, "traffic_config": {"routes": _routes(spec, names)},
+            "shadow_routes": _shadows(spec, names)}
 
 
 class Gateway:
@@ -247,9 +313,8 @@ class Gateway:
             served[name] = ServedModel(name, ename, eversion, loaded,
                                        Batcher(loaded, self.executor))
         version = (endpoint.active.version + 1) if endpoint.active else 1
-        routes = [(r.get("served_model_name") or r.get("served_entity_name"), int(r["traffic_percentage"]))
-                  for r in spec["traffic_config"]["routes"]]
-        shadows = [(s["served_model_name"], int(s.get("mirror_percentage", 100))) for s in spec["shadow_routes"]]
+        routes = [(r["served_model_name"], r["traffic_percentage"]) for r in spec["traffic_config"]["routes"]]
+        shadows = [(s["served_model_name"], s["mirror_percentage"]) for s in spec["shadow_routes"]]
         return Config(version, spec, served, [r for r in routes if r[1] > 0], shadows)
 
     async def _apply(self, endpoint: Endpoint, spec: dict[str, Any]) -> None:
@@ -264,7 +329,8 @@ class Gateway:
         self._save()
         log.info("endpoint %s: config %d serving %s", endpoint.name, config.version, config.routes)
 
-    def submit(self, name: str, spec: dict[str, Any], create: bool = False) -> Endpoint:
+    def submit(self, name: Any, spec: Any, create: bool = False) -> Endpoint:
+        name = check_name(name) if create else name
         spec = validate_spec(spec)
         endpoint = self.endpoints.get(name)
         if create and endpoint is not None:
@@ -299,16 +365,23 @@ class Gateway:
         if self.state_file is None or not self.state_file.exists():
             return
         for name, spec in json.loads(self.state_file.read_text()).items():
-            self.submit(name, spec, create=True)
+            try:
+                self.submit(name, spec, create=True)
+            except BadRequest as exc:  # saved by an older, laxer gateway: the others still come back
+                log.error("endpoint %s not restored: %s", name, exc)
         await asyncio.gather(*self._loads)
 
     # --- scoring -------------------------------------------------------------------------------
 
     def default_endpoint(self) -> str:
-        if len(self.endpoints) != 1:
-            raise BadRequest(f"/invocations needs exactly one endpoint, this gateway has {sorted(self.endpoints)}; "
-                             "use /serving-endpoints/{name}/invocations", status=404,
-                             error_code="RESOURCE_DOES_NOT_EXIST")
+        """The endpoint MLflow's ``POST /invocations`` scores on: the only one there is."""
+        if not self.endpoints:
+            raise BadRequest("/invocations scores on this gateway's only endpoint, and it has none yet",
+                             status=404, error_code="RESOURCE_DOES_NOT_EXIST")
+        if len(self.endpoints) > 1:
+            urls = ", ".join(f"/serving-endpoints/{n}/invocations" for n in sorted(self.endpoints))
+            raise BadRequest(f"/invocations is ambiguous: this gateway serves {len(self.endpoints)} endpoints "
+                             f"({', '.join(sorted(self.endpoints))}); POST to one of {urls}")
         return next(iter(self.endpoints))
 
     async def invoke(self, name: str, body: bytes, size: int | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -35,19 +35,38 @@ def _numeric(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value for an error message: its repr, cut short (a client may send megabytes)."""
+    if isinstance(value, int) and abs(value) >= 10**limit:
+        return f"an integer of {len(str(abs(value)))} digits"
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _number(column: Column, value: Any, row: int) -> float:
+    if not _numeric(value):
+        raise BadRequest(f"column {column.name!r} expects a number ({column.type}), row {row} has {_shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond 1.8e308
+        number = math.inf
+    if math.isinf(number):
+        raise BadRequest(f"column {column.name!r} expects a finite number ({column.type}), row {row} has "
+                         f"{_shown(value)}", error_code="INVALID_PARAMETER_VALUE")
+    return number
+
+
 def _check_cell(column: Column, value: Any, row: int) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None  # missing values are imputed by the model pipeline
     if column.type in ("double", "float", "long", "integer"):
-        if not _numeric(value):
-            raise BadRequest(f"column {column.name!r} expects a number ({column.type}), row {row} has {value!r}")
-        return float(value)
+        return _number(column, value, row)
     if column.type == "boolean":
         if not isinstance(value, bool):
-            raise BadRequest(f"column {column.name!r} expects true/false, row {row} has {value!r}")
+            raise BadRequest(f"column {column.name!r} expects true/false, row {row} has {_shown(value)}")
         return value
     if not isinstance(value, str):
-        raise BadRequest(f"column {column.name!r} expects a string, row {row} has {value!r}")
+        raise BadRequest(f"column {column.name!r} expects a string, row {row} has {_shown(value)}")
     return value
 
 
@@ -68,6 +87,8 @@ def _from_split(split: Any, columns: list[Column]) -> list[list[Any]]:
     if not isinstance(split, dict) or not isinstance(split.get("columns"), list) or not isinstance(split.get("data"), list):
         raise BadRequest('dataframe_split must be {"columns": [...], "data": [[...], ...]}')
     given = split["columns"]
+    if not all(isinstance(name, str) for name in given):
+        raise BadRequest("dataframe_split columns must be column names (strings)")
     missing = [c.name for c in columns if c.name not in given]
     if missing:
         raise BadRequest(f"dataframe_split lacks column(s) {missing}; the model expects {[c.name for c in columns]}")
@@ -100,7 +121,7 @@ def _keyed_records(field: str, value: Any, columns: list[Column]) -> list[dict[s
     names = [c.name for c in columns]
     if field == "dataframe_split":
         if not (isinstance(value, dict) and isinstance(value.get("columns"), list)
-                and isinstance(value.get("data"), list)
+                and all(isinstance(name, str) for name in value["columns"]) and isinstance(value.get("data"), list)
                 and all(isinstance(r, list) and len(r) == len(value["columns"]) for r in value["data"])):
             return None
         records = [dict(zip(value["columns"], row)) for row in value["data"]]
@@ -123,10 +144,7 @@ def parse_rows(body: bytes, columns: list[Column], max_rows: int = 10_000,
     the request does send are kept."""
     if not body or not body.strip():
         raise BadRequest(f"empty request body: send JSON with one of {', '.join(FORMATS)}")
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"malformed JSON: {exc}", error_code="MALFORMED_REQUEST") from None
+    payload = parse_json(body)
     if not isinstance(payload, dict):
         raise BadRequest(f"the body must be a JSON object with one of {', '.join(FORMATS)}")
     present = [f for f in FORMATS if f in payload]
@@ -159,7 +177,39 @@ def parse_rows(body: bytes, columns: list[Column], max_rows: int = 10_000,
     if len(rows) > max_rows:
         raise BadRequest(f"{len(rows)} rows in one request; the limit is {max_rows}", status=413,
                          error_code="REQUEST_LIMIT_EXCEEDED")
+    empty = [i for i, row in enumerate(rows) if all(v is None for v in row)]
+    if empty:  # nothing to score: the model would answer with its imputed averages
+        shown = ", ".join(map(str, empty[:10])) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
+        raise BadRequest(f"row(s) {shown} have no value in any of the model's columns {[c.name for c in columns]}: "
+                         "send at least one", error_code="INVALID_PARAMETER_VALUE")
     return rows
+
+
+def _no_constant(name: str):
+    raise BadRequest(f"malformed JSON: {name} is not a number here", error_code="MALFORMED_REQUEST")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise BadRequest(f"malformed JSON: {_shown(text)} is beyond the range of a number",
+                         error_code="MALFORMED_REQUEST")
+    return number
+
+
+def parse_json(body: bytes, finite: bool = False) -> Any:
+    """The JSON value of ``body``, or a ``BadRequest`` (never a ValueError or RecursionError: a
+    5,000-digit integer and arrays nested 100,000 deep are the client's mistakes). ``finite``
+    refuses NaN, Infinity and numbers that overflow (1e999)."""
+    hooks = {"parse_constant": _no_constant, "parse_float": _finite} if finite else {}
+    try:
+        return json.loads(body, **hooks)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers beyond 4,300 digits
+        if isinstance(exc, BadRequest):
+            raise
+        raise BadRequest(f"malformed JSON: {exc}", error_code="MALFORMED_REQUEST") from None
+    except RecursionError:
+        raise BadRequest("malformed JSON: nested too deeply", error_code="MALFORMED_REQUEST") from None
 
 
 def keyed_answers(request: str, response: str, key: str) -> list[tuple[str, Any]]:

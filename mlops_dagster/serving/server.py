@@ -16,9 +16,13 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..settings import Project, Settings
+from starlette.responses import PlainTextResponse
+
+from ..settings import ConfigError, Project, Settings
 from .gateway import BadRequest, Gateway, LoadedModel
-from .payload import Column
+from .guard import BrowserGuard, Guard, JSONResponse, error, is_loopback
+from .payload import Column, parse_json
+from .tokens import TokenStore
 
 
 def state_dir(settings: Settings) -> Path:
@@ -87,67 +91,125 @@ def build_gateway(project: Project) -> Gateway:
                    cfg.max_body_bytes, cfg.max_rows, features=features)
 
 
-def build_app(gateway: Gateway, on_stop=None):
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, PlainTextResponse
-    from starlette.routing import Route
+class BodyTooLarge(BadRequest):
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"request body of more than {limit} bytes (serving.max_body_bytes): {size} bytes "
+                         "declared or received", status=413, error_code="REQUEST_LIMIT_EXCEEDED")
+        self.size = size
 
-    def error(exc: BadRequest) -> JSONResponse:
-        return JSONResponse({"error_code": exc.error_code, "message": str(exc)}, status_code=exc.status)
 
-    async def invocations(request: Request):
-        name = request.path_params.get("name")
+async def read_body(request, limit: int) -> bytes:
+    """The request body, read as it streams (chunked or not): refused as soon as it passes
+    ``limit``, so a 150 MB upload costs at most ``limit`` bytes of memory."""
+    try:
+        declared = int(request.headers.get("content-length", ""))
+    except ValueError:
+        declared = None
+    if declared is not None and declared > limit:
+        raise BodyTooLarge(declared, limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _handlers(gateway: Gateway):
+    """The API's handlers by operation id (see ``openapi.OPERATIONS``)."""
+    from .openapi import document
+
+    def described(endpoint) -> JSONResponse:
+        return JSONResponse(endpoint.describe(gateway.capture_table(endpoint.name)))
+
+    async def json_object(request) -> dict:
+        body = parse_json(await read_body(request, gateway.max_body_bytes), finite=True)
+        if not isinstance(body, dict):
+            raise BadRequest(f"the body must be a JSON object, not {type(body).__name__}",
+                             error_code="INVALID_PARAMETER_VALUE")
+        return body
+
+    async def invocations(request):
+        name = request.path_params.get("name") or gateway.default_endpoint()
         try:
-            name = name or gateway.default_endpoint()
-        except BadRequest as exc:
-            return error(exc)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > gateway.max_body_bytes:
-            # Refused (413, still captured) without reading a body we will not use.
-            status, body, headers = await gateway.invoke(name, b"", size=int(declared))
-        else:
-            status, body, headers = await gateway.invoke(name, await request.body())
-        return JSONResponse(body, status_code=status, headers=headers)
+            body, size = await read_body(request, gateway.max_body_bytes), None
+        except BodyTooLarge as exc:  # refused (413, still captured) without reading what we will not use
+            body, size = b"", exc.size
+        status, answer, headers = await gateway.invoke(name, body, size=size)
+        return JSONResponse(answer, status_code=status, headers=headers)
 
-    async def ping(request: Request):
-        return PlainTextResponse("\n")
-
-    async def health(request: Request):
+    async def health(request):
         ready = {n: e.describe(None)["state"] for n, e in gateway.endpoints.items()}
         # Which project's gateway this is: a caller from another MLOPS_HOME must not use it.
         state = str(gateway.state_file.parent.resolve()) if gateway.state_file else None
         return JSONResponse({"status": "OK", "endpoints": ready, "state_dir": state})
 
-    async def endpoints(request: Request):
-        try:
-            if request.method == "GET":
-                return JSONResponse({"endpoints": [e.describe(gateway.capture_table(n)) for n, e in gateway.endpoints.items()]})
-            body = await request.json()
-            endpoint = gateway.submit(body["name"], body.get("config") or {}, create=True)
-            return JSONResponse(endpoint.describe(gateway.capture_table(endpoint.name)))
-        except BadRequest as exc:
-            return error(exc)
-        except (ValueError, KeyError) as exc:
-            return error(BadRequest(f"invalid endpoint definition: {exc}"))
+    async def create_endpoint(request):
+        body = await json_object(request)
+        if "config" not in body:
+            raise BadRequest("config is required: {\"served_entities\": [...]}", error_code="INVALID_PARAMETER_VALUE")
+        return described(gateway.submit(body.get("name"), body["config"], create=True))
 
-    async def endpoint(request: Request):
+    def existing(request):
         name = request.path_params["name"]
         if name not in gateway.endpoints:
-            return error(BadRequest(f"endpoint {name!r} does not exist", 404, "RESOURCE_DOES_NOT_EXIST"))
-        if request.method == "DELETE":
-            gateway.delete(name)
-            return JSONResponse({})
-        return JSONResponse(gateway.endpoints[name].describe(gateway.capture_table(name)))
+            raise BadRequest(f"endpoint {name[:100]!r} does not exist", 404, "RESOURCE_DOES_NOT_EXIST")
+        return name
 
-    async def update_config(request: Request):
+    async def delete_endpoint(request):
+        gateway.delete(existing(request))
+        return JSONResponse({})
+
+    async def update_config(request):
+        name = existing(request)
+        return described(gateway.submit(name, await json_object(request)))
+
+    return {
+        "ping": lambda request: PlainTextResponse("\n"),
+        "health": health,
+        "openapi": lambda request: JSONResponse(document()),
+        "invocations": invocations, "mlflow_invocations": invocations,
+        "list_endpoints": lambda request: JSONResponse(
+            {"endpoints": [e.describe(gateway.capture_table(n)) for n, e in gateway.endpoints.items()]}),
+        "create_endpoint": create_endpoint,
+        "get_endpoint": lambda request: described(gateway.endpoints[existing(request)]),
+        "delete_endpoint": delete_endpoint,
+        "update_config": update_config,
+    }
+
+
+def _route(handler, scope: str | None, guard: Guard):
+    """``handler`` behind the token check of ``scope`` and the JSON content-type check; every
+    ``BadRequest`` it raises becomes Databricks' error JSON."""
+    import inspect
+
+    async def endpoint(request):
+        if scope is not None:
+            refusal = guard.refuse_caller(request.headers, scope)
+            if refusal is not None:
+                return refusal
+        if request.method in ("POST", "PUT", "PATCH"):
+            media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+            if media != "application/json":
+                return error(415, "BAD_REQUEST", f"send the body as JSON: Content-Type: application/json, "
+                                                 f"not {media[:60] or 'none'!r}")
         try:
-            endpoint = gateway.submit(request.path_params["name"], await request.json())
-            return JSONResponse(endpoint.describe(gateway.capture_table(endpoint.name)))
+            answer = handler(request)
+            return await answer if inspect.isawaitable(answer) else answer
         except BadRequest as exc:
-            return error(exc)
-        except ValueError as exc:
-            return error(BadRequest(f"invalid config: {exc}"))
+            return error(exc.status, exc.error_code, str(exc))
+
+    return endpoint
+
+
+def build_app(gateway: Gateway, guard: Guard, on_stop=None):
+    """The gateway's HTTP API (``openapi.OPERATIONS``) behind ``guard``."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Route
+
+    from .openapi import OPERATIONS
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -157,14 +219,37 @@ def build_app(gateway: Gateway, on_stop=None):
         if on_stop is not None:
             on_stop()
 
-    return Starlette(routes=[
-        Route("/ping", ping), Route("/health", health),
-        Route("/invocations", invocations, methods=["POST"]),
-        Route("/serving-endpoints/{name}/invocations", invocations, methods=["POST"]),
-        Route("/api/2.0/serving-endpoints", endpoints, methods=["GET", "POST"]),
-        Route("/api/2.0/serving-endpoints/{name}", endpoint, methods=["GET", "DELETE"]),
-        Route("/api/2.0/serving-endpoints/{name}/config", update_config, methods=["PUT"]),
-    ], lifespan=lifespan)
+    async def no_such_api(request, exc):  # Databricks' shape for an unknown path or method too
+        code = "ENDPOINT_NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST"
+        return error(exc.status_code, code, f"No API found for '{request.method} {request.url.path[:200]}'",
+                     getattr(exc, "headers", None))
+
+    handlers = _handlers(gateway)
+    routes = [Route(op.path, _route(handlers[op.operation_id], op.scope, guard), methods=[op.method])
+              for op in OPERATIONS]
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BrowserGuard, guard=guard)],
+                     exception_handlers={404: no_such_api, 405: no_such_api})
+
+
+def request_guard(auth: str, host: str, state: Path) -> Guard:
+    """The guard of a gateway about to serve on ``host``, or a ``ConfigError`` saying why it must
+    not: no token on a reachable address, or ``serving.auth: none`` off loopback."""
+    log = logging.getLogger(__name__)
+    if auth == "none":
+        if not is_loopback(host):
+            raise ConfigError(f"serving.auth: none would let anyone who reaches {host} manage and query the "
+                              "endpoints: it is allowed with a loopback serving.host (127.0.0.1) only. Remove "
+                              "serving.auth (tokens are the default) or serve on 127.0.0.1")
+        log.warning("serving.auth: none: no token needed; anyone on this machine can manage the endpoints")
+        return Guard(None, host)
+    tokens = TokenStore(state)
+    if not is_loopback(host):
+        if not tokens:
+            raise ConfigError(f"serving.host {host} is reachable from other machines, and this gateway has no "
+                              "token yet: create one first (mlops token create --scope query for callers that "
+                              "score, --scope manage for deployments), then start it again")
+        log.warning("serving on %s: reachable from the network; every API call needs a token", host)
+    return Guard(tokens, host)
 
 
 def serve(project: Project, host: str | None = None, port: int | None = None) -> None:
@@ -173,13 +258,16 @@ def serve(project: Project, host: str | None = None, port: int | None = None) ->
 
     settings = project.default
     host = host or settings.serving.host
+    state = state_dir(settings)
+    state.mkdir(parents=True, exist_ok=True)
+    guard = request_guard(settings.serving.auth, host, state)  # refuses before anything starts
     port = port or settings.serving.port or _free_port(host)  # serving.port 0: any free port
     gateway = build_gateway(project)
-    info = info_file(state_dir(settings))
+    info = info_file(state)
     info.write_text(json.dumps({"pid": os.getpid(), "url": f"http://{host}:{port}"}))
     logging.getLogger(__name__).info("serving gateway of %s on http://%s:%s", settings.root, host, port)
     # uvicorn re-raises SIGTERM after its graceful shutdown, so clean up in the app's shutdown.
-    app = build_app(gateway, on_stop=lambda: info.unlink(missing_ok=True))
+    app = build_app(gateway, guard, on_stop=lambda: info.unlink(missing_ok=True))
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
                 loop="uvloop", http="httptools", timeout_graceful_shutdown=30)
 
@@ -246,7 +334,9 @@ def ensure_running(host: str, port: int, state: str | Path, settings_json: str, 
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the serving gateway exited with {process.returncode}; see {log_file}")
+            said = log_file.read_text(errors="replace").strip().splitlines()[-1:]
+            raise RuntimeError(f"the serving gateway exited with {process.returncode}"
+                               f"{': ' + said[0] if said else ''} (see {log_file})")
         url = gateway_url(host, port, state)
         if url and is_up(url):
             check_owner(url, state)  # another project's gateway may have taken the port meanwhile

@@ -126,6 +126,8 @@ class ServingSettings(SettingsModel):
     """Databricks: whether the endpoint sleeps when idle."""
     host: str = "127.0.0.1"
     """The address the local gateway listens on."""
+    auth: Literal["token", "none"] = "token"
+    """token: every call to the local gateway's APIs needs `Authorization: Bearer` (mlops token create); none: no token, allowed only on a loopback host (the gateway refuses to start otherwise)."""
     port: int = Field(8765, ge=0, le=65535)
     """The local gateway's port; 0: any free port, chosen when it starts."""
     capture_batch_size: int = Field(2000, ge=1)

@@ -251,10 +251,12 @@ class DatabricksEmulator:
                 Route(f"/api/{version}/jobs/runs/cancel", api(self._cancel_run), methods=["POST"]),
             ]
         if self.project is not None:
+            from mlops_dagster.serving.guard import Guard
             from mlops_dagster.serving.server import build_app, build_gateway
 
             self._gateway = build_gateway(self.project)
-            routes.append(Mount("/", app=build_app(self._gateway)))
+            # The workspace's token is checked by Guard (below), as Databricks checks it: no gateway tokens.
+            routes.append(Mount("/", app=build_app(self._gateway, Guard(tokens=None, bound_host=None))))
         return Starlette(routes=routes, middleware=[Middleware(Guard)])
 
     def _take_fault(self, path: str) -> tuple[int, str] | None:
