@@ -9,7 +9,7 @@ import pandas as pd
 from mlops_dagster.ml.arrivals import (
     asked_for, file_message, file_outcomes, last_source_read, missing_files, unseen_files,
 )
-from mlops_dagster.ml.landing import LandingFile
+from mlops_dagster.ml.landing_tasks import LandingFile
 
 T1 = datetime(2026, 1, 1, 8, 0, tzinfo=timezone.utc)
 T2 = datetime(2026, 1, 2, 8, 0, tzinfo=timezone.utc)

@@ -16,7 +16,8 @@ import pytest
 
 from mlops_dagster.data.telco import COLUMNS, generate_customers
 from mlops_dagster.ml.contract import cell_reasons, rule_codes
-from mlops_dagster.ml.landing import QUARANTINE_SCHEMA, read_landing_files, valid_schema
+from mlops_dagster.ml.landing import read_landing_files
+from mlops_dagster.ml.landing_tasks import QUARANTINE_SCHEMA, valid_schema
 from mlops_dagster.settings import INGESTED_AT, SOURCE_FILE, load_settings
 
 ROWS = 30

@@ -51,7 +51,7 @@ def specs(settings: Settings, source: Source) -> list[AssetSpec]:
 def load_checked(lakehouse: Lakehouse, settings: Settings, source: Source, batch, commit: dict, origin: str):
     """Valid rows merged into the raw table on the key (created empty when every row was refused),
     refused rows appended to the quarantine table. Returns both tables' infos (None: not written)."""
-    from ..ml.landing import QUARANTINE_SCHEMA, valid_schema
+    from ..ml.landing_tasks import QUARANTINE_SCHEMA, valid_schema
 
     raw_table, quarantine_table = settings.table(source.raw), settings.table(source.quarantine)
     raw_info = quarantine_info = None

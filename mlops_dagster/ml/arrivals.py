@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # its module loads Arrow and NumPy: not at code-location load
-    from .landing import LandingFile
+    from .landing_tasks import LandingFile
 
 
 def missing_files(candidates: list[dict], wanted: set[str]) -> list[str]:

@@ -28,70 +28,30 @@ rows with the wrong number of fields. Pure Spark + Arrow, no Dagster.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from ..settings import INGESTED_AT, SOURCE_FILE, CsvOptions, LandingFormat
-from .contract import OK, Rule, cell_reasons, check_cells, typed_schema
+from ..settings import SOURCE_FILE, CsvOptions, LandingFormat
+from .contract import Rule
 from .landing_formats import (
-    Cells, ParquetFooter, csv_cells, file_format, gzip_problem, is_utf8, json_cells, parquet_cells, parquet_footer,
+    ParquetFooter, file_format, gzip_problem, is_utf8, parquet_footer,
     parquet_rows, parse_header, spark_literal, table_rows, transcode, unknown_format,
+)
+from .landing_tasks import (
+    CheckTask, LandingFile, check_partition, write_refusal,
 )
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-QUARANTINE_SCHEMA = pa.schema([
-    ("source_file", pa.string()), ("line_number", pa.int64()), ("record", pa.string()), ("reason", pa.string()),
-    ("quarantined_at", pa.timestamp("us", tz="UTC")), ("dagster_run_id", pa.string()),
-])
-_KEYS_SCHEMA = pa.schema([("_file", pa.int32()), ("_line", pa.int64()), ("_key", pa.string())])
 _BLANK = r"^\s*$"
 _BROADCAST_DUPLICATES = 1_000_000  # duplicated lines up to which they are sent to every task
-
-
-@dataclass
-class LandingFile:
-    """One landing file: what its header says, and what happened to its rows."""
-
-    index: int                      # order of arrival (a later file wins a key)
-    path: str
-    format: str | None = "csv"      # csv, json, parquet, or table (a Delta table or a database read); None: unknown
-    read_from: str = ""             # what Spark reads (a UTF-8 copy of a file in another encoding)
-    header: list[str] = field(default_factory=list)
-    header_line: int = 0
-    data_rows: int = 0              # non-blank lines after the header
-    refusal: str | None = None      # a problem with the whole file
-    extra_columns: list[str] = field(default_factory=list)
-    duplicated_rows: int = 0
-    rows_loaded: int = 0
-    rows_quarantined: int = 0
-
-    @property
-    def rows_read(self) -> int:
-        return self.rows_loaded + self.rows_quarantined
-
-    def problems(self, key: str) -> list[str]:
-        if self.refusal:
-            return [self.refusal]
-        found = []
-        if self.extra_columns:
-            found.append(f"ignored column(s) not in the dataset contract: {', '.join(self.extra_columns)}")
-        if self.duplicated_rows:
-            found.append(f"{self.duplicated_rows} rows share a {key} with another row of the file")
-        if self.rows_quarantined:
-            found.append(f"{self.rows_quarantined} of {self.data_rows} rows quarantined")
-        return found
 
 
 @dataclass
@@ -111,19 +71,6 @@ class LandingBatch:
         return sum(f.rows_quarantined for f in self.files)
 
 
-@dataclass(frozen=True)
-class _Task:
-    """What a Spark task needs to check its lines (pickled to the executors: keep it small)."""
-
-    files: dict[int, LandingFile]
-    rules: dict[str, Rule]
-    csv: CsvOptions
-    key: str
-    out_dir: str
-    ingested_at: datetime
-    run_id: str
-
-
 def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[str, Rule], key: str,
                        out_dir: str, ingested_at: datetime, run_id: str, options: LandingFormat | None = None,
                        progress=None) -> LandingBatch:
@@ -137,14 +84,14 @@ def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[s
     for f in files:
         if f.format is None:
             f.refusal = unknown_format(f.path)
-    task = _Task({f.index: f for f in files}, dict(rules), options.csv, key, out_dir, ingested_at, run_id)
+    task = CheckTask({f.index: f for f in files}, dict(rules), options.csv, key, out_dir, ingested_at, run_id)
     _fetch(task, [f for f in files if "://" in f.path])
     if not is_utf8(task.csv.encoding):
         _decode(task, [f for f in files if f.format == "csv" and not f.refusal])
     frames = [*_text_rows(spark, task, [f for f in files if f.format in ("csv", "json")]),
               *_parquet_rows(spark, task, [f for f in files if f.format == "parquet"])]
     say(f"{sum(f.data_rows for f in files):,} data rows in {len(files)} file(s)")
-    refused = [_write_refusal(f, task) for f in files if f.refusal and not f.data_rows]
+    refused = [write_refusal(f, task) for f in files if f.refusal and not f.data_rows]
     return _checked(spark, task, frames, refused, say)
 
 
@@ -159,13 +106,13 @@ def read_table_rows(spark: "SparkSession", df: "DataFrame", label: str, rules: M
         raise ValueError(f"{label} lacks the contract column(s) {', '.join(missing)} (it has: {', '.join(df.columns)})")
     f = LandingFile(0, label, "table", label, header=list(df.columns))
     f.extra_columns = [c for c in f.header if c not in rules]
-    task = _Task({0: f}, dict(rules), CsvOptions(), key, out_dir, ingested_at, run_id)
+    task = CheckTask({0: f}, dict(rules), CsvOptions(), key, out_dir, ingested_at, run_id)
     batch = _checked(spark, task, [table_rows(df, 0, rules)], [], progress or (lambda text: None))
     f.data_rows = f.rows_read
     return batch
 
 
-def _checked(spark: "SparkSession", task: _Task, frames: list["DataFrame"], outputs: list[dict], say) -> LandingBatch:
+def _checked(spark: "SparkSession", task: CheckTask, frames: list["DataFrame"], outputs: list[dict], say) -> LandingBatch:
     """Check ``frames`` (rows of ``task.files``) in Spark tasks; with the refusals already written
     (``outputs``), what the files became."""
     from pyspark.sql import functions as F
@@ -199,7 +146,7 @@ def _checked(spark: "SparkSession", task: _Task, frames: list["DataFrame"], outp
     return LandingBatch(files, valid, quarantine)
 
 
-def _text_rows(spark: "SparkSession", task: _Task, files: list[LandingFile]) -> list["DataFrame"]:
+def _text_rows(spark: "SparkSession", task: CheckTask, files: list[LandingFile]) -> list["DataFrame"]:
     """The data lines of CSV and JSON-lines files with their file and physical line number (none:
     no such file has rows). A .gz file that cannot be decompressed is refused whole."""
     readable = [f for f in files if not f.refusal]
@@ -221,7 +168,7 @@ def _text_rows(spark: "SparkSession", task: _Task, files: list[LandingFile]) -> 
     return [_numbered(lines, blocks, with_rows)] if with_rows else []
 
 
-def _fetch(task: _Task, files: list[LandingFile]) -> None:
+def _fetch(task: CheckTask, files: list[LandingFile]) -> None:
     """Object store files (``s3://...``) copied into the staging folder, a chunk at a time, so Spark
     reads them as local files (local Spark has no object store connectors); their lineage stays
     the URI. A file that cannot be fetched fails the run: it stays unread, to be ingested next time."""
@@ -238,7 +185,7 @@ def _fetch(task: _Task, files: list[LandingFile]) -> None:
             raise OSError(f"cannot read landing file {f.path}: {error}") from None
 
 
-def _decode(task: _Task, files: list[LandingFile]) -> None:
+def _decode(task: CheckTask, files: list[LandingFile]) -> None:
     """CSV files in another encoding than UTF-8, decoded into the staging folder a chunk at a time
     (refused whole, naming the line, at a byte the encoding does not allow)."""
     for f in files:
@@ -248,7 +195,7 @@ def _decode(task: _Task, files: list[LandingFile]) -> None:
         f.read_from = decoded
 
 
-def _parquet_rows(spark: "SparkSession", task: _Task, files: list[LandingFile]) -> list["DataFrame"]:
+def _parquet_rows(spark: "SparkSession", task: CheckTask, files: list[LandingFile]) -> list["DataFrame"]:
     """The rows of Parquet files (``_file``, ``_line`` = row number, contract columns)."""
     footers = {}
     for f in files:
@@ -277,7 +224,7 @@ def _same_file(spark_path: str, path: str) -> bool:
     return unquote(urlsplit(spark_path).path) == str(Path(path).resolve()) or spark_path == path
 
 
-def _summarize(lines: "DataFrame", files: list[LandingFile], task: _Task) -> list[dict]:
+def _summarize(lines: "DataFrame", files: list[LandingFile], task: CheckTask) -> list[dict]:
     """Pass 1: per block, its lines, first id, first non-blank line and first line that is not UTF-8.
     Fills in each file's header, data rows and whole-file refusal; returns the blocks with the
     physical number of their first line."""
@@ -357,14 +304,14 @@ def _numbered(lines: "DataFrame", blocks: list[dict], files: list[LandingFile]) 
                           & ~F.col("value").rlike(_BLANK))
 
 
-def _check(lines: "DataFrame", task: _Task, with_keys: bool) -> list[dict]:
+def _check(lines: "DataFrame", task: CheckTask, with_keys: bool) -> list[dict]:
     """Check ``lines`` in Spark tasks that write their outputs; returns (kind, path, file, rows) of each
     output: valid and quarantine rows, and with ``with_keys`` every line's (file, line, key)."""
     schema = "kind string, path string, file int, rows long"
-    return [r.asDict() for r in lines.mapInArrow(partial(_check_partition, task, with_keys), schema).collect()]
+    return [r.asDict() for r in lines.mapInArrow(partial(check_partition, task, with_keys), schema).collect()]
 
 
-def _duplicates(spark: "SparkSession", keys: "DataFrame", task: _Task) -> "DataFrame | None":
+def _duplicates(spark: "SparkSession", keys: "DataFrame", task: CheckTask) -> "DataFrame | None":
     """The lines whose key occurs more than once in their file, with the reason (staged as Parquet,
     so the check reads it instead of computing it again); None when there are none.
 
@@ -407,130 +354,3 @@ def _newest_per_key(spark: "SparkSession", valid: list[str], files: list[Landing
 
 
 # --- inside Spark tasks (Arrow batches of one partition) -------------------------------------------
-
-
-def _per_file(batch: pa.RecordBatch) -> Iterator[tuple[int, pa.RecordBatch]]:
-    files = batch.column("_file")
-    indexes = pc.unique(files).to_pylist()
-    if len(indexes) == 1:  # the usual case: a batch of one file
-        yield indexes[0], batch
-        return
-    for index in indexes:
-        yield index, batch.filter(pc.equal(files, index))
-
-
-class _Output:
-    """A Parquet file a task writes its rows of one kind into, opened on the first rows."""
-
-    def __init__(self, folder: str, schema: pa.Schema):
-        self.path, self.schema, self.writer, self.rows = f"{folder}/{uuid.uuid4().hex}.parquet", schema, None, {}
-
-    def write(self, index: int, table: pa.Table | None) -> None:
-        import pyarrow.parquet as pq
-
-        if table is None or not len(table):
-            return
-        if self.writer is None:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.path, self.schema)
-        self.writer.write_table(table.cast(self.schema))
-        self.rows[index] = self.rows.get(index, 0) + len(table)
-
-    def close(self, kind: str) -> list[tuple]:
-        if self.writer is not None:
-            self.writer.close()
-        return [(kind, self.path, index, rows) for index, rows in self.rows.items()]
-
-
-def valid_schema(rules: Mapping[str, Rule]) -> pa.Schema:
-    """The raw table's columns: the contract's, typed, then the landing file and ingestion time."""
-    return typed_schema(rules).append(pa.field(SOURCE_FILE, pa.string())).append(
-        pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC")))
-
-
-def _check_partition(task: _Task, with_keys: bool, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    """Check each line, write valid and quarantined rows (and the keys), return (kind, path, file, rows)."""
-    valid = _Output(f"{task.out_dir}/valid", valid_schema(task.rules))
-    quarantine = _Output(f"{task.out_dir}/quarantine", QUARANTINE_SCHEMA)
-    keys = _Output(f"{task.out_dir}/keys", _KEYS_SCHEMA)
-    for batch in batches:
-        for index, rows in _per_file(batch):
-            good, bad, found = _check_rows(task, task.files[index], rows)
-            valid.write(index, good)
-            quarantine.write(index, bad)
-            if with_keys:
-                keys.write(index, found)
-    done = valid.close("valid") + quarantine.close("quarantine") + keys.close("keys")
-    yield pa.RecordBatch.from_pylist([dict(zip(("kind", "path", "file", "rows"), d)) for d in done],
-                                     schema=pa.schema([("kind", pa.string()), ("path", pa.string()),
-                                                       ("file", pa.int32()), ("rows", pa.int64())]))
-
-
-def _check_rows(task: _Task, f: LandingFile, rows: pa.RecordBatch) -> tuple[pa.Table | None, pa.Table, pa.Table | None]:
-    """One file's rows of a batch: (typed valid rows, quarantine rows, (file, line, key) of the
-    rows with a key)."""
-    cells = _cells(task, f, rows)
-    taken = pa.array(cells.order)
-    lines, duplicate = rows.column("_line").take(taken), rows.column("_duplicate").take(taken)
-    n = len(cells.order)
-    if f.refusal:
-        return None, _quarantine(task, f, cells, lines, np.arange(n), [[f.refusal]] * n), None
-    raw = cells.raw
-    typed, codes = check_cells(raw, task.rules)
-    broken = np.zeros(n, dtype=bool)
-    broken[list(cells.broken)] = True
-    dup = pc.is_valid(duplicate).to_numpy(zero_copy_only=False)
-    bad = broken | dup | np.any([c != OK for c in codes.values()], axis=0)
-    bad_rows = np.flatnonzero(bad)
-    reasons = cell_reasons(bad_rows, raw, typed, codes, task.rules)
-    duplicates = duplicate.take(pa.array(bad_rows)).to_pylist()
-    for j, i in enumerate(bad_rows):
-        if i in cells.broken:  # shifted values, an unclosed quote, not JSON: its cell reasons would mislead
-            reasons[j] = [cells.broken[i]]
-        elif duplicates[j]:
-            reasons[j].append(duplicates[j])
-    keep = pa.array(~bad)
-    good = pa.table({c: typed[c].filter(keep) for c in task.rules})
-    good = good.append_column(SOURCE_FILE, pa.repeat(pa.scalar(f.path, pa.string()), len(good)))
-    good = good.append_column(INGESTED_AT, pa.repeat(_at(task), len(good)))
-    key = raw[task.key].cast(pa.string())
-    found = pa.table({"_file": pa.repeat(pa.scalar(f.index, pa.int32()), n), "_line": lines, "_key": key},
-                     schema=_KEYS_SCHEMA).filter(pc.is_valid(key))
-    return good, _quarantine(task, f, cells, lines, bad_rows, reasons), found
-
-
-def _cells(task: _Task, f: LandingFile, rows: pa.RecordBatch) -> Cells:
-    if f.format in ("parquet", "table"):
-        return parquet_cells(rows, f.header, task.rules)
-    if f.format == "json":
-        return json_cells(rows.column("value"), task.rules)
-    return csv_cells(rows.column("value"), f.header, task.rules, task.csv)
-
-
-def _at(task: _Task) -> pa.Scalar:
-    return pa.scalar(task.ingested_at, pa.timestamp("us", tz="UTC"))
-
-
-def _quarantine(task: _Task, f: LandingFile, cells: Cells, lines: pa.Array, rows: np.ndarray,
-                reasons: list[list[str]]) -> pa.Table:
-    return _quarantine_table(task, f.path, lines.take(pa.array(rows, pa.int64())), cells.records(rows),
-                             ["; ".join(r) for r in reasons])
-
-
-def _quarantine_table(task: _Task, path: str, lines, records: list[str], reasons: list[str]) -> pa.Table:
-    n = len(records)
-    return pa.table({
-        "source_file": pa.repeat(pa.scalar(path, pa.string()), n), "line_number": pa.array(lines, pa.int64()),
-        "record": pa.array(records, pa.string()), "reason": pa.array(reasons, pa.string()),
-        "quarantined_at": pa.repeat(_at(task), n), "dagster_run_id": pa.repeat(pa.scalar(task.run_id), n),
-    }, schema=QUARANTINE_SCHEMA)
-
-
-def _write_refusal(f: LandingFile, task: _Task) -> dict:
-    """A file refused whole before any row could be read: one quarantine row saying why (line 0)."""
-    import pyarrow.parquet as pq
-
-    path = f"{task.out_dir}/quarantine/{uuid.uuid4().hex}.parquet"
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(_quarantine_table(task, f.path, [0], [""], [f.refusal]), path)
-    return {"kind": "quarantine", "path": path, "file": f.index, "rows": 1}
