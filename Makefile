@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 
-.PHONY: install run dev monitor-ui test test-fast bench lock clean generate serve stop docs screenshot
+.PHONY: install run dev monitor-ui mlflow-ui test test-fast bench lock clean generate serve stop docs screenshot
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ dev: install $(DAGSTER_HOME)/dagster.yaml
 ## monitor-ui: Evidently's UI (http://127.0.0.1:8000) on every drift and performance report, per use case
 monitor-ui: install
 	$(BIN)/evidently ui --workspace "$${MLOPS_HOME:-.mlops}/evidently" --host 127.0.0.1 --port 8000
+
+## mlflow-ui: MLflow's UI (http://127.0.0.1:5000) on the local tracking store and registry
+mlflow-ui: install
+	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$${MLOPS_HOME:-.mlops}/mlflow/mlflow.db" --host 127.0.0.1 --port 5000
 
 ## serve: the local serving gateway in the foreground; stop: stop the one `make run` left running
 serve: install

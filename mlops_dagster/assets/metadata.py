@@ -1,6 +1,5 @@
 """Metadata shown in the Dagster UI for what assets write: one shape for every table."""
 
-import os
 from typing import Any
 
 from dagster import MetadataValue, TableColumn, TableSchema
@@ -44,14 +43,11 @@ def audit_log(context, settings) -> AuditLog:
     return AuditLog.of_run(context.resources.lakehouse, settings, context.run.run_id)
 
 
-MLFLOW_UI_ENV = "MLOPS_MLFLOW_UI_URL"  # until the MLflow UI address is a setting
-
-
 def mlflow_run_metadata(settings, experiment_id: str, run_id: str) -> MetadataValue:
-    """An MLflow run as a link that opens it: in the UI at ``MLOPS_MLFLOW_UI_URL``, else in the
-    tracking server when it is one (an http(s) tracking URI serves the UI too); else the run id."""
+    """An MLflow run as a link that opens it: in the UI at ``mlflow.ui_url``, else in the tracking
+    server when it is one (an http(s) tracking URI serves the UI too); else the run id."""
     tracking = settings.mlflow.tracking_uri
-    ui = os.environ.get(MLFLOW_UI_ENV) or (tracking if tracking.startswith(("http://", "https://")) else "")
+    ui = settings.mlflow.ui_url or (tracking if tracking.startswith(("http://", "https://")) else "")
     if not ui:
         return MetadataValue.text(run_id)
     return MetadataValue.url(f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}")

@@ -153,3 +153,5 @@ class MlflowSettings(SettingsModel):
     """The experiment training runs are logged to."""
     model_name: str
     """The registered model's name (three levels in Unity Catalog)."""
+    ui_url: str | None = None
+    """Where an MLflow UI serves this tracking store (e.g. http://127.0.0.1:5000 for `mlflow ui`): the training run's `mlflow_run` metadata links there; unset, an http(s) tracking server is its own UI, otherwise the run id is shown as text."""
