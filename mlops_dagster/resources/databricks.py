@@ -128,9 +128,9 @@ def _tagged(run_config: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
 
 
 def _launcher_class():
-    from dagster._core.events import DagsterEvent, DagsterEventType, EngineEventData
     from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
 
+    from ..runtime.dagster_internals import step_engine_event
     from ..runtime.interrupts import raise_if_interrupted
     from ..ml.cost import cluster_compute, compute_fields, estimate
 
@@ -199,11 +199,11 @@ def _launcher_class():
             else:
                 metadata.update(dbus_estimated=round(figure.dbus, 6), cost_estimated=round(figure.cost, 6))
                 shown = f"{figure.dbus:.3f} DBU, about {figure.cost:.4f} {rates.currency}"
-            yield DagsterEvent.from_step(
-                event_type=DagsterEventType.ENGINE_EVENT, step_context=step_context,
-                message=(f"Databricks run {run_id}: {compute.nodes} x {compute.node_type} ({compute.kind}) "
-                         f"for {seconds:.0f} s, {shown}"),
-                event_specific_data=EngineEventData(metadata=metadata),
+            yield step_engine_event(
+                step_context,
+                (f"Databricks run {run_id}: {compute.nodes} x {compute.node_type} ({compute.kind}) "
+                 f"for {seconds:.0f} s, {shown}"),
+                metadata,
             )
 
     return CostedStepLauncher

@@ -12,8 +12,8 @@ Terminating a run marks each running step's thread, and a step stops where it ch
 (``interrupts.py``): a step launcher cancels its cluster run.
 
 Built from the same parts of Dagster's plan execution as its own executors (the plan's
-``ActiveExecution``, ``dagster_event_sequence_for_step``, the step hooks), which are internal:
-constraints.txt pins the Dagster release this was written against.
+``ActiveExecution``, ``dagster_event_sequence_for_step``, the step hooks), which are internal: they
+are reached only through ``dagster_internals.py``, whose tests pin what this relies on.
 """
 
 import os
@@ -21,10 +21,10 @@ import queue
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 
-from dagster import Executor, Field, executor
-from dagster._core.execution.retries import get_retries_config
+from dagster import DagsterExecutionInterruptedError, Executor, Field, executor
+
+from . import dagster_internals as internals
 
 # Results of a step's thread, after its events: it ended, or it raised past Dagster's own handling.
 _ENDED = "ended"
@@ -46,20 +46,18 @@ IMPORTS_TAG = "mlops/imports"
         "import_ahead": Field(bool, default_value=False, description=(
             f"Import the modules a step names in its `{IMPORTS_TAG}` op tag in the background once every step it "
             "waits for has started (useful where steps run in this process; the project sets it on local).")),
-        "retries": get_retries_config(),
+        "retries": internals.retries_config(),
     },
 )
 def threaded_executor(init_context) -> "ThreadedExecutor":
     """Steps that do not depend on each other run at once, in threads of the run's process."""
-    from dagster._core.execution.retries import RetryMode
-
     config = init_context.executor_config
     if config["max_concurrent"] < 1:
         from dagster import DagsterInvalidConfigError
 
         raise DagsterInvalidConfigError(
             "execution.config.max_concurrent must be at least 1", [], config["max_concurrent"])
-    return ThreadedExecutor(RetryMode.from_config(config["retries"]), config["max_concurrent"],
+    return ThreadedExecutor(internals.retry_mode(config["retries"]), config["max_concurrent"],
                             config["import_ahead"])
 
 
@@ -73,47 +71,23 @@ class ThreadedExecutor(Executor):
     def retries(self):
         return self._retries
 
-    @property
-    def step_dependency_config(self):
-        from dagster._core.execution.step_dependency_config import StepDependencyConfig
-
-        return StepDependencyConfig.default()
-
     def execute(self, plan_context, execution_plan) -> Iterator:
-        from dagster._core.events import DagsterEvent, EngineEventData
-        from dagster._core.execution.api import ExecuteRunWithPlanIterable
-        from dagster._core.execution.context_creation_job import PlanExecutionContextManager
-
         keys = execution_plan.step_keys_to_execute
-        yield DagsterEvent.engine_event(
+        yield internals.process_event(
             plan_context, f"Executing steps in threads of process {os.getpid()}, at most {self.max_concurrent} at once",
-            event_specific_data=EngineEventData.in_process(os.getpid(), keys),
-        )
-        yield from ExecuteRunWithPlanIterable(
-            execution_plan=plan_context.execution_plan,
-            iterator=lambda job_context, execution_plan: _steps_in_threads(job_context, execution_plan,
-                                                                           self.max_concurrent, self.import_ahead),
-            execution_context_manager=PlanExecutionContextManager(
-                job=plan_context.job, retry_mode=plan_context.retry_mode, execution_plan=plan_context.execution_plan,
-                run_config=plan_context.run_config, dagster_run=plan_context.dagster_run,
-                instance=plan_context.instance, raise_on_error=plan_context.raise_on_error,
-                output_capture=plan_context.output_capture, step_dependency_config=self.step_dependency_config,
-            ),
-        )
-        yield DagsterEvent.engine_event(plan_context, f"Finished steps in process {os.getpid()}",
-                                        event_specific_data=EngineEventData.in_process(os.getpid(), keys))
+            keys)
+        # step_dependency_config: Executor's default, as for Dagster's in-process executor.
+        yield from internals.execute_plan_in_this_process(
+            plan_context, self.step_dependency_config,
+            lambda job_context, execution_plan: _steps_in_threads(job_context, execution_plan,
+                                                                  self.max_concurrent, self.import_ahead))
+        yield internals.process_event(plan_context, f"Finished steps in process {os.getpid()}", keys)
 
 
 def _steps_in_threads(job_context, execution_plan, max_concurrent: int, import_ahead: bool = False) -> Iterator:
     """Dagster's in-process plan loop (``inner_plan_execution_iterator``), with each step in a thread:
     events reach this thread through a queue and are handled here, in order per step, as Dagster
     handles them in process; a step's hooks run here once its thread has ended."""
-    from dagster._core.errors import DagsterExecutionInterruptedError
-    from dagster._core.execution.compute_logs import create_compute_log_file_key
-    from dagster._core.execution.plan.execute_plan import _trigger_hook
-    from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
-    from dagster._core.events import DagsterEvent, EngineEventData
-
     from .interrupts import StepThread
     from .mlflow_threads import share_active_run
 
@@ -123,24 +97,19 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int, import_a
     started: set[str] = set()
     interrupted_at: float | None = None
     enter_thread = share_active_run()
-    logs = job_context.instance.compute_log_manager
-    with InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency, \
-            execution_plan.start(retry_mode=job_context.retry_mode, max_concurrent=max_concurrent,
-                                 instance_concurrency_context=concurrency,
-                                 step_dependency_config=job_context.step_dependency_config) as active, \
-            ExitStack() as capture:
-        # Step output is captured for the whole process, as the in-process executor does.
-        log_key = logs.build_log_key_for_run(job_context.run_id, create_compute_log_file_key())
-        keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
-        yield DagsterEvent.capture_logs(job_context, keys, log_key, capture.enter_context(logs.capture_logs(log_key)))
+    keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
+    # Step output is captured for the whole process, as the in-process executor does.
+    with internals.active_execution(job_context, execution_plan, max_concurrent) as active, \
+            internals.captured_process_output(job_context, keys) as logs_captured:
+        yield logs_captured
         while not active.is_complete or running:
             if interrupted_at is None and active.check_for_interrupts():
                 # Terminating a run interrupts its main thread; each step's thread is told, and stops
                 # where it checks (a step launcher cancels its cluster run).
                 active.mark_interrupted()
                 interrupted_at = time.monotonic()
-                yield DagsterEvent.engine_event(job_context, f"Interrupted: stopping {', '.join(running)}",
-                                                EngineEventData.interrupted(list(running)))
+                yield internals.interrupted_event(job_context, f"Interrupted: stopping {', '.join(running)}",
+                                                  list(running))
                 for _, _, thread in running.values():
                     thread.interrupted.set()
             if interrupted_at is not None and (not running or time.monotonic() - interrupted_at > INTERRUPT_GRACE_SECONDS):
@@ -174,7 +143,7 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int, import_a
                 for event in active.plan_events_iterator(job_context):  # steps skipped by a failure
                     step_events.append(event)
                     yield event
-                yield from _trigger_hook(step_context, step_events)
+                yield from internals.run_step_hooks(step_context, step_events)
                 continue
             step_events.append(item)
             yield item
@@ -219,12 +188,10 @@ def _import_modules(modules: list[str]) -> None:
 
 def _step_thread(step_context, events: queue.Queue, enter_thread: Callable[[], None]) -> None:
     """Run one step (or launch it, with a step launcher) and pass its events on."""
-    from dagster._core.execution.plan.execute_plan import dagster_event_sequence_for_step
-
     key = step_context.step.key
     try:
         enter_thread()
-        for event in dagster_event_sequence_for_step(step_context):
+        for event in internals.step_events(step_context):
             events.put((key, None, event))
     except BaseException:  # noqa: BLE001 - what Dagster itself lets through is raised in the run's thread
         events.put((key, _RAISED, sys.exc_info()[1]))

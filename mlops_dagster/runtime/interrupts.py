@@ -24,6 +24,6 @@ def raise_if_interrupted() -> None:
     terminated (elsewhere, and before that, nothing)."""
     thread = threading.current_thread()
     if isinstance(thread, StepThread) and thread.interrupted.is_set():
-        from dagster._core.errors import DagsterExecutionInterruptedError
+        from dagster import DagsterExecutionInterruptedError
 
         raise DagsterExecutionInterruptedError(f"the run was terminated while {thread.name} ran")
