@@ -170,9 +170,7 @@ def test_within_the_allowed_drop_and_gaps_or_without_a_champion_judged():
 
 
 def test_the_history_has_a_row_per_version_then_per_slice_group_with_declared_types():
-    when = pd.Timestamp(DAY2)
-    base = {"evaluated_at": when, "model_name": "m", "window_start": when, "window_end": when, "dagster_run_id": "r"}
-    rows = history(evaluated(), ("rmse", "mae", "r2"), base)
+    rows = history(evaluated(), ("rmse", "mae", "r2"), "m", DAY1, DAY2, "r")
     assert list(zip(rows["model_version"], rows["slice"], rows["group"])) == [
         ("1", "all", "all"), ("2", "all", "all"), ("2", "region", "A"), ("2", "region", "B"),
         ("2", "day", "2026-01-01"), ("2", "day", "2026-01-02")]
@@ -181,6 +179,8 @@ def test_the_history_has_a_row_per_version_then_per_slice_group_with_declared_ty
     assert rows["is_champion"].tolist() == [False, True, True, True, True, True]
     assert rows["reason"].tolist() == ["50 too few", "", "", "", "", ""]
     assert (rows["compare_metric"] == "mae").all() and (rows["dagster_run_id"] == "r").all()
+    assert (rows["model_name"] == "m").all() and (rows["window_start"] == pd.Timestamp(DAY1)).all()
+    assert (rows["evaluated_at"] == pd.Timestamp(DAY2)).all() and (rows["window_end"] == pd.Timestamp(DAY2)).all()
     champion = rows.iloc[1]
     assert champion["validated_value"] == 0.4 and champion["performance_drop"] == pytest.approx(3.5 / 6 - 0.4)
     assert rows["decayed"].tolist()[1] is True
@@ -191,7 +191,7 @@ def test_the_history_has_a_row_per_version_then_per_slice_group_with_declared_ty
                                             "window_start")} == {
         "mae": "float64", "decayed": "boolean", "is_champion": "bool", "labelled_predictions": "int64",
         "reason": "string", "window_start": "datetime64[us, UTC]"}
-    assert history(Evaluation("1", "mae", Tally({}, {}), {}), ("mae",), base).empty
+    assert history(Evaluation("1", "mae", Tally({}, {}), {}), ("mae",), "m", DAY1, DAY2, "r").empty
 
 
 def test_the_version_summary_marks_the_champion_and_rounds_its_figures():

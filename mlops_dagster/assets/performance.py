@@ -20,8 +20,6 @@ from ..resources.registry import CHAMPION
 from ..settings import Settings
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ..ml.performance import Evaluation, Judge
 
 DECAY_CHECK = "no_performance_decay"
@@ -71,9 +69,7 @@ def judge_model_performance(context: AssetExecutionContext, settings: Settings, 
                           criteria, judge)
     report_path, run_id = _report(settings, evaluation, frame, judge, now)
     metrics = reported_metrics(settings.problem_type, settings.classifies)
-    rows = history(evaluation, metrics, {
-        "evaluated_at": _timestamp(now), "model_name": settings.mlflow.model_name, "window_start": _timestamp(since),
-        "window_end": _timestamp(now), "dagster_run_id": context.run.run_id})
+    rows = history(evaluation, metrics, settings.mlflow.model_name, since, now, context.run.run_id)
     if len(rows):
         lakehouse.write(settings.table(settings.names.model_performance), rows, "append",
                         commit_info=commit_info(context),
@@ -110,12 +106,6 @@ def _judge(settings: Settings) -> "Judge":
 def _gap_limits(settings: Settings) -> dict[str, dict[str, float]]:
     """The slices with an allowed gap that are model features (the others cannot be reported on)."""
     return {c: g for c, g in settings.monitoring.max_slice_gaps.items() if c in settings.slices}
-
-
-def _timestamp(moment: datetime) -> "pd.Timestamp":
-    import pandas as pd
-
-    return pd.Timestamp(moment)
 
 
 def _judge_versions(context: AssetExecutionContext, settings: Settings, lakehouse: Lakehouse, since: datetime,

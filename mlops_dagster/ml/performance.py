@@ -9,6 +9,7 @@ The join runs on Spark; figures are computed on bounded, seeded samples in panda
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
 
 import numpy as np
@@ -303,10 +304,15 @@ def evaluate(champion_version: str, counted: Tally, per_version: dict[str, Figur
                       breaches(gaps, criteria.gap_limits))
 
 
-def history(evaluation: Evaluation, metrics: tuple[str, ...], base: dict[str, Any]) -> pd.DataFrame:
-    """The evaluation's rows of the performance history: ``base`` (when, which window, which run)
-    and a row per model version (slice ``all``), then one per group of each of the champion's slices."""
+def history(evaluation: Evaluation, metrics: tuple[str, ...], model_name: str, window_start: datetime,
+            evaluated_at: datetime, run_id: str) -> pd.DataFrame:
+    """The evaluation's rows of the performance history (the window ends when it was evaluated, by
+    run ``run_id``): a row per model version (slice ``all``), then one per group of each of the
+    champion's slices. Empty when no version was judged."""
     e, champion = evaluation, evaluation.champion_version
+    base = {"evaluated_at": pd.Timestamp(evaluated_at), "model_name": model_name,
+            "window_start": pd.Timestamp(window_start), "window_end": pd.Timestamp(evaluated_at),
+            "dagster_run_id": run_id}
     rows = [{**base, "model_version": version, "slice": "all", "group": "all",
              "labelled_predictions": e.tally.versions[version], "rows_used": f.rows, "reason": f.reason,
              "is_champion": version == champion, **{m: f.metrics.get(m) for m in metrics},
