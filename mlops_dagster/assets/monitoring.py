@@ -153,7 +153,8 @@ def served_requests(settings: Settings, lakehouse: Lakehouse, session) -> "tuple
     if not rows:
         raise ValueError(f"no successful requests in {table} in the last {settings.monitoring.window_hours:g} h: "
                          "nothing to compare with the training data")
-    shown = f"the newest {min(len(rows), sample_rows):,} rows of {served.count():,} requests to {settings.serving.endpoint}"
+    shown = (f"the newest {min(len(rows), sample_rows):,} rows of {served.count():,} requests to "
+             f"{settings.serving.endpoint}")
     return pd.DataFrame(rows[:sample_rows], columns=fs.columns), shown
 
 
@@ -246,5 +247,6 @@ def _description(settings: Settings) -> str:
         f"version recorded on the model version); each side a seeded sample of at most {mon.sample_rows:,} rows. "
         f"The dataset drifted when at least {mon.drift_share:.0%} of the "
         "feature columns drifted. The HTML report is saved, logged to MLflow and added to the Evidently "
-        f"workspace; drift share and per-column scores are appended to `{settings.table(settings.names.drift_metrics)}`."
+        "workspace; drift share and per-column scores are appended to "
+        f"`{settings.table(settings.names.drift_metrics)}`."
     )
