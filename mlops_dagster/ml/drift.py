@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from ..settings import INGESTED_AT
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+SHOWN_IN_ALERT = 8  # drifted columns named in an alert's summary
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,59 @@ class DriftResult:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.snapshot.save_html(str(path))
         return path
+
+    @property
+    def verdict(self) -> str:
+        return "DRIFT" if self.dataset_drift else "no drift"
+
+    def drifted(self) -> list[str]:
+        """The feature columns that drifted, in the report's order."""
+        return [c.column for c in self.columns if c.drifted]
+
+    def summary(self) -> dict[str, Any]:
+        """The verdict in figures, as the drift history records them."""
+        return {"dataset_drift": self.dataset_drift, "drift_share": self.drift_share,
+                "drifted_columns": self.drifted_columns, "columns_checked": len(self.columns),
+                "threshold_share": self.threshold_share}
+
+    def alert_text(self) -> str:
+        """One line for a drift alert: how many columns drifted against the threshold, and the first of them."""
+        drifted = self.drifted()
+        return (f"{self.drifted_columns} of {len(self.columns)} feature columns drifted (share "
+                f"{self.drift_share:.2f}, threshold {self.threshold_share:.2f}): {', '.join(drifted[:SHOWN_IN_ALERT])}"
+                + (", ..." if len(drifted) > SHOWN_IN_ALERT else ""))
+
+    def column_scores(self) -> list[dict[str, Any]]:
+        """A row per feature column, the highest score first (scores to 4 decimals)."""
+        return [{"column": c.column, "method": c.method, "score": round(c.score, 4), "threshold": c.threshold,
+                 "drifted": c.drifted} for c in sorted(self.columns, key=lambda c: -c.score)]
+
+
+def newest_batch(features: "DataFrame") -> "DataFrame":
+    """The rows of the latest ingestion (the newest landing batch) of a feature table (Spark)."""
+    from pyspark.sql import functions as F
+
+    newest = features.agg(F.max(INGESTED_AT)).first()[0]
+    return features.where(F.col(INGESTED_AT) == F.lit(newest))
+
+
+def drift_sample(frame: "DataFrame", label: str | None, table_rows: int, max_rows: int, columns: list[str],
+                 seed: int, key: str) -> tuple[pd.DataFrame, int]:
+    """At most ``max_rows`` rows of ``frame`` (seeded, stratified on ``label``, or not stratified when
+    None) as pandas, and how many rows it had. When ``table_rows`` (the Delta row count of the table
+    ``frame`` comes from) says it fits, it is read as it is, without counting it."""
+    from pyspark.sql import functions as F
+
+    from .sampling import stratified_sample
+    from .training import to_pandas
+
+    if table_rows <= max_rows:
+        picked = to_pandas(frame, columns)
+        return picked, len(picked)
+    if label is None:
+        frame, label = frame.withColumn("_all", F.lit(0)), "_all"
+    sampled = stratified_sample(frame, label, max_rows, seed, key)
+    return to_pandas(sampled.frame, columns), sampled.available_rows
 
 
 def detect_drift(

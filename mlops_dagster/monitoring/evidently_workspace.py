@@ -4,6 +4,12 @@ performance over time: ``evidently ui --workspace $MLOPS_HOME/evidently`` (``mak
 
 from __future__ import annotations
 
+import threading
+
+# One snapshot added at a time in this process. Opening the workspace reads every snapshot file,
+# and Evidently writes them in place: a run's drift report and performance report (steps in threads
+# of one process) would otherwise read each other's half-written JSON (JSONDecodeError).
+_ADDING = threading.Lock()
 _PANELS = {
     # title -> (Evidently metric, its labels): what the dashboard plots over time, per problem type
     "drift": [("Share of drifted feature columns", "DriftedColumnsCount", {"value_type": "share"})],
@@ -18,10 +24,11 @@ def add_snapshot(folder: str, use_case: str, snapshot, problem_type: str) -> str
     dashboard, the first time); returns the project's id."""
     from evidently.ui.workspace import Workspace
 
-    workspace = Workspace.create(folder)
-    found = workspace.search_project(use_case)
-    project = found[0] if found else _new_project(workspace, use_case, problem_type)
-    workspace.add_run(project.id, snapshot, include_data=False)
+    with _ADDING:
+        workspace = Workspace.create(folder)
+        found = workspace.search_project(use_case)
+        project = found[0] if found else _new_project(workspace, use_case, problem_type)
+        workspace.add_run(project.id, snapshot, include_data=False)
     return str(project.id)
 
 
