@@ -10,11 +10,29 @@ import pandas as pd
 import pytest
 
 from mlops_dagster.ml.performance import (
-    LABEL, Criteria, Decay, Evaluation, Figures, Judge, SliceGap, Tally, breaches, count_judged, decay,
-    endpoint_scores, evaluate, gap_text, history, judge_versions, labelled_sample, reported_metrics,
-    slice_figures, tally, version_summary,
+    LABEL,
+    Criteria,
+    Decay,
+    Evaluation,
+    Figures,
+    Judge,
+    SliceGap,
+    Tally,
+    breaches,
+    count_judged,
+    decay,
+    endpoint_scores,
+    evaluate,
+    gap_text,
+    history,
+    judge_versions,
+    labelled_sample,
+    slice_figures,
+    tally,
+    version_summary,
 )
 from mlops_dagster.ml.problem import problem_type
+from mlops_dagster.settings import reported_metrics
 
 CLASSIFICATION, REGRESSION = problem_type("classification"), problem_type("regression")
 DAY1, DAY2 = datetime(2026, 1, 1, 9, tzinfo=timezone.utc), datetime(2026, 1, 2, 17, tzinfo=timezone.utc)

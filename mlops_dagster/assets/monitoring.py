@@ -133,28 +133,35 @@ def _newest_batch(settings: Settings, lakehouse: Lakehouse, session) -> "tuple[p
 
 def served_requests(settings: Settings, lakehouse: Lakehouse, session) -> "tuple[pd.DataFrame, str]":
     """The newest rows the endpoint scored successfully in the last `window_hours` (its inference
-    table), at most `monitoring.sample_rows` of them; and how many requests the window held."""
+    table), at most `monitoring.sample_rows` of them; and how many requests the window held. A
+    request that today's parser refuses (scored by an older gateway that accepted, say, Infinity)
+    is left out and counted, not allowed to fail the report."""
     import pandas as pd
     from pyspark.sql import functions as F
 
     from ..serving.capture import answered
-    from ..serving.payload import Column, parse_rows
+    from ..serving.payload import BadRequest, Column, parse_rows
 
     fs, table, sample_rows = settings.features, settings.inference_table(), settings.monitoring.sample_rows
     since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(hours=settings.monitoring.window_hours)
     served = answered(lakehouse.read_spark(session, table), since)
     columns = [Column(c, "string" if c in fs.categorical else "double") for c in fs.columns]
     rows: list = []
+    refused = 0
     newest_first = served.orderBy(F.desc("request_time")).select("request").limit(sample_rows)
     for request in newest_first.toLocalIterator():
-        rows.extend(parse_rows(request["request"].encode(), columns, max_rows=10**9))
+        try:
+            rows.extend(parse_rows(request["request"].encode(), columns, max_rows=10**9))
+        except BadRequest:
+            refused += 1
         if len(rows) >= sample_rows:
             break
     if not rows:
         raise ValueError(f"no successful requests in {table} in the last {settings.monitoring.window_hours:g} h: "
                          "nothing to compare with the training data")
     shown = (f"the newest {min(len(rows), sample_rows):,} rows of {served.count():,} requests to "
-             f"{settings.serving.endpoint}")
+             f"{settings.serving.endpoint}" + (f" ({refused:,} left out: their payload is refused today)"
+                                                if refused else ""))
     return pd.DataFrame(rows[:sample_rows], columns=fs.columns), shown
 
 

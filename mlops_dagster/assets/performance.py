@@ -7,17 +7,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dagster import (
-    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, MaterializeResult, MetadataValue,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    MaterializeResult,
+    MetadataValue,
     asset,
 )
 
 from ..monitoring.alerts import raise_alert
 from ..monitoring.evidently_workspace import add_snapshot
-from .metadata import commit_info, markdown_table
-from ..runtime.progress import Progress
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION
-from ..settings import Settings
+from ..runtime.progress import Progress
+from ..settings import Settings, reported_metrics
+from .metadata import commit_info, markdown_table
 
 if TYPE_CHECKING:
     from ..ml.performance import Evaluation, Judge
@@ -45,7 +50,7 @@ def performance_assets(settings: Settings):
 
 def judge_model_performance(context: AssetExecutionContext, settings: Settings, checks: list[AssetCheckSpec]):
     """The `model_performance` asset: every model version judged on the outcomes of the window."""
-    from ..ml.performance import Criteria, evaluate, history, reported_metrics
+    from ..ml.performance import Criteria, evaluate, history
 
     lakehouse: Lakehouse = context.resources.lakehouse
     champion = context.resources.registry.for_use_case(settings).by_alias(CHAMPION)
@@ -114,7 +119,13 @@ def _judge_versions(context: AssetExecutionContext, settings: Settings, lakehous
     version's figures on a bounded sample. The tally, the figures per version and the champion's sample."""
     from pyspark.sql import functions as F
 
-    from ..ml.performance import LABEL, count_judged, judge_versions, labelled_predictions, labelled_sample
+    from ..ml.performance import (
+        LABEL,
+        count_judged,
+        judge_versions,
+        labelled_predictions,
+        labelled_sample,
+    )
 
     ds, mon, log_table = settings.dataset, settings.monitoring, settings.table(settings.names.prediction_log)
     truth, problem = mon.ground_truth, judge.problem
@@ -290,6 +301,7 @@ def _description(settings: Settings) -> str:
     ds, names, mon, slices = settings.dataset, settings.names, settings.monitoring, settings.slices
     truth = mon.ground_truth
     truth_table, log_table = settings.table(names.ground_truth), settings.table(names.prediction_log)
+    metrics = reported_metrics(settings.problem_type, settings.classifies)
     unused = [c for c in mon.slices if c not in slices]
     return (
         f"Each outcome in `{truth_table}` judges the newest prediction for its `{ds.key}` made at or "
@@ -297,7 +309,7 @@ def _description(settings: Settings) -> str:
         f"`{log_table}` and the endpoint's answers in `{settings.inference_table()}` to requests that named their "
         f"`{ds.key}` (the newest {mon.sample_rows:,} requests of the window; joined on Spark); outcomes observed "
         f"in the last {mon.performance_window_days:g} days "
-        "are judged. Per model version: {', '.join(metrics)} and how many labelled "
+        f"are judged. Per model version: {', '.join(metrics)} and how many labelled "
         f"predictions are behind them (a seeded sample of at most {mon.performance_rows:,}; fewer than "
         f"{mon.min_labelled_rows} are not judged), appended to `{settings.table(names.model_performance)}` "
         f"with the {CHAMPION}'s "

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
 import numpy as np
 import pandas as pd
 
-from ..settings import LOWER_IS_BETTER, PROBLEM_METRICS
+from ..settings import LOWER_IS_BETTER
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -25,12 +25,6 @@ if TYPE_CHECKING:
 LABEL = "label"
 SCORED_AT = "scored_at"
 SOURCES = ("batch", "endpoint")  # where a judged prediction came from: the prediction log or the endpoint
-
-
-def reported_metrics(problem_type: str, classifies: bool) -> tuple[str, ...]:
-    """The figures reported per model version and group: the problem type's metrics, and for a
-    classifier the Brier score and the positive-prediction rate."""
-    return (*PROBLEM_METRICS[problem_type], *(("brier_score", "positive_rate") if classifies else ()))
 
 
 def endpoint_scores(answers: Iterable[tuple[Any, Any, str, int]], key: str, score: str, classifies: bool,
@@ -347,7 +341,13 @@ def performance_report(frame: pd.DataFrame, score: str, problem: "ProblemType", 
                        metadata: dict[str, str]):
     """Evidently's ClassificationPreset (or RegressionPreset) on labelled predictions (``label`` and
     ``score`` columns): a snapshot to save as HTML."""
-    from evidently import BinaryClassification, DataDefinition, Dataset, Regression, Report
+    from evidently import (
+        BinaryClassification,
+        DataDefinition,
+        Dataset,
+        Regression,
+        Report,
+    )
     from evidently.presets import ClassificationPreset, RegressionPreset
 
     if problem.classifies:

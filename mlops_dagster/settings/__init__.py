@@ -10,23 +10,67 @@ Everything here is plain pydantic: no Dagster, no heavy imports, so the code loc
 """
 
 from .base import ConfigError
-from .constants import (CONF_DIR, INGESTED_AT, LOWER_IS_BETTER, PROBLEM_METRICS, SETTINGS_JSON_ENV, SOURCE_FILE,
-                        TARGETS, USE_CASE_TAG)
+from .constants import (
+                        CONF_DIR,
+                        INGESTED_AT,
+                        LOWER_IS_BETTER,
+                        PROBLEM_METRICS,
+                        SETTINGS_JSON_ENV,
+                        SOURCE_FILE,
+                        TARGETS,
+                        USE_CASE_TAG,
+                        reported_metrics,
+)
 from .loading import Project, deep_merge, load_project, load_settings
 from .names import Names, capture_prefix
 from .schema import Settings
-from .schema_data import (ColumnRule, CsvOptions, DatasetSettings, DeltaSourceSettings, FeatureLookupSettings,
-                          FeatureSettings, FeatureSpec, FeatureStoreSettings, FeatureTableSettings, LandingFormat,
-                          OnlineStoreSettings, PostgresSourceSettings)
-from .schema_databricks import ClusterSettings, CostSettings, DatabricksSettings, DbuPrices, SecretEnv
-from .schema_model import (Bound, GroundTruthSettings, InferenceSettings, MlflowSettings, ModelSpec,
-                           MonitoringSettings, ServingSettings, TrainingSettings, ValidationSettings, bound_text)
-from .schema_operations import (AccessSettings, AutomationSettings, FileSensorSettings, GovernanceSettings,
-                                NextEnvironment, PromotionSettings, RetrainSensorSettings, RoleRights,
-                                ScheduleSettings)
+from .schema_data import (
+                        ColumnRule,
+                        CsvOptions,
+                        DatasetSettings,
+                        DeltaSourceSettings,
+                        FeatureLookupSettings,
+                        FeatureSettings,
+                        FeatureSpec,
+                        FeatureStoreSettings,
+                        FeatureTableSettings,
+                        LandingFormat,
+                        OnlineStoreSettings,
+                        PostgresSourceSettings,
+)
+from .schema_databricks import (
+                        ClusterSettings,
+                        CostSettings,
+                        DatabricksSettings,
+                        DbuPrices,
+                        SecretEnv,
+)
+from .schema_model import (
+                        Bound,
+                        GroundTruthSettings,
+                        InferenceSettings,
+                        MlflowSettings,
+                        ModelSpec,
+                        MonitoringSettings,
+                        ServingSettings,
+                        TrainingSettings,
+                        ValidationSettings,
+                        bound_text,
+)
+from .schema_operations import (
+                        AccessSettings,
+                        AutomationSettings,
+                        FileSensorSettings,
+                        GovernanceSettings,
+                        NextEnvironment,
+                        PromotionSettings,
+                        RetrainSensorSettings,
+                        RoleRights,
+                        ScheduleSettings,
+)
 
 __all__ = [
-    "CONF_DIR", "INGESTED_AT", "LOWER_IS_BETTER", "PROBLEM_METRICS", "SETTINGS_JSON_ENV", "SOURCE_FILE", "TARGETS",
+    "CONF_DIR", "INGESTED_AT", "LOWER_IS_BETTER", "PROBLEM_METRICS", "reported_metrics", "SETTINGS_JSON_ENV", "SOURCE_FILE", "TARGETS",
     "USE_CASE_TAG", "AccessSettings", "AutomationSettings", "Bound", "ClusterSettings", "ColumnRule", "ConfigError",
     "CostSettings", "CsvOptions", "DatabricksSettings", "DatasetSettings", "DbuPrices", "DeltaSourceSettings",
     "FeatureLookupSettings", "FeatureSettings", "FeatureSpec", "FeatureStoreSettings", "FeatureTableSettings",

@@ -16,5 +16,13 @@ PROBLEM_METRICS = {
     "regression": ("rmse", "mae", "r2"),
 }
 LOWER_IS_BETTER = frozenset({"log_loss", "rmse", "mae"})
+
+
+def reported_metrics(problem_type: str, classifies: bool) -> tuple[str, ...]:
+    """The figures reported per model version and group: the problem type's metrics, and for a
+    classifier the Brier score and the positive-prediction rate."""
+    return (*PROBLEM_METRICS[problem_type], *(("brier_score", "positive_rate") if classifies else ()))
+
+
 # A remote step's environment variable holding its run's resolved project (see load_project).
 SETTINGS_JSON_ENV = "MLOPS_SETTINGS_JSON"
