@@ -158,3 +158,19 @@ def test_a_new_home_is_recorded_in_todays_format(local_root, capsys):
     (local_root / "format.json").write_text('{"format": 3}')
     with pytest.raises(ValueError, match="format 3, written by a newer release"):
         check_home(load_project())
+
+
+def test_bootstrap_tells_a_schema_of_another_format():
+    """On a Databricks target the schema's mlops_dagster.format property records the format (bootstrap
+    sets it when it makes the schema, the workspace emulator test checks that); one it finds with
+    another format is reported, not changed."""
+    from types import SimpleNamespace
+
+    from mlops_dagster.governance.bootstrap import _schema
+
+    class Schemas:
+        def get(self, name):
+            return SimpleNamespace(properties={"mlops_dagster.format": "1"})
+
+    outcome = _schema(SimpleNamespace(schemas=Schemas()), "ml_dev_catalog", "mlops", LookupError)
+    assert outcome.result == "exists" and "mlops_dagster.format is 1, this release writes format 2" in outcome.detail
