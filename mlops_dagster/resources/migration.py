@@ -316,14 +316,16 @@ def apply(plan: Plan) -> str:
             raise HomeFormatError(f"{move.target} counts {after} rows after the move, {move.rows} before: "
                                   "nothing else was moved; compare it with a backup before going on")
         lines.append(f"  {move.target.relative_to(plan.home)!s:<60} {after:>10,} rows (was {move.rows:,})")
+    # The log first: should the moves stop half-way, a second migrate moves the rest of the files,
+    # and the log already names where they go.
+    log = _landing_log(plan)
+    repointed = _repointed(log, moved, write=True) if log is not None and moved else 0
     for move in plan.files:
         move.target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(move.source), str(move.target))
     lines += [f"  {_folder(plan.home, target):<60} {_files_in(target):>10,} file(s) (was {before})"
               for target, before in targets.items()]
-    log = _landing_log(plan)
-    if log is not None and moved:
-        repointed = _repointed(log, moved, write=True)
+    if repointed:
         lines.append(f"{LANDING_LOG}: {repointed} row(s) now name their file's new path")
     if plan.old_tables.is_dir() and not any(plan.old_tables.iterdir()):
         plan.old_tables.rmdir()
