@@ -6,6 +6,7 @@ built here from that format's description, with deltalake, as that release wrote
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 import re
 from pathlib import Path
 
@@ -13,7 +14,10 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable, write_deltalake
 
+from mlops_dagster.assets.ingestion import files_to_ingest
+from mlops_dagster.assets.sources import Source
 from mlops_dagster.cli import main
+from mlops_dagster.resources.lakehouse import LocalLakehouse
 from mlops_dagster.resources.migration import check_home
 from mlops_dagster.settings import load_project
 
@@ -46,10 +50,13 @@ def old_home(root: Path, tables: bool = True) -> Path:
         write_deltalake(str(schema / name), pa.table({"id": pa.array(range(rows // 2 + 1), pa.int64())}))
         write_deltalake(str(schema / name), pa.table({"id": pa.array(range(rows // 2 + 1, rows), pa.int64())}),
                         mode="append")
+    # As that release's ingestion logged its files: the listing's path, size and mtime, and the run.
     files = sorted(landing.iterdir())
+    mtimes = [datetime.fromtimestamp(f.stat().st_mtime, tz=timezone.utc) for f in files]
     write_deltalake(str(schema / "landing_file_log"), pa.table({
         "file_path": [str(f.resolve()) for f in files], "size_bytes": [f.stat().st_size for f in files],
-        "rows_loaded": [3] * len(files)}))
+        "modified_at": pa.array(mtimes, pa.timestamp("us", tz="UTC")), "rows_loaded": [3] * len(files),
+        "dagster_run_id": ["run-1"] * len(files)}))
     return root
 
 
@@ -82,6 +89,14 @@ def test_migrate_moves_every_table_and_landing_file(local_root, capsys):
     logged = DeltaTable(str(new_table(home, "landing_file_log"))).to_pyarrow_table().column("file_path").to_pylist()
     assert sorted(logged) == sorted(str((home / "landing" / "churn" / f).resolve()) for f in CUSTOMER_FILES)
     assert "landing_file_log: 2 row(s) now name their file's new path" in out
+    # and today's ingestion, asked for every new or changed file, finds none but a file added since.
+    churn = load_project().use_case("churn")
+    source = Source("customers", churn.landing_path, churn.dataset, {}, "customerID", "raw_customers",
+                    "raw_customers_quarantine", "churn_ingestion", "", required=True)
+    lakehouse = LocalLakehouse(root=str(home / "lakehouse"))
+    assert files_to_ingest(lakehouse, churn, source, []) == []
+    _csv(home / "landing" / "churn" / "customers_new.csv", list(churn.dataset.columns), 1)
+    assert [Path(f["file_path"]).name for f in files_to_ingest(lakehouse, churn, source, [])] == ["customers_new.csv"]
     assert json.loads((home / "format.json").read_text()) == {"format": 2}
     assert (home / "mlflow" / "mlflow.db").read_bytes() == b"sqlite"  # untouched: its names did not change
     check_home(load_project())  # today's code reads it
