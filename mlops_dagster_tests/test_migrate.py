@@ -189,3 +189,24 @@ def test_bootstrap_tells_a_schema_of_another_format():
 
     outcome = _schema(SimpleNamespace(schemas=Schemas()), "ml_dev_catalog", "mlops", LookupError)
     assert outcome.result == "exists" and "mlops_dagster.format is 1, this release writes format 2" in outcome.detail
+
+
+def test_runs_from_dagster_are_refused_when_the_lakehouse_is_set_up(local_root):
+    """Runs started from the UI or a sensor do not pass through `mlops run`: the local lakehouse
+    refuses a format-1 home when a run sets it up, before any step writes."""
+    from dagster import build_init_resource_context
+
+    home = old_home(local_root)
+    before = tree(home)
+    with pytest.raises(ValueError, match=f"MLOPS_HOME {home} is in the previous format"):
+        LocalLakehouse(root=str(home / "lakehouse")).setup_for_execution(build_init_resource_context())
+    assert tree(home) == before
+    assert main(["migrate"]) == 0
+    LocalLakehouse(root=str(home / "lakehouse")).setup_for_execution(build_init_resource_context())
+
+
+def test_a_home_first_used_from_dagster_is_recorded(local_root):
+    from dagster import build_init_resource_context
+
+    LocalLakehouse(root=str(local_root / "lakehouse")).setup_for_execution(build_init_resource_context())
+    assert json.loads((local_root / "format.json").read_text()) == {"format": 2}

@@ -15,6 +15,8 @@ from __future__ import annotations
 import csv
 import fnmatch
 import json
+import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -77,10 +79,24 @@ def recorded_format(home: Path) -> int | None:
 
 
 def record_format(home: Path) -> Path:
+    """Write ``format.json`` whole or not at all (steps of several runs may set a home up at once)."""
     home.mkdir(parents=True, exist_ok=True)
     path = home / HOME_FORMAT_FILE
-    path.write_text(json.dumps({"format": HOME_FORMAT}) + "\n")
+    written = home / f".{HOME_FORMAT_FILE}.{os.getpid()}.{threading.get_ident()}"
+    written.write_text(json.dumps({"format": HOME_FORMAT}) + "\n")
+    written.replace(path)
     return path
+
+
+def _newer(home: Path, found: int) -> HomeFormatError:
+    return HomeFormatError(f"MLOPS_HOME {home} is in format {found}, written by a newer release of mlops_dagster "
+                           f"(this one reads format {HOME_FORMAT}): upgrade, or use another MLOPS_HOME")
+
+
+def _previous(home: Path) -> HomeFormatError:
+    return HomeFormatError(f"MLOPS_HOME {home} is in the previous format (tables in schema {OLD_SCHEMA}, landing "
+                           "files flat in landing/), which this release does not read: run `mlops migrate` "
+                           "to move it forward (`mlops migrate --dry-run` shows what it would move)")
 
 
 def check_home(project: "Project") -> None:
@@ -93,13 +109,36 @@ def check_home(project: "Project") -> None:
     if found == HOME_FORMAT:
         return
     if found is not None and found > HOME_FORMAT:
-        raise HomeFormatError(f"MLOPS_HOME {home} is in format {found}, written by a newer release of mlops_dagster "
-                              f"(this one reads format {HOME_FORMAT}): upgrade, or use another MLOPS_HOME")
+        raise _newer(home, found)
     if found is not None or in_previous_format(project):  # an older format, recorded or found
-        raise HomeFormatError(f"MLOPS_HOME {home} is in the previous format (tables in schema {OLD_SCHEMA}, landing "
-                              "files flat in landing/), which this release does not read: run `mlops migrate` "
-                              "to move it forward (`mlops migrate --dry-run` shows what it would move)")
+        raise _previous(home)
     record_format(home)
+
+
+def check_lakehouse_home(lakehouse_root: str) -> None:
+    """The same check when the local lakehouse is set up for a run (runs started from Dagster's UI
+    or a sensor, which do not pass through ``mlops run``). The resource knows its folder, not the
+    project, so it refuses on its folders' evidence alone: no format file and a Delta table in a
+    ``churn`` schema folder. (A project that configures schema ``churn`` today and only ever ran
+    from the UI is refused too; ``mlops migrate`` then finds nothing to move and records the
+    format.) Files flat in ``landing/`` may be format 1's or a use case's own ``landing`` folder:
+    then the format is left for ``mlops run`` or ``mlops migrate`` to record."""
+    root = Path(lakehouse_root)
+    if root.name != "lakehouse":  # a lakehouse folder of its own, not a home's
+        return
+    home = root.parent
+    found = recorded_format(home)
+    if found == HOME_FORMAT:
+        return
+    if found is not None and found > HOME_FORMAT:
+        raise _newer(home, found)
+    catalogs = [c for c in root.iterdir() if c.is_dir()] if root.is_dir() else []
+    landing = home / "landing"
+    flat = landing.is_dir() and any(p.is_file() for p in landing.iterdir())
+    if found is not None or any(_delta_tables(c / OLD_SCHEMA) for c in catalogs):
+        raise _previous(home)
+    if not flat:
+        record_format(home)
 
 
 def in_previous_format(project: "Project") -> bool:
