@@ -210,3 +210,51 @@ def test_a_home_first_used_from_dagster_is_recorded(local_root):
 
     LocalLakehouse(root=str(local_root / "lakehouse")).setup_for_execution(build_init_resource_context())
     assert json.loads((local_root / "format.json").read_text()) == {"format": 2}
+
+
+def _as_format_1(home: Path) -> None:
+    """Today's home laid out as format 1: the schema folder renamed to churn, the landing files flat,
+    the ingestion log naming them there, no format file."""
+    tables = home / "lakehouse" / CATALOG
+    (tables / "mlops").rename(tables / "churn")
+    moved = {}
+    for path in sorted((home / "landing" / "churn").iterdir()):
+        if path.is_file():
+            moved[str(path.resolve())] = str(path.rename(home / "landing" / path.name).resolve())
+    log = DeltaTable(str(tables / "churn" / "landing_file_log")).to_pyarrow_table()
+    paths = [moved.get(p, p) for p in log.column("file_path").to_pylist()]
+    write_deltalake(str(tables / "churn" / "landing_file_log"),
+                    log.set_column(log.schema.get_field_index("file_path"), "file_path", pa.array(paths)),
+                    mode="overwrite")
+    (home / "format.json").unlink()
+
+
+@pytest.mark.integration
+def test_ingestion_and_features_go_on_after_a_migration_without_ingesting_anything_again(tmp_path):
+    """Today's ingestion and features on Spark (the lifecycle's first stages; the rest only reads what
+    they write): refused on a format-1 home before any step, and after `mlops migrate` they run on the
+    moved tables and files, finding no landing file they have not ingested."""
+    from mlops_dagster.resources.migration import migrate
+
+    from .project import project_at
+
+    stages = ["raw_customers", "raw_customers_quarantine", "churn_features", "churn_labels"]
+    with project_at(tmp_path / "home", overrides={"use_cases": {}}) as project:
+        project.land(300, seed=3)
+        assert project.run("lifecycle_job", selection=stages).success
+        lakehouse = project.lakehouse
+        counted = ("raw_customers", "churn_features", "landing_file_log")
+        rows = {t: lakehouse.row_count(project.table(t)) for t in counted}
+        _as_format_1(project.root)
+        before = {k: v for k, v in tree(project.root).items() if k.startswith(("lakehouse", "landing"))}
+
+        refused = project.run("lifecycle_job", selection=stages)
+        assert not refused.success
+        assert any("is in the previous format" in str(e.message) + str(e.event_specific_data) for e in refused.all_events)
+        assert {k: v for k, v in tree(project.root).items() if k.startswith(("lakehouse", "landing"))} == before
+
+        assert migrate(project.use_cases) == 0
+        again = project.run("lifecycle_job", selection=stages)
+        assert again.success, project.failures(again)
+        assert {t: lakehouse.row_count(project.table(t)) for t in counted} == rows  # nothing ingested twice
+        assert project.metadata("raw_customers")["files_ingested"] == 0
