@@ -12,7 +12,8 @@
     mlops migrate [--dry-run]                                         # move an older MLOPS_HOME forward
 
 Every command takes ``--use-case NAME``: ``run`` and ``features`` act on every use case without it,
-``approve`` needs it when the project has several, the others default to the first.
+``approve`` needs it when the project has several, ``migrate`` takes it to say whose flat landing
+files are, the others default to the first.
 """
 
 from __future__ import annotations
