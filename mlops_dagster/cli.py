@@ -9,9 +9,11 @@
     mlops approve --version N --comment "..."                         # approve a version for promotion
     mlops features [--table NAME]                                     # the feature registry
     mlops prepare-spark                                               # JVM class archive (make install)
+    mlops migrate [--dry-run]                                         # move an older MLOPS_HOME forward
 
 Every command takes ``--use-case NAME``: ``run`` and ``features`` act on every use case without it,
-``approve`` needs it when the project has several, the others default to the first.
+``approve`` needs it when the project has several, ``migrate`` takes it to say whose flat landing
+files are, the others default to the first.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ def generate(rows: int | None, seed: int, drifted: bool, name: str | None, landi
     """Write a demo's synthetic landing file into its use case's landing folder (default: the first
     use case with a demo), or with ``outcomes`` an outcome file for the customers such a file held
     into its ground-truth folder; returns its path."""
+    from .resources.migration import check_home
     from .settings import ConfigError, load_project
 
     project = load_project()
+    check_home(project)
     candidates = project.select(use_case) if use_case else project.use_cases
     settings = next((u for u in candidates if _demo(u)), None)
     if settings is None:
@@ -210,11 +214,14 @@ def _executed(name: str, run_config: dict | None = None):
 def run(job: str, use_case: str | None = None, run_config: dict | None = None) -> int:
     """Run job ``job`` (``lifecycle``, ``training``, ``approve_model_version``, ...; a trailing
     ``_job`` is allowed) of one use case, or of each in turn; print a summary per run."""
+    from .resources.migration import check_home
     from .settings import load_project
 
     kind = job.removesuffix("_job")
     failed = 0
-    for settings in load_project().select(use_case):
+    project = load_project()
+    check_home(project)  # before anything writes: a home in an older format is refused
+    for settings in project.select(use_case):
         landing = Path(settings.landing_path)
         if (settings.target == "local" and _demo(settings) and kind in ("lifecycle", "training")
                 and settings.dataset.source is None and "://" not in settings.landing_path
@@ -395,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     boot.add_argument("--target", required=True, choices=[t for t in TARGETS if t != "local"])
     features = command("features", help="the feature registry: tables, features, owners, versions, users")
     features.add_argument("--table", help="one table (short or catalog.schema.table name)")
+    migrate = command("migrate", help="move an MLOPS_HOME of the previous release (tables in schema churn, "
+                                      "landing files flat in landing/) to today's format")
+    migrate.add_argument("--dry-run", action="store_true", help="print what would move, move nothing")
     args = parser.parse_args(argv)
 
     try:
@@ -409,6 +419,11 @@ def _dispatch(args) -> int:
         return bootstrap_target(args.target, args.use_case)
     if args.command == "features":
         return print_features(args.table, args.use_case)
+    if args.command == "migrate":
+        from .resources.migration import migrate
+        from .settings import load_project
+
+        return migrate(load_project(), args.dry_run, args.use_case)
     if args.command == "prepare-spark":
         from .resources.spark_jvm import build_class_archive
 

@@ -58,6 +58,7 @@ def test_bootstrap_creates_what_dev_needs_and_a_second_run_changes_nothing(dev):
                        ("registered model", "churn_model"),
                        *(("volume", f"ml_dev_catalog.mlops.{v}") for v in VOLUMES)}
     assert set(emulator.uc_volumes) == {f"ml_dev_catalog.mlops.{v}" for v in VOLUMES}
+    assert emulator.schemas["ml_dev_catalog.mlops"]["properties"] == {"mlops_dagster.format": "2"}
     assert {v["volume_type"] for v in emulator.uc_volumes.values()} == {"MANAGED"}
     assert "/Users/ci@example.com/mlops_dagster" in emulator.folders  # the experiment's folder, made first
     assert mlflow.get_experiment_by_name(EXPERIMENT) is not None

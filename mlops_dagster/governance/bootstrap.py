@@ -5,7 +5,7 @@ changes nothing and says so. In order:
 
 - the catalog must exist (creating one is a metastore admin's job: bootstrap says so and stops);
 - the project's schema, which also holds every table, the endpoints' inference tables and the
-  registered models;
+  registered models, made with the tables' format as a property (``mlops_dagster.format``);
 - the managed volumes the target's paths point into (``landing``, ``io``, ``reports``,
   ``evidently``);
 - per use case, the MLflow experiment (its workspace folder first) and the registered model, made
@@ -63,10 +63,7 @@ def bootstrap(project: "Project", workspace, apply_grants: Callable[["Settings"]
         raise BootstrapError(f"catalog {catalog} does not exist: a metastore admin creates it "
                              f"(CREATE CATALOG {catalog}) and grants this identity USE_CATALOG and "
                              "CREATE_SCHEMA on it; then run bootstrap again") from None
-    outcomes = [_ensure(lambda: workspace.schemas.get(f"{catalog}.{schema}"),
-                        lambda: workspace.schemas.create(name=schema, catalog_name=catalog,
-                                                         comment="mlops_dagster: tables, models, inference tables"),
-                        "schema", f"{catalog}.{schema}", NotFound)]
+    outcomes = [_schema(workspace, catalog, schema, NotFound)]
     outcomes += [_volume(workspace, catalog, schema, name, NotFound) for name in VOLUMES]
     chosen = project.select(use_case)
     for settings in chosen:
@@ -84,6 +81,26 @@ def _ensure(get, create, kind: str, name: str, not_found: type[Exception]) -> Ou
     except not_found:
         create()
         return Outcome(kind, name, "created")
+
+
+def _schema(workspace, catalog: str, schema: str, not_found) -> Outcome:
+    """The project's schema, made with the format of its tables as a property: a release that
+    reads them differently can tell (the release before use cases kept them in schema ``churn``;
+    locally, ``format.json`` in MLOPS_HOME says the same)."""
+    from ..settings.constants import FORMAT_PROPERTY, HOME_FORMAT
+
+    name = f"{catalog}.{schema}"
+    try:
+        found = workspace.schemas.get(name)
+    except not_found:
+        workspace.schemas.create(name=schema, catalog_name=catalog, properties={FORMAT_PROPERTY: str(HOME_FORMAT)},
+                                 comment="mlops_dagster: tables, models, inference tables")
+        return Outcome("schema", name, "created", f"format {HOME_FORMAT} ({FORMAT_PROPERTY})")
+    recorded = (found.properties or {}).get(FORMAT_PROPERTY)
+    if recorded is not None and recorded != str(HOME_FORMAT):
+        return Outcome("schema", name, "exists", f"its {FORMAT_PROPERTY} is {recorded}, this release writes "
+                                                 f"format {HOME_FORMAT}: see the Upgrading page of the docs")
+    return Outcome("schema", name, "exists")
 
 
 def _volume(workspace, catalog: str, schema: str, name: str, not_found) -> Outcome:

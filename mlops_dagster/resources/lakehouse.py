@@ -194,6 +194,11 @@ class LocalLakehouse(Lakehouse):
 
     root: str
 
+    def setup_for_execution(self, context) -> None:
+        from .migration import check_lakehouse_home
+
+        check_lakehouse_home(self.root)  # a home of an older format is refused before anything writes
+
     def location(self, name: str) -> str:
         if is_path(name):  # a table outside this project's catalog, by its path
             return name

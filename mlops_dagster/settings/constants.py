@@ -26,3 +26,9 @@ def reported_metrics(problem_type: str, classifies: bool) -> tuple[str, ...]:
 
 # A remote step's environment variable holding its run's resolved project (see load_project).
 SETTINGS_JSON_ENV = "MLOPS_SETTINGS_JSON"
+# The format of local state under a home (MLOPS_HOME): 1 was the release before use cases (tables
+# in schema `churn`, landing files flat in `landing/`), 2 is today's. Recorded in the home's
+# `format.json`, and on a Databricks target as a property of the project's schema (`mlops bootstrap`).
+HOME_FORMAT = 2
+HOME_FORMAT_FILE = "format.json"
+FORMAT_PROPERTY = "mlops_dagster.format"

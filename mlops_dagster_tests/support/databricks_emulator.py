@@ -465,7 +465,7 @@ class DatabricksEmulator:
         self._get_catalog({"name": p["catalog_name"]})
         return self._uc_create("Schema", self.schemas, {
             "name": p["name"], "catalog_name": p["catalog_name"], "full_name": f"{p['catalog_name']}.{p['name']}",
-            "comment": p.get("comment", "")})
+            "comment": p.get("comment", ""), "properties": p.get("properties") or {}})
 
     def _get_schema(self, p):
         return self._uc_get("Schema", self.schemas, p["full_name"])
