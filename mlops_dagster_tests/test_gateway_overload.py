@@ -10,6 +10,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from databricks.sdk import WorkspaceClient
 
 from mlops_dagster.serving.admission import RETRY_AFTER_MAX_SECONDS, Admission, Overloaded
 
@@ -26,11 +27,11 @@ def test_past_the_bound_requests_get_a_quick_429_and_every_one_is_captured(tmp_p
     with Server(tmp_path, {"1": model}) as server:
         server.gateway.max_queued_requests = BOUND  # the endpoint is created with it below
         server.deploy({"1": 100}, create=True)
-        smoke_rows = model.rows
+        smoke_rows, smoke_calls = model.rows, model.calls
         started = time.perf_counter()
         with ThreadPoolExecutor(CLIENTS) as pool:
             answers = list(pool.map(lambda i: server.invoke([(i / 100, -i / 100)]), range(REQUESTS)))
-        seconds = time.perf_counter() - started
+        seconds, calls = time.perf_counter() - started, model.calls - smoke_calls
         statuses = Counter(status for status, _, _ in answers)
         assert set(statuses) == {200, 429}, statuses  # no 500, and a timeout would have raised
         assert statuses[200] > 0 and statuses[429] > 0, statuses
@@ -57,10 +58,30 @@ def test_past_the_bound_requests_get_a_quick_429_and_every_one_is_captured(tmp_p
     by_status = Counter(mine["status_code"])
     ok = mine.loc[mine["status_code"] == 200, "latency_ms"]
     print(f"\noverload: {REQUESTS} requests from {CLIENTS} clients in {seconds:.2f} s, bound {BOUND}, "
-          f"{DELAY * 1000:.0f} ms per model call ({model.calls - 1} calls): {statuses[200]} x 200, "
+          f"{DELAY * 1000:.0f} ms per model call ({calls} calls): {statuses[200]} x 200, "
           f"{statuses[429]} x 429; inference table: {len(mine)} rows ({by_status[200]} x 200, "
           f"{by_status[429]} x 429); latency p50 of a 429 {refused['latency_ms'].median():.2f} ms "
           f"(max {refused['latency_ms'].max():.1f}), of a 200 {ok.median():.1f} ms (max {ok.max():.1f})")
+
+
+def test_databricks_sdk_waits_the_retry_after_and_its_retry_is_answered(tmp_path):
+    with Server(tmp_path, {"1": CountingModel(delay=1.0)}) as server:
+        server.gateway.max_queued_requests = 1
+        server.deploy({"1": 100}, create=True)
+        sdk = WorkspaceClient(host=server.url, token=server.tokens.create("query")[1], auth_type="pat")
+        admission = server.gateway.endpoints["ep"].admission
+        with ThreadPoolExecutor(1) as pool:
+            holding = pool.submit(server.invoke, [(1.0, 1.0)])
+            deadline = time.monotonic() + 10
+            while admission.held == 0 and time.monotonic() < deadline:  # the only place is taken
+                time.sleep(0.01)
+            started = time.monotonic()
+            answer = sdk.serving_endpoints.query("ep", dataframe_records=[{"x": 1.0, "y": 1.0}])
+            waited = time.monotonic() - started
+            assert holding.result()[0] == 200
+        assert len(answer.predictions) == 1 and admission.refused >= 1 and waited >= 1.0  # Retry-After: 1
+    statuses = Counter(server.captured()["status_code"])
+    assert statuses[200] == 2 and statuses[429] == admission.refused
 
 
 def test_a_mirror_takes_a_place_under_the_bound_and_is_captured_as_429_without_one(tmp_path):
