@@ -13,6 +13,8 @@
   model call serves every request that arrived while the previous call ran.
 * Feature serving: a request may send only the entity key; the model's features are looked up
   in the online store first (unknown keys get a 404 naming them).
+* Overload: each endpoint holds at most ``max_queued_requests`` requests waiting or being scored;
+  past that it answers 429 ``REQUEST_LIMIT_EXCEEDED`` with ``Retry-After`` at once (``admission``).
 * Every request, including refused ones, is captured to the inference table.
 """
 
@@ -31,11 +33,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..settings import ServingSettings
+from .admission import Admission, Overloaded
 from .capture import InferenceCapture
 from .features import OnlineFeatures
 from .payload import BadRequest, Column, parse_rows
 
 log = logging.getLogger(__name__)
+
+MAX_QUEUED_REQUESTS = ServingSettings.model_fields["max_queued_requests"].default
 
 
 @dataclass
@@ -135,6 +141,11 @@ class Endpoint:
     pending: dict[str, Any] | None = None
     config_update: str = "IN_PROGRESS"   # NOT_UPDATING | IN_PROGRESS | UPDATE_FAILED
     message: str = ""
+    max_queued_requests: int = MAX_QUEUED_REQUESTS
+    admission: Admission = field(init=False)  # outlives config swaps: the bound is the endpoint's
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(self.name, self.max_queued_requests)
 
     def describe(self, capture_table: str | None) -> dict[str, Any]:
         """The endpoint in the shape of Databricks' ServingEndpointDetailed."""
@@ -277,8 +288,13 @@ class Gateway:
         max_rows: int = 10_000,
         seed: int | None = None,
         features: dict[str, OnlineFeatures] | None = None,
+        max_queued_requests: int = MAX_QUEUED_REQUESTS,
+        queue_bounds: dict[str, int] | None = None,
     ):
+        """``max_queued_requests``: each endpoint's bound on requests held at once, unless
+        ``queue_bounds`` names the endpoint (each use case's own ``serving.max_queued_requests``)."""
         self.loader, self.capture, self.capture_table = loader, capture, capture_table
+        self.max_queued_requests, self.queue_bounds = max_queued_requests, queue_bounds or {}
         self.state_file, self.max_body_bytes, self.max_rows = state_file, max_body_bytes, max_rows
         self.endpoints: dict[str, Endpoint] = {}
         self.rng = random.Random(seed)
@@ -338,7 +354,8 @@ class Gateway:
         if not create and endpoint is None:
             raise BadRequest(f"endpoint {name!r} does not exist", status=404, error_code="RESOURCE_DOES_NOT_EXIST")
         if endpoint is None:
-            endpoint = self.endpoints[name] = Endpoint(name)
+            endpoint = self.endpoints[name] = Endpoint(name, max_queued_requests=self.queue_bounds.get(
+                name, self.max_queued_requests))
         elif endpoint.config_update == "IN_PROGRESS":
             raise BadRequest(f"endpoint {name!r} has an update in progress", status=409,
                              error_code="RESOURCE_CONFLICT")
@@ -391,6 +408,7 @@ class Gateway:
         request_id = uuid.uuid4().hex
         endpoint = self.endpoints.get(name)
         served: ServedModel | None = None
+        retry_after: int | None = None
         try:
             if endpoint is None:
                 raise BadRequest(f"endpoint {name!r} does not exist", status=404, error_code="RESOURCE_DOES_NOT_EXIST")
@@ -403,20 +421,12 @@ class Gateway:
             if size > self.max_body_bytes:
                 raise BadRequest(f"request body of {size} bytes exceeds the limit of {self.max_body_bytes}",
                                  status=413, error_code="REQUEST_LIMIT_EXCEEDED")
-            features = self.features.get(name)
-            if features is None:
-                rows = parse_rows(body, served.loaded.columns, self.max_rows)
-            else:
-                rows = await asyncio.get_running_loop().run_in_executor(
-                    self.lookups, parse_rows, body, served.loaded.columns, self.max_rows, features.fill)
-            for shadow, percent in config.shadows:
-                if shadow != served.name and self.rng.random() * 100 < percent:
-                    asyncio.get_running_loop().create_task(
-                        self._mirror(endpoint.name, config.served[shadow], rows, body, request_id))
-            predictions = await served.batcher.predict(rows)
+            with endpoint.admission.admit():  # past the bound: Overloaded, a 429 before any work
+                predictions = await self._score(endpoint, config, served, body, request_id)
             status, response, error = 200, {"predictions": predictions}, None
         except BadRequest as exc:
             status, response, error = exc.status, {"error_code": exc.error_code, "message": str(exc)}, str(exc)
+            retry_after = exc.retry_after if isinstance(exc, Overloaded) else None
         except Exception as exc:  # the model itself failed: a server error, still captured
             log.exception("endpoint %s: scoring failed", name)
             status, error = 500, f"{type(exc).__name__}: {exc}"
@@ -426,16 +436,37 @@ class Gateway:
         headers = {"x-request-id": request_id}
         if served is not None and status == 200:
             headers["served-model-name"] = served.name
+        if retry_after is not None:
+            headers["retry-after"] = str(retry_after)
         return status, response, headers
 
-    async def _mirror(self, name: str, shadow: ServedModel, rows, body: bytes, request_id: str) -> None:
+    async def _score(self, endpoint: Endpoint, config: Config, served: ServedModel, body: bytes, request_id: str):
+        """Parse ``body`` (with online features if the endpoint has them), mirror it, score it on ``served``."""
+        features = self.features.get(endpoint.name)
+        if features is None:
+            rows = parse_rows(body, served.loaded.columns, self.max_rows)
+        else:
+            rows = await asyncio.get_running_loop().run_in_executor(
+                self.lookups, parse_rows, body, served.loaded.columns, self.max_rows, features.fill)
+        for shadow, percent in config.shadows:
+            if shadow != served.name and self.rng.random() * 100 < percent:
+                asyncio.get_running_loop().create_task(
+                    self._mirror(endpoint, config.served[shadow], rows, body, request_id))
+        return await served.batcher.predict(rows)
+
+    async def _mirror(self, endpoint: Endpoint, shadow: ServedModel, rows, body: bytes, request_id: str) -> None:
+        """Score a copy on the shadow model. It takes a place under the endpoint's bound like a
+        request (the shadow shares the model thread): with none free it is skipped, captured as 429."""
         started = time.perf_counter()
         try:
-            status, response, error = 200, {"predictions": await shadow.batcher.predict(rows)}, None
+            with endpoint.admission.admit():
+                status, response, error = 200, {"predictions": await shadow.batcher.predict(rows)}, None
+        except Overloaded as exc:
+            status, response, error = 429, {"error_code": exc.error_code, "message": str(exc)}, str(exc)
         except Exception as exc:
             status, response, error = 500, {}, f"{type(exc).__name__}: {exc}"
-        self._capture(name, request_id, shadow, status, (time.perf_counter() - started) * 1000, body, response,
-                      error, mirrored=True)
+        self._capture(endpoint.name, request_id, shadow, status, (time.perf_counter() - started) * 1000, body,
+                      response, error, mirrored=True)
 
     def _capture(self, name, request_id, served, status, latency, body, response, error, mirrored) -> None:
         if self.capture is None:

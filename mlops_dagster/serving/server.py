@@ -88,7 +88,8 @@ def build_gateway(project: Project) -> Gateway:
     state = state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
     return Gateway(load, recorder, settings.inference_table, state / "endpoints.json",
-                   cfg.max_body_bytes, cfg.max_rows, features=features)
+                   cfg.max_body_bytes, cfg.max_rows, features=features, max_queued_requests=cfg.max_queued_requests,
+                   queue_bounds={u.serving.endpoint: u.serving.max_queued_requests for u in project.use_cases})
 
 
 class BodyTooLarge(BadRequest):
