@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR ?= false
 
-.PHONY: install run dev monitor-ui mlflow-ui test test-fast bench lock clean generate serve stop docs screenshot
+.PHONY: install run dev monitor-ui mlflow-ui lint format test test-fast bench lock clean generate serve stop docs screenshot
 
 install: $(STAMP)
 
@@ -60,8 +60,17 @@ docs: install
 screenshot: install
 	$(BIN)/python docs/screenshot.py
 
-## test: the docs build, then the full suite (unit + integration: real Dagster runs, Spark, Delta, MLflow)
-test: install docs
+## lint: ruff's lint rules and format check (pyproject.toml [tool.ruff]); format: apply ruff's format
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## test: lint, the docs build, then the full suite (unit + integration: real Dagster runs, Spark, Delta, MLflow)
+test: install lint docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-fast: unit tests only

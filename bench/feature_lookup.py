@@ -39,7 +39,14 @@ def feature_frame():
     """The demo feature table's latest values (pandas versions of the configured derived columns)."""
     settings = load_settings("local")
     raw = generate_customers(7043, 42)
-    addons = ["onlineSecurity", "onlineBackup", "deviceProtection", "techSupport", "streamingTV", "streamingMovies"]
+    addons = [
+        "onlineSecurity",
+        "onlineBackup",
+        "deviceProtection",
+        "techSupport",
+        "streamingTV",
+        "streamingMovies",
+    ]
     frame = raw.assign(
         totalCharges=raw["totalCharges"].fillna(0.0),
         avgMonthlySpend=raw["totalCharges"].fillna(0.0) / raw["tenure"].clip(lower=1.0),
@@ -51,8 +58,12 @@ def feature_frame():
 
 def percentiles(samples_ns: list[int]) -> dict[str, float]:
     ms = sorted(s / 1e6 for s in samples_ns)
-    return {"p50_ms": round(statistics.median(ms), 3), "p99_ms": round(ms[int(len(ms) * 0.99) - 1], 3),
-            "mean_ms": round(statistics.fmean(ms), 3), "calls": len(ms)}
+    return {
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(ms[int(len(ms) * 0.99) - 1], 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+        "calls": len(ms),
+    }
 
 
 def measure(store, frame, columns, single: int, batches: int, seed: int = 7) -> dict:
@@ -85,25 +96,36 @@ def main() -> int:
     frame, columns = feature_frame()
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-online-") as tmp:
-        results["sqlite"] = measure(SqliteOnlineStore(path=f"{tmp}/features.db"), frame, columns,
-                                    args.single, args.batches)
+        results["sqlite"] = measure(
+            SqliteOnlineStore(path=f"{tmp}/features.db"), frame, columns, args.single, args.batches
+        )
     bin_dir = postgres_bin()
     if bin_dir is None:
-        print("PostgreSQL binaries not found (apt-get install -y postgresql): PostgreSQL not measured", file=sys.stderr)
+        print(
+            "PostgreSQL binaries not found (apt-get install -y postgresql): PostgreSQL not measured",
+            file=sys.stderr,
+        )
     else:
         with running_postgres(bin_dir) as dsn:
             os.environ["BENCH_ONLINE_DSN"] = dsn
-            results["postgres"] = measure(PostgresOnlineStore(dsn_env="BENCH_ONLINE_DSN"), frame, columns,
-                                          args.single, args.batches)
+            results["postgres"] = measure(
+                PostgresOnlineStore(dsn_env="BENCH_ONLINE_DSN"), frame, columns, args.single, args.batches
+            )
     machine = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
-    print(f"Python {machine['python']}, {machine['machine']}, {machine['cpus']} cores; "
-          f"{len(frame)} keys x {len(columns)} features\n")
-    print("| store | publish | single key p50 | single key p99 | 100 keys p50 | 100 keys p99 | goal (single p99) |")
+    print(
+        f"Python {machine['python']}, {machine['machine']}, {machine['cpus']} cores; "
+        f"{len(frame)} keys x {len(columns)} features\n"
+    )
+    print(
+        "| store | publish | single key p50 | single key p99 | 100 keys p50 | 100 keys p99 | goal (single p99) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for store, r in results.items():
         ok = "met" if r["single"]["p99_ms"] < GOALS_MS[store] else "MISSED"
-        print(f"| {store} | {r['publish_s']} s | {r['single']['p50_ms']} ms | {r['single']['p99_ms']} ms | "
-              f"{r['batch100']['p50_ms']} ms | {r['batch100']['p99_ms']} ms | < {GOALS_MS[store]} ms: {ok} |")
+        print(
+            f"| {store} | {r['publish_s']} s | {r['single']['p50_ms']} ms | {r['single']['p99_ms']} ms | "
+            f"{r['batch100']['p50_ms']} ms | {r['batch100']['p99_ms']} ms | < {GOALS_MS[store]} ms: {ok} |"
+        )
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "feature_lookup.json").write_text(json.dumps({"machine": machine, "results": results}, indent=2))

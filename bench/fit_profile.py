@@ -21,7 +21,14 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
-ADDONS = ["onlineSecurity", "onlineBackup", "deviceProtection", "techSupport", "streamingTV", "streamingMovies"]
+ADDONS = [
+    "onlineSecurity",
+    "onlineBackup",
+    "deviceProtection",
+    "techSupport",
+    "streamingTV",
+    "streamingMovies",
+]
 
 
 def main() -> None:
@@ -31,13 +38,19 @@ def main() -> None:
     from mlops_dagster.settings import load_project
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=800_000, help="rows to fit on (the train split of 1M rows)")
+    parser.add_argument(
+        "--rows", type=int, default=800_000, help="rows to fit on (the train split of 1M rows)"
+    )
     rows = parser.parse_args().rows
     settings = load_project("local").default
     fs, model = settings.features, settings.training.model
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([str(BIN / "mlops"), "generate", "--use-case", "churn", "--rows", str(rows)], check=True,
-                       env={**os.environ, "MLOPS_HOME": tmp}, capture_output=True)
+        subprocess.run(
+            [str(BIN / "mlops"), "generate", "--use-case", "churn", "--rows", str(rows)],
+            check=True,
+            env={**os.environ, "MLOPS_HOME": tmp},
+            capture_output=True,
+        )
         [csv] = Path(tmp).rglob("*.csv")
         frame = pd.read_csv(csv)
     frame["totalCharges"] = pd.to_numeric(frame["totalCharges"], errors="coerce").fillna(0.0)
@@ -54,8 +67,10 @@ def main() -> None:
     print(f"{rows:,} rows: preprocessing {time.perf_counter() - start:.2f} s ({matrix.shape[1]} columns)")
     start = time.perf_counter()
     classifier.fit(matrix, label)
-    print(f"classifier {time.perf_counter() - start:.2f} s ({type(classifier).__name__}, "
-          f"{getattr(classifier, 'n_iter_', ['?'])[0]} iterations)")
+    print(
+        f"classifier {time.perf_counter() - start:.2f} s ({type(classifier).__name__}, "
+        f"{getattr(classifier, 'n_iter_', ['?'])[0]} iterations)"
+    )
 
     fresh = build_pipeline(model.class_path, model.params, fs.categorical, numerical).steps[0][1]
     profile = cProfile.Profile()

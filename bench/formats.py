@@ -24,10 +24,9 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
@@ -42,12 +41,17 @@ def write_files(folder: Path, rows: int) -> dict[str, tuple[Path, object]]:
     plain = write_customers_csv(folder / "customers.csv", rows)
     with plain.open("rb") as src, gzip.open(folder / "customers.csv.gz", "wb", compresslevel=6) as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
-    with plain.open("r", encoding="utf-8") as src, (folder / "customers_eu.csv").open("w", encoding="latin-1") as dst:
+    with (
+        plain.open("r", encoding="utf-8") as src,
+        (folder / "customers_eu.csv").open("w", encoding="latin-1") as dst,
+    ):
         for line in src:
             dst.write(line.replace(",", ";"))
     reader = pcsv.open_csv(plain, convert_options=pcsv.ConvertOptions(strings_can_be_null=False))
-    with pq.ParquetWriter(folder / "customers.parquet", reader.schema) as parquet, \
-            (folder / "customers.jsonl").open("w") as jsonl:
+    with (
+        pq.ParquetWriter(folder / "customers.parquet", reader.schema) as parquet,
+        (folder / "customers.jsonl").open("w") as jsonl,
+    ):
         for batch in reader:
             parquet.write_batch(batch)
             jsonl.writelines(json.dumps(r) + "\n" for r in batch.to_pylist())
@@ -55,7 +59,10 @@ def write_files(folder: Path, rows: int) -> dict[str, tuple[Path, object]]:
     return {
         "CSV": (plain, default),
         "CSV, gzip": (folder / "customers.csv.gz", default),
-        "CSV, `;` and Latin-1": (folder / "customers_eu.csv", LandingFormat(csv=CsvOptions(delimiter=";", encoding="latin-1"))),
+        "CSV, `;` and Latin-1": (
+            folder / "customers_eu.csv",
+            LandingFormat(csv=CsvOptions(delimiter=";", encoding="latin-1")),
+        ),
         "Parquet": (folder / "customers.parquet", default),
         "JSON lines": (folder / "customers.jsonl", default),
     }
@@ -74,7 +81,9 @@ def main() -> None:
     from mlops_dagster.settings import CONF_DIR, load_settings
 
     dataset = load_settings("local").dataset
-    spark = SparkResource(spark_config=yaml.safe_load((CONF_DIR / "local.yaml").read_text())["spark"]).session()
+    spark = SparkResource(
+        spark_config=yaml.safe_load((CONF_DIR / "local.yaml").read_text())["spark"]
+    ).session()
     spark.range(1).collect()
     work = Path(tempfile.mkdtemp(prefix="formats_bench_"))
     try:
@@ -82,15 +91,31 @@ def main() -> None:
         files = write_files(work, args.rows)
         results = []
         warm_up = files["CSV"]  # the JVM's first big job is slower: not counted for any format
-        read_landing_files(spark, [str(warm_up[0])], dataset.columns, dataset.key, str(work / "warm_up"),
-                           datetime.now(timezone.utc), "bench", warm_up[1])
+        read_landing_files(
+            spark,
+            [str(warm_up[0])],
+            dataset.columns,
+            dataset.key,
+            str(work / "warm_up"),
+            datetime.now(UTC),
+            "bench",
+            warm_up[1],
+        )
         for name, (path, options) in files.items():
             times = []
-            for i in range(args.repeat):
+            for _ in range(args.repeat):
                 out = work / f"staging_{len(times)}_{path.name}"
                 start = time.perf_counter()
-                batch = read_landing_files(spark, [str(path)], dataset.columns, dataset.key, str(out),
-                                           datetime.now(timezone.utc), "bench", options)
+                batch = read_landing_files(
+                    spark,
+                    [str(path)],
+                    dataset.columns,
+                    dataset.key,
+                    str(out),
+                    datetime.now(UTC),
+                    "bench",
+                    options,
+                )
                 times.append(time.perf_counter() - start)
                 assert batch.rows_loaded == args.rows and batch.rows_quarantined == 0, (name, batch.files)
                 shutil.rmtree(out)
@@ -98,10 +123,14 @@ def main() -> None:
             results.append((name, path.stat().st_size, best, times))
             print(f"  {name}: best {best:.1f} s of {[round(t, 1) for t in times]}", file=sys.stderr)
         print(f"\n{args.rows:,} rows; best of {args.repeat} per format; one warm local Spark session\n")
-        print("| format | file size | best, s | median, s | every run, s | rows/s (best) |\n|---|---:|---:|---:|---|---:|")
+        print(
+            "| format | file size | best, s | median, s | every run, s | rows/s (best) |\n|---|---:|---:|---:|---|---:|"
+        )
         for name, size, best, times in results:
-            print(f"| {name} | {size / 1e6:,.0f} MB | {best:.1f} | {statistics.median(times):.1f} | "
-                  f"{', '.join(f'{t:.1f}' for t in times)} | {args.rows / best:,.0f} |")
+            print(
+                f"| {name} | {size / 1e6:,.0f} MB | {best:.1f} | {statistics.median(times):.1f} | "
+                f"{', '.join(f'{t:.1f}' for t in times)} | {args.rows / best:,.0f} |"
+            )
         print(f"\nmachine: {platform.machine()}, Python {platform.python_version()}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

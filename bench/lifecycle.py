@@ -49,20 +49,37 @@ def _lifecycle_seconds(rows: int) -> tuple[float, float, str]:
         home.mkdir()
         conf = Path(tmp, "bench.yaml")  # each run's serving gateway on its own port
         conf.write_text(f"serving:\n  port: {_free_port()}\n")
-        env = {**os.environ, "MLOPS_HOME": str(Path(tmp, "mlops")), "DAGSTER_HOME": str(home),
-               "MLOPS_TARGET": "local", "MLOPS_CONFIG": str(conf), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
-        subprocess.run([str(BIN / "mlops"), "generate", "--use-case", "churn", "--rows", str(rows)], check=True, env=env,
-                       capture_output=True, cwd=REPO)
+        env = {
+            **os.environ,
+            "MLOPS_HOME": str(Path(tmp, "mlops")),
+            "DAGSTER_HOME": str(home),
+            "MLOPS_TARGET": "local",
+            "MLOPS_CONFIG": str(conf),
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        }
+        subprocess.run(
+            [str(BIN / "mlops"), "generate", "--use-case", "churn", "--rows", str(rows)],
+            check=True,
+            env=env,
+            capture_output=True,
+            cwd=REPO,
+        )
         start = time.perf_counter()
         try:
-            out = subprocess.run([str(BIN / "mlops"), "run", "--use-case", "churn"], env=env, capture_output=True, text=True, cwd=REPO)
+            out = subprocess.run(
+                [str(BIN / "mlops"), "run", "--use-case", "churn"],
+                env=env,
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+            )
             wall = time.perf_counter() - start
         finally:  # the run leaves its serving gateway up, as `make run` does: stop it
             subprocess.run([str(BIN / "mlops"), "stop"], env=env, capture_output=True, cwd=REPO)
         if out.returncode != 0:
             raise SystemExit(f"lifecycle failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
         in_run = float(re.search(r"SUCCESS in ([\d.]+) s", out.stdout).group(1))
-        summary = out.stdout[out.stdout.index("run "):]
+        summary = out.stdout[out.stdout.index("run ") :]
         return wall, in_run, summary
 
 
@@ -78,10 +95,13 @@ def main() -> None:
     walls, in_runs = [r[0] for r in runs], [r[1] for r in runs]
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     result = {
-        "machine": machine, "rows": args.rows,
-        "import_dagster_s": round(dagster_s, 3), "import_definitions_s": round(defs_s, 3),
+        "machine": machine,
+        "rows": args.rows,
+        "import_dagster_s": round(dagster_s, 3),
+        "import_definitions_s": round(defs_s, 3),
         "import_ratio": round(defs_s / dagster_s, 2),
-        "lifecycle_wall_s": [round(w, 1) for w in walls], "lifecycle_in_run_s": [round(r, 1) for r in in_runs],
+        "lifecycle_wall_s": [round(w, 1) for w in walls],
+        "lifecycle_in_run_s": [round(r, 1) for r in in_runs],
         "lifecycle_wall_median_s": round(statistics.median(walls), 1),
     }
     out_dir = REPO / "bench" / "results"
@@ -91,7 +111,7 @@ def main() -> None:
 |---|---|---|
 | `import dagster` (best of 5) | {dagster_s:.2f} s | |
 | `import mlops_dagster.definitions` (best of 5) | {defs_s:.2f} s ({defs_s / dagster_s:.2f}x) | <= 1.5x |
-| lifecycle, {args.rows} rows, whole `mlops run --use-case churn` process (median of {args.repeat}) | {statistics.median(walls):.1f} s (runs: {', '.join(f'{w:.1f}' for w in walls)}) | <= 60 s |
+| lifecycle, {args.rows} rows, whole `mlops run --use-case churn` process (median of {args.repeat}) | {statistics.median(walls):.1f} s (runs: {", ".join(f"{w:.1f}" for w in walls)}) | <= 60 s |
 | of which inside the Dagster run | {statistics.median(in_runs):.1f} s | |
 
 machine: {machine}

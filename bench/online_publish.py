@@ -29,11 +29,14 @@ def _batches(rows: int, seed: int = 0):
         n = min(BATCH, rows - start)
         columns = {
             "customerID": pa.array([f"C{i:09d}" for i in range(start, start + n)]),
-            "_ingested_at": pa.array(np.full(n, 1_700_000_000_000_000, dtype="datetime64[us]"))
-            .cast(pa.timestamp("us", tz="UTC")),
+            "_ingested_at": pa.array(np.full(n, 1_700_000_000_000_000, dtype="datetime64[us]")).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
         }
         columns.update({f"number{j}": pa.array(rng.random(n)) for j in range(6)})
-        columns.update({f"text{j}": pa.array(rng.choice(np.array(["Yes", "No", "Maybe"]), n)) for j in range(15)})
+        columns.update(
+            {f"text{j}": pa.array(rng.choice(np.array(["Yes", "No", "Maybe"]), n)) for j in range(15)}
+        )
         yield pa.record_batch(columns)
 
 
@@ -45,8 +48,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             store = SqliteOnlineStore(path=f"{folder}/features.db")
             started = time.perf_counter()
-            info = store.publish("ml.bench.features", pa.RecordBatchReader.from_batches(schema, _batches(rows)),
-                                 ["customerID"], delta_version=1)
+            info = store.publish(
+                "ml.bench.features",
+                pa.RecordBatchReader.from_batches(schema, _batches(rows)),
+                ["customerID"],
+                delta_version=1,
+            )
             seconds = time.perf_counter() - started
             store.close()
         print(f"{info.rows:,} rows: {seconds:.1f} s ({info.rows / seconds:,.0f} rows/s, generation included)")

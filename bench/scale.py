@@ -96,16 +96,27 @@ def _processes() -> dict[int, tuple[int, float, float, int]]:
                 stat = Path(entry.path, "stat").read_text()
             except OSError:  # gone in between
                 continue
-            fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state) on: see proc(5)
-            found[int(entry.name)] = (int(fields[1]), int(fields[11]) / TICKS, int(fields[12]) / TICKS, int(fields[7]))
+            fields = stat[stat.rindex(")") + 2 :].split()  # from field 3 (state) on: see proc(5)
+            found[int(entry.name)] = (
+                int(fields[1]),
+                int(fields[11]) / TICKS,
+                int(fields[12]) / TICKS,
+                int(fields[7]),
+            )
     return found
 
 
 def _machine_cpu() -> dict[str, float]:
     """CPU seconds the whole machine spent so far, from /proc/stat (all cores)."""
-    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
-    return {"user": (user + nice) / TICKS, "kernel": (system + irq + softirq) / TICKS,
-            "idle": (idle + iowait) / TICKS, "steal": steal / TICKS}
+    user, nice, system, idle, iowait, irq, softirq, steal = map(
+        int, Path("/proc/stat").read_text().split()[1:9]
+    )
+    return {
+        "user": (user + nice) / TICKS,
+        "kernel": (system + irq + softirq) / TICKS,
+        "idle": (idle + iowait) / TICKS,
+        "steal": steal / TICKS,
+    }
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -156,8 +167,11 @@ class ProcessTree:
         self.samples = 0
 
     def _cpu_of(self, pids: list[int]) -> dict:
-        return {"user": round(sum(self.cpu[p][0] for p in pids), 1), "kernel": round(sum(self.cpu[p][1] for p in pids), 1),
-                "minor_faults": sum(self.cpu[p][2] for p in pids)}
+        return {
+            "user": round(sum(self.cpu[p][0] for p in pids), 1),
+            "kernel": round(sum(self.cpu[p][1] for p in pids), 1),
+            "minor_faults": sum(self.cpu[p][2] for p in pids),
+        }
 
     def _kind_of(self, pid: int, name: str, cmd: str, parent_kind: str | None) -> str:
         if pid == self.root:
@@ -212,15 +226,24 @@ class ProcessTree:
             "pyspark_worker_processes": sum(1 for k in self.kind.values() if k == "pyspark_workers"),
             "serving_gateway": largest("serving_gateway"),
             "other_children_sum": self.peak_sum.get("other_children", 0),
-            "other_children_largest": _short(max(
-                (pid for pid in self.peak if self.kind[pid] == "other_children"),
-                key=self.peak.get, default=None), self.command),
+            "other_children_largest": _short(
+                max(
+                    (pid for pid in self.peak if self.kind[pid] == "other_children"),
+                    key=self.peak.get,
+                    default=None,
+                ),
+                self.command,
+            ),
             "process_tree_sum": self.peak_sum.get("tree", 0),
-            "cpu": {kind: self._cpu_of([p for p in self.cpu if kind == "tree" or self.kind[p] == kind])
-                    for kind in [*dict.fromkeys(self.kind[p] for p in self.cpu), "tree"]},
+            "cpu": {
+                kind: self._cpu_of([p for p in self.cpu if kind == "tree" or self.kind[p] == kind])
+                for kind in [*dict.fromkeys(self.kind[p] for p in self.cpu), "tree"]
+            },
             "samples": self.samples,
-            "processes": [{"pid": pid, "kind": self.kind[pid], "peak_rss": peak, "command": self.command[pid][:200]}
-                          for pid, peak in sorted(self.peak.items(), key=lambda item: -item[1])],
+            "processes": [
+                {"pid": pid, "kind": self.kind[pid], "peak_rss": peak, "command": self.command[pid][:200]}
+                for pid, peak in sorted(self.peak.items(), key=lambda item: -item[1])
+            ],
         }
 
 
@@ -252,8 +275,13 @@ def _run_measured(cmd: list[str], env: dict[str, str], log: Path) -> dict:
     _log(f"  exit {proc.returncode} after {seconds:.1f} s")
     if not usage["run_process"]:  # too short to be sampled even once
         usage["run_process"] = usage["rusage_maxrss"]
-    return {"command": " ".join([Path(cmd[0]).name, *cmd[1:]]),
-            "returncode": proc.returncode, "seconds": round(seconds, 2), "usage": usage, "log": str(log)}
+    return {
+        "command": " ".join([Path(cmd[0]).name, *cmd[1:]]),
+        "returncode": proc.returncode,
+        "seconds": round(seconds, 2),
+        "usage": usage,
+        "log": str(log),
+    }
 
 
 def _tail(path: Path | str, lines: int = 40) -> str:
@@ -261,6 +289,7 @@ def _tail(path: Path | str, lines: int = 40) -> str:
 
 
 # --- fresh homes ---------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
@@ -281,12 +310,21 @@ def _fresh_homes(label: str, keep: bool):
         home.mkdir()
         shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
         conf = tmp / "bench.yaml"
-        conf.write_text(f"serving:\n  port: {_free_port()}\n" + "".join(f"{k}: {v}\n" for k, v in SETTINGS.items()))
+        conf.write_text(
+            f"serving:\n  port: {_free_port()}\n" + "".join(f"{k}: {v}\n" for k, v in SETTINGS.items())
+        )
         scratch = tmp / "scratch"  # Spark's spills and Python's temporary files: deleted with the rest
         scratch.mkdir()
-        env = {**os.environ, "MLOPS_HOME": str(tmp / "mlops"), "DAGSTER_HOME": str(home),
-               "MLOPS_TARGET": "local", "MLOPS_CONFIG": str(conf), "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-               "TMPDIR": str(scratch), "SPARK_LOCAL_DIRS": str(scratch)}
+        env = {
+            **os.environ,
+            "MLOPS_HOME": str(tmp / "mlops"),
+            "DAGSTER_HOME": str(home),
+            "MLOPS_TARGET": "local",
+            "MLOPS_CONFIG": str(conf),
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "TMPDIR": str(scratch),
+            "SPARK_LOCAL_DIRS": str(scratch),
+        }
         yield tmp, env
     finally:
         if keep:
@@ -303,9 +341,12 @@ def _stop_gateway(env: dict[str, str], log: Path) -> None:
 
 # --- what the run recorded -------------------------------------------------------------------
 
+
 def _asset_groups(env: dict[str, str]) -> dict[str, str]:
     """Asset key -> group, from the code location loaded with the run's environment ({} if it fails)."""
-    out = subprocess.run([sys.executable, "-c", _GROUPS_SCRIPT], env=env, cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _GROUPS_SCRIPT], env=env, cwd=REPO, capture_output=True, text=True
+    )
     if out.returncode != 0 or not out.stdout.strip():
         _log(f"could not load the asset groups: {out.stderr.strip()[-500:]}")
         return {}
@@ -319,7 +360,8 @@ def _plain(metadata: dict) -> dict:
 
 def _run_record(dagster_home: Path) -> dict | None:
     """The run of a fresh Dagster instance: its steps, the assets of each step and what they wrote."""
-    from dagster import DagsterEventType as T, DagsterInstance
+    from dagster import DagsterEventType as T
+    from dagster import DagsterInstance
 
     with DagsterInstance.from_config(str(dagster_home)) as instance:
         runs = instance.get_runs(limit=1)
@@ -330,15 +372,23 @@ def _run_record(dagster_home: Path) -> dict | None:
     steps: dict[str, dict] = {}
     step_assets: dict[str, set[str]] = {}
     materialized: dict[str, dict] = {}  # asset -> its (plain) materialization metadata
-    planned = {T.ASSET_MATERIALIZATION_PLANNED, T.ASSET_CHECK_EVALUATION_PLANNED,
-               T.ASSET_MATERIALIZATION, T.ASSET_CHECK_EVALUATION}
+    planned = {
+        T.ASSET_MATERIALIZATION_PLANNED,
+        T.ASSET_CHECK_EVALUATION_PLANNED,
+        T.ASSET_MATERIALIZATION,
+        T.ASSET_CHECK_EVALUATION,
+    }
     for entry in entries:
         event = entry.dagster_event
         if event is None:
             continue
         if event.event_type == T.STEP_START:
-            steps[entry.step_key] = {"step": entry.step_key, "start": entry.timestamp, "seconds": None,
-                                     "status": "unfinished"}
+            steps[entry.step_key] = {
+                "step": entry.step_key,
+                "start": entry.timestamp,
+                "seconds": None,
+                "status": "unfinished",
+            }
         elif event.event_type in (T.STEP_SUCCESS, T.STEP_FAILURE) and entry.step_key in steps:
             step = steps[entry.step_key]
             step["seconds"] = entry.timestamp - step["start"]
@@ -357,10 +407,15 @@ def _run_record(dagster_home: Path) -> dict | None:
     for step in steps.values():
         if step["seconds"] is None:  # the process died inside the step
             step["seconds"] = last - step["start"]
-    return {"run_id": run.run_id, "job": run.job_name, "status": run.status.value,
-            "seconds": round(last - entries[0].timestamp, 2) if entries else 0.0,
-            "steps": sorted(steps.values(), key=lambda s: s["start"]),
-            "step_assets": {k: sorted(v) for k, v in step_assets.items()}, "materialized": materialized}
+    return {
+        "run_id": run.run_id,
+        "job": run.job_name,
+        "status": run.status.value,
+        "seconds": round(last - entries[0].timestamp, 2) if entries else 0.0,
+        "steps": sorted(steps.values(), key=lambda s: s["start"]),
+        "step_assets": {k: sorted(v) for k, v in step_assets.items()},
+        "materialized": materialized,
+    }
 
 
 def _stages(record: dict, groups: dict[str, str]) -> list[dict]:
@@ -368,12 +423,19 @@ def _stages(record: dict, groups: dict[str, str]) -> list[dict]:
     (steps run at once, so their durations overlap), and its steps."""
     stages: dict[str, dict] = {}
     for step in record["steps"]:
-        names = {groups.get(asset, "(group unknown)") for asset in record["step_assets"].get(step["step"], [])}
+        names = {
+            groups.get(asset, "(group unknown)") for asset in record["step_assets"].get(step["step"], [])
+        }
         name = "+".join(sorted(names, key=_stage_rank)) or "(no asset)"
         stage = stages.setdefault(name, {"stage": name, "windows": [], "steps": []})
         stage["windows"].append(step)
-        stage["steps"].append({key: round(value, 2) if key == "seconds" else value
-                               for key, value in step.items() if key != "start"})
+        stage["steps"].append(
+            {
+                key: round(value, 2) if key == "seconds" else value
+                for key, value in step.items()
+                if key != "start"
+            }
+        )
     for stage in stages.values():
         stage["seconds"] = round(covered(stage.pop("windows")), 2)
     return sorted(stages.values(), key=lambda s: _stage_rank(s["stage"].split("+")[0]))
@@ -395,11 +457,14 @@ def _stage_rank(group: str) -> int:
 
 # --- the lifecycle at one size ---------------------------------------------------------------
 
+
 def _generate(result: dict, rows: int, env: dict[str, str], log: Path) -> bool:
     """`mlops generate --rows N`, measured into ``result["generate"]``; False (and the error
     recorded) when it failed."""
     _log(f"generating {rows:,} rows ...")
-    result["generate"] = _run_measured([str(BIN / "mlops"), "generate", "--use-case", "churn", "--rows", str(rows)], env, log)
+    result["generate"] = _run_measured(
+        [str(BIN / "mlops"), "generate", "--use-case", "churn", "--rows", str(rows)], env, log
+    )
     if result["generate"]["returncode"] != 0:
         result["error"] = "generate failed"
         return False
@@ -411,15 +476,32 @@ def _outcomes(result: dict, rows: int, env: dict[str, str]) -> None:
     world (`mlops generate --outcomes --changed-world`), then the monitoring job, measured; its
     steps into ``result["outcomes"]``."""
     _log(f"generating {rows:,} outcomes and judging the champion's predictions ...")
-    made = _run_measured([str(BIN / "mlops"), "generate", "--use-case", "churn", "--rows", str(rows), "--outcomes",
-                          "--changed-world"], env, RESULTS / f"scale_{rows}_outcomes_generate.log")
+    made = _run_measured(
+        [
+            str(BIN / "mlops"),
+            "generate",
+            "--use-case",
+            "churn",
+            "--rows",
+            str(rows),
+            "--outcomes",
+            "--changed-world",
+        ],
+        env,
+        RESULTS / f"scale_{rows}_outcomes_generate.log",
+    )
     log = RESULTS / f"scale_{rows}_monitoring_run.log"
     run = _run_measured([str(BIN / "mlops"), "run", "--use-case", "churn", "--job", "monitoring"], env, log)
     record = _run_record(Path(env["DAGSTER_HOME"]))
     steps = {s["step"].split("__")[-1]: round(s["seconds"], 2) for s in record["steps"]} if record else {}
     judged = (record or {}).get("materialized", {}).get("churn_model_performance", {})
-    result["outcomes"] = {"generate_seconds": made["seconds"], "run": run, "steps": steps,
-                          "labelled_predictions": judged.get("labelled_predictions"), "verdict": judged.get("verdict")}
+    result["outcomes"] = {
+        "generate_seconds": made["seconds"],
+        "run": run,
+        "steps": steps,
+        "labelled_predictions": judged.get("labelled_predictions"),
+        "verdict": judged.get("verdict"),
+    }
 
 
 def _lifecycle(rows: int, keep: bool, outcomes: bool = False) -> dict:
@@ -451,6 +533,7 @@ def _lifecycle(rows: int, keep: bool, outcomes: bool = False) -> dict:
 
 # --- bad input at scale ----------------------------------------------------------------------
 
+
 def _keys(path: Path):
     """The key of each data row of a CSV file, streamed. Rows must be one per line (as the generator
     writes them), so that data row i is line i + 2."""
@@ -469,7 +552,7 @@ def _rows_sharing_keys(path: Path) -> tuple[int, list[int]]:
     seen: set[str] = set()
     repeated: set[str] = set()
     rows = 0
-    for rows, key in enumerate(_keys(path), 1):
+    for rows, key in enumerate(_keys(path), 1):  # noqa: B007 (rows: the count, read after the loop)
         if key in seen:
             repeated.add(key)
         seen.add(key)
@@ -492,19 +575,27 @@ def _plan_corruption(rows: int, excluded: list[int], seed: int) -> dict:
     for row in picks[:wrong_type]:
         column = rng.choice(sorted(WRONG_TYPE))
         edits[row] = ("wrong_type", column, WRONG_TYPE[column])
-    for row in picks[wrong_type:wrong_type + out_of_range]:
+    for row in picks[wrong_type : wrong_type + out_of_range]:
         column = rng.choice(sorted(OUT_OF_RANGE))
         edits[row] = ("out_of_range", column, OUT_OF_RANGE[column])
-    pairs = picks[wrong_type + out_of_range:]
+    pairs = picks[wrong_type + out_of_range :]
     sources = {}
     for a, b in zip(pairs[::2], pairs[1::2]):
         source, target = min(a, b), max(a, b)  # the source is read first, so its key is known
         edits[target] = ("duplicate_key", KEY, source)
         sources[source] = target
     quarantined = set(edits) | set(sources) | set(excluded)
-    return {"edits": edits, "sources": sources, "expected_lines": sorted(r + 2 for r in quarantined),
-            "counts": {"wrong_type": wrong_type, "out_of_range": out_of_range,
-                       "duplicate_key_rows": duplicate_rows, "preexisting_duplicate_rows": len(excluded)}}
+    return {
+        "edits": edits,
+        "sources": sources,
+        "expected_lines": sorted(r + 2 for r in quarantined),
+        "counts": {
+            "wrong_type": wrong_type,
+            "out_of_range": out_of_range,
+            "duplicate_key_rows": duplicate_rows,
+            "preexisting_duplicate_rows": len(excluded),
+        },
+    }
 
 
 def _write_corrupted(src: Path, dst: Path, plan: dict) -> None:
@@ -514,7 +605,7 @@ def _write_corrupted(src: Path, dst: Path, plan: dict) -> None:
     with open(src, newline="") as fin, open(partial, "w", newline="") as fout:
         header_line = fin.readline()
         header = next(csv.reader([header_line]))
-        writer = csv.writer(fout, lineterminator=header_line[len(header_line.rstrip("\r\n")):] or "\n")
+        writer = csv.writer(fout, lineterminator=header_line[len(header_line.rstrip("\r\n")) :] or "\n")
         fout.write(header_line)
         for row, line in enumerate(fin):
             if row in sources:  # left as it is: a later row takes its key
@@ -561,7 +652,9 @@ def _bad_input(rows: int, keep: bool) -> dict:
         if not _generate(result, rows, env, RESULTS / f"scale_bad_{rows}_generate.log"):
             return result
         printed = Path(result["generate"]["log"]).read_text().split()
-        generated = next((Path(w) for w in reversed(printed) if w.endswith(".csv") and Path(w).is_file()), None)
+        generated = next(
+            (Path(w) for w in reversed(printed) if w.endswith(".csv") and Path(w).is_file()), None
+        )
         if generated is None:
             result["error"] = "generate printed no file path"
             return result
@@ -574,13 +667,29 @@ def _bad_input(rows: int, keep: bool) -> dict:
         bad_file = generated.with_name(f"customers_bad_{rows}.csv")
         _write_corrupted(clean, bad_file, plan)
         clean.unlink()
-        result.update(rows_in_file=read, file=bad_file.name, corrupt_seconds=round(time.perf_counter() - started, 2),
-                      corrupted=plan["counts"], expected_quarantined=len(plan["expected_lines"]))
+        result.update(
+            rows_in_file=read,
+            file=bad_file.name,
+            corrupt_seconds=round(time.perf_counter() - started, 2),
+            corrupted=plan["counts"],
+            expected_quarantined=len(plan["expected_lines"]),
+        )
 
         _log(f"ingesting {bad_file.name} ...")
         log = RESULTS / f"scale_bad_{rows}_ingest.log"
-        result["ingest"] = _run_measured([str(BIN / "dagster"), "asset", "materialize", "-m", "mlops_dagster.definitions",
-                                          "--select", INGESTION_ASSETS], env, log)
+        result["ingest"] = _run_measured(
+            [
+                str(BIN / "dagster"),
+                "asset",
+                "materialize",
+                "-m",
+                "mlops_dagster.definitions",
+                "--select",
+                INGESTION_ASSETS,
+            ],
+            env,
+            log,
+        )
         record = _run_record(Path(env["DAGSTER_HOME"]))
         if record is None:
             result["error"] = "no Dagster run was recorded"
@@ -588,45 +697,67 @@ def _bad_input(rows: int, keep: bool) -> dict:
         result["dagster_run"] = {k: v for k, v in record.items() if k not in ("steps", "step_assets")}
         # Steps run at once, and so do stages (a stage's checks beside the next stage's steps).
         result["dagster_run"]["seconds_in_steps"] = round(covered(record["steps"]), 2)
-        result["failed_steps"] = [{"step": s["step"], "error": s.get("error", s["status"])}
-                                  for s in record["steps"] if s["status"] != "success"]
-        step = next((s for s in record["steps"] if "raw_customers" in record["step_assets"].get(s["step"], [])), None)
+        result["failed_steps"] = [
+            {"step": s["step"], "error": s.get("error", s["status"])}
+            for s in record["steps"]
+            if s["status"] != "success"
+        ]
+        step = next(
+            (s for s in record["steps"] if "raw_customers" in record["step_assets"].get(s["step"], [])), None
+        )
         if step is None or step["status"] != "success":
             result["error"] = "the ingestion step " + ("did not run" if step is None else step["status"])
         else:
             result["ingest_step_seconds"] = round(step["seconds"], 2)
-            result["checks"] = _bad_input_checks(read, bad_file.name, plan, record["materialized"], env["MLOPS_HOME"])
+            result["checks"] = _bad_input_checks(
+                read, bad_file.name, plan, record["materialized"], env["MLOPS_HOME"]
+            )
     return result
 
 
-def _bad_input_checks(read: int, file_name: str, plan: dict, materialized: dict, mlops_home: str) -> list[dict]:
+def _bad_input_checks(
+    read: int, file_name: str, plan: dict, materialized: dict, mlops_home: str
+) -> list[dict]:
     expected = len(plan["expected_lines"])
     raw, quarantine = materialized.get("raw_customers", {}), materialized.get("raw_customers_quarantine", {})
     loaded, quarantined = raw.get("rows_loaded"), quarantine.get("rows_quarantined_this_run")
     checks = [
         ("rows quarantined (run metadata `rows_quarantined_this_run`)", expected, quarantined),
-        ("rows loaded + rows quarantined (run metadata) = rows in the file", read,
-         None if loaded is None or quarantined is None else loaded + quarantined),
+        (
+            "rows loaded + rows quarantined (run metadata) = rows in the file",
+            read,
+            None if loaded is None or quarantined is None else loaded + quarantined,
+        ),
     ]
     report = raw.get("files") or quarantine.get("files")
     if isinstance(report, str):
-        checks.append(("rows read, as the per-file report says", read, _md_cell(report, file_name, "rows_read")))
+        checks.append(
+            ("rows read, as the per-file report says", read, _md_cell(report, file_name, "rows_read"))
+        )
     quarantine_table = _delta_table(quarantine, mlops_home, "raw_customers_quarantine")
     if quarantine_table is not None:
         checks.append(("rows in the quarantine Delta table", expected, quarantine_table.count()))
         if "line_number" in [f.name for f in quarantine_table.schema().fields]:
             lines = set(quarantine_table.to_pyarrow_table(columns=["line_number"]).column(0).to_pylist())
             wanted = set(plan["expected_lines"])
-            checks.append(("quarantined lines that were not corrupted / corrupted lines not quarantined", "0 / 0",
-                           f"{len(lines - wanted)} / {len(wanted - lines)}"))
+            checks.append(
+                (
+                    "quarantined lines that were not corrupted / corrupted lines not quarantined",
+                    "0 / 0",
+                    f"{len(lines - wanted)} / {len(wanted - lines)}",
+                )
+            )
     raw_table = _delta_table(raw, mlops_home, "raw_customers")
     if raw_table is not None:
         checks.append(("rows in the raw Delta table = rows loaded", loaded, raw_table.count()))
-    return [{"check": name, "expected": want, "observed": got, "ok": got is not None and got == want}
-            for name, want, got in checks]
+    return [
+        {"check": name, "expected": want, "observed": got, "ok": got is not None and got == want}
+        for name, want, got in checks
+    ]
 
 
 # --- report ----------------------------------------------------------------------------------
+
 
 def _machine() -> dict:
     mem_kib = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
@@ -636,22 +767,33 @@ def _machine() -> dict:
     except (OSError, IndexError):
         java_version = "java not found"
     mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
-    tmp_fs = max((m for m in mounts if "/tmp/".startswith(m[1].rstrip("/") + "/")), key=lambda m: len(m[1]))[2]
+    tmp_fs = max((m for m in mounts if "/tmp/".startswith(m[1].rstrip("/") + "/")), key=lambda m: len(m[1]))[
+        2
+    ]
     if tmp_fs == "tmpfs":
         _log("warning: /tmp is a tmpfs: the files and tables of large sizes will take RAM")
-    return {"cores": os.cpu_count(), "ram_gib": round(mem_kib / 2**20, 1), "python": platform.python_version(),
-            "java": java_version, "arch": platform.machine(),
-            "tmp_filesystem": tmp_fs, "tmp_free_gb": round(shutil.disk_usage("/tmp").free / 1e9, 1)}
+    return {
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "java": java_version,
+        "arch": platform.machine(),
+        "tmp_filesystem": tmp_fs,
+        "tmp_free_gb": round(shutil.disk_usage("/tmp").free / 1e9, 1),
+    }
 
 
 def _goals(sizes: dict[int, dict], bad: dict | None) -> list[dict]:
     """Issue 11's goals: each met, missed or not measured (a size that was not run)."""
+
     def measure(rows: int, value_of, shown, ok) -> tuple[str, str]:
         size = sizes.get(rows)
         if size is None:
             return f"not measured (needs --rows {rows})", "not measured"
         if "error" in size:  # what was measured still shows, but a failed run meets no goal
-            return size["error"] + (f" (measured: {shown(value_of(size))})" if "run" in size else ""), "missed"
+            return size["error"] + (
+                f" (measured: {shown(value_of(size))})" if "run" in size else ""
+            ), "missed"
         value = value_of(size)
         return shown(value), "met" if ok(value) else "missed"
 
@@ -667,15 +809,24 @@ def _goals(sizes: dict[int, dict], bad: dict | None) -> list[dict]:
     elif "error" in one or "error" in ten:
         ratio = ("a run failed", "missed")
     else:
-        ratio = (f"{seconds(ten) / seconds(one):.2f}", "met" if seconds(ten) / seconds(one) <= 10 else "missed")
+        ratio = (
+            f"{seconds(ten) / seconds(one):.2f}",
+            "met" if seconds(ten) / seconds(one) <= 10 else "missed",
+        )
     goals = [
-        goal("1,000,000 rows, whole lifecycle <= 90 s",
-             measure(1_000_000, seconds, lambda s: f"{s:.1f} s", lambda s: s <= 90)),
-        goal("10,000,000 rows, whole lifecycle <= 10 min",
-             measure(10_000_000, seconds, lambda s: f"{s:.1f} s = {s / 60:.1f} min", lambda s: s <= 600)),
+        goal(
+            "1,000,000 rows, whole lifecycle <= 90 s",
+            measure(1_000_000, seconds, lambda s: f"{s:.1f} s", lambda s: s <= 90),
+        ),
+        goal(
+            "10,000,000 rows, whole lifecycle <= 10 min",
+            measure(10_000_000, seconds, lambda s: f"{s:.1f} s = {s / 60:.1f} min", lambda s: s <= 600),
+        ),
         goal("time(10M) / time(1M) <= 10", ratio),
-        goal("peak RSS of the Dagster run process <= 3 GB at 10M rows",
-             measure(10_000_000, lambda size: size["run"]["usage"]["run_process"], _gb, lambda b: b <= 3e9)),
+        goal(
+            "peak RSS of the Dagster run process <= 3 GB at 10M rows",
+            measure(10_000_000, lambda size: size["run"]["usage"]["run_process"], _gb, lambda b: b <= 3e9),
+        ),
     ]
     name = "bad input at scale (1M rows, 1% bad): exactly those quarantined, loaded + quarantined = read"
     if bad is None:
@@ -710,57 +861,99 @@ def _process_table(usage: dict) -> str:
 
     def row(name: str, rss: int, kind: str) -> str:
         used = cpu.get(kind)
-        figures = (f"{used['user']:.1f} | {used['kernel']:.1f} | {used['minor_faults']:,}" if used else "- | - | -")
+        figures = (
+            f"{used['user']:.1f} | {used['kernel']:.1f} | {used['minor_faults']:,}" if used else "- | - | -"
+        )
         return f"| {name} | {_rss(rss)} | {figures} |"
 
     machine = usage.get("machine_cpu")
-    machine_line = (f"\n\nThe whole machine meanwhile ({os.cpu_count()} cores): {machine['user']:.1f} CPU-s user, "
-                    f"{machine['kernel']:.1f} kernel, {machine['idle']:.1f} idle, {machine['steal']:.1f} stolen."
-                    if machine else "")
-    return "\n".join([
-        "| process | peak RSS | CPU user (s) | CPU kernel (s) | minor page faults |", "|---|---:|---:|---:|---:|",
-        row("Dagster run process (VmHWM)", usage["run_process"], "run_process"),
-        row("Spark JVM (VmHWM)", usage["spark_jvm"], "spark_jvm"),
-        row(f"PySpark Python workers (peak of their sum; {usage['pyspark_worker_processes']} processes seen)",
-            usage["pyspark_workers_sum"], "pyspark_workers"),
-        row("serving gateway started by the run (VmHWM)", usage["serving_gateway"], "serving_gateway"),
-        row(f"other children, peak of their sum{largest}", usage["other_children_sum"], "other_children"),
-        row(f"whole process tree (peak of the sum, polled every {POLL_SECONDS} s)", usage["process_tree_sum"], "tree"),
-    ]) + ("\n\nSums count pages that forked processes share (PySpark workers fork from one daemon) once per process. "
-          "CPU and faults are each process's own counters at its last poll." + machine_line)
+    machine_line = (
+        f"\n\nThe whole machine meanwhile ({os.cpu_count()} cores): {machine['user']:.1f} CPU-s user, "
+        f"{machine['kernel']:.1f} kernel, {machine['idle']:.1f} idle, {machine['steal']:.1f} stolen."
+        if machine
+        else ""
+    )
+    return "\n".join(
+        [
+            "| process | peak RSS | CPU user (s) | CPU kernel (s) | minor page faults |",
+            "|---|---:|---:|---:|---:|",
+            row("Dagster run process (VmHWM)", usage["run_process"], "run_process"),
+            row("Spark JVM (VmHWM)", usage["spark_jvm"], "spark_jvm"),
+            row(
+                f"PySpark Python workers (peak of their sum; {usage['pyspark_worker_processes']} processes seen)",
+                usage["pyspark_workers_sum"],
+                "pyspark_workers",
+            ),
+            row("serving gateway started by the run (VmHWM)", usage["serving_gateway"], "serving_gateway"),
+            row(f"other children, peak of their sum{largest}", usage["other_children_sum"], "other_children"),
+            row(
+                f"whole process tree (peak of the sum, polled every {POLL_SECONDS} s)",
+                usage["process_tree_sum"],
+                "tree",
+            ),
+        ]
+    ) + (
+        "\n\nSums count pages that forked processes share (PySpark workers fork from one daemon) once per process. "
+        "CPU and faults are each process's own counters at its last poll." + machine_line
+    )
 
 
 def _size_markdown(size: dict) -> str:
     rows, gen = size["rows"], size["generate"]
-    out = [f"## {rows:,} rows", "",
-           f"Generating the file: {gen['seconds']:.1f} s, peak RSS {_gb(gen['usage']['run_process'])} "
-           f"(not part of the lifecycle time)."]
+    out = [
+        f"## {rows:,} rows",
+        "",
+        f"Generating the file: {gen['seconds']:.1f} s, peak RSS {_gb(gen['usage']['run_process'])} "
+        f"(not part of the lifecycle time).",
+    ]
     if "run" not in size:
         return "\n".join(out + [f"**{size['error']}**: see {gen['log']}", "```", _tail(gen["log"]), "```"])
     run, record = size["run"], size.get("dagster_run")
     wall = run["seconds"]
     status = "SUCCESS" if run["returncode"] == 0 else f"FAILURE (exit {run['returncode']})"
-    out.append(f"`mlops run`: **{status} in {wall:.1f} s**" + (
-        f" (Dagster run {record['run_id'][:8]}, {record['status']}, {record['seconds']:.1f} s from its first to its last event)"
-        if record else "") + f". Log: {run['log']}")
+    out.append(
+        f"`mlops run`: **{status} in {wall:.1f} s**"
+        + (
+            f" (Dagster run {record['run_id'][:8]}, {record['status']}, {record['seconds']:.1f} s from its first to its last event)"
+            if record
+            else ""
+        )
+        + f". Log: {run['log']}"
+    )
     if run["returncode"] != 0:
         out += ["", "Last 40 lines of the log:", "```", _tail(run["log"]), "```"]
     if record:
-        out += ["", "Steps run at once: a stage's seconds are those in which any of its steps ran, so stages "
-                    "overlap, and the steps' own seconds add up to more.",
-                "", "| stage | seconds | share of the run | steps (seconds) |", "|---|---:|---:|---|"]
+        out += [
+            "",
+            "Steps run at once: a stage's seconds are those in which any of its steps ran, so stages "
+            "overlap, and the steps' own seconds add up to more.",
+            "",
+            "| stage | seconds | share of the run | steps (seconds) |",
+            "|---|---:|---:|---|",
+        ]
         for stage in size["stages"]:
-            steps = ", ".join(f"{s['step']} {s['seconds']:.1f}" + ("" if s["status"] == "success" else f" ({s['status']})")
-                              for s in stage["steps"])
-            out.append(f"| {stage['stage']} | {stage['seconds']:.1f} | {stage['seconds'] / wall:.1%} | {steps} |")
+            steps = ", ".join(
+                f"{s['step']} {s['seconds']:.1f}" + ("" if s["status"] == "success" else f" ({s['status']})")
+                for s in stage["steps"]
+            )
+            out.append(
+                f"| {stage['stage']} | {stage['seconds']:.1f} | {stage['seconds'] / wall:.1%} | {steps} |"
+            )
         in_steps = record["seconds_in_steps"]
-        out.append(f"| Dagster run outside steps (run start, resources, hooks) | {record['seconds'] - in_steps:.1f} | "
-                   f"{(record['seconds'] - in_steps) / wall:.1%} | |")
-        out.append(f"| outside the Dagster run (interpreter start, imports, summary) | {wall - record['seconds']:.1f} | "
-                   f"{(wall - record['seconds']) / wall:.1%} | |")
+        out.append(
+            f"| Dagster run outside steps (run start, resources, hooks) | {record['seconds'] - in_steps:.1f} | "
+            f"{(record['seconds'] - in_steps) / wall:.1%} | |"
+        )
+        out.append(
+            f"| outside the Dagster run (interpreter start, imports, summary) | {wall - record['seconds']:.1f} | "
+            f"{(wall - record['seconds']) / wall:.1%} | |"
+        )
         out.append(f"| **whole `mlops run` process** | **{wall:.1f}** | 100% | |")
-        counts = [f"{asset} {meta['dagster/row_count']:,}" for asset, meta in record["materialized"].items()
-                  if isinstance(meta.get("dagster/row_count"), int)]
+        counts = [
+            f"{asset} {meta['dagster/row_count']:,}"
+            for asset, meta in record["materialized"].items()
+            if isinstance(meta.get("dagster/row_count"), int)
+        ]
         out += ["", "Rows written (`dagster/row_count`): " + (", ".join(counts) or "none recorded") + "."]
         failed = [s for stage in size["stages"] for s in stage["steps"] if s["status"] != "success"]
         out += [f"- step `{s['step']}` {s['status']}: {s.get('error', '')}" for s in failed]
@@ -768,10 +961,13 @@ def _size_markdown(size: dict) -> str:
     if "outcomes" in size:
         o = size["outcomes"]
         steps = ", ".join(f"{step} {seconds:.1f}" for step, seconds in o["steps"].items())
-        out += ["", f"Outcomes (`--outcomes`): {rows:,} generated in {o['generate_seconds']:.1f} s; the monitoring job "
-                    f"{o['run']['seconds']:.1f} s (steps, seconds: {steps}); run process peak RSS "
-                    f"{_rss(o['run']['usage']['run_process'])}; {o['labelled_predictions']} labelled predictions: "
-                    f"{o['verdict']}. Log: {o['run']['log']}"]
+        out += [
+            "",
+            f"Outcomes (`--outcomes`): {rows:,} generated in {o['generate_seconds']:.1f} s; the monitoring job "
+            f"{o['run']['seconds']:.1f} s (steps, seconds: {steps}); run process peak RSS "
+            f"{_rss(o['run']['usage']['run_process'])}; {o['labelled_predictions']} labelled predictions: "
+            f"{o['verdict']}. Log: {o['run']['log']}",
+        ]
     if size.get("directory"):
         out += ["", f"Kept: {size['directory']}"]
     return "\n".join(out)
@@ -780,22 +976,37 @@ def _size_markdown(size: dict) -> str:
 def _bad_markdown(bad: dict) -> str:
     out = [f"## Bad input at scale: {bad['rows']:,} rows", ""]
     if "ingest" not in bad:
-        return "\n".join(out + [f"**{bad['error']}**: see {bad['generate']['log']}", "```", _tail(bad["generate"]["log"]), "```"])
+        return "\n".join(
+            out
+            + [
+                f"**{bad['error']}**: see {bad['generate']['log']}",
+                "```",
+                _tail(bad["generate"]["log"]),
+                "```",
+            ]
+        )
     c, ingest = bad["corrupted"], bad["ingest"]
-    out.append(f"{bad['file']}: {bad['rows_in_file']:,} rows, of which {c['wrong_type']:,} with a wrong type, "
-               f"{c['out_of_range']:,} out of range and {c['duplicate_key_rows']:,} sharing their `{KEY}` in pairs "
-               f"(seed {BAD_SEED}; {c['preexisting_duplicate_rows']} rows already shared a key); "
-               f"expected quarantined: **{bad['expected_quarantined']:,}**. Corrupting took {bad['corrupt_seconds']:.1f} s.")
+    out.append(
+        f"{bad['file']}: {bad['rows_in_file']:,} rows, of which {c['wrong_type']:,} with a wrong type, "
+        f"{c['out_of_range']:,} out of range and {c['duplicate_key_rows']:,} sharing their `{KEY}` in pairs "
+        f"(seed {BAD_SEED}; {c['preexisting_duplicate_rows']} rows already shared a key); "
+        f"expected quarantined: **{bad['expected_quarantined']:,}**. Corrupting took {bad['corrupt_seconds']:.1f} s."
+    )
     status = "SUCCESS" if ingest["returncode"] == 0 else f"FAILURE (exit {ingest['returncode']})"
     rate = ""
     if bad.get("ingest_step_seconds"):
-        rate = (f"; the ingestion step {bad['ingest_step_seconds']:.1f} s = "
-                f"**{bad['rows_in_file'] / bad['ingest_step_seconds']:,.0f} rows/s**")
-    out += ["", f"Ingestion only (`dagster asset materialize --select {INGESTION_ASSETS}`): {status} in "
-                f"{ingest['seconds']:.1f} s ({bad['rows_in_file'] / ingest['seconds']:,.0f} rows/s for the whole process)"
-                f"{rate}. Peak RSS: the process {_rss(ingest['usage']['run_process'])}, its Spark JVM "
-                f"{_rss(ingest['usage']['spark_jvm'])}, PySpark workers {_rss(ingest['usage']['pyspark_workers_sum'])}. "
-                f"Log: {ingest['log']}"]
+        rate = (
+            f"; the ingestion step {bad['ingest_step_seconds']:.1f} s = "
+            f"**{bad['rows_in_file'] / bad['ingest_step_seconds']:,.0f} rows/s**"
+        )
+    out += [
+        "",
+        f"Ingestion only (`dagster asset materialize --select {INGESTION_ASSETS}`): {status} in "
+        f"{ingest['seconds']:.1f} s ({bad['rows_in_file'] / ingest['seconds']:,.0f} rows/s for the whole process)"
+        f"{rate}. Peak RSS: the process {_rss(ingest['usage']['run_process'])}, its Spark JVM "
+        f"{_rss(ingest['usage']['spark_jvm'])}, PySpark workers {_rss(ingest['usage']['pyspark_workers_sum'])}. "
+        f"Log: {ingest['log']}",
+    ]
     for step in bad.get("failed_steps", []):
         out.append(f"- step `{step['step']}` failed: {step['error']}")
     if "error" in bad:
@@ -803,8 +1014,10 @@ def _bad_markdown(bad: dict) -> str:
     if bad.get("checks"):
         out += ["", "| check | expected | observed | |", "|---|---:|---:|---|"]
         for check in bad["checks"]:
-            out.append(f"| {check['check']} | {_number(check['expected'])} | {_number(check['observed'])} | "
-                       f"{'ok' if check['ok'] else '**wrong**'} |")
+            out.append(
+                f"| {check['check']} | {_number(check['expected'])} | {_number(check['observed'])} | "
+                f"{'ok' if check['ok'] else '**wrong**'} |"
+            )
     if bad.get("directory"):
         out += ["", f"Kept: {bad['directory']}"]
     return "\n".join(out)
@@ -812,14 +1025,30 @@ def _bad_markdown(bad: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="*", default=[1_000_000, 10_000_000],
-                        help="sizes of the lifecycle runs (default 1M and 10M; none: --bad-rows only)")
-    parser.add_argument("--bad-rows", type=int, help="also check bad input at this size (1%% of rows made bad)")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directories (paths on stderr)")
-    parser.add_argument("--steps-at-once", type=int, metavar="N",
-                        help="max_concurrent_steps of every run (default: the project's)")
-    parser.add_argument("--outcomes", action="store_true",
-                        help="after each lifecycle: outcomes for every customer, then the monitoring job (issue 13)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        nargs="*",
+        default=[1_000_000, 10_000_000],
+        help="sizes of the lifecycle runs (default 1M and 10M; none: --bad-rows only)",
+    )
+    parser.add_argument(
+        "--bad-rows", type=int, help="also check bad input at this size (1%% of rows made bad)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directories (paths on stderr)"
+    )
+    parser.add_argument(
+        "--steps-at-once",
+        type=int,
+        metavar="N",
+        help="max_concurrent_steps of every run (default: the project's)",
+    )
+    parser.add_argument(
+        "--outcomes",
+        action="store_true",
+        help="after each lifecycle: outcomes for every customer, then the monitoring job (issue 13)",
+    )
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
 
@@ -837,10 +1066,12 @@ def main() -> int:
         sections.append(_bad_markdown(bad))
     goal_rows = "\n".join(f"| {g['goal']} | {g['measured']} | {g['verdict']} |" for g in goals)
     sections.append(f"## Goals\n\n| goal | measured | verdict |\n|---|---|---|\n{goal_rows}")
-    sections.append(f"machine: {machine['cores']} cores, {machine['ram_gib']} GiB RAM, {machine['arch']}, "
-                    f"Python {machine['python']}, {machine['java']}; /tmp on {machine['tmp_filesystem']}, "
-                    f"{machine['tmp_free_gb']} GB free. "
-                    f"Results: {RESULTS / 'scale.json'}")
+    sections.append(
+        f"machine: {machine['cores']} cores, {machine['ram_gib']} GiB RAM, {machine['arch']}, "
+        f"Python {machine['python']}, {machine['java']}; /tmp on {machine['tmp_filesystem']}, "
+        f"{machine['tmp_free_gb']} GB free. "
+        f"Results: {RESULTS / 'scale.json'}"
+    )
     print("\n\n".join(sections))
     failed = any("error" in s for s in sizes.values()) or (bad is not None and "error" in bad)
     return 1 if failed else 0

@@ -41,13 +41,21 @@ HOST = "127.0.0.1"
 ENDPOINT = "churn-endpoint"
 TABLE = "ml_dev_catalog.mlops.churn_endpoint_payload"
 CONCURRENCY = (1, 8, 32)
-MAX_REQUESTS = 1_000_000          # per load-generator run: the count bound next to the time bound
+MAX_REQUESTS = 1_000_000  # per load-generator run: the count bound next to the time bound
 REQUEST_TIMEOUT_S = 30.0
 NUMERIC = ["seniorCitizen", "tenure", "monthlyCharges", "totalCharges", "avgMonthlySpend", "numAddonServices"]
-ADDONS = ["onlineSecurity", "onlineBackup", "deviceProtection", "techSupport", "streamingTV", "streamingMovies"]
+ADDONS = [
+    "onlineSecurity",
+    "onlineBackup",
+    "deviceProtection",
+    "techSupport",
+    "streamingTV",
+    "streamingMovies",
+]
 
 
 # --- the load generator (runs in its own process: `serving.py --client SPEC OUT`) ----------------
+
 
 async def _load(spec: dict) -> dict:
     import aiohttp
@@ -55,7 +63,7 @@ async def _load(spec: dict) -> dict:
     url, concurrency = spec["url"], spec["concurrency"]
     warmup, seconds, max_requests = spec["warmup"], spec["seconds"], spec["max_requests"]
     bodies = [b.encode() for b in spec["bodies"]]
-    records: list[tuple[float, float, object]] = []   # (start, end, status) relative to t0
+    records: list[tuple[float, float, object]] = []  # (start, end, status) relative to t0
     failures: dict[str, int] = {}
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
@@ -86,14 +94,16 @@ async def _load(spec: dict) -> dict:
                             status = "bad_body"
                     elif len(failures) < 5:
                         failures.setdefault(f"{status}: {payload[:300].decode(errors='replace')}", 0)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     status = "timeout"
                 except aiohttp.ClientError as exc:
                     status = f"client_error:{type(exc).__name__}"
                 records.append((start - t0, time.perf_counter() - t0, status))
 
-        await asyncio.wait_for(asyncio.gather(*(worker(i) for i in range(concurrency))),
-                               timeout=warmup + seconds + REQUEST_TIMEOUT_S + 30)
+        await asyncio.wait_for(
+            asyncio.gather(*(worker(i) for i in range(concurrency))),
+            timeout=warmup + seconds + REQUEST_TIMEOUT_S + 30,
+        )
         wall1 = time.time()
 
     window = [(s, e, st) for s, e, st in records if warmup <= e <= warmup + seconds]
@@ -102,18 +112,24 @@ async def _load(spec: dict) -> dict:
     for _, _, st in records:
         statuses[str(st)] = statuses.get(str(st), 0) + 1
     return {
-        "concurrency": concurrency, "seconds": seconds, "warmup": warmup,
-        "requests": len(window), "ok": len(latencies),
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "warmup": warmup,
+        "requests": len(window),
+        "ok": len(latencies),
         "rps": len(window) / seconds,
-        "p50_ms": _percentile(latencies, 50), "p99_ms": _percentile(latencies, 99),
+        "p50_ms": _percentile(latencies, 50),
+        "p99_ms": _percentile(latencies, 99),
         "mean_ms": statistics.fmean(latencies) if latencies else None,
         "errors": sum(1 for *_, st in window if st != 200),
         "errors_all": sum(1 for *_, st in records if st != 200),
         "sent_all": len(records),
         # a response of any HTTP status (what the server must have captured)
         "responses_all": sum(1 for *_, st in records if isinstance(st, int)),
-        "statuses_all": statuses, "failure_samples": list(failures),
-        "wall_start": wall0, "wall_end": wall1,
+        "statuses_all": statuses,
+        "failure_samples": list(failures),
+        "wall_start": wall0,
+        "wall_end": wall1,
         "client_cpu_s": sum(os.times()[:2]),
     }
 
@@ -131,6 +147,7 @@ def client_main(spec_path: str, out_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     try:
         import uvloop
+
         uvloop.install()
     except ImportError:
         pass
@@ -139,6 +156,7 @@ def client_main(spec_path: str, out_path: str) -> None:
 
 
 # --- orchestration ---------------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -176,8 +194,8 @@ def _group_cpu_seconds(pgid: int) -> float:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid:          # fields[0] is state; pgrp is the 5th field overall
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:  # fields[0] is state; pgrp is the 5th field overall
             total += int(fields[11]) + int(fields[12])
     return total / ticks
 
@@ -196,7 +214,7 @@ def _group_cmdlines(pgid: int) -> list[str]:
             continue
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
-            if int(stat[stat.rindex(")") + 2:].split()[2]) != pgid:
+            if int(stat[stat.rindex(")") + 2 :].split()[2]) != pgid:
                 continue
             out.append(Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip())
         except OSError:
@@ -250,16 +268,36 @@ def _request_bodies(n: int = 50, seed: int = 2024) -> list[str]:
     return [json.dumps({"dataframe_records": [record]}) for record in frame.to_dict(orient="records")]
 
 
-def _run_client(work: Path, name: str, url: str, bodies: list[str], concurrency: int, seconds: float,
-                warmup: float, server_pgid: int | None, headers: dict | None = None) -> dict:
-    spec = {"url": url, "concurrency": concurrency, "seconds": seconds, "warmup": warmup,
-            "max_requests": MAX_REQUESTS, "bodies": bodies, "headers": headers or {}}
+def _run_client(
+    work: Path,
+    name: str,
+    url: str,
+    bodies: list[str],
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+    server_pgid: int | None,
+    headers: dict | None = None,
+) -> dict:
+    spec = {
+        "url": url,
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "warmup": warmup,
+        "max_requests": MAX_REQUESTS,
+        "bodies": bodies,
+        "headers": headers or {},
+    }
     spec_path, out_path = work / f"{name}.spec.json", work / f"{name}.out.json"
     spec_path.write_text(json.dumps(spec))
     cpu0 = _group_cpu_seconds(server_pgid) if server_pgid else None
     machine0 = _machine_busy_seconds()
-    subprocess.run([sys.executable, __file__, "--client", str(spec_path), str(out_path)], check=True,
-                   timeout=warmup + seconds + REQUEST_TIMEOUT_S + 90, cwd=REPO)
+    subprocess.run(
+        [sys.executable, __file__, "--client", str(spec_path), str(out_path)],
+        check=True,
+        timeout=warmup + seconds + REQUEST_TIMEOUT_S + 90,
+        cwd=REPO,
+    )
     machine_busy = _machine_busy_seconds() - machine0
     result = json.loads(out_path.read_text())
     result["machine_cores_busy"] = machine_busy / (result["wall_end"] - result["wall_start"])
@@ -269,8 +307,9 @@ def _run_client(work: Path, name: str, url: str, bodies: list[str], concurrency:
         result["server_cores_busy"] = busy / (result["wall_end"] - result["wall_start"])
     result["client_cores_busy"] = result["client_cpu_s"] / (result["wall_end"] - result["wall_start"])
     # whatever else ran meanwhile (other processes on the machine): should be ~0 for clean numbers
-    result["other_cores_busy"] = max(0.0, result["machine_cores_busy"] - result["client_cores_busy"]
-                                     - result.get("server_cores_busy", 0.0))
+    result["other_cores_busy"] = max(
+        0.0, result["machine_cores_busy"] - result["client_cores_busy"] - result.get("server_cores_busy", 0.0)
+    )
     return result
 
 
@@ -280,7 +319,9 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per (server, concurrency)")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="measured seconds per (server, concurrency)"
+    )
     parser.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds before each measurement")
     parser.add_argument("--soak-seconds", type=float, default=60.0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary project (logs, tables)")
@@ -298,8 +339,14 @@ def main() -> None:
     while mlflow_port == gateway_port:
         mlflow_port = _free_port()
     conf.write_text(f"serving:\n  port: {gateway_port}\n  host: {HOST}\n")
-    env = {**os.environ, "MLOPS_HOME": str(home), "DAGSTER_HOME": str(dagster_home), "MLOPS_CONFIG": str(conf),
-           "MLOPS_TARGET": "local", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "MLOPS_CONFIG": str(conf),
+        "MLOPS_TARGET": "local",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
     tracking_uri = f"sqlite:///{home}/mlflow/mlflow.db"
     gateway_url, mlflow_url = f"http://{HOST}:{gateway_port}", f"http://{HOST}:{mlflow_port}"
     gateway_pid: int | None = None
@@ -339,10 +386,16 @@ def main() -> None:
         # 1. the project: data, model v1 (champion), our gateway in the background
         print("mlops run (generate, train, register, serve) ...", flush=True)
         setup_began = time.perf_counter()
-        gateway_started = True   # (possibly) from here on: the finally block looks for it either way
+        gateway_started = True  # (possibly) from here on: the finally block looks for it either way
         with (tmp / "mlops_run.log").open("w") as log:
-            run = subprocess.Popen([str(BIN / "mlops"), "run", "--use-case", "churn"], env=env, cwd=REPO, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+            run = subprocess.Popen(
+                [str(BIN / "mlops"), "run", "--use-case", "churn"],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             try:
                 code = run.wait(timeout=600)
             finally:
@@ -351,12 +404,16 @@ def main() -> None:
                 except ProcessLookupError:
                     pass
         if code != 0:
-            raise RuntimeError(f"mlops run failed ({code}); see {tmp / 'mlops_run.log'}:\n"
-                               + (tmp / "mlops_run.log").read_text()[-3000:])
+            raise RuntimeError(
+                f"mlops run failed ({code}); see {tmp / 'mlops_run.log'}:\n"
+                + (tmp / "mlops_run.log").read_text()[-3000:]
+            )
         _wait_up(gateway_url, 60)
         gateway_info = _gateway_info(home)
         if gateway_info is None:
-            raise RuntimeError(f"no gateway state file under {home / 'serving'}: {os.listdir(home / 'serving')}")
+            raise RuntimeError(
+                f"no gateway state file under {home / 'serving'}: {os.listdir(home / 'serving')}"
+            )
         gateway_pid = json.loads(gateway_info.read_text())["pid"]
         gateway_pgid = os.getpgid(gateway_pid)
         setup_s = time.perf_counter() - setup_began
@@ -370,12 +427,32 @@ def main() -> None:
         #    over the run (this VM shows some) does not favour either.
         mlflow_log = (tmp / "mlflow_serve.log").open("w")
         # `mlflow models serve` execs `uvicorn` by name: the virtualenv's bin must be on PATH
-        mlflow_env = {**env, "MLFLOW_TRACKING_URI": tracking_uri,
-                      "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}"}
-        mlflow_cmd = [str(BIN / "mlflow"), "models", "serve", "-m", "models:/churn_model/1", "--env-manager", "local",
-                      "-h", HOST, "-p", str(mlflow_port)]
-        mlflow_proc = subprocess.Popen(mlflow_cmd, env=mlflow_env, cwd=tmp, stdout=mlflow_log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+        mlflow_env = {
+            **env,
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        }
+        mlflow_cmd = [
+            str(BIN / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/churn_model/1",
+            "--env-manager",
+            "local",
+            "-h",
+            HOST,
+            "-p",
+            str(mlflow_port),
+        ]
+        mlflow_proc = subprocess.Popen(
+            mlflow_cmd,
+            env=mlflow_env,
+            cwd=tmp,
+            stdout=mlflow_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         _wait_up(mlflow_url, 180, mlflow_proc)
         mlflow_processes = _group_cmdlines(mlflow_proc.pid)
         print(f"mlflow models serve up on {mlflow_url}: {mlflow_processes}", flush=True)
@@ -385,15 +462,23 @@ def main() -> None:
         ours_url = f"{gateway_url}/serving-endpoints/{ENDPOINT}/invocations"
         # Our gateway wants a token (as a Databricks endpoint does); MLflow's scoring server none.
         auth = {"Authorization": f"Bearer {TokenStore(home / 'serving').create('query', 'bench')[1]}"}
-        targets = [("ours", ours_url, gateway_pgid, auth), ("mlflow", f"{mlflow_url}/invocations", mlflow_proc.pid, {})]
+        targets = [
+            ("ours", ours_url, gateway_pgid, auth),
+            ("mlflow", f"{mlflow_url}/invocations", mlflow_proc.pid, {}),
+        ]
         for c in CONCURRENCY:
             for server, url, pgid, headers in targets:
                 print(f"{server:<6} c={c:<3} ...", end=" ", flush=True)
-                r = _run_client(tmp, f"{server}_c{c}", url, bodies, c, args.seconds, args.warmup, pgid, headers)
+                r = _run_client(
+                    tmp, f"{server}_c{c}", url, bodies, c, args.seconds, args.warmup, pgid, headers
+                )
                 r["server"] = server
                 runs.append(r)
-                print(f"{r['rps']:.0f} req/s, p50 {_fmt(r['p50_ms'], 2)} ms, p99 {_fmt(r['p99_ms'], 2)} ms, "
-                      f"errors {r['errors']}", flush=True)
+                print(
+                    f"{r['rps']:.0f} req/s, p50 {_fmt(r['p50_ms'], 2)} ms, p99 {_fmt(r['p99_ms'], 2)} ms, "
+                    f"errors {r['errors']}",
+                    flush=True,
+                )
         stop_mlflow()
 
         # 3. soak on our gateway, then a graceful stop, then count the inference table
@@ -404,7 +489,10 @@ def main() -> None:
         rows_before = len(lakehouse.read(TABLE, columns=["request_id"]))
         print(f"soak   c=32  {args.soak_seconds:.0f} s ...", end=" ", flush=True)
         soak = _run_client(tmp, "soak", ours_url, bodies, 32, args.soak_seconds, 0.0, gateway_pgid, auth)
-        print(f"{soak['rps']:.0f} req/s, {soak['responses_all']} responses, errors {soak['errors_all']}", flush=True)
+        print(
+            f"{soak['rps']:.0f} req/s, {soak['responses_all']} responses, errors {soak['errors_all']}",
+            flush=True,
+        )
         gateway_alive = _alive(gateway_pid)
         stop_s = stop_gateway()
         for _ in range(50):  # the state file goes at the end of shutdown; the process a moment later
@@ -417,37 +505,62 @@ def main() -> None:
 
         times = pd.to_datetime(table["request_time"], utc=True)
         epoch = (times - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-        in_window = (epoch >= soak["wall_start"] - 0.5) & (epoch <= soak["wall_end"] + 0.5) & (~table["mirrored"])
+        in_window = (
+            (epoch >= soak["wall_start"] - 0.5) & (epoch <= soak["wall_end"] + 0.5) & (~table["mirrored"])
+        )
         soak_rows = int(in_window.sum())
         rows_after = len(table)
         soak_result = {
-            "concurrency": 32, "seconds": args.soak_seconds, "rps": soak["rps"],
-            "p50_ms": soak["p50_ms"], "p99_ms": soak["p99_ms"],
-            "requests_sent": soak["sent_all"], "responses_received": soak["responses_all"],
-            "errors": soak["errors_all"], "statuses": soak["statuses_all"],
+            "concurrency": 32,
+            "seconds": args.soak_seconds,
+            "rps": soak["rps"],
+            "p50_ms": soak["p50_ms"],
+            "p99_ms": soak["p99_ms"],
+            "requests_sent": soak["sent_all"],
+            "responses_received": soak["responses_all"],
+            "errors": soak["errors_all"],
+            "statuses": soak["statuses_all"],
             "failure_samples": soak["failure_samples"],
-            "gateway_alive_after_soak": gateway_alive, "graceful_stop_s": stop_s, "gateway_stopped": stopped,
+            "gateway_alive_after_soak": gateway_alive,
+            "graceful_stop_s": stop_s,
+            "gateway_stopped": stopped,
             "table_rows_in_soak_window_not_mirrored": soak_rows,
             "table_rows_in_soak_window_status_200": int((in_window & (table["status_code"] == 200)).sum()),
-            "table_rows_before": rows_before, "table_rows_after": rows_after,
+            "table_rows_before": rows_before,
+            "table_rows_after": rows_after,
             "table_rows_added": rows_after - rows_before,
-            "server_cores_busy": soak.get("server_cores_busy"), "client_cores_busy": soak.get("client_cores_busy"),
+            "server_cores_busy": soak.get("server_cores_busy"),
+            "client_cores_busy": soak.get("client_cores_busy"),
             "other_cores_busy": soak.get("other_cores_busy"),
         }
-        soak_result["capture_complete"] = (soak_rows == soak["responses_all"]
-                                           and rows_after - rows_before == soak["responses_all"])
+        soak_result["capture_complete"] = (
+            soak_rows == soak["responses_all"] and rows_after - rows_before == soak["responses_all"]
+        )
         gateway_started = not stopped
 
-        machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"Python {platform.python_version()}, {platform.system()} {platform.release()}")
+        machine = (
+            f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+        )
         result = {
-            "machine": machine, "cores": os.cpu_count(), "python": platform.python_version(),
-            "seconds": args.seconds, "warmup_seconds": args.warmup, "setup_s": round(setup_s, 1),
+            "machine": machine,
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "seconds": args.seconds,
+            "warmup_seconds": args.warmup,
+            "setup_s": round(setup_s, 1),
             "model": "models:/churn_model/1 (sklearn LogisticRegression pipeline, pyfunc predict_proba)",
-            "ours": {"url": ours_url, "capture": True, "server": "mlops serve (uvicorn, uvloop, httptools, 1 process)"},
-            "mlflow": {"url": f"{mlflow_url}/invocations", "command": " ".join(mlflow_cmd),
-                       "processes": mlflow_processes,
-                       "defaults": "--workers 1, --timeout 60 (MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT)"},
+            "ours": {
+                "url": ours_url,
+                "capture": True,
+                "server": "mlops serve (uvicorn, uvloop, httptools, 1 process)",
+            },
+            "mlflow": {
+                "url": f"{mlflow_url}/invocations",
+                "command": " ".join(mlflow_cmd),
+                "processes": mlflow_processes,
+                "defaults": "--workers 1, --timeout 60 (MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT)",
+            },
             "runs": [{k: v for k, v in r.items() if k not in ("wall_start", "wall_end")} for r in runs],
             "soak": soak_result,
         }
@@ -455,9 +568,11 @@ def main() -> None:
         for c in CONCURRENCY:
             o = next(r for r in runs if r["server"] == "ours" and r["concurrency"] == c)
             m = next(r for r in runs if r["server"] == "mlflow" and r["concurrency"] == c)
-            ratios[c] = {"rps": o["rps"] / m["rps"] if m["rps"] else None,
-                         "p50": o["p50_ms"] / m["p50_ms"] if o["p50_ms"] and m["p50_ms"] else None,
-                         "p99": o["p99_ms"] / m["p99_ms"] if o["p99_ms"] and m["p99_ms"] else None}
+            ratios[c] = {
+                "rps": o["rps"] / m["rps"] if m["rps"] else None,
+                "p50": o["p50_ms"] / m["p50_ms"] if o["p50_ms"] and m["p50_ms"] else None,
+                "p99": o["p99_ms"] / m["p99_ms"] if o["p99_ms"] and m["p99_ms"] else None,
+            }
         result["ratio_ours_over_mlflow"] = {str(c): v for c, v in ratios.items()}
         result["total_s"] = round(time.perf_counter() - started, 1)
 
@@ -465,36 +580,47 @@ def main() -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "serving.json").write_text(json.dumps(result, indent=2))
 
-        lines = ["| server | concurrency | req/s | p50 ms | p99 ms | errors | server cores busy | client cores busy | other cores busy |",
-                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines = [
+            "| server | concurrency | req/s | p50 ms | p99 ms | errors | server cores busy | client cores busy | other cores busy |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in sorted(runs, key=lambda r: (r["server"] != "ours", r["concurrency"])):
-            lines.append(f"| {r['server']} | {r['concurrency']} | {r['rps']:,.0f} | {_fmt(r['p50_ms'], 2)} | "
-                         f"{_fmt(r['p99_ms'], 2)} | {r['errors']} | {_fmt(r.get('server_cores_busy'), 2)} | "
-                         f"{_fmt(r.get('client_cores_busy'), 2)} | {_fmt(r.get('other_cores_busy'), 2)} |")
-        lines += ["", "| concurrency | ours/MLflow req/s | ours/MLflow p50 | ours/MLflow p99 |", "|---:|---:|---:|---:|"]
+            lines.append(
+                f"| {r['server']} | {r['concurrency']} | {r['rps']:,.0f} | {_fmt(r['p50_ms'], 2)} | "
+                f"{_fmt(r['p99_ms'], 2)} | {r['errors']} | {_fmt(r.get('server_cores_busy'), 2)} | "
+                f"{_fmt(r.get('client_cores_busy'), 2)} | {_fmt(r.get('other_cores_busy'), 2)} |"
+            )
+        lines += [
+            "",
+            "| concurrency | ours/MLflow req/s | ours/MLflow p50 | ours/MLflow p99 |",
+            "|---:|---:|---:|---:|",
+        ]
         for c, v in ratios.items():
             lines.append(f"| {c} | {_fmt(v['rps'], 2)}x | {_fmt(v['p50'], 2)}x | {_fmt(v['p99'], 2)}x |")
         s = soak_result
-        lines += ["", f"Soak: {args.soak_seconds:.0f} s at concurrency 32 against our gateway: "
-                      f"{s['requests_sent']:,} requests, {s['responses_received']:,} responses, "
-                      f"{s['errors']} errors ({', '.join(f'{k}: {v:,}' for k, v in s['statuses'].items())}), "
-                      f"{s['rps']:,.0f} req/s, p50 {_fmt(s['p50_ms'], 2)} ms, p99 {_fmt(s['p99_ms'], 2)} ms "
-                      f"(cores busy: server {_fmt(s['server_cores_busy'], 2)}, client {_fmt(s['client_cores_busy'], 2)}, "
-                      f"other {_fmt(s['other_cores_busy'], 2)}).",
-                  f"Graceful stop (`mlops stop`): {'stopped' if s['gateway_stopped'] else 'NOT stopped'} in "
-                  f"{s['graceful_stop_s']:.1f} s. Inference table: {s['table_rows_in_soak_window_not_mirrored']:,} "
-                  f"non-mirrored rows in the soak window (of them {s['table_rows_in_soak_window_status_200']:,} "
-                  f"with status 200); total rows {s['table_rows_before']:,} -> {s['table_rows_after']:,} "
-                  f"(+{s['table_rows_added']:,}); client got {s['responses_received']:,} responses: "
-                  f"{'MATCH' if s['capture_complete'] else 'MISMATCH'}.",
-                  "",
-                  f"Machine: {machine}. Each cell: {args.seconds:.0f} s measured after a {args.warmup:.0f} s warm-up; "
-                  f"load generator: 1 separate process, aiohttp on uvloop, single-row `dataframe_records` "
-                  f"requests (50 distinct rows), keep-alive connections, one per worker; the servers are "
-                  f"measured back to back at each concurrency (ours, then MLflow).",
-                  f"MLflow: `mlflow models serve -m models:/churn_model/1 --env-manager local` with its defaults "
-                  f"(--workers 1, --timeout 60) -> {'; '.join(mlflow_processes)}",
-                  f"Total benchmark time {result['total_s']:.0f} s (setup `mlops run` {setup_s:.0f} s)."]
+        lines += [
+            "",
+            f"Soak: {args.soak_seconds:.0f} s at concurrency 32 against our gateway: "
+            f"{s['requests_sent']:,} requests, {s['responses_received']:,} responses, "
+            f"{s['errors']} errors ({', '.join(f'{k}: {v:,}' for k, v in s['statuses'].items())}), "
+            f"{s['rps']:,.0f} req/s, p50 {_fmt(s['p50_ms'], 2)} ms, p99 {_fmt(s['p99_ms'], 2)} ms "
+            f"(cores busy: server {_fmt(s['server_cores_busy'], 2)}, client {_fmt(s['client_cores_busy'], 2)}, "
+            f"other {_fmt(s['other_cores_busy'], 2)}).",
+            f"Graceful stop (`mlops stop`): {'stopped' if s['gateway_stopped'] else 'NOT stopped'} in "
+            f"{s['graceful_stop_s']:.1f} s. Inference table: {s['table_rows_in_soak_window_not_mirrored']:,} "
+            f"non-mirrored rows in the soak window (of them {s['table_rows_in_soak_window_status_200']:,} "
+            f"with status 200); total rows {s['table_rows_before']:,} -> {s['table_rows_after']:,} "
+            f"(+{s['table_rows_added']:,}); client got {s['responses_received']:,} responses: "
+            f"{'MATCH' if s['capture_complete'] else 'MISMATCH'}.",
+            "",
+            f"Machine: {machine}. Each cell: {args.seconds:.0f} s measured after a {args.warmup:.0f} s warm-up; "
+            f"load generator: 1 separate process, aiohttp on uvloop, single-row `dataframe_records` "
+            f"requests (50 distinct rows), keep-alive connections, one per worker; the servers are "
+            f"measured back to back at each concurrency (ours, then MLflow).",
+            f"MLflow: `mlflow models serve -m models:/churn_model/1 --env-manager local` with its defaults "
+            f"(--workers 1, --timeout 60) -> {'; '.join(mlflow_processes)}",
+            f"Total benchmark time {result['total_s']:.0f} s (setup `mlops run` {setup_s:.0f} s).",
+        ]
         for r in runs + [dict(soak, server="soak")]:
             if r.get("failure_samples"):
                 lines.append(f"{r['server']} c={r['concurrency']} failures: {r['failure_samples']}")
@@ -510,7 +636,9 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001 - still make sure it is gone
                 print(f"mlops stop failed: {exc}", file=sys.stderr)
             time.sleep(0.5)
-            for pid in set(_my_gateways(tmp)) | ({gateway_pid} if gateway_pid and _alive(gateway_pid) else set()):
+            for pid in set(_my_gateways(tmp)) | (
+                {gateway_pid} if gateway_pid and _alive(gateway_pid) else set()
+            ):
                 print(f"gateway pid {pid} still running after mlops stop: killing it", file=sys.stderr)
                 try:
                     os.kill(pid, signal.SIGKILL)

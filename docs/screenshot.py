@@ -33,8 +33,12 @@ BIN = Path(sys.executable).parent
 # selection follows `~` in the path) with its stage groups expanded (`expanded` takes the UI's group
 # ids; without it every group is one collapsed box).
 STAGES = ("ingestion", "features", "training", "registry", "serving", "inference", "monitoring")
-DEFAULT_PATH = ("/asset-groups~" + urllib.parse.quote('key:"churn/*"', safe="") + "/?"
-                + urllib.parse.urlencode({"expanded": ",".join(f"global@global:churn_{s}" for s in STAGES)}))
+DEFAULT_PATH = (
+    "/asset-groups~"
+    + urllib.parse.quote('key:"churn/*"', safe="")
+    + "/?"
+    + urllib.parse.urlencode({"expanded": ",".join(f"global@global:churn_{s}" for s in STAGES)})
+)
 LOCATIONS_QUERY = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
 
 
@@ -46,8 +50,10 @@ def free_port() -> int:
 
 def graphql(base: str, query: str) -> dict:
     request = urllib.request.Request(
-        f"{base}/graphql", data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"})
+        f"{base}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
 
@@ -79,8 +85,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "images" / "asset-graph.png")
     parser.add_argument("--size", default="1800,1200", help="window size in CSS pixels: W,H")
-    parser.add_argument("--budget-ms", type=int, default=15000,
-                        help="virtual time Chromium gives the page to render before the capture")
+    parser.add_argument(
+        "--budget-ms",
+        type=int,
+        default=15000,
+        help="virtual time Chromium gives the page to render before the capture",
+    )
     parser.add_argument("--path", default=DEFAULT_PATH, help="the UI page to capture")
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the code location")
     args = parser.parse_args()
@@ -91,22 +101,42 @@ def main() -> None:
         home = Path(tmp) / "dagster_home"
         home.mkdir()
         shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
-        env = {**os.environ, "DAGSTER_HOME": str(home),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-               "MLOPS_HOME": str(Path(tmp) / "mlops")}
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "MLOPS_HOME": str(Path(tmp) / "mlops"),
+        }
         log = open(Path(tmp) / "webserver.log", "w")
         server = subprocess.Popen(
             [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             wait_until_loaded(base, server, args.timeout)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(
-                [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                 f"--user-data-dir={Path(tmp) / 'chromium'}", f"--window-size={args.size}",
-                 f"--virtual-time-budget={args.budget_ms}", f"--screenshot={args.out}",
-                 f"{base}{args.path}"],
-                check=True, timeout=300, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                [
+                    chromium,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--hide-scrollbars",
+                    f"--user-data-dir={Path(tmp) / 'chromium'}",
+                    f"--window-size={args.size}",
+                    f"--virtual-time-budget={args.budget_ms}",
+                    f"--screenshot={args.out}",
+                    f"{base}{args.path}",
+                ],
+                check=True,
+                timeout=300,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             try:

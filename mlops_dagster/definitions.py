@@ -11,17 +11,17 @@ from .assets.inference import inference_assets
 from .assets.ingestion import ingestion_assets
 from .assets.monitoring import monitoring_assets
 from .assets.performance import performance_assets
+from .assets.quality_checks import quality_checks
 from .assets.registry import registry_assets
 from .assets.serving import serving_assets
 from .assets.training import training_assets
 from .automation import automation_definitions, cost_definitions, failure_definitions
-from .assets.quality_checks import quality_checks
-from .runtime.executor import threaded_executor
 from .jobs.feature_store import feature_registry_job
 from .jobs.governance import governance_jobs
 from .jobs.lifecycle import build_jobs
-from .runtime.quiet import quiet_libraries
 from .resources import build_resources
+from .runtime.executor import threaded_executor
+from .runtime.quiet import quiet_libraries
 from .settings import Project, load_project
 
 
@@ -31,9 +31,14 @@ def build_definitions(project: Project) -> Definitions:
     assets, checks, jobs, sensors, schedules, lifecycle_jobs = [], [], [], [], [], []
     for settings in project.use_cases:
         assets += [
-            *ingestion_assets(settings), *feature_assets(settings), *training_assets(settings),
-            *registry_assets(settings), *serving_assets(settings), *inference_assets(settings),
-            *monitoring_assets(settings), *performance_assets(settings),
+            *ingestion_assets(settings),
+            *feature_assets(settings),
+            *training_assets(settings),
+            *registry_assets(settings),
+            *serving_assets(settings),
+            *inference_assets(settings),
+            *monitoring_assets(settings),
+            *performance_assets(settings),
         ]
         checks += quality_checks(settings)
         use_case_jobs = build_jobs(settings)
@@ -53,8 +58,12 @@ def build_definitions(project: Project) -> Definitions:
         # One process per run, its independent steps at once in threads: they share one SparkSession
         # instead of starting a JVM each. Locally steps work in this process, so what a step imports
         # is imported ahead, while its upstream steps run; on Databricks they work on clusters.
-        executor=threaded_executor.configured({"max_concurrent": project.default.max_concurrent_steps,
-                                               "import_ahead": project.default.target == "local"}),
+        executor=threaded_executor.configured(
+            {
+                "max_concurrent": project.default.max_concurrent_steps,
+                "import_ahead": project.default.target == "local",
+            }
+        ),
     )
 
 

@@ -53,16 +53,40 @@ def running_postgres(bin_dir: Path, user: str = "mlops"):
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             server_log = log.read_text() if log.exists() else ""
-            raise RuntimeError(f"{' '.join(args[:1])} failed ({done.returncode}): {done.stderr}{done.stdout}{server_log}")
+            raise RuntimeError(
+                f"{' '.join(args[:1])} failed ({done.returncode}): {done.stderr}{done.stdout}{server_log}"
+            )
 
     if as_root:
         shutil.chown(base, "postgres", "postgres")
         shutil.chown(pwfile, "postgres", "postgres")
     try:
-        run("initdb", "-D", str(data), "-U", user, f"--pwfile={pwfile}", "--auth-host=scram-sha-256",
-            "--auth-local=trust", "-E", "UTF8", "--no-sync")
-        run("pg_ctl", "start", "-D", str(data), "-l", str(log), "-w", "-t", "60",
-            "-o", f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off -c full_page_writes=off")
+        run(
+            "initdb",
+            "-D",
+            str(data),
+            "-U",
+            user,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
+        run(
+            "pg_ctl",
+            "start",
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off -c full_page_writes=off",
+        )
         try:
             yield f"postgresql://{user}:{password}@127.0.0.1:{port}/postgres"
         finally:

@@ -31,7 +31,7 @@ class Project:
     instance: DagsterInstance
     use_cases: UseCases
 
-    def use_case(self, name: str) -> "Project":
+    def use_case(self, name: str) -> Project:
         return Project(self.root, self.use_cases.use_case(name), self.defs, self.instance, self.use_cases)
 
     def key(self, asset: str) -> AssetKey:
@@ -63,7 +63,9 @@ class Project:
         """A landing file of this use case's demo (the telco one for a use case without a demo)."""
         return write_demo(self.settings, rows, seed, drifted, name)
 
-    def run(self, job_name: str = "lifecycle_job", selection: list[str] | None = None, tags: dict | None = None):
+    def run(
+        self, job_name: str = "lifecycle_job", selection: list[str] | None = None, tags: dict | None = None
+    ):
         job = self.defs.resolve_job_def(self.job(job_name))
         if selection:
             job = job.get_subset(asset_selection={self.key(s) for s in selection})
@@ -82,22 +84,31 @@ class Project:
     @staticmethod
     def check_evaluations(result, name: str | None = None) -> list:
         """The asset check evaluations of a run, in order (only those of check ``name`` when given)."""
-        return [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
-                and (name is None or e.event_specific_data.check_name == name)]
+        return [
+            e.event_specific_data
+            for e in result.all_events
+            if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            and (name is None or e.event_specific_data.check_name == name)
+        ]
 
     def metadata(self, asset: str) -> dict:
         event = self.instance.get_latest_materialization_event(self.key(asset))
         assert event is not None, f"{asset} was never materialized"
         return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
-    def rebuild(self, overrides: dict) -> "Project":
+    def rebuild(self, overrides: dict) -> Project:
         """The same root and instance with more configuration laid over the target's."""
         extra = self.root / f"override_{len(list(self.root.glob('override_*')))}.yaml"
         base = yaml.safe_load((self.root / "override.yaml").read_text())
         extra.write_text(yaml.safe_dump(deep_merge(base, overrides)))
         use_cases = load_project("local", extra_file=extra)
-        return Project(self.root, use_cases.use_case(self.settings.name), build_definitions(use_cases), self.instance,
-                       use_cases)
+        return Project(
+            self.root,
+            use_cases.use_case(self.settings.name),
+            build_definitions(use_cases),
+            self.instance,
+            use_cases,
+        )
 
 
 def run_in_process(job, instance: DagsterInstance, tags: dict | None = None, run_config: dict | None = None):
@@ -107,8 +118,14 @@ def run_in_process(job, instance: DagsterInstance, tags: dict | None = None, run
     from dagster._core.definitions.job_base import InMemoryJob
     from dagster._core.execution.execute_in_process import core_execute_in_process
 
-    return core_execute_in_process(run_config=run_config or {}, job=InMemoryJob(job), instance=instance,
-                                   output_capturing_enabled=True, raise_on_error=False, run_tags=tags)
+    return core_execute_in_process(
+        run_config=run_config or {},
+        job=InMemoryJob(job),
+        instance=instance,
+        output_capturing_enabled=True,
+        raise_on_error=False,
+        run_tags=tags,
+    )
 
 
 def gateway_token(settings: Settings, scope: str = "query") -> str:

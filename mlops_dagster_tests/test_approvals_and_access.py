@@ -12,18 +12,32 @@ from .project import project_at
 
 pytestmark = pytest.mark.integration
 
-GOVERNED = {"governance": {
-    "require_approval": True,
-    "access": {"enforce": True, "roles": {"ml_engineers": ["alice"], "data_scientists": ["bob"]}},
-}}
-TRAIN = ["raw_customers", "raw_customers_quarantine", "churn_features", "churn_labels", "churn_training_set",
-         "churn_model", "challenger_model_version", "champion_model_version"]
+GOVERNED = {
+    "governance": {
+        "require_approval": True,
+        "access": {"enforce": True, "roles": {"ml_engineers": ["alice"], "data_scientists": ["bob"]}},
+    }
+}
+TRAIN = [
+    "raw_customers",
+    "raw_customers_quarantine",
+    "churn_features",
+    "churn_labels",
+    "churn_training_set",
+    "churn_model",
+    "challenger_model_version",
+    "champion_model_version",
+]
 
 
 def _approve(project, version: str, comment: str):
     return project.defs.resolve_job_def(project.job("approve_model_version_job")).execute_in_process(
-        instance=project.instance, raise_on_error=False,
-        run_config={"ops": {"churn__approve_model_version": {"config": {"version": version, "comment": comment}}}})
+        instance=project.instance,
+        raise_on_error=False,
+        run_config={
+            "ops": {"churn__approve_model_version": {"config": {"version": version, "comment": comment}}}
+        },
+    )
 
 
 def test_promotion_waits_for_an_approval_from_an_allowed_role(tmp_path, monkeypatch):
@@ -50,7 +64,11 @@ def test_promotion_waits_for_an_approval_from_an_allowed_role(tmp_path, monkeypa
         # By alias, as the release workflow approves the version it brought (resolved and recorded as v1).
         assert _approve(project, "challenger", "reviewed metrics and card").success
         [approval] = project.lakehouse.read(project.table("model_approvals")).to_dict("records")
-        assert (approval["version"], approval["approver"], approval["comment"]) == ("1", "alice", "reviewed metrics and card")
+        assert (approval["version"], approval["approver"], approval["comment"]) == (
+            "1",
+            "alice",
+            "reviewed metrics and card",
+        )
         assert project.registry.version("1").tags["approved_by"] == "alice"
         card = project.registry.read_text("1", "model_card.md")
         approvals = card.split("## Approvals\n")[1].split("##")[0]
@@ -68,14 +86,20 @@ def test_promotion_waits_for_an_approval_from_an_allowed_role(tmp_path, monkeypa
         promoted = audit[audit["action"] == "promoted"]
         assert promoted["actor"].tolist() == ["alice"]
 
-        report = project.defs.resolve_implicit_global_asset_job_def().get_subset(
-            asset_selection={AssetKey("compliance_report")}).execute_in_process(
-            instance=project.instance, run_config={"ops": {"compliance_report": {"config": {"days": 1}}}})
+        report = (
+            project.defs.resolve_implicit_global_asset_job_def()
+            .get_subset(asset_selection={AssetKey("compliance_report")})
+            .execute_in_process(
+                instance=project.instance, run_config={"ops": {"compliance_report": {"config": {"days": 1}}}}
+            )
+        )
         assert report.success
         meta = project.metadata("compliance_report")
         assert (meta["count_promoted"], meta["count_approved"], meta["count_refused"]) == (1, 1, 1)
         text = Path(meta["report_path"]).read_text()
-        assert "| approved | churn_model v1 | alice |" in text and "| refused | churn_model v1 | bob |" in text
+        assert (
+            "| approved | churn_model v1 | alice |" in text and "| refused | churn_model v1 | bob |" in text
+        )
 
 
 def test_an_unknown_actor_may_not_restore_and_is_audited(tmp_path, monkeypatch):
@@ -84,8 +108,16 @@ def test_an_unknown_actor_may_not_restore_and_is_audited(tmp_path, monkeypatch):
         assert project.run("training_job", selection=TRAIN[:2]).success
         monkeypatch.setenv("MLOPS_USER", "mallory")
         result = project.defs.resolve_job_def(project.job("restore_table_job")).execute_in_process(
-            instance=project.instance, raise_on_error=False, run_config={"ops": {"churn__restore_table": {"config": {
-                "table": "raw_customers", "version": 0, "reason": "oops"}}}})
+            instance=project.instance,
+            raise_on_error=False,
+            run_config={
+                "ops": {
+                    "churn__restore_table": {
+                        "config": {"table": "raw_customers", "version": 0, "reason": "oops"}
+                    }
+                }
+            },
+        )
         assert not result.success
         assert "mallory (roles: none) may not restore" in project.failures(result)[0]
         audit = project.lakehouse.read(project.table("audit_log"))

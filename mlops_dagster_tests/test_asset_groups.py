@@ -57,7 +57,15 @@ def defs_and_project(tmp_path_factory):
 
 
 def test_the_lifecycle_order_is_the_documented_one():
-    assert LIFECYCLE_GROUPS == ("ingestion", "features", "training", "registry", "serving", "inference", "monitoring")
+    assert LIFECYCLE_GROUPS == (
+        "ingestion",
+        "features",
+        "training",
+        "registry",
+        "serving",
+        "inference",
+        "monitoring",
+    )
 
 
 def test_each_use_case_reads_its_lifecycle_in_order(defs_and_project):
@@ -75,7 +83,9 @@ def test_each_use_case_reads_its_lifecycle_in_order(defs_and_project):
         except CycleError as exc:
             pytest.fail(f"{names.use_case}: the stage groups form a cycle: {exc.args[1]}")
         # Exactly the lifecycle's partial order: each stage after every earlier one it can be.
-        expected = {(a, b) for i, a in enumerate(LIFECYCLE_GROUPS) for b in LIFECYCLE_GROUPS[i + 1:]} - INDEPENDENT
+        expected = {
+            (a, b) for i, a in enumerate(LIFECYCLE_GROUPS) for b in LIFECYCLE_GROUPS[i + 1 :]
+        } - INDEPENDENT
         assert {(groups[a], groups[b]) for a, b in reachable(upstream)} == expected, names.use_case
         assert [s for s in order if s != "serving"] == [s for s in LIFECYCLE_GROUPS if s != "serving"]
         assert order.index("registry") < order.index("serving")
@@ -83,8 +93,14 @@ def test_each_use_case_reads_its_lifecycle_in_order(defs_and_project):
 
 def test_a_cycle_of_groups_is_caught():
     """The check can fail: outcomes in the monitoring group, as they were, close a loop through training."""
-    upstream = {"ingestion": set(), "features": {"ingestion"}, "training": {"features", "monitoring"},
-                "registry": {"training"}, "inference": {"registry"}, "monitoring": {"inference"}}
+    upstream = {
+        "ingestion": set(),
+        "features": {"ingestion"},
+        "training": {"features", "monitoring"},
+        "registry": {"training"},
+        "inference": {"registry"},
+        "monitoring": {"inference"},
+    }
     with pytest.raises(CycleError):
         list(TopologicalSorter(upstream).static_order())
     assert ("monitoring", "monitoring") in reachable(upstream)

@@ -14,7 +14,9 @@ def _settings(tracking_uri: str, ui_url: str | None = None):
 
 
 def test_an_mlflow_run_links_to_the_configured_ui():
-    value = mlflow_run_metadata(_settings("sqlite:////tmp/mlflow.db", "http://127.0.0.1:5000/"), "7", "abc123")
+    value = mlflow_run_metadata(
+        _settings("sqlite:////tmp/mlflow.db", "http://127.0.0.1:5000/"), "7", "abc123"
+    )
     assert value == MetadataValue.url("http://127.0.0.1:5000/#/experiments/7/runs/abc123")
 
 
@@ -31,4 +33,5 @@ def test_without_a_ui_the_run_id_is_shown_as_text():
 def test_a_markdown_table_escapes_pipes_and_newlines():
     assert markdown_table([]).value == "_none_"
     assert markdown_table([{"file": "a|b.csv", "problems": "x\ny"}]).value == (
-        "| file | problems |\n|---|---|\n| a\\|b.csv | x y |")
+        "| file | problems |\n|---|---|\n| a\\|b.csv | x y |"
+    )

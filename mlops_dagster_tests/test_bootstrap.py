@@ -26,19 +26,35 @@ def dev(tmp_path, local_root, monkeypatch):
     """The `dev` project (two secrets on the clusters) and an emulated workspace for it."""
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     config = tmp_path / "dev.yaml"
-    config.write_text(yaml.safe_dump({
-        "root": str(tmp_path / "files"),
-        "mlflow": {"tracking_uri": tracking, "registry_uri": tracking, "experiment": EXPERIMENT,
-                   "model_name": "churn_model"},
-        "databricks": {"secrets_to_env_variables": [
-            {"name": "DATABRICKS_TOKEN", "scope": "mlops", "key": "token"},
-            {"name": "MLOPS_ONLINE_STORE_DSN", "scope": "online", "key": "dsn"}]},
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "root": str(tmp_path / "files"),
+                "mlflow": {
+                    "tracking_uri": tracking,
+                    "registry_uri": tracking,
+                    "experiment": EXPERIMENT,
+                    "model_name": "churn_model",
+                },
+                "databricks": {
+                    "secrets_to_env_variables": [
+                        {"name": "DATABRICKS_TOKEN", "scope": "mlops", "key": "token"},
+                        {"name": "MLOPS_ONLINE_STORE_DSN", "scope": "online", "key": "dsn"},
+                    ]
+                },
+            }
+        )
+    )
     with DatabricksEmulator(tmp_path / "emulator", TOKEN) as emulator:
         monkeypatch.setenv("DATABRICKS_HOST", emulator.url)
         monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
         project = load_project("dev", extra_file=config)
-        yield project, emulator, workspace_client(project.default.databricks), MlflowClient(tracking, tracking)
+        yield (
+            project,
+            emulator,
+            workspace_client(project.default.databricks),
+            MlflowClient(tracking, tracking),
+        )
 
 
 def test_bootstrap_creates_what_dev_needs_and_a_second_run_changes_nothing(dev):
@@ -54,9 +70,12 @@ def test_bootstrap_creates_what_dev_needs_and_a_second_run_changes_nothing(dev):
 
     outcomes = bootstrap(project, workspace, apply_grants)
     created = {(o.kind, o.name) for o in outcomes if o.result == "created"}
-    assert created == {("schema", "ml_dev_catalog.mlops"), ("experiment", EXPERIMENT),
-                       ("registered model", "churn_model"),
-                       *(("volume", f"ml_dev_catalog.mlops.{v}") for v in VOLUMES)}
+    assert created == {
+        ("schema", "ml_dev_catalog.mlops"),
+        ("experiment", EXPERIMENT),
+        ("registered model", "churn_model"),
+        *(("volume", f"ml_dev_catalog.mlops.{v}") for v in VOLUMES),
+    }
     assert set(emulator.uc_volumes) == {f"ml_dev_catalog.mlops.{v}" for v in VOLUMES}
     assert emulator.schemas["ml_dev_catalog.mlops"]["properties"] == {"mlops_dagster.format": "2"}
     assert {v["volume_type"] for v in emulator.uc_volumes.values()} == {"MANAGED"}
@@ -75,7 +94,9 @@ def test_bootstrap_creates_what_dev_needs_and_a_second_run_changes_nothing(dev):
 
     grant(workspace, grant_plan(project.default))
     calls = len(emulator.calls)
-    again = bootstrap(project, workspace, apply_grants, use_case="churn")  # `--use-case churn`: the same one here
+    again = bootstrap(
+        project, workspace, apply_grants, use_case="churn"
+    )  # `--use-case churn`: the same one here
     assert {o.result for o in again} == {"exists", "in place"} and grants_jobs == ["churn"]
     assert not [c for c in emulator.calls[calls:] if c[0] != "GET"]  # a second run only reads
     text, ready = report("dev", again)
@@ -84,8 +105,11 @@ def test_bootstrap_creates_what_dev_needs_and_a_second_run_changes_nothing(dev):
 
 def test_a_missing_catalog_stops_bootstrap_and_missing_secrets_say_how_to_add_them(dev):
     project, emulator, workspace, _ = dev
-    with pytest.raises(BootstrapError, match=r"catalog ml_dev_catalog does not exist: a metastore admin creates "
-                                             r"it \(CREATE CATALOG ml_dev_catalog\)"):
+    with pytest.raises(
+        BootstrapError,
+        match=r"catalog ml_dev_catalog does not exist: a metastore admin creates "
+        r"it \(CREATE CATALOG ml_dev_catalog\)",
+    ):
         bootstrap(project, workspace, lambda settings: True)
     assert emulator.schemas == {} and emulator.uc_volumes == {}  # nothing made before the refusal
 
@@ -96,7 +120,7 @@ def test_a_missing_catalog_stops_bootstrap_and_missing_secrets_say_how_to_add_th
     assert missing == {
         "mlops/token": "databricks secrets put-secret mlops token (the clusters read it as DATABRICKS_TOKEN)",
         "online/dsn": "scope online does not exist: databricks secrets create-scope online, then databricks "
-                      "secrets put-secret online dsn (the clusters read it as MLOPS_ONLINE_STORE_DSN)",
+        "secrets put-secret online dsn (the clusters read it as MLOPS_ONLINE_STORE_DSN)",
     }
     [grants] = [o for o in outcomes if o.kind == "grants"]
     assert grants.result == "failed" and "churn_apply_access_grants_job failed" in grants.detail

@@ -17,22 +17,32 @@ from mlops_dagster.settings import load_project
 
 REPO = Path(__file__).resolve().parents[1]
 
+
 def _stages(use_case: str, dataset: str) -> dict[str, set[str]]:
     """Each use case's stage groups (`churn_training`, ...) hold its assets, under its key prefix."""
     assets = {
-        "ingestion": [f"raw_{dataset}", f"raw_{dataset}_quarantine", f"{use_case}_ground_truth",
-                      f"{use_case}_ground_truth_quarantine"],
+        "ingestion": [
+            f"raw_{dataset}",
+            f"raw_{dataset}_quarantine",
+            f"{use_case}_ground_truth",
+            f"{use_case}_ground_truth_quarantine",
+        ],
         "features": [f"{use_case}_features", f"{use_case}_labels", f"{use_case}_features_online"],
         "training": [f"{use_case}_training_set", f"{use_case}_model"],
         "registry": ["challenger_model_version", "champion_model_version"],
-        "serving": [f"{use_case}_endpoint"], "inference": [f"{use_case}_predictions"],
+        "serving": [f"{use_case}_endpoint"],
+        "inference": [f"{use_case}_predictions"],
         "monitoring": [f"{use_case}_drift_report", f"{use_case}_model_performance"],
     }
     return {f"{use_case}_{stage}": {f"{use_case}/{a}" for a in names} for stage, names in assets.items()}
 
 
 # The two shipped demos, and the project-wide governance group.
-STAGES = {**_stages("churn", "customers"), **_stages("house_prices", "houses"), "governance": {"compliance_report", "cost_report"}}
+STAGES = {
+    **_stages("churn", "customers"),
+    **_stages("house_prices", "houses"),
+    "governance": {"compliance_report", "cost_report"},
+}
 
 
 def test_assets_sit_in_stage_groups_with_descriptions(local_root):
@@ -51,12 +61,15 @@ def test_jobs_and_checks_exist(local_root):
     for job in ("lifecycle_job", "training_job", "batch_inference_job", "monitoring_job"):
         assert defs.resolve_job_def(f"churn_{job}") is not None
     checks = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
-    assert {("churn/raw_customers", "rows_meet_contract"), ("churn/churn_features", "key_is_unique_and_not_null"),
-            ("churn/challenger_model_version", "passes_validation"),
-            ("churn/churn_drift_report", "no_dataset_drift"),
-            ("churn/churn_model_performance", "no_performance_decay"),
-            ("churn/churn_model_performance", "no_slice_disparity"),
-            ("house_prices/house_prices_model_performance", "no_performance_decay")} <= checks
+    assert {
+        ("churn/raw_customers", "rows_meet_contract"),
+        ("churn/churn_features", "key_is_unique_and_not_null"),
+        ("churn/challenger_model_version", "passes_validation"),
+        ("churn/churn_drift_report", "no_dataset_drift"),
+        ("churn/churn_model_performance", "no_performance_decay"),
+        ("churn/churn_model_performance", "no_slice_disparity"),
+        ("house_prices/house_prices_model_performance", "no_performance_decay"),
+    } <= checks
     # The regression demo judges no slices: it has no fairness check.
     assert ("house_prices/house_prices_model_performance", "no_slice_disparity") not in checks
     validation = defs.resolve_assets_def(AssetKey(["churn", "challenger_model_version"])).check_specs
@@ -64,15 +77,36 @@ def test_jobs_and_checks_exist(local_root):
 
 
 def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 @pytest.mark.parametrize("target", ["local", "dev"])
 def test_loading_the_code_location_imports_no_heavy_library(target, local_root):
-    heavy = ["pandas", "numpy", "pyarrow", "deltalake", "mlflow", "pyspark", "sklearn", "evidently",
-             "dagster_pyspark", "dagster_mlflow", "dagster_databricks", "databricks.sdk"]
-    out = _python(f"import json, sys, mlops_dagster.definitions; print(json.dumps([m for m in {heavy!r} if m in sys.modules]))", {"MLOPS_TARGET": target})
+    heavy = [
+        "pandas",
+        "numpy",
+        "pyarrow",
+        "deltalake",
+        "mlflow",
+        "pyspark",
+        "sklearn",
+        "evidently",
+        "dagster_pyspark",
+        "dagster_mlflow",
+        "dagster_databricks",
+        "databricks.sdk",
+    ]
+    out = _python(
+        f"import json, sys, mlops_dagster.definitions; print(json.dumps([m for m in {heavy!r} if m in sys.modules]))",
+        {"MLOPS_TARGET": target},
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
@@ -91,7 +125,10 @@ def test_dagster_validates_the_definitions_of_every_target(target, local_root):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DATABRICKS_")}
     out = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-        capture_output=True, text=True, cwd=REPO, timeout=180,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=180,
         env={**env, "DAGSTER_HOME": str(home), "MLOPS_TARGET": target, "MLOPS_CONFIG": str(config)},
     )
     assert out.returncode == 0, out.stdout + out.stderr
@@ -124,8 +161,12 @@ def test_a_run_logs_to_its_use_case_experiment():
     assert run_use_cases(tagged, use_cases) == ["house_prices"]
     picked = DagsterRun(job_name="__ASSET_JOB", asset_selection=frozenset({AssetKey(["house_prices", "x"])}))
     assert run_use_cases(picked, use_cases) == ["house_prices"]
-    mixed = DagsterRun(job_name="__ASSET_JOB", asset_selection=frozenset(
-        {AssetKey(["house_prices", "x"]), AssetKey(["churn", "y"]), AssetKey("compliance_report")}))
+    mixed = DagsterRun(
+        job_name="__ASSET_JOB",
+        asset_selection=frozenset(
+            {AssetKey(["house_prices", "x"]), AssetKey(["churn", "y"]), AssetKey("compliance_report")}
+        ),
+    )
     assert run_use_cases(mixed, use_cases) == ["churn", "house_prices"]  # the first one's experiment, said
     assert run_use_cases(DagsterRun(job_name="record_run_failure_job"), use_cases) == ["churn"]
 
@@ -134,9 +175,22 @@ def test_an_instance_pool_replaces_the_node_type_in_the_cluster_a_step_asks_for(
     from mlops_dagster.resources.databricks import submit_run_config
 
     settings = load_project("dev").default
-    pooled = settings.model_copy(update={"databricks": settings.databricks.model_copy(update={
-        "cluster": settings.databricks.cluster.model_copy(update={"instance_pool_id": "pool-0123"})})})
-    for config, nodes in ((submit_run_config(settings), {"node_types": {"node_type_id": "i3.xlarge"}}),
-                          (submit_run_config(pooled), {"instance_pool_id": "pool-0123"})):
+    pooled = settings.model_copy(
+        update={
+            "databricks": settings.databricks.model_copy(
+                update={
+                    "cluster": settings.databricks.cluster.model_copy(
+                        update={"instance_pool_id": "pool-0123"}
+                    )
+                }
+            )
+        }
+    )
+    for config, nodes in (
+        (submit_run_config(settings), {"node_types": {"node_type_id": "i3.xlarge"}}),
+        (submit_run_config(pooled), {"instance_pool_id": "pool-0123"}),
+    ):
         assert config["cluster"]["new"]["nodes"] == nodes
-        assert ("aws_attributes" in config["cluster"]["new"]) == ("node_types" in nodes)  # a pool sets its own
+        assert ("aws_attributes" in config["cluster"]["new"]) == (
+            "node_types" in nodes
+        )  # a pool sets its own

@@ -5,7 +5,7 @@ the Jobs API's times, system.billing.usage) is in test_databricks_target.py, on 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from dagster import AssetCheckSeverity, build_sensor_context
@@ -26,7 +26,9 @@ def test_an_estimate_is_nodes_times_hours_times_rate_times_price():
     figure = estimate(jobs, 1800, RATES)
     assert figure.dbus == pytest.approx(1.5) and figure.cost == pytest.approx(0.225)
 
-    shared = cluster_compute(ClusterSettings(node_type_id="i3.xlarge", max_workers=3, existing_cluster_id="0101-abc"))
+    shared = cluster_compute(
+        ClusterSettings(node_type_id="i3.xlarge", max_workers=3, existing_cluster_id="0101-abc")
+    )
     assert (shared.kind, shared.nodes) == ("all_purpose", 4)
     assert estimate(shared, 900, RATES).cost == pytest.approx(4 * 0.25 * 0.55)
 
@@ -41,14 +43,19 @@ def test_an_estimate_is_nodes_times_hours_times_rate_times_price():
 
 def _tick(project, cursor=None):
     sensor = project.defs.get_sensor_def("cost_sensor")
-    return sensor.evaluate_tick(build_sensor_context(
-        instance=project.instance, cursor=cursor, repository_def=project.defs.get_repository_def()))
+    return sensor.evaluate_tick(
+        build_sensor_context(
+            instance=project.instance, cursor=cursor, repository_def=project.defs.get_repository_def()
+        )
+    )
 
 
 def _report(project, records: list[dict]):
     result = project.defs.resolve_job_def("cost_report_job").execute_in_process(
-        instance=project.instance, raise_on_error=False,
-        run_config={"ops": {"cost_report": {"config": {"records": records}}}})
+        instance=project.instance,
+        raise_on_error=False,
+        run_config={"ops": {"cost_report": {"config": {"records": records}}}},
+    )
     assert result.success, project.failures(result)
     return result
 
@@ -86,7 +93,9 @@ def test_local_runs_are_recorded_with_their_wall_time_and_no_cost(tmp_path):
         assert not second.run_requests and "only cost reports" in second.skip_message
         again = project.run(selection=["raw_customers", "raw_customers_quarantine"])
         [request] = _tick(project, tick.cursor).run_requests
-        recorded = {r["dagster_run_id"] for r in request.run_config["ops"]["cost_report"]["config"]["records"]}
+        recorded = {
+            r["dagster_run_id"] for r in request.run_config["ops"]["cost_report"]["config"]["records"]
+        }
         assert recorded == {report.run_id, again.run_id}
 
         # Recording the same records twice keeps one row per step.
@@ -98,19 +107,38 @@ def test_local_runs_are_recorded_with_their_wall_time_and_no_cost(tmp_path):
 
 
 def _launched(run_id: str, cost: float) -> dict:
-    now = datetime.now(timezone.utc).isoformat()
-    return {"dagster_run_id": run_id, "job_name": "churn_training_job", "use_case": "churn", "target": "local",
-            "trigger": "manual", "step_key": "churn__churn_model", "assets": "churn/churn_model", "stage": "training",
-            "status": "success", "started_at": now, "finished_at": now, "seconds": 1200.0, "databricks_run_id": 7,
-            "compute_kind": "jobs", "compute_node_type": "i3.xlarge", "compute_nodes": 3,
-            "compute_availability": "SPOT_WITH_FALLBACK", "compute_pool": "", "dbus_estimated": cost / 0.15,
-            "cost_estimated": cost, "currency": "USD", "cost_problem": ""}
+    now = datetime.now(UTC).isoformat()
+    return {
+        "dagster_run_id": run_id,
+        "job_name": "churn_training_job",
+        "use_case": "churn",
+        "target": "local",
+        "trigger": "manual",
+        "step_key": "churn__churn_model",
+        "assets": "churn/churn_model",
+        "stage": "training",
+        "status": "success",
+        "started_at": now,
+        "finished_at": now,
+        "seconds": 1200.0,
+        "databricks_run_id": 7,
+        "compute_kind": "jobs",
+        "compute_node_type": "i3.xlarge",
+        "compute_nodes": 3,
+        "compute_availability": "SPOT_WITH_FALLBACK",
+        "compute_pool": "",
+        "dbus_estimated": cost / 0.15,
+        "cost_estimated": cost,
+        "currency": "USD",
+        "cost_problem": "",
+    }
 
 
 def test_a_crossed_daily_budget_alerts_once_a_day(tmp_path, webhook):  # noqa: F811 (a fixture)
     url, received = webhook
-    with project_at(tmp_path / "budget", overrides={"cost": {"daily_budget": 1.0},
-                                                    "automation": {"alert_webhook": url}}) as project:
+    with project_at(
+        tmp_path / "budget", overrides={"cost": {"daily_budget": 1.0}, "automation": {"alert_webhook": url}}
+    ) as project:
         first = _report(project, [_launched("run-a", 0.6)])
         [check] = first.get_asset_check_evaluations()
         assert check.passed and check.metadata["spent_today"].value == pytest.approx(0.6)

@@ -49,8 +49,12 @@ class Service:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [str(BIN / self.command[0]), *self.command[1:]], env=self.env, cwd=REPO,
-            stdout=self.log.open("a"), stderr=subprocess.STDOUT, start_new_session=True,
+            [str(BIN / self.command[0]), *self.command[1:]],
+            env=self.env,
+            cwd=REPO,
+            stdout=self.log.open("a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def stop(self) -> None:
@@ -66,7 +70,7 @@ class Service:
 def _with(command: list[str], option: str, value: str) -> list[str]:
     """``command`` with the value after ``option`` replaced (compose's fixed ports and 0.0.0.0)."""
     at = command.index(option)
-    return [*command[:at + 1], value, *command[at + 2:]]
+    return [*command[: at + 1], value, *command[at + 2 :]]
 
 
 def _wait(what: str, ready, timeout: float, logs: list[Path]) -> None:
@@ -86,7 +90,9 @@ class Deployment:
         self.code_port, self.web_port = int(env["DAGSTER_CODE_SERVER_PORT"]), free_port()
         commands = {name: compose["services"][name]["command"] for name in SERVICES}
         commands["code"] = _with(_with(commands["code"], "-h", "127.0.0.1"), "-p", str(self.code_port))
-        commands["webserver"] = _with(_with(commands["webserver"], "-h", "127.0.0.1"), "-p", str(self.web_port))
+        commands["webserver"] = _with(
+            _with(commands["webserver"], "-h", "127.0.0.1"), "-p", str(self.web_port)
+        )
         self.services = [Service(name, commands[name], env, folder / f"{name}.log") for name in SERVICES]
         self.env = env
 
@@ -110,14 +116,20 @@ class Deployment:
 
     def _code_server_serves(self) -> bool:
         # The compose file's health check, as compose would run it.
-        done = subprocess.run([str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(self.code_port)],
-                              env=self.env, capture_output=True, text=True)
+        done = subprocess.run(
+            [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(self.code_port)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
         return done.returncode == 0
 
     def graphql(self, query: str) -> dict | None:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.web_port}/graphql",
-                                         data=json.dumps({"query": query}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.web_port}/graphql",
+            data=json.dumps({"query": query}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return json.loads(response.read())["data"]
@@ -138,9 +150,16 @@ def dagster_database(postgres_dsn):
     with psycopg.connect(postgres_dsn, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     parts = urlsplit(postgres_dsn)
-    yield {"DAGSTER_PG_HOST": parts.hostname, "DAGSTER_PG_PORT": str(parts.port), "DAGSTER_PG_DB": name,
-           "DAGSTER_PG_USER": parts.username, "DAGSTER_PG_PASSWORD": parts.password}, \
-        parts._replace(path=f"/{name}").geturl()
+    yield (
+        {
+            "DAGSTER_PG_HOST": parts.hostname,
+            "DAGSTER_PG_PORT": str(parts.port),
+            "DAGSTER_PG_DB": name,
+            "DAGSTER_PG_USER": parts.username,
+            "DAGSTER_PG_PASSWORD": parts.password,
+        },
+        parts._replace(path=f"/{name}").geturl(),
+    )
 
 
 def _file_runs(instance, statuses=None):
@@ -152,14 +171,19 @@ def _wait_for_successes(instance, count: int, logs: list[Path], timeout: float =
     while time.time() < deadline:
         failed = _file_runs(instance, [DagsterRunStatus.FAILURE])
         if failed:
-            events = [e.dagster_event.message for e in instance.all_logs(failed[0].run_id)
-                      if e.dagster_event and e.dagster_event.is_step_failure]
+            events = [
+                e.dagster_event.message
+                for e in instance.all_logs(failed[0].run_id)
+                if e.dagster_event and e.dagster_event.is_step_failure
+            ]
             pytest.fail(f"run {failed[0].run_id} failed: {events}")
         if len(_file_runs(instance, [DagsterRunStatus.SUCCESS])) >= count:
             return
         time.sleep(2)
-    pytest.fail(f"no {count} successful file-arrival runs within {timeout} s; logs:\n"
-                + "\n".join(p.read_text()[-3000:] for p in logs))
+    pytest.fail(
+        f"no {count} successful file-arrival runs within {timeout} s; logs:\n"
+        + "\n".join(p.read_text()[-3000:] for p in logs)
+    )
 
 
 def _sensor_ticks_since(instance, name: str, since: float) -> int:
@@ -168,7 +192,8 @@ def _sensor_ticks_since(instance, name: str, since: float) -> int:
 
 
 def test_the_deployment_retrains_on_a_dropped_file_and_keeps_its_state_across_restarts(
-        tmp_path, dagster_database, monkeypatch):
+    tmp_path, dagster_database, monkeypatch
+):
     import psycopg
 
     pg_env, database_url = dagster_database
@@ -176,25 +201,44 @@ def test_the_deployment_retrains_on_a_dropped_file_and_keeps_its_state_across_re
     home.mkdir()
     (home / "dagster.yaml").write_text((DEPLOY / "dagster.yaml").read_text())
     config = tmp_path / "automation.yaml"
-    config.write_text(yaml.safe_dump({"automation": {
-        "default_status": "running",
-        "file_sensor": {"interval_seconds": 2, "stable_seconds": 1},
-        "drift_sensor": {"interval_seconds": 2, "cooldown_minutes": 0},
-    }, "serving": {"port": free_port()}}))
-    deployment_env = {**pg_env, "DAGSTER_MAX_CONCURRENT_RUNS": "1", "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
-                      "DAGSTER_CODE_SERVER_PORT": str(free_port())}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "automation": {
+                    "default_status": "running",
+                    "file_sensor": {"interval_seconds": 2, "stable_seconds": 1},
+                    "drift_sensor": {"interval_seconds": 2, "cooldown_minutes": 0},
+                },
+                "serving": {"port": free_port()},
+            }
+        )
+    )
+    deployment_env = {
+        **pg_env,
+        "DAGSTER_MAX_CONCURRENT_RUNS": "1",
+        "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
+        "DAGSTER_CODE_SERVER_PORT": str(free_port()),
+    }
     compose = yaml.safe_load((DEPLOY / "docker-compose.yaml").read_text())
     # The variables the instance and workspace files read are exactly those compose sets.
     assert set(compose["x-dagster"]["environment"]) == set(deployment_env)
     for name, value in {**deployment_env, "DAGSTER_HOME": str(home)}.items():
         monkeypatch.setenv(name, value)
-    env = {**os.environ, "MLOPS_HOME": str(root), "MLOPS_CONFIG": str(config), "MLOPS_TARGET": "local",
-           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(root),
+        "MLOPS_CONFIG": str(config),
+        "MLOPS_TARGET": "local",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
     monkeypatch.setenv("MLOPS_HOME", str(root))
     settings = load_settings("local", extra_file=config)
     lakehouse = LocalLakehouse(root=str(root / "lakehouse"))
-    registry = ModelRegistry(tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.registry_uri,
-                             model_name=settings.mlflow.model_name)
+    registry = ModelRegistry(
+        tracking_uri=settings.mlflow.tracking_uri,
+        registry_uri=settings.mlflow.registry_uri,
+        model_name=settings.mlflow.model_name,
+    )
     deployment = Deployment(env, tmp_path)
     with DagsterInstance.get() as instance:
         try:
@@ -209,16 +253,23 @@ def test_the_deployment_retrains_on_a_dropped_file_and_keeps_its_state_across_re
             assert str(champion.version) == "1" and champion.tags["dagster_run_id"] == run.run_id
             assert len(lakehouse.read(settings.table("raw_customers"))) == 2000
             reports = lakehouse.read(settings.table("churn_drift_metrics"))
-            assert reports["dagster_run_id"].tolist() == [run.run_id] and reports["current_rows"].tolist() == [2000]
+            assert reports["dagster_run_id"].tolist() == [run.run_id] and reports[
+                "current_rows"
+            ].tolist() == [2000]
             assert deployment.runs_in_ui()[run.run_id] == "SUCCESS"
 
             deployment.stop()
             restarted = deployment.start()
             deadline = time.time() + 60
-            while _sensor_ticks_since(instance, "churn_landing_file_sensor", restarted) < 3 and time.time() < deadline:
+            while (
+                _sensor_ticks_since(instance, "churn_landing_file_sensor", restarted) < 3
+                and time.time() < deadline
+            ):
                 time.sleep(1)
             assert _sensor_ticks_since(instance, "churn_landing_file_sensor", restarted) >= 3
-            assert len(_file_runs(instance)) == 1  # the sensor's cursor survived: the same file did not trigger
+            assert (
+                len(_file_runs(instance)) == 1
+            )  # the sensor's cursor survived: the same file did not trigger
             assert deployment.runs_in_ui()[run.run_id] == "SUCCESS"  # and the new webserver shows the old run
         finally:
             deployment.stop()

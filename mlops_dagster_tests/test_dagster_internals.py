@@ -45,10 +45,12 @@ class _Harness(Executor):
         return internals.retry_mode({"disabled": {}})
 
     def execute(self, plan_context, execution_plan):
-        yield internals.process_event(plan_context, "harness: steps in this process",
-                                      execution_plan.step_keys_to_execute)
-        yield from internals.execute_plan_in_this_process(plan_context, self.step_dependency_config,
-                                                          self._loop)
+        yield internals.process_event(
+            plan_context, "harness: steps in this process", execution_plan.step_keys_to_execute
+        )
+        yield from internals.execute_plan_in_this_process(
+            plan_context, self.step_dependency_config, self._loop
+        )
 
 
 def _run(assets, loop, hooks=frozenset()):
@@ -63,10 +65,13 @@ def _run(assets, loop, hooks=frozenset()):
 
 def _one_step_at_a_time(seen: dict):
     """The plan loop of the threaded executor, without threads: each adapter function once per use."""
+
     def loop(job_context, execution_plan):
         keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
-        with internals.active_execution(job_context, execution_plan, 2) as active, \
-                internals.captured_process_output(job_context, keys) as captured:
+        with (
+            internals.active_execution(job_context, execution_plan, 2) as active,
+            internals.captured_process_output(job_context, keys) as captured,
+        ):
             seen["captured"] = captured
             yield captured
             while not active.is_complete:
@@ -78,6 +83,7 @@ def _one_step_at_a_time(seen: dict):
                 for step in steps:
                     yield from _one_step(job_context, active, step, seen)
             seen["interrupted_check"] = active.check_for_interrupts()
+
     return loop
 
 
@@ -98,8 +104,9 @@ def _one_step(job_context, active, step, seen: dict):
     hook_events = list(internals.run_step_hooks(step_context, events))
     seen.setdefault("hook_events", {})[step.key] = hook_events
     yield from hook_events
-    yield internals.step_engine_event(step_context, f"compute of {step.key}",
-                                      {"seconds": 1.5, "kind": "jobs"})
+    yield internals.step_engine_event(
+        step_context, f"compute of {step.key}", {"seconds": 1.5, "kind": "jobs"}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +151,11 @@ def harness_run():
     def stopped() -> None:
         raise DagsterExecutionInterruptedError("stopped on purpose")
 
-    result = _run([first, second, broken, after_broken, maybe, after_maybe, stopped],
-                  _one_step_at_a_time(seen),
-                  hooks={on_success, on_failure})
+    result = _run(
+        [first, second, broken, after_broken, maybe, after_maybe, stopped],
+        _one_step_at_a_time(seen),
+        hooks={on_success, on_failure},
+    )
     return result, seen
 
 
@@ -167,8 +176,10 @@ def test_dagster_internals_retries_config_is_dagsters_own_and_selects_a_retry_mo
 def test_dagster_internals_executor_default_step_dependency_config_is_dagsters_default():
     from dagster._core.execution.step_dependency_config import StepDependencyConfig
 
-    assert ThreadedExecutor(internals.retry_mode({"enabled": {}}), 2).step_dependency_config == \
-        StepDependencyConfig.default()
+    assert (
+        ThreadedExecutor(internals.retry_mode({"enabled": {}}), 2).step_dependency_config
+        == StepDependencyConfig.default()
+    )
 
 
 def test_dagster_internals_plan_in_this_process_runs_every_step_and_ends_the_run(harness_run):
@@ -193,8 +204,15 @@ def test_dagster_internals_captured_output_yields_logs_captured_for_the_steps(ha
     result, seen = harness_run
     captured = seen["captured"]
     assert captured.event_type == DagsterEventType.LOGS_CAPTURED
-    assert set(captured.logs_captured_data.step_keys) == {"first", "second", "broken", "after_broken",
-                                                          "maybe", "after_maybe", "stopped"}
+    assert set(captured.logs_captured_data.step_keys) == {
+        "first",
+        "second",
+        "broken",
+        "after_broken",
+        "maybe",
+        "after_maybe",
+        "stopped",
+    }
     assert captured.logs_captured_data.file_key
     assert any(e.event_type_value == "LOGS_CAPTURED" for e in result.all_events)
 
@@ -298,8 +316,13 @@ def test_dagster_internals_is_the_only_module_that_imports_dagsters_private_api(
     found = []
     for path in sorted(package.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
             if path.resolve() != adapter and any(name.startswith("dagster._") for name in names):
                 found.append(f"{path.relative_to(package.parent)}:{node.lineno}")
     assert found == [], f"import Dagster's private API only in {adapter.name}: {found}"

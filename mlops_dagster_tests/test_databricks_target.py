@@ -43,8 +43,16 @@ def seeded(tmp_path_factory):
     root = tmp_path_factory.mktemp("databricks") / "mlops"
     with project_at(root) as project:
         project.land(1500, seed=3)
-        upstream = ["raw_customers", "raw_customers_quarantine", "churn_features", "churn_labels",
-                    "churn_training_set", "churn_model", "challenger_model_version", "champion_model_version"]
+        upstream = [
+            "raw_customers",
+            "raw_customers_quarantine",
+            "churn_features",
+            "churn_labels",
+            "churn_training_set",
+            "churn_model",
+            "challenger_model_version",
+            "champion_model_version",
+        ]
         result = project.run(selection=upstream)
         assert result.success, project.failures(result)
         champion = project.registry.by_alias("champion")
@@ -61,20 +69,39 @@ class Workspace:
         self.home.mkdir(parents=True, exist_ok=True)
         m = f"sqlite:///{root}/mlflow/mlflow.db"
         self.config = work / "dev.yaml"
-        self.reconfigure(deep_merge({
-            "root": str(root), "landing": str(root / "landing" / "churn"),  # where the local project lands
-            "mlflow": {"tracking_uri": m, "registry_uri": m, "experiment": "churn", "model_name": "churn_model"},
-            "feature_store": {"online_store": {"kind": "sqlite"}},  # under root, like the tables
-            "databricks": {
-                "poll_interval_seconds": 0.5,
-                "secrets_to_env_variables": [{"name": "DATABRICKS_TOKEN", "scope": "mlops", "key": "token"}],
-                "permissions": {"job_permissions": {"CAN_MANAGE_RUN": [{"group_name": "ml-engineers"}]}},
-                "cluster": {"spark_conf": {"spark.sql.shuffle.partitions": "2"}},
-            },
-            "cost": {"warehouse_id": WAREHOUSE},
-        }, overrides or {}))
-        self.emulator = DatabricksEmulator(work / "emulator", TOKEN, project=self.project if serving else None,
-                                           run_env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+        self.reconfigure(
+            deep_merge(
+                {
+                    "root": str(root),
+                    "landing": str(root / "landing" / "churn"),  # where the local project lands
+                    "mlflow": {
+                        "tracking_uri": m,
+                        "registry_uri": m,
+                        "experiment": "churn",
+                        "model_name": "churn_model",
+                    },
+                    "feature_store": {"online_store": {"kind": "sqlite"}},  # under root, like the tables
+                    "databricks": {
+                        "poll_interval_seconds": 0.5,
+                        "secrets_to_env_variables": [
+                            {"name": "DATABRICKS_TOKEN", "scope": "mlops", "key": "token"}
+                        ],
+                        "permissions": {
+                            "job_permissions": {"CAN_MANAGE_RUN": [{"group_name": "ml-engineers"}]}
+                        },
+                        "cluster": {"spark_conf": {"spark.sql.shuffle.partitions": "2"}},
+                    },
+                    "cost": {"warehouse_id": WAREHOUSE},
+                },
+                overrides or {},
+            )
+        )
+        self.emulator = DatabricksEmulator(
+            work / "emulator",
+            TOKEN,
+            project=self.project if serving else None,
+            run_env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"},
+        )
         self.emulator.put_secret("mlops", "token", TOKEN)
         self.emulator.add_warehouse(WAREHOUSE)
         self.outputs: list[str] = []
@@ -87,8 +114,13 @@ class Workspace:
 
     def env(self, **changes: str | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "MLOPS_"))}
-        env.update(DAGSTER_HOME=str(self.home), MLOPS_TARGET="dev", MLOPS_CONFIG=str(self.config),
-                   DATABRICKS_HOST=self.emulator.url, DATABRICKS_TOKEN=TOKEN)
+        env.update(
+            DAGSTER_HOME=str(self.home),
+            MLOPS_TARGET="dev",
+            MLOPS_CONFIG=str(self.config),
+            DATABRICKS_HOST=self.emulator.url,
+            DATABRICKS_TOKEN=TOKEN,
+        )
         for key, value in changes.items():
             env.pop(key, None) if value is None else env.__setitem__(key, value)
         return env
@@ -106,8 +138,9 @@ class Workspace:
 
     def _command(self, command: list[str], env_changes: dict) -> subprocess.CompletedProcess:
         """A CLI command as a user runs it with this workspace's environment; its output kept for the token scan."""
-        out = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=self.env(**env_changes),
-                             timeout=900)
+        out = subprocess.run(
+            command, capture_output=True, text=True, cwd=REPO, env=self.env(**env_changes), timeout=900
+        )
         self.outputs.append(out.stdout + out.stderr)
         return out
 
@@ -171,8 +204,12 @@ def test_spark_assets_run_as_databricks_job_runs(workspace, seeded):
     # The emulator ran one job run per step (the asset checks are steps too), in processes of its
     # own, all successful.
     runs = {step_of(r): r for r in ws.emulator.runs.values()}
-    assert set(runs) == {"churn__build_feature_tables", "churn__churn_predictions", "churn_features_checks",
-                         "churn_labels_checks"}
+    assert set(runs) == {
+        "churn__build_feature_tables",
+        "churn__churn_predictions",
+        "churn_features_checks",
+        "churn_labels_checks",
+    }
     for run in runs.values():
         assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "SUCCESS"), run.state_message
         assert run.pid and run.pid != os.getpid()
@@ -188,16 +225,23 @@ def test_spark_assets_run_as_databricks_job_runs(workspace, seeded):
     with ws.instance() as instance:
         [dagster_run] = instance.get_runs()
         assert dagster_run.status == DagsterRunStatus.SUCCESS
-        for asset, step in (("churn_features", "churn__build_feature_tables"), ("churn_predictions", "churn__churn_predictions")):
+        for asset, step in (
+            ("churn_features", "churn__build_feature_tables"),
+            ("churn_predictions", "churn__churn_predictions"),
+        ):
             event = instance.get_latest_materialization_event(AssetKey(["churn", asset]))
             assert event.run_id == dagster_run.run_id
             # Materialized by the emulator's cluster process, streamed back into this instance.
             assert event.dagster_event.pid == runs[step].pid
             assert event.asset_materialization.metadata["dagster/row_count"].value == len(raw)
         logs = instance.all_logs(dagster_run.run_id)
-        urls = [e.dagster_event.engine_event_data.metadata["databricks_run_url"].value for e in logs
-                if e.dagster_event and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT
-                and "databricks_run_url" in e.dagster_event.engine_event_data.metadata]
+        urls = [
+            e.dagster_event.engine_event_data.metadata["databricks_run_url"].value
+            for e in logs
+            if e.dagster_event
+            and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT
+            and "databricks_run_url" in e.dagster_event.engine_event_data.metadata
+        ]
         assert len(urls) == len(runs) and all(u.startswith(ws.emulator.url) for u in urls)
         assert any("Captured stdout for step churn__build_feature_tables" in e.message for e in logs)
 
@@ -220,13 +264,24 @@ def assert_costs_recorded(ws: Workspace, dagster_run, runs: dict) -> None:
     workspace billed (system.billing.usage, read through the SQL Statement API)."""
     rates = ws.settings.cost
     for step, run in runs.items():
-        assert run.cluster["custom_tags"] | {"dagster_run_id": dagster_run.run_id, "dagster_step": step,
-                                             "mlops_use_case": "churn", "target": "dev"} == run.cluster["custom_tags"]
+        assert (
+            run.cluster["custom_tags"]
+            | {
+                "dagster_run_id": dagster_run.run_id,
+                "dagster_step": step,
+                "mlops_use_case": "churn",
+                "target": "dev",
+            }
+            == run.cluster["custom_tags"]
+        )
     with ws.instance() as instance:
-        compute = {e.step_key: {k: v.value for k, v in e.dagster_event.engine_event_data.metadata.items()}
-                   for e in instance.all_logs(dagster_run.run_id)
-                   if e.dagster_event and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT
-                   and "mlops/compute" in e.dagster_event.engine_event_data.metadata}
+        compute = {
+            e.step_key: {k: v.value for k, v in e.dagster_event.engine_event_data.metadata.items()}
+            for e in instance.all_logs(dagster_run.run_id)
+            if e.dagster_event
+            and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT
+            and "mlops/compute" in e.dagster_event.engine_event_data.metadata
+        }
         assert set(compute) == set(runs)
         for step, record in compute.items():
             run = runs[step]
@@ -234,8 +289,9 @@ def assert_costs_recorded(ws: Workspace, dagster_run, runs: dict) -> None:
             assert record["seconds"] == pytest.approx((run.end_time - run.start_time) / 1000, abs=0.01)
             nodes = 1 + ws.settings.databricks.cluster.max_workers  # i3.xlarge: 1 DBU per node-hour
             assert (record["compute_nodes"], record["compute_node_type"]) == (nodes, "i3.xlarge")
-            assert record["cost_estimated"] == pytest.approx(nodes * 1.0 * record["seconds"] / 3600 * rates.dbu_price.jobs,
-                                                             abs=1e-6)
+            assert record["cost_estimated"] == pytest.approx(
+                nodes * 1.0 * record["seconds"] / 3600 * rates.dbu_price.jobs, abs=1e-6
+            )
 
         from dagster import build_sensor_context
 
@@ -243,7 +299,8 @@ def assert_costs_recorded(ws: Workspace, dagster_run, runs: dict) -> None:
 
         defs = build_definitions(ws.project)
         tick = defs.get_sensor_def("cost_sensor").evaluate_tick(
-            build_sensor_context(instance=instance, repository_def=defs.get_repository_def()))
+            build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+        )
         [request] = tick.run_requests
     # Usage the report must count (the use case's endpoint) and must not (another target's cluster).
     endpoint = ws.settings.serving.endpoint
@@ -258,10 +315,15 @@ def assert_costs_recorded(ws: Workspace, dagster_run, runs: dict) -> None:
     costs = ws.lakehouse.read(ws.table("run_costs")).set_index("step_key")
     assert set(costs.index) == set(runs)
     for step, run in runs.items():
-        assert costs.loc[step, "databricks_run_id"] == run.run_id and costs.loc[step, "compute_kind"] == "jobs"
+        assert (
+            costs.loc[step, "databricks_run_id"] == run.run_id and costs.loc[step, "compute_kind"] == "jobs"
+        )
         assert costs.loc[step, "cost_estimated"] == pytest.approx(compute[step]["cost_estimated"], abs=1e-6)
-    billed = sum(u["usage_quantity"] for u in ws.emulator.usage
-                 if u["custom_tags"].get("dagster_run_id") == dagster_run.run_id)
+    billed = sum(
+        u["usage_quantity"]
+        for u in ws.emulator.usage
+        if u["custom_tags"].get("dagster_run_id") == dagster_run.run_id
+    )
     assert billed > 0
     with ws.instance() as instance:
         report = instance.get_latest_materialization_event(AssetKey("cost_report")).asset_materialization
@@ -272,7 +334,9 @@ def assert_costs_recorded(ws: Workspace, dagster_run, runs: dict) -> None:
     assert f"| {endpoint} | 2.0 | 0.14 |" in metadata["report"]
     assert "Launched steps: estimated" in metadata["report"]
     assert all(f"| {run.run_id} |" in metadata["report"] for run in runs.values())
-    assert any(method == "POST" and path == "/api/2.0/sql/statements/" for method, path, _ in ws.emulator.calls)
+    assert any(
+        method == "POST" and path == "/api/2.0/sql/statements/" for method, path, _ in ws.emulator.calls
+    )
 
 
 def test_a_remote_failure_surfaces_its_traceback_and_stderr(seeded, tmp_path):
@@ -288,8 +352,10 @@ def test_a_remote_failure_surfaces_its_traceback_and_stderr(seeded, tmp_path):
             [failure] = [e.dagster_event for e in logs if e.dagster_event and e.dagster_event.is_step_failure]
             error = failure.step_failure_data.error
             text = str(error.message) + "".join(error.stack) + str(error.cause and error.cause.message)
-            assert "no_such_function" in text           # Spark's own message, raised on the cluster
-            assert "assets/features.py" in "".join(error.stack) + "".join(error.cause.stack if error.cause else [])
+            assert "no_such_function" in text  # Spark's own message, raised on the cluster
+            assert "assets/features.py" in "".join(error.stack) + "".join(
+                error.cause.stack if error.cause else []
+            )
             assert failure.pid == next(iter(ws.emulator.runs.values())).pid
             assert any("Captured stderr for step churn__build_feature_tables" in e.message for e in logs)
             failed_run_id = dagster_run.run_id
@@ -300,15 +366,27 @@ def test_a_remote_failure_surfaces_its_traceback_and_stderr(seeded, tmp_path):
             from mlops_dagster.definitions import build_definitions
 
             sensor = build_definitions(ws.project).resolve_sensor_def("lifecycle_failure_sensor")
-            run_failure = next(e.dagster_event for e in logs
-                               if e.dagster_event and e.dagster_event.event_type == DagsterEventType.RUN_FAILURE)
-            request = sensor(build_run_status_sensor_context(
-                sensor_name=sensor.name, dagster_event=run_failure, dagster_instance=instance,
-                dagster_run=dagster_run).for_run_failure())
+            run_failure = next(
+                e.dagster_event
+                for e in logs
+                if e.dagster_event and e.dagster_event.event_type == DagsterEventType.RUN_FAILURE
+            )
+            request = sensor(
+                build_run_status_sensor_context(
+                    sensor_name=sensor.name,
+                    dagster_event=run_failure,
+                    dagster_instance=instance,
+                    dagster_run=dagster_run,
+                ).for_run_failure()
+            )
         (tmp_path / "record.yaml").write_text(yaml.safe_dump(request.run_config))
-        out = ws.dagster("job", "execute", "-j", "record_run_failure_job", "-c", str(tmp_path / "record.yaml"))
+        out = ws.dagster(
+            "job", "execute", "-j", "record_run_failure_job", "-c", str(tmp_path / "record.yaml")
+        )
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-        [row] = ws.lakehouse.read(ws.table("run_failures")).query("run_id == @failed_run_id").to_dict("records")
+        [row] = (
+            ws.lakehouse.read(ws.table("run_failures")).query("run_id == @failed_run_id").to_dict("records")
+        )
         assert "no_such_function" in row["step_errors"]
         assert step_of(list(ws.emulator.runs.values())[-1]) == "record_run_failure"
 
@@ -341,8 +419,20 @@ def test_transient_api_errors_are_retried_and_the_run_succeeds(workspace):
 def test_cancelling_the_dagster_run_cancels_the_remote_run(workspace):
     ws = workspace
     process = subprocess.Popen(
-        [DAGSTER, "asset", "materialize", "-m", "mlops_dagster.definitions", "--select", "churn/churn_features,churn/churn_labels"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=ws.env(),
+        [
+            DAGSTER,
+            "asset",
+            "materialize",
+            "-m",
+            "mlops_dagster.definitions",
+            "--select",
+            "churn/churn_features,churn/churn_labels",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env=ws.env(),
     )
     deadline = time.monotonic() + 180
     while not any(r.life_cycle_state == "RUNNING" for r in ws.emulator.runs.values()):
@@ -362,10 +452,13 @@ def test_cancelling_the_dagster_run_cancels_the_remote_run(workspace):
         assert dagster_run.status in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE)
 
 
-@pytest.mark.parametrize("missing, named", [
-    (["DATABRICKS_HOST"], "DATABRICKS_HOST is not set"),
-    (["DATABRICKS_TOKEN"], "DATABRICKS_TOKEN is not set"),
-])
+@pytest.mark.parametrize(
+    "missing, named",
+    [
+        (["DATABRICKS_HOST"], "DATABRICKS_HOST is not set"),
+        (["DATABRICKS_TOKEN"], "DATABRICKS_TOKEN is not set"),
+    ],
+)
 def test_missing_credentials_give_one_clear_error(workspace, missing, named):
     out = workspace.materialize("churn_features,churn_labels", **{k: None for k in missing})
     assert out.returncode != 0
@@ -391,8 +484,11 @@ def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(
         with ws.instance() as instance:
             [dagster_run] = instance.get_runs()
             assert dagster_run.status == DagsterRunStatus.SUCCESS
-            steps = {e.step_key for e in instance.all_logs(dagster_run.run_id)
-                     if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_SUCCESS}
+            steps = {
+                e.step_key
+                for e in instance.all_logs(dagster_run.run_id)
+                if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_SUCCESS
+            }
         runs = {step_of(r): r for r in ws.emulator.runs.values()}
         assert set(runs) == steps and len(steps) >= 12
         assert all(r.result_state == "SUCCESS" and r.pid != os.getpid() for r in runs.values())
@@ -445,30 +541,42 @@ def test_bootstrap_then_the_access_matrix_becomes_unity_catalog_grants(workspace
     out = ws.mlops("bootstrap", "--target", "dev")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "  created  schema ml_dev_catalog.mlops" in out.stdout and "  applied  grants churn" in out.stdout
-    assert set(ws.emulator.uc_volumes) == {f"ml_dev_catalog.mlops.{v}" for v in ("landing", "io", "reports",
-                                                                                 "evidently")}
+    assert set(ws.emulator.uc_volumes) == {
+        f"ml_dev_catalog.mlops.{v}" for v in ("landing", "io", "reports", "evidently")
+    }
     catalog = ws.emulator.grants[("catalog", "ml_dev_catalog")]
-    assert {"MODIFY", "CREATE_TABLE", "SELECT"} <= catalog["data_scientists"]       # dev: READ_WRITE
-    assert "MODIFY" not in catalog["devops_engineers"] and "SELECT" in catalog["devops_engineers"]  # dev: READ
-    assert "model_consumers" not in catalog                                         # dev: NONE
+    assert {"MODIFY", "CREATE_TABLE", "SELECT"} <= catalog["data_scientists"]  # dev: READ_WRITE
+    assert (
+        "MODIFY" not in catalog["devops_engineers"] and "SELECT" in catalog["devops_engineers"]
+    )  # dev: READ
+    assert "model_consumers" not in catalog  # dev: NONE
     model = ws.emulator.grants[("function", "churn_model")]
     assert model["ml_engineers"] == {"EXECUTE", "MANAGE"} and model["data_scientists"] == {"EXECUTE"}
     assert ws.emulator.grants[("schema", "ml_dev_catalog.mlops")]["data_scientists"] == {"CREATE_MODEL"}
     runs = len(ws.emulator.runs)
     again = ws.mlops("bootstrap", "--target", "dev")
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert again.stdout.rstrip().endswith("target dev: ready, nothing changed (everything was already in place)")
+    assert again.stdout.rstrip().endswith(
+        "target dev: ready, nothing changed (everything was already in place)"
+    )
     assert len(ws.emulator.runs) == runs  # no cluster started for grants already in place
 
     # Data scientists lose write access to dev in the matrix: the next apply revokes it.
     config = yaml.safe_load(ws.config.read_text())
-    config["governance"] = {"access": {"matrix": {
-        **{r: v.model_dump() for r, v in ws.settings.governance.access.matrix.items()},
-        "data_scientists": {"catalogs": {"dev": "READ"}, "registry": ["read", "register"]}}}}
+    config["governance"] = {
+        "access": {
+            "matrix": {
+                **{r: v.model_dump() for r, v in ws.settings.governance.access.matrix.items()},
+                "data_scientists": {"catalogs": {"dev": "READ"}, "registry": ["read", "register"]},
+            }
+        }
+    }
     ws.reconfigure(config)
     out = ws.dagster("job", "execute", "-j", "churn_apply_access_grants_job")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    assert not {"MODIFY", "CREATE_TABLE"} & catalog["data_scientists"] and "SELECT" in catalog["data_scientists"]
+    assert (
+        not {"MODIFY", "CREATE_TABLE"} & catalog["data_scientists"] and "SELECT" in catalog["data_scientists"]
+    )
     audit = ws.lakehouse.read(ws.table("audit_log"))
     granted = audit[audit["action"] == "granted"]
     assert len(granted) >= 7 and granted["details"].str.contains("MODIFY").any()
@@ -494,8 +602,9 @@ def test_a_run_slower_than_max_wait_is_failed_and_cancelled(seeded, tmp_path):
         from databricks.sdk import WorkspaceClient
 
         api = WorkspaceClient(host=ws.emulator.url, token=TOKEN, auth_type="pat").api_client
-        assert api.do("GET", "/api/2.1/jobs/runs/get", query={"run_id": run.run_id}) == \
-            api.do("GET", "/api/2.2/jobs/runs/get", query={"run_id": run.run_id})
+        assert api.do("GET", "/api/2.1/jobs/runs/get", query={"run_id": run.run_id}) == api.do(
+            "GET", "/api/2.2/jobs/runs/get", query={"run_id": run.run_id}
+        )
     assert_no_token_anywhere(ws)
 
 
@@ -522,11 +631,16 @@ def test_the_file_sensor_lists_the_landing_volume_through_the_files_api(seeded, 
         first = sensor.evaluate_tick(build_sensor_context(cursor=None, resources=resources))
         assert not first.run_requests and "waiting for" in first.skip_message
         second = sensor.evaluate_tick(build_sensor_context(cursor=first.cursor, resources=resources))
-        requested = {r.run_config["ops"]["churn__ingest_landing_files"]["config"]["files"][0] for r in second.run_requests}
+        requested = {
+            r.run_config["ops"]["churn__ingest_landing_files"]["config"]["files"][0]
+            for r in second.run_requests
+        }
         assert requested == {str(p) for p in Path(ws.settings.landing_path).glob("*.csv")}
         assert str(new.resolve()) in requested
-        assert any(path.startswith("/api/2.0/fs/directories") and status == 200
-                   for _, path, status in ws.emulator.calls)
+        assert any(
+            path.startswith("/api/2.0/fs/directories") and status == 200
+            for _, path, status in ws.emulator.calls
+        )
 
         monkeypatch.delenv("DATABRICKS_HOST")
         with pytest.raises(Exception, match="DATABRICKS_HOST is not set"):
@@ -545,8 +659,11 @@ def test_a_delta_source_is_read_on_the_cluster(tmp_path):
     first = generate_customers(300, seed=8)
     first.loc[4, "tenure"] = 99.0
     write_deltalake(source, first)
-    ws = Workspace(tmp_path / "mlops", tmp_path / "work",
-                   {"dataset": {"source": {"kind": "delta", "table": str(source)}}})
+    ws = Workspace(
+        tmp_path / "mlops",
+        tmp_path / "work",
+        {"dataset": {"source": {"kind": "delta", "table": str(source)}}},
+    )
     with ws.emulator:
         out = ws.materialize("raw_customers,raw_customers_quarantine")
         assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
@@ -555,7 +672,10 @@ def test_a_delta_source_is_read_on_the_cluster(tmp_path):
         assert ingested.result_state == "SUCCESS" and ingested.pid != os.getpid()
         assert len(ws.lakehouse.read(ws.table("raw_customers"))) == 299
         [bad] = ws.lakehouse.read(ws.table("raw_customers_quarantine")).to_dict("records")
-        assert bad["source_file"] == f"delta:{source}@v0" and bad["reason"] == "tenure: 99.0 is above the maximum 72"
+        assert (
+            bad["source_file"] == f"delta:{source}@v0"
+            and bad["reason"] == "tenure: 99.0 is above the maximum 72"
+        )
         [read] = ws.lakehouse.read(ws.table("source_table_log")).to_dict("records")
         assert (read["read"], read["source_version"], read["rows_loaded"]) == ("whole table", 0, 299)
     assert_no_token_anywhere(ws)

@@ -9,8 +9,13 @@ from .project import project_at
 
 pytestmark = pytest.mark.integration
 
-NEW_DATA_AND_DRIFT = ["raw_customers", "raw_customers_quarantine", "churn_features", "churn_labels",
-                      "churn_drift_report"]
+NEW_DATA_AND_DRIFT = [
+    "raw_customers",
+    "raw_customers_quarantine",
+    "churn_features",
+    "churn_labels",
+    "churn_drift_report",
+]
 
 
 def test_drift_is_detected_on_drifted_data_and_not_on_a_fresh_sample(tmp_path):

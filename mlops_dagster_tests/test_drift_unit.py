@@ -3,7 +3,7 @@ drift summaries and the samples each side is drawn from, on hand-made results an
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -20,14 +20,19 @@ SHIFTED = {"charges", "tenure", "contract"}
 
 def sample(rows: int, seed: int, shifted: bool = False) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "charges": rng.normal(90 if shifted else 60, 15, rows),
-        "tenure": rng.uniform(0, 24 if shifted else 72, rows),
-        "contract": rng.choice(["Month-to-month", "One year", "Two year"], rows,
-                               p=[0.9, 0.05, 0.05] if shifted else [0.5, 0.25, 0.25]),
-        "payment": rng.choice(["Electronic check", "Mailed check"], rows, p=[0.4, 0.6]),
-        "unused": rng.normal(size=rows),  # not passed to detect_drift: must be ignored
-    })
+    return pd.DataFrame(
+        {
+            "charges": rng.normal(90 if shifted else 60, 15, rows),
+            "tenure": rng.uniform(0, 24 if shifted else 72, rows),
+            "contract": rng.choice(
+                ["Month-to-month", "One year", "Two year"],
+                rows,
+                p=[0.9, 0.05, 0.05] if shifted else [0.5, 0.25, 0.25],
+            ),
+            "payment": rng.choice(["Electronic check", "Mailed check"], rows, p=[0.4, 0.6]),
+            "unused": rng.normal(size=rows),  # not passed to detect_drift: must be ignored
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +116,19 @@ def test_categories_only_one_side_has_and_missing_values_score_as_evidently_scor
 
     definition = DataDefinition(numerical_columns=NUMERICAL, categorical_columns=CATEGORICAL)
     assert current["contract"].dtype == object  # the caller's frames are left as they are
-    snapshot = Report([DataDriftPreset(columns=COLUMNS)]).run(
-        current_data=Dataset.from_pandas(current[COLUMNS], data_definition=definition),
-        reference_data=Dataset.from_pandas(reference[COLUMNS], data_definition=definition),
-    ).dict()
-    theirs = {m["config"]["column"]: float(m["value"]) for m in snapshot["metrics"]
-              if m["config"]["type"].endswith(":ValueDrift")}
+    snapshot = (
+        Report([DataDriftPreset(columns=COLUMNS)])
+        .run(
+            current_data=Dataset.from_pandas(current[COLUMNS], data_definition=definition),
+            reference_data=Dataset.from_pandas(reference[COLUMNS], data_definition=definition),
+        )
+        .dict()
+    )
+    theirs = {
+        m["config"]["column"]: float(m["value"])
+        for m in snapshot["metrics"]
+        if m["config"]["type"].endswith(":ValueDrift")
+    }
     assert set(theirs) == set(COLUMNS)
     for column, score in theirs.items():
         assert ours[column].score == pytest.approx(score, abs=1e-12), column
@@ -125,7 +137,9 @@ def test_categories_only_one_side_has_and_missing_values_score_as_evidently_scor
 
 def hand_made(drifted: int, steady: int = 1) -> DriftResult:
     """A result with ``drifted`` drifted columns (scores 0.2, 0.3, ...) and ``steady`` ones (score 0.01)."""
-    columns = [ColumnDrift(f"d{i}", "Wasserstein distance (normed)", 0.2 + i / 10, 0.1, True) for i in range(drifted)]
+    columns = [
+        ColumnDrift(f"d{i}", "Wasserstein distance (normed)", 0.2 + i / 10, 0.1, True) for i in range(drifted)
+    ]
     columns += [ColumnDrift(f"s{i}", "Jensen-Shannon distance", 0.01, 0.1, False) for i in range(steady)]
     share = drifted / len(columns)
     return DriftResult(share >= 0.5, share, drifted, columns, 0.5, snapshot=None)
@@ -135,40 +149,68 @@ def test_the_summaries_of_a_result():
     result = hand_made(drifted=2, steady=2)
     assert result.verdict == "DRIFT" and hand_made(drifted=1, steady=2).verdict == "no drift"
     assert result.drifted() == ["d0", "d1"]
-    assert result.summary() == {"dataset_drift": True, "drift_share": 0.5, "drifted_columns": 2, "columns_checked": 4,
-                                "threshold_share": 0.5}
+    assert result.summary() == {
+        "dataset_drift": True,
+        "drift_share": 0.5,
+        "drifted_columns": 2,
+        "columns_checked": 4,
+        "threshold_share": 0.5,
+    }
     assert result.alert_text() == "2 of 4 feature columns drifted (share 0.50, threshold 0.50): d0, d1"
     assert [(r["column"], r["score"], r["drifted"]) for r in result.column_scores()] == [
-        ("d1", 0.3, True), ("d0", 0.2, True), ("s0", 0.01, False), ("s1", 0.01, False)]  # highest first
-    assert result.column_scores()[0] == {"column": "d1", "method": "Wasserstein distance (normed)", "score": 0.3,
-                                         "threshold": 0.1, "drifted": True}
+        ("d1", 0.3, True),
+        ("d0", 0.2, True),
+        ("s0", 0.01, False),
+        ("s1", 0.01, False),
+    ]  # highest first
+    assert result.column_scores()[0] == {
+        "column": "d1",
+        "method": "Wasserstein distance (normed)",
+        "score": 0.3,
+        "threshold": 0.1,
+        "drifted": True,
+    }
 
 
 def test_an_alert_names_the_first_eight_drifted_columns():
     text = hand_made(drifted=10, steady=0).alert_text()
-    assert text == ("10 of 10 feature columns drifted (share 1.00, threshold 0.50): "
-                    "d0, d1, d2, d3, d4, d5, d6, d7, ...")
+    assert text == (
+        "10 of 10 feature columns drifted (share 1.00, threshold 0.50): d0, d1, d2, d3, d4, d5, d6, d7, ..."
+    )
     assert hand_made(drifted=8, steady=0).alert_text().endswith("d6, d7")
 
 
 def test_the_newest_batch_is_the_rows_of_the_latest_ingestion(spark):
-    first, second = datetime(2026, 1, 1, tzinfo=timezone.utc), datetime(2026, 1, 2, tzinfo=timezone.utc)
-    features = spark.createDataFrame(pd.DataFrame({"id": ["a", "b", "c", "d"], "x": [1.0, 2.0, 3.0, 4.0],
-                                                   INGESTED_AT: [first, second, first, second]}))
+    first, second = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
+    features = spark.createDataFrame(
+        pd.DataFrame(
+            {
+                "id": ["a", "b", "c", "d"],
+                "x": [1.0, 2.0, 3.0, 4.0],
+                INGESTED_AT: [first, second, first, second],
+            }
+        )
+    )
     assert sorted(newest_batch(features).toPandas()["id"]) == ["b", "d"]
 
 
 def test_a_side_that_fits_is_read_whole_and_a_larger_one_is_sampled_by_class(spark):
-    frame = spark.createDataFrame(pd.DataFrame({"id": [f"k{i}" for i in range(10)], "y": [1] * 4 + [0] * 6,
-                                                "x": [float(i) for i in range(10)]}))
+    frame = spark.createDataFrame(
+        pd.DataFrame(
+            {"id": [f"k{i}" for i in range(10)], "y": [1] * 4 + [0] * 6, "x": [float(i) for i in range(10)]}
+        )
+    )
     whole, available = drift_sample(frame, "y", table_rows=10, max_rows=10, columns=["x"], seed=1, key="id")
     assert available == 10 and sorted(whole["x"]) == [float(i) for i in range(10)]
     assert list(whole.columns) == ["x"]
     # 5 of 10 rows, stratified on y: 2 of the 4 ones (keys k0-k3, x 0-3) and 3 of the 6 zeros.
-    sampled, available = drift_sample(frame, "y", table_rows=10, max_rows=5, columns=["x", "y"], seed=1, key="id")
+    sampled, available = drift_sample(
+        frame, "y", table_rows=10, max_rows=5, columns=["x", "y"], seed=1, key="id"
+    )
     assert available == 10 and len(sampled) == 5 and sorted(sampled["y"]) == [0, 0, 0, 1, 1]
     assert sampled["x"].between(0, 9).all() and sampled["x"].is_unique
     # Not stratified (the newest batch): any 4 rows; the table's row count (20) only says it may not fit.
-    plain, available = drift_sample(frame.where("x < 8"), None, table_rows=20, max_rows=4, columns=["x"], seed=1,
-                                    key="id")
+    plain, available = drift_sample(
+        frame.where("x < 8"), None, table_rows=20, max_rows=4, columns=["x"], seed=1, key="id"
+    )
     assert available == 8 and len(plain) == 4 and plain["x"].lt(8).all()

@@ -13,14 +13,20 @@ from pathlib import Path
 import pytest
 from dagster import AssetExecutionContext, DagsterInstance, Definitions, asset, define_asset_job
 
-from mlops_dagster.runtime.executor import IMPORTS_TAG, threaded_executor
 from mlops_dagster.resources.mlflow_tracking import end_mlflow_on_run_finished, mlflow_tracking_resource
+from mlops_dagster.runtime.executor import IMPORTS_TAG, threaded_executor
 from mlops_dagster_tests.project import run_in_process
 
+FOUR_AT_ONCE = threaded_executor.configured({"max_concurrent": 4})
 
-def _job(assets, executor=threaded_executor.configured({"max_concurrent": 4}), resources=None, hooks=None):
-    defs = Definitions(assets=assets, jobs=[define_asset_job("all", hooks=hooks or set())], executor=executor,
-                       resources=resources or {})
+
+def _job(assets, executor=FOUR_AT_ONCE, resources=None, hooks=None):
+    defs = Definitions(
+        assets=assets,
+        jobs=[define_asset_job("all", hooks=hooks or set())],
+        executor=executor,
+        resources=resources or {},
+    )
     return defs.resolve_job_def("all")
 
 
@@ -57,6 +63,7 @@ def test_max_concurrent_one_runs_one_step_at_a_time():
             started = time.monotonic()
             time.sleep(0.3)
             windows[name] = (started, time.monotonic())
+
         return step
 
     job = _job([timed("a"), timed("b"), timed("c")], threaded_executor.configured({"max_concurrent": 1}))
@@ -83,8 +90,14 @@ def test_a_failed_step_skips_its_dependents_while_an_independent_step_finishes()
         result = run_in_process(_job([broken, downstream, independent]), instance)
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
-    assert failure.step_key == "broken" and "no column customerID" in failure.step_failure_data.error.cause.message
-    assert {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"} == {"broken", "independent"}
+    assert (
+        failure.step_key == "broken"
+        and "no column customerID" in failure.step_failure_data.error.cause.message
+    )
+    assert {e.step_key for e in result.all_events if e.event_type_value == "STEP_START"} == {
+        "broken",
+        "independent",
+    }
     assert [e.step_key for e in result.all_events if e.is_step_success] == ["independent"]
 
 
@@ -96,14 +109,18 @@ def test_a_max_concurrent_below_one_is_refused():
     with DagsterInstance.ephemeral() as instance:
         result = run_in_process(_job([one], threaded_executor.configured({"max_concurrent": 0})), instance)
     assert not result.success
-    assert any("max_concurrent must be at least 1" in str(e.message) or "max_concurrent must be at least 1" in str(
-        getattr(e.event_specific_data, "error", "")) for e in result.all_events if e.is_failure), \
-        [e.message for e in result.all_events]
+    assert any(
+        "max_concurrent must be at least 1" in str(e.message)
+        or "max_concurrent must be at least 1" in str(getattr(e.event_specific_data, "error", ""))
+        for e in result.all_events
+        if e.is_failure
+    ), [e.message for e in result.all_events]
 
 
 def _imports_ahead_job(module: str, import_ahead: bool, seen: dict):
     """upstream -> downstream, whose op tag names ``module``: upstream waits (up to 20 s) for the module
     to be imported and records whether it was, before downstream started."""
+
     @asset
     def upstream() -> None:
         deadline = time.monotonic() + (20 if import_ahead else 1)
@@ -115,12 +132,16 @@ def _imports_ahead_job(module: str, import_ahead: bool, seen: dict):
     def downstream() -> None:
         seen["downstream_ran"] = True
 
-    return _job([upstream, downstream], threaded_executor.configured({"max_concurrent": 4,
-                                                                      "import_ahead": import_ahead}))
+    return _job(
+        [upstream, downstream],
+        threaded_executor.configured({"max_concurrent": 4, "import_ahead": import_ahead}),
+    )
 
 
 @pytest.mark.parametrize("import_ahead", [True, False])
-def test_a_step_s_modules_are_imported_while_its_upstream_step_runs_when_asked(tmp_path, monkeypatch, import_ahead):
+def test_a_step_s_modules_are_imported_while_its_upstream_step_runs_when_asked(
+    tmp_path, monkeypatch, import_ahead
+):
     """import_ahead (the project's local target): a step's modules (its IMPORTS_TAG) are imported while
     the steps it waits for run; a module that cannot be imported is left to the step. Off: not."""
     module = f"imported_ahead_{'on' if import_ahead else 'off'}"
@@ -157,11 +178,15 @@ def test_steps_in_threads_log_to_the_dagster_runs_mlflow_run_and_the_next_run_ge
             with mlflow.start_run(run_name=f"{name}_report", nested=True):
                 mlflow.log_metric("rows", 1)
             runs_seen[name] = mlflow.active_run().info.run_id
+
         return step
 
     resource = mlflow_tracking_resource(uri, uri, {"demo": "demo"}, tmp_path / "artifacts", {})
-    job = _job([logging_asset("first"), logging_asset("second")], resources={"mlflow": resource, "spark": object()},
-               hooks={end_mlflow_on_run_finished})
+    job = _job(
+        [logging_asset("first"), logging_asset("second")],
+        resources={"mlflow": resource, "spark": object()},
+        hooks={end_mlflow_on_run_finished},
+    )
     # Not the job's last op in topological order, after which dagster-mlflow's own hook ends the run.
     ends_last = job.nodes_in_topological_order[0].name
     client = MlflowClient(tracking_uri=uri)
@@ -176,7 +201,9 @@ def test_steps_in_threads_log_to_the_dagster_runs_mlflow_run_and_the_next_run_ge
             assert set(runs_seen.values()) == {mlflow_run.info.run_id}
             assert set(mlflow_run.data.params) == {"first", "second"}
             assert mlflow_run.data.params["first"] != mlflow_run.data.params["second"]  # two threads
-            children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{mlflow_run.info.run_id}'")
+            children = client.search_runs(
+                [experiment], f"tags.mlflow.parentRunId = '{mlflow_run.info.run_id}'"
+            )
             assert sorted(c.info.run_name for c in children) == ["first_report", "second_report"]
             ended = client.get_run(mlflow_run.info.run_id).info
             # Ended once both steps had ended, not when the first one did.
@@ -223,8 +250,14 @@ def test_a_terminated_run_stops_its_waiting_steps_and_its_process_exits(tmp_path
     (tmp_path / "waits.py").write_text(_WAITING_JOB)
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     dagster = str(Path(sys.executable).parent / "dagster")
-    process = subprocess.Popen([dagster, "job", "execute", "-f", str(tmp_path / "waits.py"), "-j", "waits"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env)
+    process = subprocess.Popen(
+        [dagster, "job", "execute", "-f", str(tmp_path / "waits.py"), "-j", "waits"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     deadline = time.monotonic() + 120
     while not all((tmp_path / f"{name}.started").exists() for name in ("left", "right")):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()[0][-3000:]
@@ -235,4 +268,3 @@ def test_a_terminated_run_stops_its_waiting_steps_and_its_process_exits(tmp_path
     assert all((tmp_path / f"{name}.stopped").exists() for name in ("left", "right")), output[-3000:]
     assert "the run was terminated while step left ran" in output
     assert "the run was terminated while step right ran" in output
-

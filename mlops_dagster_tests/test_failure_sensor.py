@@ -14,16 +14,23 @@ pytestmark = pytest.mark.integration
 
 def _evaluate_failure_sensor(project, result):
     run = project.instance.get_run_by_id(result.run_id)
-    failure = next(e.dagster_event for e in project.instance.all_logs(result.run_id)
-                   if e.dagster_event and e.dagster_event.event_type == DagsterEventType.RUN_FAILURE)
+    failure = next(
+        e.dagster_event
+        for e in project.instance.all_logs(result.run_id)
+        if e.dagster_event and e.dagster_event.event_type == DagsterEventType.RUN_FAILURE
+    )
     sensor = project.defs.get_repository_def().get_sensor_def("lifecycle_failure_sensor")
     context = build_run_status_sensor_context(
-        sensor_name=sensor.name, dagster_event=failure, dagster_instance=project.instance, dagster_run=run,
+        sensor_name=sensor.name,
+        dagster_event=failure,
+        dagster_instance=project.instance,
+        dagster_run=run,
     )
     request = sensor(context.for_run_failure())
     assert request.run_key == f"failure-{result.run_id}"
     recorded = project.defs.resolve_job_def(project.job("record_run_failure_job")).execute_in_process(
-        run_config=request.run_config, instance=project.instance, tags=request.tags)
+        run_config=request.run_config, instance=project.instance, tags=request.tags
+    )
     assert recorded.success
 
 
@@ -43,7 +50,11 @@ def test_a_failed_run_is_recorded_and_posted(tmp_path, webhook):
         assert posted["details"]["run_id"] == result.run_id and result.run_id in posted["text"]
         assert any("no landing files" in e for e in posted["details"]["step_errors"])
         [alert] = project.lakehouse.read(project.table("alerts")).to_dict("records")
-        assert (alert["kind"], alert["use_case"], alert["webhook_status"]) == ("run_failure", "churn", "HTTP 204")
+        assert (alert["kind"], alert["use_case"], alert["webhook_status"]) == (
+            "run_failure",
+            "churn",
+            "HTTP 204",
+        )
         assert alert["dagster_run_id"] == result.run_id and "no landing files" in alert["summary"]
 
 

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from mlops_dagster.ml.features import feature_definition
 
-BASE = dict(key="id", label="churn", positive_label="Yes", problem_type="classification", categorical=["plan"],
-            numerical=["tenure"], derived={"tenure": "coalesce(tenure, 0)"})
+BASE = dict(
+    key="id",
+    label="churn",
+    positive_label="Yes",
+    problem_type="classification",
+    categorical=["plan"],
+    numerical=["tenure"],
+    derived={"tenure": "coalesce(tenure, 0)"},
+)
 
 
 def test_the_definition_is_pinned():
@@ -16,8 +23,15 @@ def test_the_definition_is_pinned():
 
 
 def test_every_input_moves_the_definition():
-    changed = dict(key="other", label="left", positive_label="No", problem_type="regression",
-                   categorical=["plan", "region"], numerical=[], derived={"tenure": "tenure"})
+    changed = dict(
+        key="other",
+        label="left",
+        positive_label="No",
+        problem_type="regression",
+        categorical=["plan", "region"],
+        numerical=[],
+        derived={"tenure": "tenure"},
+    )
     seen = {feature_definition(**BASE)}
     for name, value in changed.items():
         seen.add(feature_definition(**{**BASE, name: value}))
@@ -25,4 +39,6 @@ def test_every_input_moves_the_definition():
 
 
 def test_a_positive_label_is_compared_as_text():
-    assert feature_definition(**{**BASE, "positive_label": 1}) == feature_definition(**{**BASE, "positive_label": "1"})
+    assert feature_definition(**{**BASE, "positive_label": 1}) == feature_definition(
+        **{**BASE, "positive_label": "1"}
+    )

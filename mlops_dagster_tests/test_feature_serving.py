@@ -40,7 +40,10 @@ def test_the_entity_key_alone_is_enough_in_every_named_format(server):
     assert direct[0][1] > 0.9 and direct[1][1] < 0.1
     by_key = scores(server, {"dataframe_records": [{"id": "up"}, {"id": "down"}, {"id": "mixed"}]})
     assert by_key == direct
-    assert scores(server, {"dataframe_split": {"columns": ["id"], "data": [["down"], ["up"]]}}) == [direct[1], direct[0]]
+    assert scores(server, {"dataframe_split": {"columns": ["id"], "data": [["down"], ["up"]]}}) == [
+        direct[1],
+        direct[0],
+    ]
     assert scores(server, {"inputs": {"id": ["mixed"]}}) == [direct[2]]
     assert scores(server, {"instances": [{"id": "up"}]}) == [direct[0]]
     # The old formats, with every feature sent, still work and are not looked up.
@@ -55,15 +58,24 @@ def test_features_sent_with_the_key_win_over_looked_up_ones(server):
 
 
 def test_unknown_keys_get_a_404_naming_them(server):
-    status, body, _ = server.call("POST", "/serving-endpoints/ep/invocations",
-                                  {"dataframe_records": [{"id": "up"}, {"id": "ghost"}, {"id": "nobody"}]})
+    status, body, _ = server.call(
+        "POST",
+        "/serving-endpoints/ep/invocations",
+        {"dataframe_records": [{"id": "up"}, {"id": "ghost"}, {"id": "nobody"}]},
+    )
     assert status == 404 and body["error_code"] == "FEATURES_NOT_FOUND"
     assert "unknown id 'ghost', 'nobody'" in body["message"] and TABLE in body["message"]
-    status, body, _ = server.call("POST", "/serving-endpoints/ep/invocations", {"dataframe_records": [{"name": "up"}]})
+    status, body, _ = server.call(
+        "POST", "/serving-endpoints/ep/invocations", {"dataframe_records": [{"name": "up"}]}
+    )
     assert status == 400
-    assert body["message"] == (f"row 0 has neither the model's features from {TABLE} nor the entity key id to look "
-                               "them up: send id, or every feature")
-    status, body, _ = server.call("POST", "/serving-endpoints/ep/invocations", {"dataframe_records": [{"id": [1]}]})
+    assert body["message"] == (
+        f"row 0 has neither the model's features from {TABLE} nor the entity key id to look "
+        "them up: send id, or every feature"
+    )
+    status, body, _ = server.call(
+        "POST", "/serving-endpoints/ep/invocations", {"dataframe_records": [{"id": [1]}]}
+    )
     assert status == 400 and "id must be a string or integer" in body["message"]
     captured = server.captured()
     assert sorted(captured["status_code"].value_counts().items()) == [(400, 2), (404, 1)]

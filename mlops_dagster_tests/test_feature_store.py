@@ -17,7 +17,13 @@ from .project import project_at
 pytestmark = pytest.mark.integration
 
 ROWS, UPDATED = 600, 25
-FEATURES = ["raw_customers", "raw_customers_quarantine", "churn_features", "churn_labels", "churn_features_online"]
+FEATURES = [
+    "raw_customers",
+    "raw_customers_quarantine",
+    "churn_features",
+    "churn_labels",
+    "churn_features_online",
+]
 TRAIN = ["churn_training_set", "churn_model", "challenger_model_version"]
 
 
@@ -42,7 +48,9 @@ def project(tmp_path_factory):
 
 def offline_latest(project) -> pd.DataFrame:
     table = project.lakehouse.read(project.table("churn_features"))
-    return table.sort_values("_ingested_at").drop_duplicates("customerID", keep="last").set_index("customerID")
+    return (
+        table.sort_values("_ingested_at").drop_duplicates("customerID", keep="last").set_index("customerID")
+    )
 
 
 def test_the_feature_table_keeps_every_version_of_a_customer(project):
@@ -55,7 +63,9 @@ def test_the_feature_table_keeps_every_version_of_a_customer(project):
     versions = history[history["customerID"].isin(rows_per_customer[rows_per_customer == 2].index)]
     versions = versions.sort_values("_ingested_at").groupby("customerID")
     before, after = versions.first(), versions.last()
-    assert (after["tenure"] == (before["tenure"] + 1).clip(upper=72)).all() and (after["contract"] == "Two year").all()
+    assert (after["tenure"] == (before["tenure"] + 1).clip(upper=72)).all() and (
+        after["contract"] == "Two year"
+    ).all()
     assert (after["_ingested_at"] > before["_ingested_at"]).all()
     assert len(lakehouse.read(name, version=0)) == ROWS  # the first feature version, by time travel
     merges = [h for h in lakehouse.history(name) if h.get("operation") in ("CREATE TABLE", "MERGE", "WRITE")]
@@ -72,12 +82,19 @@ def test_the_training_set_takes_each_label_at_its_time_and_records_the_versions(
     latest = offline_latest(project)
     assert len(training) == ROWS
     # Labels are as of their (latest) ingestion: the updated customers train on their updated features.
-    pd.testing.assert_series_equal(training["contract"].sort_index(), latest.loc[training.index, "contract"].sort_index())
+    pd.testing.assert_series_equal(
+        training["contract"].sort_index(), latest.loc[training.index, "contract"].sort_index()
+    )
     meta = project.metadata("churn_training_set")
     version = project.lakehouse.version(project.table("churn_features"))
     assert meta["features_version"] == version and meta["labels_without_features"] == 0
-    assert f"| {project.table('churn_features')} | {version} | customerID | _ingested_at |" in meta["feature_lookups"]
-    run = MlflowClient(project.settings.mlflow.tracking_uri).get_run(project.metadata("churn_model")["mlflow_run_id"])
+    assert (
+        f"| {project.table('churn_features')} | {version} | customerID | _ingested_at |"
+        in meta["feature_lookups"]
+    )
+    run = MlflowClient(project.settings.mlflow.tracking_uri).get_run(
+        project.metadata("churn_model")["mlflow_run_id"]
+    )
     assert run.data.params["feature_tables"] == f"{project.table('churn_features')}@v{version}"
     assert f'"version": {version}' in run.data.tags["mlops.feature_lookups"]
 
@@ -99,7 +116,9 @@ def test_online_values_equal_the_offline_tables_latest_values(project):
     store = build_online_store(project.settings)
     try:
         assert store.published_version(project.table("churn_features")) == version
-        online = store.lookup(project.table("churn_features"), ["customerID"], [(k,) for k in latest.index], columns)
+        online = store.lookup(
+            project.table("churn_features"), ["customerID"], [(k,) for k in latest.index], columns
+        )
     finally:
         store.close()
     assert len(online) == ROWS
@@ -109,7 +128,9 @@ def test_online_values_equal_the_offline_tables_latest_values(project):
 
 def test_postgres_online_store_serves_the_same_values(project, postgres_dsn, monkeypatch):
     monkeypatch.setenv("TEST_FEATURE_STORE_DSN", postgres_dsn)
-    pg = project.rebuild({"feature_store": {"online_store": {"kind": "postgres", "dsn_env": "TEST_FEATURE_STORE_DSN"}}})
+    pg = project.rebuild(
+        {"feature_store": {"online_store": {"kind": "postgres", "dsn_env": "TEST_FEATURE_STORE_DSN"}}}
+    )
     result = pg.run(selection=["churn_features_online"])
     assert result.success, pg.failures(result)
     meta = pg.metadata("churn_features_online")
@@ -142,8 +163,9 @@ def test_the_registry_lists_tables_features_owners_and_the_models_using_them(pro
     features = {f["name"]: f for f in entry["features"]}
     assert list(features) == project.settings.features.columns
     assert features["tenure"] == {"name": "tenure", "dtype": "double", "description": "Months as a customer"}
-    assert entry["used_by"] == [{"model": "churn_model", "version": "1", "table_version": version,
-                                 "aliases": ["challenger"]}]
+    assert entry["used_by"] == [
+        {"model": "churn_model", "version": "1", "table_version": version, "aliases": ["challenger"]}
+    ]
 
     assert main(["features"]) == 0
     out = capsys.readouterr().out
@@ -151,4 +173,7 @@ def test_the_registry_lists_tables_features_owners_and_the_models_using_them(pro
     assert "owner: customer-analytics   keys: customerID as of _ingested_at" in out
     assert f"used by: churn_model v1 (table v{version}, challenger)" in out
     assert main(["features", "--table", "no_such_table"]) == 1
-    assert "no feature table 'no_such_table' in the registry; declared: churn_features" in capsys.readouterr().out
+    assert (
+        "no feature table 'no_such_table' in the registry; declared: churn_features"
+        in capsys.readouterr().out
+    )

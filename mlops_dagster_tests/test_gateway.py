@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
-import pytest
 import uvicorn
 from sklearn.linear_model import LogisticRegression
 
@@ -66,14 +65,31 @@ class Server:
         self.tokens = TokenStore(tmp_path / "state")
         self.token = self.tokens.create("manage")[1] if auth == "token" else None
         self.lakehouse = LocalLakehouse(root=str(tmp_path / "lakehouse"))
-        capture = InferenceCapture(lambda rows: self.lakehouse.write(TABLE, pd.DataFrame(rows), "append"),
-                                   batch_size=500, flush_seconds=0.2).start()
-        self.gateway = Gateway(self._load, capture, lambda name: TABLE, tmp_path / "endpoints.json",
-                               max_body_bytes=4096, seed=7, features=features)
+        capture = InferenceCapture(
+            lambda rows: self.lakehouse.write(TABLE, pd.DataFrame(rows), "append"),
+            batch_size=500,
+            flush_seconds=0.2,
+        ).start()
+        self.gateway = Gateway(
+            self._load,
+            capture,
+            lambda name: TABLE,
+            tmp_path / "endpoints.json",
+            max_body_bytes=4096,
+            seed=7,
+            features=features,
+        )
         self.port = free_port()
         guard = Guard(self.tokens if auth == "token" else None, "127.0.0.1")
-        self.server = uvicorn.Server(uvicorn.Config(build_app(self.gateway, guard), host="127.0.0.1", port=self.port,
-                                                    log_level="warning", loop="asyncio"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                build_app(self.gateway, guard),
+                host="127.0.0.1",
+                port=self.port,
+                log_level="warning",
+                loop="asyncio",
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def _load(self, name: str, version: str) -> LoadedModel:
@@ -99,7 +115,10 @@ class Server:
 
     def call(self, method: str, path: str, body=None, raw: bytes | None = None, headers: dict | None = None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        sent = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.token}"} if self.token else {})}
+        sent = {
+            "Content-Type": "application/json",
+            **({"Authorization": f"Bearer {self.token}"} if self.token else {}),
+        }
         sent = {k: v for k, v in {**sent, **(headers or {})}.items() if v is not None}  # None: leave it out
         request = urllib.request.Request(f"{self.url}{path}", data=data, method=method, headers=sent)
         try:
@@ -109,13 +128,23 @@ class Server:
             return error.code, _json(error), dict(error.headers)
 
     def deploy(self, routes: dict[str, int], shadow: str | None = None, create: bool = False):
-        entities = [{"entity_name": "m", "entity_version": v} for v in {**routes, **({shadow: 0} if shadow else {})}]
-        config = {"served_entities": entities, "traffic_config": {"routes": [
-            {"served_model_name": f"m-{v}", "traffic_percentage": p} for v, p in routes.items()]}}
+        entities = [
+            {"entity_name": "m", "entity_version": v} for v in {**routes, **({shadow: 0} if shadow else {})}
+        ]
+        config = {
+            "served_entities": entities,
+            "traffic_config": {
+                "routes": [
+                    {"served_model_name": f"m-{v}", "traffic_percentage": p} for v, p in routes.items()
+                ]
+            },
+        }
         if shadow:
             config["shadow_routes"] = [{"served_model_name": f"m-{shadow}", "mirror_percentage": 100}]
         if create:
-            status, body, _ = self.call("POST", "/api/2.0/serving-endpoints", {"name": "ep", "config": config})
+            status, body, _ = self.call(
+                "POST", "/api/2.0/serving-endpoints", {"name": "ep", "config": config}
+            )
         else:
             status, body, _ = self.call("PUT", "/api/2.0/serving-endpoints/ep/config", config)
         assert status == 200, body
@@ -200,8 +229,10 @@ def test_a_failed_load_or_smoke_test_keeps_the_old_config_serving(tmp_path):
     models = {"1": CountingModel(), "2": OSError("artifact missing"), "3": BrokenModel()}
     with Server(tmp_path, models) as server:
         server.deploy({"1": 100}, create=True)
-        for version, message in (("2", "could not load m version 2: artifact missing"),
-                                 ("3", "smoke test of m version 3 failed: weights file is corrupt")):
+        for version, message in (
+            ("2", "could not load m version 2: artifact missing"),
+            ("3", "smoke test of m version 3 failed: weights file is corrupt"),
+        ):
             state = server.deploy({version: 100})
             assert state["state"] == {"ready": "READY", "config_update": "UPDATE_FAILED"}
             assert message in state["state_message"]
@@ -221,7 +252,9 @@ def test_traffic_split_and_shadow(tmp_path):
         server.deploy({"1": 100}, shadow="2")
         answers = [server.invoke([(1.0, 1.0)]) for _ in range(20)]
         assert {a[2]["served-model-name"] for a in answers} == {"m-1"}
-        assert all(a[1]["predictions"][0][1] > 0.5 for a in answers)  # the primary's answer, not the flipped shadow's
+        assert all(
+            a[1]["predictions"][0][1] > 0.5 for a in answers
+        )  # the primary's answer, not the flipped shadow's
     captured = server.captured()
     mirrored = captured[captured["mirrored"]]
     assert len(mirrored) == 20 and set(mirrored["model_version"]) == {"2"}
@@ -233,17 +266,31 @@ def test_traffic_split_and_shadow(tmp_path):
 def test_config_api_errors_and_restore_after_restart(tmp_path):
     with Server(tmp_path, {"1": CountingModel()}) as server:
         assert server.call("GET", "/api/2.0/serving-endpoints/ep")[0] == 404
-        status, body, _ = server.call("POST", "/api/2.0/serving-endpoints", {"name": "ep", "config": {"served_entities": []}})
+        status, body, _ = server.call(
+            "POST", "/api/2.0/serving-endpoints", {"name": "ep", "config": {"served_entities": []}}
+        )
         assert status == 400 and "served_entities" in body["message"]
-        bad_routes = {"served_entities": [{"entity_name": "m", "entity_version": "1"}],
-                      "traffic_config": {"routes": [{"served_model_name": "m-1", "traffic_percentage": 90}]}}
-        status, body, _ = server.call("POST", "/api/2.0/serving-endpoints", {"name": "ep", "config": bad_routes})
+        bad_routes = {
+            "served_entities": [{"entity_name": "m", "entity_version": "1"}],
+            "traffic_config": {"routes": [{"served_model_name": "m-1", "traffic_percentage": 90}]},
+        }
+        status, body, _ = server.call(
+            "POST", "/api/2.0/serving-endpoints", {"name": "ep", "config": bad_routes}
+        )
         assert status == 400 and "add up to 100" in body["message"]
         server.deploy({"1": 100}, create=True)
-        again = {**bad_routes, "traffic_config": {"routes": [{"served_model_name": "m-1", "traffic_percentage": 100}]}}
+        again = {
+            **bad_routes,
+            "traffic_config": {"routes": [{"served_model_name": "m-1", "traffic_percentage": 100}]},
+        }
         status, body, _ = server.call("POST", "/api/2.0/serving-endpoints", {"name": "ep", "config": again})
         assert status == 409 and body["error_code"] == "RESOURCE_ALREADY_EXISTS"
-        assert json.loads((tmp_path / "endpoints.json").read_text())["ep"]["served_entities"][0]["entity_version"] == "1"
+        assert (
+            json.loads((tmp_path / "endpoints.json").read_text())["ep"]["served_entities"][0][
+                "entity_version"
+            ]
+            == "1"
+        )
     with Server(tmp_path, {"1": CountingModel()}) as restarted:  # a new process: endpoints come back
         assert restarted.invoke([(1.0, 1.0)])[0] == 200
         assert restarted.call("DELETE", "/api/2.0/serving-endpoints/ep")[0] == 200
@@ -258,8 +305,10 @@ def _chunked_upload(port: int, path: str, token: str, total: int = 150 << 20) ->
 
     chunk = b" " * (1 << 16)
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
-                     "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode())
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
         sent = 0
         while sent < total and not select.select([sock], [], [], 0)[0]:
             sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -268,7 +317,7 @@ def _chunked_upload(port: int, path: str, token: str, total: int = 150 << 20) ->
         while b"\r\n\r\n" not in response or not response.rstrip().endswith(b"}"):
             response += sock.recv(65536)
     head, _, body = response.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), json.loads(body[body.index(b"{"):body.rindex(b"}") + 1]), sent
+    return int(head.split(b" ", 2)[1]), json.loads(body[body.index(b"{") : body.rindex(b"}") + 1]), sent
 
 
 def test_client_mistakes_are_4xx_naming_the_field_never_500(tmp_path):
@@ -276,40 +325,77 @@ def test_client_mistakes_are_4xx_naming_the_field_never_500(tmp_path):
         server.deploy({"1": 100}, create=True)
         ep = "/serving-endpoints/ep/invocations"
         for raw, message in (
-                (b'{"instances": [[Infinity, 1]]}', "column 'x' expects a finite number (double), row 0 has inf"),
-                (b'{"instances": [[1e999, 1]]}', "column 'x' expects a finite number (double), row 0 has inf"),
-                (b'{"instances": [[1' + b"0" * 400 + b", 1]]}", "column 'x' expects a finite number"),
-                (b'{"instances": [[1' + b"0" * 3000 + b", 1]]}", "column 'x' expects a finite number"),
-                (b'{"instances": [[1, 2], [null, null]]}', "row(s) 1 have no value in any of the model's columns "
-                                                           "['x', 'y']"),
-                (b'{"instances": ' + b"[" * 2000 + b"]" * 2000 + b"}", "nested too deeply")):
+            (b'{"instances": [[Infinity, 1]]}', "column 'x' expects a finite number (double), row 0 has inf"),
+            (b'{"instances": [[1e999, 1]]}', "column 'x' expects a finite number (double), row 0 has inf"),
+            (b'{"instances": [[1' + b"0" * 400 + b", 1]]}", "column 'x' expects a finite number"),
+            (b'{"instances": [[1' + b"0" * 3000 + b", 1]]}", "column 'x' expects a finite number"),
+            (
+                b'{"instances": [[1, 2], [null, null]]}',
+                "row(s) 1 have no value in any of the model's columns ['x', 'y']",
+            ),
+            (b'{"instances": ' + b"[" * 2000 + b"]" * 2000 + b"}", "nested too deeply"),
+        ):
             status, body, _ = server.call("POST", ep, raw=raw)
             assert status == 400 and message in body["message"], (raw[:40], body)
 
         api = "/api/2.0/serving-endpoints"
         entity = {"entity_name": "m", "entity_version": "1"}
         for method, path, sent, message in (
-                ("POST", api, [1], "the body must be a JSON object, not list"),
-                ("POST", api, "ep2", "the body must be a JSON object, not str"),
-                ("POST", api, {"name": None, "config": {"served_entities": [entity]}}, "name None is not a valid name"),
-                ("POST", api, {"name": "a b", "config": {"served_entities": [entity]}}, "name 'a b' is not a valid"),
-                ("POST", api, {"name": "ep2"}, "config is required"),
-                ("POST", api, {"name": "ep2", "config": [entity]}, "config must be an object"),
-                ("POST", api, {"name": "ep2", "config": {"served_entities": [{"entity_name": "m"}]}},
-                 "served_entities[0].entity_version is required"),
-                ("POST", api, {"name": "ep2", "config": {"served_entities": [{**entity, "entity_version": "0"}]}},
-                 "served_entities[0].entity_version is required: a model version, a positive integer"),
-                ("PUT", f"{api}/ep/config", {"served_entities": [entity], "traffic_config": {
-                    "routes": [{"served_model_name": "m-1"}]}}, "traffic_config.routes[0].traffic_percentage must be"),
-                ("PUT", f"{api}/ep/config", {"served_entities": [entity], "traffic_config": {"routes": "m-1"}},
-                 "traffic_config.routes must be a list"),
-                ("PUT", f"{api}/ep/config", {"served_entities": [{**entity, "name": "a\nb"}]},
-                 "served_entities[0].name 'a\\nb' is not a valid name")):
+            ("POST", api, [1], "the body must be a JSON object, not list"),
+            ("POST", api, "ep2", "the body must be a JSON object, not str"),
+            (
+                "POST",
+                api,
+                {"name": None, "config": {"served_entities": [entity]}},
+                "name None is not a valid name",
+            ),
+            (
+                "POST",
+                api,
+                {"name": "a b", "config": {"served_entities": [entity]}},
+                "name 'a b' is not a valid",
+            ),
+            ("POST", api, {"name": "ep2"}, "config is required"),
+            ("POST", api, {"name": "ep2", "config": [entity]}, "config must be an object"),
+            (
+                "POST",
+                api,
+                {"name": "ep2", "config": {"served_entities": [{"entity_name": "m"}]}},
+                "served_entities[0].entity_version is required",
+            ),
+            (
+                "POST",
+                api,
+                {"name": "ep2", "config": {"served_entities": [{**entity, "entity_version": "0"}]}},
+                "served_entities[0].entity_version is required: a model version, a positive integer",
+            ),
+            (
+                "PUT",
+                f"{api}/ep/config",
+                {"served_entities": [entity], "traffic_config": {"routes": [{"served_model_name": "m-1"}]}},
+                "traffic_config.routes[0].traffic_percentage must be",
+            ),
+            (
+                "PUT",
+                f"{api}/ep/config",
+                {"served_entities": [entity], "traffic_config": {"routes": "m-1"}},
+                "traffic_config.routes must be a list",
+            ),
+            (
+                "PUT",
+                f"{api}/ep/config",
+                {"served_entities": [{**entity, "name": "a\nb"}]},
+                "served_entities[0].name 'a\\nb' is not a valid name",
+            ),
+        ):
             status, body, _ = server.call(method, path, sent)
             assert status == 400 and body["error_code"] == "INVALID_PARAMETER_VALUE", (sent, body)
             assert message in body["message"], (sent, body)
-        status, body, _ = server.call("PUT", f"{api}/ep/config", raw=b'{"served_entities": [{"entity_name": "m", '
-                                                                      b'"entity_version": "1", "size": NaN}]}')
+        status, body, _ = server.call(
+            "PUT",
+            f"{api}/ep/config",
+            raw=b'{"served_entities": [{"entity_name": "m", "entity_version": "1", "size": NaN}]}',
+        )
         assert status == 400 and "NaN is not a number here" in body["message"]
         assert [e["name"] for e in server.call("GET", api)[1]["endpoints"]] == ["ep"]  # no ghost endpoint
         assert server.call("GET", f"{api}/nope")[1]["error_code"] == "RESOURCE_DOES_NOT_EXIST"
@@ -331,8 +417,12 @@ def test_mlflow_invocations_scores_on_the_only_endpoint_and_names_them_when_ther
         server.deploy({"1": 100}, create=True)
         assert server.call("POST", "/invocations", body)[0] == 200
         config = {"served_entities": [{"entity_name": "m", "entity_version": "1"}]}
-        assert server.call("POST", "/api/2.0/serving-endpoints", {"name": "other", "config": config})[0] == 200
+        assert (
+            server.call("POST", "/api/2.0/serving-endpoints", {"name": "other", "config": config})[0] == 200
+        )
         status, answer, _ = server.call("POST", "/invocations", body)
         assert status == 400 and answer["error_code"] == "BAD_REQUEST"
-        assert answer["message"] == ("/invocations is ambiguous: this gateway serves 2 endpoints (ep, other); POST to "
-                                     "one of /serving-endpoints/ep/invocations, /serving-endpoints/other/invocations")
+        assert answer["message"] == (
+            "/invocations is ambiguous: this gateway serves 2 endpoints (ep, other); POST to "
+            "one of /serving-endpoints/ep/invocations, /serving-endpoints/other/invocations"
+        )

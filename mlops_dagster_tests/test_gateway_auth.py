@@ -43,21 +43,32 @@ def test_no_wrong_or_basic_credentials_are_401_on_every_api_and_probes_stay_open
         if op.scope is None:
             assert server.call(op.method, _path(op.path), headers={"Authorization": None})[0] == 200, op
             continue
-        for authorization in (None, "Bearer wrong", f"Bearer {query}x", "Basic dXNlcjpwYXNz", f"Token {query}",
-                              "Bearer"):
-            status, answer, headers = server.call(op.method, _path(op.path), body,
-                                                  headers={"Authorization": authorization})
+        for authorization in (
+            None,
+            "Bearer wrong",
+            f"Bearer {query}x",
+            "Basic dXNlcjpwYXNz",
+            f"Token {query}",
+            "Bearer",
+        ):
+            status, answer, headers = server.call(
+                op.method, _path(op.path), body, headers={"Authorization": authorization}
+            )
             assert (status, answer["error_code"]) == (401, "UNAUTHENTICATED"), (op, authorization, answer)
             assert headers["www-authenticate"].startswith("Bearer")
-        status, answer, _ = server.call(op.method, _path(op.path), body, headers={"Authorization": f"Bearer {query}"})
+        status, answer, _ = server.call(
+            op.method, _path(op.path), body, headers={"Authorization": f"Bearer {query}"}
+        )
         if op.scope == "manage":
             assert (status, answer["error_code"]) == (403, "PERMISSION_DENIED"), op
             assert "scope query; this API needs a manage token" in answer["message"]
         else:
             assert status in (200, 400), (op, answer)  # allowed: a query token may call it
     assert [e["name"] for e in server.call("GET", "/api/2.0/serving-endpoints")[1]["endpoints"]] == ["ep"]
-    assert server.call("GET", "/api/2.1/nothing")[:2] == (404, {
-        "error_code": "ENDPOINT_NOT_FOUND", "message": "No API found for 'GET /api/2.1/nothing'"})
+    assert server.call("GET", "/api/2.1/nothing")[:2] == (
+        404,
+        {"error_code": "ENDPOINT_NOT_FOUND", "message": "No API found for 'GET /api/2.1/nothing'"},
+    )
     assert server.call("PATCH", "/api/2.0/serving-endpoints", {})[0] == 405
 
 
@@ -69,15 +80,18 @@ def test_databricks_sdk_with_a_query_token_queries_and_is_refused_management(ser
     assert sdk.serving_endpoints.get("ep").state.ready.value == "READY"
     assert [e.name for e in sdk.serving_endpoints.list()] == ["ep"]
     api = "/api/2.0/serving-endpoints"
-    for manage in (lambda: sdk.api_client.do("POST", api, body={"name": "x", "config": CONFIG}),
-                   lambda: sdk.api_client.do("PUT", "/api/2.0/serving-endpoints/ep/config", body=CONFIG),
-                   lambda: sdk.serving_endpoints.delete("ep")):
+    for manage in (
+        lambda: sdk.api_client.do("POST", api, body={"name": "x", "config": CONFIG}),
+        lambda: sdk.api_client.do("PUT", "/api/2.0/serving-endpoints/ep/config", body=CONFIG),
+        lambda: sdk.serving_endpoints.delete("ep"),
+    ):
         with pytest.raises(PermissionDenied, match="needs a manage token"):
             manage()
     for wrong in ("not-a-token", server.tokens.create("query")[1] + "x"):
         with pytest.raises(Unauthenticated):
             WorkspaceClient(host=server.url, token=wrong, auth_type="pat").serving_endpoints.query(
-                "ep", dataframe_records=ROWS)
+                "ep", dataframe_records=ROWS
+            )
     manager = WorkspaceClient(host=server.url, token=server.token, auth_type="pat")
     manager.api_client.do("POST", "/api/2.0/serving-endpoints", body={"name": "second", "config": CONFIG})
     manager.serving_endpoints.delete("second")
@@ -95,9 +109,11 @@ def test_mlflow_deployments_client_with_a_query_token(server, monkeypatch):
     assert len(client.predict(endpoint="ep", inputs={"dataframe_records": ROWS})["predictions"]) == 2
     assert client.get_endpoint("ep")["name"] == "ep"
     assert [e["name"] for e in client.list_endpoints()] == ["ep"]
-    for manage in (lambda: client.create_endpoint(config={"name": "x", "config": CONFIG}),
-                   lambda: client.update_endpoint_config("ep", CONFIG),
-                   lambda: client.delete_endpoint("ep")):
+    for manage in (
+        lambda: client.create_endpoint(config={"name": "x", "config": CONFIG}),
+        lambda: client.update_endpoint_config("ep", CONFIG),
+        lambda: client.delete_endpoint("ep"),
+    ):
         with pytest.raises(refused, match="PERMISSION_DENIED"):
             manage()
     monkeypatch.setenv("DATABRICKS_TOKEN", "wrong")
@@ -110,9 +126,15 @@ def test_a_revoked_token_is_refused_from_the_next_request_and_tokens_are_never_l
     store = TokenStore(server.tokens.dir)  # another process's view: the CLI's
     info, token = store.create("query", "laptop")
     assert server.invoke([(1.0, 1.0)])[0] == 200
-    assert server.call("GET", "/api/2.0/serving-endpoints", headers={"Authorization": f"Bearer {token}"})[0] == 200
+    assert (
+        server.call("GET", "/api/2.0/serving-endpoints", headers={"Authorization": f"Bearer {token}"})[0]
+        == 200
+    )
     store.revoke("laptop")
-    assert server.call("GET", "/api/2.0/serving-endpoints", headers={"Authorization": f"Bearer {token}"})[0] == 401
+    assert (
+        server.call("GET", "/api/2.0/serving-endpoints", headers={"Authorization": f"Bearer {token}"})[0]
+        == 401
+    )
     assert token not in caplog.text and server.token not in caplog.text
     stored = server.tokens.file.read_text()
     assert token not in stored and server.token not in stored  # hashes only
@@ -123,10 +145,14 @@ def test_browser_reachable_requests_are_refused(server):
     api = "/api/2.0/serving-endpoints"
     create = json.dumps({"name": "evil", "config": CONFIG}).encode()
     # A page on another site posting a "simple" (no preflight) request, with or without a token.
-    for headers in ({"Origin": "http://evil.example", "Content-Type": "text/plain"},
-                    {"Origin": "null", "Content-Type": "text/plain", "Authorization": None}):
+    for headers in (
+        {"Origin": "http://evil.example", "Content-Type": "text/plain"},
+        {"Origin": "null", "Content-Type": "text/plain", "Authorization": None},
+    ):
         status, answer, _ = server.call("POST", api, raw=create, headers=headers)
-        assert (status, answer["error_code"]) == (403, "PERMISSION_DENIED") and "web pages" in answer["message"]
+        assert (status, answer["error_code"]) == (403, "PERMISSION_DENIED") and "web pages" in answer[
+            "message"
+        ]
     status, answer, _ = server.call("POST", api, raw=create, headers={"Content-Type": "text/plain"})
     assert status == 415 and "Content-Type: application/json" in answer["message"]
     assert server.call("POST", api, raw=create, headers={"Content-Type": None})[0] == 415
@@ -162,7 +188,9 @@ def test_where_the_gateway_may_start(tmp_path):
     assert request_guard("token", "0.0.0.0", state).bound_host == "0.0.0.0"
 
 
-def test_mlops_serve_on_a_reachable_host_without_a_token_refuses_to_start(local_root, tmp_path, monkeypatch, capsys):
+def test_mlops_serve_on_a_reachable_host_without_a_token_refuses_to_start(
+    local_root, tmp_path, monkeypatch, capsys
+):
     conf = tmp_path / "exposed.yaml"
     conf.write_text("serving:\n  host: 0.0.0.0\n")
     monkeypatch.setenv("MLOPS_CONFIG", str(conf))
@@ -182,7 +210,10 @@ def test_token_commands(local_root, capsys):
     capsys.readouterr()
     assert main(["token", "list"]) == 0
     listed = capsys.readouterr().out
-    assert [line.split()[:2] for line in listed.splitlines()] == [["query-1", "query"], ["deployer", "manage"]]
+    assert [line.split()[:2] for line in listed.splitlines()] == [
+        ["query-1", "query"],
+        ["deployer", "manage"],
+    ]
     assert token not in listed
     store = TokenStore(local_root / "serving")
     assert store.verify(token).scope == "query" and store.verify(token + "x") is None

@@ -44,20 +44,28 @@ def test_the_gateway_serves_its_openapi_document_without_a_token(fuzzed):
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_request_is_a_server_error(case, fuzzed):
-    if case.path.endswith(("/invocations", "/config")) and "{name}" in case.path and case.method in ("POST", "PUT"):
+    if (
+        case.path.endswith(("/invocations", "/config"))
+        and "{name}" in case.path
+        and case.method in ("POST", "PUT")
+    ):
         case.path_parameters = {"name": "ep"}  # bodies to the parser and configs to apply, not 404s
-    case.call_and_validate(base_url=fuzzed.url, headers={"Authorization": f"Bearer {fuzzed.token}"},
-                           checks=[not_a_server_error])
+    case.call_and_validate(
+        base_url=fuzzed.url, headers={"Authorization": f"Bearer {fuzzed.token}"}, checks=[not_a_server_error]
+    )
 
 
 def test_the_gateway_still_serves_after_the_fuzzing(fuzzed):
     assert fuzzed.call("GET", "/ping")[0] == 200
     config = {"served_entities": [{"entity_name": "m", "entity_version": "2"}]}
-    status, body, _ = fuzzed.call("POST", "/api/2.0/serving-endpoints", {"name": "after-fuzz", "config": config})
+    status, body, _ = fuzzed.call(
+        "POST", "/api/2.0/serving-endpoints", {"name": "after-fuzz", "config": config}
+    )
     assert status == 200, body
     for _ in range(100):
-        status, body, headers = fuzzed.call("POST", "/serving-endpoints/after-fuzz/invocations",
-                                            {"dataframe_records": [{"x": 1.0, "y": 1.0}]})
+        status, body, headers = fuzzed.call(
+            "POST", "/serving-endpoints/after-fuzz/invocations", {"dataframe_records": [{"x": 1.0, "y": 1.0}]}
+        )
         if status != 503:  # loading
             break
     assert status == 200 and headers["served-model-name"] == "m-2" and len(body["predictions"]) == 1
@@ -65,26 +73,43 @@ def test_the_gateway_still_serves_after_the_fuzzing(fuzzed):
 
 # --- the parser ----------------------------------------------------------------------------------
 
-COLUMNS = [Column("plan", "string"), Column("months", "double"), Column("active", "boolean"),
-           Column("ünïcødé ключ", "long")]
+COLUMNS = [
+    Column("plan", "string"),
+    Column("months", "double"),
+    Column("active", "boolean"),
+    Column("ünïcødé ключ", "long"),
+]
 NAMES = [c.name for c in COLUMNS]
 HUGE, DEEP = "\x00huge", "\x00deep"  # placeholders for what json.dumps cannot write (see _body)
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(min_value=-(10**400), max_value=10**400), st.text(max_size=20), st.sampled_from([HUGE, DEEP]))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                           max_size=4), max_leaves=12)
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.text(max_size=20),
+    st.sampled_from([HUGE, DEEP]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
 keys = st.sampled_from(NAMES) | st.text(max_size=8)
 records = st.lists(st.dictionaries(keys, values, max_size=6), max_size=5)
 rows_in_order = st.lists(st.lists(values, min_size=3, max_size=5), max_size=5)
 columnar = st.dictionaries(keys, st.lists(values, max_size=4) | values, max_size=6)
-split = st.fixed_dictionaries({"columns": st.lists(keys | values, max_size=6), "data": rows_in_order | values})
+split = st.fixed_dictionaries(
+    {"columns": st.lists(keys | values, max_size=6), "data": rows_in_order | values}
+)
 payloads = st.one_of(
     st.builds(lambda r: {"dataframe_records": r}, records | values),
     st.builds(lambda s: {"dataframe_split": s}, split | values),
-    st.builds(lambda f, v: {f: v}, st.sampled_from(["instances", "inputs"]),
-              records | rows_in_order | columnar | values),
+    st.builds(
+        lambda f, v: {f: v},
+        st.sampled_from(["instances", "inputs"]),
+        records | rows_in_order | columnar | values,
+    ),
     st.dictionaries(st.sampled_from(FORMATS) | st.text(max_size=8), values, max_size=3),
     values,
 )
@@ -94,8 +119,11 @@ def _body(payload) -> bytes:
     """JSON with NaN/Infinity literals, 5,000-digit integers and 5,000-deep arrays where the
     placeholders stand (Python's json writes none of those)."""
     text = json.dumps(payload, allow_nan=True)
-    return (text.replace(json.dumps(HUGE), "1" * 5000).replace(json.dumps(DEEP), "[" * 5000 + "]" * 5000)
-            .encode("utf-8", "surrogatepass"))
+    return (
+        text.replace(json.dumps(HUGE), "1" * 5000)
+        .replace(json.dumps(DEEP), "[" * 5000 + "]" * 5000)
+        .encode("utf-8", "surrogatepass")
+    )
 
 
 def _check(body: bytes, fill=None) -> None:

@@ -11,7 +11,8 @@ def _plan(target: str, **access) -> dict:
     settings = load_settings(target)
     if access:
         governance = settings.governance.model_copy(
-            update={"access": settings.governance.access.model_copy(update=access)})
+            update={"access": settings.governance.access.model_copy(update=access)}
+        )
         settings = settings.model_copy(update={"governance": governance})
     return {(g.securable_type, g.full_name, g.principal): g for g in grant_plan(settings)}
 
@@ -19,7 +20,12 @@ def _plan(target: str, **access) -> dict:
 def test_each_environment_grants_its_own_column_of_the_matrix(local_root):
     prod = _plan("prod")
     assert set(prod[("catalog", "ml_prod_catalog", "model_consumers")].privileges) == {
-        "USE_CATALOG", "USE_SCHEMA", "SELECT", "READ_VOLUME", "EXECUTE"}
+        "USE_CATALOG",
+        "USE_SCHEMA",
+        "SELECT",
+        "READ_VOLUME",
+        "EXECUTE",
+    }
     assert "MODIFY" in prod[("catalog", "ml_prod_catalog", "devops_engineers")].privileges
     assert "MODIFY" not in prod[("catalog", "ml_prod_catalog", "data_scientists")].privileges
     dev = _plan("dev")

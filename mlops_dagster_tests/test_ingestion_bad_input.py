@@ -35,12 +35,15 @@ def test_bad_files_are_quarantined_with_reasons_and_nothing_is_lost(tmp_path):
         row = lines[3].split(",")
         row[tenure] = "three"
         lines[3] = ",".join(row)  # file line 4
-        lines[10] = lines[5]      # file lines 6 and 11 share a customerID
+        lines[10] = lines[5]  # file lines 6 and 11 share a customerID
         mixed.write_text("\n".join(lines) + "\n")
         # A file without the monthlyCharges column, an empty file.
         (Path(project.settings.landing_path) / "c_missing_column.csv").write_text(
-            "\n".join(",".join(f for i, f in enumerate(line.split(",")) if i != header.index("monthlyCharges"))
-                      for line in _lines(first)[:4]) + "\n"
+            "\n".join(
+                ",".join(f for i, f in enumerate(line.split(",")) if i != header.index("monthlyCharges"))
+                for line in _lines(first)[:4]
+            )
+            + "\n"
         )
         (Path(project.settings.landing_path) / "d_empty.csv").write_text("")
 
@@ -54,7 +57,9 @@ def test_bad_files_are_quarantined_with_reasons_and_nothing_is_lost(tmp_path):
         quarantine = project.lakehouse.read(project.table("raw_customers_quarantine"))
         by_file = quarantine.groupby(quarantine["source_file"].str.rsplit("/", n=1).str[-1])
         reasons = {name: sorted(group["reason"]) for name, group in by_file}
-        assert reasons["b_mixed.csv"][0].startswith("customerID") and "lines 6, 11" in reasons["b_mixed.csv"][0]
+        assert (
+            reasons["b_mixed.csv"][0].startswith("customerID") and "lines 6, 11" in reasons["b_mixed.csv"][0]
+        )
         assert "tenure: 'three' is not a number" in reasons["b_mixed.csv"]
         assert sorted(quarantine[quarantine["reason"].str.contains("three")]["line_number"]) == [4]
         assert len(reasons["c_missing_column.csv"]) == 3
@@ -66,8 +71,11 @@ def test_bad_files_are_quarantined_with_reasons_and_nothing_is_lost(tmp_path):
         files = project.metadata("raw_customers")["files"]
         assert "b_mixed.csv" in files and "2 rows share a customerID" in files
         assert "file is empty" in files and "lacks required column(s) monthlyCharges" in files
-        warnings = [e.user_message for e in project.instance.all_logs(result.run_id)
-                    if e.level == logging.WARNING and "quarantined" in e.user_message]
+        warnings = [
+            e.user_message
+            for e in project.instance.all_logs(result.run_id)
+            if e.level == logging.WARNING and "quarantined" in e.user_message
+        ]
         assert any("b_mixed.csv" in w and "1 rows quarantined" not in w for w in warnings)
         assert any("d_empty.csv" in w and "file is empty" in w for w in warnings)
         quiet = project.check_evaluations(result, "no_rows_quarantined_by_last_ingestion")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pandas as pd
@@ -137,8 +138,9 @@ def test_description_and_properties_are_stored_once(lakehouse):
     assert lakehouse.version(NAME) == version + 2
 
     # A changed description or property is committed.
-    info = lakehouse.write(NAME, frame([3], ["c"]), "append", description="Churn customers",
-                           properties={"quality": "gold"})
+    info = lakehouse.write(
+        NAME, frame([3], ["c"]), "append", description="Churn customers", properties={"quality": "gold"}
+    )
     assert info.version > version + 3
     assert lakehouse.description(NAME) == "Churn customers"
     assert lakehouse.properties(NAME)["quality"] == "gold"
@@ -155,15 +157,21 @@ def test_set_properties(lakehouse):
 
 def test_missing_table_raises_table_not_found(lakehouse):
     missing = "ml_dev_catalog.churn.nothing_here"
-    for call in (lambda: lakehouse.read(missing), lambda: lakehouse.version(missing),
-                 lambda: lakehouse.history(missing), lambda: lakehouse.restore(missing, 0)):
+    for call in (
+        lambda: lakehouse.read(missing),
+        lambda: lakehouse.version(missing),
+        lambda: lakehouse.history(missing),
+        lambda: lakehouse.restore(missing, 0),
+    ):
         with pytest.raises(TableNotFoundError, match=missing):
             call()
     assert issubclass(TableNotFoundError, LookupError)
 
 
 def test_tz_aware_pandas_timestamps_are_stored_as_microseconds_utc(lakehouse):
-    when = pd.to_datetime(["2024-03-31 01:30:00.123456", "2024-07-01 12:00:00.000000"]).tz_localize("Europe/Berlin")
+    when = pd.to_datetime(["2024-03-31 01:30:00.123456", "2024-07-01 12:00:00.000000"]).tz_localize(
+        "Europe/Berlin"
+    )
     df = pd.DataFrame({"id": [1, 2], "at": when, "naive": when.tz_localize(None)})
     assert str(df["at"].dtype) == "datetime64[ns, Europe/Berlin]"
     lakehouse.write(NAME, df)
@@ -199,10 +207,10 @@ def test_write_arrow_table(lakehouse):
 
 @pytest.mark.integration
 def test_spark_round_trip_with_time_travel(spark, lakehouse):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     schema = "id long, value string, at timestamp"
-    noon = datetime(2024, 1, 1, 12, 0, tzinfo=timezone.utc)
+    noon = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     first = spark.createDataFrame([(1, "a", noon), (2, "b", noon), (3, "c", noon)], schema)
     info = lakehouse.write_spark(NAME, first, description="from spark", commit_info={"by": "spark"})
     assert info.num_rows == 3
@@ -228,31 +236,46 @@ def test_spark_round_trip_with_time_travel(spark, lakehouse):
 
 @pytest.mark.integration
 def test_spark_reads_an_empty_table(spark, lakehouse):
-    empty = pd.DataFrame({"id": pd.Series([], dtype="int64"), "value": pd.Series([], dtype="object"),
-                          "score": pd.Series([], dtype="float64")})
+    empty = pd.DataFrame(
+        {
+            "id": pd.Series([], dtype="int64"),
+            "value": pd.Series([], dtype="object"),
+            "score": pd.Series([], dtype="float64"),
+        }
+    )
     info = lakehouse.write(NAME, empty)
     assert info.num_rows == 0
     df = lakehouse.read_spark(spark, NAME)
     assert [(f.name, f.dataType.simpleString()) for f in df.schema.fields] == [
-        ("id", "bigint"), ("value", "string"), ("score", "double"),
+        ("id", "bigint"),
+        ("value", "string"),
+        ("score", "double"),
     ]
     assert df.collect() == []
 
 
 @pytest.mark.integration
 def test_spark_merge_keeps_history_and_column_comments_cost_no_extra_versions(spark, lakehouse):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     schema = "id long, at timestamp, value string"
-    day1, day2 = (datetime(2026, 1, d, tzinfo=timezone.utc) for d in (1, 2))
+    day1, day2 = (datetime(2026, 1, d, tzinfo=UTC) for d in (1, 2))
     comments = {"value": "what the entity looked like"}
-    info = lakehouse.merge_spark(NAME, spark.createDataFrame([(1, day1, "a"), (2, day1, "b")], schema),
-                                 ["id", "at"], column_comments=comments)
+    info = lakehouse.merge_spark(
+        NAME,
+        spark.createDataFrame([(1, day1, "a"), (2, day1, "b")], schema),
+        ["id", "at"],
+        column_comments=comments,
+    )
     assert (info.version, info.num_rows) == (0, 2)  # comments travel in the first commit
     assert lakehouse.column_comments(NAME) == comments
     # Entity 1 again at a later time: a new row; entity 2 re-sent unchanged: the same row.
-    info = lakehouse.merge_spark(NAME, spark.createDataFrame([(1, day2, "a2"), (2, day1, "b")], schema),
-                                 ["id", "at"], column_comments=comments)
+    info = lakehouse.merge_spark(
+        NAME,
+        spark.createDataFrame([(1, day2, "a2"), (2, day1, "b")], schema),
+        ["id", "at"],
+        column_comments=comments,
+    )
     assert (info.version, info.num_rows, info.operation) == (1, 3, "MERGE")
     assert rows(lakehouse.read(NAME)[["id", "value"]]) == [(1, "a"), (1, "a2"), (2, "b")]
     lakehouse.set_column_comments(NAME, {"value": "changed"})
@@ -309,14 +332,14 @@ def test_writing_no_files_is_refused(lakehouse):
 @pytest.mark.integration
 def test_changes_since_a_version_come_from_the_files_added_since_unless_rows_may_be_gone(spark, lakehouse):
     lakehouse.write(NAME, frame([1, 2, 3], ["a", "b", "c"]))
-    lakehouse.merge(NAME, frame([3, 4], ["C", "d"]), ["id"])           # v1: a merge rewrites what it touches
+    lakehouse.merge(NAME, frame([3, 4], ["C", "d"]), ["id"])  # v1: a merge rewrites what it touches
     changed = lakehouse.read_spark_changes(spark, NAME, 0)
     assert {(r.id, r.value) for r in changed.collect()} >= {(3, "C"), (4, "d")}
-    lakehouse.set_properties(NAME, {"owner": "me"})                    # v2: metadata only
+    lakehouse.set_properties(NAME, {"owner": "me"})  # v2: metadata only
     assert lakehouse.read_spark_changes(spark, NAME, 1).count() == 0
-    lakehouse.write(NAME, frame([5], ["e"]), "append")                 # v3
+    lakehouse.write(NAME, frame([5], ["e"]), "append")  # v3
     assert [r.id for r in lakehouse.read_spark_changes(spark, NAME, 2).collect()] == [5]
-    lakehouse.restore(NAME, 1)                                         # rows may be gone: read it all
+    lakehouse.restore(NAME, 1)  # rows may be gone: read it all
     assert lakehouse.read_spark_changes(spark, NAME, 3) is None
-    lakehouse.write(NAME, frame([9], ["z"]))                           # an overwrite, too
+    lakehouse.write(NAME, frame([9], ["z"]))  # an overwrite, too
     assert lakehouse.read_spark_changes(spark, NAME, 4) is None

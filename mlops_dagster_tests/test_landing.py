@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from mlops_dagster.settings import INGESTED_AT, SOURCE_FILE, load_settings
 
 ROWS = 30
 QUARANTINE_COLUMNS = ["source_file", "line_number", "record", "reason"]
-AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -70,7 +70,9 @@ class Parsed:
 
 
 def read_staged(files: list[str], schema: pa.Schema) -> pd.DataFrame:
-    return (pa.concat_tables([pq.read_table(f) for f in files]) if files else schema.empty_table()).to_pandas()
+    return (
+        pa.concat_tables([pq.read_table(f) for f in files]) if files else schema.empty_table()
+    ).to_pandas()
 
 
 @pytest.fixture
@@ -80,7 +82,9 @@ def parse_files(spark, tmp_path, rules, key):
         batch = read_landing_files(spark, [str(p) for p in paths], rules, key, str(out), AT, "run-1", options)
         valid = read_staged(batch.valid_files, valid_schema(rules))
         quarantine = read_staged(batch.quarantine_files, QUARANTINE_SCHEMA)
-        assert (quarantine["quarantined_at"] == pd.Timestamp(AT)).all() and (quarantine["dagster_run_id"] == "run-1").all()
+        assert (quarantine["quarantined_at"] == pd.Timestamp(AT)).all() and (
+            quarantine["dagster_run_id"] == "run-1"
+        ).all()
         assert (valid[INGESTED_AT] == pd.Timestamp(AT)).all()
         parsed = []
         for f in batch.files:
@@ -89,9 +93,17 @@ def parse_files(spark, tmp_path, rules, key):
             assert f.rows_quarantined == len(mine)
             # A file's loaded rows are counted before a newer file of the same run supersedes them.
             assert f.rows_loaded == len(rows) if len(batch.files) == 1 else f.rows_loaded >= len(rows)
-            parsed.append(Parsed(f.path, rows[list(rules)].reset_index(drop=True),
-                                 mine[QUARANTINE_COLUMNS].reset_index(drop=True), f.problems(key), f.rows_read))
+            parsed.append(
+                Parsed(
+                    f.path,
+                    rows[list(rules)].reset_index(drop=True),
+                    mine[QUARANTINE_COLUMNS].reset_index(drop=True),
+                    f.problems(key),
+                    f.rows_read,
+                )
+            )
         return parsed, valid
+
     return parse_files
 
 
@@ -108,6 +120,7 @@ def parse(parse_files):
         assert parsed.rows_read == len(parsed.valid) + len(parsed.quarantine)
         assert list(parsed.quarantine.columns) == QUARANTINE_COLUMNS
         return parsed
+
     return parse
 
 
@@ -409,21 +422,27 @@ def test_rule_violations_on_typed_values(rules):
     }
     reasons = _reasons(typed, rules)
     assert reasons[0] == []
-    assert reasons[1] == ["gender: 'Robot' is not one of ['Male', 'Female']", "seniorCitizen: '2.0' is not one of [0, 1]",
-                          "tenure: -1.0 is below the minimum 0"]
+    assert reasons[1] == [
+        "gender: 'Robot' is not one of ['Male', 'Female']",
+        "seniorCitizen: '2.0' is not one of [0, 1]",
+        "tenure: -1.0 is below the minimum 0",
+    ]
     assert reasons[2] == ["gender is empty", "tenure is empty", "totalCharges: -3.0 is below the minimum 0"]
 
 
 def test_rule_violations_of_the_upper_bound(rules):
-    assert _reasons({"tenure": pa.array([100.0, 10.0])}, rules) == [["tenure: 100.0 is above the maximum 72"], []]
+    assert _reasons({"tenure": pa.array([100.0, 10.0])}, rules) == [
+        ["tenure: 100.0 is above the maximum 72"],
+        [],
+    ]
 
 
 # --- what reading files as blocks of lines on Spark must not change -------------------------------
 
 
 def test_quoted_values_may_hold_commas_and_quotes(tmp_path, frame, parse):
-    frame.loc[0, "paymentMethod"] = "Bank transfer, automatic"   # not allowed, but parsed as one value
-    frame.loc[1, "customerID"] = 'ab"c'                         # an escaped quote inside a quoted value
+    frame.loc[0, "paymentMethod"] = "Bank transfer, automatic"  # not allowed, but parsed as one value
+    frame.loc[1, "customerID"] = 'ab"c'  # an escaped quote inside a quoted value
     parsed = parse(write_csv(frame, tmp_path / "quoted.csv"))
     assert 'ab"c' in set(parsed.valid["customerID"])
     [row] = parsed.quarantine.to_dict("records")
@@ -471,16 +490,19 @@ def test_glob_characters_in_a_file_name_are_taken_literally(tmp_path, frame, par
 
 
 def test_a_file_read_in_many_spark_blocks_keeps_exact_lines_and_finds_duplicates_across_blocks(
-        spark, tmp_path, parse):
+    spark, tmp_path, parse
+):
     df = generate_customers(600, seed=5).astype(object)
     df.loc[3, "tenure"] = "abc"
     df.loc[590, "tenure"] = "-1"
-    df.loc[595, "customerID"] = df.loc[7, "customerID"]   # the two rows are far apart: other blocks
+    df.loc[595, "customerID"] = df.loc[7, "customerID"]  # the two rows are far apart: other blocks
     path = write_csv(df, tmp_path / "big.csv")
     lines = path.read_text().splitlines()
-    lines.insert(300, "")                                  # a blank line in the middle
+    lines.insert(300, "")  # a blank line in the middle
     path.write_text("\n".join(lines) + "\n")
-    previous = {k: spark.conf.get(k) for k in ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")}
+    previous = {
+        k: spark.conf.get(k) for k in ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")
+    }
     spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")
     spark.conf.set("spark.sql.files.openCostInBytes", "0")
     try:
@@ -501,12 +523,14 @@ def test_several_files_in_one_run_the_newest_valid_row_of_a_key_wins(tmp_path, f
     old = frame.head(10).copy()
     new = frame.iloc[5:15].copy()
     new["contract"] = "Two year"
-    new.loc[6, "tenure"] = "oops"        # this key's new row is bad: its older valid row stays
+    new.loc[6, "tenure"] = "oops"  # this key's new row is bad: its older valid row stays
     new.loc[8, "customerID"] = new.loc[9, "customerID"]  # duplicated within the newer file
     first, second = write_csv(old, tmp_path / "a_old.csv"), write_csv(new, tmp_path / "b_new.csv")
     (a, b), valid = parse_files([first, second])
     assert (a.rows_read, len(a.quarantine)) == (10, 0)
-    assert len(b.quarantine) == 3 and b.problems[:1] == ["2 rows share a customerID with another row of the file"]
+    assert len(b.quarantine) == 3 and b.problems[:1] == [
+        "2 rows share a customerID with another row of the file"
+    ]
     contract = valid.set_index("customerID")["contract"]
     assert contract.index.is_unique and len(contract) == 15  # the old file's 10 keys + 5 new ones
     assert (contract.loc[[old.loc[i, "customerID"] for i in (5, 7)]] == "Two year").all()  # newer file wins
@@ -519,16 +543,31 @@ def test_timestamps_are_iso_8601_and_utc_without_a_zone():
     from mlops_dagster.ml.contract import check_cells
     from mlops_dagster.settings import ColumnRule
 
-    raw = {"t": pa.array(["2026-11-23", "2026-11-23 10:00:00", "2026-11-23T10:00", "2026-11-23T10:00:00.5+01:00",
-                          "2026-02-30", "yesterday", None])}
+    raw = {
+        "t": pa.array(
+            [
+                "2026-11-23",
+                "2026-11-23 10:00:00",
+                "2026-11-23T10:00",
+                "2026-11-23T10:00:00.5+01:00",
+                "2026-02-30",
+                "yesterday",
+                None,
+            ]
+        )
+    }
     rules = {"t": ColumnRule(type="timestamp")}
     typed, codes = check_cells(raw, rules)
-    utc = timezone.utc
-    assert typed["t"].to_pylist()[:4] == [datetime(2026, 11, 23, tzinfo=utc), datetime(2026, 11, 23, 10, tzinfo=utc),
-                                          datetime(2026, 11, 23, 10, tzinfo=utc),
-                                          datetime(2026, 11, 23, 9, 0, 0, 500000, tzinfo=utc)]
+    utc = UTC
+    assert typed["t"].to_pylist()[:4] == [
+        datetime(2026, 11, 23, tzinfo=utc),
+        datetime(2026, 11, 23, 10, tzinfo=utc),
+        datetime(2026, 11, 23, 10, tzinfo=utc),
+        datetime(2026, 11, 23, 9, 0, 0, 500000, tzinfo=utc),
+    ]
     refused = np.flatnonzero(codes["t"])
     assert [r[0] for r in cell_reasons(refused, raw, typed, codes, rules)] == [
         "t: '2026-02-30' is not a date or time (ISO 8601, e.g. 2026-11-23 or 2026-11-23T10:30:00Z)",
         "t: 'yesterday' is not a date or time (ISO 8601, e.g. 2026-11-23 or 2026-11-23T10:30:00Z)",
-        "t is empty"]
+        "t is empty",
+    ]

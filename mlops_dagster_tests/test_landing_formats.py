@@ -14,7 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlops_dagster.data.telco import generate_customers
-from mlops_dagster.settings import SOURCE_FILE, ColumnRule, ConfigError, CsvOptions, LandingFormat, load_settings
+from mlops_dagster.settings import (
+    SOURCE_FILE,
+    ColumnRule,
+    ConfigError,
+    CsvOptions,
+    LandingFormat,
+    load_settings,
+)
 
 from .test_landing import ROWS, dataset, frame, in_order, key, parse, parse_files, rules, write_csv  # noqa: F401
 
@@ -44,7 +51,10 @@ def test_semicolon_latin1_csv_loads_with_its_options_and_is_refused_whole_withou
     refused = parse(path)  # the defaults: comma, UTF-8
     assert refused.valid.empty and refused.rows_read == 1
     [reason] = refused.quarantine["reason"]
-    assert reason == "file is not UTF-8 text (line 2 is not valid UTF-8); set csv.encoding if it is written in another"
+    assert (
+        reason
+        == "file is not UTF-8 text (line 2 is not valid UTF-8); set csv.encoding if it is written in another"
+    )
 
 
 def test_a_byte_the_encoding_refuses_refuses_the_file_naming_its_line(tmp_path, parse):
@@ -55,7 +65,9 @@ def test_a_byte_the_encoding_refuses_refuses_the_file_naming_its_line(tmp_path, 
         out.write(b"caf\xe9\n")
     parsed = parse(path, LandingFormat(csv=CsvOptions(encoding="ascii")))
     assert parsed.valid.empty
-    assert parsed.quarantine["reason"].tolist() == ["file is not ascii text (line 7: ordinal not in range(128))"]
+    assert parsed.quarantine["reason"].tolist() == [
+        "file is not ascii text (line 7: ordinal not in range(128))"
+    ]
     assert parsed.quarantine["line_number"].tolist() == [0]
 
 
@@ -63,7 +75,8 @@ def test_quote_character_and_no_header(tmp_path, rules, parse):
     df = generate_customers(ROWS, seed=4)
     df.loc[1, "customerID"] = "1234|ABC"  # holds the delimiter: quoted with '
     lines = [
-        "|".join(f"'{v}'" if "|" in str(v) else str(v) for v in row) for row in df.astype(str).itertuples(index=False)
+        "|".join(f"'{v}'" if "|" in str(v) else str(v) for v in row)
+        for row in df.astype(str).itertuples(index=False)
     ]
     lines.insert(5, "only|three|fields")
     path = tmp_path / "no_header.txt"
@@ -78,7 +91,9 @@ def test_quote_character_and_no_header(tmp_path, rules, parse):
     assert json.loads(bad["record"]) == dict(zip(list(rules)[:3], ["only", "three", "fields"]))
 
 
-def test_gzip_csv_gives_the_rows_of_the_plain_file_and_a_broken_gzip_is_refused_alone(tmp_path, rules, parse_files):
+def test_gzip_csv_gives_the_rows_of_the_plain_file_and_a_broken_gzip_is_refused_alone(
+    tmp_path, rules, parse_files
+):
     df = generate_customers(ROWS, seed=5)
     plain = write_csv(df, tmp_path / "a.csv")
     packed = tmp_path / "b.csv.gz"
@@ -119,7 +134,9 @@ def test_parquet_loads_typed_rows_and_quarantines_wrong_types_by_row_number(tmp_
     assert parsed.valid.set_index("customerID").loc[df["customerID"][9], "tenure"] == 15.0
     assert parsed.quarantine["line_number"].tolist() == [4, 9]  # row numbers in the file, from 1
     assert parsed.quarantine["reason"].tolist() == [
-        "tenure: 'abc' is not a number", "monthlyCharges: -5.0 is below the minimum 0"]
+        "tenure: 'abc' is not a number",
+        "monthlyCharges: -5.0 is below the minimum 0",
+    ]
     assert json.loads(parsed.quarantine["record"][0])["tenure"] == "abc"
 
 
@@ -147,10 +164,19 @@ def test_parquet_timestamps_with_and_without_a_zone(tmp_path, parse_files):
     files = []
     for name, times in (("zoned", berlin), ("naive", local)):  # pandas writes nanoseconds
         files.append(tmp_path / f"{name}.parquet")
-        pq.write_table(pa.table({"customerID": [f"{name}-1", f"{name}-2"], "label_time": pa.array(times)}), files[-1])
+        pq.write_table(
+            pa.table({"customerID": [f"{name}-1", f"{name}-2"], "label_time": pa.array(times)}), files[-1]
+        )
     micros = tmp_path / "micros.parquet"
-    pq.write_table(pa.table({"customerID": ["micros-1", "micros-2"],
-                             "label_time": pa.array(berlin).cast(pa.timestamp("us", tz="Europe/Berlin"))}), micros)
+    pq.write_table(
+        pa.table(
+            {
+                "customerID": ["micros-1", "micros-2"],
+                "label_time": pa.array(berlin).cast(pa.timestamp("us", tz="Europe/Berlin")),
+            }
+        ),
+        micros,
+    )
 
     parsed, valid = parse_files([*files, micros], rules=rules)
     assert all(p.quarantine.empty for p in parsed)
@@ -164,10 +190,10 @@ def test_parquet_timestamps_with_and_without_a_zone(tmp_path, parse_files):
 def test_json_lines_types_and_broken_lines(tmp_path, rules, parse):
     df = generate_customers(ROWS, seed=9)
     records = df.to_dict("records")
-    records[1]["tenure"] = True                 # a JSON boolean where a number is expected
+    records[1]["tenure"] = True  # a JSON boolean where a number is expected
     records[2]["paymentMethod"] = ["a", "list"]  # nested
-    del records[3]["gender"]                    # a missing key is an empty cell
-    records[4]["extra"] = {"ignored": 1}        # keys outside the contract are ignored
+    del records[3]["gender"]  # a missing key is an empty cell
+    records[4]["extra"] = {"ignored": 1}  # keys outside the contract are ignored
     lines = [json.dumps(r) for r in records]
     lines.insert(6, "{not json")
     lines.insert(8, "[1, 2]")
@@ -205,8 +231,10 @@ def test_formats_mix_in_one_run_newest_file_wins_and_unknown_ones_are_refused(tm
     # The key twice in the JSON file is refused there, so its row stays the CSV file's.
     assert len(by_key) == ROWS and by_key.loc[twice["customerID"].iloc[-1], SOURCE_FILE] == str(older)
     assert (by_key.loc[newer["customerID"], "tenure"] == 70.0).all()
-    assert parsed[2].problems == ["2 rows share a customerID with another row of the file",
-                                  "2 of 4 rows quarantined"]
+    assert parsed[2].problems == [
+        "2 rows share a customerID with another row of the file",
+        "2 of 4 rows quarantined",
+    ]
     assert parsed[3].quarantine["reason"][0].startswith("cannot tell the format of d.xlsx from its extension")
 
 
@@ -226,9 +254,9 @@ def test_json_batch_parsed_by_arrow_gives_the_cells_of_line_by_line_parsing(rule
     from mlops_dagster.ml.landing_formats import json_cells
 
     records = generate_customers(50, seed=11).to_dict("records")
-    records[0]["tenure"] = 7            # a whole number where others are fractional
-    records[1]["gender"] = "  Male "    # stripped, as in a CSV cell
-    del records[2]["partner"]           # missing: empty
+    records[0]["tenure"] = 7  # a whole number where others are fractional
+    records[1]["gender"] = "  Male "  # stripped, as in a CSV cell
+    del records[2]["partner"]  # missing: empty
     records[3]["extra"] = {"nested": [1, 2]}  # outside the contract: ignored
     lines = [json.dumps(r) for r in records]
     fast = json_cells(pa.array(lines), rules)
@@ -238,7 +266,10 @@ def test_json_batch_parsed_by_arrow_gives_the_cells_of_line_by_line_parsing(rule
     for column in rules:
         got, want = fast.raw[column].to_pylist(), slow.raw[column].to_pylist()[:50]
         if rules[column].type == "double":  # "7" and "7.0", "19.5" and "19.5": the same number
-            got, want = [None if v is None else float(v) for v in got], [None if v is None else float(v) for v in want]
+            got, want = (
+                [None if v is None else float(v) for v in got],
+                [None if v is None else float(v) for v in want],
+            )
         assert got == want, column
     assert fast.raw["gender"][1].as_py() == "Male" and fast.raw["partner"][2].as_py() is None
 
@@ -250,7 +281,8 @@ def test_a_source_is_one_kind_with_what_that_kind_needs():
     delta = DatasetSettings.model_validate({**base, "source": {"kind": "delta", "table": "c.s.t"}})
     assert delta.source.table == "c.s.t"
     postgres = DatasetSettings.model_validate(
-        {**base, "source": {"kind": "postgres", "query": "SELECT 1 AS a", "watermark": "a"}})
+        {**base, "source": {"kind": "postgres", "query": "SELECT 1 AS a", "watermark": "a"}}
+    )
     assert postgres.source.dsn_env == "MLOPS_SOURCE_DSN" and postgres.source.batch_rows == 50_000
     with pytest.raises(ValueError, match="exactly one of `table` or `query`"):
         DatasetSettings.model_validate({**base, "source": {"kind": "postgres", "watermark": "a"}})

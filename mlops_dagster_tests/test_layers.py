@@ -70,13 +70,17 @@ def layer_violations() -> list[str]:
                 if other is None or other == own:
                     continue
                 if own not in LAYER_OF or other not in LAYER_OF:
-                    found.append(f"{module}:{node.lineno}: mlops_dagster.{own if own not in LAYER_OF else other} "
-                                 "has no layer: add it to LAYERS here and to docs/architecture.md")
+                    found.append(
+                        f"{module}:{node.lineno}: mlops_dagster.{own if own not in LAYER_OF else other} "
+                        "has no layer: add it to LAYERS here and to docs/architecture.md"
+                    )
                     continue
                 if LAYER_OF[other] < LAYER_OF[own] or (own, other) in SAME_LAYER_ALLOWED:
                     continue
-                found.append(f"{module}:{node.lineno} imports {name}: {own} (layer {LAYER_OF[own]}) may import "
-                             f"only from layers below it, and {other} is layer {LAYER_OF[other]}")
+                found.append(
+                    f"{module}:{node.lineno} imports {name}: {own} (layer {LAYER_OF[own]}) may import "
+                    f"only from layers below it, and {other} is layer {LAYER_OF[other]}"
+                )
     return found
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dagster import AssetCheckKey, AssetKey
+from dagster import AssetCheckKey
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.models import Model
@@ -68,7 +68,9 @@ def test_mlflow_run_has_params_metrics_model_plots_and_input(project):
     client = MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert {"test_roc_auc", "test_f1", "test_precision", "test_recall", "test_log_loss"} <= set(run.data.metrics)
+    assert {"test_roc_auc", "test_f1", "test_precision", "test_recall", "test_log_loss"} <= set(
+        run.data.metrics
+    )
     assert run.data.params["model_class"] == "sklearn.linear_model.LogisticRegression"
     assert run.data.tags["dagster_run_id"]
     plots = {Path(a.path).name for a in client.list_artifacts(run_id, "plots")}
@@ -101,7 +103,8 @@ def test_predictions_cover_every_customer_with_model_version_and_time(project):
     # Each probability is the champion's own P(churn) for the customer's features, as scored here.
     features = project.lakehouse.read(project.table("churn_features")).set_index("customerID")
     expected = project.registry.load_sklearn(champion).predict_proba(
-        features.loc[predictions["customerID"], project.settings.features.columns])[:, 1]
+        features.loc[predictions["customerID"], project.settings.features.columns]
+    )[:, 1]
     assert predictions["churn_probability"].to_numpy() == pytest.approx(expected, abs=1e-12)
 
 
@@ -119,9 +122,12 @@ def test_first_drift_report_is_saved_and_logged(project):
 
 def test_quality_checks_ran_and_passed(project):
     for asset, check in [
-        ("raw_customers", "key_is_unique_and_not_null"), ("raw_customers", "rows_meet_contract"),
-        ("churn_features", "key_is_unique_and_not_null"), ("churn_features", "features_are_complete"),
-        ("churn_labels", "both_classes_present"), ("challenger_model_version", "passes_validation"),
+        ("raw_customers", "key_is_unique_and_not_null"),
+        ("raw_customers", "rows_meet_contract"),
+        ("churn_features", "key_is_unique_and_not_null"),
+        ("churn_features", "features_are_complete"),
+        ("churn_labels", "both_classes_present"),
+        ("challenger_model_version", "passes_validation"),
         ("churn_drift_report", "no_dataset_drift"),
     ]:
         record = project.instance.event_log_storage.get_latest_asset_check_execution_by_key(
@@ -150,12 +156,27 @@ def test_every_registered_version_has_a_model_card(project):
 def test_the_audit_log_records_each_lifecycle_action_and_cannot_be_rewritten(project):
     log = project.lakehouse.read(project.table("audit_log")).sort_values("event_time")
     actions = log["action"].tolist()
-    for action in ("table_written", "model_registered", "model_validated", "alias_changed", "promoted", "deployed"):
+    for action in (
+        "table_written",
+        "model_registered",
+        "model_validated",
+        "alias_changed",
+        "promoted",
+        "deployed",
+    ):
         assert action in actions, actions
     assert actions.index("model_registered") < actions.index("model_validated") < actions.index("promoted")
     written = set(log.loc[log["action"] == "table_written", "object"])
-    assert {project.table(t) for t in ("raw_customers", "churn_features", "churn_labels", "churn_training_set",
-                                       "churn_predictions")} <= written
+    assert {
+        project.table(t)
+        for t in (
+            "raw_customers",
+            "churn_features",
+            "churn_labels",
+            "churn_training_set",
+            "churn_predictions",
+        )
+    } <= written
     assert (log["target"] == "local").all() and log["actor"].str.len().gt(0).all()
     promoted = log[log["action"] == "promoted"].iloc[0]
     assert promoted["object"] == "churn_model v1" and "no champion yet" in promoted["details"]
@@ -170,19 +191,26 @@ def test_lineage_of_the_champion_lists_the_real_table_versions_and_files(project
 
     champion = project.registry.by_alias("champion")
     resources = project.defs.resources
-    lineage = model_lineage(project.settings, project.lakehouse, project.registry, str(champion.version),
-                            resources["serving"])
+    lineage = model_lineage(
+        project.settings, project.lakehouse, project.registry, str(champion.version), resources["serving"]
+    )
     lakehouse = project.lakehouse
     # One lifecycle run: each table's current version is the one the next step read.
     assert lineage["upstream"] == {
-        name: (project.table(table), lakehouse.version(project.table(table))) for name, table in (
-            ("training_set", "churn_training_set"), ("features", "churn_features"), ("labels", "churn_labels"),
-            ("raw", "raw_customers"))
+        name: (project.table(table), lakehouse.version(project.table(table)))
+        for name, table in (
+            ("training_set", "churn_training_set"),
+            ("features", "churn_features"),
+            ("labels", "churn_labels"),
+            ("raw", "raw_customers"),
+        )
     }
     assert lineage["upstream"]["training_set"][1] == int(champion.tags["training_set_version"])
     assert lineage["landing_files"] == ["customers_2000_seed2.csv"]
-    assert lineage["prediction_versions"] == (project.table("churn_predictions"),
-                                              [lakehouse.version(project.table("churn_predictions"))])
+    assert lineage["prediction_versions"] == (
+        project.table("churn_predictions"),
+        [lakehouse.version(project.table("churn_predictions"))],
+    )
     assert lineage["endpoints"] == [("churn-endpoint", 100)]
     text = format_lineage(lineage)
     assert "customers_2000_seed2.csv" in text and "churn-endpoint (100% of traffic)" in text
@@ -197,9 +225,12 @@ def test_the_endpoint_serves_by_customer_id_from_the_online_store(project):
     token = gateway_token(project.settings)
 
     def post(body: dict) -> tuple[int, dict]:
-        request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                         headers={"Content-Type": "application/json",
-                                                  "Authorization": f"Bearer {token}"})
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())
@@ -221,8 +252,12 @@ def _post(url: str, body: dict, token: str) -> tuple[int, dict, str]:
     import urllib.error
     import urllib.request
 
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read()), response.headers.get("served-model-name", "")
@@ -233,8 +268,13 @@ def _post(url: str, body: dict, token: str) -> tuple[int, dict, str]:
 def test_each_use_case_has_its_own_prefixed_assets_tables_model_and_experiment(project):
     houses = project.use_case("house_prices")
     keys = {k.to_user_string() for k in project.defs.resolve_asset_graph().get_all_asset_keys()}
-    assert {"churn/churn_model", "churn/raw_customers", "house_prices/house_prices_model",
-            "house_prices/raw_houses", "house_prices/champion_model_version"} <= keys
+    assert {
+        "churn/churn_model",
+        "churn/raw_customers",
+        "house_prices/house_prices_model",
+        "house_prices/raw_houses",
+        "house_prices/champion_model_version",
+    } <= keys
     assert {k.split("/")[0] for k in keys} == {"churn", "house_prices", "compliance_report", "cost_report"}
     # Each use case's run materialized its own assets only.
     from dagster import DagsterEventType, RunsFilter
@@ -263,14 +303,17 @@ def test_the_regression_demo_is_trained_judged_scored_and_monitored_as_a_regress
     assert "roc_auc" not in model
     client = MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri)
     run = client.get_run(model["mlflow_run_id"])
-    assert {"test_rmse", "test_mae", "test_r2"} <= set(run.data.metrics) and run.data.params["problem_type"] == "regression"
+    assert {"test_rmse", "test_mae", "test_r2"} <= set(run.data.metrics) and run.data.params[
+        "problem_type"
+    ] == "regression"
     plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"actual_vs_predicted.png", "residual_vs_predicted.png"}
     champion = houses.registry.by_alias("champion")
     card = Path(houses.registry.client().download_artifacts(champion.run_id, "model_card.md")).read_text()
     assert "| rmse |" in card and "| r2 |" in card and "**Owner:** pricing-analytics" in card
     labels_check = project.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [AssetCheckKey(houses.key("house_prices_labels"), "labels_are_numbers")])
+        [AssetCheckKey(houses.key("house_prices_labels"), "labels_are_numbers")]
+    )
     assert next(iter(labels_check.values())).event.dagster_event.event_specific_data.passed
     predictions = houses.lakehouse.read(houses.table("house_prices_predictions"))
     assert len(predictions) == HOUSE_ROWS and "house_prices_probability" not in predictions.columns
@@ -278,7 +321,8 @@ def test_the_regression_demo_is_trained_judged_scored_and_monitored_as_a_regress
     joined = predictions.set_index("houseID").join(raw)
     assert ((joined["prediction"] - joined["price"]).abs() < 0.5 * joined["price"] + 60).mean() > 0.95
     assert houses.metadata("house_prices_predictions")["mean_prediction"] == pytest.approx(
-        predictions["prediction"].mean())
+        predictions["prediction"].mean()
+    )
     drift = houses.metadata("house_prices_drift_report")
     assert drift["dataset_drift"] is False and drift["prediction_drift"] is False
     assert drift["prediction_drift_method"] and drift["prediction_drift_score"] >= 0

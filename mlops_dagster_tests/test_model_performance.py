@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +43,13 @@ def test_figures_are_scikit_learns_on_the_same_rows():
     assert got.metrics["brier_score"] == pytest.approx(metrics.brier_score_loss(label, score))
     assert got.metrics["positive_rate"] == pytest.approx(predicted.mean())
 
-    regression = figures(pd.DataFrame({"label": [1.0, 2.0, 4.0], "prediction": [1.5, 2.0, 3.0]}), "prediction",
-                         problem_type("regression"), 0.5, min_rows=1)
+    regression = figures(
+        pd.DataFrame({"label": [1.0, 2.0, 4.0], "prediction": [1.5, 2.0, 3.0]}),
+        "prediction",
+        problem_type("regression"),
+        0.5,
+        min_rows=1,
+    )
     assert regression.metrics["mae"] == pytest.approx(metrics.mean_absolute_error([1, 2, 4], [1.5, 2, 3]))
     assert regression.metrics["r2"] == pytest.approx(metrics.r2_score([1, 2, 4], [1.5, 2, 3]))
 
@@ -63,29 +68,51 @@ def test_drop_points_the_way_of_the_metric():
 
 
 def test_slice_gaps_name_the_groups_furthest_apart():
-    judged = {"a": Figures(200, {"recall": 0.9}), "b": Figures(200, {"recall": 0.5}), "c": Figures(200, {"recall": 0.7}),
-              "tiny": Figures(3, {}, "too few")}
+    judged = {
+        "a": Figures(200, {"recall": 0.9}),
+        "b": Figures(200, {"recall": 0.5}),
+        "c": Figures(200, {"recall": 0.7}),
+        "tiny": Figures(3, {}, "too few"),
+    }
     [gap] = slice_gaps({"gender": judged, "contract": judged}, {"gender": ("recall",)})
     assert (gap.slice, gap.metric, gap.best, gap.worst) == ("gender", "recall", "a", "b")
     assert gap.gap == pytest.approx(0.4)
 
 
 def test_an_outcome_judges_the_newest_prediction_made_before_it(spark):
-    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
     day = timedelta(days=1)
-    predictions = spark.createDataFrame(pd.DataFrame([
-        {"id": "a", "p": 0.1, "model_version": "1", "scored_at": t0},
-        {"id": "a", "p": 0.2, "model_version": "2", "scored_at": t0 + 5 * day},
-        {"id": "a", "p": 0.3, "model_version": "3", "scored_at": t0 + 20 * day},  # after the outcome: never
-        {"id": "b", "p": 0.4, "model_version": "1", "scored_at": t0},             # 100 days before: too old
-        {"id": "c", "p": 0.5, "model_version": "2", "scored_at": t0 + 10 * day},  # at the outcome's time
-    ]))
-    outcomes = spark.createDataFrame(pd.DataFrame([
-        {"id": "a", "y": "Yes", "label_time": t0 + 10 * day},
-        {"id": "b", "y": "No", "label_time": t0 + 100 * day},
-        {"id": "c", "y": "No", "label_time": t0 + 10 * day},
-        {"id": "d", "y": "Yes", "label_time": t0 + 10 * day},  # never scored
-    ]))
+    predictions = spark.createDataFrame(
+        pd.DataFrame(
+            [
+                {"id": "a", "p": 0.1, "model_version": "1", "scored_at": t0},
+                {"id": "a", "p": 0.2, "model_version": "2", "scored_at": t0 + 5 * day},
+                {
+                    "id": "a",
+                    "p": 0.3,
+                    "model_version": "3",
+                    "scored_at": t0 + 20 * day,
+                },  # after the outcome: never
+                {"id": "b", "p": 0.4, "model_version": "1", "scored_at": t0},  # 100 days before: too old
+                {
+                    "id": "c",
+                    "p": 0.5,
+                    "model_version": "2",
+                    "scored_at": t0 + 10 * day,
+                },  # at the outcome's time
+            ]
+        )
+    )
+    outcomes = spark.createDataFrame(
+        pd.DataFrame(
+            [
+                {"id": "a", "y": "Yes", "label_time": t0 + 10 * day},
+                {"id": "b", "y": "No", "label_time": t0 + 100 * day},
+                {"id": "c", "y": "No", "label_time": t0 + 10 * day},
+                {"id": "d", "y": "Yes", "label_time": t0 + 10 * day},  # never scored
+            ]
+        )
+    )
     target = lambda column: CLASSIFICATION.label(column, "Yes")  # noqa: E731
     judged = labelled_predictions(outcomes, predictions, "id", "y", "label_time", 90, target).toPandas()
     got = {r.id: (r.model_version, r.p, r.label) for r in judged.itertuples()}
@@ -116,9 +143,14 @@ def _ask_endpoint(project, keys):
     table = project.settings.inference_table()
     before = project.lakehouse.row_count(table) if project.lakehouse.exists(table) else 0
     body = json.dumps({"dataframe_records": [{"customerID": k} for k in keys]}).encode()
-    request = urllib.request.Request(project.metadata("churn_endpoint")["url"], data=body,
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {gateway_token(project.settings)}"})
+    request = urllib.request.Request(
+        project.metadata("churn_endpoint")["url"],
+        data=body,
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {gateway_token(project.settings)}",
+        },
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         assert len(json.load(response)["predictions"]) == len(keys)
     deadline = time.monotonic() + 30
@@ -179,14 +211,18 @@ def test_the_loop_outcomes_performance_decay_alert_retrain(scored, webhook):
     assert decayed["decay_alert_webhook"] == "HTTP 204"
     assert not _check(result, "no_performance_decay").passed
     [posted] = [r for r in received if r["kind"] == "decay"]
-    assert posted["use_case"] == "churn" and "roc_auc" in posted["text"] and posted["details"]["model_version"] == "1"
+    assert (
+        posted["use_case"] == "churn"
+        and "roc_auc" in posted["text"]
+        and posted["details"]["model_version"] == "1"
+    )
     alerts = project.lakehouse.read(project.table("alerts"))
     assert alerts[alerts["kind"] == "decay"]["webhook_status"].tolist() == ["HTTP 204"]
     history = project.lakehouse.read(project.table("churn_model_performance"))
     overall = history[history["slice"] == "all"].sort_values("evaluated_at")
     assert overall["decayed"].tolist() == [False, True]
     assert set(history["slice"]) == {"all", "gender", "seniorCitizen", "contract", "day"}
-    assert str(datetime.now(timezone.utc).date()) in set(history[history["slice"] == "day"]["group"])
+    assert str(datetime.now(UTC).date()) in set(history[history["slice"] == "day"]["group"])
 
     # Exactly one retraining is requested for this decay, and it says why.
     [request], _, cursor = _decay_tick(project, cursor)
@@ -210,10 +246,17 @@ def test_a_built_in_bias_fails_the_slice_check_and_a_down_webhook_loses_no_alert
     # Outcomes with a bias built in: every man the champion flagged churned and no other man did
     # (recall 1), while half the women it did not flag churned too (recall far lower).
     predictions = project.lakehouse.read(project.table("churn_predictions"))
-    churned = (predictions["prediction"] == 1) | ((predictions["gender"] == "Female") & (predictions.index % 2 == 0))
+    churned = (predictions["prediction"] == 1) | (
+        (predictions["gender"] == "Female") & (predictions.index % 2 == 0)
+    )
     folder = project.settings.ground_truth_path
-    pd.DataFrame({"customerID": predictions["customerID"], "churnString": np.where(churned, "Yes", "No"),
-                  "label_time": datetime.now(timezone.utc).isoformat()}).to_csv(f"{folder}/biased.csv", index=False)
+    pd.DataFrame(
+        {
+            "customerID": predictions["customerID"],
+            "churnString": np.where(churned, "Yes", "No"),
+            "label_time": datetime.now(UTC).isoformat(),
+        }
+    ).to_csv(f"{folder}/biased.csv", index=False)
     project, result = _monitor(project, alert_webhook=CLOSED)
     check = _check(result, "no_slice_disparity")
     assert not check.passed and check.severity.value == "WARN"
@@ -239,13 +282,19 @@ def test_every_report_is_a_snapshot_in_evidentlys_own_ui(scored):
     drift_runs = project.lakehouse.row_count(project.table("churn_drift_metrics"))
     judged = project.lakehouse.read(project.table("churn_model_performance"))
     performance_runs = judged[(judged["slice"] == "all") & judged["is_champion"] & judged["reason"].eq("")][
-        "evaluated_at"].nunique()
+        "evaluated_at"
+    ].nunique()
     assert len(workspace.list_runs(churn.id)) == drift_runs + performance_runs
-    assert {p.title for p in workspace.get_dashboard(churn.id).panels} >= {"Share of drifted feature columns",
-                                                                           "ROC AUC on outcomes"}
+    assert {p.title for p in workspace.get_dashboard(churn.id).panels} >= {
+        "Share of drifted feature columns",
+        "ROC AUC on outcomes",
+    }
     port = free_port()
-    ui = subprocess.Popen([str(Path(sys.executable).parent / "evidently"), "ui", "--workspace", folder,
-                           "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ui = subprocess.Popen(
+        [str(Path(sys.executable).parent / "evidently"), "ui", "--workspace", folder, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

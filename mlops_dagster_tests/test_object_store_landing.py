@@ -28,8 +28,12 @@ def bucket(s3_server, monkeypatch):
     import boto3
 
     secret = secrets.token_hex(16)
-    for name, value in {"AWS_ACCESS_KEY_ID": "mlops-test", "AWS_SECRET_ACCESS_KEY": secret,
-                        "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": s3_server}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "mlops-test",
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_server,
+    }.items():
         monkeypatch.setenv(name, value)
     name = f"landing-{secrets.token_hex(4)}"
     client = boto3.client("s3")
@@ -38,8 +42,12 @@ def bucket(s3_server, monkeypatch):
 
 
 def _config(landing: str) -> dict:
-    return {"name": "cancellation", **SUBSCRIBERS, "landing": landing,
-            "dataset": {**SUBSCRIBERS["dataset"], "file_pattern": "subs_*"}}
+    return {
+        "name": "cancellation",
+        **SUBSCRIBERS,
+        "landing": landing,
+        "dataset": {**SUBSCRIBERS["dataset"], "file_pattern": "subs_*"},
+    }
 
 
 def test_files_in_an_s3_bucket_are_ingested_once_per_version(tmp_path, bucket):
@@ -47,12 +55,18 @@ def test_files_in_an_s3_bucket_are_ingested_once_per_version(tmp_path, bucket):
     prefix = f"s3://{name}/landing/cancellation"
     csv_rows = subscribers(100, seed=1)
     csv_rows.loc[3, "plan"] = "platinum"
-    client.put_object(Bucket=name, Key="landing/cancellation/subs_a.csv", Body=csv_rows.to_csv(index=False).encode())
+    client.put_object(
+        Bucket=name, Key="landing/cancellation/subs_a.csv", Body=csv_rows.to_csv(index=False).encode()
+    )
     parquet = tmp_path / "b.parquet"
     subscribers(100, seed=2).to_parquet(parquet, index=False)
     client.put_object(Bucket=name, Key="landing/cancellation/subs_b.parquet", Body=parquet.read_bytes())
-    lines = "\n".join(json.dumps(r) for r in subscribers(50, seed=3).replace({float("nan"): None}).to_dict("records"))
-    client.put_object(Bucket=name, Key="landing/cancellation/subs_c.jsonl.gz", Body=gzip.compress(lines.encode()))
+    lines = "\n".join(
+        json.dumps(r) for r in subscribers(50, seed=3).replace({float("nan"): None}).to_dict("records")
+    )
+    client.put_object(
+        Bucket=name, Key="landing/cancellation/subs_c.jsonl.gz", Body=gzip.compress(lines.encode())
+    )
     client.put_object(Bucket=name, Key="landing/cancellation/other.csv", Body=b"not matched by the pattern\n")
 
     with project_at(tmp_path / "s3_landing", overrides=_config(prefix)) as project:
@@ -60,24 +74,33 @@ def test_files_in_an_s3_bucket_are_ingested_once_per_version(tmp_path, bucket):
         assert result.success, project.failures(result)
         raw = project.lakehouse.read(project.table("raw_subscribers"))
         assert len(raw) == 249
-        assert sorted(set(raw["_source_file"])) == [f"{prefix}/subs_a.csv", f"{prefix}/subs_b.parquet",
-                                                    f"{prefix}/subs_c.jsonl.gz"]
+        assert sorted(set(raw["_source_file"])) == [
+            f"{prefix}/subs_a.csv",
+            f"{prefix}/subs_b.parquet",
+            f"{prefix}/subs_c.jsonl.gz",
+        ]
         [bad] = project.lakehouse.read(project.table("raw_subscribers_quarantine")).to_dict("records")
         assert bad["source_file"] == f"{prefix}/subs_a.csv" and bad["line_number"] == 5
         assert bad["reason"] == "plan: 'platinum' is not one of ['basic', 'plus', 'pro']"
 
         # The sensor lists the bucket: one run request per file, with the file's URI.
         sensor = project.defs.get_repository_def().get_sensor_def("cancellation_landing_file_sensor")
-        tick = sensor.evaluate_tick(build_sensor_context(instance=project.instance,
-                                                         resources={"landing_volume": LocalLandingVolume()}))
+        tick = sensor.evaluate_tick(
+            build_sensor_context(
+                instance=project.instance, resources={"landing_volume": LocalLandingVolume()}
+            )
+        )
         assert tick.skip_message and "waiting for 3 file(s)" in tick.skip_message
 
         # Nothing new: nothing read. A new version of one object (new size): only it again.
         assert project.run(selection=INGESTION).success
         assert project.metadata("raw_subscribers")["files_ingested"] == 0
         fixed = csv_rows.assign(plan=csv_rows["plan"].replace("platinum", "pro"))
-        client.put_object(Bucket=name, Key="landing/cancellation/subs_a.csv",
-                          Body=fixed.to_csv(index=False).encode() + b"\n")
+        client.put_object(
+            Bucket=name,
+            Key="landing/cancellation/subs_a.csv",
+            Body=fixed.to_csv(index=False).encode() + b"\n",
+        )
         assert project.run(selection=INGESTION).success
         meta = project.metadata("raw_subscribers")
         assert meta["files_ingested"] == 1 and "subs_a.csv" in meta["files"]

@@ -13,12 +13,14 @@ from mlops_dagster.resources.online_store import (
 )
 
 TABLE = "ml.fs.customer_features"
-FRAME = pd.DataFrame({
-    "customerID": ["A", "B", "C"],
-    "_ingested_at": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True),
-    "tenure": [1.0, float("nan"), 30.0],
-    "contract": ["Month-to-month", "One year", None],
-})
+FRAME = pd.DataFrame(
+    {
+        "customerID": ["A", "B", "C"],
+        "_ingested_at": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03"], utc=True),
+        "tenure": [1.0, float("nan"), 30.0],
+        "contract": ["Month-to-month", "One year", None],
+    }
+)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
@@ -29,7 +31,9 @@ def store(request, tmp_path, monkeypatch):
         monkeypatch.setenv("TEST_ONLINE_DSN", request.getfixturevalue("postgres_dsn"))
         store = PostgresOnlineStore(dsn_env="TEST_ONLINE_DSN")
         with store._transaction(store._connection()) as cur:  # a clean slate in the shared server
-            cur.execute('DROP TABLE IF EXISTS "ml__fs__customer_features", "ml__fs__pairs", mlops_online_tables')
+            cur.execute(
+                'DROP TABLE IF EXISTS "ml__fs__customer_features", "ml__fs__pairs", mlops_online_tables'
+            )
     yield store
     store.close()
 
@@ -39,9 +43,13 @@ def test_publish_then_look_up_single_keys_and_batches(store):
     assert (info.rows, info.delta_version, info.online_table) == (3, 4, "ml__fs__customer_features")
     assert store.published_version(TABLE) == 4
     assert store.lookup(TABLE, ["customerID"], [("A",)], ["tenure", "contract"]) == {
-        ("A",): {"tenure": 1.0, "contract": "Month-to-month"}}
+        ("A",): {"tenure": 1.0, "contract": "Month-to-month"}
+    }
     found = store.lookup(TABLE, ["customerID"], [("C",), ("B",), ("nobody",)], ["contract", "tenure"])
-    assert found == {("B",): {"contract": "One year", "tenure": None}, ("C",): {"contract": None, "tenure": 30.0}}
+    assert found == {
+        ("B",): {"contract": "One year", "tenure": None},
+        ("C",): {"contract": None, "tenure": 30.0},
+    }
     assert store.lookup(TABLE, ["customerID"], [], ["tenure"]) == {}
 
 
@@ -65,7 +73,9 @@ def test_unpublished_tables_and_duplicate_keys_are_refused_clearly(store):
     assert store.published_version("ml.fs.never") is None  # nothing published at all yet
     store.publish(TABLE, FRAME, ["customerID"], delta_version=1)
     assert store.published_version("ml.fs.never") is None
-    with pytest.raises(OnlineTableNotFoundError, match="feature table ml.fs.never is not in the online store"):
+    with pytest.raises(
+        OnlineTableNotFoundError, match="feature table ml.fs.never is not in the online store"
+    ):
         store.lookup("ml.fs.never", ["customerID"], [("A",)], ["tenure"])
     with pytest.raises(ValueError, match=r"1 duplicated \['customerID'\] row\(s\)"):
         store.publish(TABLE, pd.concat([FRAME, FRAME.head(1)]), ["customerID"], delta_version=2)
@@ -97,28 +107,36 @@ def test_postgres_dsn_comes_from_the_environment_and_its_password_is_never_shown
 
 def test_an_incremental_publish_upserts_changed_keys_and_never_goes_back_in_time(store):
     store.publish(TABLE, FRAME, ["customerID"], delta_version=4)
-    changed = pd.DataFrame({
-        "customerID": ["A", "B", "E"],
-        # B's row is older than the one already online (a late backfill): it must not replace it.
-        "_ingested_at": pd.to_datetime(["2026-02-01", "2026-01-01", "2026-02-01"], utc=True),
-        "tenure": [7.0, 99.0, 3.0],
-        "contract": ["Two year", "Month-to-month", "One year"],
-    })
-    info = store.publish(TABLE, changed, ["customerID"], delta_version=6, incremental=True, newest="_ingested_at")
+    changed = pd.DataFrame(
+        {
+            "customerID": ["A", "B", "E"],
+            # B's row is older than the one already online (a late backfill): it must not replace it.
+            "_ingested_at": pd.to_datetime(["2026-02-01", "2026-01-01", "2026-02-01"], utc=True),
+            "tenure": [7.0, 99.0, 3.0],
+            "contract": ["Two year", "Month-to-month", "One year"],
+        }
+    )
+    info = store.publish(
+        TABLE, changed, ["customerID"], delta_version=6, incremental=True, newest="_ingested_at"
+    )
     assert (info.incremental, info.rows, store.published_version(TABLE)) == (True, 3, 6)
     found = store.lookup(TABLE, ["customerID"], [("A",), ("B",), ("C",), ("E",)], ["tenure", "contract"])
-    assert found == {("A",): {"tenure": 7.0, "contract": "Two year"},          # updated
-                     ("B",): {"tenure": None, "contract": "One year"},         # kept: the newer row stays
-                     ("C",): {"tenure": 30.0, "contract": None},               # not in the change: untouched
-                     ("E",): {"tenure": 3.0, "contract": "One year"}}          # new key
+    assert found == {
+        ("A",): {"tenure": 7.0, "contract": "Two year"},  # updated
+        ("B",): {"tenure": None, "contract": "One year"},  # kept: the newer row stays
+        ("C",): {"tenure": 30.0, "contract": None},  # not in the change: untouched
+        ("E",): {"tenure": 3.0, "contract": "One year"},
+    }  # new key
     assert store.published_columns(TABLE) == ["customerID", "_ingested_at", "tenure", "contract"]
 
 
 def test_a_publish_loads_a_stream_of_batches_and_reports_each(store):
     import pyarrow as pa
 
-    table = pa.Table.from_pandas(pd.DataFrame({"customerID": [f"c{i}" for i in range(250)],
-                                               "tenure": [float(i) for i in range(250)]}), preserve_index=False)
+    table = pa.Table.from_pandas(
+        pd.DataFrame({"customerID": [f"c{i}" for i in range(250)], "tenure": [float(i) for i in range(250)]}),
+        preserve_index=False,
+    )
     batches = pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=100))
     seen = []
     info = store.publish(TABLE, batches, ["customerID"], delta_version=9, progress=seen.append)
@@ -138,29 +156,50 @@ def test_a_publish_that_fails_midway_leaves_the_previous_version_and_no_staging_
         raise OSError("the source went away")
 
     with pytest.raises(OSError, match="the source went away"):
-        store.publish(TABLE, pa.RecordBatchReader.from_batches(first.schema, broken()), ["customerID"], 5,
-                      incremental=incremental, newest="_ingested_at")
+        store.publish(
+            TABLE,
+            pa.RecordBatchReader.from_batches(first.schema, broken()),
+            ["customerID"],
+            5,
+            incremental=incremental,
+            newest="_ingested_at",
+        )
     assert store.published_version(TABLE) == 4
     assert store.lookup(TABLE, ["customerID"], [("A",)], ["tenure"]) == {("A",): {"tenure": 1.0}}
-    names = [r[0] for r in store._query(
-        "SELECT name FROM sqlite_master WHERE type = 'table'" if isinstance(store, SqliteOnlineStore)
-        else "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()", [])]
+    names = [
+        r[0]
+        for r in store._query(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            if isinstance(store, SqliteOnlineStore)
+            else "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()",
+            [],
+        )
+    ]
     assert "ml__fs__customer_features" in names and not [n for n in names if n.endswith("__staging")]
-
 
 
 def test_times_are_stored_as_fixed_width_utc_text_row_by_row(store):
     """Each row's time as ISO-8601 text in UTC (fixed width, so text order is time order), repeated
     times and missing ones included (times are formatted once per distinct value)."""
-    times = pd.DataFrame({
-        "customerID": ["A", "B", "C", "D"],
-        "_ingested_at": pd.to_datetime(["2026-01-01 00:00:00", "2026-01-01 00:00:00", None,
-                                        "2026-03-04 13:05:09.750"], format="ISO8601").tz_localize("Europe/Paris"),
-        "tenure": [1.0, 2.0, 3.0, 4.0],
-    })
+    times = pd.DataFrame(
+        {
+            "customerID": ["A", "B", "C", "D"],
+            "_ingested_at": pd.to_datetime(
+                ["2026-01-01 00:00:00", "2026-01-01 00:00:00", None, "2026-03-04 13:05:09.750"],
+                format="ISO8601",
+            ).tz_localize("Europe/Paris"),
+            "tenure": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
     store.publish(TABLE, times, ["customerID"], delta_version=1)
     with store._transaction(store._connection()) as cur:
-        cur.execute('SELECT "customerID", "_ingested_at" FROM "ml__fs__customer_features" ORDER BY "customerID"')
+        cur.execute(
+            'SELECT "customerID", "_ingested_at" FROM "ml__fs__customer_features" ORDER BY "customerID"'
+        )
         stored = cur.fetchall()
-    assert [tuple(row) for row in stored] == [("A", "2025-12-31T23:00:00.000000Z"), ("B", "2025-12-31T23:00:00.000000Z"),
-                                              ("C", None), ("D", "2026-03-04T12:05:09.750000Z")]
+    assert [tuple(row) for row in stored] == [
+        ("A", "2025-12-31T23:00:00.000000Z"),
+        ("B", "2025-12-31T23:00:00.000000Z"),
+        ("C", None),
+        ("D", "2026-03-04T12:05:09.750000Z"),
+    ]

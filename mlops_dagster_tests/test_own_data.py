@@ -51,7 +51,9 @@ def test_another_dataset_runs_end_to_end_by_configuration_alone(tmp_path):
         assert not [k for k in keys if "churn" in k or "customers" in k]
         schema = Path(project.lakehouse.location(project.table("x"))).parent
         tables = [p.name for p in schema.iterdir()]
-        assert "cancellation_training_set" in tables and not [t for t in tables if "churn" in t or "customers" in t]
+        assert "cancellation_training_set" in tables and not [
+            t for t in tables if "churn" in t or "customers" in t
+        ]
 
 
 def test_another_teams_files_in_other_formats_by_configuration_alone(tmp_path):
@@ -61,12 +63,22 @@ def test_another_teams_files_in_other_formats_by_configuration_alone(tmp_path):
     import gzip
     import json
 
-    formats = {**SUBSCRIBERS, "dataset": {**SUBSCRIBERS["dataset"], "file_pattern": "subs_*",
-                                          "csv": {"delimiter": ";", "encoding": "latin-1"}}}
+    formats = {
+        **SUBSCRIBERS,
+        "dataset": {
+            **SUBSCRIBERS["dataset"],
+            "file_pattern": "subs_*",
+            "csv": {"delimiter": ";", "encoding": "latin-1"},
+        },
+    }
     with project_at(tmp_path / "formats", overrides=formats) as project:
         landing = Path(project.settings.landing_path)
         landing.mkdir(parents=True)
-        csv_rows, parquet_rows, json_rows = subscribers(200, seed=1), subscribers(200, seed=2), subscribers(200, seed=3)
+        csv_rows, parquet_rows, json_rows = (
+            subscribers(200, seed=1),
+            subscribers(200, seed=2),
+            subscribers(200, seed=3),
+        )
         csv_rows.loc[0, "subscriber_id"] = "Søren-1"
         csv_rows.to_csv(landing / "subs_a.csv", sep=";", encoding="latin-1", index=False)
         parquet_rows = parquet_rows.astype({"months": str})
@@ -83,8 +95,13 @@ def test_another_teams_files_in_other_formats_by_configuration_alone(tmp_path):
         raw = project.lakehouse.read(project.table("raw_subscribers"))
         assert len(raw) == 600 - 2 and "Søren-1" in set(raw["subscriber_id"])
         assert raw.groupby(raw["_source_file"].str.rsplit("/", n=1).str[-1]).size().to_dict() == {
-            "subs_a.csv": 200, "subs_b.parquet": 199, "subs_c.jsonl.gz": 199}
-        quarantine = project.lakehouse.read(project.table("raw_subscribers_quarantine")).sort_values("source_file")
+            "subs_a.csv": 200,
+            "subs_b.parquet": 199,
+            "subs_c.jsonl.gz": 199,
+        }
+        quarantine = project.lakehouse.read(project.table("raw_subscribers_quarantine")).sort_values(
+            "source_file"
+        )
         assert quarantine["line_number"].tolist() == [8, 4]
         assert quarantine["reason"].iloc[0] == "months: 'seven' is not a number"
         assert quarantine["reason"].iloc[1].startswith("line is not valid JSON")

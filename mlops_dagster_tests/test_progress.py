@@ -38,6 +38,7 @@ def _slow(batches):
 def test_a_steps_progress_shows_only_the_spark_jobs_of_its_own_thread(spark):
     """Steps run at once in threads sharing one SparkSession: a step's progress line names the stage
     of its own job, not that of the job another step's thread is running at the same time."""
+
     def slow_job():
         spark.range(1, numPartitions=1).mapInArrow(_slow, "id long").collect()
 
@@ -58,7 +59,9 @@ def test_a_steps_progress_shows_only_the_spark_jobs_of_its_own_thread(spark):
     other.join()
     assert len(seen["active"]) == 2, seen  # both jobs were running when the line was made
     assert str(seen["line"]).count("Spark stage") == 1, seen
-    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None  # the group ended with the Progress
+    assert (
+        spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None
+    )  # the group ended with the Progress
 
 
 def test_a_terminated_runs_step_stops_at_its_next_batch_and_other_threads_go_on():

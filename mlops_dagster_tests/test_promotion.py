@@ -22,10 +22,16 @@ def project(tmp_path_factory):
 
 
 def test_a_challenger_that_passes_thresholds_but_is_worse_stays_challenger(project):
-    weak = project.rebuild({
-        "training": {"model": {"class": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 1}}},
-        "validation": {"thresholds": {"roc_auc": {"min": 0.5}, "f1": {"min": 0.0}, "log_loss": {"max": 1.0}}},
-    })
+    weak = project.rebuild(
+        {
+            "training": {
+                "model": {"class": "sklearn.tree.DecisionTreeClassifier", "params": {"max_depth": 1}}
+            },
+            "validation": {
+                "thresholds": {"roc_auc": {"min": 0.5}, "f1": {"min": 0.0}, "log_loss": {"max": 1.0}}
+            },
+        }
+    )
     result = weak.run("training_job", selection=TRAIN_AND_REGISTER)
     assert result.success, weak.failures(result)
     assert str(project.registry.by_alias("challenger").version) == "2"
@@ -40,8 +46,9 @@ def test_a_challenger_that_passes_thresholds_but_is_worse_stays_challenger(proje
 
 
 def test_a_challenger_that_fails_validation_is_blocked_before_promotion(project):
-    dummy = project.rebuild({"training": {"model": {"class": "sklearn.dummy.DummyClassifier",
-                                                    "params": {"strategy": "prior"}}}})
+    dummy = project.rebuild(
+        {"training": {"model": {"class": "sklearn.dummy.DummyClassifier", "params": {"strategy": "prior"}}}}
+    )
     result = dummy.run("training_job", selection=TRAIN_AND_REGISTER)
     challenger = project.registry.by_alias("challenger")
     assert str(challenger.version) == "3"
@@ -50,7 +57,9 @@ def test_a_challenger_that_fails_validation_is_blocked_before_promotion(project)
     assert str(project.registry.by_alias("champion").version) == "1"
     # The blocking check stopped the run before the champion step.
     assert not result.success
-    promotion_steps = [e for e in result.all_events if e.step_key == "champion_model_version" and e.is_step_success]
+    promotion_steps = [
+        e for e in result.all_events if e.step_key == "champion_model_version" and e.is_step_success
+    ]
     assert promotion_steps == []
     [check] = project.check_evaluations(result)
     assert check.check_name == "passes_validation" and not check.passed
@@ -72,8 +81,16 @@ def test_beyond_max_rows_a_challenger_learns_from_a_bounded_sample_and_says_so(p
     model = project.metadata("churn_model")
     assert (model["train_rows_used"], model["train_rows_available"]) == (600, 1600)
     assert (model["holdout_rows_used"], model["holdout_rows_available"]) == (150, 400)
-    params = MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri).get_run(model["mlflow_run_id"]).data.params
-    assert (params["train_rows"], params["train_rows_available"], params["max_rows"]) == ("600", "1600", "600")
+    params = (
+        MlflowClient(tracking_uri=project.settings.mlflow.tracking_uri)
+        .get_run(model["mlflow_run_id"])
+        .data.params
+    )
+    assert (params["train_rows"], params["train_rows_available"], params["max_rows"]) == (
+        "600",
+        "1600",
+        "600",
+    )
     assert (params["test_rows"], params["test_rows_available"]) == ("150", "400")
     decision = project.metadata("champion_model_version")
     assert "| previous champion | 1 |" in decision["holdout_metrics"]

@@ -13,23 +13,33 @@ from mlops_dagster.ml.repeated_keys import HASH, repeated_hashes, rows_sharing_k
 
 
 def test_a_tasks_repeated_hashes_are_those_in_more_than_one_row_across_its_batches():
-    batches = [pa.RecordBatch.from_arrays([pa.array(v, pa.int64())], names=[HASH])
-               for v in ([5, -3, 9], [9, 7], [-3, -3, 11])]
+    batches = [
+        pa.RecordBatch.from_arrays([pa.array(v, pa.int64())], names=[HASH])
+        for v in ([5, -3, 9], [9, 7], [-3, -3, 11])
+    ]
     (out,) = list(repeated_hashes(iter(batches)))
     assert sorted(out.column(0).to_pylist()) == [-3, 9]
     (empty,) = list(repeated_hashes(iter([])))
     assert empty.num_rows == 0
 
 
-@pytest.mark.parametrize("grouped_up_to, sent", [(10**9, 0), (0, 1_000_000), (0, 1)],
-                         ids=["keys grouped", "hashes sent to every task", "hashes shuffled"])
+@pytest.mark.parametrize(
+    "grouped_up_to, sent",
+    [(10**9, 0), (0, 1_000_000), (0, 1)],
+    ids=["keys grouped", "hashes sent to every task", "hashes shuffled"],
+)
 def test_every_row_sharing_its_key_is_found_and_no_other(spark, monkeypatch, grouped_up_to, sent):
     monkeypatch.setattr(repeated_keys, "GROUPED_UP_TO", grouped_up_to)
     monkeypatch.setattr(repeated_keys, "_SENT", sent)
     rows = [(f"k{i}", i % 3, i) for i in range(5_000)]
-    rows += [("k17", 17 % 3, 90_001), ("k17", 17 % 3, 90_002), ("k4000", 4000 % 3, 90_003),
-             ("k5", 0, 90_004),  # k5 with another part: not the same key
-             (None, 1, 90_005), (None, 1, 90_006)]  # null keys are equal to each other, as grouping says
+    rows += [
+        ("k17", 17 % 3, 90_001),
+        ("k17", 17 % 3, 90_002),
+        ("k4000", 4000 % 3, 90_003),
+        ("k5", 0, 90_004),  # k5 with another part: not the same key
+        (None, 1, 90_005),
+        (None, 1, 90_006),
+    ]  # null keys are equal to each other, as grouping says
     df = spark.createDataFrame(rows, "key string, part long, line long").repartition(7)
     monkeypatch.setattr(repeated_keys, "ROWS_PER_TASK", 500)  # many tasks: a key's rows meet by hash
 

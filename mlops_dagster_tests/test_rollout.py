@@ -9,15 +9,25 @@ MODEL = "churn_model"
 
 def routes(config):
     versions = {e["name"]: e["entity_version"] for e in config["served_entities"]}
-    return ({versions[r["served_model_name"]]: r["traffic_percentage"] for r in config["traffic_config"]["routes"]},
-            [versions[s["served_model_name"]] for s in config["shadow_routes"]])
+    return (
+        {
+            versions[r["served_model_name"]]: r["traffic_percentage"]
+            for r in config["traffic_config"]["routes"]
+        },
+        [versions[s["served_model_name"]] for s in config["shadow_routes"]],
+    )
 
 
 def test_a_new_endpoint_serves_the_champion():
     [step] = plan("blue_green", MODEL, "1", None, None)
     assert routes(step) == ({"1": 100}, [])
-    assert step["served_entities"][0] == {"name": "churn_model-1", "entity_name": MODEL, "entity_version": "1",
-                                          "workload_size": "Small", "scale_to_zero_enabled": False}
+    assert step["served_entities"][0] == {
+        "name": "churn_model-1",
+        "entity_name": MODEL,
+        "entity_version": "1",
+        "workload_size": "Small",
+        "scale_to_zero_enabled": False,
+    }
 
 
 def test_nothing_to_do_when_the_endpoint_already_serves_the_target():

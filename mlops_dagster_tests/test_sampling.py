@@ -17,11 +17,13 @@ KEY, LABEL = "customerID", "label"
 def labelled(rows: int, seed: int = 0, positive_rate: float = 0.27) -> pd.DataFrame:
     """Key first (as the training set is), a feature, and an imbalanced label."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        KEY: [f"{i:05d}-C" for i in range(rows)],
-        "x": rng.normal(size=rows),
-        LABEL: (rng.random(rows) < positive_rate).astype(int),
-    })
+    return pd.DataFrame(
+        {
+            KEY: [f"{i:05d}-C" for i in range(rows)],
+            "x": rng.normal(size=rows),
+            LABEL: (rng.random(rows) < positive_rate).astype(int),
+        }
+    )
 
 
 FRAME = labelled(2000, seed=4, positive_rate=0.2)
@@ -43,12 +45,17 @@ def split_of(df, *, key=KEY, label=LABEL, test_size=0.2, seed=7, **kwargs) -> pd
 
 
 def keys_in_test(split: pd.DataFrame, key=KEY) -> set:
-    return set(split.loc[split[SPLIT] == "test", key].itertuples(index=False, name=None)
-               if isinstance(key, list) else split.loc[split[SPLIT] == "test", key])
+    return set(
+        split.loc[split[SPLIT] == "test", key].itertuples(index=False, name=None)
+        if isinstance(key, list)
+        else split.loc[split[SPLIT] == "test", key]
+    )
 
 
 def within_one_row_of_the_share(counts: pd.Series, sizes: pd.Series, share: float) -> bool:
-    return all(math.floor(share * sizes[c]) <= counts.get(c, 0) <= math.ceil(share * sizes[c]) for c in sizes.index)
+    return all(
+        math.floor(share * sizes[c]) <= counts.get(c, 0) <= math.ceil(share * sizes[c]) for c in sizes.index
+    )
 
 
 # --- stratified_split ----------------------------------------------------------------------------
@@ -121,7 +128,9 @@ def test_split_on_a_composite_key(spark):
     a, b = split_of(df, key=key, seed=5), split_of(df.repartition(5), key=key, seed=5)
     assert keys_in_test(a, key) == keys_in_test(b, key)
     assert len(keys_in_test(a, key)) == 300
-    assert within_one_row_of_the_share(a.loc[a[SPLIT] == "test", LABEL].value_counts(), a[LABEL].value_counts(), 0.2)
+    assert within_one_row_of_the_share(
+        a.loc[a[SPLIT] == "test", LABEL].value_counts(), a[LABEL].value_counts(), 0.2
+    )
     with pytest.raises(ValueError, match=r"duplicated \['region', 'number'\] values"):
         stratified_split(df.union(df.limit(1)), key, LABEL, 0.2, 5)
 

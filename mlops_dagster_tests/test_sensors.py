@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import os
 import time
-
-import pytest
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, DefaultSensorStatus, build_sensor_context
 
-from mlops_dagster.automation.retraining import decay_sensor, drift_sensor
 from mlops_dagster.automation.file_arrival import file_arrival_sensor, outcome_file_sensor
+from mlops_dagster.automation.retraining import decay_sensor, drift_sensor
 from mlops_dagster.definitions import build_definitions
 from mlops_dagster.jobs.lifecycle import build_jobs
 from mlops_dagster.resources.landing import LocalLandingVolume
@@ -25,8 +24,16 @@ STOPPED = DefaultSensorStatus.STOPPED
 
 def _settings(local_root, tmp_path, stable_seconds=0, cooldown_minutes=60):
     extra = tmp_path / "automation.yaml"
-    extra.write_text(json.dumps({"automation": {"file_sensor": {"stable_seconds": stable_seconds},
-                                                "drift_sensor": {"cooldown_minutes": cooldown_minutes}}}))
+    extra.write_text(
+        json.dumps(
+            {
+                "automation": {
+                    "file_sensor": {"stable_seconds": stable_seconds},
+                    "drift_sensor": {"cooldown_minutes": cooldown_minutes},
+                }
+            }
+        )
+    )
     return load_settings("local", extra_file=extra)
 
 
@@ -37,8 +44,11 @@ def instance():
 
 
 def _tick(sensor, instance, cursor):
-    result = sensor.evaluate_tick(build_sensor_context(instance=instance, cursor=cursor,
-                                                       resources={"landing_volume": LocalLandingVolume()}))
+    result = sensor.evaluate_tick(
+        build_sensor_context(
+            instance=instance, cursor=cursor, resources={"landing_volume": LocalLandingVolume()}
+        )
+    )
     return result.run_requests or [], result.skip_message, result.cursor
 
 
@@ -70,7 +80,9 @@ def test_new_file_triggers_exactly_one_run_and_is_not_seen_again(local_root, tmp
     assert requests == []
 
 
-def test_an_outcome_file_starts_one_monitoring_run_and_the_dataset_sensor_ignores_it(local_root, tmp_path, instance):
+def test_an_outcome_file_starts_one_monitoring_run_and_the_dataset_sensor_ignores_it(
+    local_root, tmp_path, instance
+):
     settings = _settings(local_root, tmp_path)
     monitoring = build_jobs(settings).monitoring
     outcomes = outcome_file_sensor(settings, monitoring, STOPPED)
@@ -81,7 +93,9 @@ def test_an_outcome_file_starts_one_monitoring_run_and_the_dataset_sensor_ignore
     _, skip, cursor = _tick(outcomes, instance, None)
     assert "waiting for 1 file" in skip
     [request], _, _ = _tick(outcomes, instance, cursor)
-    assert request.run_config == {"ops": {"churn__ingest_churn_ground_truth": {"config": {"files": [str(path.resolve())]}}}}
+    assert request.run_config == {
+        "ops": {"churn__ingest_churn_ground_truth": {"config": {"files": [str(path.resolve())]}}}
+    }
     assert outcomes.job_name == "churn_monitoring_job"
     requests, skip, _ = _tick(dataset, instance, None)
     assert requests == [] and "no new files" in skip
@@ -128,7 +142,11 @@ def test_several_files_give_one_run_each_and_removed_files_leave_the_cursor(loca
         _write(landing / name, "customerID\n1\n")
     _, _, cursor = _tick(sensor, instance, None)
     requests, _, cursor = _tick(sensor, instance, cursor)
-    assert sorted(r.tags["mlops/landing_file"].rsplit("/", 1)[-1] for r in requests) == ["a.csv", "b.csv", "c.csv"]
+    assert sorted(r.tags["mlops/landing_file"].rsplit("/", 1)[-1] for r in requests) == [
+        "a.csv",
+        "b.csv",
+        "c.csv",
+    ]
     assert len({r.run_key for r in requests}) == 3
     (landing / "b.csv").unlink()
     _, _, cursor = _tick(sensor, instance, cursor)
@@ -136,12 +154,18 @@ def test_several_files_give_one_run_each_and_removed_files_leave_the_cursor(loca
 
 
 def _report(instance, drifted: bool, share: float):
-    instance.report_runless_asset_event(AssetMaterialization(
-        AssetKey(["churn", "churn_drift_report"]), metadata={"dataset_drift": drifted, "drift_share": share}))
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            AssetKey(["churn", "churn_drift_report"]),
+            metadata={"dataset_drift": drifted, "drift_share": share},
+        )
+    )
 
 
 def _ingestion(instance, rows_loaded: int):
-    instance.report_runless_asset_event(AssetMaterialization(AssetKey(["churn", "raw_customers"]), metadata={"rows_loaded": rows_loaded}))
+    instance.report_runless_asset_event(
+        AssetMaterialization(AssetKey(["churn", "raw_customers"]), metadata={"rows_loaded": rows_loaded})
+    )
 
 
 def test_drift_sensor_acts_on_drift_once_per_report(local_root, tmp_path, instance):
@@ -178,24 +202,35 @@ def test_drift_sensor_respects_its_cool_down(local_root, tmp_path, instance):
     assert request.tags["mlops/drift_share"] == "0.800"
 
 
-def test_drift_sensor_skips_when_a_model_already_learned_from_the_drifted_data(local_root, tmp_path, instance):
+def test_drift_sensor_skips_when_a_model_already_learned_from_the_drifted_data(
+    local_root, tmp_path, instance
+):
     sensor = drift_sensor(_settings(local_root, tmp_path, cooldown_minutes=0), LIFECYCLE, STOPPED)
     _ingestion(instance, 800)
-    instance.report_runless_asset_event(AssetMaterialization(AssetKey(["churn", "churn_model"])))  # the file-arrival run retrained
+    instance.report_runless_asset_event(
+        AssetMaterialization(AssetKey(["churn", "churn_model"]))
+    )  # the file-arrival run retrained
     _report(instance, drifted=True, share=0.7)
     requests, skip, _ = _tick(sensor, instance, None)
     assert requests == [] and "already trained after the newest data arrived" in skip
 
 
 def _performance(instance, decayed: bool | None, auc: float = 0.70):
-    judged = {} if decayed is None else {"decayed": decayed, "champion_roc_auc": auc, "validated_roc_auc": 0.84,
-                                         "champion_version": "3"}
-    instance.report_runless_asset_event(AssetMaterialization(
-        AssetKey(["churn", "churn_model_performance"]), metadata={"judged": decayed is not None, **judged}))
+    judged = (
+        {}
+        if decayed is None
+        else {"decayed": decayed, "champion_roc_auc": auc, "validated_roc_auc": 0.84, "champion_version": "3"}
+    )
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            AssetKey(["churn", "churn_model_performance"]), metadata={"judged": decayed is not None, **judged}
+        )
+    )
 
 
-def test_decay_sensor_retrains_once_per_decay_and_not_after_a_model_learned_from_the_outcomes(local_root, tmp_path,
-                                                                                              instance):
+def test_decay_sensor_retrains_once_per_decay_and_not_after_a_model_learned_from_the_outcomes(
+    local_root, tmp_path, instance
+):
     sensor = decay_sensor(_settings(local_root, tmp_path, cooldown_minutes=0), LIFECYCLE, STOPPED)
     _, skip, cursor = _tick(sensor, instance, None)
     assert skip == "no performance report yet"
@@ -204,8 +239,12 @@ def test_decay_sensor_retrains_once_per_decay_and_not_after_a_model_learned_from
     assert skip == "latest report: no decay (the champion was not judged)"
     # Figures on outcomes but no validation figure to compare them with (a version registered without
     # metric tags): not judged, and the sensor does not fail.
-    instance.report_runless_asset_event(AssetMaterialization(
-        AssetKey(["churn", "churn_model_performance"]), metadata={"judged": False, "champion_roc_auc": 0.7}))
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            AssetKey(["churn", "churn_model_performance"]),
+            metadata={"judged": False, "champion_roc_auc": 0.7},
+        )
+    )
     _, skip, cursor = _tick(sensor, instance, cursor)
     assert skip == "latest report: no decay (the champion was not judged)"
     outcomes = AssetKey(["churn", "churn_ground_truth"])
@@ -213,7 +252,9 @@ def test_decay_sensor_retrains_once_per_decay_and_not_after_a_model_learned_from
     _performance(instance, True)
     [request], _, cursor = _tick(sensor, instance, cursor)
     assert request.tags["mlops/trigger"] == "decay" and request.tags["mlops/decay_model_version"] == "3"
-    assert request.tags["mlops/decay_measured"] == "0.7000" and request.tags["mlops/decay_validated"] == "0.8400"
+    assert (
+        request.tags["mlops/decay_measured"] == "0.7000" and request.tags["mlops/decay_validated"] == "0.8400"
+    )
     requests, skip, _ = _tick(sensor, instance, cursor)
     assert requests == [] and "already handled" in skip
 
@@ -229,13 +270,24 @@ def test_default_status_follows_the_target(local_root):
     demos = ("churn", "house_prices")  # each use case has its own sensors and schedules
     statuses = {s.name: s.default_status.value for s in local.sensor_defs}
     assert statuses == {
-        **{f"{u}_{s}": "STOPPED" for u in demos
-           for s in ("landing_file_sensor", "outcome_file_sensor", "drift_retraining_sensor", "decay_retraining_sensor",
-                     "follow_new_champion")},
-        "lifecycle_failure_sensor": "RUNNING", "cost_sensor": "STOPPED"}
+        **{
+            f"{u}_{s}": "STOPPED"
+            for u in demos
+            for s in (
+                "landing_file_sensor",
+                "outcome_file_sensor",
+                "drift_retraining_sensor",
+                "decay_retraining_sensor",
+                "follow_new_champion",
+            )
+        },
+        "lifecycle_failure_sensor": "RUNNING",
+        "cost_sensor": "STOPPED",
+    }
     crons = {"training": "0 3 * * *", "batch_inference": "0 * * * *", "monitoring": "30 4 * * *"}
     assert {s.name: (s.default_status.value, s.cron_schedule) for s in local.schedule_defs} == {
-        f"{u}_{kind}_schedule": ("STOPPED", cron) for u in demos for kind, cron in crons.items()}
+        f"{u}_{kind}_schedule": ("STOPPED", cron) for u in demos for kind, cron in crons.items()
+    }
     assert load_settings("prod").automation.default_status == "running"
     prod = build_definitions(load_project("prod")).get_repository_def()
     assert {s.default_status.value for s in [*prod.sensor_defs, *prod.schedule_defs]} == {"RUNNING"}

@@ -5,7 +5,7 @@ never allowed to fail the report."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -16,8 +16,12 @@ from mlops_dagster.settings import load_settings
 
 def _capture(request: dict | str, status: int = 200, age_minutes: int = 1) -> dict:
     body = request if isinstance(request, str) else json.dumps(request)
-    return {"request": body, "status_code": status, "mirrored": False,
-            "request_time": datetime.now(timezone.utc) - timedelta(minutes=age_minutes)}
+    return {
+        "request": body,
+        "status_code": status,
+        "mirrored": False,
+        "request_time": datetime.now(UTC) - timedelta(minutes=age_minutes),
+    }
 
 
 def test_requests_refused_today_are_left_out_and_counted(local_root, spark):
@@ -31,7 +35,7 @@ def test_requests_refused_today_are_left_out_and_counted(local_root, spark):
         _capture({"dataframe_records": [good, good]}),
         # Scored by an older gateway: today an infinity is refused, naming the column.
         _capture(json.dumps({"dataframe_records": [infinite]}).replace('"__INF__"', "Infinity")),
-        _capture({"dataframe_records": [good]}, status=400),          # refused when it came: not answered
+        _capture({"dataframe_records": [good]}, status=400),  # refused when it came: not answered
         _capture({"dataframe_records": [good]}, age_minutes=60 * 24 * 30),  # outside the window
     ]
     lakehouse.write(settings.inference_table(), pd.DataFrame(rows), "overwrite")

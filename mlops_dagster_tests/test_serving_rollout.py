@@ -27,9 +27,14 @@ WEAK_BUT_VALID = {
 
 
 def _served(project) -> dict[str, int]:
-    state = project.registry and _workspace(project).api_client.do("GET", "/api/2.0/serving-endpoints/churn-endpoint")
+    state = project.registry and _workspace(project).api_client.do(
+        "GET", "/api/2.0/serving-endpoints/churn-endpoint"
+    )
     versions = {e["name"]: e["entity_version"] for e in state["config"]["served_entities"]}
-    routes = {versions[r["served_model_name"]]: r["traffic_percentage"] for r in state["config"]["traffic_config"]["routes"]}
+    routes = {
+        versions[r["served_model_name"]]: r["traffic_percentage"]
+        for r in state["config"]["traffic_config"]["routes"]
+    }
     shadows = [versions[s["served_model_name"]] for s in state["config"].get("shadow_routes") or []]
     return {"routes": routes, "shadows": shadows}
 
@@ -37,7 +42,9 @@ def _served(project) -> dict[str, int]:
 def _workspace(project) -> WorkspaceClient:
     """databricks-sdk on the project's gateway, with a query token as a user would get one."""
     port = project.settings.serving.port
-    return WorkspaceClient(host=f"http://127.0.0.1:{port}", token=gateway_token(project.settings), auth_type="pat")
+    return WorkspaceClient(
+        host=f"http://127.0.0.1:{port}", token=gateway_token(project.settings), auth_type="pat"
+    )
 
 
 def _records(project, n=5) -> list[dict]:
@@ -64,9 +71,18 @@ def _another_home_is_refused(project, other_root):
 def test_rollouts_on_the_local_gateway(tmp_path):
     with project_at(tmp_path / "serving") as project:
         project.land(1500, seed=42)
-        result = project.run("lifecycle_job", selection=[
-            "raw_customers", "raw_customers_quarantine", "churn_features", "churn_labels", "churn_training_set",
-            *TRAIN, *ENDPOINT])
+        result = project.run(
+            "lifecycle_job",
+            selection=[
+                "raw_customers",
+                "raw_customers_quarantine",
+                "churn_features",
+                "churn_labels",
+                "churn_training_set",
+                *TRAIN,
+                *ENDPOINT,
+            ],
+        )
         assert result.success, project.failures(result)
         meta = project.metadata("churn_endpoint")
         assert meta["state"] == "READY" and meta["traffic"] == "v1 100%"
@@ -81,8 +97,12 @@ def test_rollouts_on_the_local_gateway(tmp_path):
         assert promote.run("training_job", selection=TRAIN + ENDPOINT).success
         assert project.metadata("churn_endpoint")["rollout_steps"] == 3
         assert _served(project) == {"routes": {"2": 100}, "shadows": []}
-        assert sdk.serving_endpoints.query("churn-endpoint", dataframe_records=_records(project)).served_model_name \
+        assert (
+            sdk.serving_endpoints.query(
+                "churn-endpoint", dataframe_records=_records(project)
+            ).served_model_name
             == "churn_model-2"
+        )
 
         # Canary: a validated challenger that lost takes 10 %.
         weak = project.rebuild({**WEAK_BUT_VALID, "serving": {"strategy": "canary", "canary_percent": 10}})
@@ -90,8 +110,12 @@ def test_rollouts_on_the_local_gateway(tmp_path):
         assert result.success, weak.failures(result)
         assert str(project.registry.by_alias("champion").version) == "2"
         assert _served(project) == {"routes": {"2": 90, "3": 10}, "shadows": []}
-        names = [sdk.serving_endpoints.query("churn-endpoint", dataframe_records=_records(project, 1)).served_model_name
-                 for _ in range(60)]
+        names = [
+            sdk.serving_endpoints.query(
+                "churn-endpoint", dataframe_records=_records(project, 1)
+            ).served_model_name
+            for _ in range(60)
+        ]
         assert 1 <= names.count("churn_model-3") <= 20 and names.count("churn_model-2") >= 40
 
         # Shadow: the challenger sees every request, answers none.
@@ -99,8 +123,12 @@ def test_rollouts_on_the_local_gateway(tmp_path):
         assert shadow.run("training_job", selection=ENDPOINT).success
         assert _served(project) == {"routes": {"2": 100, "3": 0}, "shadows": ["3"]}
         for _ in range(10):
-            assert sdk.serving_endpoints.query("churn-endpoint", dataframe_records=_records(project, 2)) \
-                .served_model_name == "churn_model-2"
+            assert (
+                sdk.serving_endpoints.query(
+                    "churn-endpoint", dataframe_records=_records(project, 2)
+                ).served_model_name
+                == "churn_model-2"
+            )
 
         # A new champion whose artifacts are gone: the rollout fails, the endpoint keeps serving.
         assert promote.run("training_job", selection=TRAIN).success
@@ -113,8 +141,12 @@ def test_rollouts_on_the_local_gateway(tmp_path):
         [failure] = project.failures(result)
         assert "rollout step 1/3" in failure and "could not load churn_model version 4" in failure
         assert "still serves: v2 100%, v3 0%, v3 (shadow)" in failure
-        assert sdk.serving_endpoints.query("churn-endpoint", dataframe_records=_records(project, 1)).served_model_name \
+        assert (
+            sdk.serving_endpoints.query(
+                "churn-endpoint", dataframe_records=_records(project, 1)
+            ).served_model_name
             == "churn_model-2"
+        )
         audit = project.lakehouse.read(project.table("audit_log"))
         assert (audit["action"] == "deployed").sum() == 4
         [failed] = audit.loc[audit["action"] == "deploy_failed", "details"]
@@ -145,8 +177,10 @@ def test_rollouts_on_the_local_gateway(tmp_path):
 def test_port_zero_gives_each_home_its_own_gateway_on_a_free_port(tmp_path):
     from mlops_dagster.serving.server import is_up
 
-    with project_at(tmp_path / "a", {"serving": {"port": 0}}) as a, \
-            project_at(tmp_path / "b", {"serving": {"port": 0}}) as b:
+    with (
+        project_at(tmp_path / "a", {"serving": {"port": 0}}) as a,
+        project_at(tmp_path / "b", {"serving": {"port": 0}}) as b,
+    ):
         first, second = a.defs.resources["serving"], b.defs.resources["serving"]
         assert first.url is None and first.describe("churn-endpoint") is None  # nothing started yet
         first._workspace()  # what rolling out an endpoint does first
@@ -154,8 +188,9 @@ def test_port_zero_gives_each_home_its_own_gateway_on_a_free_port(tmp_path):
         urls = [first.url, second.url]
         assert None not in urls and urls[0] != urls[1] and all(is_up(u) for u in urls)
         for project, serving in ((a, first), (b, second)):
-            health = WorkspaceClient(host=serving.url, token="probe-needs-none", auth_type="pat").api_client.do(
-                "GET", "/health")
+            health = WorkspaceClient(
+                host=serving.url, token="probe-needs-none", auth_type="pat"
+            ).api_client.do("GET", "/health")
             assert health["state_dir"] == str((project.root / "serving").resolve())
             assert serving.describe("churn-endpoint") is None  # its own, empty gateway: no such endpoint
         first._workspace()

@@ -6,7 +6,7 @@ nowhere: not in logs, events, metadata or any file the runs wrote."""
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,12 +17,24 @@ from .support.subscribers import SUBSCRIBERS, subscribers
 pytestmark = pytest.mark.integration
 
 INGESTION = ["raw_subscribers", "raw_subscribers_quarantine"]
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def _config(schema: str, **source) -> dict:
-    return {"name": "cancellation", **SUBSCRIBERS, "dataset": {**SUBSCRIBERS["dataset"], "source": {
-        "kind": "postgres", "table": f"{schema}.subscribers", "watermark": "updated_at", "batch_rows": 64, **source}}}
+    return {
+        "name": "cancellation",
+        **SUBSCRIBERS,
+        "dataset": {
+            **SUBSCRIBERS["dataset"],
+            "source": {
+                "kind": "postgres",
+                "table": f"{schema}.subscribers",
+                "watermark": "updated_at",
+                "batch_rows": 64,
+                **source,
+            },
+        },
+    }
 
 
 def _insert(conn, schema: str, frame, first_second: int) -> datetime:
@@ -31,8 +43,11 @@ def _insert(conn, schema: str, frame, first_second: int) -> datetime:
     with conn.cursor() as cur:
         cur.executemany(
             f"INSERT INTO {schema}.subscribers VALUES (%s, %s, %s, %s, %s, %s)",
-            [(r.subscriber_id, r.plan, r.months, None if r.spend != r.spend else r.spend, r.cancelled, t)
-             for r, t in zip(frame.itertuples(), times)])
+            [
+                (r.subscriber_id, r.plan, r.months, None if r.spend != r.spend else r.spend, r.cancelled, t)
+                for r, t in zip(frame.itertuples(), times)
+            ],
+        )
     return times[-1]
 
 
@@ -45,8 +60,10 @@ def crm(postgres_dsn, monkeypatch):
     monkeypatch.setenv("MLOPS_SOURCE_DSN", postgres_dsn)
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-        conn.execute(f"CREATE TABLE {schema}.subscribers (subscriber_id text PRIMARY KEY, plan text, "
-                     "months double precision, spend numeric(10, 2), cancelled text, updated_at timestamptz NOT NULL)")
+        conn.execute(
+            f"CREATE TABLE {schema}.subscribers (subscriber_id text PRIMARY KEY, plan text, "
+            "months double precision, spend numeric(10, 2), cancelled text, updated_at timestamptz NOT NULL)"
+        )
         yield schema, conn
 
 
@@ -77,8 +94,10 @@ def test_a_postgres_table_is_read_past_its_watermark_in_batches(tmp_path, crm, p
         # 20 new rows and one changed row, later than the watermark: only they are read.
         _insert(conn, schema, subscribers(20, seed=2), 1000)
         changed_at = START + timedelta(seconds=2000)
-        conn.execute(f"UPDATE {schema}.subscribers SET spend = 999, updated_at = %s WHERE subscriber_id = %s",
-                     (changed_at, first["subscriber_id"][0]))
+        conn.execute(
+            f"UPDATE {schema}.subscribers SET spend = 999, updated_at = %s WHERE subscriber_id = %s",
+            (changed_at, first["subscriber_id"][0]),
+        )
         read = _ingest(project)
         assert (read["read"], read["rows_loaded"]) == (f"rows with updated_at > {last.isoformat()}", 21)
         assert read["previous_watermark"] == last.isoformat() and read["watermark"] == changed_at.isoformat()
@@ -93,7 +112,9 @@ def test_a_postgres_table_is_read_past_its_watermark_in_batches(tmp_path, crm, p
         _assert_nowhere(project, password)
 
 
-def test_a_broken_postgres_source_fails_naming_it_and_never_shows_the_dsn(tmp_path, crm, postgres_dsn, monkeypatch):
+def test_a_broken_postgres_source_fails_naming_it_and_never_shows_the_dsn(
+    tmp_path, crm, postgres_dsn, monkeypatch
+):
     import psycopg
 
     schema, conn = crm
@@ -113,10 +134,15 @@ def test_a_broken_postgres_source_fails_naming_it_and_never_shows_the_dsn(tmp_pa
         monkeypatch.delenv("MLOPS_SOURCE_DSN")
         assert "$MLOPS_SOURCE_DSN (dataset.source.dsn_env), which is not set" in failure(project)
 
-        wrong = psycopg.conninfo.make_conninfo(postgres_dsn, password="not-the-password-" + secrets.token_hex(4))
+        wrong = psycopg.conninfo.make_conninfo(
+            postgres_dsn, password="not-the-password-" + secrets.token_hex(4)
+        )
         monkeypatch.setenv("MLOPS_SOURCE_DSN", wrong)
         message = failure(project)
-        assert f"postgres:{schema}.subscribers: cannot connect" in message and "password authentication failed" in message
+        assert (
+            f"postgres:{schema}.subscribers: cannot connect" in message
+            and "password authentication failed" in message
+        )
 
         monkeypatch.setenv("MLOPS_SOURCE_DSN", postgres_dsn)
         missing = project.rebuild(_config(schema, table=f"{schema}.nobody"))
@@ -124,8 +150,10 @@ def test_a_broken_postgres_source_fails_naming_it_and_never_shows_the_dsn(tmp_pa
         no_watermark = project.rebuild(_config(schema, watermark="changed_at"))
         assert 'column "changed_at" does not exist' in failure(no_watermark)
 
-        for secret in (psycopg.conninfo.conninfo_to_dict(postgres_dsn)["password"],
-                       psycopg.conninfo.conninfo_to_dict(wrong)["password"]):
+        for secret in (
+            psycopg.conninfo.conninfo_to_dict(postgres_dsn)["password"],
+            psycopg.conninfo.conninfo_to_dict(wrong)["password"],
+        ):
             _assert_nowhere(project, secret)
 
 

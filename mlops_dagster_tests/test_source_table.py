@@ -19,8 +19,11 @@ INGESTION = ["raw_subscribers", "raw_subscribers_quarantine"]
 
 
 def _config(table) -> dict:
-    return {"name": "cancellation", **SUBSCRIBERS,
-            "dataset": {**SUBSCRIBERS["dataset"], "source": {"kind": "delta", "table": str(table)}}}
+    return {
+        "name": "cancellation",
+        **SUBSCRIBERS,
+        "dataset": {**SUBSCRIBERS["dataset"], "source": {"kind": "delta", "table": str(table)}},
+    }
 
 
 def _ingest(project):
@@ -39,7 +42,11 @@ def test_a_delta_source_is_read_incrementally_and_whole_when_rewritten(tmp_path)
 
         read = _ingest(project)
         assert (read["read"], read["why"], read["source_version"], read["rows_loaded"]) == (
-            "whole table", "first read", 0, 299)
+            "whole table",
+            "first read",
+            0,
+            299,
+        )
         quarantine = project.lakehouse.read(project.table("raw_subscribers_quarantine"))
         [bad] = quarantine.to_dict("records")
         assert bad["reason"] == "months: -1.0 is below the minimum 0"
@@ -51,7 +58,11 @@ def test_a_delta_source_is_read_incrementally_and_whole_when_rewritten(tmp_path)
         write_deltalake(source, more, mode="append")
         read = _ingest(project)
         assert (read["read"], read["source_version"], read["previous_version"], read["rows_loaded"]) == (
-            "changes since version 0", 1, 0, 50)
+            "changes since version 0",
+            1,
+            0,
+            50,
+        )
         assert len(project.lakehouse.read(raw_table)) == 349
 
         # Nothing new: nothing read, the raw table keeps its version.
@@ -62,8 +73,12 @@ def test_a_delta_source_is_read_incrementally_and_whole_when_rewritten(tmp_path)
 
         # An update (merge): the changed row arrives with its new value.
         changed = first.iloc[[0]].assign(spend=999.0)
-        (DeltaTable(str(source)).merge(changed, "t.subscriber_id = s.subscriber_id", "s", "t")
-         .when_matched_update_all().execute())
+        (
+            DeltaTable(str(source))
+            .merge(changed, "t.subscriber_id = s.subscriber_id", "s", "t")
+            .when_matched_update_all()
+            .execute()
+        )
         read = _ingest(project)
         assert read["read"] == "changes since version 1" and read["source_version"] == 2
         raw = project.lakehouse.read(raw_table).set_index("subscriber_id")
@@ -94,8 +109,9 @@ def test_wrong_types_in_the_source_are_quarantined_and_a_broken_source_fails_nam
         raw_version = project.lakehouse.version(project.table("raw_subscribers"))
 
         # A contract column disappears from the source: one clear failure, nothing touched.
-        write_deltalake(source, subscribers(10, seed=5).drop(columns=["plan"]), mode="overwrite",
-                        schema_mode="overwrite")
+        write_deltalake(
+            source, subscribers(10, seed=5).drop(columns=["plan"]), mode="overwrite", schema_mode="overwrite"
+        )
         result = project.run(selection=INGESTION)
         assert not result.success
         [failure] = project.failures(result)
@@ -118,8 +134,9 @@ def test_the_source_table_sensor_asks_for_one_run_per_new_version(tmp_path):
         resources = {"lakehouse": LocalLakehouse(root=str(tmp_path / "unused"))}
 
         def tick(cursor):
-            result = sensor.evaluate_tick(build_sensor_context(instance=project.instance, cursor=cursor,
-                                                               resources=resources))
+            result = sensor.evaluate_tick(
+                build_sensor_context(instance=project.instance, cursor=cursor, resources=resources)
+            )
             return result.run_requests or [], result.skip_message, result.cursor
 
         requests, skipped, cursor = tick(None)

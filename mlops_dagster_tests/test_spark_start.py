@@ -2,12 +2,22 @@
 
 from pathlib import Path
 
-from mlops_dagster.resources.spark_jvm import _C2_LATER, LOG_CONFIG, build_class_archive, class_archive, java_options
+from mlops_dagster.resources.spark_jvm import (
+    _C2_LATER,
+    LOG_CONFIG,
+    build_class_archive,
+    class_archive,
+    java_options,
+)
 
 
 def test_without_an_archive_spark_starts_the_usual_way(tmp_path: Path):
     options = java_options(tmp_path / "missing.jsa")
-    assert options.split() == [f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}", "-XX:+UseParallelGC", *_C2_LATER]
+    assert options.split() == [
+        f"-Dlog4j2.configurationFile={LOG_CONFIG.as_uri()}",
+        "-XX:+UseParallelGC",
+        *_C2_LATER,
+    ]
     assert "SharedArchiveFile" not in options
 
 
@@ -41,7 +51,8 @@ def test_a_local_session_hands_code_to_the_optimizing_compiler_later(spark):
     option Spark dropped would leave HotSpot's defaults)."""
     jvm = spark.sparkContext._jvm
     diagnostics = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
-        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean"))
+        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    )
     for option in _C2_LATER:
         name, value = option.removeprefix("-XX:").split("=")
         assert diagnostics.getVMOption(name).getValue() == value
@@ -75,4 +86,9 @@ def test_idle_python_workers_import_modules_in_the_background_on_local_spark(spa
     assert not thread.is_alive()
     after = spark.range(0, tasks, 1, tasks).mapInArrow(_modules_seen, "pid long, imported boolean").collect()
     assert after and all(row.imported for row in after), after
-    assert SparkResource(spark_config={"spark.master": "spark://cluster:7077"}).import_in_python_workers(("wave",)) is None
+    assert (
+        SparkResource(spark_config={"spark.master": "spark://cluster:7077"}).import_in_python_workers(
+            ("wave",)
+        )
+        is None
+    )

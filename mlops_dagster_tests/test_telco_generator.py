@@ -12,10 +12,27 @@ import pytest
 from mlops_dagster.data.telco import COLUMNS, DEFAULT_ROWS, generate_customers, write_customers_csv
 
 SCHEMA_COLUMNS = [
-    "customerID", "gender", "seniorCitizen", "partner", "dependents", "tenure",
-    "phoneService", "multipleLines", "internetService", "onlineSecurity", "onlineBackup",
-    "deviceProtection", "techSupport", "streamingTV", "streamingMovies", "contract",
-    "paperlessBilling", "paymentMethod", "monthlyCharges", "totalCharges", "churnString",
+    "customerID",
+    "gender",
+    "seniorCitizen",
+    "partner",
+    "dependents",
+    "tenure",
+    "phoneService",
+    "multipleLines",
+    "internetService",
+    "onlineSecurity",
+    "onlineBackup",
+    "deviceProtection",
+    "techSupport",
+    "streamingTV",
+    "streamingMovies",
+    "contract",
+    "paperlessBilling",
+    "paymentMethod",
+    "monthlyCharges",
+    "totalCharges",
+    "churnString",
 ]
 FLOAT_COLUMNS = {"seniorCitizen", "tenure", "monthlyCharges", "totalCharges"}
 YES_NO = {"Yes", "No"}
@@ -36,11 +53,21 @@ ALLOWED = {
     "contract": {"Month-to-month", "One year", "Two year"},
     "paperlessBilling": YES_NO,
     "paymentMethod": {
-        "Electronic check", "Mailed check", "Bank transfer (automatic)", "Credit card (automatic)",
+        "Electronic check",
+        "Mailed check",
+        "Bank transfer (automatic)",
+        "Credit card (automatic)",
     },
     "churnString": YES_NO,
 }
-ADDONS = ["onlineSecurity", "onlineBackup", "deviceProtection", "techSupport", "streamingTV", "streamingMovies"]
+ADDONS = [
+    "onlineSecurity",
+    "onlineBackup",
+    "deviceProtection",
+    "techSupport",
+    "streamingTV",
+    "streamingMovies",
+]
 
 
 @pytest.fixture(scope="module")
@@ -158,13 +185,20 @@ def test_plain_logistic_regression_reaches_a_realistic_roc_auc(customers):
     X["totalCharges"] = X["totalCharges"].fillna(0.0)
     y = (customers["churnString"] == "Yes").astype(int)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
-    model = Pipeline([
-        ("prep", ColumnTransformer([
-            ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
-            ("num", StandardScaler(), numeric),
-        ])),
-        ("clf", LogisticRegression(max_iter=1000)),
-    ]).fit(X_train, y_train)
+    model = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
+                        ("num", StandardScaler(), numeric),
+                    ]
+                ),
+            ),
+            ("clf", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(X_train, y_train)
     auc = roc_auc_score(y_test, model.predict_proba(X_test)[:, 1])
     assert 0.80 <= auc <= 0.88, auc
 
@@ -173,7 +207,9 @@ def test_drifted_world_has_higher_charges_and_more_month_to_month(customers, dri
     assert list(drifted.columns) == COLUMNS
     assert len(drifted) == len(customers)
     assert drifted["monthlyCharges"].mean() - customers["monthlyCharges"].mean() > 10
-    m2m = (drifted["contract"] == "Month-to-month").mean() - (customers["contract"] == "Month-to-month").mean()
+    m2m = (drifted["contract"] == "Month-to-month").mean() - (
+        customers["contract"] == "Month-to-month"
+    ).mean()
     assert m2m > 0.1
     # Still within the contract: allowed values hold in the drifted world too.
     for column, allowed in ALLOWED.items():
@@ -256,7 +292,9 @@ def test_customer_ids_are_unique_across_chunks():
 def test_a_rows_id_depends_only_on_the_seed_and_its_index():
     ids = generate_customers(3_000, seed=7)["customerID"]
     pd.testing.assert_series_equal(generate_customers(3_000, seed=7, chunk_rows=250)["customerID"], ids)
-    pd.testing.assert_series_equal(generate_customers(1_000, seed=7, chunk_rows=333)["customerID"], ids[:1_000])
+    pd.testing.assert_series_equal(
+        generate_customers(1_000, seed=7, chunk_rows=333)["customerID"], ids[:1_000]
+    )
 
 
 def test_a_chunk_does_not_depend_on_the_row_count():

@@ -27,7 +27,14 @@ from mlops_dagster.ml.problem import problem_type
 from mlops_dagster.ml.training import LABEL, build_pipeline, fit, load_estimator_class, skops_trusted_types
 from mlops_dagster.settings import Bound, load_settings
 
-ADDONS = ["onlineSecurity", "onlineBackup", "deviceProtection", "techSupport", "streamingTV", "streamingMovies"]
+ADDONS = [
+    "onlineSecurity",
+    "onlineBackup",
+    "deviceProtection",
+    "techSupport",
+    "streamingTV",
+    "streamingMovies",
+]
 
 
 # --- load_estimator_class / build_pipeline -------------------------------------------------------
@@ -39,9 +46,15 @@ def test_load_estimator_class():
     assert load_estimator_class("sklearn.ensemble.RandomForestClassifier") is RandomForestClassifier
 
 
-@pytest.mark.parametrize("path", [
-    "sklearn.linear_model.NoSuchClassifier", "no_such_package.Model", "LogisticRegression", "",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "sklearn.linear_model.NoSuchClassifier",
+        "no_such_package.Model",
+        "LogisticRegression",
+        "",
+    ],
+)
 def test_load_estimator_class_bad_path(path):
     with pytest.raises(ValueError, match="is not an importable class"):
         load_estimator_class(path)
@@ -58,7 +71,9 @@ def test_a_regression_needs_a_regressor_and_gets_one_in_the_pipeline():
         build_pipeline("sklearn.linear_model.LogisticRegression", {}, ["a"], ["b"], regression)
     pipeline = build_pipeline("sklearn.linear_model.Ridge", {"alpha": 2.0}, ["a"], ["b"], regression)
     assert pipeline.named_steps["regressor"].alpha == 2.0
-    frame = pd.DataFrame({"a": ["x", "y", "x", "y"] * 10, "b": np.arange(40.0), LABEL: np.arange(40.0) * 2 + 1})
+    frame = pd.DataFrame(
+        {"a": ["x", "y", "x", "y"] * 10, "b": np.arange(40.0), LABEL: np.arange(40.0) * 2 + 1}
+    )
     fitted = fit(pipeline, frame, ["a", "b"])
     scores = regression.score(fitted, frame[["a", "b"]])
     assert scores.dtype == float and regression.evaluate(frame[LABEL], scores)["r2"] > 0.99
@@ -68,7 +83,9 @@ def test_regression_metrics_and_plots(tmp_path):
     metrics = evaluate_regression([1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 6.0])
     assert metrics == {"rmse": pytest.approx(1.0), "mae": pytest.approx(0.5), "r2": pytest.approx(1 - 4 / 5)}
     assert list(metrics) == list(REGRESSION_METRICS)
-    paths = problem_type("regression").save_plots([1.0, 2.0, 3.0, 4.0], [1.1, 1.9, 3.2, 3.8], tmp_path / "plots")
+    paths = problem_type("regression").save_plots(
+        [1.0, 2.0, 3.0, 4.0], [1.1, 1.9, 3.2, 3.8], tmp_path / "plots"
+    )
     assert sorted(p.name for p in paths) == ["actual_vs_predicted.png", "residual_vs_predicted.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
 
@@ -88,26 +105,35 @@ def test_build_pipeline_with_bad_params_names_the_class():
 
 
 def test_build_pipeline_passes_params_to_the_classifier():
-    pipeline = build_pipeline("sklearn.linear_model.LogisticRegression", {"C": 0.25, "max_iter": 50}, ["a"], ["b"])
+    pipeline = build_pipeline(
+        "sklearn.linear_model.LogisticRegression", {"C": 0.25, "max_iter": 50}, ["a"], ["b"]
+    )
     classifier = pipeline.named_steps["classifier"]
     assert (classifier.C, classifier.max_iter) == (0.25, 50)
     transformers = {name: cols for name, _, cols in pipeline.named_steps["preprocess"].transformers}
     assert transformers == {"categorical": ["a"], "numerical": ["b"]}
 
 
-
 def test_the_encoded_matrix_stays_sparse_only_for_an_estimator_that_takes_it():
     import scipy.sparse
 
     frame = pd.DataFrame({"a": ["x", "y", "z", "y"] * 10, "b": np.arange(40.0), LABEL: [0, 1] * 20})
-    sparse = fit(build_pipeline("sklearn.linear_model.LogisticRegression", {}, ["a"], ["b"]), frame, ["a", "b"])
+    sparse = fit(
+        build_pipeline("sklearn.linear_model.LogisticRegression", {}, ["a"], ["b"]), frame, ["a", "b"]
+    )
     assert scipy.sparse.issparse(sparse.named_steps["preprocess"].transform(frame[["a", "b"]]))
     regression = problem_type("regression")
     # HistGradientBoosting refuses sparse input: it gets the dense matrix and fits.
-    dense = fit(build_pipeline("sklearn.ensemble.HistGradientBoostingRegressor", {"max_iter": 5}, ["a"], ["b"],
-                               regression), frame, ["a", "b"])
+    dense = fit(
+        build_pipeline(
+            "sklearn.ensemble.HistGradientBoostingRegressor", {"max_iter": 5}, ["a"], ["b"], regression
+        ),
+        frame,
+        ["a", "b"],
+    )
     assert isinstance(dense.named_steps["preprocess"].transform(frame[["a", "b"]]), np.ndarray)
     assert regression.score(dense, frame[["a", "b"]]).shape == (40,)
+
 
 def telco_features(rows: int, seed: int, features) -> pd.DataFrame:
     """The configured features computed in pandas (the asset computes them with Spark)."""
@@ -133,8 +159,11 @@ def trained(tmp_path_factory):
     assert set(fs.derived) == {"totalCharges", "avgMonthlySpend", "numAddonServices"}
     frame = telco_features(7043, 42, fs)
     train, test = train_test_split(frame, test_size=tr.test_size, random_state=tr.seed, stratify=frame[LABEL])
-    pipeline = fit(build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns),
-                   train, fs.columns)
+    pipeline = fit(
+        build_pipeline(tr.model.class_path, tr.model.params, fs.categorical, fs.numeric_columns),
+        train,
+        fs.columns,
+    )
     return pipeline, test, fs.columns
 
 
@@ -162,10 +191,14 @@ def test_skops_trusted_types_only_vouches_for_sklearn_numpy_scipy(trained):
     trusted = skops_trusted_types(pipeline)
     assert all(t.split(".", 1)[0] in {"sklearn", "numpy", "scipy"} for t in trusted)
     reloaded = sio.loads(sio.dumps(pipeline), trusted=trusted)
-    np.testing.assert_array_equal(reloaded.predict_proba(test[columns]), pipeline.predict_proba(test[columns]))
+    np.testing.assert_array_equal(
+        reloaded.predict_proba(test[columns]), pipeline.predict_proba(test[columns])
+    )
 
     X, y = np.arange(20.0).reshape(10, 2), np.array([0, 1] * 5)
-    custom = make_pipeline(FunctionTransformer(np.log1p), FunctionTransformer(_double), LogisticRegression()).fit(X, y)
+    custom = make_pipeline(
+        FunctionTransformer(np.log1p), FunctionTransformer(_double), LogisticRegression()
+    ).fit(X, y)
     untrusted = sio.get_untrusted_types(data=sio.dumps(custom))
     own = f"{__name__}._double"
     assert own in untrusted
@@ -193,7 +226,9 @@ def test_evaluate_on_a_hand_made_example():
     assert scores["f1"] == pytest.approx(2 / 3)
     assert scores["accuracy"] == pytest.approx(4 / 6)
     assert scores["roc_auc"] == pytest.approx(8 / 9)
-    expected_log_loss = -np.mean([np.log(0.9), np.log(0.4), np.log(0.8), np.log(0.4), np.log(0.9), np.log(0.8)])
+    expected_log_loss = -np.mean(
+        [np.log(0.9), np.log(0.4), np.log(0.8), np.log(0.4), np.log(0.9), np.log(0.8)]
+    )
     assert scores["log_loss"] == pytest.approx(expected_log_loss)
     for name, value in scores.items():
         assert value >= 0, name
@@ -207,14 +242,16 @@ def test_evaluate_matches_sklearn():
     p = np.clip(0.3 * y + rng.random(300) * 0.7, 0, 1)
     scores = evaluate(pd.Series(y.astype(bool)), p, threshold=0.6)
     predicted = (p >= 0.6).astype(int)
-    assert scores == pytest.approx({
-        "roc_auc": skm.roc_auc_score(y, p),
-        "f1": skm.f1_score(y, predicted),
-        "precision": skm.precision_score(y, predicted),
-        "recall": skm.recall_score(y, predicted),
-        "log_loss": skm.log_loss(y, p),
-        "accuracy": skm.accuracy_score(y, predicted),
-    })
+    assert scores == pytest.approx(
+        {
+            "roc_auc": skm.roc_auc_score(y, p),
+            "f1": skm.f1_score(y, predicted),
+            "precision": skm.precision_score(y, predicted),
+            "recall": skm.recall_score(y, predicted),
+            "log_loss": skm.log_loss(y, p),
+            "accuracy": skm.accuracy_score(y, predicted),
+        }
+    )
 
 
 def test_evaluate_threshold_and_extreme_probabilities():
@@ -233,8 +270,12 @@ def test_evaluate_threshold_and_extreme_probabilities():
 
 
 def test_check_thresholds_pass_and_fail():
-    thresholds = {"roc_auc": Bound(min=0.75), "f1": Bound(min=0.45), "log_loss": Bound(max=0.55),
-                  "accuracy": Bound(min=0.5, max=0.99)}
+    thresholds = {
+        "roc_auc": Bound(min=0.75),
+        "f1": Bound(min=0.45),
+        "log_loss": Bound(max=0.55),
+        "accuracy": Bound(min=0.5, max=0.99),
+    }
     results = check_thresholds({"roc_auc": 0.8, "f1": 0.40, "log_loss": 0.55, "accuracy": 0.995}, thresholds)
     assert [r.metric for r in results] == ["roc_auc", "f1", "log_loss", "accuracy"]
     assert [r.passed for r in results] == [True, False, True, False]
@@ -308,7 +349,11 @@ def test_log_loss_is_lower_is_better():
 def test_save_plots_writes_three_pngs(tmp_path):
     out = tmp_path / "plots" / "nested"
     paths = save_plots(Y_TRUE, PROBABILITY, out)
-    assert sorted(p.name for p in paths) == ["confusion_matrix.png", "precision_recall_curve.png", "roc_curve.png"]
+    assert sorted(p.name for p in paths) == [
+        "confusion_matrix.png",
+        "precision_recall_curve.png",
+        "roc_curve.png",
+    ]
     for path in paths:
         assert path.parent == out
         data = path.read_bytes()

@@ -22,15 +22,23 @@ def _lint(folder: Path, actions: list[Path] = ()) -> dict[str, subprocess.Comple
     """actionlint on the workflows; zizmor on them and on the composite actions they use."""
     files = sorted(str(p) for p in folder.glob("*.yml"))
     return {
-        "actionlint": subprocess.run([str(BIN / "actionlint"), "-no-color", *files], capture_output=True, text=True),
-        "zizmor": subprocess.run([str(BIN / "zizmor"), "--offline", "--no-progress", *files, *map(str, actions)],
-                                 capture_output=True, text=True),
+        "actionlint": subprocess.run(
+            [str(BIN / "actionlint"), "-no-color", *files], capture_output=True, text=True
+        ),
+        "zizmor": subprocess.run(
+            [str(BIN / "zizmor"), "--offline", "--no-progress", *files, *map(str, actions)],
+            capture_output=True,
+            text=True,
+        ),
     }
 
 
 def test_the_workflows_lint_clean():
-    assert sorted(p.name for p in WORKFLOWS.glob("*.yml")) == ["deploy-prod.yml", "deploy-staging.yml",
-                                                               "pull-request.yml"]
+    assert sorted(p.name for p in WORKFLOWS.glob("*.yml")) == [
+        "deploy-prod.yml",
+        "deploy-staging.yml",
+        "pull-request.yml",
+    ]
     actions = sorted((REPO / ".github" / "actions").glob("*/action.yml"))
     assert [a.parent.name for a in actions] == ["setup"]
     for tool, done in _lint(WORKFLOWS, actions).items():
@@ -44,9 +52,9 @@ def test_a_broken_workflow_fails_both_linters(tmp_path):
         "  test:\n"
         "    runs-on: ubuntu-24.04\n"
         "    steps:\n"
-        "      - uses: actions/checkout@v5\n"                       # unpinned, credentials persisted
+        "      - uses: actions/checkout@v5\n"  # unpinned, credentials persisted
         "      - run: echo ${{ github.event.pull_request.title }}\n"  # template injection
-        "      - run: echo ${{ matrix.nothing }}\n"                 # no such matrix
+        "      - run: echo ${{ matrix.nothing }}\n"  # no such matrix
     )
     results = _lint(tmp_path)
     assert results["actionlint"].returncode != 0 and "matrix" in results["actionlint"].stdout
@@ -70,8 +78,14 @@ def test_every_mlops_command_the_workflows_call_exists():
         assert not missing, f"mlops {command} has no {missing}"
 
 
-@pytest.mark.parametrize("command", [
-    "mlops bootstrap --target staging", "mlops promote --reason x", "mlops approve --version challenger --comment x"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "mlops bootstrap --target staging",
+        "mlops promote --reason x",
+        "mlops approve --version challenger --comment x",
+    ],
+)
 def test_the_workflow_commands_parse(command):
     from mlops_dagster.cli import main
 

@@ -1,20 +1,26 @@
 """Group `governance`: what compute costs, per day, stage, asset, use case and target."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dagster import (
-    AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, MaterializeResult,
-    MetadataValue, asset,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
 )
 
-from ..monitoring.alerts import ALERTS_TABLE, raise_alert
-from .metadata import markdown_table
 from ..ml.cost import daily_totals, totals_by
+from ..monitoring.alerts import ALERTS_TABLE, raise_alert
 from ..resources.billing import Billing, BillingError
 from ..resources.lakehouse import Lakehouse
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Project
+from .metadata import markdown_table
 
 COSTS_TABLE = "run_costs"
 BUDGET_CHECK = "within_daily_budget"
@@ -63,13 +69,22 @@ def cost_assets(project: Project):
     rates = settings.cost
     table = settings.table(COSTS_TABLE)
     endpoints = [u.serving.endpoint for u in project.use_cases]
-    budget_checks = [AssetCheckSpec(
-        BUDGET_CHECK, asset="cost_report",
-        description=f"Today's (UTC) compute cost stays within cost.daily_budget ({rates.daily_budget} {rates.currency}).",
-    )] if rates.daily_budget else []
+    budget_checks = (
+        [
+            AssetCheckSpec(
+                BUDGET_CHECK,
+                asset="cost_report",
+                description=f"Today's (UTC) compute cost stays within cost.daily_budget ({rates.daily_budget} {rates.currency}).",
+            )
+        ]
+        if rates.daily_budget
+        else []
+    )
 
     @asset(
-        group_name="governance", kinds={"delta"}, check_specs=budget_checks,
+        group_name="governance",
+        kinds={"delta"},
+        check_specs=budget_checks,
         description=(
             f"Compute cost of every run's steps (recorded in `{table}` by cost_sensor): totals by day, stage, asset, "
             f"use case and target over the last {rates.report_days} days, estimated from the cluster spec, the Jobs "
@@ -77,17 +92,28 @@ def cost_assets(project: Project):
             "usage in system.billing.usage. Crossing cost.daily_budget alerts once a day."
         ),
     )
-    def cost_report(context: AssetExecutionContext, config: CostRecords, lakehouse: Lakehouse, billing: Billing,
-                    step_launcher: StepLauncherParam):
+    def cost_report(
+        context: AssetExecutionContext,
+        config: CostRecords,
+        lakehouse: Lakehouse,
+        billing: Billing,
+        step_launcher: StepLauncherParam,
+    ):
         import pandas as pd
 
         new = _frame([record.model_dump() for record in config.records])
         if len(new):
-            lakehouse.merge(table, new, ["dagster_run_id", "step_key"],
-                            description="One row per step of every finished run: where it ran, how long, what it "
-                                        "was estimated to cost (cost_sensor -> cost_report).")
-            context.log.info(f"recorded {len(new)} steps of {new['dagster_run_id'].nunique()} runs in {table}")
-        now = datetime.now(timezone.utc)
+            lakehouse.merge(
+                table,
+                new,
+                ["dagster_run_id", "step_key"],
+                description="One row per step of every finished run: where it ran, how long, what it "
+                "was estimated to cost (cost_sensor -> cost_report).",
+            )
+            context.log.info(
+                f"recorded {len(new)} steps of {new['dagster_run_id'].nunique()} runs in {table}"
+            )
+        now = datetime.now(UTC)
         since = (now - timedelta(days=rates.report_days)).replace(hour=0, minute=0, second=0, microsecond=0)
         records = lakehouse.read(table) if lakehouse.exists(table) else _frame([])
         records = records[records["finished_at"] >= pd.Timestamp(since)]
@@ -105,13 +131,17 @@ def cost_assets(project: Project):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         metadata = {
-            "currency": rates.currency, "window_days": rates.report_days, "steps_added": len(new),
-            "runs_in_window": int(records["dagster_run_id"].nunique()), "cost_today": round(spent, 6),
+            "currency": rates.currency,
+            "window_days": rates.report_days,
+            "steps_added": len(new),
+            "runs_in_window": int(records["dagster_run_id"].nunique()),
+            "cost_today": round(spent, 6),
             "cost_window": round(float(records["cost_estimated"].sum()), 6),
             "dbus_window": round(float(records["dbus_estimated"].sum()), 6),
             "compute_hours_window": round(float(records["seconds"].sum()) / 3600, 4),
             "actual_usage_from": source,
-            "report": MetadataValue.md(text), "report_path": MetadataValue.path(str(path)),
+            "report": MetadataValue.md(text),
+            "report_path": MetadataValue.path(str(path)),
         }
         if actual is not None:
             metadata["cost_actual_window"] = round(float(actual["cost_actual"].sum()), 6)
@@ -121,8 +151,14 @@ def cost_assets(project: Project):
             if over:
                 _alert_once(context, lakehouse, settings, today, spent)
             yield AssetCheckResult(
-                check_name=BUDGET_CHECK, passed=not over, severity=AssetCheckSeverity.WARN,
-                metadata={"spent_today": round(spent, 6), "daily_budget": rates.daily_budget, "currency": rates.currency},
+                check_name=BUDGET_CHECK,
+                passed=not over,
+                severity=AssetCheckSeverity.WARN,
+                metadata={
+                    "spent_today": round(spent, 6),
+                    "daily_budget": rates.daily_budget,
+                    "currency": rates.currency,
+                },
             )
 
     return [cost_report]
@@ -143,26 +179,53 @@ def _frame(rows: list[dict]):
 
 def _report(target, rates, records, actual, source, since, spent, estimated, billed) -> str:
     c = rates.currency
-    budget = (f"{spent:.4f} {c} of the daily budget of {rates.daily_budget} {c}" if rates.daily_budget
-              else f"{spent:.4f} {c} (no cost.daily_budget set)")
+    budget = (
+        f"{spent:.4f} {c} of the daily budget of {rates.daily_budget} {c}"
+        if rates.daily_budget
+        else f"{spent:.4f} {c} (no cost.daily_budget set)"
+    )
     # A step's assets (a checks step: its own key, e.g. sales_features_checks).
     records = records.assign(asset=records["assets"].where(records["assets"] != "", records["step_key"]))
-    runs = records.groupby(["dagster_run_id", "job_name"]).agg(
-        finished=("finished_at", "max"), steps=("step_key", "size"), seconds=("seconds", "sum"),
-        cost=("cost_estimated", "sum")).sort_values("finished", ascending=False).head(10)
+    runs = (
+        records.groupby(["dagster_run_id", "job_name"])
+        .agg(
+            finished=("finished_at", "max"),
+            steps=("step_key", "size"),
+            seconds=("seconds", "sum"),
+            cost=("cost_estimated", "sum"),
+        )
+        .sort_values("finished", ascending=False)
+        .head(10)
+    )
     parts = [
         f"# Compute cost: {target}, since {since:%Y-%m-%d} (UTC)",
         f"Runs: {records['dagster_run_id'].nunique()}, steps: {len(records)}, compute hours: "
         f"{records['seconds'].sum() / 3600:.3f}, DBU: {records['dbus_estimated'].sum():.3f}, estimated cost: "
         f"{records['cost_estimated'].sum():.4f} {c}. Today: {budget}.",
         "## By day\n" + markdown_table(_by_day(estimated, billed if actual is not None else None, c)).value,
-        *(f"## By {title}\n" + markdown_table(totals_by(records, column)).value
-          for title, column in (("stage", "stage"), ("asset", "asset"), ("use case", "use_case"),
-                                ("target", "target"))),
-        "## Latest runs\n" + markdown_table([
-            {"run": run[:8], "job": job, "finished": f"{r.finished:%Y-%m-%d %H:%M}", "steps": int(r.steps),
-             "seconds": round(float(r.seconds), 1), "cost": round(float(r.cost), 4)}
-            for (run, job), r in runs.iterrows()]).value,
+        *(
+            f"## By {title}\n" + markdown_table(totals_by(records, column)).value
+            for title, column in (
+                ("stage", "stage"),
+                ("asset", "asset"),
+                ("use case", "use_case"),
+                ("target", "target"),
+            )
+        ),
+        "## Latest runs\n"
+        + markdown_table(
+            [
+                {
+                    "run": run[:8],
+                    "job": job,
+                    "finished": f"{r.finished:%Y-%m-%d %H:%M}",
+                    "steps": int(r.steps),
+                    "seconds": round(float(r.seconds), 1),
+                    "cost": round(float(r.cost), 4),
+                }
+                for (run, job), r in runs.iterrows()
+            ]
+        ).value,
     ]
     problems = sorted(set(records["cost_problem"].dropna()) - {""})
     if problems:
@@ -177,36 +240,72 @@ def _billed_by_day(actual) -> dict[str, float]:
     """Billed cost (steps and endpoints) per day (``YYYY-MM-DD``); empty without a bill."""
     if actual is None or actual.empty:
         return {}
-    return {day: float(v) for day, v in actual.groupby(actual["usage_date"].astype(str))["cost_actual"].sum().items()}
+    return {
+        day: float(v)
+        for day, v in actual.groupby(actual["usage_date"].astype(str))["cost_actual"].sum().items()
+    }
 
 
 def _by_day(estimated: dict[str, float], billed: dict[str, float] | None, currency: str) -> list[dict]:
     """Estimated cost per day, and billed cost when there is a bill (``billed`` not None)."""
     if billed is None:
         return [{"day": d, f"{currency} est.": round(v, 4)} for d, v in sorted(estimated.items())]
-    return [{"day": d, f"{currency} est.": round(estimated.get(d, 0.0), 4), f"{currency} actual": round(billed.get(d, 0.0), 4)}
-            for d in sorted(set(estimated) | set(billed))]
+    return [
+        {
+            "day": d,
+            f"{currency} est.": round(estimated.get(d, 0.0), 4),
+            f"{currency} actual": round(billed.get(d, 0.0), 4),
+        }
+        for d in sorted(set(estimated) | set(billed))
+    ]
 
 
 def _versus(records, actual, currency: str) -> str:
     """Estimate next to actual, per launched step; the endpoints' actual usage."""
-    steps = actual[actual["dagster_run_id"].notna()].groupby(["dagster_run_id", "step_key"]).agg(
-        dbus_actual=("dbus_actual", "sum"), cost_actual=("cost_actual", "sum")).reset_index()
+    steps = (
+        actual[actual["dagster_run_id"].notna()]
+        .groupby(["dagster_run_id", "step_key"])
+        .agg(dbus_actual=("dbus_actual", "sum"), cost_actual=("cost_actual", "sum"))
+        .reset_index()
+    )
     launched = records[records["databricks_run_id"] > 0]
     joined = launched.merge(steps, on=["dagster_run_id", "step_key"], how="left")
-    rows = [{"run": r.dagster_run_id[:8], "step": r.step_key, "databricks run": int(r.databricks_run_id),
-             "DBU est.": round(float(r.dbus_estimated), 4), "DBU actual": _shown(r.dbus_actual),
-             f"{currency} est.": round(float(r.cost_estimated), 4), f"{currency} actual": _shown(r.cost_actual)}
-            for r in joined.itertuples()]
-    served = actual[actual["endpoint_name"].notna()].groupby("endpoint_name").agg(
-        dbus=("dbus_actual", "sum"), cost=("cost_actual", "sum")).reset_index()
-    return "\n\n".join([
-        f"Launched steps: estimated {joined['cost_estimated'].sum():.4f} {currency}, actual "
-        f"{joined['cost_actual'].sum():.4f} {currency} (list prices; usage appears in the billing tables within hours).",
-        markdown_table(rows).value,
-        "Serving endpoints:\n\n" + markdown_table([{"endpoint": r.endpoint_name, "DBU": round(float(r.dbus), 4),
-                                                    currency: round(float(r.cost), 4)} for r in served.itertuples()]).value,
-    ])
+    rows = [
+        {
+            "run": r.dagster_run_id[:8],
+            "step": r.step_key,
+            "databricks run": int(r.databricks_run_id),
+            "DBU est.": round(float(r.dbus_estimated), 4),
+            "DBU actual": _shown(r.dbus_actual),
+            f"{currency} est.": round(float(r.cost_estimated), 4),
+            f"{currency} actual": _shown(r.cost_actual),
+        }
+        for r in joined.itertuples()
+    ]
+    served = (
+        actual[actual["endpoint_name"].notna()]
+        .groupby("endpoint_name")
+        .agg(dbus=("dbus_actual", "sum"), cost=("cost_actual", "sum"))
+        .reset_index()
+    )
+    return "\n\n".join(
+        [
+            f"Launched steps: estimated {joined['cost_estimated'].sum():.4f} {currency}, actual "
+            f"{joined['cost_actual'].sum():.4f} {currency} (list prices; usage appears in the billing tables within hours).",
+            markdown_table(rows).value,
+            "Serving endpoints:\n\n"
+            + markdown_table(
+                [
+                    {
+                        "endpoint": r.endpoint_name,
+                        "DBU": round(float(r.dbus), 4),
+                        currency: round(float(r.cost), 4),
+                    }
+                    for r in served.itertuples()
+                ]
+            ).value,
+        ]
+    )
 
 
 def _shown(value) -> object:
@@ -219,12 +318,27 @@ def _alert_once(context, lakehouse: Lakehouse, settings, today: str, spent: floa
     if lakehouse.exists(alerts_table):
         alerts = lakehouse.read(alerts_table, columns=["alerted_at", "kind"])
         if ((alerts["kind"] == "budget") & (alerts["alerted_at"].dt.strftime("%Y-%m-%d") == today)).any():
-            context.log.info(f"daily budget crossed ({spent:.4f} {settings.cost.currency}); already alerted today")
+            context.log.info(
+                f"daily budget crossed ({spent:.4f} {settings.cost.currency}); already alerted today"
+            )
             return
-    summary = (f"compute cost today ({today}, UTC) is {spent:.4f} {settings.cost.currency}, over the daily budget of "
-               f"{settings.cost.daily_budget} {settings.cost.currency} on {settings.target}")
+    summary = (
+        f"compute cost today ({today}, UTC) is {spent:.4f} {settings.cost.currency}, over the daily budget of "
+        f"{settings.cost.daily_budget} {settings.cost.currency} on {settings.target}"
+    )
     context.log.warning(summary)
-    raise_alert(lakehouse, settings, "budget", summary, {"day": today, "spent": spent, "target": settings.target,
-                                                         "daily_budget": settings.cost.daily_budget,
-                                                         "currency": settings.cost.currency},
-                context.run.run_id, about="project")
+    raise_alert(
+        lakehouse,
+        settings,
+        "budget",
+        summary,
+        {
+            "day": today,
+            "spent": spent,
+            "target": settings.target,
+            "daily_budget": settings.cost.daily_budget,
+            "currency": settings.cost.currency,
+        },
+        context.run.run_id,
+        about="project",
+    )

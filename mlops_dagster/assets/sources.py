@@ -14,16 +14,16 @@ from ..settings import LandingFormat, Settings
 class Source:
     """One kind of incoming rows: where they come from, their contract and the tables they are loaded into."""
 
-    what: str                    # for messages: "customers", "ground truth"
-    folder: str                  # the landing folder, or the source table or database
-    files: LandingFormat         # which files (pattern), their formats and CSV dialect
+    what: str  # for messages: "customers", "ground truth"
+    folder: str  # the landing folder, or the source table or database
+    files: LandingFormat  # which files (pattern), their formats and CSV dialect
     rules: dict
     key: str
-    raw: str                     # asset (and table) name of the loaded rows
-    quarantine: str              # asset (and table) name of the refused rows
+    raw: str  # asset (and table) name of the loaded rows
+    quarantine: str  # asset (and table) name of the refused rows
     group: str
     raw_description: str
-    required: bool               # no files and no table yet is an error (else: nothing has arrived yet)
+    required: bool  # no files and no table yet is an error (else: nothing has arrived yet)
 
 
 def specs(settings: Settings, source: Source) -> list[AssetSpec]:
@@ -32,11 +32,16 @@ def specs(settings: Settings, source: Source) -> list[AssetSpec]:
     quarantine_table = settings.table(source.quarantine)
     return [
         AssetSpec(
-            names.key(source.raw), group_name=source.group, kinds={"spark", "delta"},
-            description=source.raw_description, metadata={"dagster/table_name": settings.table(source.raw)},
+            names.key(source.raw),
+            group_name=source.group,
+            kinds={"spark", "delta"},
+            description=source.raw_description,
+            metadata={"dagster/table_name": settings.table(source.raw)},
         ),
         AssetSpec(
-            names.key(source.quarantine), group_name=source.group, kinds={"spark", "delta"},
+            names.key(source.quarantine),
+            group_name=source.group,
+            kinds={"spark", "delta"},
             description=(
                 f"Rows that broke the {source.what} contract (missing or unknown columns, unparsable "
                 f"values, values out of range, duplicated `{source.key}`, empty files), appended to "
@@ -57,17 +62,32 @@ def load_checked(lakehouse: Lakehouse, settings: Settings, source: Source, batch
     raw_info = quarantine_info = None
     if batch.valid_files:
         raw_info = lakehouse.merge_files(
-            raw_table, batch.valid_files, [source.key], commit_info=commit, properties={"primary_key": source.key},
+            raw_table,
+            batch.valid_files,
+            [source.key],
+            commit_info=commit,
+            properties={"primary_key": source.key},
             description=f"{source.what.capitalize()} from {origin}; key {source.key}.",
         )
     elif not lakehouse.exists(raw_table):  # every row refused: an empty table for the next stages
-        raw_info = lakehouse.write(raw_table, valid_schema(source.rules).empty_table(), "append",
-                                   commit_info=commit, properties={"primary_key": source.key})
+        raw_info = lakehouse.write(
+            raw_table,
+            valid_schema(source.rules).empty_table(),
+            "append",
+            commit_info=commit,
+            properties={"primary_key": source.key},
+        )
     description = f"Rows refused by the {source.what} contract, with reasons."
     if batch.quarantine_files:
-        quarantine_info = lakehouse.write_files(quarantine_table, batch.quarantine_files, "append",
-                                                commit_info=commit, description=description)
+        quarantine_info = lakehouse.write_files(
+            quarantine_table, batch.quarantine_files, "append", commit_info=commit, description=description
+        )
     elif not lakehouse.exists(quarantine_table):  # an empty table, so its checks can read it
-        quarantine_info = lakehouse.write(quarantine_table, QUARANTINE_SCHEMA.empty_table(), "append",
-                                          commit_info=commit, description=description)
+        quarantine_info = lakehouse.write(
+            quarantine_table,
+            QUARANTINE_SCHEMA.empty_table(),
+            "append",
+            commit_info=commit,
+            description=description,
+        )
     return raw_info, quarantine_info

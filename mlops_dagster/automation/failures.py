@@ -6,9 +6,17 @@ Databricks targets has no Spark and no Unity Catalog access: the job's step runs
 step runs (in process on local, on a cluster on Databricks).
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from dagster import Config, OpExecutionContext, RunFailureSensorContext, RunRequest, job, op, run_failure_sensor
+from dagster import (
+    Config,
+    OpExecutionContext,
+    RunFailureSensorContext,
+    RunRequest,
+    job,
+    op,
+    run_failure_sensor,
+)
 
 from ..monitoring.alerts import ALERTS_TABLE, alert_row, deliver, payload, record_alert
 from ..resources.lakehouse import Lakehouse
@@ -38,10 +46,15 @@ def _step_errors(context: RunFailureSensorContext) -> list[str]:
 
 def _alert(record: dict) -> dict:
     errors = record["step_errors"]
-    return payload("run_failure", record["use_case"], (
-        f"run {record['run_id']} of {record['job_name']} failed"
-        + (f": {errors[0]}" if errors else "")), {k: record[k] for k in ("run_id", "job_name", "failed_at", "trigger",
-                                                                          "failure_message", "step_errors")})
+    return payload(
+        "run_failure",
+        record["use_case"],
+        (f"run {record['run_id']} of {record['job_name']} failed" + (f": {errors[0]}" if errors else "")),
+        {
+            k: record[k]
+            for k in ("run_id", "job_name", "failed_at", "trigger", "failure_message", "step_errors")
+        },
+    )
 
 
 def failure_sensor(settings: Settings, jobs, default_status):
@@ -50,18 +63,32 @@ def failure_sensor(settings: Settings, jobs, default_status):
     alerted = "run_failure" in settings.automation.alert_on
 
     @op(description=f"Appends one failed run (job, run id, failed steps and their errors) to `{table}`.")
-    def record_run_failure(context: OpExecutionContext, config: FailureRecord, lakehouse: Lakehouse,
-                           step_launcher: StepLauncherParam):
+    def record_run_failure(
+        context: OpExecutionContext,
+        config: FailureRecord,
+        lakehouse: Lakehouse,
+        step_launcher: StepLauncherParam,
+    ):
         import pandas as pd
 
         # The use case is in the alert row; the run_failures table keeps its columns (its job says it).
-        row = {**config.model_dump(exclude={"use_case"}), "step_errors": "\n".join(config.step_errors),
-               "failed_at": pd.Timestamp(config.failed_at)}
-        lakehouse.write(table, pd.DataFrame([row]), "append",
-                        description="Failed lifecycle runs recorded by lifecycle_failure_sensor.")
+        row = {
+            **config.model_dump(exclude={"use_case"}),
+            "step_errors": "\n".join(config.step_errors),
+            "failed_at": pd.Timestamp(config.failed_at),
+        }
+        lakehouse.write(
+            table,
+            pd.DataFrame([row]),
+            "append",
+            description="Failed lifecycle runs recorded by lifecycle_failure_sensor.",
+        )
         if alerted:
-            record_alert(lakehouse, settings.table(ALERTS_TABLE), alert_row(
-                _alert(config.model_dump()), config.webhook, config.run_id))
+            record_alert(
+                lakehouse,
+                settings.table(ALERTS_TABLE),
+                alert_row(_alert(config.model_dump()), config.webhook, config.run_id),
+            )
         context.log.info(f"recorded failure of {config.job_name} run {config.run_id} in {table}")
 
     @job(description=f"Records a failed lifecycle run in `{table}` (requested by lifecycle_failure_sensor).")
@@ -69,21 +96,28 @@ def failure_sensor(settings: Settings, jobs, default_status):
         record_run_failure()
 
     @run_failure_sensor(
-        name="lifecycle_failure_sensor", monitored_jobs=jobs, default_status=default_status,
+        name="lifecycle_failure_sensor",
+        monitored_jobs=jobs,
+        default_status=default_status,
         request_job=record_run_failure_job,
         description=(
             f"Records every failed lifecycle run (job, run id, failed steps and their errors) in `{table}` "
             "through record_run_failure_job"
             + (" and, as an alert, in the `alerts` table" if alerted else "")
-            + (" and POSTs it to the configured alert webhook." if webhook and alerted else
-               ". Set automation.alert_webhook (or MLOPS_ALERT_WEBHOOK) to also POST it to a webhook.")
+            + (
+                " and POSTs it to the configured alert webhook."
+                if webhook and alerted
+                else ". Set automation.alert_webhook (or MLOPS_ALERT_WEBHOOK) to also POST it to a webhook."
+            )
         ),
     )
     def lifecycle_failure_sensor(context: RunFailureSensorContext):
         run = context.dagster_run
         record = {
-            "run_id": run.run_id, "use_case": run.tags.get(USE_CASE_TAG, ""), "job_name": run.job_name,
-            "failed_at": datetime.now(timezone.utc).isoformat(),
+            "run_id": run.run_id,
+            "use_case": run.tags.get(USE_CASE_TAG, ""),
+            "job_name": run.job_name,
+            "failed_at": datetime.now(UTC).isoformat(),
             "trigger": run.tags.get("mlops/trigger", "manual"),
             "failure_message": context.failure_event.message or "",
             "step_errors": _step_errors(context),

@@ -18,24 +18,49 @@ def file_key(entry: dict) -> str:
 def file_arrival_sensor(settings: Settings, job, default_status):
     """Dataset files: each starts a lifecycle run (ingest, then the retraining chain)."""
     names = settings.names
-    return _file_sensor(settings, job, default_status, "landing_file_sensor", settings.landing_path,
-                        settings.dataset.file_pattern, names.ingest(names.raw), "runs the retraining chain")
+    return _file_sensor(
+        settings,
+        job,
+        default_status,
+        "landing_file_sensor",
+        settings.landing_path,
+        settings.dataset.file_pattern,
+        names.ingest(names.raw),
+        "runs the retraining chain",
+    )
 
 
 def outcome_file_sensor(settings: Settings, job, default_status):
     """Outcome files: each starts a monitoring run (ingest, then judge the predictions they answer)."""
     names = settings.names
-    return _file_sensor(settings, job, default_status, "outcome_file_sensor", settings.ground_truth_path,
-                        settings.monitoring.ground_truth.file_pattern, names.ingest(names.ground_truth),
-                        "judges the predictions the outcomes answer (model performance, decay, slices)")
+    return _file_sensor(
+        settings,
+        job,
+        default_status,
+        "outcome_file_sensor",
+        settings.ground_truth_path,
+        settings.monitoring.ground_truth.file_pattern,
+        names.ingest(names.ground_truth),
+        "judges the predictions the outcomes answer (model performance, decay, slices)",
+    )
 
 
-def _file_sensor(settings: Settings, job, default_status, name: str, landing: str, pattern: str, ingest_step: str,
-                 then: str):
+def _file_sensor(
+    settings: Settings,
+    job,
+    default_status,
+    name: str,
+    landing: str,
+    pattern: str,
+    ingest_step: str,
+    then: str,
+):
     cfg = settings.automation.file_sensor
 
     @sensor(
-        name=settings.names.automation(name), job=job, minimum_interval_seconds=cfg.interval_seconds,
+        name=settings.names.automation(name),
+        job=job,
+        minimum_interval_seconds=cfg.interval_seconds,
         default_status=default_status,
         description=(
             f"Watches {landing} for files matching {pattern!r}. Each new or changed file (path, size, "
@@ -61,11 +86,13 @@ def _file_sensor(settings: Settings, job, default_status, name: str, landing: st
                 waiting[path] = key  # seen now; ingest once it is still the same on a later tick
                 settling.append(path)
                 continue
-            requests.append(RunRequest(
-                run_key=key,
-                run_config={"ops": {ingest_step: {"config": {"files": [path]}}}},
-                tags={"mlops/trigger": "file_arrival", "mlops/landing_file": path},
-            ))
+            requests.append(
+                RunRequest(
+                    run_key=key,
+                    run_config={"ops": {ingest_step: {"config": {"files": [path]}}}},
+                    tags={"mlops/trigger": "file_arrival", "mlops/landing_file": path},
+                )
+            )
             done[path] = key
             waiting.pop(path, None)
         # Forget files that were removed, so the cursor does not grow without bound.
@@ -74,8 +101,11 @@ def _file_sensor(settings: Settings, job, default_status, name: str, landing: st
         cursor = json.dumps({"done": done, "waiting": waiting}, sort_keys=True)
         if requests:
             return SensorResult(run_requests=requests, cursor=cursor)
-        reason = (f"waiting for {len(settling)} file(s) to stop changing: {', '.join(sorted(settling))}"
-                  if settling else f"no new files in {landing}")
+        reason = (
+            f"waiting for {len(settling)} file(s) to stop changing: {', '.join(sorted(settling))}"
+            if settling
+            else f"no new files in {landing}"
+        )
         return SensorResult(skip_reason=SkipReason(reason), cursor=cursor)
 
     return file_sensor

@@ -4,8 +4,8 @@ cool-down, and not when a model was already trained after the data behind the si
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from dagster import AssetKey, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
@@ -32,15 +32,15 @@ def _latest_data_arrival(instance, loaded: list[str]) -> float | None:
 class _Signal:
     """What one retraining sensor watches."""
 
-    trigger: str                          # the run's mlops/trigger tag: drift | decay
+    trigger: str  # the run's mlops/trigger tag: drift | decay
     sensor: str
-    report_name: str                      # what the report is called in messages
-    report: str                           # the asset whose newest materialization is the signal
-    data: str                             # the asset whose new rows the signal is about
+    report_name: str  # what the report is called in messages
+    report: str  # the asset whose newest materialization is the signal
+    data: str  # the asset whose new rows the signal is about
     settings: RetrainSensorSettings
     # (report metadata) -> (acted on?, figures for messages, run tags)
     read: Callable[[dict], tuple[bool, str, dict[str, str]]]
-    quiet: str                            # what a report that needs no retraining says
+    quiet: str  # what a report that needs no retraining says
 
 
 def drift_sensor(settings: Settings, job, default_status):
@@ -48,12 +48,29 @@ def drift_sensor(settings: Settings, job, default_status):
 
     def read(metadata):
         share = metadata["drift_share"].value
-        return bool(metadata["dataset_drift"].value), f"share {share:.2f}", {"mlops/drift_share": f"{share:.3f}"}
+        return (
+            bool(metadata["dataset_drift"].value),
+            f"share {share:.2f}",
+            {"mlops/drift_share": f"{share:.3f}"},
+        )
 
-    signal = _Signal("drift", "drift_retraining_sensor", "drift report", names.drift_report, names.raw,
-                     settings.automation.drift_sensor, read, "no dataset drift")
-    return _retraining_sensor(settings, job, default_status, signal, (
-        f"Requests a `{job.name}` run when the latest `{names.drift_report}` found dataset drift"))
+    signal = _Signal(
+        "drift",
+        "drift_retraining_sensor",
+        "drift report",
+        names.drift_report,
+        names.raw,
+        settings.automation.drift_sensor,
+        read,
+        "no dataset drift",
+    )
+    return _retraining_sensor(
+        settings,
+        job,
+        default_status,
+        signal,
+        (f"Requests a `{job.name}` run when the latest `{names.drift_report}` found dataset drift"),
+    )
 
 
 def decay_sensor(settings: Settings, job, default_status):
@@ -66,16 +83,38 @@ def decay_sensor(settings: Settings, job, default_status):
             return False, "the champion was not judged", {}
         now, validated = metadata[f"champion_{metric}"].value, metadata[f"validated_{metric}"].value
         figures = f"{metric} {now:.3f} on outcomes vs {validated:.3f} at validation"
-        return bool(metadata["decayed"].value), figures, {
-            "mlops/decay_metric": metric, "mlops/decay_measured": f"{now:.4f}", "mlops/decay_validated": f"{validated:.4f}",
-            "mlops/decay_model_version": str(metadata["champion_version"].value)}
+        return (
+            bool(metadata["decayed"].value),
+            figures,
+            {
+                "mlops/decay_metric": metric,
+                "mlops/decay_measured": f"{now:.4f}",
+                "mlops/decay_validated": f"{validated:.4f}",
+                "mlops/decay_model_version": str(metadata["champion_version"].value),
+            },
+        )
 
-    signal = _Signal("decay", "decay_retraining_sensor", "performance report", names.model_performance,
-                     names.ground_truth, settings.automation.decay_sensor, read, "no decay")
-    return _retraining_sensor(settings, job, default_status, signal, (
-        f"Requests a `{job.name}` run when the latest `{names.model_performance}` found that the champion's "
-        f"{metric} on outcomes fell more than {settings.monitoring.max_performance_drop:g} below its validation "
-        "figure"))
+    signal = _Signal(
+        "decay",
+        "decay_retraining_sensor",
+        "performance report",
+        names.model_performance,
+        names.ground_truth,
+        settings.automation.decay_sensor,
+        read,
+        "no decay",
+    )
+    return _retraining_sensor(
+        settings,
+        job,
+        default_status,
+        signal,
+        (
+            f"Requests a `{job.name}` run when the latest `{names.model_performance}` found that the champion's "
+            f"{metric} on outcomes fell more than {settings.monitoring.max_performance_drop:g} below its validation "
+            "figure"
+        ),
+    )
 
 
 def _retraining_sensor(settings: Settings, job, default_status, signal: _Signal, what: str):
@@ -83,7 +122,9 @@ def _retraining_sensor(settings: Settings, job, default_status, signal: _Signal,
     cooldown = signal.settings.cooldown_minutes * 60
 
     @sensor(
-        name=names.automation(signal.sensor), job=job, minimum_interval_seconds=signal.settings.interval_seconds,
+        name=names.automation(signal.sensor),
+        job=job,
+        minimum_interval_seconds=signal.settings.interval_seconds,
         default_status=default_status,
         description=(
             f"{what}: never twice for the same report, at most once per "
@@ -101,7 +142,9 @@ def _retraining_sensor(settings: Settings, job, default_status, signal: _Signal,
         acted_on, figures, tags = signal.read(report.asset_materialization.metadata)
         handled = json.dumps({**state, "handled_report": report.storage_id})
         if not acted_on:
-            return SensorResult(skip_reason=SkipReason(f"latest report: {signal.quiet} ({figures})"), cursor=handled)
+            return SensorResult(
+                skip_reason=SkipReason(f"latest report: {signal.quiet} ({figures})"), cursor=handled
+            )
         figures = f"{signal.trigger} ({figures})"
         trained = _latest(context.instance, names.key(names.model))
         arrived = _latest_data_arrival(context.instance, names.key(signal.data))
@@ -119,7 +162,11 @@ def _retraining_sensor(settings: Settings, job, default_status, signal: _Signal,
             return SkipReason(f"{figures}, but in cool-down for another {wait / 60:.0f} min")
         request = RunRequest(
             run_key=f"{signal.trigger}-report-{report.storage_id}",
-            tags={"mlops/trigger": signal.trigger, f"mlops/{signal.trigger}_report_run": report.run_id, **tags},
+            tags={
+                "mlops/trigger": signal.trigger,
+                f"mlops/{signal.trigger}_report_run": report.run_id,
+                **tags,
+            },
         )
         cursor = json.dumps({"handled_report": report.storage_id, "last_triggered": time.time()})
         return SensorResult(run_requests=[request], cursor=cursor)

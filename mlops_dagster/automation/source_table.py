@@ -12,7 +12,9 @@ def source_table_sensor(settings: Settings, job, default_status):
     interval = settings.automation.file_sensor.interval_seconds
 
     @sensor(
-        name=settings.names.automation("source_table_sensor"), job=job, minimum_interval_seconds=interval,
+        name=settings.names.automation("source_table_sensor"),
+        job=job,
+        minimum_interval_seconds=interval,
         default_status=default_status,
         description=(
             f"Watches Delta table {table} (dataset.source) every {interval} s. Each new version (or a table "
@@ -28,8 +30,10 @@ def source_table_sensor(settings: Settings, job, default_status):
         seen = f"{newest['version']}@{newest.get('timestamp')}"  # a table created again restarts its versions
         if context.cursor == seen:
             return SkipReason(f"{table} is still at version {newest['version']}")
-        request = RunRequest(run_key=f"{table}@{seen}",
-                             tags={"mlops/trigger": "source_table", "mlops/source_version": f"{table}@v{newest['version']}"})
+        request = RunRequest(
+            run_key=f"{table}@{seen}",
+            tags={"mlops/trigger": "source_table", "mlops/source_version": f"{table}@v{newest['version']}"},
+        )
         return SensorResult(run_requests=[request], cursor=seen)
 
     return source_sensor

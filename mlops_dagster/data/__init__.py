@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 
 class Demo(NamedTuple):
-    columns: list[str]                                  # the file contract it writes
-    write: Callable[[Path, int, int, bool], Path]       # (path, rows, seed, drifted) -> path
-    rows: int                                           # rows `make run` generates
+    columns: list[str]  # the file contract it writes
+    write: Callable[[Path, int, int, bool], Path]  # (path, rows, seed, drifted) -> path
+    rows: int  # rows `make run` generates
     # (path, rows, seed, drifted, changed, observed_at) -> path: outcomes for the customers written
     # earlier, observed later (None: the demo has no outcome generator)
     outcomes: Callable[..., Path] | None = None

@@ -23,8 +23,17 @@ import pyarrow as pa
 
 from .csv_files import write_csv
 
-COLUMNS = ["houseID", "neighborhood", "houseType", "area", "rooms", "yearBuilt", "distanceToCenter",
-           "hasGarden", "price"]
+COLUMNS = [
+    "houseID",
+    "neighborhood",
+    "houseType",
+    "area",
+    "rooms",
+    "yearBuilt",
+    "distanceToCenter",
+    "hasGarden",
+    "price",
+]
 DEFAULT_ROWS = 5000
 CHUNK_ROWS = 250_000
 
@@ -61,31 +70,51 @@ def _chunk(seed: int, drifted: bool, index: int, start: int, n: int) -> pa.Table
     distance = np.round(low + (high - low) * rng.random(n), 2)
     garden = (rng.random(n) < np.array([v[3] for v in _TYPES.values()])[kind]).astype(np.int8)
     premium = np.array([v[2] for v in _NEIGHBORHOODS.values()])[hood]
-    price = (3.2 * area * premium * np.exp(-0.012 * distance) * (1 + 0.08 * garden)
-             * (1 - 0.0012 * (2025 - year)) + 4.0 * rooms) * (1.12 if drifted else 1.0)
+    price = (
+        3.2 * area * premium * np.exp(-0.012 * distance) * (1 + 0.08 * garden) * (1 - 0.0012 * (2025 - year))
+        + 4.0 * rooms
+    ) * (1.12 if drifted else 1.0)
     price = np.round(np.maximum(price + rng.normal(0, 0.08 * price.mean(), n), 10.0), 1)
     ids = [f"H{seed % 1000:03d}-{i:08d}" for i in range(start, start + n)]
-    return pa.table({
-        "houseID": pa.array(ids), "neighborhood": pa.array(hoods).take(hood),
-        "houseType": pa.array(types).take(kind), "area": area, "rooms": rooms, "yearBuilt": year,
-        "distanceToCenter": distance, "hasGarden": pa.array(_YES_NO).take(garden), "price": price,
-    }, schema=_SCHEMA)
+    return pa.table(
+        {
+            "houseID": pa.array(ids),
+            "neighborhood": pa.array(hoods).take(hood),
+            "houseType": pa.array(types).take(kind),
+            "area": area,
+            "rooms": rooms,
+            "yearBuilt": year,
+            "distanceToCenter": distance,
+            "hasGarden": pa.array(_YES_NO).take(garden),
+            "price": price,
+        },
+        schema=_SCHEMA,
+    )
 
 
 def _chunks(rows: int, seed: int, drifted: bool, chunk_rows: int) -> Iterator[pa.Table]:
     if not 1 <= rows <= _ID_SPACE:
         raise ValueError(f"rows must be at least 1 and at most {_ID_SPACE} (one id each), got {rows}")
-    return (_chunk(seed, drifted, index, start, min(chunk_rows, rows - start))
-            for index, start in enumerate(range(0, rows, chunk_rows)))
+    return (
+        _chunk(seed, drifted, index, start, min(chunk_rows, rows - start))
+        for index, start in enumerate(range(0, rows, chunk_rows))
+    )
 
 
-def generate_houses(rows: int = DEFAULT_ROWS, seed: int = 42, drifted: bool = False, *,
-                    chunk_rows: int = CHUNK_ROWS) -> pd.DataFrame:
+def generate_houses(
+    rows: int = DEFAULT_ROWS, seed: int = 42, drifted: bool = False, *, chunk_rows: int = CHUNK_ROWS
+) -> pd.DataFrame:
     """Return ``rows`` synthetic house sales: the rows ``write_houses_csv`` writes for them."""
     return pa.concat_tables(list(_chunks(rows, seed, drifted, chunk_rows))).to_pandas()
 
 
-def write_houses_csv(path: str | Path, rows: int = DEFAULT_ROWS, seed: int = 42, drifted: bool = False, *,
-                     chunk_rows: int = CHUNK_ROWS) -> Path:
+def write_houses_csv(
+    path: str | Path,
+    rows: int = DEFAULT_ROWS,
+    seed: int = 42,
+    drifted: bool = False,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Path:
     """Write ``rows`` synthetic house sales to the CSV file ``path`` (see ``write_csv``)."""
     return write_csv(path, _SCHEMA, _chunks(rows, seed, drifted, chunk_rows))

@@ -29,10 +29,27 @@ import pyarrow as pa
 from .csv_files import write_csv
 
 COLUMNS = [
-    "customerID", "gender", "seniorCitizen", "partner", "dependents", "tenure",
-    "phoneService", "multipleLines", "internetService", "onlineSecurity", "onlineBackup",
-    "deviceProtection", "techSupport", "streamingTV", "streamingMovies", "contract",
-    "paperlessBilling", "paymentMethod", "monthlyCharges", "totalCharges", "churnString",
+    "customerID",
+    "gender",
+    "seniorCitizen",
+    "partner",
+    "dependents",
+    "tenure",
+    "phoneService",
+    "multipleLines",
+    "internetService",
+    "onlineSecurity",
+    "onlineBackup",
+    "deviceProtection",
+    "techSupport",
+    "streamingTV",
+    "streamingMovies",
+    "contract",
+    "paperlessBilling",
+    "paymentMethod",
+    "monthlyCharges",
+    "totalCharges",
+    "churnString",
 ]
 DEFAULT_ROWS = 7043
 # Rows made and written at a time: peak memory is that of one chunk, whatever the row count.
@@ -45,7 +62,10 @@ _YES_NO = ["No", "Yes"]
 _CONTRACTS = ["Month-to-month", "One year", "Two year"]
 _INTERNET = ["DSL", "Fiber optic", "No"]
 _PAYMENTS = [
-    "Electronic check", "Mailed check", "Bank transfer (automatic)", "Credit card (automatic)",
+    "Electronic check",
+    "Mailed check",
+    "Bank transfer (automatic)",
+    "Credit card (automatic)",
 ]
 _ADDON_LABELS = [*_YES_NO, "No internet service"]
 # Share of internet customers who take each add-on, and its monthly price.
@@ -126,7 +146,9 @@ def _draw(seed: int, drifted: bool, index: int, start: int, n: int) -> tuple[pa.
     charges = charges + np.array([25.0, 50.0, 0.0])[internet]
     loyalty = tenure / 72.0
     for column, (share, price) in _ADDONS.items():
-        takes[column] = has_internet & (rng.random(n) < share * (0.7 + 0.6 * loyalty) * (0.55 if drifted else 1.0))
+        takes[column] = has_internet & (
+            rng.random(n) < share * (0.7 + 0.6 * loyalty) * (0.55 if drifted else 1.0)
+        )
         charges = charges + np.where(takes[column], price, 0.0)
     if drifted:
         charges = charges * 1.15 + 5.0
@@ -138,8 +160,18 @@ def _draw(seed: int, drifted: bool, index: int, start: int, n: int) -> tuple[pa.
     total = np.round(tenure * charges * rng.normal(1.0, 0.04, n).clip(0.85, 1.15), 2)
     total = np.maximum(total, charges)
 
-    drivers = dict(contract=contract, loyalty=loyalty, internet=internet, payment=payment, has_internet=has_internet,
-                   takes=takes, senior=senior, paperless=paperless, dependents=dependents, charges=charges)
+    drivers = dict(
+        contract=contract,
+        loyalty=loyalty,
+        internet=internet,
+        payment=payment,
+        has_internet=has_internet,
+        takes=takes,
+        senior=senior,
+        paperless=paperless,
+        dependents=dependents,
+        charges=charges,
+    )
     churn = _churns(rng, drivers, changed=False)
 
     data = {
@@ -169,7 +201,9 @@ def _churns(rng: np.random.Generator, d: dict, changed: bool) -> np.ndarray:
     if changed:
         habits = np.array([0.6, 0.5, 0.4])[d["contract"]] + 0.8 * d["loyalty"] + 0.045 * (d["charges"] - 65.0)
     else:
-        habits = np.array([1.0, -0.4, -1.3])[d["contract"]] - 1.9 * d["loyalty"] + 0.008 * (d["charges"] - 65.0)
+        habits = (
+            np.array([1.0, -0.4, -1.3])[d["contract"]] - 1.9 * d["loyalty"] + 0.008 * (d["charges"] - 65.0)
+        )
     internet, takes, has_internet, n = d["internet"], d["takes"], d["has_internet"], len(d["contract"])
     logit = (
         _CHURN_INTERCEPT
@@ -209,26 +243,45 @@ OUTCOME_COLUMNS = ["customerID", "churnString", "label_time"]
 _OUTCOME_SCHEMA = pa.schema([(c, pa.string()) for c in OUTCOME_COLUMNS])
 
 
-def write_outcomes_csv(path: str | Path, rows: int = DEFAULT_ROWS, seed: int = 42, drifted: bool = False,
-                       changed: bool = False, observed_at: str = "", *, chunk_rows: int = CHUNK_ROWS) -> Path:
+def write_outcomes_csv(
+    path: str | Path,
+    rows: int = DEFAULT_ROWS,
+    seed: int = 42,
+    drifted: bool = False,
+    changed: bool = False,
+    observed_at: str = "",
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> Path:
     """Outcomes observed at ``observed_at`` (ISO 8601) for the ``rows`` customers that
     ``write_customers_csv(rows, seed, drifted)`` wrote: whether each churned since, drawn again
     (seed + 1) in the same world or, ``changed``, in a world whose reasons to churn changed."""
+
     def chunks():
         for index, start in enumerate(range(0, rows, chunk_rows)):
             table, drivers = _draw(seed, drifted, index, start, min(chunk_rows, rows - start))
             rng = np.random.default_rng(np.random.SeedSequence(seed + 1, spawn_key=(index,)))
             churn = _churns(rng, drivers, changed)
-            yield pa.table({"customerID": table["customerID"], "churnString": _labels(churn, _YES_NO),
-                            "label_time": pa.array([observed_at] * len(churn), pa.string())}, schema=_OUTCOME_SCHEMA)
+            yield pa.table(
+                {
+                    "customerID": table["customerID"],
+                    "churnString": _labels(churn, _YES_NO),
+                    "label_time": pa.array([observed_at] * len(churn), pa.string()),
+                },
+                schema=_OUTCOME_SCHEMA,
+            )
 
     _chunks(rows, seed, drifted, chunk_rows)  # the same checks of the row count
     return write_csv(path, _OUTCOME_SCHEMA, chunks())
 
 
 def write_customers_csv(
-    path: str | Path, rows: int = DEFAULT_ROWS, seed: int = 42, drifted: bool = False,
-    *, chunk_rows: int = CHUNK_ROWS,
+    path: str | Path,
+    rows: int = DEFAULT_ROWS,
+    seed: int = 42,
+    drifted: bool = False,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Path:
     """Write ``rows`` synthetic telco customers to the CSV file ``path``, one chunk at a time: the
     same arguments give a byte-identical file (see ``write_csv``)."""

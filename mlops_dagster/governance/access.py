@@ -18,7 +18,9 @@ def authorize(settings, lakehouse, action: str, obj: str, run_id: str) -> str:
     mine, allowed = access.roles_of(who), access.allowed_roles(action)
     if set(mine) & set(allowed):
         return who
-    message = (f"{who} (roles: {', '.join(mine) or 'none'}) may not {action} {obj} on target {settings.target}; "
-               f"roles that may: {', '.join(allowed) or 'none'} (governance.access.roles in the target config)")
+    message = (
+        f"{who} (roles: {', '.join(mine) or 'none'}) may not {action} {obj} on target {settings.target}; "
+        f"roles that may: {', '.join(allowed) or 'none'} (governance.access.roles in the target config)"
+    )
     AuditLog.of_run(lakehouse, settings, run_id).record("refused", obj, attempted=action, reason=message)
     raise AccessDenied(message)

@@ -21,11 +21,16 @@ def approvable_version(registry, version: str, model_name: str) -> tuple[str, st
     if not version.isdigit():
         aliased = registry.by_alias(version)
         if aliased is None:
-            return version, (f"{model_name} has no version with alias {version!r}: name a version "
-                             "number, or the alias of an existing version")
+            return version, (
+                f"{model_name} has no version with alias {version!r}: name a version "
+                "number, or the alias of an existing version"
+            )
         version = str(aliased.version)
     if not registry.is_validated(registry.version(version)):
-        return version, f"{model_name} v{version} has not passed validation: only validated versions can be approved"
+        return (
+            version,
+            f"{model_name} v{version} has not passed validation: only validated versions can be approved",
+        )
     return version, None
 
 
@@ -34,9 +39,23 @@ def record_approval(lakehouse, settings: Settings, version: str, approver: str, 
     import pandas as pd
 
     now = pd.Timestamp.now(tz="UTC")
-    lakehouse.write(settings.table(APPROVALS_TABLE), pd.DataFrame([{
-        "model_name": settings.mlflow.model_name, "version": version, "approver": approver,
-        "approved_at": now, "comment": comment, "target": settings.target,
-        "dagster_run_id": run_id}]), "append", properties={"delta.appendOnly": "true"},
-        description="Approvals of model versions for promotion: who, when, why.")
+    lakehouse.write(
+        settings.table(APPROVALS_TABLE),
+        pd.DataFrame(
+            [
+                {
+                    "model_name": settings.mlflow.model_name,
+                    "version": version,
+                    "approver": approver,
+                    "approved_at": now,
+                    "comment": comment,
+                    "target": settings.target,
+                    "dagster_run_id": run_id,
+                }
+            ]
+        ),
+        "append",
+        properties={"delta.appendOnly": "true"},
+        description="Approvals of model versions for promotion: who, when, why.",
+    )
     return now

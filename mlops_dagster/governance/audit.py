@@ -10,13 +10,23 @@ import json
 import os
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 AUDIT_TABLE = "audit_log"
 ACTIONS = (
-    "table_written", "model_registered", "model_validated", "alias_changed", "promoted", "refused",
-    "deployed", "deploy_failed", "approved", "rolled_back", "restored", "granted",
+    "table_written",
+    "model_registered",
+    "model_validated",
+    "alias_changed",
+    "promoted",
+    "refused",
+    "deployed",
+    "deploy_failed",
+    "approved",
+    "rolled_back",
+    "restored",
+    "granted",
 )
 
 
@@ -25,12 +35,19 @@ def actor() -> str:
     return os.environ.get("MLOPS_USER") or getpass.getuser()
 
 
-def audit_event(action: str, obj: str, target: str, run_id: str | None = None, **details: Any) -> dict[str, Any]:
+def audit_event(
+    action: str, obj: str, target: str, run_id: str | None = None, **details: Any
+) -> dict[str, Any]:
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}; known: {', '.join(ACTIONS)}")
     return {
-        "event_id": uuid.uuid4().hex, "event_time": datetime.now(timezone.utc), "actor": actor(),
-        "target": target, "action": action, "object": obj, "dagster_run_id": run_id or "",
+        "event_id": uuid.uuid4().hex,
+        "event_time": datetime.now(UTC),
+        "actor": actor(),
+        "target": target,
+        "action": action,
+        "object": obj,
+        "dagster_run_id": run_id or "",
         "details": json.dumps(details, default=str, sort_keys=True),
     }
 
@@ -40,14 +57,30 @@ def record(lakehouse, table: str, events: list[dict[str, Any]]) -> None:
     import pandas as pd
 
     if events:
-        lakehouse.write(table, pd.DataFrame(events), "append", properties={"delta.appendOnly": "true"},
-                        description="Append-only log of lifecycle actions: actor, time, target, object, details.")
+        lakehouse.write(
+            table,
+            pd.DataFrame(events),
+            "append",
+            properties={"delta.appendOnly": "true"},
+            description="Append-only log of lifecycle actions: actor, time, target, object, details.",
+        )
 
 
 def table_written(infos: list, target: str, run_id: str) -> list[dict[str, Any]]:
     """One ``table_written`` event per TableInfo (table name, new Delta version, rows, operation)."""
-    return [audit_event("table_written", info.name, target, run_id, delta_version=info.version,
-                        rows=info.num_rows, operation=info.operation) for info in infos if info is not None]
+    return [
+        audit_event(
+            "table_written",
+            info.name,
+            target,
+            run_id,
+            delta_version=info.version,
+            rows=info.num_rows,
+            operation=info.operation,
+        )
+        for info in infos
+        if info is not None
+    ]
 
 
 @dataclass(frozen=True)
@@ -63,7 +96,7 @@ class AuditLog:
     run_id: str | None
 
     @classmethod
-    def of_run(cls, lakehouse, settings, run_id: str | None) -> "AuditLog":
+    def of_run(cls, lakehouse, settings, run_id: str | None) -> AuditLog:
         return cls(lakehouse, settings.table(AUDIT_TABLE), settings.target, run_id)
 
     def event(self, action: str, obj: str, **details: Any) -> dict[str, Any]:

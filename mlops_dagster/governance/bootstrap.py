@@ -18,8 +18,9 @@ changes nothing and says so. In order:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..settings import Project, Settings
@@ -34,17 +35,18 @@ class BootstrapError(RuntimeError):
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str     # schema | volume | experiment | registered model | secret | grants
+    kind: str  # schema | volume | experiment | registered model | secret | grants
     name: str
-    result: str   # created | exists | missing | applied | in place | failed
+    result: str  # created | exists | missing | applied | in place | failed
     detail: str = ""
 
     def line(self) -> str:
         return f"{self.result:>9}  {self.kind} {self.name}" + (f": {self.detail}" if self.detail else "")
 
 
-def bootstrap(project: "Project", workspace, apply_grants: Callable[["Settings"], bool],
-              use_case: str | None = None) -> list[Outcome]:
+def bootstrap(
+    project: Project, workspace, apply_grants: Callable[[Settings], bool], use_case: str | None = None
+) -> list[Outcome]:
     """Make what ``project``'s target needs in ``workspace`` (a databricks-sdk WorkspaceClient):
     the shared objects, and those of ``use_case`` (default: every use case).
     ``apply_grants(settings)`` runs a use case's grants job and says whether it succeeded. Raises
@@ -54,8 +56,10 @@ def bootstrap(project: "Project", workspace, apply_grants: Callable[["Settings"]
 
     shared = project.default
     if shared.target == "local":
-        raise BootstrapError("bootstrap is for Databricks targets: run it with --target dev | staging | prod "
-                             "(local makes its folders and stores on first use)")
+        raise BootstrapError(
+            "bootstrap is for Databricks targets: run it with --target dev | staging | prod "
+            "(local makes its folders and stores on first use)"
+        )
     catalog, schema = shared.catalog, shared.schema_
     try:
         workspace.catalogs.get(catalog)
@@ -106,20 +110,28 @@ def _schema(workspace, catalog: str, schema: str, not_found) -> Outcome:
 def _volume(workspace, catalog: str, schema: str, name: str, not_found) -> Outcome:
     from databricks.sdk.service.catalog import VolumeType
 
-    return _ensure(lambda: workspace.volumes.read(f"{catalog}.{schema}.{name}"),
-                   lambda: workspace.volumes.create(catalog_name=catalog, schema_name=schema, name=name,
-                                                    volume_type=VolumeType.MANAGED,
-                                                    comment=f"mlops_dagster: {name} files"),
-                   "volume", f"{catalog}.{schema}.{name}", not_found)
+    return _ensure(
+        lambda: workspace.volumes.read(f"{catalog}.{schema}.{name}"),
+        lambda: workspace.volumes.create(
+            catalog_name=catalog,
+            schema_name=schema,
+            name=name,
+            volume_type=VolumeType.MANAGED,
+            comment=f"mlops_dagster: {name} files",
+        ),
+        "volume",
+        f"{catalog}.{schema}.{name}",
+        not_found,
+    )
 
 
-def _tracking(settings: "Settings"):
+def _tracking(settings: Settings):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=settings.mlflow.tracking_uri, registry_uri=settings.mlflow.registry_uri)
 
 
-def _experiment(workspace, settings: "Settings", not_found) -> Outcome:
+def _experiment(workspace, settings: Settings, not_found) -> Outcome:
     name = settings.mlflow.experiment
     client = _tracking(settings)
     if client.get_experiment_by_name(name) is not None:
@@ -134,7 +146,7 @@ def _experiment(workspace, settings: "Settings", not_found) -> Outcome:
     return Outcome("experiment", name, "created")
 
 
-def _registered_model(settings: "Settings") -> Outcome:
+def _registered_model(settings: Settings) -> Outcome:
     from mlflow.exceptions import MlflowException
 
     name = settings.mlflow.model_name
@@ -145,13 +157,16 @@ def _registered_model(settings: "Settings") -> Outcome:
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
             raise
-    client.create_registered_model(name, tags={"mlops.use_case": settings.name},
-                                   description=f"{settings.name}: {settings.governance.owner}'s model, "
-                                               "trained and promoted by mlops_dagster")
+    client.create_registered_model(
+        name,
+        tags={"mlops.use_case": settings.name},
+        description=f"{settings.name}: {settings.governance.owner}'s model, "
+        "trained and promoted by mlops_dagster",
+    )
     return Outcome("registered model", name, "created")
 
 
-def _secrets(workspace, settings: "Settings", not_found) -> list[Outcome]:
+def _secrets(workspace, settings: Settings, not_found) -> list[Outcome]:
     outcomes, keys_of = [], {}
     for secret in settings.databricks.secrets_to_env_variables:
         if secret.scope not in keys_of:
@@ -162,8 +177,15 @@ def _secrets(workspace, settings: "Settings", not_found) -> list[Outcome]:
         name, keys = f"{secret.scope}/{secret.key}", keys_of[secret.scope]
         put = f"databricks secrets put-secret {secret.scope} {secret.key} (the clusters read it as {secret.name})"
         if keys is None:
-            outcomes.append(Outcome("secret", name, "missing", f"scope {secret.scope} does not exist: databricks "
-                                                               f"secrets create-scope {secret.scope}, then {put}"))
+            outcomes.append(
+                Outcome(
+                    "secret",
+                    name,
+                    "missing",
+                    f"scope {secret.scope} does not exist: databricks "
+                    f"secrets create-scope {secret.scope}, then {put}",
+                )
+            )
         elif secret.key in keys:
             outcomes.append(Outcome("secret", name, "exists", f"read by the clusters as {secret.name}"))
         else:
@@ -171,7 +193,7 @@ def _secrets(workspace, settings: "Settings", not_found) -> list[Outcome]:
     return outcomes
 
 
-def _grants(workspace, settings: "Settings", apply_grants) -> Outcome:
+def _grants(workspace, settings: Settings, apply_grants) -> Outcome:
     from .grants import grant_changes, grant_plan
 
     pending = grant_changes(workspace, grant_plan(settings))
@@ -190,8 +212,10 @@ def report(target: str, outcomes: list[Outcome]) -> tuple[str, bool]:
     missing = [o for o in outcomes if o.result in ("missing", "failed")]
     lines = [o.line() for o in outcomes]
     if missing:
-        lines.append(f"target {target}: not ready, {len(missing)} missing or failed (see above); "
-                     "bootstrap again once fixed")
+        lines.append(
+            f"target {target}: not ready, {len(missing)} missing or failed (see above); "
+            "bootstrap again once fixed"
+        )
     elif made:
         lines.append(f"target {target}: ready ({len(made)} changes made)")
     else:

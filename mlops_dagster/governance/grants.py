@@ -18,14 +18,28 @@ from ..settings import Settings
 CATALOG_PRIVILEGES = {
     "NONE": [],
     "READ": ["USE_CATALOG", "USE_SCHEMA", "SELECT", "READ_VOLUME", "EXECUTE"],
-    "READ_WRITE": ["USE_CATALOG", "USE_SCHEMA", "SELECT", "READ_VOLUME", "EXECUTE",
-                   "MODIFY", "CREATE_TABLE", "CREATE_VOLUME", "WRITE_VOLUME"],
+    "READ_WRITE": [
+        "USE_CATALOG",
+        "USE_SCHEMA",
+        "SELECT",
+        "READ_VOLUME",
+        "EXECUTE",
+        "MODIFY",
+        "CREATE_TABLE",
+        "CREATE_VOLUME",
+        "WRITE_VOLUME",
+    ],
 }
 # Registry rights: registering needs CREATE_MODEL on the schema; moving aliases (approve, promote,
 # restore, rollback) needs MANAGE on the model; reading (loading, serving) needs EXECUTE on it.
 SCHEMA_PRIVILEGES = {"register": ["CREATE_MODEL"]}
-MODEL_PRIVILEGES = {"read": ["EXECUTE"], "approve": ["MANAGE"], "promote": ["MANAGE"],
-                    "restore": ["MANAGE"], "rollback": ["MANAGE"]}
+MODEL_PRIVILEGES = {
+    "read": ["EXECUTE"],
+    "approve": ["MANAGE"],
+    "promote": ["MANAGE"],
+    "restore": ["MANAGE"],
+    "rollback": ["MANAGE"],
+}
 
 
 @dataclass(frozen=True)
@@ -34,7 +48,7 @@ class Grant:
     full_name: str
     principal: str
     privileges: tuple[str, ...]  # what the group should hold
-    managed: tuple[str, ...]     # what this project grants on the securable (the rest is left alone)
+    managed: tuple[str, ...]  # what this project grants on the securable (the rest is left alone)
 
 
 def _unique(items) -> tuple[str, ...]:
@@ -44,14 +58,24 @@ def _unique(items) -> tuple[str, ...]:
 def grant_plan(settings: Settings) -> list[Grant]:
     access, env = settings.governance.access, settings.target
     securables = [
-        ("catalog", settings.catalog, lambda r: CATALOG_PRIVILEGES[r.catalogs.get(env, "NONE")],
-         [p for ps in CATALOG_PRIVILEGES.values() for p in ps]),
-        ("schema", f"{settings.catalog}.{settings.schema_}",
-         lambda r: [p for right in r.registry for p in SCHEMA_PRIVILEGES.get(right, [])],
-         [p for ps in SCHEMA_PRIVILEGES.values() for p in ps]),
-        ("function", settings.mlflow.model_name,
-         lambda r: [p for right in r.registry for p in MODEL_PRIVILEGES.get(right, [])],
-         [p for ps in MODEL_PRIVILEGES.values() for p in ps]),
+        (
+            "catalog",
+            settings.catalog,
+            lambda r: CATALOG_PRIVILEGES[r.catalogs.get(env, "NONE")],
+            [p for ps in CATALOG_PRIVILEGES.values() for p in ps],
+        ),
+        (
+            "schema",
+            f"{settings.catalog}.{settings.schema_}",
+            lambda r: [p for right in r.registry for p in SCHEMA_PRIVILEGES.get(right, [])],
+            [p for ps in SCHEMA_PRIVILEGES.values() for p in ps],
+        ),
+        (
+            "function",
+            settings.mlflow.model_name,
+            lambda r: [p for right in r.registry for p in MODEL_PRIVILEGES.get(right, [])],
+            [p for ps in MODEL_PRIVILEGES.values() for p in ps],
+        ),
     ]
     return [
         Grant(kind, name, access.group_of(role), _unique(wanted(rights)), _unique(managed))
@@ -66,9 +90,12 @@ def grant_changes(workspace, plan: list[Grant]) -> list[tuple[Grant, list[str], 
     changes = []
     for grant in plan:
         current = workspace.grants.get(grant.securable_type, grant.full_name, principal=grant.principal)
-        held = {p.value if hasattr(p, "value") else p
-                for a in current.privilege_assignments or [] if a.principal == grant.principal
-                for p in a.privileges or []}
+        held = {
+            p.value if hasattr(p, "value") else p
+            for a in current.privilege_assignments or []
+            if a.principal == grant.principal
+            for p in a.privileges or []
+        }
         add = sorted(set(grant.privileges) - held)
         remove = sorted((held & set(grant.managed)) - set(grant.privileges))
         if add or remove:
@@ -83,8 +110,23 @@ def apply_grants(workspace, plan: list[Grant]) -> list[dict]:
 
     made = []
     for grant, add, remove in grant_changes(workspace, plan):
-        workspace.grants.update(grant.securable_type, grant.full_name, changes=[PermissionsChange(
-            principal=grant.principal, add=[Privilege(p) for p in add], remove=[Privilege(p) for p in remove])])
-        made.append({"securable": f"{grant.securable_type} {grant.full_name}", "principal": grant.principal,
-                     "added": ", ".join(add), "revoked": ", ".join(remove)})
+        workspace.grants.update(
+            grant.securable_type,
+            grant.full_name,
+            changes=[
+                PermissionsChange(
+                    principal=grant.principal,
+                    add=[Privilege(p) for p in add],
+                    remove=[Privilege(p) for p in remove],
+                )
+            ],
+        )
+        made.append(
+            {
+                "securable": f"{grant.securable_type} {grant.full_name}",
+                "principal": grant.principal,
+                "added": ", ".join(add),
+                "revoked": ", ".join(remove),
+            }
+        )
     return made

@@ -37,8 +37,11 @@ def model_lineage(settings, lakehouse, registry, version: str, serving=None) -> 
     predictions_table = settings.table(settings.names.predictions)
     scored = []
     if lakehouse.exists(predictions_table):
-        scored = sorted(h["version"] for h in lakehouse.history(predictions_table)
-                        if h.get("model_version") == str(version))
+        scored = sorted(
+            h["version"]
+            for h in lakehouse.history(predictions_table)
+            if h.get("model_version") == str(version)
+        )
     endpoints = []
     state = serving.describe(settings.serving.endpoint) if serving is not None else None
     if state and state.get("config"):
@@ -47,16 +50,22 @@ def model_lineage(settings, lakehouse, registry, version: str, serving=None) -> 
             if names[route["served_model_name"]] == str(version):
                 endpoints.append((settings.serving.endpoint, route["traffic_percentage"]))
     return {
-        "model": (settings.mlflow.model_name, str(version)), "aliases": list(mv.aliases or []),
-        "mlflow_run": mv.run_id, "upstream": upstream, "landing_files": sorted(set(files)),
-        "prediction_versions": (predictions_table, scored), "endpoints": endpoints,
+        "model": (settings.mlflow.model_name, str(version)),
+        "aliases": list(mv.aliases or []),
+        "mlflow_run": mv.run_id,
+        "upstream": upstream,
+        "landing_files": sorted(set(files)),
+        "prediction_versions": (predictions_table, scored),
+        "endpoints": endpoints,
     }
 
 
 def format_lineage(lineage: dict[str, Any]) -> str:
     name, version = lineage["model"]
-    lines = [f"{name} v{version}  (aliases: {', '.join(lineage['aliases']) or 'none'}; MLflow run {lineage['mlflow_run']})",
-             "  learned from:"]
+    lines = [
+        f"{name} v{version}  (aliases: {', '.join(lineage['aliases']) or 'none'}; MLflow run {lineage['mlflow_run']})",
+        "  learned from:",
+    ]
     for role, (table, table_version) in lineage["upstream"].items():
         lines.append(f"    {role:<13} {table} v{table_version}")
     lines.append(f"    sources       {', '.join(lineage['landing_files']) or 'none recorded'}")

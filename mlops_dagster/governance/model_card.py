@@ -10,16 +10,25 @@ def _bullets(items: list[str]) -> str:
 
 
 def render_model_card(
-    model_name: str, version: str, governance: Any, training: dict[str, Any], features: list[str],
-    metrics: dict[str, float], validation: list[Any], lineage: dict[str, str],
+    model_name: str,
+    version: str,
+    governance: Any,
+    training: dict[str, Any],
+    features: list[str],
+    metrics: dict[str, float],
+    validation: list[Any],
+    lineage: dict[str, str],
 ) -> str:
     """The card as Markdown. ``governance`` is the config section (owner, use case, limits, ethics);
     ``validation`` is a list of ThresholdResult; ``training`` and ``lineage`` map names to facts."""
     passed = all(r.passed for r in validation)
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in metrics.items())
-    checks = "\n".join(f"| {r.metric} | {'n/a' if r.observed is None else f'{r.observed:.4f}'} | "
-                       f"{'' if r.min is None else r.min} | {'' if r.max is None else r.max} | "
-                       f"{'pass' if r.passed else 'FAIL'} |" for r in validation)
+    checks = "\n".join(
+        f"| {r.metric} | {'n/a' if r.observed is None else f'{r.observed:.4f}'} | "
+        f"{'' if r.min is None else r.min} | {'' if r.max is None else r.max} | "
+        f"{'pass' if r.passed else 'FAIL'} |"
+        for r in validation
+    )
     return f"""# Model card: {model_name} version {version}
 
 ## Overview

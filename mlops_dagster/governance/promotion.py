@@ -18,14 +18,28 @@ def code_version() -> str:
     if os.environ.get("MLOPS_CODE_VERSION"):
         return os.environ["MLOPS_CODE_VERSION"]
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                cwd=Path(__file__).parent,
+            ).stdout.strip()
+            or "unknown"
+        )
     except OSError:
         return "unknown"
 
 
-def promotion_verdict(registry, lakehouse, settings, version: str, metrics: dict[str, float],
-                      champion_metrics: dict[str, float] | None) -> tuple[bool, str]:
+def promotion_verdict(
+    registry,
+    lakehouse,
+    settings,
+    version: str,
+    metrics: dict[str, float],
+    champion_metrics: dict[str, float] | None,
+) -> tuple[bool, str]:
     """Whether challenger ``version`` (with its holdout ``metrics``) may replace the champion (scored
     on the same holdout: ``champion_metrics``, None when there is none), and why.
 
@@ -37,8 +51,9 @@ def promotion_verdict(registry, lakehouse, settings, version: str, metrics: dict
     if recorded != "passed":
         return False, f"version {version} has not passed validation (status: {recorded})"
     if settings.governance.require_approval and not is_approved(lakehouse, settings, version):
-        return False, (f"version {version} has no approval record "
-                       f"(mlops approve --version {version} --comment '...')")
+        return False, (
+            f"version {version} has no approval record (mlops approve --version {version} --comment '...')"
+        )
     val = settings.validation
     return compare_to_champion(metrics, champion_metrics, val.compare_metric, val.max_regression)
 
@@ -62,7 +77,10 @@ def champion_to_move_on(registry, settings, alias: str) -> tuple[Any, str | None
     if champion is None:
         return None, f"{settings.mlflow.model_name} has no {alias} to promote"
     if not registry.is_validated(champion):
-        return champion, f"{settings.mlflow.model_name} v{champion.version} has not passed validation here: it cannot move on"
+        return (
+            champion,
+            f"{settings.mlflow.model_name} v{champion.version} has not passed validation here: it cannot move on",
+        )
     return champion, None
 
 
@@ -73,11 +91,20 @@ def move_to_next_environment(registry, settings, version: str, reason: str) -> t
     this code (its version is recorded)."""
     promotion, obj = settings.governance.promotion, f"{settings.mlflow.model_name} v{version}"
     destination = promotion.next
-    details: dict[str, Any] = {"pattern": promotion.pattern, "to_target": destination.target, "reason": reason}
+    details: dict[str, Any] = {
+        "pattern": promotion.pattern,
+        "to_target": destination.target,
+        "reason": reason,
+    }
     if promotion.pattern == "deploy_model":
         copied = registry.copy_to(version, destination.model_name, destination.registry_uri)
         details.update(copied_to=f"{destination.model_name}/{copied.version}")
-        return details, f"copied {obj} to {destination.model_name} version {copied.version} ({destination.target})"
+        return (
+            details,
+            f"copied {obj} to {destination.model_name} version {copied.version} ({destination.target})",
+        )
     details.update(code_version=code_version())
-    return details, (f"{obj} validated on {settings.target}: {destination.target} retrains from code "
-                     f"{details['code_version']} (deploy_code)")
+    return details, (
+        f"{obj} validated on {settings.target}: {destination.target} retrains from code "
+        f"{details['code_version']} (deploy_code)"
+    )

@@ -24,18 +24,33 @@ def training_data(lakehouse, training_set: str, training_set_version: int) -> di
     return data
 
 
-def challenger_card(settings, lakehouse, trained: Any, version: str, validation: "Validation", run_id: str) -> str:
+def challenger_card(
+    settings, lakehouse, trained: Any, version: str, validation: Validation, run_id: str
+) -> str:
     """The model card of a newly registered ``version`` (Markdown)."""
-    lineage = {"MLflow run": trained.run_id, "model URI": trained.model_uri, "Dagster run": run_id,
-               "target": settings.target}
-    return render_model_card(settings.mlflow.model_name, version, settings.governance,
-                             training_data(lakehouse, trained.training_set, trained.training_set_version),
-                             settings.features.columns, trained.metrics, validation.results, lineage)
+    lineage = {
+        "MLflow run": trained.run_id,
+        "model URI": trained.model_uri,
+        "Dagster run": run_id,
+        "target": settings.target,
+    }
+    return render_model_card(
+        settings.mlflow.model_name,
+        version,
+        settings.governance,
+        training_data(lakehouse, trained.training_set, trained.training_set_version),
+        settings.features.columns,
+        trained.metrics,
+        validation.results,
+        lineage,
+    )
 
 
-def challenger_description(settings, trained: Any, validation: "Validation") -> str:
+def challenger_description(settings, trained: Any, validation: Validation) -> str:
     """The registry's description of the version: owner, training data, validation outcome."""
-    return (f"{settings.governance.use_case} Owner: {settings.governance.owner}. Trained on "
-            f"{trained.training_set} v{trained.training_set_version}; validation "
-            f"{'passed' if validation.passed else 'FAILED'} ({validation.summary}). Full card: model_card.md in "
-            f"run {trained.run_id}.")
+    return (
+        f"{settings.governance.use_case} Owner: {settings.governance.owner}. Trained on "
+        f"{trained.training_set} v{trained.training_set_version}; validation "
+        f"{'passed' if validation.passed else 'FAILED'} ({validation.summary}). Full card: model_card.md in "
+        f"run {trained.run_id}."
+    )

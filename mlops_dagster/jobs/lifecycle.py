@@ -39,26 +39,44 @@ def build_jobs(settings: Settings) -> Jobs:
 
     return Jobs(
         lifecycle=define_asset_job(
-            names.job("lifecycle"), groups(*LIFECYCLE_GROUPS), hooks=_mlflow_hooks, tags=tags,
+            names.job("lifecycle"),
+            groups(*LIFECYCLE_GROUPS),
+            hooks=_mlflow_hooks,
+            tags=tags,
             description="Landing files to champion model, batch predictions and drift report, in one run.",
         ),
         # The outcomes sit in the ingestion group (they feed the training set) but arrive on their own:
         # the monitoring job and the outcome file sensor ingest them, the training job does not.
         training=define_asset_job(
-            names.job("training"), groups("ingestion", "features", "training", "registry")
+            names.job("training"),
+            groups("ingestion", "features", "training", "registry")
             - AssetSelection.assets(names.key(names.ground_truth), names.key(names.ground_truth_quarantine)),
-            hooks=_mlflow_hooks, tags=tags,
+            hooks=_mlflow_hooks,
+            tags=tags,
             description="Ingest new files, rebuild features, train, register the challenger, validate and promote.",
         ),
         batch_inference=define_asset_job(
-            names.job("batch_inference"), AssetSelection.assets(names.key(names.predictions)), tags=tags,
+            names.job("batch_inference"),
+            AssetSelection.assets(names.key(names.predictions)),
+            tags=tags,
             description=f"Score every {settings.dataset.key} with the current champion.",
         ),
         monitoring=define_asset_job(
-            names.job("monitoring"), AssetSelection.assets(*(names.key(n) for n in (
-                names.drift_report, names.ground_truth, names.ground_truth_quarantine, names.model_performance))),
-            hooks=_mlflow_hooks, tags=tags,
+            names.job("monitoring"),
+            AssetSelection.assets(
+                *(
+                    names.key(n)
+                    for n in (
+                        names.drift_report,
+                        names.ground_truth,
+                        names.ground_truth_quarantine,
+                        names.model_performance,
+                    )
+                )
+            ),
+            hooks=_mlflow_hooks,
+            tags=tags,
             description="Compare the newest data with the champion's training data (Evidently drift report); "
-                        "ingest new outcomes and judge the predictions they answer (model performance).",
+            "ingest new outcomes and judge the predictions they answer (model performance).",
         ),
     )

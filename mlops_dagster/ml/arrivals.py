@@ -26,27 +26,37 @@ def unseen_files(candidates: list[dict], seen: set[tuple]) -> list[dict]:
     changed file is new again. ``seen`` holds pandas Timestamps (as the landing file log reads)."""
     import pandas as pd
 
-    return [c for c in candidates if (c["file_path"], c["size_bytes"], pd.Timestamp(c["modified_at"])) not in seen]
+    return [
+        c for c in candidates if (c["file_path"], c["size_bytes"], pd.Timestamp(c["modified_at"])) not in seen
+    ]
 
 
-def file_outcomes(candidates: list[dict], files: list[LandingFile], key: str) -> tuple[list[dict], list[dict]]:
+def file_outcomes(
+    candidates: list[dict], files: list[LandingFile], key: str
+) -> tuple[list[dict], list[dict]]:
     """(the landing file log's rows, the per-file report) of the ingested ``candidates``, whose
     check results are ``files`` in the same order: rows read, loaded and quarantined, and the
     file's problems joined by '; '."""
     logged, report = [], []
     for candidate, f in zip(candidates, files):
-        counts = {"rows_read": f.rows_read, "rows_loaded": f.rows_loaded, "rows_quarantined": f.rows_quarantined,
-                  "problems": "; ".join(f.problems(key))}
+        counts = {
+            "rows_read": f.rows_read,
+            "rows_loaded": f.rows_loaded,
+            "rows_quarantined": f.rows_quarantined,
+            "problems": "; ".join(f.problems(key)),
+        }
         logged.append({**candidate, **counts})
         report.append({"file": Path(f.path).name, **counts})
-    return logged + candidates[len(logged):], report
+    return logged + candidates[len(logged) :], report
 
 
 def file_message(f: LandingFile, key: str, name: str | None = None) -> tuple[bool, str]:
     """(whether to warn, the log line) of one ingested file (named by its path, or ``name``)."""
     problems = f.problems(key)
-    return bool(problems), (f"{name or f.path}: {f.rows_loaded} rows loaded, {f.rows_quarantined} quarantined"
-                            + (f" ({'; '.join(problems)})" if problems else ""))
+    return bool(problems), (
+        f"{name or f.path}: {f.rows_loaded} rows loaded, {f.rows_quarantined} quarantined"
+        + (f" ({'; '.join(problems)})" if problems else "")
+    )
 
 
 def last_source_read(log, source: str) -> dict | None:
@@ -57,5 +67,7 @@ def last_source_read(log, source: str) -> dict | None:
     if not len(reads):
         return None
     newest = reads.iloc[-1]
-    return {"source_version": None if newest.isna()["source_version"] else newest["source_version"],
-            "watermark": None if newest.isna()["watermark"] else newest["watermark"]}
+    return {
+        "source_version": None if newest.isna()["source_version"] else newest["source_version"],
+        "watermark": None if newest.isna()["watermark"] else newest["watermark"],
+    }

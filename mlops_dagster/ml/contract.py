@@ -29,15 +29,24 @@ class Rule(Protocol):
 OK, NOT_A_NUMBER, NOT_WHOLE, NOT_BOOLEAN, EMPTY, NOT_ALLOWED, BELOW_MIN, ABOVE_MAX, NOT_A_TIME = range(9)
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
-ARROW_TYPES = {"string": pa.string(), "double": pa.float64(), "long": pa.int64(), "boolean": pa.bool_(),
-               "timestamp": TIMESTAMP}
+ARROW_TYPES = {
+    "string": pa.string(),
+    "double": pa.float64(),
+    "long": pa.int64(),
+    "boolean": pa.bool_(),
+    "timestamp": TIMESTAMP,
+}
 # A decimal number as people write them (no hex, no inf/nan, no trailing type letters).
 _NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 # ISO 8601: a date, or a date and time (seconds and fraction optional), with an optional zone
 # (none: UTC).
 _TIME = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
-_WITHOUT_ZONE = [(r"^(\d{4}-\d{2}-\d{2})$", r"\1T00:00:00"), (r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})$", r"\1T\2:00"),
-                 (r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(\.\d+)?)$", r"\1T\2Z"), (r" ", "T")]
+_WITHOUT_ZONE = [
+    (r"^(\d{4}-\d{2}-\d{2})$", r"\1T00:00:00"),
+    (r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})$", r"\1T\2:00"),
+    (r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(\.\d+)?)$", r"\1T\2Z"),
+    (r" ", "T"),
+]
 _TRUE = ["true", "yes", "1"]
 _FALSE = ["false", "no", "0"]
 
@@ -116,7 +125,9 @@ def rule_codes(values: pa.Array, rule: Rule) -> np.ndarray:
     return codes
 
 
-def check_cells(raw: Mapping[str, pa.Array], rules: Mapping[str, Rule]) -> tuple[dict[str, pa.Array], dict[str, np.ndarray]]:
+def check_cells(
+    raw: Mapping[str, pa.Array], rules: Mapping[str, Rule]
+) -> tuple[dict[str, pa.Array], dict[str, np.ndarray]]:
     """Typed columns and per-cell codes for a batch of text columns (one per contract column)."""
     typed, codes = {}, {}
     for column, rule in rules.items():
@@ -145,8 +156,13 @@ def describe(column: str, code: int, raw: Any, value: Any, rule: Rule) -> str:
     return f"{column}: {value} is above the maximum {rule.max:g}"
 
 
-def cell_reasons(rows: np.ndarray, raw: Mapping[str, pa.Array], typed: Mapping[str, pa.Array],
-                 codes: Mapping[str, np.ndarray], rules: Mapping[str, Rule]) -> list[list[str]]:
+def cell_reasons(
+    rows: np.ndarray,
+    raw: Mapping[str, pa.Array],
+    typed: Mapping[str, pa.Array],
+    codes: Mapping[str, np.ndarray],
+    rules: Mapping[str, Rule],
+) -> list[list[str]]:
     """For each of ``rows`` (indices), the reasons of its refused cells in contract column order."""
     reasons: list[list[str]] = [[] for _ in rows]
     for column, rule in rules.items():
@@ -184,4 +200,5 @@ def count_violations(rules: Mapping[str, Rule], batches) -> Iterator[pa.RecordBa
                 seen[1] = describe(column, int(codes[bad[0]]), value, value, rule)
     yield pa.RecordBatch.from_pylist(
         [{"column": c, "violations": n, "example": e} for c, (n, e) in found.items()],
-        schema=pa.schema([("column", pa.string()), ("violations", pa.int64()), ("example", pa.string())]))
+        schema=pa.schema([("column", pa.string()), ("violations", pa.int64()), ("example", pa.string())]),
+    )

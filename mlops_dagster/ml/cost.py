@@ -23,7 +23,7 @@ class Compute:
 
     kind: str
     node_type: str = ""
-    nodes: int = 0          # driver + the most workers the cluster may scale to
+    nodes: int = 0  # driver + the most workers the cluster may scale to
     availability: str = ""  # the spot policy asked for ("" for a pool's or an existing cluster's)
     pool: str = ""
 
@@ -52,8 +52,12 @@ def estimate(compute: Compute, seconds: float, rates: CostSettings) -> Estimate:
         return Estimate(0.0, 0.0)
     per_node = rates.dbu_per_node_hour.get(compute.node_type)
     if per_node is None:
-        return Estimate(None, None, f"no DBU rate for node type {compute.node_type!r}: "
-                                    f"set cost.dbu_per_node_hour.{compute.node_type} in the target config")
+        return Estimate(
+            None,
+            None,
+            f"no DBU rate for node type {compute.node_type!r}: "
+            f"set cost.dbu_per_node_hour.{compute.node_type} in the target config",
+        )
     dbus = compute.nodes * per_node * max(seconds, 0.0) / 3600.0
     return Estimate(dbus, dbus * getattr(rates.dbu_price, compute.kind))
 
@@ -67,17 +71,32 @@ def daily_totals(records) -> dict[str, float]:
     if records.empty:
         return {}
     days = records["finished_at"].dt.tz_convert("UTC").dt.strftime("%Y-%m-%d")
-    return {day: float(total) for day, total in records["cost_estimated"].fillna(0.0).groupby(days).sum().items()}
+    return {
+        day: float(total) for day, total in records["cost_estimated"].fillna(0.0).groupby(days).sum().items()
+    }
 
 
 def totals_by(records, by: str) -> list[dict[str, Any]]:
     """Steps, hours, DBUs and cost per value of ``by``, most expensive first."""
     if records.empty:
         return []
-    grouped = records.groupby(by, dropna=False).agg(
-        steps=("step_key", "size"), hours=("seconds", lambda s: s.sum() / 3600.0),
-        dbus=("dbus_estimated", "sum"), cost=("cost_estimated", "sum"),
-    ).sort_values(["cost", "hours"], ascending=False)
-    return [{by: key, "steps": int(row.steps), "hours": round(float(row.hours), 4),
-             "dbus": round(float(row.dbus), 4), "cost": round(float(row.cost), 4)}
-            for key, row in grouped.iterrows()]
+    grouped = (
+        records.groupby(by, dropna=False)
+        .agg(
+            steps=("step_key", "size"),
+            hours=("seconds", lambda s: s.sum() / 3600.0),
+            dbus=("dbus_estimated", "sum"),
+            cost=("cost_estimated", "sum"),
+        )
+        .sort_values(["cost", "hours"], ascending=False)
+    )
+    return [
+        {
+            by: key,
+            "steps": int(row.steps),
+            "hours": round(float(row.hours), 4),
+            "dbus": round(float(row.dbus), 4),
+            "cost": round(float(row.cost), 4),
+        }
+        for key, row in grouped.iterrows()
+    ]

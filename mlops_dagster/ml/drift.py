@@ -28,7 +28,7 @@ class ColumnDrift:
 @dataclass
 class DriftResult:
     dataset_drift: bool
-    drift_share: float          # share of columns that drifted
+    drift_share: float  # share of columns that drifted
     drifted_columns: int
     columns: list[ColumnDrift]
     threshold_share: float
@@ -52,24 +52,38 @@ class DriftResult:
 
     def summary(self) -> dict[str, Any]:
         """The verdict in figures, as the drift history records them."""
-        return {"dataset_drift": self.dataset_drift, "drift_share": self.drift_share,
-                "drifted_columns": self.drifted_columns, "columns_checked": len(self.columns),
-                "threshold_share": self.threshold_share}
+        return {
+            "dataset_drift": self.dataset_drift,
+            "drift_share": self.drift_share,
+            "drifted_columns": self.drifted_columns,
+            "columns_checked": len(self.columns),
+            "threshold_share": self.threshold_share,
+        }
 
     def alert_text(self) -> str:
         """One line for a drift alert: how many columns drifted against the threshold, and the first of them."""
         drifted = self.drifted()
-        return (f"{self.drifted_columns} of {len(self.columns)} feature columns drifted (share "
-                f"{self.drift_share:.2f}, threshold {self.threshold_share:.2f}): {', '.join(drifted[:SHOWN_IN_ALERT])}"
-                + (", ..." if len(drifted) > SHOWN_IN_ALERT else ""))
+        return (
+            f"{self.drifted_columns} of {len(self.columns)} feature columns drifted (share "
+            f"{self.drift_share:.2f}, threshold {self.threshold_share:.2f}): {', '.join(drifted[:SHOWN_IN_ALERT])}"
+            + (", ..." if len(drifted) > SHOWN_IN_ALERT else "")
+        )
 
     def column_scores(self) -> list[dict[str, Any]]:
         """A row per feature column, the highest score first (scores to 4 decimals)."""
-        return [{"column": c.column, "method": c.method, "score": round(c.score, 4), "threshold": c.threshold,
-                 "drifted": c.drifted} for c in sorted(self.columns, key=lambda c: -c.score)]
+        return [
+            {
+                "column": c.column,
+                "method": c.method,
+                "score": round(c.score, 4),
+                "threshold": c.threshold,
+                "drifted": c.drifted,
+            }
+            for c in sorted(self.columns, key=lambda c: -c.score)
+        ]
 
 
-def newest_batch(features: "DataFrame") -> "DataFrame":
+def newest_batch(features: DataFrame) -> DataFrame:
     """The rows of the latest ingestion (the newest landing batch) of a feature table (Spark)."""
     from pyspark.sql import functions as F
 
@@ -77,8 +91,15 @@ def newest_batch(features: "DataFrame") -> "DataFrame":
     return features.where(F.col(INGESTED_AT) == F.lit(newest))
 
 
-def drift_sample(frame: "DataFrame", label: str | None, table_rows: int, max_rows: int, columns: list[str],
-                 seed: int, key: str) -> tuple[pd.DataFrame, int]:
+def drift_sample(
+    frame: DataFrame,
+    label: str | None,
+    table_rows: int,
+    max_rows: int,
+    columns: list[str],
+    seed: int,
+    key: str,
+) -> tuple[pd.DataFrame, int]:
     """At most ``max_rows`` rows of ``frame`` (seeded, stratified on ``label``, or not stratified when
     None) as pandas, and how many rows it had. When ``table_rows`` (the Delta row count of the table
     ``frame`` comes from) says it fits, it is read as it is, without counting it."""
@@ -118,8 +139,13 @@ def detect_drift(
     columns = [*numerical, *categorical]
     extra = [prediction] if prediction else []
     definition = DataDefinition(numerical_columns=[*numerical, *extra], categorical_columns=categorical)
-    metrics = [DataDriftPreset(columns=columns, drift_share=drift_share), *(ValueDrift(column=c) for c in extra)]
-    current, reference = _shared_categories(current[[*columns, *extra]], reference[[*columns, *extra]], categorical)
+    metrics = [
+        DataDriftPreset(columns=columns, drift_share=drift_share),
+        *(ValueDrift(column=c) for c in extra),
+    ]
+    current, reference = _shared_categories(
+        current[[*columns, *extra]], reference[[*columns, *extra]], categorical
+    )
     snapshot = Report(metrics, include_tests=True).run(
         current_data=Dataset.from_pandas(current, data_definition=definition),
         reference_data=Dataset.from_pandas(reference, data_definition=definition),
@@ -131,10 +157,15 @@ def detect_drift(
     for metric in result["metrics"]:
         config = metric["config"]
         if config["type"].endswith(":ValueDrift"):
-            per_column.append(ColumnDrift(
-                column=config["column"], method=config["method"], score=float(metric["value"]),
-                threshold=float(config["threshold"]), drifted=metric["id"] in failed,
-            ))
+            per_column.append(
+                ColumnDrift(
+                    column=config["column"],
+                    method=config["method"],
+                    score=float(metric["value"]),
+                    threshold=float(config["threshold"]),
+                    drifted=metric["id"] in failed,
+                )
+            )
         elif config["type"].endswith(":DriftedColumnsCount"):
             share, count = float(metric["value"]["share"]), int(metric["value"]["count"])
             dataset_drift = metric["id"] in failed

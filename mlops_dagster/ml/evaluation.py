@@ -53,11 +53,18 @@ def save_plots(y_true, probability, out_dir: str | Path, threshold: float = 0.5)
 
     y_true = np.asarray(y_true).astype(int)
     predicted = (np.asarray(probability) >= threshold).astype(int)
-    return _draw(out_dir, {
-        "roc_curve.png": lambda ax: RocCurveDisplay.from_predictions(y_true, probability, ax=ax),
-        "precision_recall_curve.png": lambda ax: PrecisionRecallDisplay.from_predictions(y_true, probability, ax=ax),
-        "confusion_matrix.png": lambda ax: ConfusionMatrixDisplay.from_predictions(y_true, predicted, ax=ax),
-    })
+    return _draw(
+        out_dir,
+        {
+            "roc_curve.png": lambda ax: RocCurveDisplay.from_predictions(y_true, probability, ax=ax),
+            "precision_recall_curve.png": lambda ax: PrecisionRecallDisplay.from_predictions(
+                y_true, probability, ax=ax
+            ),
+            "confusion_matrix.png": lambda ax: ConfusionMatrixDisplay.from_predictions(
+                y_true, predicted, ax=ax
+            ),
+        },
+    )
 
 
 def save_regression_plots(y_true, prediction, out_dir: str | Path) -> list[Path]:
@@ -65,11 +72,15 @@ def save_regression_plots(y_true, prediction, out_dir: str | Path) -> list[Path]
     from sklearn.metrics import PredictionErrorDisplay
 
     y_true, prediction = np.asarray(y_true, dtype=float), np.asarray(prediction, dtype=float)
-    return _draw(out_dir, {
-        f"{kind}.png": lambda ax, kind=kind: PredictionErrorDisplay.from_predictions(
-            y_true, prediction, kind=kind, ax=ax, subsample=2000, random_state=0)
-        for kind in ("actual_vs_predicted", "residual_vs_predicted")
-    })
+    return _draw(
+        out_dir,
+        {
+            f"{kind}.png": lambda ax, kind=kind: PredictionErrorDisplay.from_predictions(
+                y_true, prediction, kind=kind, ax=ax, subsample=2000, random_state=0
+            )
+            for kind in ("actual_vs_predicted", "residual_vs_predicted")
+        },
+    )
 
 
 def _draw(out_dir: str | Path, plots: dict) -> list[Path]:
@@ -103,7 +114,9 @@ class ThresholdResult:
     def passed(self) -> bool:
         if self.observed is None or np.isnan(self.observed):
             return False
-        return (self.min is None or self.observed >= self.min) and (self.max is None or self.observed <= self.max)
+        return (self.min is None or self.observed >= self.min) and (
+            self.max is None or self.observed <= self.max
+        )
 
     def describe(self) -> str:
         observed = "missing" if self.observed is None else f"{self.observed:.4f}"
@@ -139,12 +152,23 @@ class Validation:
 
     def rows(self) -> list[dict]:
         """One row per threshold (observed rounded to 4 places), for a table beside the bounds."""
-        return [{"metric": r.metric, "observed": round(r.observed, 4) if r.observed is not None else None,
-                 "min": r.min, "max": r.max, "passed": r.passed} for r in self.results]
+        return [
+            {
+                "metric": r.metric,
+                "observed": round(r.observed, 4) if r.observed is not None else None,
+                "min": r.min,
+                "max": r.max,
+                "passed": r.passed,
+            }
+            for r in self.results
+        ]
 
     def observed(self) -> dict[str, float]:
         """``<metric>_observed`` per threshold, NaN for a missing metric."""
-        return {f"{r.metric}_observed": r.observed if r.observed is not None else float("nan") for r in self.results}
+        return {
+            f"{r.metric}_observed": r.observed if r.observed is not None else float("nan")
+            for r in self.results
+        }
 
 
 def validate(metrics: dict[str, float], thresholds: dict) -> Validation:
@@ -169,12 +193,27 @@ def compare_to_champion(
     return False, verdict
 
 
-def comparison_rows(challenger_version: str, challenger: dict[str, float], champion_version: str | None,
-                    champion: dict[str, float] | None) -> list[dict]:
+def comparison_rows(
+    challenger_version: str,
+    challenger: dict[str, float],
+    champion_version: str | None,
+    champion: dict[str, float] | None,
+) -> list[dict]:
     """The challenger's holdout metrics and, when the champion was scored on the same holdout, the
     previous champion's: one row per model, rounded to 4 places."""
-    rows = [{"role": "challenger", "version": challenger_version, **{k: round(v, 4) for k, v in challenger.items()}}]
+    rows = [
+        {
+            "role": "challenger",
+            "version": challenger_version,
+            **{k: round(v, 4) for k, v in challenger.items()},
+        }
+    ]
     if champion is not None:
-        rows.append({"role": "previous champion", "version": champion_version,
-                     **{k: round(v, 4) for k, v in champion.items()}})
+        rows.append(
+            {
+                "role": "previous champion",
+                "version": champion_version,
+                **{k: round(v, 4) for k, v in champion.items()},
+            }
+        )
     return rows

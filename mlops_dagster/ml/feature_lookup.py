@@ -29,7 +29,7 @@ class FeatureLookup:
     """Which features of which table to join, by which label columns (like Databricks' ``FeatureLookup``)."""
 
     table: str
-    lookup_key: list[str]            # label columns, matched to the table's keys in order
+    lookup_key: list[str]  # label columns, matched to the table's keys in order
     feature_names: list[str]
     timestamp_lookup_key: str | None = None  # label event time; None: the latest value per key
 
@@ -37,25 +37,40 @@ class FeatureLookup:
 def _require(has: list[str], columns: list[str], what: str) -> None:
     missing = [c for c in columns if c not in has]
     if missing:
-        raise ValueError(f"{what} {'are' if what == 'the labels' else 'is'} missing column(s) {missing}; "
-                         f"it has {list(has)}")
+        raise ValueError(
+            f"{what} {'are' if what == 'the labels' else 'is'} missing column(s) {missing}; "
+            f"it has {list(has)}"
+        )
 
 
-def _check_lookup(label_columns: list[str], feature_columns: list[str], lookup: FeatureLookup, keys: list[str],
-                  timestamp_key: str | None) -> str:
+def _check_lookup(
+    label_columns: list[str],
+    feature_columns: list[str],
+    lookup: FeatureLookup,
+    keys: list[str],
+    timestamp_key: str | None,
+) -> str:
     """Schema checks of one lookup (no data read); returns the table's name for messages."""
     where = f"feature table {lookup.table}"
     if len(lookup.lookup_key) != len(keys):
-        raise ValueError(f"lookup_key {lookup.lookup_key} must name one label column per key of {where} {keys}")
-    _require(label_columns, lookup.lookup_key + ([lookup.timestamp_lookup_key] if lookup.timestamp_lookup_key else []),
-             "the labels")
+        raise ValueError(
+            f"lookup_key {lookup.lookup_key} must name one label column per key of {where} {keys}"
+        )
+    _require(
+        label_columns,
+        lookup.lookup_key + ([lookup.timestamp_lookup_key] if lookup.timestamp_lookup_key else []),
+        "the labels",
+    )
     _require(feature_columns, keys + lookup.feature_names + ([timestamp_key] if timestamp_key else []), where)
     clash = [f for f in lookup.feature_names if f in label_columns]
     if clash:
-        raise ValueError(f"features {clash} of {where} are already columns of the labels: drop or rename them")
+        raise ValueError(
+            f"features {clash} of {where} are already columns of the labels: drop or rename them"
+        )
     if lookup.timestamp_lookup_key and timestamp_key is None:
-        raise ValueError(f"{where} has no timestamp key, so it cannot be looked up as of "
-                         f"{lookup.timestamp_lookup_key!r}")
+        raise ValueError(
+            f"{where} has no timestamp key, so it cannot be looked up as of {lookup.timestamp_lookup_key!r}"
+        )
     return where
 
 
@@ -63,12 +78,16 @@ def _check_one_table_per_feature(lookups: list[FeatureLookup]) -> None:
     names = [f for lookup in lookups for f in lookup.feature_names]
     twice = sorted({f for f in names if names.count(f) > 1})
     if twice:
-        raise ValueError(f"features {twice} are looked up from more than one table: each feature must come from one")
+        raise ValueError(
+            f"features {twice} are looked up from more than one table: each feature must come from one"
+        )
 
 
 def _refuse_null_times(what: str, count: int) -> None:
     if count:
-        raise ValueError(f"{what} has {count} null timestamp(s): a point-in-time lookup needs a time on every row")
+        raise ValueError(
+            f"{what} has {count} null timestamp(s): a point-in-time lookup needs a time on every row"
+        )
 
 
 def _refuse_duplicates(where: str, identity: list[str], count: int) -> None:
@@ -102,24 +121,26 @@ class Unmatched(NamedTuple):
     per_table: dict[str, int]
 
 
-def all_matched(tables: list[str]) -> "Column":
+def all_matched(tables: list[str]) -> Column:
     """True for the labels that found a feature row in every one of ``tables``."""
     from pyspark.sql import functions as F
 
     return reduce(lambda a, b: a & b, [F.col(matched_column(t)) for t in tables])
 
 
-def unmatched_counts(frame: "DataFrame", tables: list[str]) -> Unmatched:
+def unmatched_counts(frame: DataFrame, tables: list[str]) -> Unmatched:
     """Labels without a feature row, in any and per table, in one aggregation over ``frame`` (a
     Spark result of ``build_training_set``)."""
     from pyspark.sql import functions as F
 
-    row = frame.agg(F.count_if(~all_matched(tables)).alias("any"),
-                    *[F.count_if(~F.col(matched_column(t))).alias(str(i)) for i, t in enumerate(tables)]).first()
+    row = frame.agg(
+        F.count_if(~all_matched(tables)).alias("any"),
+        *[F.count_if(~F.col(matched_column(t))).alias(str(i)) for i, t in enumerate(tables)],
+    ).first()
     return Unmatched(int(row["any"]), {t: int(row[str(i)]) for i, t in enumerate(tables)})
 
 
-def _spark_timestamp(frame: "DataFrame", column: str) -> "Column":
+def _spark_timestamp(frame: DataFrame, column: str) -> Column:
     """``column`` as a Spark timestamp (an instant; the session time zone, UTC in our config, reads
     zone-less values). Strings that do not parse become null (and are then refused as null times)
     instead of failing the query under ANSI mode."""
@@ -134,13 +155,14 @@ def _spark_timestamp(frame: "DataFrame", column: str) -> "Column":
     return F.col(column).cast("timestamp")  # date, timestamp_ntz, or an all-null column
 
 
-def _newest_first(partition: list[str], time: "Column"):
-    from pyspark.sql import Window, functions as F
+def _newest_first(partition: list[str], time: Column):
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
 
     return F.row_number().over(Window.partitionBy(*partition).orderBy(time.desc_nulls_last()))
 
 
-def latest_per_key(features: "DataFrame", keys: list[str], timestamp_key: str | None) -> "DataFrame":
+def latest_per_key(features: DataFrame, keys: list[str], timestamp_key: str | None) -> DataFrame:
     """The newest row per key (the values an online store serves now); ``features`` itself when
     the table has no timestamp key (its keys are unique).
 
@@ -152,11 +174,14 @@ def latest_per_key(features: "DataFrame", keys: list[str], timestamp_key: str | 
 
     if timestamp_key is None:
         return features
-    return (features.withColumn(_RANK, _newest_first(keys, _spark_timestamp(features, timestamp_key)))
-            .where(F.col(_RANK) == 1).drop(_RANK))
+    return (
+        features.withColumn(_RANK, _newest_first(keys, _spark_timestamp(features, timestamp_key)))
+        .where(F.col(_RANK) == 1)
+        .drop(_RANK)
+    )
 
 
-def _check_feature_rows(features: "DataFrame", where: str, keys: list[str], timestamp_key: str | None) -> None:
+def _check_feature_rows(features: DataFrame, where: str, keys: list[str], timestamp_key: str | None) -> None:
     """Refuse duplicated (keys, time) rows and null times of a feature table.
 
     Cost: one scan that counts the rows and the null times, then ``rows_sharing_keys`` on the
@@ -168,8 +193,9 @@ def _check_feature_rows(features: "DataFrame", where: str, keys: list[str], time
     from .repeated_keys import rows_sharing_keys
 
     identity = keys + ([timestamp_key] if timestamp_key else [])
-    null_times = (F.sum(_spark_timestamp(features, timestamp_key).isNull().cast("long"))
-                  if timestamp_key else F.lit(0))
+    null_times = (
+        F.sum(_spark_timestamp(features, timestamp_key).isNull().cast("long")) if timestamp_key else F.lit(0)
+    )
     stats = features.agg(F.count(F.lit(1)).alias("rows"), null_times.alias("null_times")).first()
     sharing = rows_sharing_keys(features.select(*identity), identity, int(stats["rows"]))
     duplicated = 0
@@ -180,27 +206,37 @@ def _check_feature_rows(features: "DataFrame", where: str, keys: list[str], time
     _refuse_null_times(where, int(stats["null_times"] or 0))
 
 
-def _check_label_times(labels: "DataFrame", columns: list[str]) -> None:
+def _check_label_times(labels: DataFrame, columns: list[str]) -> None:
     """Refuse null label times. Cost: one scan of the labels' time columns, no shuffle."""
     from pyspark.sql import functions as F
 
     if not columns:
         return
-    row = labels.agg(*[F.count_if(_spark_timestamp(labels, c).isNull()).alias(str(i))
-                       for i, c in enumerate(columns)]).first()
+    row = labels.agg(
+        *[F.count_if(_spark_timestamp(labels, c).isNull()).alias(str(i)) for i, c in enumerate(columns)]
+    ).first()
     _refuse_null_times("the labels", sum(int(row[str(i)]) for i in range(len(columns))))
 
 
-def _join(labels: "DataFrame", features: "DataFrame", lookup: FeatureLookup, keys: list[str],
-                timestamp_key: str | None) -> "DataFrame":
+def _join(
+    labels: DataFrame, features: DataFrame, lookup: FeatureLookup, keys: list[str], timestamp_key: str | None
+) -> DataFrame:
     """One lookup, inputs already validated: ``labels`` plus the features and the matched flag."""
     from pyspark.sql import functions as F
 
-    table_keys = [f"__key{i}" for i in range(len(keys))]  # internal names: nothing can clash with a label column
-    feature_time = [_spark_timestamp(features, timestamp_key).alias(_FEATURE_TIME)] if timestamp_key else \
-        [F.lit(True).alias(_FEATURE_TIME)]  # no history: the marker only tells matched labels apart
-    table = features.select(*[F.col(k).alias(t) for k, t in zip(keys, table_keys)],
-                            *[F.col(f) for f in lookup.feature_names], *feature_time)
+    table_keys = [
+        f"__key{i}" for i in range(len(keys))
+    ]  # internal names: nothing can clash with a label column
+    feature_time = (
+        [_spark_timestamp(features, timestamp_key).alias(_FEATURE_TIME)]
+        if timestamp_key
+        else [F.lit(True).alias(_FEATURE_TIME)]
+    )  # no history: the marker only tells matched labels apart
+    table = features.select(
+        *[F.col(k).alias(t) for k, t in zip(keys, table_keys)],
+        *[F.col(f) for f in lookup.feature_names],
+        *feature_time,
+    )
     on = [F.col(label_key) == F.col(t) for label_key, t in zip(lookup.lookup_key, table_keys)]
     if lookup.timestamp_lookup_key:
         # Equi-join on the keys, keep the feature rows not newer than the label, then the newest of
@@ -209,22 +245,31 @@ def _join(labels: "DataFrame", features: "DataFrame", lookup: FeatureLookup, key
         # row), which the join's partitioning on the keys already satisfies: no extra shuffle and
         # no sort of the whole table in one piece. No cross join, no nested-loop join.
         left = labels.withColumn(_ROW, F.monotonically_increasing_id()).withColumn(
-            _LABEL_TIME, _spark_timestamp(labels, lookup.timestamp_lookup_key))
+            _LABEL_TIME, _spark_timestamp(labels, lookup.timestamp_lookup_key)
+        )
         joined = left.join(table, on=[*on, F.col(_FEATURE_TIME) <= F.col(_LABEL_TIME)], how="left")
-        joined = (joined.withColumn(_RANK, _newest_first([*lookup.lookup_key, _ROW], F.col(_FEATURE_TIME)))
-                  .where(F.col(_RANK) == 1).drop(_RANK, _ROW, _LABEL_TIME))
+        joined = (
+            joined.withColumn(_RANK, _newest_first([*lookup.lookup_key, _ROW], F.col(_FEATURE_TIME)))
+            .where(F.col(_RANK) == 1)
+            .drop(_RANK, _ROW, _LABEL_TIME)
+        )
     else:
         # Latest value per key: at most one table row per key after latest_per_key, so the left
         # join keeps exactly the label rows.
         latest = latest_per_key(table, table_keys, _FEATURE_TIME if timestamp_key else None)
         joined = labels.join(latest, on=on, how="left")
-    return (joined.withColumn(matched_column(lookup.table), F.col(_FEATURE_TIME).isNotNull())
-            .drop(_FEATURE_TIME, *table_keys))
+    return joined.withColumn(matched_column(lookup.table), F.col(_FEATURE_TIME).isNotNull()).drop(
+        _FEATURE_TIME, *table_keys
+    )
 
 
 def point_in_time_join(
-    labels: "DataFrame", features: "DataFrame", lookup: FeatureLookup, keys: list[str], timestamp_key: str | None,
-) -> "DataFrame":
+    labels: DataFrame,
+    features: DataFrame,
+    lookup: FeatureLookup,
+    keys: list[str],
+    timestamp_key: str | None,
+) -> DataFrame:
     """``labels`` with ``lookup.feature_names`` as of each label's time and the boolean column
     ``matched_column(lookup.table)`` (False: no feature row yet, the features are null).
     ``keys`` / ``timestamp_key`` are the feature table's. Row order is not kept (Spark has none).
@@ -233,8 +278,9 @@ def point_in_time_join(
 
 
 def build_training_set(
-    labels: "DataFrame", lookups: list[tuple[FeatureLookup, "DataFrame", list[str], str | None]],
-) -> "DataFrame":
+    labels: DataFrame,
+    lookups: list[tuple[FeatureLookup, DataFrame, list[str], str | None]],
+) -> DataFrame:
     """Labels with every lookup's features joined point in time, and one boolean column per feature
     table, named ``matched_column(table)``, saying which labels found a feature row there.
 
@@ -253,15 +299,23 @@ def build_training_set(
     flags = [matched_column(lookup.table) for lookup, *_ in lookups]
     shared = sorted({f for f in flags if flags.count(f) > 1})
     if shared:
-        raise ValueError(f"feature tables {[l.table for l, *_ in lookups]} would share the matched column(s) "
-                         f"{shared}: look each table up once")
+        raise ValueError(
+            f"feature tables {[spec.table for spec, *_ in lookups]} would share the matched column(s) "
+            f"{shared}: look each table up once"
+        )
     columns, wheres = list(labels.columns), []
     for (lookup, features, keys, timestamp_key), flag in zip(lookups, flags):
         wheres.append(_check_lookup(columns, list(features.columns), lookup, keys, timestamp_key))
         columns += [*lookup.feature_names, flag]
-    _check_label_times(labels, [t for t in dict.fromkeys(l.timestamp_lookup_key for l, *_ in lookups)
-                                if t and t in labels.columns])
-    for (lookup, features, keys, timestamp_key), where in zip(lookups, wheres):
+    _check_label_times(
+        labels,
+        [
+            t
+            for t in dict.fromkeys(spec.timestamp_lookup_key for spec, *_ in lookups)
+            if t and t in labels.columns
+        ],
+    )
+    for (_, features, keys, timestamp_key), where in zip(lookups, wheres):
         _check_feature_rows(features, where, keys, timestamp_key)
     frame = labels
     for lookup, features, keys, timestamp_key in lookups:

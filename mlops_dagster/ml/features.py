@@ -12,13 +12,13 @@ if TYPE_CHECKING:
 
 
 def build_features(
-    raw: "DataFrame",
+    raw: DataFrame,
     key: str,
     categorical: list[str],
     numerical: list[str],
     derived: Mapping[str, str],
     carry: tuple[str, ...] = (),
-) -> "DataFrame":
+) -> DataFrame:
     """One row per ``key`` with the model's input columns.
 
     ``derived`` maps a column name to a Spark SQL expression over the raw columns; a derived name
@@ -38,8 +38,14 @@ def build_features(
     return raw.select(*selected)
 
 
-def build_labels(raw: "DataFrame", key: str, label: str, problem: "ProblemType", positive_label: object = None,
-                 carry: tuple[str, ...] = ()) -> "DataFrame":
+def build_labels(
+    raw: DataFrame,
+    key: str,
+    label: str,
+    problem: ProblemType,
+    positive_label: object = None,
+    carry: tuple[str, ...] = (),
+) -> DataFrame:
     """``key`` and the training target ``label``: 1 (positive) / 0 (anything else) for a classifier,
     the label column as a number for a regressor."""
     from pyspark.sql import functions as F
@@ -48,13 +54,23 @@ def build_labels(raw: "DataFrame", key: str, label: str, problem: "ProblemType",
     return raw.select(F.col(key), target, *(F.col(c) for c in carry))
 
 
-def feature_definition(key: str, label: str, positive_label: object, problem_type: str, categorical: list[str],
-                       numerical: list[str], derived: Mapping[str, str]) -> str:
+def feature_definition(
+    key: str,
+    label: str,
+    positive_label: object,
+    problem_type: str,
+    categorical: list[str],
+    numerical: list[str],
+    derived: Mapping[str, str],
+) -> str:
     """What the feature rows are computed from, as a short hash: when it changes, every row is
     computed again (stamped on each feature table commit, compared by the next build)."""
     import hashlib
     import json
 
-    return hashlib.sha256(json.dumps(
-        [key, label, str(positive_label), problem_type, categorical, numerical, derived], sort_keys=True,
-    ).encode()).hexdigest()[:16]
+    return hashlib.sha256(
+        json.dumps(
+            [key, label, str(positive_label), problem_type, categorical, numerical, derived],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:16]

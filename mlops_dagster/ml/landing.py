@@ -36,15 +36,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-
 from ..settings import SOURCE_FILE, CsvOptions, LandingFormat
 from .contract import Rule
 from .landing_formats import (
-    ParquetFooter, file_format, gzip_problem, is_utf8, parquet_footer,
-    parquet_rows, parse_header, spark_literal, table_rows, transcode, unknown_format,
+    ParquetFooter,
+    file_format,
+    gzip_problem,
+    is_utf8,
+    parquet_footer,
+    parquet_rows,
+    parse_header,
+    spark_literal,
+    table_rows,
+    transcode,
+    unknown_format,
 )
 from .landing_tasks import (
-    CheckTask, LandingFile, check_partition, write_refusal,
+    CheckTask,
+    LandingFile,
+    check_partition,
+    write_refusal,
 )
 
 if TYPE_CHECKING:
@@ -59,8 +70,8 @@ class LandingBatch:
     """What a set of landing files became: staged Parquet files and a report per landing file."""
 
     files: list[LandingFile]
-    valid_files: list[str]        # typed contract columns + _source_file + _ingested_at
-    quarantine_files: list[str]   # QUARANTINE_SCHEMA
+    valid_files: list[str]  # typed contract columns + _source_file + _ingested_at
+    quarantine_files: list[str]  # QUARANTINE_SCHEMA
 
     @property
     def rows_loaded(self) -> int:
@@ -71,9 +82,17 @@ class LandingBatch:
         return sum(f.rows_quarantined for f in self.files)
 
 
-def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[str, Rule], key: str,
-                       out_dir: str, ingested_at: datetime, run_id: str, options: LandingFormat | None = None,
-                       progress=None) -> LandingBatch:
+def read_landing_files(
+    spark: SparkSession,
+    paths: list[str],
+    rules: Mapping[str, Rule],
+    key: str,
+    out_dir: str,
+    ingested_at: datetime,
+    run_id: str,
+    options: LandingFormat | None = None,
+    progress=None,
+) -> LandingBatch:
     """Check ``paths`` (oldest first) against the contract; valid and quarantined rows land as Parquet
     files under ``out_dir`` (a folder every Spark task can write to). ``options``: formats and CSV
     dialect (default: CSV with a header, by extension). ``progress(text)`` is told what is happening
@@ -88,22 +107,35 @@ def read_landing_files(spark: "SparkSession", paths: list[str], rules: Mapping[s
     _fetch(task, [f for f in files if "://" in f.path])
     if not is_utf8(task.csv.encoding):
         _decode(task, [f for f in files if f.format == "csv" and not f.refusal])
-    frames = [*_text_rows(spark, task, [f for f in files if f.format in ("csv", "json")]),
-              *_parquet_rows(spark, task, [f for f in files if f.format == "parquet"])]
+    frames = [
+        *_text_rows(spark, task, [f for f in files if f.format in ("csv", "json")]),
+        *_parquet_rows(spark, task, [f for f in files if f.format == "parquet"]),
+    ]
     say(f"{sum(f.data_rows for f in files):,} data rows in {len(files)} file(s)")
     refused = [write_refusal(f, task) for f in files if f.refusal and not f.data_rows]
     return _checked(spark, task, frames, refused, say)
 
 
-def read_table_rows(spark: "SparkSession", df: "DataFrame", label: str, rules: Mapping[str, Rule], key: str,
-                    out_dir: str, ingested_at: datetime, run_id: str, progress=None) -> LandingBatch:
+def read_table_rows(
+    spark: SparkSession,
+    df: DataFrame,
+    label: str,
+    rules: Mapping[str, Rule],
+    key: str,
+    out_dir: str,
+    ingested_at: datetime,
+    run_id: str,
+    progress=None,
+) -> LandingBatch:
     """Check the rows of a table (``df``: a Delta table or a database read) against the contract like
     a landing file's; ``label`` names them in lineage and quarantine (``delta:<table>@v12``) and
     ``line_number`` is a row id unique within this read. Every contract column must be there: a
     table without one is a source to fix, not rows to quarantine."""
     missing = [c for c in rules if c not in df.columns]
     if missing:
-        raise ValueError(f"{label} lacks the contract column(s) {', '.join(missing)} (it has: {', '.join(df.columns)})")
+        raise ValueError(
+            f"{label} lacks the contract column(s) {', '.join(missing)} (it has: {', '.join(df.columns)})"
+        )
     f = LandingFile(0, label, "table", label, header=list(df.columns))
     f.extra_columns = [c for c in f.header if c not in rules]
     task = CheckTask({0: f}, dict(rules), CsvOptions(), key, out_dir, ingested_at, run_id)
@@ -112,7 +144,9 @@ def read_table_rows(spark: "SparkSession", df: "DataFrame", label: str, rules: M
     return batch
 
 
-def _checked(spark: "SparkSession", task: CheckTask, frames: list["DataFrame"], outputs: list[dict], say) -> LandingBatch:
+def _checked(
+    spark: SparkSession, task: CheckTask, frames: list[DataFrame], outputs: list[dict], say
+) -> LandingBatch:
     """Check ``frames`` (rows of ``task.files``) in Spark tasks; with the refusals already written
     (``outputs``), what the files became."""
     from pyspark.sql import functions as F
@@ -123,15 +157,25 @@ def _checked(spark: "SparkSession", task: CheckTask, frames: list["DataFrame"], 
         # keys are then counted from that small output. Only if some key occurs twice in a file are
         # the rows checked again, each duplicated one with its reason (the first output is dropped).
         say("checking every row against the contract")
-        checked = [o for frame in frames
-                   for o in _check(frame.withColumn("_duplicate", F.lit(None).cast("string")), task, with_keys=True)]
+        checked = [
+            o
+            for frame in frames
+            for o in _check(frame.withColumn("_duplicate", F.lit(None).cast("string")), task, with_keys=True)
+        ]
         say("finding duplicate keys")
         keys = [o["path"] for o in checked if o["kind"] == "keys"]
         duplicates = _duplicates(spark, spark.read.parquet(*keys), task) if keys else None
         if duplicates is not None:
             say("checking the rows again with their duplicated keys")
-            checked = [o for frame in frames for o in _check(frame.join(duplicates, ["_file", "_line"], "left"),
-                                                             replace(task, out_dir=f"{out_dir}/recheck"), with_keys=False)]
+            checked = [
+                o
+                for frame in frames
+                for o in _check(
+                    frame.join(duplicates, ["_file", "_line"], "left"),
+                    replace(task, out_dir=f"{out_dir}/recheck"),
+                    with_keys=False,
+                )
+            ]
         outputs += [o for o in checked if o["kind"] != "keys"]
     for out in outputs:
         if out["kind"] == "valid":
@@ -146,7 +190,7 @@ def _checked(spark: "SparkSession", task: CheckTask, frames: list["DataFrame"], 
     return LandingBatch(files, valid, quarantine)
 
 
-def _text_rows(spark: "SparkSession", task: CheckTask, files: list[LandingFile]) -> list["DataFrame"]:
+def _text_rows(spark: SparkSession, task: CheckTask, files: list[LandingFile]) -> list[DataFrame]:
     """The data lines of CSV and JSON-lines files with their file and physical line number (none:
     no such file has rows). A .gz file that cannot be decompressed is refused whole."""
     readable = [f for f in files if not f.refusal]
@@ -157,8 +201,11 @@ def _text_rows(spark: "SparkSession", task: CheckTask, files: list[LandingFile])
         blocks = _summarize(lines, readable, task)
     except Exception:
         # Spark stops at the first file it cannot decompress: find which, refuse them, read the rest.
-        broken = {f.index: problem for f in readable if f.read_from.lower().endswith(".gz")
-                  and (problem := gzip_problem(f.read_from))}
+        broken = {
+            f.index: problem
+            for f in readable
+            if f.read_from.lower().endswith(".gz") and (problem := gzip_problem(f.read_from))
+        }
         if not broken:
             raise
         for f in readable:
@@ -179,8 +226,13 @@ def _fetch(task: CheckTask, files: list[LandingFile]) -> None:
         Path(f.read_from).parent.mkdir(parents=True, exist_ok=True)
         try:
             source, path = pafs.FileSystem.from_uri(f.path)
-            pafs.copy_files(path, f.read_from, source_filesystem=source,
-                            destination_filesystem=pafs.LocalFileSystem(), chunk_size=1 << 20)
+            pafs.copy_files(
+                path,
+                f.read_from,
+                source_filesystem=source,
+                destination_filesystem=pafs.LocalFileSystem(),
+                chunk_size=1 << 20,
+            )
         except (OSError, ValueError) as error:
             raise OSError(f"cannot read landing file {f.path}: {error}") from None
 
@@ -195,7 +247,7 @@ def _decode(task: CheckTask, files: list[LandingFile]) -> None:
         f.read_from = decoded
 
 
-def _parquet_rows(spark: "SparkSession", task: CheckTask, files: list[LandingFile]) -> list["DataFrame"]:
+def _parquet_rows(spark: SparkSession, task: CheckTask, files: list[LandingFile]) -> list[DataFrame]:
     """The rows of Parquet files (``_file``, ``_line`` = row number, contract columns)."""
     footers = {}
     for f in files:
@@ -211,31 +263,40 @@ def _parquet_rows(spark: "SparkSession", task: CheckTask, files: list[LandingFil
     return parquet_rows(spark, with_rows, task.rules) if with_rows else []
 
 
-def _text(spark: "SparkSession", paths: list[str]) -> "DataFrame":
+def _text(spark: SparkSession, paths: list[str]) -> DataFrame:
     from pyspark.sql import functions as F
 
     return spark.read.text([spark_literal(p) for p in paths]).select(
-        "value", F.col("_metadata.file_path").alias("_path"), F.col("_metadata.file_block_start").alias("_block"),
+        "value",
+        F.col("_metadata.file_path").alias("_path"),
+        F.col("_metadata.file_block_start").alias("_block"),
         # Position of the line within its Spark partition; with the block's first id, its line number.
-        F.monotonically_increasing_id().alias("_id"))
+        F.monotonically_increasing_id().alias("_id"),
+    )
 
 
 def _same_file(spark_path: str, path: str) -> bool:
     return unquote(urlsplit(spark_path).path) == str(Path(path).resolve()) or spark_path == path
 
 
-def _summarize(lines: "DataFrame", files: list[LandingFile], task: CheckTask) -> list[dict]:
+def _summarize(lines: DataFrame, files: list[LandingFile], task: CheckTask) -> list[dict]:
     """Pass 1: per block, its lines, first id, first non-blank line and first line that is not UTF-8.
     Fills in each file's header, data rows and whole-file refusal; returns the blocks with the
     physical number of their first line."""
     from pyspark.sql import functions as F
 
     nonblank = ~F.col("value").rlike(_BLANK)
-    rows = lines.groupBy("_path", "_block").agg(
-        F.count("*").alias("lines"), F.min("_id").alias("first_id"), F.sum(nonblank.cast("long")).alias("nonblank"),
-        F.min(F.when(nonblank, F.struct("_id", "value"))).alias("first_nonblank"),
-        F.min(F.when(~F.expr("is_valid_utf8(value)"), F.col("_id"))).alias("first_bad_id"),
-    ).collect()
+    rows = (
+        lines.groupBy("_path", "_block")
+        .agg(
+            F.count("*").alias("lines"),
+            F.min("_id").alias("first_id"),
+            F.sum(nonblank.cast("long")).alias("nonblank"),
+            F.min(F.when(nonblank, F.struct("_id", "value"))).alias("first_nonblank"),
+            F.min(F.when(~F.expr("is_valid_utf8(value)"), F.col("_id"))).alias("first_bad_id"),
+        )
+        .collect()
+    )
     blocks = []
     for f in files:
         header = f.format == "csv" and task.csv.header  # else: fields in contract order (CSV), keys (JSON)
@@ -244,8 +305,13 @@ def _summarize(lines: "DataFrame", files: list[LandingFile], task: CheckTask) ->
         mine = sorted((r for r in rows if _same_file(r["_path"], f.read_from)), key=lambda r: r["_block"])
         start, bad_line, nonblank_lines = 1, None, 0
         for r in mine:
-            block = {"_path": r["_path"], "_block": r["_block"], "_file": f.index, "_start": start,
-                     "_first_id": r["first_id"]}
+            block = {
+                "_path": r["_path"],
+                "_block": r["_block"],
+                "_file": f.index,
+                "_start": start,
+                "_first_id": r["first_id"],
+            }
             blocks.append(block)
             if r["first_bad_id"] is not None and bad_line is None:
                 bad_line = start + r["first_bad_id"] - r["first_id"]
@@ -255,7 +321,9 @@ def _summarize(lines: "DataFrame", files: list[LandingFile], task: CheckTask) ->
             nonblank_lines += r["nonblank"]
             start += r["lines"]
         f.data_rows = max(nonblank_lines - header, 0)
-        f.refusal = _file_refusal(f, bad_line, nonblank_lines, header) or (_header_refusal(f, task.rules) if header else None)
+        f.refusal = _file_refusal(f, bad_line, nonblank_lines, header) or (
+            _header_refusal(f, task.rules) if header else None
+        )
         f.extra_columns = [c for c in f.header if c not in task.rules]
     return blocks
 
@@ -263,8 +331,9 @@ def _summarize(lines: "DataFrame", files: list[LandingFile], task: CheckTask) ->
 def _file_refusal(f: LandingFile, bad_line: int | None, nonblank_lines: int, header: bool) -> str | None:
     if bad_line is not None:
         f.data_rows = 0  # not one of its rows can be trusted
-        return (f"file is not UTF-8 text (line {bad_line} is not valid UTF-8)"
-                + ("; set csv.encoding if it is written in another" if f.format == "csv" else ""))
+        return f"file is not UTF-8 text (line {bad_line} is not valid UTF-8)" + (
+            "; set csv.encoding if it is written in another" if f.format == "csv" else ""
+        )
     if nonblank_lines == 0:
         return "file is empty"
     if nonblank_lines == 1 and header:
@@ -282,7 +351,7 @@ def _header_refusal(f: LandingFile, rules: Mapping[str, Rule]) -> str | None:
     return None
 
 
-def _numbered(lines: "DataFrame", blocks: list[dict], files: list[LandingFile]) -> "DataFrame":
+def _numbered(lines: DataFrame, blocks: list[dict], files: list[LandingFile]) -> DataFrame:
     """The data lines of ``files`` with their file index and physical line number (looked up in
     literal maps of the few blocks: cheaper than a join for every line)."""
     from pyspark.sql import functions as F
@@ -294,24 +363,37 @@ def _numbered(lines: "DataFrame", blocks: list[dict], files: list[LandingFile]) 
     # A block is (file index, byte offset) packed in one long, the offset in its low bits: a number
     # per line to look up, not a string built per line (10M lines: 1.2 s less).
     bits = max(b["_block"] for b in mine).bit_length()
-    offset = F.create_map(*[x for b in mine for x in (F.lit((b["_file"] << bits) | b["_block"]).cast("long"),
-                                                       F.lit(b["_start"] - b["_first_id"]))])
+    offset = F.create_map(
+        *[
+            x
+            for b in mine
+            for x in (
+                F.lit((b["_file"] << bits) | b["_block"]).cast("long"),
+                F.lit(b["_start"] - b["_first_id"]),
+            )
+        ]
+    )
     header = F.create_map(*[x for f in files for x in (F.lit(f.index), F.lit(f.header_line))])
     file = F.element_at(index, F.col("_path")).cast("int")
     block = F.shiftleft(file.cast("long"), bits).bitwiseOR(F.col("_block"))
-    numbered = lines.select(file.alias("_file"), (F.element_at(offset, block) + F.col("_id")).alias("_line"), "value")
-    return numbered.where(F.col("_file").isNotNull() & (F.col("_line") > F.element_at(header, F.col("_file")))
-                          & ~F.col("value").rlike(_BLANK))
+    numbered = lines.select(
+        file.alias("_file"), (F.element_at(offset, block) + F.col("_id")).alias("_line"), "value"
+    )
+    return numbered.where(
+        F.col("_file").isNotNull()
+        & (F.col("_line") > F.element_at(header, F.col("_file")))
+        & ~F.col("value").rlike(_BLANK)
+    )
 
 
-def _check(lines: "DataFrame", task: CheckTask, with_keys: bool) -> list[dict]:
+def _check(lines: DataFrame, task: CheckTask, with_keys: bool) -> list[dict]:
     """Check ``lines`` in Spark tasks that write their outputs; returns (kind, path, file, rows) of each
     output: valid and quarantine rows, and with ``with_keys`` every line's (file, line, key)."""
     schema = "kind string, path string, file int, rows long"
     return [r.asDict() for r in lines.mapInArrow(partial(check_partition, task, with_keys), schema).collect()]
 
 
-def _duplicates(spark: "SparkSession", keys: "DataFrame", task: CheckTask) -> "DataFrame | None":
+def _duplicates(spark: SparkSession, keys: DataFrame, task: CheckTask) -> DataFrame | None:
     """The lines whose key occurs more than once in their file, with the reason (staged as Parquet,
     so the check reads it instead of computing it again); None when there are none.
 
@@ -324,12 +406,22 @@ def _duplicates(spark: "SparkSession", keys: "DataFrame", task: CheckTask) -> "D
     candidates = rows_sharing_keys(keys, ["_file", "_key"], sum(f.data_rows for f in task.files.values()))
     if candidates is None:
         return None
-    grouped = (candidates.groupBy("_file", "_key")
-               .agg(F.count("*").alias("n"), F.array_sort(F.collect_list("_line")).alias("lines")).where("n > 1"))
-    reason = F.concat(F.lit(f"{task.key} '"), "_key", F.lit("' appears more than once in this file (lines "),
-                      F.array_join("lines", ", "), F.lit(")"))
+    grouped = (
+        candidates.groupBy("_file", "_key")
+        .agg(F.count("*").alias("n"), F.array_sort(F.collect_list("_line")).alias("lines"))
+        .where("n > 1")
+    )
+    reason = F.concat(
+        F.lit(f"{task.key} '"),
+        "_key",
+        F.lit("' appears more than once in this file (lines "),
+        F.array_join("lines", ", "),
+        F.lit(")"),
+    )
     folder = f"{task.out_dir}/duplicates"
-    grouped.select("_file", F.explode("lines").alias("_line"), reason.alias("_duplicate")).write.parquet(folder)
+    grouped.select("_file", F.explode("lines").alias("_line"), reason.alias("_duplicate")).write.parquet(
+        folder
+    )
     found = spark.read.parquet(folder)
     for row in found.groupBy("_file").count().collect():
         task.files[row["_file"]].duplicated_rows = row["count"]
@@ -340,14 +432,19 @@ def _duplicates(spark: "SparkSession", keys: "DataFrame", task: CheckTask) -> "D
     return F.broadcast(found) if duplicated <= _BROADCAST_DUPLICATES else found
 
 
-def _newest_per_key(spark: "SparkSession", valid: list[str], files: list[LandingFile], key: str, out_dir: str) -> list[str]:
+def _newest_per_key(
+    spark: SparkSession, valid: list[str], files: list[LandingFile], key: str, out_dir: str
+) -> list[str]:
     """Several files in one run: a key's row comes from the newest file that has a valid one."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     order = F.create_map(*[x for f in files for x in (F.lit(f.path), F.lit(f.index))])
-    rows = (spark.read.parquet(*valid).withColumn("_order", F.element_at(order, F.col(SOURCE_FILE)))
-            .withColumn("_newest", F.max("_order").over(Window.partitionBy(key))))
+    rows = (
+        spark.read.parquet(*valid)
+        .withColumn("_order", F.element_at(order, F.col(SOURCE_FILE)))
+        .withColumn("_newest", F.max("_order").over(Window.partitionBy(key)))
+    )
     folder = f"{out_dir}/newest"
     rows.where(F.col("_order") == F.col("_newest")).drop("_order", "_newest").write.parquet(folder)
     return sorted(str(p) for p in Path(folder).glob("*.parquet"))

@@ -32,8 +32,16 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 # Extension (after an optional .gz) -> format.
-EXTENSIONS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json",
-              ".parquet": "parquet", ".pq": "parquet"}
+EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".json": "json",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 _CHUNK = 1 << 20
 
 
@@ -50,8 +58,10 @@ def file_format(path: str, configured: str) -> str | None:
 
 
 def unknown_format(path: str) -> str:
-    return (f"cannot tell the format of {PurePosixPath(path).name} from its extension (known: "
-            f"{', '.join(sorted(EXTENSIONS))}, each also .gz but Parquet): name the file so, or set `format`")
+    return (
+        f"cannot tell the format of {PurePosixPath(path).name} from its extension (known: "
+        f"{', '.join(sorted(EXTENSIONS))}, each also .gz but Parquet): name the file so, or set `format`"
+    )
 
 
 def is_utf8(encoding: str) -> bool:
@@ -64,14 +74,16 @@ def transcode(path: str, encoding: str, out: str) -> str | None:
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     line = 1
     try:
-        with (gzip.open if path.lower().endswith(".gz") else open)(path, "rb") as src, \
-                open(out, "w", encoding="utf-8", newline="") as dst:
+        with (
+            (gzip.open if path.lower().endswith(".gz") else open)(path, "rb") as src,
+            open(out, "w", encoding="utf-8", newline="") as dst,
+        ):
             while True:
                 chunk = src.read(_CHUNK)
                 try:
                     text = decoder.decode(chunk, final=not chunk)
                 except UnicodeDecodeError as error:
-                    before = chunk[:error.start].decode(encoding, errors="replace").count("\n")
+                    before = chunk[: error.start].decode(encoding, errors="replace").count("\n")
                     return f"file is not {encoding} text (line {line + before}: {error.reason})"
                 dst.write(text)
                 line += text.count("\n")
@@ -93,8 +105,12 @@ def gzip_problem(path: str) -> str | None:
 
 
 def parse_header(line: str, options: CsvOptions) -> list[str]:
-    return [h.strip() for h in next(csv.reader([line.lstrip("\ufeff")], delimiter=options.delimiter,
-                                               quotechar=options.quote), [])]
+    return [
+        h.strip()
+        for h in next(
+            csv.reader([line.lstrip("\ufeff")], delimiter=options.delimiter, quotechar=options.quote), []
+        )
+    ]
 
 
 # --- Parquet: the file's footer on the driver, its rows through Spark --------------------------
@@ -121,8 +137,9 @@ def parquet_footer(path: str) -> ParquetFooter | str:
     return ParquetFooter(meta.schema.to_arrow_schema(), meta.num_rows)
 
 
-def parquet_rows(spark: "SparkSession", files: Mapping[int, tuple[str, ParquetFooter]],
-                 rules: Mapping[str, Rule]) -> list["DataFrame"]:
+def parquet_rows(
+    spark: SparkSession, files: Mapping[int, tuple[str, ParquetFooter]], rules: Mapping[str, Rule]
+) -> list[DataFrame]:
     """Rows of Parquet files as ``_file``, ``_line`` (row number in its file, from 1) and one column
     per contract column (see ``contract_columns``). One frame per combination of column kinds
     (files that agree are read as one). ``files``: index -> (path, its footer)."""
@@ -137,21 +154,29 @@ def parquet_rows(spark: "SparkSession", files: Mapping[int, tuple[str, ParquetFo
         df = spark.read.parquet(spark_literal(path))
         cells, shape = contract_columns(df, rules, {c: footer.schema.field(c).type for c in footer.columns})
         groups.setdefault(shape, []).append(
-            df.select(F.lit(index).cast("int").alias("_file"), (F.col("_metadata.row_index") + 1).alias("_line"), *cells))
+            df.select(
+                F.lit(index).cast("int").alias("_file"),
+                (F.col("_metadata.row_index") + 1).alias("_line"),
+                *cells,
+            )
+        )
     return [reduce(lambda a, b: a.unionByName(b), frames) for frames in groups.values()]
 
 
-def table_rows(df: "DataFrame", index: int, rules: Mapping[str, Rule]) -> "DataFrame":
+def table_rows(df: DataFrame, index: int, rules: Mapping[str, Rule]) -> DataFrame:
     """Rows of a table (a Spark DataFrame) like ``parquet_rows``'s; ``_line`` is a row id unique
     within this read (a table has no line numbers)."""
     from pyspark.sql import functions as F
 
     cells, _ = contract_columns(df, rules, {})
-    return df.select(F.lit(index).cast("int").alias("_file"), (F.monotonically_increasing_id() + 1).alias("_line"),
-                     *cells)
+    return df.select(
+        F.lit(index).cast("int").alias("_file"), (F.monotonically_increasing_id() + 1).alias("_line"), *cells
+    )
 
 
-def contract_columns(df: "DataFrame", rules: Mapping[str, Rule], arrow_types: Mapping[str, pa.DataType]) -> tuple[list, tuple]:
+def contract_columns(
+    df: DataFrame, rules: Mapping[str, Rule], arrow_types: Mapping[str, pa.DataType]
+) -> tuple[list, tuple]:
     """Per contract column ``c0``, ``c1``, ...: the value itself where its type is the rule's (a
     double for a double), else its text, checked like a CSV cell; null where ``df`` lacks it. And
     the kind of each (what frames must agree on to be read as one)."""
@@ -212,8 +237,8 @@ class Cells:
     """One file's rows of a batch as text cells, in the order of ``order`` (indices into the batch)."""
 
     order: np.ndarray
-    raw: dict[str, pa.Array]          # contract column -> stripped text, None where empty or missing
-    broken: dict[int, str]            # row -> why its cells cannot be trusted (replaces the cell reasons)
+    raw: dict[str, pa.Array]  # contract column -> stripped text, None where empty or missing
+    broken: dict[int, str]  # row -> why its cells cannot be trusted (replaces the cell reasons)
     records: Callable[[np.ndarray], list[str]]  # rows -> their original records, as JSON text
 
 
@@ -227,16 +252,26 @@ def csv_cells(values: pa.Array, header: list[str], rules: Mapping[str, Rule], op
     order, fields, unclosed = _fields(values, options)
     width = len(header)
     flat = pc.list_slice(fields, 0, width, return_fixed_size_list=True).flatten()
-    raw = {c: _cleaned(flat.take(pa.array(np.arange(header.index(c), len(flat), width))))
-           if c in header else pa.nulls(len(order), pa.string()) for c in rules}
+    raw = {
+        c: _cleaned(flat.take(pa.array(np.arange(header.index(c), len(flat), width))))
+        if c in header
+        else pa.nulls(len(order), pa.string())
+        for c in rules
+    }
     counts = pc.list_value_length(fields).to_numpy(zero_copy_only=False)
     broken = {}
     for i in np.flatnonzero(unclosed | (counts != width)):
-        broken[int(i)] = ("a quoted value is not closed on this line (line breaks inside values are not supported)"
-                          if unclosed[i] else f"row has {counts[i]} fields, the header has {width}")
+        broken[int(i)] = (
+            "a quoted value is not closed on this line (line breaks inside values are not supported)"
+            if unclosed[i]
+            else f"row has {counts[i]} fields, the header has {width}"
+        )
 
     def records(rows: np.ndarray) -> list[str]:
-        return [json.dumps(dict(zip(header, v)), ensure_ascii=False) for v in fields.take(pa.array(rows, pa.int64())).to_pylist()]
+        return [
+            json.dumps(dict(zip(header, v)), ensure_ascii=False)
+            for v in fields.take(pa.array(rows, pa.int64())).to_pylist()
+        ]
 
     return Cells(order, raw, broken, records)
 
@@ -252,10 +287,14 @@ def _fields(values: pa.Array, options: CsvOptions) -> tuple[np.ndarray, pa.Array
     quoted = pc.fill_null(pc.match_substring(values, quote), False).to_numpy(zero_copy_only=False)
     plain, special = np.flatnonzero(~quoted), np.flatnonzero(quoted)
     texts = values.take(pa.array(special)).to_pylist()
-    parsed = pa.array([next(csv.reader([t], delimiter=delimiter, quotechar=quote), []) for t in texts],
-                      pa.list_(pa.string()))
+    parsed = pa.array(
+        [next(csv.reader([t], delimiter=delimiter, quotechar=quote), []) for t in texts],
+        pa.list_(pa.string()),
+    )
     fields = pa.concat_arrays([pc.split_pattern(values.take(pa.array(plain)), delimiter), parsed])
-    unclosed = np.concatenate([np.zeros(len(plain), dtype=bool), np.array([t.count(quote) % 2 == 1 for t in texts])])
+    unclosed = np.concatenate(
+        [np.zeros(len(plain), dtype=bool), np.array([t.count(quote) % 2 == 1 for t in texts])]
+    )
     return np.concatenate([plain, special]), fields, unclosed
 
 
@@ -274,7 +313,9 @@ def json_cells(values: pa.Array, rules: Mapping[str, Rule]) -> Cells:
         try:
             record = json.loads(text)
         except ValueError as error:
-            broken[i] = f"line is not valid JSON ({getattr(error, 'msg', error)} at column {getattr(error, 'colno', '?')})"
+            broken[i] = (
+                f"line is not valid JSON ({getattr(error, 'msg', error)} at column {getattr(error, 'colno', '?')})"
+            )
             continue
         if not isinstance(record, dict):
             broken[i] = f"line is a JSON {type(record).__name__}, not an object"
@@ -304,19 +345,25 @@ def _json_batch(values: pa.Array, rules: Mapping[str, Rule]) -> dict[str, pa.Arr
     Arrow cannot (a line that is not an object, a key of two types, a nested or date-like value)."""
     import pyarrow.json as pj
 
-    lines = pc.binary_join_element_wise(values.cast(pa.large_string()), pa.scalar("", pa.large_string()),
-                                        pa.scalar("\n", pa.large_string()))
+    lines = pc.binary_join_element_wise(
+        values.cast(pa.large_string()), pa.scalar("", pa.large_string()), pa.scalar("\n", pa.large_string())
+    )
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)  # each line and its line break, end to end
-    data = lines.buffers()[2][offsets[lines.offset]:offsets[lines.offset + len(lines)]]
+    data = lines.buffers()[2][offsets[lines.offset] : offsets[lines.offset + len(lines)]]
     try:
         table = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(use_threads=False))
     except pa.ArrowInvalid:
         return None
     if table.num_rows != len(values) or any(
-            c in table.column_names and table.schema.field(c).type not in _PLAIN_JSON for c in rules):
+        c in table.column_names and table.schema.field(c).type not in _PLAIN_JSON for c in rules
+    ):
         return None
-    return {c: _cleaned(table.column(c).combine_chunks().cast(pa.string())) if c in table.column_names
-            else pa.nulls(len(values), pa.string()) for c in rules}
+    return {
+        c: _cleaned(table.column(c).combine_chunks().cast(pa.string()))
+        if c in table.column_names
+        else pa.nulls(len(values), pa.string())
+        for c in rules
+    }
 
 
 def parquet_cells(batch: pa.RecordBatch, columns: list[str], rules: Mapping[str, Rule]) -> Cells:

@@ -19,24 +19,33 @@ from ..settings import INGESTED_AT, SOURCE_FILE, CsvOptions
 from .contract import OK, Rule, cell_reasons, check_cells, typed_schema
 from .landing_formats import Cells, csv_cells, json_cells, parquet_cells
 
-QUARANTINE_SCHEMA = pa.schema([
-    ("source_file", pa.string()), ("line_number", pa.int64()), ("record", pa.string()), ("reason", pa.string()),
-    ("quarantined_at", pa.timestamp("us", tz="UTC")), ("dagster_run_id", pa.string()),
-])
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("source_file", pa.string()),
+        ("line_number", pa.int64()),
+        ("record", pa.string()),
+        ("reason", pa.string()),
+        ("quarantined_at", pa.timestamp("us", tz="UTC")),
+        ("dagster_run_id", pa.string()),
+    ]
+)
 KEYS_SCHEMA = pa.schema([("_file", pa.int32()), ("_line", pa.int64()), ("_key", pa.string())])
+
 
 @dataclass
 class LandingFile:
     """One landing file: what its header says, and what happened to its rows."""
 
-    index: int                      # order of arrival (a later file wins a key)
+    index: int  # order of arrival (a later file wins a key)
     path: str
-    format: str | None = "csv"      # csv, json, parquet, or table (a Delta table or a database read); None: unknown
-    read_from: str = ""             # what Spark reads (a UTF-8 copy of a file in another encoding)
+    format: str | None = (
+        "csv"  # csv, json, parquet, or table (a Delta table or a database read); None: unknown
+    )
+    read_from: str = ""  # what Spark reads (a UTF-8 copy of a file in another encoding)
     header: list[str] = field(default_factory=list)
     header_line: int = 0
-    data_rows: int = 0              # non-blank lines after the header
-    refusal: str | None = None      # a problem with the whole file
+    data_rows: int = 0  # non-blank lines after the header
+    refusal: str | None = None  # a problem with the whole file
     extra_columns: list[str] = field(default_factory=list)
     duplicated_rows: int = 0
     rows_loaded: int = 0
@@ -86,7 +95,12 @@ class _Output:
     """A Parquet file a task writes its rows of one kind into, opened on the first rows."""
 
     def __init__(self, folder: str, schema: pa.Schema):
-        self.path, self.schema, self.writer, self.rows = f"{folder}/{uuid.uuid4().hex}.parquet", schema, None, {}
+        self.path, self.schema, self.writer, self.rows = (
+            f"{folder}/{uuid.uuid4().hex}.parquet",
+            schema,
+            None,
+            {},
+        )
 
     def write(self, index: int, table: pa.Table | None) -> None:
         import pyarrow.parquet as pq
@@ -107,11 +121,16 @@ class _Output:
 
 def valid_schema(rules: Mapping[str, Rule]) -> pa.Schema:
     """The raw table's columns: the contract's, typed, then the landing file and ingestion time."""
-    return typed_schema(rules).append(pa.field(SOURCE_FILE, pa.string())).append(
-        pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC")))
+    return (
+        typed_schema(rules)
+        .append(pa.field(SOURCE_FILE, pa.string()))
+        .append(pa.field(INGESTED_AT, pa.timestamp("us", tz="UTC")))
+    )
 
 
-def check_partition(task: CheckTask, with_keys: bool, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+def check_partition(
+    task: CheckTask, with_keys: bool, batches: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
     """Check each line, write valid and quarantined rows (and the keys), return (kind, path, file, rows)."""
     valid = _Output(f"{task.out_dir}/valid", valid_schema(task.rules))
     quarantine = _Output(f"{task.out_dir}/quarantine", QUARANTINE_SCHEMA)
@@ -124,12 +143,17 @@ def check_partition(task: CheckTask, with_keys: bool, batches: Iterator[pa.Recor
             if with_keys:
                 keys.write(index, found)
     done = valid.close("valid") + quarantine.close("quarantine") + keys.close("keys")
-    yield pa.RecordBatch.from_pylist([dict(zip(("kind", "path", "file", "rows"), d)) for d in done],
-                                     schema=pa.schema([("kind", pa.string()), ("path", pa.string()),
-                                                       ("file", pa.int32()), ("rows", pa.int64())]))
+    yield pa.RecordBatch.from_pylist(
+        [dict(zip(("kind", "path", "file", "rows"), d)) for d in done],
+        schema=pa.schema(
+            [("kind", pa.string()), ("path", pa.string()), ("file", pa.int32()), ("rows", pa.int64())]
+        ),
+    )
 
 
-def _check_rows(task: CheckTask, f: LandingFile, rows: pa.RecordBatch) -> tuple[pa.Table | None, pa.Table, pa.Table | None]:
+def _check_rows(
+    task: CheckTask, f: LandingFile, rows: pa.RecordBatch
+) -> tuple[pa.Table | None, pa.Table, pa.Table | None]:
     """One file's rows of a batch: (typed valid rows, quarantine rows, (file, line, key) of the
     rows with a key)."""
     cells = _cells(task, f, rows)
@@ -157,8 +181,10 @@ def _check_rows(task: CheckTask, f: LandingFile, rows: pa.RecordBatch) -> tuple[
     good = good.append_column(SOURCE_FILE, pa.repeat(pa.scalar(f.path, pa.string()), len(good)))
     good = good.append_column(INGESTED_AT, pa.repeat(_at(task), len(good)))
     key = raw[task.key].cast(pa.string())
-    found = pa.table({"_file": pa.repeat(pa.scalar(f.index, pa.int32()), n), "_line": lines, "_key": key},
-                     schema=KEYS_SCHEMA).filter(pc.is_valid(key))
+    found = pa.table(
+        {"_file": pa.repeat(pa.scalar(f.index, pa.int32()), n), "_line": lines, "_key": key},
+        schema=KEYS_SCHEMA,
+    ).filter(pc.is_valid(key))
     return good, _quarantine(task, f, cells, lines, bad_rows, reasons), found
 
 
@@ -174,19 +200,31 @@ def _at(task: CheckTask) -> pa.Scalar:
     return pa.scalar(task.ingested_at, pa.timestamp("us", tz="UTC"))
 
 
-def _quarantine(task: CheckTask, f: LandingFile, cells: Cells, lines: pa.Array, rows: np.ndarray,
-                reasons: list[list[str]]) -> pa.Table:
-    return _quarantine_table(task, f.path, lines.take(pa.array(rows, pa.int64())), cells.records(rows),
-                             ["; ".join(r) for r in reasons])
+def _quarantine(
+    task: CheckTask, f: LandingFile, cells: Cells, lines: pa.Array, rows: np.ndarray, reasons: list[list[str]]
+) -> pa.Table:
+    return _quarantine_table(
+        task,
+        f.path,
+        lines.take(pa.array(rows, pa.int64())),
+        cells.records(rows),
+        ["; ".join(r) for r in reasons],
+    )
 
 
 def _quarantine_table(task: CheckTask, path: str, lines, records: list[str], reasons: list[str]) -> pa.Table:
     n = len(records)
-    return pa.table({
-        "source_file": pa.repeat(pa.scalar(path, pa.string()), n), "line_number": pa.array(lines, pa.int64()),
-        "record": pa.array(records, pa.string()), "reason": pa.array(reasons, pa.string()),
-        "quarantined_at": pa.repeat(_at(task), n), "dagster_run_id": pa.repeat(pa.scalar(task.run_id), n),
-    }, schema=QUARANTINE_SCHEMA)
+    return pa.table(
+        {
+            "source_file": pa.repeat(pa.scalar(path, pa.string()), n),
+            "line_number": pa.array(lines, pa.int64()),
+            "record": pa.array(records, pa.string()),
+            "reason": pa.array(reasons, pa.string()),
+            "quarantined_at": pa.repeat(_at(task), n),
+            "dagster_run_id": pa.repeat(pa.scalar(task.run_id), n),
+        },
+        schema=QUARANTINE_SCHEMA,
+    )
 
 
 def write_refusal(f: LandingFile, task: CheckTask) -> dict:

@@ -8,9 +8,10 @@ The join runs on Spark; figures are computed on bounded, seeded samples in panda
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -27,8 +28,9 @@ SCORED_AT = "scored_at"
 SOURCES = ("batch", "endpoint")  # where a judged prediction came from: the prediction log or the endpoint
 
 
-def endpoint_scores(answers: Iterable[tuple[Any, Any, str, int]], key: str, score: str, classifies: bool,
-                    threshold: float) -> pd.DataFrame | None:
+def endpoint_scores(
+    answers: Iterable[tuple[Any, Any, str, int]], key: str, score: str, classifies: bool, threshold: float
+) -> pd.DataFrame | None:
     """The endpoint's answers as predictions: ``(key, answer, model_version, scored_at)`` tuples
     (``scored_at`` in microseconds since the epoch) to a frame of ``key``, ``score``,
     ``model_version``, ``scored_at`` (and ``prediction`` for a classifier). A classifier's answer
@@ -46,8 +48,15 @@ def endpoint_scores(answers: Iterable[tuple[Any, Any, str, int]], key: str, scor
     return frame
 
 
-def labelled_predictions(outcomes: "DataFrame", predictions: "DataFrame", key: str, label: "str",
-                         label_time: str, max_delay_days: float, target) -> "DataFrame":
+def labelled_predictions(
+    outcomes: DataFrame,
+    predictions: DataFrame,
+    key: str,
+    label: str,
+    label_time: str,
+    max_delay_days: float,
+    target,
+) -> DataFrame:
     """Each outcome with the prediction it judges: the newest one for its key made at or before the
     outcome's time and at most ``max_delay_days`` before it. ``target(column)`` turns the label
     column into the model's target (1/0 or a number), as training does. Outcomes without such a
@@ -55,10 +64,17 @@ def labelled_predictions(outcomes: "DataFrame", predictions: "DataFrame", key: s
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    judged = outcomes.select(F.col(key), target(F.col(label)).alias(LABEL), F.col(label_time)).join(
-        predictions, key, "inner").where(
-        (F.col(SCORED_AT) <= F.col(label_time))
-        & (F.col(SCORED_AT) >= F.col(label_time) - F.make_dt_interval(secs=F.lit(max_delay_days * 86400.0))))
+    judged = (
+        outcomes.select(F.col(key), target(F.col(label)).alias(LABEL), F.col(label_time))
+        .join(predictions, key, "inner")
+        .where(
+            (F.col(SCORED_AT) <= F.col(label_time))
+            & (
+                F.col(SCORED_AT)
+                >= F.col(label_time) - F.make_dt_interval(secs=F.lit(max_delay_days * 86400.0))
+            )
+        )
+    )
     newest = Window.partitionBy(key, label_time).orderBy(F.desc(SCORED_AT))
     return judged.withColumn("_rank", F.row_number().over(newest)).where(F.col("_rank") == 1).drop("_rank")
 
@@ -86,14 +102,15 @@ def tally(counts: Iterable[tuple[str, str, int]]) -> Tally:
     return Tally(versions, sources)
 
 
-def count_judged(joined: "DataFrame") -> Tally:
+def count_judged(joined: DataFrame) -> Tally:
     """The tally of ``labelled_predictions``: one aggregation on Spark, a row per version and source back."""
     rows = joined.groupBy("model_version", "source").count().collect()
     return tally((r["model_version"], r["source"], r["count"]) for r in rows)
 
 
-def labelled_sample(frame: "DataFrame", rows: int, max_rows: int, problem: "ProblemType", columns: list[str],
-                    seed: int, key: str) -> pd.DataFrame:
+def labelled_sample(
+    frame: DataFrame, rows: int, max_rows: int, problem: ProblemType, columns: list[str], seed: int, key: str
+) -> pd.DataFrame:
     """At most ``max_rows`` of the ``rows`` labelled predictions in ``frame``, as pandas (seeded,
     stratified on the outcome for a classifier; the Spark frame read as it is when it fits)."""
     from .sampling import stratified_sample
@@ -115,12 +132,16 @@ class Figures:
     reason: str = ""
 
 
-def figures(frame: pd.DataFrame, score: str, problem: "ProblemType", threshold: float, min_rows: int) -> Figures:
+def figures(
+    frame: pd.DataFrame, score: str, problem: ProblemType, threshold: float, min_rows: int
+) -> Figures:
     """Metrics of ``frame`` (columns ``label`` and ``score``); classification adds the Brier score
     and the positive-prediction rate."""
     rows = len(frame)
     if rows < min_rows:
-        return Figures(rows, {}, f"{rows} labelled predictions, fewer than monitoring.min_labelled_rows ({min_rows})")
+        return Figures(
+            rows, {}, f"{rows} labelled predictions, fewer than monitoring.min_labelled_rows ({min_rows})"
+        )
     y, scores = frame[LABEL].to_numpy(), frame[score].to_numpy(dtype=float)
     if problem.classifies and len(np.unique(y)) < 2:
         return Figures(rows, {}, f"every outcome is {int(y[0])}: ranking metrics need both classes")
@@ -138,7 +159,7 @@ class Judge:
     """How a group of labelled predictions is judged: ``figures`` with these settings."""
 
     score: str
-    problem: "ProblemType"
+    problem: ProblemType
     threshold: float
     min_rows: int
 
@@ -146,10 +167,14 @@ class Judge:
         return figures(frame, self.score, self.problem, self.threshold, self.min_rows)
 
 
-def judge_versions(joined: "DataFrame", counts: dict[str, int], keep: str,
-                   sample: Callable[["DataFrame", int], pd.DataFrame], judge: Callable[[pd.DataFrame], Figures],
-                   say: Callable[[str, int], None] = lambda version, rows: None,
-                   ) -> tuple[dict[str, Figures], pd.DataFrame | None]:
+def judge_versions(
+    joined: DataFrame,
+    counts: dict[str, int],
+    keep: str,
+    sample: Callable[[DataFrame, int], pd.DataFrame],
+    judge: Callable[[pd.DataFrame], Figures],
+    say: Callable[[str, int], None] = lambda version, rows: None,
+) -> tuple[dict[str, Figures], pd.DataFrame | None]:
     """Figures of each model version in ``counts`` (version -> its labelled predictions in ``joined``),
     in version order, on ``sample(its rows, count)``; and the sample of version ``keep`` (None if it
     has none). One version's sample is in memory at a time (and ``keep``'s)."""
@@ -184,7 +209,9 @@ def decay(judged: Figures | None, metric: str, validated: str | float | None) ->
     None when the version could not be judged or no validation figure was recorded."""
     if judged is None or not judged.metrics or validated is None:
         return None
-    return Decay(judged.metrics[metric], float(validated), drop(metric, float(validated), judged.metrics[metric]))
+    return Decay(
+        judged.metrics[metric], float(validated), drop(metric, float(validated), judged.metrics[metric])
+    )
 
 
 @dataclass(frozen=True)
@@ -198,7 +225,9 @@ class SliceGap:
     worst: str
 
 
-def slice_gaps(per_group: dict[str, dict[str, Figures]], metrics: dict[str, tuple[str, ...]]) -> list[SliceGap]:
+def slice_gaps(
+    per_group: dict[str, dict[str, Figures]], metrics: dict[str, tuple[str, ...]]
+) -> list[SliceGap]:
     """For each slice (column -> group -> figures) and each of its ``metrics``, the gap between the
     groups that could be judged: largest value minus smallest. Fewer than two judged groups: no gap."""
     gaps = []
@@ -222,14 +251,17 @@ def gap_text(gap: SliceGap) -> str:
     return f"{gap.slice}: {gap.metric} {gap.gap:.3f} apart between {gap.best!r} and {gap.worst!r}"
 
 
-def slice_figures(frame: pd.DataFrame, slices: Iterable[str], time_column: str,
-                  judge: Callable[[pd.DataFrame], Figures]) -> dict[str, dict[str, Figures]]:
+def slice_figures(
+    frame: pd.DataFrame, slices: Iterable[str], time_column: str, judge: Callable[[pd.DataFrame], Figures]
+) -> dict[str, dict[str, Figures]]:
     """Figures per group of each slice column, and per day of ``time_column`` (slice ``day``):
     slice -> group (as text) -> figures. Rows without the slice's value (endpoint answers: requests
     carry no slice features) are left out of that slice's groups."""
     by = {**{column: frame[column] for column in slices}, "day": frame[time_column].dt.date}
-    return {column: {str(value): judge(part) for value, part in frame.groupby(values)}
-            for column, values in by.items()}
+    return {
+        column: {str(value): judge(part) for value, part in frame.groupby(values)}
+        for column, values in by.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -267,10 +299,15 @@ class Evaluation:
     @property
     def verdict(self) -> str:
         if self.decay is None:
-            return "not judged: " + (self.judged.reason if self.judged else
-                                     f"no outcome answers a prediction of v{self.champion_version}")
-        return (("DECAY" if self.decayed else "no decay")
-                + f": {self.metric} {self.decay.measured:.4f} on outcomes vs {self.decay.validated:.4f} at validation")
+            return "not judged: " + (
+                self.judged.reason
+                if self.judged
+                else f"no outcome answers a prediction of v{self.champion_version}"
+            )
+        return (
+            ("DECAY" if self.decayed else "no decay")
+            + f": {self.metric} {self.decay.measured:.4f} on outcomes vs {self.decay.validated:.4f} at validation"
+        )
 
     @property
     def slice_verdict(self) -> str:
@@ -281,9 +318,15 @@ class Evaluation:
         return "not judged: no slice had two groups with enough labelled predictions"
 
 
-def evaluate(champion_version: str, counted: Tally, per_version: dict[str, Figures],
-             champion_frame: pd.DataFrame | None, validated: str | float | None, criteria: Criteria,
-             judge: Callable[[pd.DataFrame], Figures]) -> Evaluation:
+def evaluate(
+    champion_version: str,
+    counted: Tally,
+    per_version: dict[str, Figures],
+    champion_frame: pd.DataFrame | None,
+    validated: str | float | None,
+    criteria: Criteria,
+    judge: Callable[[pd.DataFrame], Figures],
+) -> Evaluation:
     """The evaluation of ``per_version`` (from ``judge_versions``): the champion's decay from its
     ``validated`` figure of the criteria's metric, and its figures and gaps per slice group (on
     ``champion_frame``, its labelled predictions)."""
@@ -294,51 +337,111 @@ def evaluate(champion_version: str, counted: Tally, per_version: dict[str, Figur
     if judged is not None and judged.metrics:
         groups = slice_figures(champion_frame, criteria.slices, criteria.time_column, judge)
         gaps = slice_gaps(groups, {c: tuple(criteria.gap_limits.get(c, {})) for c in criteria.slices})
-    return Evaluation(champion_version, criteria.metric, counted, per_version, found, decayed, groups, gaps,
-                      breaches(gaps, criteria.gap_limits))
+    return Evaluation(
+        champion_version,
+        criteria.metric,
+        counted,
+        per_version,
+        found,
+        decayed,
+        groups,
+        gaps,
+        breaches(gaps, criteria.gap_limits),
+    )
 
 
-def history(evaluation: Evaluation, metrics: tuple[str, ...], model_name: str, window_start: datetime,
-            evaluated_at: datetime, run_id: str) -> pd.DataFrame:
+def history(
+    evaluation: Evaluation,
+    metrics: tuple[str, ...],
+    model_name: str,
+    window_start: datetime,
+    evaluated_at: datetime,
+    run_id: str,
+) -> pd.DataFrame:
     """The evaluation's rows of the performance history (the window ends when it was evaluated, by
     run ``run_id``): a row per model version (slice ``all``), then one per group of each of the
     champion's slices. Empty when no version was judged."""
     e, champion = evaluation, evaluation.champion_version
-    base = {"evaluated_at": pd.Timestamp(evaluated_at), "model_name": model_name,
-            "window_start": pd.Timestamp(window_start), "window_end": pd.Timestamp(evaluated_at),
-            "dagster_run_id": run_id}
-    rows = [{**base, "model_version": version, "slice": "all", "group": "all",
-             "labelled_predictions": e.tally.versions[version], "rows_used": f.rows, "reason": f.reason,
-             "is_champion": version == champion, **{m: f.metrics.get(m) for m in metrics},
-             "compare_metric": e.metric,
-             "validated_value": e.decay.validated if e.decay and version == champion else None,
-             "performance_drop": e.decay.drop if e.decay and version == champion else None,
-             "decayed": e.decayed if version == champion else None}
-            for version, f in e.per_version.items()]
-    rows += [{**base, "model_version": champion, "slice": column, "group": group, "labelled_predictions": f.rows,
-              "rows_used": f.rows, "reason": f.reason, "is_champion": True, **{m: f.metrics.get(m) for m in metrics},
-              "compare_metric": e.metric, "validated_value": None, "performance_drop": None, "decayed": None}
-             for column, by_group in e.groups.items() for group, f in by_group.items()]
+    base = {
+        "evaluated_at": pd.Timestamp(evaluated_at),
+        "model_name": model_name,
+        "window_start": pd.Timestamp(window_start),
+        "window_end": pd.Timestamp(evaluated_at),
+        "dagster_run_id": run_id,
+    }
+    rows = [
+        {
+            **base,
+            "model_version": version,
+            "slice": "all",
+            "group": "all",
+            "labelled_predictions": e.tally.versions[version],
+            "rows_used": f.rows,
+            "reason": f.reason,
+            "is_champion": version == champion,
+            **{m: f.metrics.get(m) for m in metrics},
+            "compare_metric": e.metric,
+            "validated_value": e.decay.validated if e.decay and version == champion else None,
+            "performance_drop": e.decay.drop if e.decay and version == champion else None,
+            "decayed": e.decayed if version == champion else None,
+        }
+        for version, f in e.per_version.items()
+    ]
+    rows += [
+        {
+            **base,
+            "model_version": champion,
+            "slice": column,
+            "group": group,
+            "labelled_predictions": f.rows,
+            "rows_used": f.rows,
+            "reason": f.reason,
+            "is_champion": True,
+            **{m: f.metrics.get(m) for m in metrics},
+            "compare_metric": e.metric,
+            "validated_value": None,
+            "performance_drop": None,
+            "decayed": None,
+        }
+        for column, by_group in e.groups.items()
+        for group, f in by_group.items()
+    ]
     if not rows:
         return pd.DataFrame()
     # Declared types: a column that is empty in one evaluation keeps its type in the table.
-    types = {**{m: "float64" for m in metrics}, "validated_value": "float64", "performance_drop": "float64",
-             "decayed": "boolean", "is_champion": "bool", "labelled_predictions": "int64", "rows_used": "int64",
-             "reason": "string", "window_start": "datetime64[us, UTC]", "window_end": "datetime64[us, UTC]"}
+    types = {
+        **{m: "float64" for m in metrics},
+        "validated_value": "float64",
+        "performance_drop": "float64",
+        "decayed": "boolean",
+        "is_champion": "bool",
+        "labelled_predictions": "int64",
+        "rows_used": "int64",
+        "reason": "string",
+        "window_start": "datetime64[us, UTC]",
+        "window_end": "datetime64[us, UTC]",
+    }
     return pd.DataFrame(rows).astype(types)
 
 
 def version_summary(evaluation: Evaluation, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
     """A row per model version: its labelled predictions, rows used, figures (4 decimals) or why not judged."""
     e = evaluation
-    return [{"model version": v + (" (champion)" if v == e.champion_version else ""),
-             "labelled predictions": e.tally.versions[v], "rows used": f.rows,
-             **{m: round(f.metrics[m], 4) for m in metrics if m in f.metrics}, "not judged because": f.reason}
-            for v, f in e.per_version.items()]
+    return [
+        {
+            "model version": v + (" (champion)" if v == e.champion_version else ""),
+            "labelled predictions": e.tally.versions[v],
+            "rows used": f.rows,
+            **{m: round(f.metrics[m], 4) for m in metrics if m in f.metrics},
+            "not judged because": f.reason,
+        }
+        for v, f in e.per_version.items()
+    ]
 
 
-def performance_report(frame: pd.DataFrame, score: str, problem: "ProblemType", threshold: float,
-                       metadata: dict[str, str]):
+def performance_report(
+    frame: pd.DataFrame, score: str, problem: ProblemType, threshold: float, metadata: dict[str, str]
+):
     """Evidently's ClassificationPreset (or RegressionPreset) on labelled predictions (``label`` and
     ``score`` columns): a snapshot to save as HTML."""
     from evidently import (
@@ -351,13 +454,19 @@ def performance_report(frame: pd.DataFrame, score: str, problem: "ProblemType", 
     from evidently.presets import ClassificationPreset, RegressionPreset
 
     if problem.classifies:
-        definition = DataDefinition(classification=[BinaryClassification(target=LABEL, prediction_probas=score,
-                                                                          pos_label=1)], numerical_columns=[score])
+        definition = DataDefinition(
+            classification=[BinaryClassification(target=LABEL, prediction_probas=score, pos_label=1)],
+            numerical_columns=[score],
+        )
         preset = ClassificationPreset(probas_threshold=threshold)
     else:
-        definition = DataDefinition(regression=[Regression(target=LABEL, prediction=score)],
-                                    numerical_columns=[LABEL, score])
+        definition = DataDefinition(
+            regression=[Regression(target=LABEL, prediction=score)], numerical_columns=[LABEL, score]
+        )
         preset = RegressionPreset()
     data = frame[[LABEL, score]].astype({LABEL: int if problem.classifies else float})
-    return Report([preset]).run(current_data=Dataset.from_pandas(data, data_definition=definition),
-                                reference_data=None, metadata=metadata)
+    return Report([preset]).run(
+        current_data=Dataset.from_pandas(data, data_definition=definition),
+        reference_data=None,
+        metadata=metadata,
+    )

@@ -8,9 +8,10 @@ Pure ML (no Dagster): the stages ask ``problem_type(settings.problem_type)`` wha
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,20 +42,25 @@ class ProblemType:
     def classifies(self) -> bool:
         return self.name == "classification"
 
-    def label(self, column: "Column", positive_label: Any) -> "Column":
+    def label(self, column: Column, positive_label: Any) -> Column:
         """The training target from the raw label column."""
         from pyspark.sql import functions as F
 
         return (column == F.lit(positive_label)).cast("int") if self.classifies else column.cast("double")
 
     def evaluate(self, y_true, scores, threshold: float = 0.5) -> dict[str, float]:
-        return self._evaluate(y_true, scores, threshold) if self.classifies else self._evaluate(y_true, scores)
+        return (
+            self._evaluate(y_true, scores, threshold) if self.classifies else self._evaluate(y_true, scores)
+        )
 
     def save_plots(self, y_true, scores, out_dir: str | Path, threshold: float = 0.5) -> list[Path]:
-        return (self._plots(y_true, scores, out_dir, threshold) if self.classifies
-                else self._plots(y_true, scores, out_dir))
+        return (
+            self._plots(y_true, scores, out_dir, threshold)
+            if self.classifies
+            else self._plots(y_true, scores, out_dir)
+        )
 
-    def strata(self, frame: "DataFrame", label: str) -> tuple["DataFrame", str]:
+    def strata(self, frame: DataFrame, label: str) -> tuple[DataFrame, str]:
         """``frame`` and the column its samples and splits are stratified on."""
         if self._stratified:
             return frame, label
@@ -67,18 +73,29 @@ class ProblemType:
         from sklearn.base import is_regressor
 
         if self.classifies and not hasattr(estimator, "predict_proba"):
-            raise ValueError(f"training.model.class {class_path!r} has no predict_proba: pick a probabilistic "
-                             "classifier, or set problem_type: regression for a regressor")
+            raise ValueError(
+                f"training.model.class {class_path!r} has no predict_proba: pick a probabilistic "
+                "classifier, or set problem_type: regression for a regressor"
+            )
         if not self.classifies and not is_regressor(estimator):
-            raise ValueError(f"training.model.class {class_path!r} is not a regressor: pick one (e.g. "
-                             "sklearn.ensemble.HistGradientBoostingRegressor), or set problem_type: classification")
+            raise ValueError(
+                f"training.model.class {class_path!r} is not a regressor: pick one (e.g. "
+                "sklearn.ensemble.HistGradientBoostingRegressor), or set problem_type: classification"
+            )
 
 
 PROBLEM_TYPES = {
-    "classification": ProblemType("classification", "predict_proba", positive_probability, evaluate, save_plots,
-                                  _stratified=True),
-    "regression": ProblemType("regression", "predict", lambda model, frame: np.asarray(model.predict(frame), float),
-                              evaluate_regression, save_regression_plots, _stratified=False),
+    "classification": ProblemType(
+        "classification", "predict_proba", positive_probability, evaluate, save_plots, _stratified=True
+    ),
+    "regression": ProblemType(
+        "regression",
+        "predict",
+        lambda model, frame: np.asarray(model.predict(frame), float),
+        evaluate_regression,
+        save_regression_plots,
+        _stratified=False,
+    ),
 }
 
 

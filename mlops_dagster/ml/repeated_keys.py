@@ -27,7 +27,7 @@ ROWS_PER_TASK = 4_000_000  # hashes one task sorts: 32 MB of longs, about three 
 _SENT = 1_000_000  # repeated hashes up to which they are sent to every task instead of shuffled
 
 
-def rows_sharing_keys(df: "DataFrame", columns: list[str], rows: int) -> "DataFrame | None":
+def rows_sharing_keys(df: DataFrame, columns: list[str], rows: int) -> DataFrame | None:
     """The rows of ``df`` (about ``rows`` of them) whose 64-bit hash of ``columns`` occurs in more than
     one row: every row whose ``columns`` equal another row's, and possibly a few that only collide
     with one (group them on ``columns`` to tell). None when no hash repeats: no key is repeated."""
@@ -38,8 +38,7 @@ def rows_sharing_keys(df: "DataFrame", columns: list[str], rows: int) -> "DataFr
         return _grouped(df, columns)
     hashed = df.withColumn(HASH, F.xxhash64(*columns))
     tasks = max(spark.sparkContext.defaultParallelism, -(-rows // ROWS_PER_TASK))
-    repeated = (hashed.select(HASH).repartition(tasks, HASH)
-                .mapInArrow(repeated_hashes, f"{HASH} long"))
+    repeated = hashed.select(HASH).repartition(tasks, HASH).mapInArrow(repeated_hashes, f"{HASH} long")
     seen = repeated.limit(_SENT + 1).collect()
     if not seen:
         return None
@@ -48,7 +47,7 @@ def rows_sharing_keys(df: "DataFrame", columns: list[str], rows: int) -> "DataFr
     return hashed.join(found, HASH, "left_semi").drop(HASH)
 
 
-def _grouped(df: "DataFrame", columns: list[str]) -> "DataFrame | None":
+def _grouped(df: DataFrame, columns: list[str]) -> DataFrame | None:
     """``rows_sharing_keys`` for a table whose keys Spark can group in memory: the rows whose keys
     (nulls equal to nulls, as grouping treats them) occur more than once, or None."""
     from pyspark.sql import functions as F
@@ -61,7 +60,7 @@ def _grouped(df: "DataFrame", columns: list[str]) -> "DataFrame | None":
     return rows.join(keys, same, "left_semi")
 
 
-def repeated_hashes(batches: Iterator["pa.RecordBatch"]) -> Iterator["pa.RecordBatch"]:
+def repeated_hashes(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """Inside a Spark task: the hashes (first column) of its partition that occur more than once."""
     import numpy as np
     import pyarrow as pa

@@ -20,8 +20,9 @@ and each job recomputes ``df``: pass a frame read from storage or persisted, not
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -35,20 +36,27 @@ _BUCKET_BITS = 12  # 4096 hash buckets per class; read at call time (tests shrin
 class Split(NamedTuple):
     """The frame with its split column, and how many rows of each class went to each side."""
 
-    frame: "DataFrame"
+    frame: DataFrame
     rows: dict[tuple[str, Any], int]  # ("train" | "test", class) -> rows
 
 
 class Sample(NamedTuple):
     """A bounded, stratified selection of a frame's rows (``frame`` itself when nothing was dropped)."""
 
-    frame: "DataFrame"
+    frame: DataFrame
     available_rows: int
     used_rows: int
 
 
-def stratified_split(df: "DataFrame", key: str | list[str], label: str, test_size: float, seed: int,
-                     split_column: str = SPLIT, min_classes: int = 2) -> Split:
+def stratified_split(
+    df: DataFrame,
+    key: str | list[str],
+    label: str,
+    test_size: float,
+    seed: int,
+    split_column: str = SPLIT,
+    min_classes: int = 2,
+) -> Split:
     """``df`` with a ``split_column`` of ``"train"`` / ``"test"``, stratified on ``label``, seeded.
 
     ``ceil(test_size x rows)`` rows go to test (as scikit-learn's ``train_test_split``), shared
@@ -81,12 +89,14 @@ def stratified_split(df: "DataFrame", key: str | list[str], label: str, test_siz
     if not df.groupBy(*keys).count().where(F.col("count") > 1).isEmpty():
         raise ValueError(f"the training set has duplicated {key!r} values: the key must be unique")
     test, _, per_class = selection.smallest(math.ceil(test_size * selection.rows))
-    rows = {**{("test", c): n for c, n in per_class.items()},
-            **{("train", c): selection.sizes[c] - per_class.get(c, 0) for c in selection.sizes}}
+    rows = {
+        **{("test", c): n for c, n in per_class.items()},
+        **{("train", c): selection.sizes[c] - per_class.get(c, 0) for c in selection.sizes},
+    }
     return Split(df.withColumn(split_column, F.when(test, F.lit("test")).otherwise(F.lit("train"))), rows)
 
 
-def stratified_sample(df: "DataFrame", label: str, max_rows: int, seed: int, key: str | list[str]) -> Sample:
+def stratified_sample(df: DataFrame, label: str, max_rows: int, seed: int, key: str | list[str]) -> Sample:
     """At most ``max_rows`` rows of ``df``, seeded and stratified on ``label`` (class shares kept
     by largest remainder, as in ``stratified_split``); ``df`` itself when it has at most
     ``max_rows`` rows.
@@ -101,7 +111,9 @@ def stratified_sample(df: "DataFrame", label: str, max_rows: int, seed: int, key
     return _sample(df, label, seed, key, lambda rows: min(rows, max_rows))
 
 
-def stratified_fraction(df: "DataFrame", label: str, fraction: float, seed: int, key: str | list[str]) -> Sample:
+def stratified_fraction(
+    df: DataFrame, label: str, fraction: float, seed: int, key: str | list[str]
+) -> Sample:
     """``round(fraction x rows)`` rows of ``df`` (half up), seeded and stratified like
     ``stratified_sample`` (same hash salt, so the same seed picks by the same rule); ``df``
     unchanged when ``fraction >= 1``.
@@ -114,7 +126,9 @@ def stratified_fraction(df: "DataFrame", label: str, fraction: float, seed: int,
     return _sample(df, label, seed, key, lambda rows: min(rows, math.floor(fraction * rows + 0.5)))
 
 
-def _sample(df: "DataFrame", label: str, seed: int, key: str | list[str], total: Callable[[int], int]) -> Sample:
+def _sample(
+    df: DataFrame, label: str, seed: int, key: str | list[str], total: Callable[[int], int]
+) -> Sample:
     _require(df, [*_keys(key), label])
     selection = _Selection.count(df, key, label, seed, _SAMPLE_SALT)
     wanted = total(selection.rows)
@@ -128,7 +142,7 @@ def _keys(key: str | list[str]) -> list[str]:
     return [key] if isinstance(key, str) else list(key)
 
 
-def _require(df: "DataFrame", columns: list[str]) -> None:
+def _require(df: DataFrame, columns: list[str]) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"the training set is missing column(s) {missing}; it has {df.columns}")
@@ -155,15 +169,15 @@ class _Selection:
     """The cutoff machinery shared by the split and the samples: row counts per class and hash
     bucket, and from them the exact ``(h, key)`` cutoff of each class."""
 
-    df: "DataFrame"
+    df: DataFrame
     label: str
     keys: list[str]
-    h: "Column"
+    h: Column
     bits: int
     buckets: dict[Any, list[tuple[int, int]]]  # class -> [(bucket, rows)] in bucket order
 
     @classmethod
-    def count(cls, df: "DataFrame", key: str | list[str], label: str, seed: int, salt: str) -> "_Selection":
+    def count(cls, df: DataFrame, key: str | list[str], label: str, seed: int, salt: str) -> _Selection:
         """Cost: one scan of ``df``, aggregated per partition before the shuffle; the driver gets
         at most classes x 2^bits rows of (class, bucket, count)."""
         from pyspark.sql import functions as F
@@ -173,16 +187,23 @@ class _Selection:
         any_null = F.lit(False)
         for k in keys:
             any_null = any_null | F.col(k).isNull()
-        counts = (df.groupBy(F.col(label).alias("class"), F.shiftright(h, 64 - bits).alias("bucket"))
-                  .agg(F.count(F.lit(1)).alias("rows"), F.count_if(any_null).alias("null_keys")).collect())
+        counts = (
+            df.groupBy(F.col(label).alias("class"), F.shiftright(h, 64 - bits).alias("bucket"))
+            .agg(F.count(F.lit(1)).alias("rows"), F.count_if(any_null).alias("null_keys"))
+            .collect()
+        )
         null_keys = sum(r["null_keys"] for r in counts)
         if null_keys:
-            raise ValueError(f"the training set has {null_keys} row(s) with a null {key!r}: "
-                             "the key must be set on every row")
+            raise ValueError(
+                f"the training set has {null_keys} row(s) with a null {key!r}: "
+                "the key must be set on every row"
+            )
         buckets: dict[Any, list[tuple[int, int]]] = {}
         for r in sorted(counts, key=lambda r: r["bucket"]):
             buckets.setdefault(r["class"], []).append((r["bucket"], r["rows"]))
-        return cls(df, label, keys, h, bits, dict(sorted(buckets.items(), key=lambda kv: _class_order(kv[0]))))
+        return cls(
+            df, label, keys, h, bits, dict(sorted(buckets.items(), key=lambda kv: _class_order(kv[0])))
+        )
 
     @property
     def sizes(self) -> dict[Any, int]:
@@ -192,7 +213,7 @@ class _Selection:
     def rows(self) -> int:
         return sum(self.sizes.values())
 
-    def smallest(self, total: int) -> tuple["Column", int, dict[Any, int]]:
+    def smallest(self, total: int) -> tuple[Column, int, dict[Any, int]]:
         """A boolean column selecting, in each class, its share of ``total`` rows: those with the
         smallest ``(h, key)``; how many rows it selects, in all and per class.
 
@@ -202,7 +223,9 @@ class _Selection:
 
         take, sizes = _shares(self.sizes, total), self.sizes
         shift = 64 - self.bits
-        cuts: dict[Any, tuple[int, int, int]] = {}  # class -> (bucket holding its cut, rows below it, rows in it)
+        cuts: dict[
+            Any, tuple[int, int, int]
+        ] = {}  # class -> (bucket holding its cut, rows below it, rows in it)
         for c, buckets in self.buckets.items():
             below = 0
             for bucket, rows in buckets:
@@ -210,8 +233,9 @@ class _Selection:
                     cuts[c] = (bucket, below, rows)
                     break
                 below += rows
-        candidates = self._boundary_rows({c: bucket for c, (bucket, below, rows) in cuts.items()
-                                          if take[c] < below + rows})
+        candidates = self._boundary_rows(
+            {c: bucket for c, (bucket, below, rows) in cuts.items() if take[c] < below + rows}
+        )
         branches, per_class = [], {}
         for c in self.buckets:
             if take[c] == 0:
@@ -228,7 +252,7 @@ class _Selection:
                 continue
             ranked = sorted(candidates[c])
             while needed and ranked[needed - 1] == ranked[needed]:  # a duplicated key straddles the cut:
-                needed -= 1                                         # leave every copy out
+                needed -= 1  # leave every copy out
             under = self.h < F.lit(bucket << shift)  # every row of the buckets below
             branches.append((c, under if not needed else under | self._at_most(ranked[needed - 1])))
             per_class[c] = below + needed
@@ -236,7 +260,11 @@ class _Selection:
         for c, condition in branches:  # one CASE on the class
             is_class = F.col(self.label).eqNullSafe(F.lit(c))
             selected = F.when(is_class, condition) if selected is None else selected.when(is_class, condition)
-        return (F.lit(False) if selected is None else selected.otherwise(F.lit(False))), sum(per_class.values()), per_class
+        return (
+            (F.lit(False) if selected is None else selected.otherwise(F.lit(False))),
+            sum(per_class.values()),
+            per_class,
+        )
 
     def _boundary_rows(self, bucket_of: dict[Any, int]) -> dict[Any, list[tuple]]:
         """(h, key...) of every row in the given bucket of each class."""
@@ -246,16 +274,21 @@ class _Selection:
             return {}
         where = F.lit(False)
         for c, bucket in bucket_of.items():
-            where = where | (F.col(self.label).eqNullSafe(F.lit(c))
-                             & (F.shiftright(self.h, 64 - self.bits) == F.lit(bucket)))
-        rows = self.df.where(where).select(F.col(self.label).alias("class"), self.h.alias("h"),
-                                           *[F.col(k) for k in self.keys]).collect()
+            where = where | (
+                F.col(self.label).eqNullSafe(F.lit(c))
+                & (F.shiftright(self.h, 64 - self.bits) == F.lit(bucket))
+            )
+        rows = (
+            self.df.where(where)
+            .select(F.col(self.label).alias("class"), self.h.alias("h"), *[F.col(k) for k in self.keys])
+            .collect()
+        )
         found: dict[Any, list[tuple]] = {c: [] for c in bucket_of}
         for r in rows:  # by position: a key column may share a name with the aliases
             found[r[0]].append(tuple(r)[1:])
         return found
 
-    def _at_most(self, cutoff: tuple) -> "Column":
+    def _at_most(self, cutoff: tuple) -> Column:
         """``(h, key...) <= cutoff`` in lexicographic order (the key only breaks ties of ``h``).
 
         The driver sorted the candidates with Python's order, which agrees with Spark's for the

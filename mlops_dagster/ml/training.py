@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -15,13 +16,27 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
 
 LABEL = "label"
-__all__ = ["LABEL", "MODEL_LOADING_MODULES", "SPLIT", "bounded_frames", "bounded_splits", "build_pipeline", "fit",
-           "evaluate_holdout", "load_estimator_class", "model_requirements", "rows_digest", "run_params",
-           "skops_trusted_types", "to_pandas"]  # SPLIT: the split column, named in sampling.py
+__all__ = [
+    "LABEL",
+    "MODEL_LOADING_MODULES",
+    "SPLIT",
+    "bounded_frames",
+    "bounded_splits",
+    "build_pipeline",
+    "fit",
+    "evaluate_holdout",
+    "load_estimator_class",
+    "model_requirements",
+    "rows_digest",
+    "run_params",
+    "skops_trusted_types",
+    "to_pandas",
+]  # SPLIT: the split column, named in sampling.py
 
 
-def bounded_splits(training_set: "SparkDataFrame", key: str, max_rows: int, seed: int, total_rows: int,
-                   problem: ProblemType) -> tuple["SparkDataFrame", "SparkDataFrame", dict[str, int] | None]:
+def bounded_splits(
+    training_set: SparkDataFrame, key: str, max_rows: int, seed: int, total_rows: int, problem: ProblemType
+) -> tuple[SparkDataFrame, SparkDataFrame, dict[str, int] | None]:
     """The rows a model learns from and is judged on, bounded whatever the table's size: (train,
     holdout, rows available per split, or None when nothing was sampled).
 
@@ -38,13 +53,22 @@ def bounded_splits(training_set: "SparkDataFrame", key: str, max_rows: int, seed
     train_split, stratum = problem.strata(train_split, LABEL)
     test_split, _ = problem.strata(test_split, LABEL)
     train = stratified_sample(train_split, stratum, max_rows, seed, key)
-    holdout = stratified_fraction(test_split, stratum, train.used_rows / max(train.available_rows, 1), seed, key)
+    holdout = stratified_fraction(
+        test_split, stratum, train.used_rows / max(train.available_rows, 1), seed, key
+    )
     return train.frame, holdout.frame, {"train": train.available_rows, "test": holdout.available_rows}
 
 
-def bounded_frames(read_arrow: Callable[[list[str]], "pa.Table"], read_spark: Callable[[], "SparkDataFrame"],
-                   columns: list[str], key: str, max_rows: int, seed: int, total_rows: int,
-                   problem: ProblemType) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int] | None]:
+def bounded_frames(
+    read_arrow: Callable[[list[str]], pa.Table],
+    read_spark: Callable[[], SparkDataFrame],
+    columns: list[str],
+    key: str,
+    max_rows: int,
+    seed: int,
+    total_rows: int,
+    problem: ProblemType,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int] | None]:
     """``bounded_splits`` in pandas (``columns`` of each side). A table of at most ``max_rows`` rows
     is read whole as Arrow (``read_arrow(columns)``: locally delta-rs, no Spark job; 1M rows in
     0.3 s instead of 2.3 s through Spark) and split on its ``split`` column: the same rows. Larger
@@ -53,14 +77,16 @@ def bounded_frames(read_arrow: Callable[[list[str]], "pa.Table"], read_spark: Ca
 
     if total_rows <= max_rows:
         table = read_arrow([*columns, SPLIT])
-        train, test = (table.filter(pc.equal(table[SPLIT], side)).select(columns).to_pandas()
-                       for side in ("train", "test"))
+        train, test = (
+            table.filter(pc.equal(table[SPLIT], side)).select(columns).to_pandas()
+            for side in ("train", "test")
+        )
         return train, test, None
     train, test, available = bounded_splits(read_spark(), key, max_rows, seed, total_rows, problem)
     return to_pandas(train, columns), to_pandas(test, columns), available
 
 
-def to_pandas(frame: "SparkDataFrame", columns: list[str]) -> pd.DataFrame:
+def to_pandas(frame: SparkDataFrame, columns: list[str]) -> pd.DataFrame:
     """A bounded Spark frame in pandas, through Arrow (each distinct string stored once)."""
     return frame.select(*columns).toArrow().to_pandas()
 
@@ -78,8 +104,13 @@ def load_estimator_class(class_path: str) -> type:
     return cls
 
 
-def build_pipeline(class_path: str, params: dict[str, Any], categorical: list[str], numerical: list[str],
-                   problem: ProblemType = PROBLEM_TYPES["classification"]):
+def build_pipeline(
+    class_path: str,
+    params: dict[str, Any],
+    categorical: list[str],
+    numerical: list[str],
+    problem: ProblemType = PROBLEM_TYPES["classification"],
+):
     """Impute, one-hot encode categoricals, scale numerics, then the configured estimator (a
     probabilistic classifier or a regressor, as ``problem`` asks).
 
@@ -99,18 +130,32 @@ def build_pipeline(class_path: str, params: dict[str, Any], categorical: list[st
     problem.check_estimator(estimator, class_path)
     preprocess = ColumnTransformer(
         [
-            ("categorical", Pipeline([
-                ("impute", SimpleImputer(strategy="most_frequent")),
-                ("encode", OneHotEncoder(handle_unknown="ignore")),
-            ]), categorical),
-            ("numerical", Pipeline([
-                ("impute", SimpleImputer(strategy="median")),
-                ("scale", StandardScaler()),
-            ]), numerical),
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="most_frequent")),
+                        ("encode", OneHotEncoder(handle_unknown="ignore")),
+                    ]
+                ),
+                categorical,
+            ),
+            (
+                "numerical",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="median")),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                numerical,
+            ),
         ],
         sparse_threshold=1.0 if get_tags(estimator).input_tags.sparse else 0.0,
     )
-    return Pipeline([("preprocess", preprocess), ("classifier" if problem.classifies else "regressor", estimator)])
+    return Pipeline(
+        [("preprocess", preprocess), ("classifier" if problem.classifies else "regressor", estimator)]
+    )
 
 
 def fit(pipeline, frame: pd.DataFrame, features: list[str], label: str = LABEL):
@@ -118,27 +163,41 @@ def fit(pipeline, frame: pd.DataFrame, features: list[str], label: str = LABEL):
     return pipeline.fit(frame[features], frame[label])
 
 
-def evaluate_holdout(problem: ProblemType, model, holdout: pd.DataFrame, features: list[str],
-                     threshold: float) -> tuple[Any, dict[str, float]]:
+def evaluate_holdout(
+    problem: ProblemType, model, holdout: pd.DataFrame, features: list[str], threshold: float
+) -> tuple[Any, dict[str, float]]:
     """(scores, metrics) of ``model`` on the holdout rows: the challenger's after training, and the
     champion's on the very same rows before promotion."""
     scores = problem.score(model, holdout[features])
     return scores, problem.evaluate(holdout[LABEL], scores, threshold)
 
 
-def run_params(settings, training_set: str, version: int, rows: dict[str, int], available: dict[str, int],
-               feature_lookups: list[dict[str, Any]]) -> dict[str, Any]:
+def run_params(
+    settings,
+    training_set: str,
+    version: int,
+    rows: dict[str, int],
+    available: dict[str, int],
+    feature_lookups: list[dict[str, Any]],
+) -> dict[str, Any]:
     """The parameters a training run logs: the estimator and its parameters, the split and sampling
     settings, the rows used and available per side (``train`` / ``test``), and the data versions."""
     tr = settings.training
     return {
-        "model_class": tr.model.class_path, **{f"model.{k}": v for k, v in tr.model.params.items()},
-        "problem_type": settings.problem_type, "test_size": tr.test_size, "seed": tr.seed,
+        "model_class": tr.model.class_path,
+        **{f"model.{k}": v for k, v in tr.model.params.items()},
+        "problem_type": settings.problem_type,
+        "test_size": tr.test_size,
+        "seed": tr.seed,
         **({"decision_threshold": settings.inference.decision_threshold} if settings.classifies else {}),
-        "n_features": len(settings.features.columns), "train_rows": rows["train"], "test_rows": rows["test"],
-        "train_rows_available": available["train"], "test_rows_available": available["test"],
+        "n_features": len(settings.features.columns),
+        "train_rows": rows["train"],
+        "test_rows": rows["test"],
+        "train_rows_available": available["train"],
+        "test_rows_available": available["test"],
         "max_rows": tr.max_rows,
-        "training_set": training_set, "training_set_version": version,
+        "training_set": training_set,
+        "training_set_version": version,
         "feature_tables": ", ".join(f"{t['table']}@v{t['version']}" for t in feature_lookups),
     }
 

@@ -13,8 +13,11 @@ _ADDING = threading.Lock()
 _PANELS = {
     # title -> (Evidently metric, its labels): what the dashboard plots over time, per problem type
     "drift": [("Share of drifted feature columns", "DriftedColumnsCount", {"value_type": "share"})],
-    "classification": [("ROC AUC on outcomes", "RocAuc", {}), ("Recall on outcomes", "Recall", {}),
-                       ("Precision on outcomes", "Precision", {})],
+    "classification": [
+        ("ROC AUC on outcomes", "RocAuc", {}),
+        ("Recall on outcomes", "Recall", {}),
+        ("Precision on outcomes", "Precision", {}),
+    ],
     "regression": [("RMSE on outcomes", "RMSE", {}), ("MAE on outcomes", "MAE", {})],
 }
 
@@ -36,9 +39,15 @@ def _new_project(workspace, use_case: str, problem_type: str):
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import line_plot_panel
 
-    project = workspace.create_project(use_case, description=f"mlops_dagster use case {use_case}: drift and "
-                                                             "model performance on outcomes, one snapshot per report")
+    project = workspace.create_project(
+        use_case,
+        description=f"mlops_dagster use case {use_case}: drift and "
+        "model performance on outcomes, one snapshot per report",
+    )
     for title, metric, labels in [*_PANELS["drift"], *_PANELS[problem_type]]:
-        project.dashboard.add_panel(line_plot_panel(title, [PanelMetric(metric=metric, metric_labels=labels,
-                                                                        legend=title)], size="half"))
+        project.dashboard.add_panel(
+            line_plot_panel(
+                title, [PanelMetric(metric=metric, metric_labels=labels, legend=title)], size="half"
+            )
+        )
     return project

@@ -24,8 +24,15 @@ from .spark import SparkResource
 from .step_launcher import StepLauncherParam
 from .unity_catalog import UnityCatalogLakehouse
 
-__all__ = ["Lakehouse", "ModelRegistry", "OnlineStore", "ServingBackend", "SparkResource", "StepLauncherParam",
-           "build_resources"]
+__all__ = [
+    "Lakehouse",
+    "ModelRegistry",
+    "OnlineStore",
+    "ServingBackend",
+    "SparkResource",
+    "StepLauncherParam",
+    "build_resources",
+]
 
 
 def build_resources(project: Project) -> dict[str, Any]:
@@ -36,14 +43,20 @@ def build_resources(project: Project) -> dict[str, Any]:
     common = {
         # Under `root` (always set on local; set on a Databricks target to keep tables in a folder
         # the cluster reaches), delta-rs tables; otherwise Unity Catalog.
-        "lakehouse": (LocalLakehouse(root=str(settings.root / "lakehouse")) if settings.root
-                      else UnityCatalogLakehouse(staging_root=f"{settings.io_path}/_staging")),
+        "lakehouse": (
+            LocalLakehouse(root=str(settings.root / "lakehouse"))
+            if settings.root
+            else UnityCatalogLakehouse(staging_root=f"{settings.io_path}/_staging")
+        ),
         "spark": SparkResource(spark_config=settings.spark),
         "online_store": build_online_store(settings),
         "registry": ModelRegistry(tracking_uri=mlflow.tracking_uri, registry_uri=mlflow.registry_uri),
         "mlflow": mlflow_tracking_resource(
-            mlflow.tracking_uri, mlflow.registry_uri, {u.name: u.mlflow.experiment for u in project.use_cases},
-            settings.root / "mlflow" if settings.root else None, tags={"mlops.target": settings.target},
+            mlflow.tracking_uri,
+            mlflow.registry_uri,
+            {u.name: u.mlflow.experiment for u in project.use_cases},
+            settings.root / "mlflow" if settings.root else None,
+            tags={"mlops.target": settings.target},
         ),
         # Outputs handed between steps: on Databricks both steps run on clusters, so a UC volume.
         "io_manager": FilesystemIOManager(base_dir=settings.io_path),
@@ -52,10 +65,15 @@ def build_resources(project: Project) -> dict[str, Any]:
         return {
             **common,
             "serving": LocalServingBackend(
-                host=settings.serving.host, port=settings.serving.port, state_dir=str(settings.root / "serving"),
-                project=project, ready_timeout_seconds=settings.serving.ready_timeout_seconds,
+                host=settings.serving.host,
+                port=settings.serving.port,
+                state_dir=str(settings.root / "serving"),
+                project=project,
+                ready_timeout_seconds=settings.serving.ready_timeout_seconds,
             ),
-            "step_launcher": ResourceDefinition.none_resource(description="Steps run in the Dagster process."),
+            "step_launcher": ResourceDefinition.none_resource(
+                description="Steps run in the Dagster process."
+            ),
             "landing_volume": LocalLandingVolume(),
             "billing": NoBilling(),
         }
@@ -66,11 +84,15 @@ def build_resources(project: Project) -> dict[str, Any]:
     databricks = to_config(settings.databricks)
     return {
         **common,
-        "serving": DatabricksServingBackend(databricks=databricks, catalog=settings.catalog,
-                                            schema_name=settings.schema_,
-                                            ready_timeout_seconds=settings.serving.ready_timeout_seconds),
+        "serving": DatabricksServingBackend(
+            databricks=databricks,
+            catalog=settings.catalog,
+            schema_name=settings.schema_,
+            ready_timeout_seconds=settings.serving.ready_timeout_seconds,
+        ),
         "step_launcher": step_launcher_resource(project),
         "landing_volume": DatabricksLandingVolume(databricks=databricks),
-        "billing": DatabricksBilling(databricks=databricks, target=settings.target,
-                                     warehouse_id=settings.cost.warehouse_id),
+        "billing": DatabricksBilling(
+            databricks=databricks, target=settings.target, warehouse_id=settings.cost.warehouse_id
+        ),
     }

@@ -16,8 +16,16 @@ from typing import TYPE_CHECKING
 
 from dagster import ConfigurableResource
 
-from .databricks import (PROJECT, PROJECT_TAG, RUN_TAG, STEP_TAG, TARGET_TAG, USE_CASE_CLUSTER_TAG, DatabricksConfig,
-                         workspace_client)
+from .databricks import (
+    PROJECT,
+    PROJECT_TAG,
+    RUN_TAG,
+    STEP_TAG,
+    TARGET_TAG,
+    USE_CASE_CLUSTER_TAG,
+    DatabricksConfig,
+    workspace_client,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,8 +51,17 @@ WHERE u.usage_date >= :since
        OR array_contains(split(:endpoints, ','), u.usage_metadata.endpoint_name))
 GROUP BY ALL
 """
-USAGE_COLUMNS = ["dagster_run_id", "step_key", "use_case", "databricks_run_id", "endpoint_name", "usage_date",
-                 "sku_name", "dbus_actual", "cost_actual"]
+USAGE_COLUMNS = [
+    "dagster_run_id",
+    "step_key",
+    "use_case",
+    "databricks_run_id",
+    "endpoint_name",
+    "usage_date",
+    "sku_name",
+    "dbus_actual",
+    "cost_actual",
+]
 
 
 class BillingError(RuntimeError):
@@ -53,7 +70,7 @@ class BillingError(RuntimeError):
 
 class Billing(ConfigurableResource, ABC):
     @abstractmethod
-    def usage(self, since: date, endpoints: list[str]) -> "pd.DataFrame | None":
+    def usage(self, since: date, endpoints: list[str]) -> pd.DataFrame | None:
         """Usage records since ``since`` (``USAGE_COLUMNS``), or None where there is no bill."""
 
     @property
@@ -97,33 +114,42 @@ class DatabricksBilling(Billing):
         statements = workspace_client(self.databricks).statement_execution
         try:
             response = statements.execute_statement(
-                statement=USAGE_SQL, warehouse_id=self.warehouse_id, wait_timeout="30s",
-                parameters=[StatementParameterListItem(name="since", value=since.isoformat(), type="DATE"),
-                            StatementParameterListItem(name="target", value=self.target),
-                            StatementParameterListItem(name="endpoints", value=",".join(endpoints))],
+                statement=USAGE_SQL,
+                warehouse_id=self.warehouse_id,
+                wait_timeout="30s",
+                parameters=[
+                    StatementParameterListItem(name="since", value=since.isoformat(), type="DATE"),
+                    StatementParameterListItem(name="target", value=self.target),
+                    StatementParameterListItem(name="endpoints", value=",".join(endpoints)),
+                ],
             )
         except DatabricksError as exc:
-            raise BillingError(f"SQL warehouse {self.warehouse_id} (cost.warehouse_id) could not run the usage "
-                               f"query: {exc}") from None
+            raise BillingError(
+                f"SQL warehouse {self.warehouse_id} (cost.warehouse_id) could not run the usage query: {exc}"
+            ) from None
         deadline = time.monotonic() + self.wait_seconds
         while response.status.state in (StatementState.PENDING, StatementState.RUNNING):
             if time.monotonic() > deadline:
                 statements.cancel_execution(response.statement_id)
-                raise BillingError(f"reading system.billing.usage took over {self.wait_seconds:.0f} s on SQL "
-                                   f"warehouse {self.warehouse_id}; cancelled")
+                raise BillingError(
+                    f"reading system.billing.usage took over {self.wait_seconds:.0f} s on SQL "
+                    f"warehouse {self.warehouse_id}; cancelled"
+                )
             time.sleep(2)
             response = statements.get_statement(response.statement_id)
         if response.status.state != StatementState.SUCCEEDED:
             error = response.status.error.message if response.status.error else response.status.state.value
-            raise BillingError(f"reading system.billing.usage on SQL warehouse {self.warehouse_id} failed: {error} "
-                               "(the warehouse's owner needs SELECT on system.billing; see docs/cost.md)")
+            raise BillingError(
+                f"reading system.billing.usage on SQL warehouse {self.warehouse_id} failed: {error} "
+                "(the warehouse's owner needs SELECT on system.billing; see docs/cost.md)"
+            )
         rows = list(response.result.data_array or []) if response.result else []
         for chunk in range(1, response.manifest.total_chunk_count or 1):
             rows += statements.get_statement_result_chunk_n(response.statement_id, chunk).data_array or []
         return _frame(rows)
 
 
-def _frame(rows: list[list[str | None]]) -> "pd.DataFrame":
+def _frame(rows: list[list[str | None]]) -> pd.DataFrame:
     """JSON_ARRAY rows (every value a string) as typed columns."""
     import pandas as pd
 

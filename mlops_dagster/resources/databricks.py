@@ -17,8 +17,15 @@ from typing import Any
 
 from dagster import ResourceDefinition
 
-from ..settings import (SETTINGS_JSON_ENV, ClusterSettings, ConfigError, DatabricksSettings, Project, Settings,
-                        capture_prefix)
+from ..settings import (
+    SETTINGS_JSON_ENV,
+    ClusterSettings,
+    ConfigError,
+    DatabricksSettings,
+    Project,
+    Settings,
+    capture_prefix,
+)
 from .section_config import as_config
 from .serving import ServingBackend
 
@@ -77,8 +84,12 @@ def workspace_client(db: DatabricksSettings):
     creds = credentials(db)
     if "token" in creds:
         return WorkspaceClient(host=creds["host"], token=creds["token"], auth_type="pat")
-    return WorkspaceClient(host=creds["host"], client_id=creds["client_id"],
-                           client_secret=creds["client_secret"], auth_type="oauth-m2m")
+    return WorkspaceClient(
+        host=creds["host"],
+        client_id=creds["client_id"],
+        client_secret=creds["client_secret"],
+        auth_type="oauth-m2m",
+    )
 
 
 def submit_run_config(settings: Settings) -> dict[str, Any]:
@@ -93,17 +104,25 @@ def submit_run_config(settings: Settings) -> dict[str, Any]:
     if cluster.existing_cluster_id:
         run_config["cluster"] = {"existing": cluster.existing_cluster_id}
         return run_config
-    run_config["cluster"] = {"new": {
-        "spark_version": cluster.spark_version,
-        "nodes": ({"instance_pool_id": cluster.instance_pool_id} if cluster.instance_pool_id
-                  else {"node_types": {"node_type_id": cluster.node_type_id}}),
-        "size": {"autoscale": {"min_workers": cluster.min_workers, "max_workers": cluster.max_workers}},
-        "spark_conf": dict(cluster.spark_conf),
-        "custom_tags": {PROJECT_TAG: PROJECT, TARGET_TAG: settings.target, **cluster.custom_tags},
-        "data_security_mode": "SINGLE_USER",  # Unity Catalog access from a job cluster
-    }}
+    run_config["cluster"] = {
+        "new": {
+            "spark_version": cluster.spark_version,
+            "nodes": (
+                {"instance_pool_id": cluster.instance_pool_id}
+                if cluster.instance_pool_id
+                else {"node_types": {"node_type_id": cluster.node_type_id}}
+            ),
+            "size": {"autoscale": {"min_workers": cluster.min_workers, "max_workers": cluster.max_workers}},
+            "spark_conf": dict(cluster.spark_conf),
+            "custom_tags": {PROJECT_TAG: PROJECT, TARGET_TAG: settings.target, **cluster.custom_tags},
+            "data_security_mode": "SINGLE_USER",  # Unity Catalog access from a job cluster
+        }
+    }
     if not cluster.instance_pool_id:  # a pool's instances have the pool's spot policy
-        run_config["cluster"]["new"]["aws_attributes"] = {"availability": cluster.availability, "first_on_demand": 1}
+        run_config["cluster"]["new"]["aws_attributes"] = {
+            "availability": cluster.availability,
+            "first_on_demand": 1,
+        }
     return run_config
 
 
@@ -113,7 +132,9 @@ def _package_snapshot():
     (pointing it at the repository would ship virtualenvs and local state). Removed afterwards."""
     package = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="mlops-dagster-code-") as staging:
-        shutil.copytree(package, Path(staging, package.name), ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            package, Path(staging, package.name), ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
         yield staging
 
 
@@ -130,9 +151,9 @@ def _tagged(run_config: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
 def _launcher_class():
     from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
 
+    from ..ml.cost import cluster_compute, compute_fields, estimate
     from ..runtime.dagster_internals import step_engine_event
     from ..runtime.interrupts import raise_if_interrupted
-    from ..ml.cost import cluster_compute, compute_fields, estimate
 
     class CostedStepLauncher(DatabricksPySparkStepLauncher):
         """dagster-databricks' step launcher, plus: each launched cluster tagged with the Dagster
@@ -160,8 +181,14 @@ def _launcher_class():
             # Databricks run id are kept on a copy of its own.
             launcher = copy.copy(self)
             run, step = step_context.dagster_run, step_context.step.key
-            launcher.run_config = _tagged(self.run_config, {
-                RUN_TAG: run.run_id, STEP_TAG: step, USE_CASE_CLUSTER_TAG: self._project.owner_of_step(step, run.tags)})
+            launcher.run_config = _tagged(
+                self.run_config,
+                {
+                    RUN_TAG: run.run_id,
+                    STEP_TAG: step,
+                    USE_CASE_CLUSTER_TAG: self._project.owner_of_step(step, run.tags),
+                },
+            )
             return launcher._launch(step_context)
 
         def _launch(self, step_context):
@@ -184,14 +211,19 @@ def _launcher_class():
                 run = self.databricks_runner.client.workspace_client.jobs.get_run(run_id)
                 seconds = max(0, (run.end_time or 0) - (run.start_time or 0)) / 1000.0
             except Exception as exc:  # the cost record must not fail the step
-                step_context.log.warning(f"no compute record for Databricks run {run_id}: {type(exc).__name__}")
+                step_context.log.warning(
+                    f"no compute record for Databricks run {run_id}: {type(exc).__name__}"
+                )
                 return
             compute = cluster_compute(self._settings.databricks.cluster)
             rates = self._settings.cost
             figure = estimate(compute, seconds, rates)
             metadata: dict[str, Any] = {
-                COST_EVENT: "launched step", "databricks_run_id": run_id, "seconds": round(seconds, 3),
-                **compute_fields(compute), "currency": rates.currency,
+                COST_EVENT: "launched step",
+                "databricks_run_id": run_id,
+                "seconds": round(seconds, 3),
+                **compute_fields(compute),
+                "currency": rates.currency,
             }
             if figure.cost is None:
                 metadata["cost_problem"] = figure.problem
@@ -201,8 +233,10 @@ def _launcher_class():
                 shown = f"{figure.dbus:.3f} DBU, about {figure.cost:.4f} {rates.currency}"
             yield step_engine_event(
                 step_context,
-                (f"Databricks run {run_id}: {compute.nodes} x {compute.node_type} ({compute.kind}) "
-                 f"for {seconds:.0f} s, {shown}"),
+                (
+                    f"Databricks run {run_id}: {compute.nodes} x {compute.node_type} ({compute.kind}) "
+                    f"for {seconds:.0f} s, {shown}"
+                ),
                 metadata,
             )
 
@@ -216,9 +250,11 @@ def idle_cluster_problem(workspace, cluster: ClusterSettings) -> str | None:
     if minutes and minutes <= cluster.autotermination_minutes:
         return None
     now = "never auto-terminates" if not minutes else f"auto-terminates only after {minutes} idle minutes"
-    return (f"all-purpose cluster {cluster.existing_cluster_id} {now}: idle, it is billed like a busy one. Set its "
-            f"auto termination to {cluster.autotermination_minutes} minutes or less (cluster settings), or leave "
-            "databricks.cluster.existing_cluster_id unset to run each step on a job cluster")
+    return (
+        f"all-purpose cluster {cluster.existing_cluster_id} {now}: idle, it is billed like a busy one. Set its "
+        f"auto termination to {cluster.autotermination_minutes} minutes or less (cluster settings), or leave "
+        "databricks.cluster.existing_cluster_id unset to run each step on a job cluster"
+    )
 
 
 def step_launcher_resource(project: Project) -> ResourceDefinition:
@@ -247,8 +283,11 @@ def step_launcher_resource(project: Project) -> ResourceDefinition:
                 permissions=db.permissions,
                 databricks_host=creds["host"],
                 databricks_token=creds.get("token"),
-                oauth_credentials=({"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
-                                   if "client_id" in creds else None),
+                oauth_credentials=(
+                    {"client_id": creds["client_id"], "client_secret": creds["client_secret"]}
+                    if "client_id" in creds
+                    else None
+                ),
                 secrets_to_env_variables=[s.model_dump() for s in db.secrets_to_env_variables],
                 env_variables={
                     **db.env_variables,
@@ -265,8 +304,10 @@ def step_launcher_resource(project: Project) -> ResourceDefinition:
 
     return ResourceDefinition(
         resource_fn=_init,
-        description=(f"Runs steps on Databricks job clusters ({settings.databricks.cluster.spark_version}) "
-                     f"through dagster-databricks; credentials from {db.host_env} and {db.token_env}"),
+        description=(
+            f"Runs steps on Databricks job clusters ({settings.databricks.cluster.spark_version}) "
+            f"through dagster-databricks; credentials from {db.host_env} and {db.token_env}"
+        ),
     )
 
 
@@ -287,6 +328,10 @@ class DatabricksServingBackend(ServingBackend):
         return f"{self._workspace().config.host.rstrip('/')}/serving-endpoints/{endpoint}/invocations"
 
     def apply(self, endpoint: str, config: dict[str, Any]) -> dict[str, Any]:
-        capture = {"catalog_name": self.catalog, "schema_name": self.schema_name,
-                   "table_name_prefix": capture_prefix(endpoint), "enabled": True}
+        capture = {
+            "catalog_name": self.catalog,
+            "schema_name": self.schema_name,
+            "table_name_prefix": capture_prefix(endpoint),
+            "enabled": True,
+        }
         return super().apply(endpoint, {**config, "auto_capture_config": capture})

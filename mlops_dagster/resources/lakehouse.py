@@ -13,11 +13,11 @@ from __future__ import annotations
 import shutil
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from dagster import ConfigurableResource
@@ -72,13 +72,21 @@ class Lakehouse(ConfigurableResource, ABC):
 
     @abstractmethod
     def merge(
-        self, name: str, data: Any, keys: list[str], *, description: str | None = None,
-        properties: dict[str, str] | None = None, commit_info: dict[str, str] | None = None,
+        self,
+        name: str,
+        data: Any,
+        keys: list[str],
+        *,
+        description: str | None = None,
+        properties: dict[str, str] | None = None,
+        commit_info: dict[str, str] | None = None,
     ) -> TableInfo:
         """Upsert on ``keys``: matching rows are updated, new rows inserted (table created if needed)."""
 
     @abstractmethod
-    def read_arrow(self, name: str, version: int | None = None, columns: list[str] | None = None) -> "pa.Table": ...
+    def read_arrow(
+        self, name: str, version: int | None = None, columns: list[str] | None = None
+    ) -> pa.Table: ...
 
     @abstractmethod
     def version(self, name: str) -> int: ...
@@ -104,25 +112,36 @@ class Lakehouse(ConfigurableResource, ABC):
     def description(self, name: str) -> str | None: ...
 
     @abstractmethod
-    def read_spark(self, spark: "SparkSession", name: str, version: int | None = None) -> "SparkDataFrame": ...
+    def read_spark(self, spark: SparkSession, name: str, version: int | None = None) -> SparkDataFrame: ...
 
     @abstractmethod
-    def read_spark_changes(self, spark: "SparkSession", name: str, since_version: int) -> "SparkDataFrame | None":
+    def read_spark_changes(self, spark: SparkSession, name: str, since_version: int) -> SparkDataFrame | None:
         """Every row inserted or updated after ``since_version`` (possibly some unchanged ones too), or
         None when that cannot be told from the table's history: rows were deleted or replaced since
         (a restore, an overwrite, a delete), or that history is gone. None means: read it all."""
 
     @abstractmethod
     def write_spark(
-        self, name: str, df: "SparkDataFrame", mode: Literal["overwrite", "append"] = "overwrite",
-        *, description: str | None = None, properties: dict[str, str] | None = None,
+        self,
+        name: str,
+        df: SparkDataFrame,
+        mode: Literal["overwrite", "append"] = "overwrite",
+        *,
+        description: str | None = None,
+        properties: dict[str, str] | None = None,
         commit_info: dict[str, str] | None = None,
     ) -> TableInfo: ...
 
     @abstractmethod
     def merge_spark(
-        self, name: str, df: "SparkDataFrame", keys: list[str], *, description: str | None = None,
-        properties: dict[str, str] | None = None, commit_info: dict[str, str] | None = None,
+        self,
+        name: str,
+        df: SparkDataFrame,
+        keys: list[str],
+        *,
+        description: str | None = None,
+        properties: dict[str, str] | None = None,
+        commit_info: dict[str, str] | None = None,
         column_comments: dict[str, str] | None = None,
     ) -> TableInfo:
         """Upsert Spark output on ``keys`` (the table is created if needed, with ``column_comments``)."""
@@ -135,22 +154,33 @@ class Lakehouse(ConfigurableResource, ABC):
     def column_comments(self, name: str) -> dict[str, str]: ...
 
     @abstractmethod
-    def staging_dir(self) -> "AbstractContextManager[str]":
+    def staging_dir(self) -> AbstractContextManager[str]:
         """A new empty folder that Spark tasks can write Parquet files into (on a cluster: a volume
         every node reaches), removed with what is left in it when the block ends."""
 
     @abstractmethod
     def write_files(
-        self, name: str, files: list[str], mode: Literal["overwrite", "append"] = "overwrite", *,
-        description: str | None = None, properties: dict[str, str] | None = None,
+        self,
+        name: str,
+        files: list[str],
+        mode: Literal["overwrite", "append"] = "overwrite",
+        *,
+        description: str | None = None,
+        properties: dict[str, str] | None = None,
         commit_info: dict[str, str] | None = None,
     ) -> TableInfo:
         """Commit Parquet files written into a ``staging_dir`` (same columns in each) as one write."""
 
     @abstractmethod
     def merge_files(
-        self, name: str, files: list[str], keys: list[str], *, description: str | None = None,
-        properties: dict[str, str] | None = None, commit_info: dict[str, str] | None = None,
+        self,
+        name: str,
+        files: list[str],
+        keys: list[str],
+        *,
+        description: str | None = None,
+        properties: dict[str, str] | None = None,
+        commit_info: dict[str, str] | None = None,
         column_comments: dict[str, str] | None = None,
     ) -> TableInfo:
         """Upsert the rows of staged Parquet files on ``keys`` (the table is created if needed)."""
@@ -159,7 +189,7 @@ class Lakehouse(ConfigurableResource, ABC):
     def mlflow_dataset_source(self, name: str, version: int):
         """How MLflow should record this table version as a run input (a ``DeltaDatasetSource``)."""
 
-    def read(self, name: str, version: int | None = None, columns: list[str] | None = None) -> "pd.DataFrame":
+    def read(self, name: str, version: int | None = None, columns: list[str] | None = None) -> pd.DataFrame:
         """A table (or one of its versions) as pandas: for steps that work on samples or small tables."""
         return self.read_arrow(name, version, columns).to_pandas()
 
@@ -222,7 +252,7 @@ class LocalLakehouse(Lakehouse):
             )
         return DeltaTable(self.location(name), version=version)
 
-    def _arrow_schema(self, dt) -> "pa.Schema":
+    def _arrow_schema(self, dt) -> pa.Schema:
         import pyarrow as pa
 
         return pa.schema(dt.schema().to_arrow())
@@ -261,13 +291,20 @@ class LocalLakehouse(Lakehouse):
             raise ValueError(f"merge into {name} needs at least one key column")
         data = _delta_safe(data)
         if not self.exists(name):
-            return self.write(name, data, "overwrite", description=description, properties=properties,
-                              commit_info=commit_info)
+            return self.write(
+                name,
+                data,
+                "overwrite",
+                description=description,
+                properties=properties,
+                commit_info=commit_info,
+            )
         predicate = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         (
             self._table(name)
-            .merge(data, predicate, source_alias="s", target_alias="t",
-                   commit_properties=_commit(commit_info))
+            .merge(
+                data, predicate, source_alias="s", target_alias="t", commit_properties=_commit(commit_info)
+            )
             .when_matched_update_all()
             .when_not_matched_insert_all()
             .execute()
@@ -321,7 +358,11 @@ class LocalLakehouse(Lakehouse):
                 dt.alter.set_column_metadata(column, {"comment": comment})
 
     def column_comments(self, name):
-        return {f.name: f.metadata["comment"] for f in self._table(name).schema().fields if "comment" in (f.metadata or {})}
+        return {
+            f.name: f.metadata["comment"]
+            for f in self._table(name).schema().fields
+            if "comment" in (f.metadata or {})
+        }
 
     def mlflow_dataset_source(self, name, version):
         from mlflow.data.delta_dataset_source import DeltaDatasetSource
@@ -360,8 +401,17 @@ class LocalLakehouse(Lakehouse):
     def staging_dir(self):
         return staging_folder(str(Path(self.root, "_staging")))
 
-    def write_files(self, name, files, mode="overwrite", *, description=None, properties=None, commit_info=None,
-                    column_comments=None):
+    def write_files(
+        self,
+        name,
+        files,
+        mode="overwrite",
+        *,
+        description=None,
+        properties=None,
+        commit_info=None,
+        column_comments=None,
+    ):
         import pyarrow.parquet as pq
         from deltalake import DeltaTable
         from deltalake.schema import Schema
@@ -371,28 +421,60 @@ class LocalLakehouse(Lakehouse):
             raise ValueError(f"nothing to write to {name}: no Parquet files were given")
         schema = _nullable(pq.read_schema(files[0]), column_comments or {})
         location = self.location(name)
-        if mode == "append" and self.exists(name) and not _fits(schema, self._arrow_schema(self._table(name))):
+        if (
+            mode == "append"
+            and self.exists(name)
+            and not _fits(schema, self._arrow_schema(self._table(name)))
+        ):
             # New columns: delta-rs's writer evolves the schema (an add-files commit would not).
-            return self.write(name, parquet_batches(files), "append", description=description, properties=properties,
-                              commit_info=commit_info)
+            return self.write(
+                name,
+                parquet_batches(files),
+                "append",
+                description=description,
+                properties=properties,
+                commit_info=commit_info,
+            )
         Path(location).mkdir(parents=True, exist_ok=True)
         actions = [_adopt(location, f) for f in files]
         if not self.exists(name):
-            create_table_with_add_actions(location, Schema.from_arrow(schema), actions, mode="error", name=name,
-                                          description=description, commit_properties=_commit(commit_info))
+            create_table_with_add_actions(
+                location,
+                Schema.from_arrow(schema),
+                actions,
+                mode="error",
+                name=name,
+                description=description,
+                commit_properties=_commit(commit_info),
+            )
         else:
-            DeltaTable(location).create_write_transaction(actions, mode, Schema.from_arrow(schema),
-                                                          commit_properties=_commit(commit_info))
+            DeltaTable(location).create_write_transaction(
+                actions, mode, Schema.from_arrow(schema), commit_properties=_commit(commit_info)
+            )
         self._annotate(name, description, properties)
         return self._info(name, mode.upper())
 
-    def merge_files(self, name, files, keys, *, description=None, properties=None, commit_info=None,
-                    column_comments=None):
+    def merge_files(
+        self, name, files, keys, *, description=None, properties=None, commit_info=None, column_comments=None
+    ):
         if not self.exists(name):
-            return self.write_files(name, files, "overwrite", description=description, properties=properties,
-                                    commit_info=commit_info, column_comments=column_comments)
-        info = self.merge(name, parquet_batches(files), keys, description=description, properties=properties,
-                          commit_info=commit_info)
+            return self.write_files(
+                name,
+                files,
+                "overwrite",
+                description=description,
+                properties=properties,
+                commit_info=commit_info,
+                column_comments=column_comments,
+            )
+        info = self.merge(
+            name,
+            parquet_batches(files),
+            keys,
+            description=description,
+            properties=properties,
+            commit_info=commit_info,
+        )
         if column_comments:
             self.set_column_comments(name, column_comments)
             info = self._info(name, info.operation)
@@ -400,14 +482,28 @@ class LocalLakehouse(Lakehouse):
 
     def write_spark(self, name, df, mode="overwrite", *, description=None, properties=None, commit_info=None):
         with self.staging_dir() as staging:
-            return self.write_files(name, _spark_parquet(df, staging), mode, description=description,
-                                    properties=properties, commit_info=commit_info)
+            return self.write_files(
+                name,
+                _spark_parquet(df, staging),
+                mode,
+                description=description,
+                properties=properties,
+                commit_info=commit_info,
+            )
 
-    def merge_spark(self, name, df, keys, *, description=None, properties=None, commit_info=None,
-                    column_comments=None):
+    def merge_spark(
+        self, name, df, keys, *, description=None, properties=None, commit_info=None, column_comments=None
+    ):
         with self.staging_dir() as staging:
-            return self.merge_files(name, _spark_parquet(df, staging), keys, description=description,
-                                    properties=properties, commit_info=commit_info, column_comments=column_comments)
+            return self.merge_files(
+                name,
+                _spark_parquet(df, staging),
+                keys,
+                description=description,
+                properties=properties,
+                commit_info=commit_info,
+                column_comments=column_comments,
+            )
 
 
 @contextmanager
@@ -423,8 +519,17 @@ def staging_folder(root: str) -> Iterator[str]:
 
 
 # Delta operations after which the files added since a version hold every row changed since it.
-_METADATA_ONLY = {"SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "UPDATE TABLE METADATA", "UPDATE FIELD METADATA",
-                  "ADD COLUMN", "CHANGE COLUMN", "OPTIMIZE", "VACUUM START", "VACUUM END"}
+_METADATA_ONLY = {
+    "SET TBLPROPERTIES",
+    "UNSET TBLPROPERTIES",
+    "UPDATE TABLE METADATA",
+    "UPDATE FIELD METADATA",
+    "ADD COLUMN",
+    "CHANGE COLUMN",
+    "OPTIMIZE",
+    "VACUUM START",
+    "VACUUM END",
+}
 
 
 def is_path(name: str) -> bool:
@@ -441,28 +546,33 @@ def adds_or_updates_only(commit: dict[str, Any]) -> bool:
     if operation == "WRITE":
         return parameters.get("mode") == "Append"
     if operation == "MERGE":
-        clauses = f"{parameters.get('matchedPredicates', '')}{parameters.get('notMatchedBySourcePredicates', '')}"
+        clauses = (
+            f"{parameters.get('matchedPredicates', '')}{parameters.get('notMatchedBySourcePredicates', '')}"
+        )
         return "delete" not in clauses
     return False
 
 
-def _spark_parquet(df: "SparkDataFrame", folder: str) -> list[str]:
+def _spark_parquet(df: SparkDataFrame, folder: str) -> list[str]:
     """``df`` written as Parquet files into ``folder`` by Spark; their paths (Spark's markers left out)."""
     df.write.mode("overwrite").parquet(folder)
     return sorted(str(p) for p in Path(folder).glob("*.parquet"))
 
 
-def parquet_batches(files: "str | list[str]", batch_size: int = 64_000) -> "pa.RecordBatchReader":
+def parquet_batches(files: str | list[str], batch_size: int = 64_000) -> pa.RecordBatchReader:
     """Parquet files (or a folder of them) as a stream of Arrow batches, in bounded memory whatever
     their size: one file read at a time, two batches ahead (Arrow's defaults read four files and
     sixteen batches ahead, over a GB of buffers for the files of a 10M-row table)."""
     import pyarrow.dataset as ds
 
-    return ds.dataset(files, format="parquet").scanner(
-        batch_size=batch_size, batch_readahead=2, fragment_readahead=1).to_reader()
+    return (
+        ds.dataset(files, format="parquet")
+        .scanner(batch_size=batch_size, batch_readahead=2, fragment_readahead=1)
+        .to_reader()
+    )
 
 
-def _nullable(schema: "pa.Schema", comments: dict[str, str]) -> "pa.Schema":
+def _nullable(schema: pa.Schema, comments: dict[str, str]) -> pa.Schema:
     """The Delta schema of staged files: every column nullable (Spark marks some not null, and a later
     write must not be refused for that), timestamps in UTC microseconds, comments as column metadata."""
     import pyarrow as pa
@@ -476,7 +586,7 @@ def _nullable(schema: "pa.Schema", comments: dict[str, str]) -> "pa.Schema":
     return pa.schema(fields)
 
 
-def _fits(files: "pa.Schema", table: "pa.Schema") -> bool:
+def _fits(files: pa.Schema, table: pa.Schema) -> bool:
     """Whether files with this schema can be added to the table as they are (no new columns)."""
     return set(files.names) <= set(table.names)
 
@@ -493,5 +603,11 @@ def _adopt(location: str, file: str):
     rows = pq.read_metadata(file).num_rows
     shutil.move(file, target)
     # Only the row count: min/max statistics written wrong would make readers skip files wrongly.
-    return AddAction(target.name, target.stat().st_size, {}, int(time.time() * 1000), True,
-                     json.dumps({"numRecords": rows}))
+    return AddAction(
+        target.name,
+        target.stat().st_size,
+        {},
+        int(time.time() * 1000),
+        True,
+        json.dumps({"numRecords": rows}),
+    )

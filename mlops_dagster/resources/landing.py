@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from abc import ABC, abstractmethod
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dagster import ConfigurableResource
@@ -47,8 +47,13 @@ def landing_files(folder: str, pattern: str) -> list[dict]:
     for entry in os.scandir(root):
         if entry.is_file() and fnmatch.fnmatch(entry.name, pattern):
             stat = entry.stat()
-            found.append({"file_path": str(Path(entry.path).resolve()), "size_bytes": stat.st_size,
-                          "modified_at": datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc)})
+            found.append(
+                {
+                    "file_path": str(Path(entry.path).resolve()),
+                    "size_bytes": stat.st_size,
+                    "modified_at": datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+                }
+            )
     return sorted(found, key=lambda f: (f["modified_at"], f["file_path"]))
 
 
@@ -63,10 +68,13 @@ def _object_store_files(folder: str, pattern: str) -> list[dict]:
         raise OSError(
             f"cannot list the landing folder {folder}: {error}. Credentials come from the environment "
             "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION; AWS_ENDPOINT_URL for an S3-compatible "
-            "server) or the machine's role") from None
-    found = [{"file_path": f"{scheme}://{e.path}", "size_bytes": e.size,
-              "modified_at": e.mtime.astimezone(timezone.utc)}
-             for e in entries if e.type == pafs.FileType.File and fnmatch.fnmatch(e.base_name, pattern)]
+            "server) or the machine's role"
+        ) from None
+    found = [
+        {"file_path": f"{scheme}://{e.path}", "size_bytes": e.size, "modified_at": e.mtime.astimezone(UTC)}
+        for e in entries
+        if e.type == pafs.FileType.File and fnmatch.fnmatch(e.base_name, pattern)
+    ]
     return sorted(found, key=lambda f: (f["modified_at"], f["file_path"]))
 
 
@@ -101,8 +109,12 @@ class DatabricksLandingVolume(LandingVolume):
         except NotFound:
             return []
         found = [
-            {"file_path": e.path, "size_bytes": int(e.file_size or 0),
-             "modified_at": datetime.fromtimestamp((e.last_modified or 0) / 1000, tz=timezone.utc)}
-            for e in entries if not e.is_directory and fnmatch.fnmatch(e.name or "", pattern)
+            {
+                "file_path": e.path,
+                "size_bytes": int(e.file_size or 0),
+                "modified_at": datetime.fromtimestamp((e.last_modified or 0) / 1000, tz=UTC),
+            }
+            for e in entries
+            if not e.is_directory and fnmatch.fnmatch(e.name or "", pattern)
         ]
         return sorted(found, key=lambda f: (f["modified_at"], f["file_path"]))

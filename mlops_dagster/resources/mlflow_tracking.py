@@ -40,7 +40,10 @@ def run_use_cases(run, use_cases: list[str]) -> list[str]:
 
 
 def mlflow_tracking_resource(
-    tracking_uri: str, registry_uri: str, experiments: dict[str, str], artifact_root: Path | None,
+    tracking_uri: str,
+    registry_uri: str,
+    experiments: dict[str, str],
+    artifact_root: Path | None,
     tags: dict[str, str],
 ) -> ResourceDefinition:
     """dagster-mlflow's ``mlflow_tracking`` resource, configured for a target and loaded lazily.
@@ -53,14 +56,20 @@ def mlflow_tracking_resource(
 
         use_case, *others = run_use_cases(init_context.dagster_run, list(experiments))
         if others:
-            init_context.log.warning(f"this run works for use cases {[use_case, *others]}: its MLflow run is "
-                                     f"logged in {use_case}'s experiment {experiments[use_case]}")
+            init_context.log.warning(
+                f"this run works for use cases {[use_case, *others]}: its MLflow run is "
+                f"logged in {use_case}'s experiment {experiments[use_case]}"
+            )
         experiment = experiments[use_case]
         if artifact_root is not None:
             Path(artifact_root).mkdir(parents=True, exist_ok=True)
         ensure_experiment(tracking_uri, experiment, artifact_root)
-        config = {"experiment_name": experiment, "mlflow_tracking_uri": tracking_uri,
-                  "env": {"MLFLOW_REGISTRY_URI": registry_uri}, "extra_tags": {**tags, USE_CASE_TAG: use_case}}
+        config = {
+            "experiment_name": experiment,
+            "mlflow_tracking_uri": tracking_uri,
+            "env": {"MLFLOW_REGISTRY_URI": registry_uri},
+            "extra_tags": {**tags, USE_CASE_TAG: use_case},
+        }
         yield from mlflow_tracking.resource_fn(init_context.replace_config(config))
 
     return ResourceDefinition(
@@ -83,9 +92,18 @@ def _end_mlflow_run(context, event_list):
     if any(event.is_step_failure for event in event_list):
         return hook.hook_fn(context, event_list)  # ends the run FAILED
     step = context._step_execution_context  # noqa: SLF001 - as dagster-mlflow's own hook reads it
-    ended = {record.event_log_entry.step_key for record in context.instance.get_records_for_run(
-        context.run_id, of_type={DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE,
-                                 DagsterEventType.STEP_SKIPPED}, limit=None).records}
+    ended = {
+        record.event_log_entry.step_key
+        for record in context.instance.get_records_for_run(
+            context.run_id,
+            of_type={
+                DagsterEventType.STEP_SUCCESS,
+                DagsterEventType.STEP_FAILURE,
+                DagsterEventType.STEP_SKIPPED,
+            },
+            limit=None,
+        ).records
+    }
     if set(step.execution_plan.step_keys_to_execute) <= ended | {step.step.key}:
         context.resources.mlflow.end_run()
     return HookExecutionResult(hook_name=context.hook_def.name, is_skipped=False)

@@ -59,7 +59,9 @@ def online_table_name(table: str) -> str:
     """``catalog.schema.table`` -> ``catalog__schema__table`` (one SQL table per feature table)."""
     name = table.replace(".", "__")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ValueError(f"feature table name {table!r} must be letters, digits and underscores (catalog.schema.table)")
+        raise ValueError(
+            f"feature table name {table!r} must be letters, digits and underscores (catalog.schema.table)"
+        )
     return name
 
 
@@ -67,7 +69,7 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _batches(rows) -> "pa.RecordBatchReader":
+def _batches(rows) -> pa.RecordBatchReader:
     """What a publish reads: a stream of Arrow batches (pandas and Arrow tables are wrapped)."""
     import pyarrow as pa
 
@@ -82,9 +84,17 @@ class OnlineStore(ConfigurableResource, ABC):
     """Latest feature values per key: published from the offline Delta table, looked up by key."""
 
     @abstractmethod
-    def publish(self, table: str, rows: "pd.DataFrame | pa.Table | pa.RecordBatchReader", keys: list[str],
-                delta_version: int, *, incremental: bool = False, newest: str | None = None,
-                progress: "Callable[[int], Any] | None" = None) -> PublishInfo:
+    def publish(
+        self,
+        table: str,
+        rows: pd.DataFrame | pa.Table | pa.RecordBatchReader,
+        keys: list[str],
+        delta_version: int,
+        *,
+        incremental: bool = False,
+        newest: str | None = None,
+        progress: Callable[[int], Any] | None = None,
+    ) -> PublishInfo:
         """Publish ``rows`` (one per key) in one transaction: replace the table's online rows, or with
         ``incremental`` upsert them by key (a row whose ``newest`` column is older than the stored
         one's is skipped). ``progress(n)`` is told how many rows each loaded batch held."""
@@ -95,7 +105,9 @@ class OnlineStore(ConfigurableResource, ABC):
         publish needs the same ones."""
 
     @abstractmethod
-    def lookup(self, table: str, keys: list[str], values: list[tuple], features: list[str]) -> dict[tuple, dict[str, Any]]:
+    def lookup(
+        self, table: str, keys: list[str], values: list[tuple], features: list[str]
+    ) -> dict[tuple, dict[str, Any]]:
         """Feature values for each key tuple found; keys not found are absent from the result."""
 
     @abstractmethod
@@ -117,14 +129,18 @@ class _SqlOnlineStore(OnlineStore, ABC):
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     placeholder: ClassVar[str] = "?"
-    sql_types: ClassVar[dict[str, str]] = {"string": "TEXT", "double": "DOUBLE PRECISION", "long": "BIGINT",
-                                           "boolean": "BOOLEAN"}
+    sql_types: ClassVar[dict[str, str]] = {
+        "string": "TEXT",
+        "double": "DOUBLE PRECISION",
+        "long": "BIGINT",
+        "boolean": "BOOLEAN",
+    }
 
     @abstractmethod
     def _connect(self): ...
 
     @abstractmethod
-    def _load(self, conn, staging: str, columns: list[str], batches: "Iterator[pa.RecordBatch]") -> None:
+    def _load(self, conn, staging: str, columns: list[str], batches: Iterator[pa.RecordBatch]) -> None:
         """Append ``batches`` (see ``_prepared``) to table ``staging``, committed."""
 
     def _connection(self):
@@ -142,7 +158,7 @@ class _SqlOnlineStore(OnlineStore, ABC):
         self.close()
 
     @staticmethod
-    def _kind(dtype: "pa.DataType") -> str:
+    def _kind(dtype: pa.DataType) -> str:
         import pyarrow as pa
 
         if pa.types.is_boolean(dtype):
@@ -154,7 +170,7 @@ class _SqlOnlineStore(OnlineStore, ABC):
         return "string"  # strings, and timestamps as ISO-8601 text (UTC, fixed width: they sort as time)
 
     @staticmethod
-    def _prepared(batch: "pa.RecordBatch") -> "pa.RecordBatch":
+    def _prepared(batch: pa.RecordBatch) -> pa.RecordBatch:
         """A batch as the database stores it: NaN as NULL, timestamps as ISO-8601 text (UTC)."""
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -201,9 +217,11 @@ class _SqlOnlineStore(OnlineStore, ABC):
                 # Then one short transaction swaps it in (or upserts from it): readers see the old
                 # version or the new one, never a mix.
                 with self._transaction(conn) as cur:
-                    cur.execute(f"CREATE TABLE IF NOT EXISTS {CATALOG} (table_name TEXT PRIMARY KEY, online_table TEXT, "
-                                "delta_version BIGINT, row_count BIGINT, key_columns TEXT, feature_columns TEXT, "
-                                "published_at DOUBLE PRECISION)")
+                    cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {CATALOG} (table_name TEXT PRIMARY KEY, online_table TEXT, "
+                        "delta_version BIGINT, row_count BIGINT, key_columns TEXT, feature_columns TEXT, "
+                        "published_at DOUBLE PRECISION)"
+                    )
                     if incremental:
                         self._upsert(cur, online, staging, columns, keys, newest)
                         cur.execute(f"DROP TABLE {_quote(staging)}")
@@ -216,9 +234,18 @@ class _SqlOnlineStore(OnlineStore, ABC):
                         self._index(cur, online, keys, table)
                         total = loaded
                     cur.execute(f"DELETE FROM {CATALOG} WHERE table_name = {p}", (table,))
-                    cur.execute(f"INSERT INTO {CATALOG} VALUES ({', '.join([p] * 7)})",
-                                (table, online, delta_version, total, json.dumps(keys),
-                                 json.dumps({c: kinds[c] for c in columns if c not in keys}), time.time()))
+                    cur.execute(
+                        f"INSERT INTO {CATALOG} VALUES ({', '.join([p] * 7)})",
+                        (
+                            table,
+                            online,
+                            delta_version,
+                            total,
+                            json.dumps(keys),
+                            json.dumps({c: kinds[c] for c in columns if c not in keys}),
+                            time.time(),
+                        ),
+                    )
             except BaseException:
                 with self._transaction(conn) as cur:
                     cur.execute(f"DROP TABLE IF EXISTS {_quote(staging)}")
@@ -234,23 +261,31 @@ class _SqlOnlineStore(OnlineStore, ABC):
             if not self._duplicate_keys(exc):
                 raise
             cur.execute("ROLLBACK TO SAVEPOINT key_index")  # so the count below can run (PostgreSQL)
-            cur.execute(f"SELECT SUM(n - 1) FROM (SELECT COUNT(*) AS n FROM {_quote(online)} GROUP BY {columns} "
-                        "HAVING COUNT(*) > 1) AS d")
-            raise ValueError(f"cannot publish {table}: {cur.fetchone()[0]} duplicated {keys} row(s); "
-                             "publish one row per key") from None
+            cur.execute(
+                f"SELECT SUM(n - 1) FROM (SELECT COUNT(*) AS n FROM {_quote(online)} GROUP BY {columns} "
+                "HAVING COUNT(*) > 1) AS d"
+            )
+            raise ValueError(
+                f"cannot publish {table}: {cur.fetchone()[0]} duplicated {keys} row(s); "
+                "publish one row per key"
+            ) from None
 
     @abstractmethod
     def _duplicate_keys(self, exc: Exception) -> bool:
         """Whether ``exc`` says a unique index found duplicated keys."""
 
     @staticmethod
-    def _upsert(cur, online: str, staging: str, columns: list[str], keys: list[str], newest: str | None) -> None:
+    def _upsert(
+        cur, online: str, staging: str, columns: list[str], keys: list[str], newest: str | None
+    ) -> None:
         updates = ", ".join(f"{_quote(c)} = excluded.{_quote(c)}" for c in columns if c not in keys)
         newer = f" WHERE excluded.{_quote(newest)} >= {_quote(online)}.{_quote(newest)}" if newest else ""
         names = ", ".join(map(_quote, columns))
         # "WHERE true": SQLite's parser needs it between INSERT ... SELECT and ON CONFLICT.
-        cur.execute(f"INSERT INTO {_quote(online)} ({names}) SELECT {names} FROM {_quote(staging)} WHERE true "
-                    f"ON CONFLICT ({', '.join(map(_quote, keys))}) DO UPDATE SET {updates}{newer}")
+        cur.execute(
+            f"INSERT INTO {_quote(online)} ({names}) SELECT {names} FROM {_quote(staging)} WHERE true "
+            f"ON CONFLICT ({', '.join(map(_quote, keys))}) DO UPDATE SET {updates}{newer}"
+        )
 
     @staticmethod
     def _count(cur, online: str) -> int:
@@ -280,7 +315,8 @@ class _SqlOnlineStore(OnlineStore, ABC):
                 if self._missing_table(exc):
                     raise OnlineTableNotFoundError(
                         f"feature table {table} is not in the online store ({self.describe()}): "
-                        "materialize its online asset (<name>_features_online) first") from None
+                        "materialize its online asset (<name>_features_online) first"
+                    ) from None
                 raise
         n = len(keys)
         return {tuple(r[:n]): dict(zip(features, r[n:])) for r in rows}
@@ -299,8 +335,11 @@ class _SqlOnlineStore(OnlineStore, ABC):
     def _published(self, table: str) -> tuple | None:
         with self._lock:
             try:
-                rows = self._query(f"SELECT delta_version, key_columns, feature_columns FROM {CATALOG} "
-                                   f"WHERE table_name = {self.placeholder}", [table])
+                rows = self._query(
+                    f"SELECT delta_version, key_columns, feature_columns FROM {CATALOG} "
+                    f"WHERE table_name = {self.placeholder}",
+                    [table],
+                )
             except Exception as exc:
                 if self._missing_table(exc):
                     return None
@@ -337,7 +376,12 @@ class SqliteOnlineStore(_SqlOnlineStore):
 
     path: str
 
-    sql_types: ClassVar[dict[str, str]] = {"string": "TEXT", "double": "REAL", "long": "INTEGER", "boolean": "INTEGER"}
+    sql_types: ClassVar[dict[str, str]] = {
+        "string": "TEXT",
+        "double": "REAL",
+        "long": "INTEGER",
+        "boolean": "INTEGER",
+    }
 
     def _connect(self):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -358,9 +402,12 @@ class SqliteOnlineStore(_SqlOnlineStore):
         if first is None:
             return
         with tempfile.TemporaryFile() as errors:
-            child = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sqlite_bulk_load.py")),
-                                      self.path, staging], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     stderr=errors)
+            child = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("sqlite_bulk_load.py")), self.path, staging],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+            )
             try:
                 with pa.ipc.new_stream(child.stdin, first.schema) as stream:
                     stream.write_batch(first)
@@ -375,8 +422,10 @@ class SqliteOnlineStore(_SqlOnlineStore):
             if code != 0:
                 errors.seek(0)
                 said = errors.read().decode(errors="replace").strip().splitlines()
-                raise RuntimeError(f"loading {staging} into the online store {self.describe()} failed "
-                                   f"(exit {code}): {said[-1] if said else 'no message'}")
+                raise RuntimeError(
+                    f"loading {staging} into the online store {self.describe()} failed "
+                    f"(exit {code}): {said[-1] if said else 'no message'}"
+                )
 
     def _missing_table(self, exc):
         return isinstance(exc, sqlite3.OperationalError) and "no such table" in str(exc)
@@ -399,8 +448,10 @@ class PostgresOnlineStore(_SqlOnlineStore):
     def _dsn(self) -> str:
         dsn = os.environ.get(self.dsn_env)
         if not dsn:
-            raise RuntimeError(f"the PostgreSQL online store needs its DSN in ${self.dsn_env} "
-                               "(e.g. postgresql://user:password@host:5432/db)")
+            raise RuntimeError(
+                f"the PostgreSQL online store needs its DSN in ${self.dsn_env} "
+                "(e.g. postgresql://user:password@host:5432/db)"
+            )
         return dsn
 
     def _connect(self):
@@ -411,17 +462,23 @@ class PostgresOnlineStore(_SqlOnlineStore):
             return psycopg.connect(self._dsn(), autocommit=True, connect_timeout=10, prepare_threshold=None)
         except psycopg.OperationalError as exc:
             # psycopg's message names host and port, not the password; still, say only what is safe.
-            raise RuntimeError(f"cannot connect to the PostgreSQL online store ({self.describe()}): "
-                               f"{str(exc).splitlines()[0]}") from None
+            raise RuntimeError(
+                f"cannot connect to the PostgreSQL online store ({self.describe()}): "
+                f"{str(exc).splitlines()[0]}"
+            ) from None
 
     def _load(self, conn, staging, columns, batches):
-        with self._transaction(conn) as cur, \
-                cur.copy(f"COPY {_quote(staging)} ({', '.join(map(_quote, columns))}) FROM STDIN") as copy:
+        with (
+            self._transaction(conn) as cur,
+            cur.copy(f"COPY {_quote(staging)} ({', '.join(map(_quote, columns))}) FROM STDIN") as copy,
+        ):
             for batch in batches:
                 # A column without nulls goes through NumPy's ``tolist`` (the same Python values,
                 # twice as fast as Arrow's).
-                values = [c.to_numpy(zero_copy_only=False).tolist() if c.null_count == 0 else c.to_pylist()
-                          for c in batch.columns]
+                values = [
+                    c.to_numpy(zero_copy_only=False).tolist() if c.null_count == 0 else c.to_pylist()
+                    for c in batch.columns
+                ]
                 for row in zip(*values):
                     copy.write_row(row)
 
@@ -447,7 +504,7 @@ class PostgresOnlineStore(_SqlOnlineStore):
         return f"postgresql://{where} (DSN from ${self.dsn_env})"
 
 
-def build_online_store(settings: "Settings") -> OnlineStore:
+def build_online_store(settings: Settings) -> OnlineStore:
     """The target's online store, from ``feature_store.online_store``."""
     cfg = settings.feature_store.online_store
     if cfg.kind == "postgres":
@@ -455,6 +512,8 @@ def build_online_store(settings: "Settings") -> OnlineStore:
     if cfg.path is None and settings.root is None:
         from ..settings import ConfigError
 
-        raise ConfigError(f"target {settings.target!r} has no local root for the SQLite online store: set "
-                          "feature_store.online_store.path, or kind: postgres with its DSN in dsn_env")
+        raise ConfigError(
+            f"target {settings.target!r} has no local root for the SQLite online store: set "
+            "feature_store.online_store.path, or kind: postgres with its DSN in dsn_env"
+        )
     return SqliteOnlineStore(path=cfg.path or str(Path(settings.root, "online", "features.db")))

@@ -28,33 +28,36 @@ class ModelRegistry(ConfigurableResource):
     # One registry serves every use case: assets act on ``registry.for_use_case(settings)``.
     model_name: str = ""
 
-    def for_model(self, model_name: str) -> "ModelRegistry":
+    def for_model(self, model_name: str) -> ModelRegistry:
         """This registry, acting on the registered model ``model_name``."""
-        return ModelRegistry(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri, model_name=model_name)
+        return ModelRegistry(
+            tracking_uri=self.tracking_uri, registry_uri=self.registry_uri, model_name=model_name
+        )
 
-    def for_use_case(self, settings) -> "ModelRegistry":
+    def for_use_case(self, settings) -> ModelRegistry:
         """This registry, acting on the use case's registered model (``mlflow.model_name``)."""
         return self.for_model(settings.mlflow.model_name)
 
     @staticmethod
-    def validation_status(version: "ModelVersion") -> str | None:
+    def validation_status(version: ModelVersion) -> str | None:
         """The recorded validation outcome of a version (None: never validated)."""
         return version.tags.get(VALIDATION_TAG)
 
     @classmethod
-    def is_validated(cls, version: "ModelVersion") -> bool:
+    def is_validated(cls, version: ModelVersion) -> bool:
         """Whether the version passed validation: the one gate of promotion, rollout and approval."""
         return cls.validation_status(version) == "passed"
 
-    def client(self) -> "MlflowClient":
+    def client(self) -> MlflowClient:
         from mlflow import MlflowClient
 
         if not self.model_name:
             raise RuntimeError("this ModelRegistry names no model: use registry.for_use_case(settings)")
         return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.registry_uri)
 
-    def register(self, model_uri: str, run_id: str, model_id: str | None, tags: dict[str, str],
-                 description: str) -> "ModelVersion":
+    def register(
+        self, model_uri: str, run_id: str, model_id: str | None, tags: dict[str, str], description: str
+    ) -> ModelVersion:
         from mlflow.exceptions import MlflowException
 
         client = self.client()
@@ -64,11 +67,15 @@ class ModelRegistry(ConfigurableResource):
             if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
                 raise
         return client.create_model_version(
-            self.model_name, source=model_uri, run_id=run_id, model_id=model_id, tags=tags,
+            self.model_name,
+            source=model_uri,
+            run_id=run_id,
+            model_id=model_id,
+            tags=tags,
             description=description,
         )
 
-    def by_alias(self, alias: str) -> "ModelVersion | None":
+    def by_alias(self, alias: str) -> ModelVersion | None:
         from mlflow.exceptions import MlflowException
 
         try:
@@ -78,7 +85,7 @@ class ModelRegistry(ConfigurableResource):
                 return None
             raise
 
-    def version(self, version: str | int) -> "ModelVersion":
+    def version(self, version: str | int) -> ModelVersion:
         return self.client().get_model_version(self.model_name, str(version))
 
     def set_alias(self, alias: str, version: str | int) -> None:
@@ -112,8 +119,9 @@ class ModelRegistry(ConfigurableResource):
         # spark_udf resolves models:/ URIs through MLflow's process-wide URIs.
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.registry_uri)
-        return mlflow.pyfunc.spark_udf(spark, self.model_uri(version), result_type="double",
-                                       env_manager="local")
+        return mlflow.pyfunc.spark_udf(
+            spark, self.model_uri(version), result_type="double", env_manager="local"
+        )
 
     def load_for_serving(self, version: str | int):
         """(model, [(column, type)], example rows, predict method) of a version: what a serving
@@ -146,7 +154,9 @@ class ModelRegistry(ConfigurableResource):
             return None
         return Path(path).read_text()
 
-    def attach_text(self, version: str | int, text: str, artifact_file: str, description: str | None = None) -> None:
+    def attach_text(
+        self, version: str | int, text: str, artifact_file: str, description: str | None = None
+    ) -> None:
         """Store ``text`` as an artifact of the version's run and make ``description`` its summary."""
         client = self.client()
         mv = client.get_model_version(self.model_name, str(version))
@@ -154,8 +164,9 @@ class ModelRegistry(ConfigurableResource):
         if description is not None:
             client.update_model_version(self.model_name, str(version), description=description)
 
-    def copy_to(self, version: str | int, dst_name: str, registry_uri: str | None = None,
-                alias: str = CHALLENGER) -> "ModelVersion":
+    def copy_to(
+        self, version: str | int, dst_name: str, registry_uri: str | None = None, alias: str = CHALLENGER
+    ) -> ModelVersion:
         """Copy a version (artifacts, tags, description) to another registered model, possibly in
         another registry, and give the copy ``alias`` there: the "deploy model" way of moving a
         model to the next environment, which then validates and promotes it itself."""

@@ -32,7 +32,7 @@ def _mirrored(annotation: Any) -> Any:
     if origin is dict:
         return dict[args[0], _mirrored(args[1])]
     if origin in (Union, types.UnionType):
-        return Union[tuple(_mirrored(a) for a in args)]
+        return Union[tuple(_mirrored(a) for a in args)]  # noqa: UP007 (a union made from a runtime tuple)
     return annotation
 
 
@@ -44,8 +44,13 @@ def as_config(section: type[BaseModel]) -> type[Config]:
         mirrored = copy.copy(field)
         mirrored.annotation = _mirrored(field.annotation)
         fields[name] = (mirrored.annotation, mirrored)
-    return create_model(section.__name__, __base__=(section, Config), __module__=section.__module__,
-                        __doc__=section.__doc__, **fields)
+    return create_model(
+        section.__name__,
+        __base__=(section, Config),
+        __module__=section.__module__,
+        __doc__=section.__doc__,
+        **fields,
+    )
 
 
 def to_config(value: BaseModel) -> Config:

@@ -61,7 +61,9 @@ class ServingBackend(ConfigurableResource, ABC):
                     f"endpoint {endpoint}: {update}: {state.get('state_message') or 'see the endpoint logs'}"
                 )
             if time.monotonic() > deadline:
-                raise TimeoutError(f"endpoint {endpoint} not ready after {self.ready_timeout_seconds:.0f} s ({update})")
+                raise TimeoutError(
+                    f"endpoint {endpoint} not ready after {self.ready_timeout_seconds:.0f} s ({update})"
+                )
             time.sleep(0.2)
 
 
@@ -90,7 +92,9 @@ class LocalServingBackend(ServingBackend):
 
         url = self.url
         if start:
-            url = ensure_running(self.host, self.port, self.state_dir, self.project.model_dump_json(by_alias=True))
+            url = ensure_running(
+                self.host, self.port, self.state_dir, self.project.model_dump_json(by_alias=True)
+            )
         elif url is None or not is_up(url):
             return None
         else:

@@ -52,7 +52,7 @@ class SparkResource(ConfigurableResource):
     def _warm_up(self) -> None:
         self.session().range(1).mapInArrow(_batch_sizes, "rows long").collect()
 
-    def import_in_python_workers(self, modules: tuple[str, ...]) -> "threading.Thread | None":
+    def import_in_python_workers(self, modules: tuple[str, ...]) -> threading.Thread | None:
         """Local mode: import ``modules`` in Spark's idle Python workers, in the background, so that a
         later job whose tasks need them finds them imported (a worker that first loads an MLflow
         model spends 3-4 s importing MLflow, scikit-learn and skops). A step that works in one Python
@@ -70,7 +70,9 @@ class SparkResource(ConfigurableResource):
         def run() -> None:
             try:
                 session.sparkContext.setJobDescription(f"importing {', '.join(modules)} in Python workers")
-                session.range(0, tasks, 1, tasks).mapInArrow(partial(_import_modules, modules), "rows long").collect()
+                session.range(0, tasks, 1, tasks).mapInArrow(
+                    partial(_import_modules, modules), "rows long"
+                ).collect()
             except Exception as exc:  # noqa: BLE001 - only a head start: the job that needs the modules imports them
                 logging.getLogger(__name__).debug("importing %s in Python workers failed: %s", modules, exc)
 
@@ -78,7 +80,7 @@ class SparkResource(ConfigurableResource):
         thread.start()
         return thread
 
-    def session(self) -> "SparkSession":
+    def session(self) -> SparkSession:
         from dagster_pyspark.resources import spark_session_from_config
 
         from .databricks import on_databricks_cluster
@@ -116,7 +118,7 @@ def _batch_sizes(batches):
         yield pa.RecordBatch.from_pydict({"rows": [batch.num_rows]})
 
 
-def _ship_package(spark: "SparkSession") -> None:
+def _ship_package(spark: SparkSession) -> None:
     """Send this package to the cluster's executors: Spark tasks run its Arrow functions (e.g. the
     landing checks), and the step launcher only puts the code on the driver."""
     context = spark.sparkContext
@@ -125,7 +127,8 @@ def _ship_package(spark: "SparkSession") -> None:
     package = Path(__file__).resolve().parents[1]
     # Kept for the life of the process: executors may fetch the archive whenever a task needs it.
     folder = tempfile.mkdtemp(prefix="mlops-dagster-pyfiles-")
-    archive = shutil.make_archive(str(Path(folder, package.name)), "zip", root_dir=package.parent,
-                                  base_dir=package.name)
+    archive = shutil.make_archive(
+        str(Path(folder, package.name)), "zip", root_dir=package.parent, base_dir=package.name
+    )
     context.addPyFile(archive)
     _shipped.add(id(context))

@@ -28,8 +28,12 @@ def class_archive() -> Path:
 # When C2 takes a method over: calls 20x HotSpot's defaults (5,000 and 600), calls + loop turns
 # 8x (15,000), loop turns alone (on-stack replacement of a running loop) 4x (40,000). Measured
 # against 5x/2x/1x (C2 23 CPU-s) and 40x/16x/8x (C2 12.5 CPU-s, but tasks 10 CPU-s slower).
-_C2_LATER = ["-XX:Tier4InvocationThreshold=100000", "-XX:Tier4MinInvocationThreshold=12000",
-             "-XX:Tier4CompileThreshold=120000", "-XX:Tier4BackEdgeThreshold=160000"]
+_C2_LATER = [
+    "-XX:Tier4InvocationThreshold=100000",
+    "-XX:Tier4MinInvocationThreshold=12000",
+    "-XX:Tier4CompileThreshold=120000",
+    "-XX:Tier4BackEdgeThreshold=160000",
+]
 
 
 def java_options(archive: Path | None = None) -> str:
@@ -86,9 +90,13 @@ def build_class_archive(log=print) -> Path:
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "SPARK_LOCAL_IP": "127.0.0.1"}
     try:
         for options in (f"{java_options()} -XX:ArchiveClassesAtExit={dumped}", java_options(dumped)):
-            done = subprocess.run([sys.executable, "-c", _WORKLOAD, options], env=env, capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, "-c", _WORKLOAD, options], env=env, capture_output=True, text=True
+            )
             if done.returncode != 0 or not dumped.is_file():
-                log(f"Spark class archive not built (Spark starts the usual way): {done.stderr.strip()[-500:]}")
+                log(
+                    f"Spark class archive not built (Spark starts the usual way): {done.stderr.strip()[-500:]}"
+                )
                 return target
         os.replace(dumped, target)
     finally:

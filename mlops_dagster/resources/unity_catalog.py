@@ -41,7 +41,7 @@ class UnityCatalogLakehouse(Lakehouse):
     # and every executor reach it, so Spark tasks can stage files there.
     staging_root: str
 
-    def _spark(self) -> "SparkSession":
+    def _spark(self) -> SparkSession:
         from pyspark.sql import SparkSession
 
         return SparkSession.builder.getOrCreate()
@@ -58,16 +58,23 @@ class UnityCatalogLakehouse(Lakehouse):
 
     def _require(self, name: str) -> None:
         if not self.exists(name):
-            raise TableNotFoundError(f"table {name} does not exist in Unity Catalog; materialize the asset "
-                                     "that writes it first (and check the catalog and schema grants)")
+            raise TableNotFoundError(
+                f"table {name} does not exist in Unity Catalog; materialize the asset "
+                "that writes it first (and check the catalog and schema grants)"
+            )
 
     def _info(self, name: str, operation: str) -> TableInfo:
         df = self._spark().table(name)
-        return TableInfo(name=name, location=name, version=self.version(name), num_rows=df.count(),
-                         columns=[(f.name, f.dataType.simpleString()) for f in df.schema.fields],
-                         operation=operation)
+        return TableInfo(
+            name=name,
+            location=name,
+            version=self.version(name),
+            num_rows=df.count(),
+            columns=[(f.name, f.dataType.simpleString()) for f in df.schema.fields],
+            operation=operation,
+        )
 
-    def _writer(self, df: "SparkDataFrame", mode: str, commit_info: dict[str, str] | None):
+    def _writer(self, df: SparkDataFrame, mode: str, commit_info: dict[str, str] | None):
         writer = df.write.format("delta").mode(mode)
         if mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
@@ -77,7 +84,7 @@ class UnityCatalogLakehouse(Lakehouse):
             writer = writer.option("userMetadata", json.dumps(commit_info, sort_keys=True))
         return writer
 
-    def _to_spark(self, data: Any) -> "SparkDataFrame":
+    def _to_spark(self, data: Any) -> SparkDataFrame:
         if hasattr(data, "to_pandas") and not hasattr(data, "columns"):  # Arrow table
             data = data.to_pandas()
         elif hasattr(data, "read_all"):  # Arrow batch reader
@@ -93,14 +100,25 @@ class UnityCatalogLakehouse(Lakehouse):
             return None
         if not all(adds_or_updates_only(h) for h in self.history(name) if int(h["version"]) > since_version):
             return None
-        changes = (spark.read.format("delta").option("readChangeFeed", "true")
-                   .option("startingVersion", since_version + 1).table(_quoted(name)))
-        return (changes.where(F.col("_change_type").isin("insert", "update_postimage"))
-                .drop("_change_type", "_commit_version", "_commit_timestamp"))
+        changes = (
+            spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", since_version + 1)
+            .table(_quoted(name))
+        )
+        return changes.where(F.col("_change_type").isin("insert", "update_postimage")).drop(
+            "_change_type", "_commit_version", "_commit_timestamp"
+        )
 
     def write(self, name, data, mode="overwrite", *, description=None, properties=None, commit_info=None):
-        return self.write_spark(name, self._to_spark(data), mode, description=description,
-                                properties=properties, commit_info=commit_info)
+        return self.write_spark(
+            name,
+            self._to_spark(data),
+            mode,
+            description=description,
+            properties=properties,
+            commit_info=commit_info,
+        )
 
     def write_spark(self, name, df, mode="overwrite", *, description=None, properties=None, commit_info=None):
         self._writer(df, mode, commit_info).saveAsTable(_quoted(name))
@@ -108,27 +126,41 @@ class UnityCatalogLakehouse(Lakehouse):
         return self._info(name, mode.upper())
 
     def merge(self, name, data, keys, *, description=None, properties=None, commit_info=None):
-        return self.merge_spark(name, self._to_spark(data), keys, description=description,
-                                properties=properties, commit_info=commit_info)
+        return self.merge_spark(
+            name,
+            self._to_spark(data),
+            keys,
+            description=description,
+            properties=properties,
+            commit_info=commit_info,
+        )
 
-    def merge_spark(self, name, df, keys, *, description=None, properties=None, commit_info=None,
-                    column_comments=None):
+    def merge_spark(
+        self, name, df, keys, *, description=None, properties=None, commit_info=None, column_comments=None
+    ):
         from delta.tables import DeltaTable
 
         if not keys:
             raise ValueError(f"merge into {name} needs at least one key column")
         if not self.exists(name):
-            info = self.write_spark(name, df, "overwrite", description=description, properties=properties,
-                                    commit_info=commit_info)
+            info = self.write_spark(
+                name, df, "overwrite", description=description, properties=properties, commit_info=commit_info
+            )
         else:
             spark = self._spark()
             if commit_info:
-                spark.conf.set("spark.databricks.delta.commitInfo.userMetadata",
-                               json.dumps(commit_info, sort_keys=True))
+                spark.conf.set(
+                    "spark.databricks.delta.commitInfo.userMetadata", json.dumps(commit_info, sort_keys=True)
+                )
             try:
-                (DeltaTable.forName(spark, _quoted(name)).alias("t")
-                 .merge(df.alias("s"), " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys))
-                 .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+                (
+                    DeltaTable.forName(spark, _quoted(name))
+                    .alias("t")
+                    .merge(df.alias("s"), " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys))
+                    .whenMatchedUpdateAll()
+                    .whenNotMatchedInsertAll()
+                    .execute()
+                )
             finally:
                 spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
             self._annotate(name, description, properties)
@@ -140,15 +172,31 @@ class UnityCatalogLakehouse(Lakehouse):
     def staging_dir(self):
         return staging_folder(self.staging_root)
 
-    def write_files(self, name, files, mode="overwrite", *, description=None, properties=None, commit_info=None):
+    def write_files(
+        self, name, files, mode="overwrite", *, description=None, properties=None, commit_info=None
+    ):
         # Managed tables own their storage: staged files are read and written by Spark.
-        return self.write_spark(name, self._spark().read.parquet(*files), mode, description=description,
-                                properties=properties, commit_info=commit_info)
+        return self.write_spark(
+            name,
+            self._spark().read.parquet(*files),
+            mode,
+            description=description,
+            properties=properties,
+            commit_info=commit_info,
+        )
 
-    def merge_files(self, name, files, keys, *, description=None, properties=None, commit_info=None,
-                    column_comments=None):
-        return self.merge_spark(name, self._spark().read.parquet(*files), keys, description=description,
-                                properties=properties, commit_info=commit_info, column_comments=column_comments)
+    def merge_files(
+        self, name, files, keys, *, description=None, properties=None, commit_info=None, column_comments=None
+    ):
+        return self.merge_spark(
+            name,
+            self._spark().read.parquet(*files),
+            keys,
+            description=description,
+            properties=properties,
+            commit_info=commit_info,
+            column_comments=column_comments,
+        )
 
     def set_column_comments(self, name, comments):
         current = self.column_comments(name)
@@ -158,12 +206,17 @@ class UnityCatalogLakehouse(Lakehouse):
             raise ValueError(f"cannot comment on {unknown}: {name} has no such column(s)")
         for column, comment in comments.items():
             if current.get(column) != comment:
-                self._spark().sql(f"ALTER TABLE {_quoted(name)} ALTER COLUMN `{column}` COMMENT {_sql_string(comment)}")
+                self._spark().sql(
+                    f"ALTER TABLE {_quoted(name)} ALTER COLUMN `{column}` COMMENT {_sql_string(comment)}"
+                )
 
     def column_comments(self, name):
         self._require(name)
-        return {f.name: f.metadata["comment"] for f in self._spark().table(_quoted(name)).schema.fields
-                if "comment" in (f.metadata or {})}
+        return {
+            f.name: f.metadata["comment"]
+            for f in self._spark().table(_quoted(name)).schema.fields
+            if "comment" in (f.metadata or {})
+        }
 
     def read_spark(self, spark, name, version=None):
         self._require(name)
@@ -199,8 +252,11 @@ class UnityCatalogLakehouse(Lakehouse):
 
     def restore(self, name, version):
         self._require(name)
-        target = f"VERSION AS OF {int(version)}" if isinstance(version, int) else (
-            f"TIMESTAMP AS OF {_sql_string(version.isoformat())}")
+        target = (
+            f"VERSION AS OF {int(version)}"
+            if isinstance(version, int)
+            else (f"TIMESTAMP AS OF {_sql_string(version.isoformat())}")
+        )
         self._spark().sql(f"RESTORE TABLE {_quoted(name)} TO {target}")
         return self._info(name, "RESTORE")
 

@@ -37,8 +37,9 @@ def retry_mode(config: Mapping[str, Any]):
     return RetryMode.from_config(config)
 
 
-def execute_plan_in_this_process(plan_context, step_dependency_config,
-                                 iterator: Callable[[Any, Any], Iterator]) -> Iterator:
+def execute_plan_in_this_process(
+    plan_context, step_dependency_config, iterator: Callable[[Any, Any], Iterator]
+) -> Iterator:
     """The events of a run whose plan ``iterator(job_context, execution_plan)`` executes in this
     process: the run's resources are set up around it, as for Dagster's in-process executor, and
     termination signals are captured so that the plan's ``check_for_interrupts()`` sees them.
@@ -53,11 +54,15 @@ def execute_plan_in_this_process(plan_context, step_dependency_config,
         execution_plan=plan_context.execution_plan,
         iterator=iterator,
         execution_context_manager=PlanExecutionContextManager(
-            job=plan_context.job, retry_mode=plan_context.retry_mode,
+            job=plan_context.job,
+            retry_mode=plan_context.retry_mode,
             execution_plan=plan_context.execution_plan,
-            run_config=plan_context.run_config, dagster_run=plan_context.dagster_run,
-            instance=plan_context.instance, raise_on_error=plan_context.raise_on_error,
-            output_capture=plan_context.output_capture, step_dependency_config=step_dependency_config,
+            run_config=plan_context.run_config,
+            dagster_run=plan_context.dagster_run,
+            instance=plan_context.instance,
+            raise_on_error=plan_context.raise_on_error,
+            output_capture=plan_context.output_capture,
+            step_dependency_config=step_dependency_config,
         ),
     )
 
@@ -76,10 +81,15 @@ def active_execution(job_context, execution_plan, max_concurrent: int) -> Iterat
     ``plan_events_iterator(job_context)``; and ``job_context.for_step(step, known_state)``."""
     from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
 
-    with InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency, \
-            execution_plan.start(retry_mode=job_context.retry_mode, max_concurrent=max_concurrent,
-                                 instance_concurrency_context=concurrency,
-                                 step_dependency_config=job_context.step_dependency_config) as active:
+    with (
+        InstanceConcurrencyContext(job_context.instance, job_context.dagster_run) as concurrency,
+        execution_plan.start(
+            retry_mode=job_context.retry_mode,
+            max_concurrent=max_concurrent,
+            instance_concurrency_context=concurrency,
+            step_dependency_config=job_context.step_dependency_config,
+        ) as active,
+    ):
         yield active
 
 
@@ -129,8 +139,9 @@ def process_event(context, message: str, step_keys: Sequence[str]):
     from dagster import DagsterEvent
     from dagster._core.events import EngineEventData
 
-    return DagsterEvent.engine_event(context, message,
-                                     event_specific_data=EngineEventData.in_process(os.getpid(), step_keys))
+    return DagsterEvent.engine_event(
+        context, message, event_specific_data=EngineEventData.in_process(os.getpid(), step_keys)
+    )
 
 
 def interrupted_event(context, message: str, step_keys: Sequence[str]):
@@ -153,5 +164,9 @@ def step_engine_event(step_context, message: str, metadata: Mapping[str, Any]):
     from dagster import DagsterEvent, DagsterEventType
     from dagster._core.events import EngineEventData
 
-    return DagsterEvent.from_step(event_type=DagsterEventType.ENGINE_EVENT, step_context=step_context,
-                                  message=message, event_specific_data=EngineEventData(metadata=metadata))
+    return DagsterEvent.from_step(
+        event_type=DagsterEventType.ENGINE_EVENT,
+        step_context=step_context,
+        message=message,
+        event_specific_data=EngineEventData(metadata=metadata),
+    )

@@ -40,12 +40,21 @@ IMPORTS_TAG = "mlops/imports"
 @executor(
     name="threads",
     config_schema={
-        "max_concurrent": Field(int, description=(
-            "At most this many steps at once, each in a thread of the run process (1: one at a time, "
-            "as Dagster's in-process executor); the project sets it from max_concurrent_steps.")),
-        "import_ahead": Field(bool, default_value=False, description=(
-            f"Import the modules a step names in its `{IMPORTS_TAG}` op tag in the background once every step it "
-            "waits for has started (useful where steps run in this process; the project sets it on local).")),
+        "max_concurrent": Field(
+            int,
+            description=(
+                "At most this many steps at once, each in a thread of the run process (1: one at a time, "
+                "as Dagster's in-process executor); the project sets it from max_concurrent_steps."
+            ),
+        ),
+        "import_ahead": Field(
+            bool,
+            default_value=False,
+            description=(
+                f"Import the modules a step names in its `{IMPORTS_TAG}` op tag in the background once every step it "
+                "waits for has started (useful where steps run in this process; the project sets it on local)."
+            ),
+        ),
         "retries": internals.retries_config(),
     },
 )
@@ -56,9 +65,11 @@ def threaded_executor(init_context) -> "ThreadedExecutor":
         from dagster import DagsterInvalidConfigError
 
         raise DagsterInvalidConfigError(
-            "execution.config.max_concurrent must be at least 1", [], config["max_concurrent"])
-    return ThreadedExecutor(internals.retry_mode(config["retries"]), config["max_concurrent"],
-                            config["import_ahead"])
+            "execution.config.max_concurrent must be at least 1", [], config["max_concurrent"]
+        )
+    return ThreadedExecutor(
+        internals.retry_mode(config["retries"]), config["max_concurrent"], config["import_ahead"]
+    )
 
 
 class ThreadedExecutor(Executor):
@@ -74,17 +85,24 @@ class ThreadedExecutor(Executor):
     def execute(self, plan_context, execution_plan) -> Iterator:
         keys = execution_plan.step_keys_to_execute
         yield internals.process_event(
-            plan_context, f"Executing steps in threads of process {os.getpid()}, at most {self.max_concurrent} at once",
-            keys)
+            plan_context,
+            f"Executing steps in threads of process {os.getpid()}, at most {self.max_concurrent} at once",
+            keys,
+        )
         # step_dependency_config: Executor's default, as for Dagster's in-process executor.
         yield from internals.execute_plan_in_this_process(
-            plan_context, self.step_dependency_config,
-            lambda job_context, execution_plan: _steps_in_threads(job_context, execution_plan,
-                                                                  self.max_concurrent, self.import_ahead))
+            plan_context,
+            self.step_dependency_config,
+            lambda job_context, execution_plan: _steps_in_threads(
+                job_context, execution_plan, self.max_concurrent, self.import_ahead
+            ),
+        )
         yield internals.process_event(plan_context, f"Finished steps in process {os.getpid()}", keys)
 
 
-def _steps_in_threads(job_context, execution_plan, max_concurrent: int, import_ahead: bool = False) -> Iterator:
+def _steps_in_threads(
+    job_context, execution_plan, max_concurrent: int, import_ahead: bool = False
+) -> Iterator:
     """Dagster's in-process plan loop (``inner_plan_execution_iterator``), with each step in a thread:
     events reach this thread through a queue and are handled here, in order per step, as Dagster
     handles them in process; a step's hooks run here once its thread has ended."""
@@ -99,8 +117,10 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int, import_a
     enter_thread = share_active_run()
     keys = [step.key for step in execution_plan.get_steps_to_execute_in_topo_order()]
     # Step output is captured for the whole process, as the in-process executor does.
-    with internals.active_execution(job_context, execution_plan, max_concurrent) as active, \
-            internals.captured_process_output(job_context, keys) as logs_captured:
+    with (
+        internals.active_execution(job_context, execution_plan, max_concurrent) as active,
+        internals.captured_process_output(job_context, keys) as logs_captured,
+    ):
         yield logs_captured
         while not active.is_complete or running:
             if interrupted_at is None and active.check_for_interrupts():
@@ -108,17 +128,26 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int, import_a
                 # where it checks (a step launcher cancels its cluster run).
                 active.mark_interrupted()
                 interrupted_at = time.monotonic()
-                yield internals.interrupted_event(job_context, f"Interrupted: stopping {', '.join(running)}",
-                                                  list(running))
+                yield internals.interrupted_event(
+                    job_context, f"Interrupted: stopping {', '.join(running)}", list(running)
+                )
                 for _, _, thread in running.values():
                     thread.interrupted.set()
-            if interrupted_at is not None and (not running or time.monotonic() - interrupted_at > INTERRUPT_GRACE_SECONDS):
-                raise DagsterExecutionInterruptedError(f"the run was interrupted while {', '.join(running) or 'no step'} ran")
+            if interrupted_at is not None and (
+                not running or time.monotonic() - interrupted_at > INTERRUPT_GRACE_SECONDS
+            ):
+                raise DagsterExecutionInterruptedError(
+                    f"the run was interrupted while {', '.join(running) or 'no step'} ran"
+                )
             if interrupted_at is None and not active.is_complete:
                 for step in active.get_steps_to_execute():
                     step_context = job_context.for_step(step, active.get_known_state())
-                    thread = StepThread(target=_step_thread, args=(step_context, events, enter_thread),
-                                        name=f"step {step.key}", daemon=True)
+                    thread = StepThread(
+                        target=_step_thread,
+                        args=(step_context, events, enter_thread),
+                        name=f"step {step.key}",
+                        daemon=True,
+                    )
                     running[step.key] = (step_context, [], thread)
                     thread.start()
                     started.add(step.key)
@@ -133,7 +162,9 @@ def _steps_in_threads(job_context, execution_plan, max_concurrent: int, import_a
                 continue
             step_context, step_events, _ = running[key]
             if kind == _RAISED:
-                if interrupted_at is None or not isinstance(item, (DagsterExecutionInterruptedError, KeyboardInterrupt)):
+                if interrupted_at is None or not isinstance(
+                    item, (DagsterExecutionInterruptedError, KeyboardInterrupt)
+                ):
                     raise item
                 del running[key]  # stopped by the interrupt, its failure already reported
                 continue

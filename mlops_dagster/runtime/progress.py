@@ -26,9 +26,21 @@ _JOB_GROUP_PROPERTIES = ("spark.jobGroup.id", "spark.job.description", "spark.jo
 class Progress:
     """``with Progress(context.log.info, "features") as p: ... p.rows_done(n) ... p.say("merging")``"""
 
-    def __init__(self, log: Callable[[str], Any], what: str, total_rows: int | None = None, spark=None,
-                 interval: float = INTERVAL_SECONDS):
-        self.log, self.what, self.total_rows, self.spark, self.interval = log, what, total_rows, spark, interval
+    def __init__(
+        self,
+        log: Callable[[str], Any],
+        what: str,
+        total_rows: int | None = None,
+        spark=None,
+        interval: float = INTERVAL_SECONDS,
+    ):
+        self.log, self.what, self.total_rows, self.spark, self.interval = (
+            log,
+            what,
+            total_rows,
+            spark,
+            interval,
+        )
         self.phase, self.rows = "", 0
         self._started = self._phase_started = time.monotonic()
         self._stop = threading.Event()
@@ -36,7 +48,7 @@ class Progress:
         self._group = f"progress-{id(self)}"
         self._previous: dict[str, str | None] = {}
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         if self.spark is not None:
             # Spark keeps a job group per Python thread: jobs this thread starts from here are ours.
             context = self.spark.sparkContext
@@ -84,4 +96,6 @@ def _spark_stages(spark, group: str) -> list[str]:
     jobs = (tracker.getJobInfo(j) for j in tracker.getJobIdsForGroup(group))
     ours = {stage for job in jobs if job is not None for stage in job.stageIds}
     stages = [tracker.getStageInfo(i) for i in sorted(set(tracker.getActiveStageIds()) & ours)]
-    return [f"Spark stage {s.stageId}: {s.numCompletedTasks}/{s.numTasks} tasks" for s in stages if s is not None]
+    return [
+        f"Spark stage {s.stageId}: {s.numCompletedTasks}/{s.numTasks} tasks" for s in stages if s is not None
+    ]

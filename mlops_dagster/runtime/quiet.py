@@ -25,7 +25,9 @@ def quiet_libraries() -> None:
 
     # dagster-mlflow's resource, class and hook are marked beta by Dagster; we use them knowingly
     # (docs/libraries.md). Other beta warnings still show.
-    warnings.filterwarnings("ignore", category=BetaWarning, message=r".*\b(mlflow_tracking|MlFlow|_create_mlflow_run_hook)\b")
+    warnings.filterwarnings(
+        "ignore", category=BetaWarning, message=r".*\b(mlflow_tracking|MlFlow|_create_mlflow_run_hook)\b"
+    )
     # MLflow announces creating and upgrading its SQLite store, and which backend serves a model.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     logging.getLogger("mlflow.models.flavor_backend_registry").setLevel(logging.WARNING)

@@ -9,8 +9,7 @@ from ..settings import ConfigError, Project, load_project
 from .server import serve
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-project = (Project.model_validate_json(Path(sys.argv[1]).read_text()) if len(sys.argv) > 1
-           else load_project())
+project = Project.model_validate_json(Path(sys.argv[1]).read_text()) if len(sys.argv) > 1 else load_project()
 try:
     serve(project)
 except ConfigError as exc:  # refused to start (e.g. no token on a reachable address): say why, briefly

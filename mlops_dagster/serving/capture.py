@@ -6,13 +6,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
 CAPTURE_COLUMNS = [
-    "request_id", "request_time", "endpoint", "served_model_name", "model_name", "model_version",
-    "status_code", "latency_ms", "request", "response", "error", "mirrored",
+    "request_id",
+    "request_time",
+    "endpoint",
+    "served_model_name",
+    "model_name",
+    "model_version",
+    "status_code",
+    "latency_ms",
+    "request",
+    "response",
+    "error",
+    "mirrored",
 ]
 
 
@@ -21,15 +32,21 @@ def answered(requests, since):
     not a mirror sent to a shadow model, at or after ``since``."""
     from pyspark.sql import functions as F
 
-    return requests.where((F.col("status_code") == 200) & ~F.col("mirrored") & (F.col("request_time") >= F.lit(since)))
+    return requests.where(
+        (F.col("status_code") == 200) & ~F.col("mirrored") & (F.col("request_time") >= F.lit(since))
+    )
 
 
 class InferenceCapture:
     """Buffers records in memory and appends them to a table every ``flush_seconds`` or
     ``batch_size`` records, from one background thread. ``write`` receives a list of dicts."""
 
-    def __init__(self, write: Callable[[list[dict[str, Any]]], None], batch_size: int = 2000,
-                 flush_seconds: float = 1.0):
+    def __init__(
+        self,
+        write: Callable[[list[dict[str, Any]]], None],
+        batch_size: int = 2000,
+        flush_seconds: float = 1.0,
+    ):
         self._write, self._batch_size, self._flush_seconds = write, batch_size, flush_seconds
         self._buffer: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -39,7 +56,7 @@ class InferenceCapture:
         self.written = 0
         self.failures = 0
 
-    def start(self) -> "InferenceCapture":
+    def start(self) -> InferenceCapture:
         self._thread.start()
         return self
 

@@ -48,9 +48,9 @@ MAX_QUEUED_REQUESTS = ServingSettings.model_fields["max_queued_requests"].defaul
 class LoadedModel:
     """What the loader returns for ``entity_name`` / ``entity_version``."""
 
-    model: Any                  # has predict_method(DataFrame)
-    columns: list[Column]       # from the model signature
-    example: list[list[Any]]    # rows for the smoke test (the logged input example)
+    model: Any  # has predict_method(DataFrame)
+    columns: list[Column]  # from the model signature
+    example: list[list[Any]]  # rows for the smoke test (the logged input example)
     predict_method: str = "predict_proba"  # a classifier's probabilities; "predict": a regressor's numbers
 
     def predict(self, frame) -> Any:
@@ -61,7 +61,12 @@ class Batcher:
     """Scores queued requests for one model together, one model call at a time."""
 
     def __init__(self, model: LoadedModel, executor: ThreadPoolExecutor, max_rows: int = 4096):
-        self.model, self.names, self.executor, self.max_rows = model, [c.name for c in model.columns], executor, max_rows
+        self.model, self.names, self.executor, self.max_rows = (
+            model,
+            [c.name for c in model.columns],
+            executor,
+            max_rows,
+        )
         self.queue: list[tuple[list[list[Any]], asyncio.Future]] = []
         self.running = False
 
@@ -93,8 +98,9 @@ class Batcher:
                     batch.append((rows, future))
                     size += len(rows)
                 try:
-                    scores = await loop.run_in_executor(self.executor, self._predict,
-                                                        [r for rows, _ in batch for r in rows])
+                    scores = await loop.run_in_executor(
+                        self.executor, self._predict, [r for rows, _ in batch for r in rows]
+                    )
                 except Exception as exc:  # the model failed on this batch: every caller hears why
                     for _, future in batch:
                         if not future.done():
@@ -103,7 +109,7 @@ class Batcher:
                 offset = 0
                 for rows, future in batch:
                     if not future.done():
-                        future.set_result(scores[offset:offset + len(rows)])
+                        future.set_result(scores[offset : offset + len(rows)])
                     offset += len(rows)
         finally:
             self.running = False
@@ -139,7 +145,7 @@ class Endpoint:
     created: int = field(default_factory=lambda: int(time.time() * 1000))
     active: Config | None = None
     pending: dict[str, Any] | None = None
-    config_update: str = "IN_PROGRESS"   # NOT_UPDATING | IN_PROGRESS | UPDATE_FAILED
+    config_update: str = "IN_PROGRESS"  # NOT_UPDATING | IN_PROGRESS | UPDATE_FAILED
     message: str = ""
     max_queued_requests: int = MAX_QUEUED_REQUESTS
     admission: Admission = field(init=False)  # outlives config swaps: the bound is the endpoint's
@@ -150,22 +156,33 @@ class Endpoint:
     def describe(self, capture_table: str | None) -> dict[str, Any]:
         """The endpoint in the shape of Databricks' ServingEndpointDetailed."""
         body: dict[str, Any] = {
-            "name": self.name, "id": self.name, "creation_timestamp": self.created,
+            "name": self.name,
+            "id": self.name,
+            "creation_timestamp": self.created,
             "state": {"ready": "READY" if self.active else "NOT_READY", "config_update": self.config_update},
         }
         if self.active:
             body["config"] = {
-                **self.active.spec, "config_version": self.active.version,
+                **self.active.spec,
+                "config_version": self.active.version,
                 "served_entities": [
                     {**entity, "state": {"deployment": "DEPLOYMENT_READY"}}
                     for entity in self.active.spec["served_entities"]
                 ],
             }
         if self.pending is not None:
-            state = {"deployment": "DEPLOYMENT_FAILED" if self.config_update == "UPDATE_FAILED" else "DEPLOYMENT_CREATING",
-                     "deployment_state_message": self.message}
-            body["pending_config"] = {**self.pending, "served_entities": [
-                {**entity, "state": state} for entity in self.pending.get("served_entities", [])]}
+            state = {
+                "deployment": "DEPLOYMENT_FAILED"
+                if self.config_update == "UPDATE_FAILED"
+                else "DEPLOYMENT_CREATING",
+                "deployment_state_message": self.message,
+            }
+            body["pending_config"] = {
+                **self.pending,
+                "served_entities": [
+                    {**entity, "state": state} for entity in self.pending.get("served_entities", [])
+                ],
+            }
         if capture_table:
             body["auto_capture_config"] = {"enabled": True, "table_name_prefix": capture_table}
         if self.message:
@@ -199,14 +216,18 @@ def _entity(entity: Any, index: int) -> dict[str, Any]:
         raise _invalid(f"{field} must be an object with entity_name and entity_version")
     entity = {**entity}
     ename = entity.pop("model_name", None) if "entity_name" not in entity else entity["entity_name"]
-    eversion = entity.pop("model_version", None) if "entity_version" not in entity else entity["entity_version"]
+    eversion = (
+        entity.pop("model_version", None) if "entity_version" not in entity else entity["entity_version"]
+    )
     if not isinstance(ename, str) or not ename.strip() or len(ename) > 255 or not ename.isprintable():
         raise _invalid(f"{field}.entity_name is required: the registered model's name (got {ename!r:.80})")
     if isinstance(eversion, int) and not isinstance(eversion, bool):
         eversion = str(eversion)
     if not isinstance(eversion, str) or not VERSION.match(eversion):
-        raise _invalid(f"{field}.entity_version is required: a model version, a positive integer such as "
-                       f'"1" (got {eversion!r:.80})')
+        raise _invalid(
+            f"{field}.entity_version is required: a model version, a positive integer such as "
+            f'"1" (got {eversion!r:.80})'
+        )
     entity["entity_name"], entity["entity_version"] = ename, eversion
     default = f"{ename.split('.')[-1]}-{eversion}"
     if entity.get("name") is None and not NAME.match(default):
@@ -225,7 +246,7 @@ def _percent(route: Any, field: str, key: str, default: int | None = None) -> in
 def _routes(spec: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
     traffic = spec.get("traffic_config")
     if traffic is not None and not isinstance(traffic, dict):
-        raise _invalid("traffic_config must be an object: {\"routes\": [...]}")
+        raise _invalid('traffic_config must be an object: {"routes": [...]}')
     routes = (traffic or {}).get("routes")
     if routes is None:
         if len(names) > 1:
@@ -241,10 +262,17 @@ def _routes(spec: dict[str, Any], names: list[str]) -> list[dict[str, Any]]:
         target = route.get("served_model_name", route.get("served_entity_name"))
         if target not in names:
             raise _invalid(f"{field} routes to unknown served model {target!r:.80}; served: {names}")
-        normalized.append({**route, "served_model_name": target,
-                           "traffic_percentage": _percent(route, field, "traffic_percentage")})
+        normalized.append(
+            {
+                **route,
+                "served_model_name": target,
+                "traffic_percentage": _percent(route, field, "traffic_percentage"),
+            }
+        )
     if sum(r["traffic_percentage"] for r in normalized) != 100:
-        raise _invalid(f"traffic percentages must add up to 100: {[r['traffic_percentage'] for r in normalized]}")
+        raise _invalid(
+            f"traffic percentages must add up to 100: {[r['traffic_percentage'] for r in normalized]}"
+        )
     return normalized
 
 
@@ -265,7 +293,7 @@ def validate_spec(spec: Any) -> dict[str, Any]:
     """Normalize a Databricks endpoint config (served entities + traffic routes + our shadow
     routes); every mistake is a ``BadRequest`` naming the field."""
     if not isinstance(spec, dict):
-        raise _invalid("config must be an object: {\"served_entities\": [...], \"traffic_config\": {...}}")
+        raise _invalid('config must be an object: {"served_entities": [...], "traffic_config": {...}}')
     entities = spec.get("served_entities") or spec.get("served_models")
     if not isinstance(entities, list) or not entities:
         raise _invalid("config needs served_entities: [{entity_name, entity_version, ...}]")
@@ -273,8 +301,11 @@ def validate_spec(spec: Any) -> dict[str, Any]:
     names = [e["name"] for e in normalized]
     if len(set(names)) != len(names):
         raise _invalid(f"served entity names must be unique: {names}")
-    return {"served_entities": normalized, "traffic_config": {"routes": _routes(spec, names)},
-            "shadow_routes": _shadows(spec, names)}
+    return {
+        "served_entities": normalized,
+        "traffic_config": {"routes": _routes(spec, names)},
+        "shadow_routes": _shadows(spec, names),
+    }
 
 
 class Gateway:
@@ -326,8 +357,7 @@ class Gateway:
                     raise ValueError(f"{len(scores)} predictions for {len(loaded.example)} rows")
             except Exception as exc:
                 raise RuntimeError(f"smoke test of {ename} version {eversion} failed: {exc}") from exc
-            served[name] = ServedModel(name, ename, eversion, loaded,
-                                       Batcher(loaded, self.executor))
+            served[name] = ServedModel(name, ename, eversion, loaded, Batcher(loaded, self.executor))
         version = (endpoint.active.version + 1) if endpoint.active else 1
         routes = [(r["served_model_name"], r["traffic_percentage"]) for r in spec["traffic_config"]["routes"]]
         shadows = [(s["served_model_name"], s["mirror_percentage"]) for s in spec["shadow_routes"]]
@@ -338,7 +368,9 @@ class Gateway:
             config = await asyncio.get_running_loop().run_in_executor(None, self._load_config, endpoint, spec)
         except Exception as exc:
             endpoint.config_update, endpoint.message = "UPDATE_FAILED", str(exc)
-            log.error("endpoint %s: config update failed, previous config keeps serving: %s", endpoint.name, exc)
+            log.error(
+                "endpoint %s: config update failed, previous config keeps serving: %s", endpoint.name, exc
+            )
             return
         endpoint.active = config  # the swap: requests already routed keep their ServedModel
         endpoint.pending, endpoint.config_update, endpoint.message = None, "NOT_UPDATING", ""
@@ -350,15 +382,20 @@ class Gateway:
         spec = validate_spec(spec)
         endpoint = self.endpoints.get(name)
         if create and endpoint is not None:
-            raise BadRequest(f"endpoint {name!r} already exists", status=409, error_code="RESOURCE_ALREADY_EXISTS")
+            raise BadRequest(
+                f"endpoint {name!r} already exists", status=409, error_code="RESOURCE_ALREADY_EXISTS"
+            )
         if not create and endpoint is None:
-            raise BadRequest(f"endpoint {name!r} does not exist", status=404, error_code="RESOURCE_DOES_NOT_EXIST")
+            raise BadRequest(
+                f"endpoint {name!r} does not exist", status=404, error_code="RESOURCE_DOES_NOT_EXIST"
+            )
         if endpoint is None:
             endpoint = self.endpoints[name] = Endpoint(name, max_queued_requests=self.queue_bounds.get(
                 name, self.max_queued_requests))
         elif endpoint.config_update == "IN_PROGRESS":
-            raise BadRequest(f"endpoint {name!r} has an update in progress", status=409,
-                             error_code="RESOURCE_CONFLICT")
+            raise BadRequest(
+                f"endpoint {name!r} has an update in progress", status=409, error_code="RESOURCE_CONFLICT"
+            )
         endpoint.pending, endpoint.config_update, endpoint.message = spec, "IN_PROGRESS", ""
         task = asyncio.get_running_loop().create_task(self._apply(endpoint, spec))
         self._loads.add(task)
@@ -393,15 +430,22 @@ class Gateway:
     def default_endpoint(self) -> str:
         """The endpoint MLflow's ``POST /invocations`` scores on: the only one there is."""
         if not self.endpoints:
-            raise BadRequest("/invocations scores on this gateway's only endpoint, and it has none yet",
-                             status=404, error_code="RESOURCE_DOES_NOT_EXIST")
+            raise BadRequest(
+                "/invocations scores on this gateway's only endpoint, and it has none yet",
+                status=404,
+                error_code="RESOURCE_DOES_NOT_EXIST",
+            )
         if len(self.endpoints) > 1:
             urls = ", ".join(f"/serving-endpoints/{n}/invocations" for n in sorted(self.endpoints))
-            raise BadRequest(f"/invocations is ambiguous: this gateway serves {len(self.endpoints)} endpoints "
-                             f"({', '.join(sorted(self.endpoints))}); POST to one of {urls}")
+            raise BadRequest(
+                f"/invocations is ambiguous: this gateway serves {len(self.endpoints)} endpoints "
+                f"({', '.join(sorted(self.endpoints))}); POST to one of {urls}"
+            )
         return next(iter(self.endpoints))
 
-    async def invoke(self, name: str, body: bytes, size: int | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    async def invoke(
+        self, name: str, body: bytes, size: int | None = None
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         """Score ``body`` on endpoint ``name``. ``size`` is the declared body size when the body was
         not read because it is too large."""
         started = time.perf_counter()
@@ -411,11 +455,16 @@ class Gateway:
         retry_after: int | None = None
         try:
             if endpoint is None:
-                raise BadRequest(f"endpoint {name!r} does not exist", status=404, error_code="RESOURCE_DOES_NOT_EXIST")
+                raise BadRequest(
+                    f"endpoint {name!r} does not exist", status=404, error_code="RESOURCE_DOES_NOT_EXIST"
+                )
             config = endpoint.active
             if config is None:
-                raise BadRequest(f"endpoint {name!r} is not ready ({endpoint.config_update}: {endpoint.message})",
-                                 status=503, error_code="TEMPORARILY_UNAVAILABLE")
+                raise BadRequest(
+                    f"endpoint {name!r} is not ready ({endpoint.config_update}: {endpoint.message})",
+                    status=503,
+                    error_code="TEMPORARILY_UNAVAILABLE",
+                )
             served = config.pick(self.rng)
             size = len(body) if size is None else size
             if size > self.max_body_bytes:
@@ -430,7 +479,10 @@ class Gateway:
         except Exception as exc:  # the model itself failed: a server error, still captured
             log.exception("endpoint %s: scoring failed", name)
             status, error = 500, f"{type(exc).__name__}: {exc}"
-            response = {"error_code": "INTERNAL_ERROR", "message": f"model failed to score the request: {error}"}
+            response = {
+                "error_code": "INTERNAL_ERROR",
+                "message": f"model failed to score the request: {error}",
+            }
         latency = (time.perf_counter() - started) * 1000
         self._capture(name, request_id, served, status, latency, body, response, error, mirrored=False)
         headers = {"x-request-id": request_id}
@@ -471,15 +523,22 @@ class Gateway:
     def _capture(self, name, request_id, served, status, latency, body, response, error, mirrored) -> None:
         if self.capture is None:
             return
-        self.capture.record({
-            "request_id": request_id, "request_time": time.time(), "endpoint": name,
-            "served_model_name": served.name if served else None,
-            "model_name": served.entity_name if served else None,
-            "model_version": served.entity_version if served else None,
-            "status_code": status, "latency_ms": latency,
-            "request": body.decode("utf-8", errors="replace")[:65536],
-            "response": json.dumps(response)[:65536], "error": error, "mirrored": mirrored,
-        })
+        self.capture.record(
+            {
+                "request_id": request_id,
+                "request_time": time.time(),
+                "endpoint": name,
+                "served_model_name": served.name if served else None,
+                "model_name": served.entity_name if served else None,
+                "model_version": served.entity_version if served else None,
+                "status_code": status,
+                "latency_ms": latency,
+                "request": body.decode("utf-8", errors="replace")[:65536],
+                "response": json.dumps(response)[:65536],
+                "error": error,
+                "mirrored": mirrored,
+            }
+        )
 
     def close(self) -> None:
         if self.capture is not None:

@@ -76,8 +76,12 @@ class Guard:
         if self.bound_host is not None and is_loopback(self.bound_host) and host is not None:
             name = _hostname(host)
             if not (is_loopback(name) or name == self.bound_host):
-                return error(421, "BAD_REQUEST", f"this gateway serves on {self.bound_host} and answers only to "
-                                                 f"loopback host names, not {host[:100]!r}")
+                return error(
+                    421,
+                    "BAD_REQUEST",
+                    f"this gateway serves on {self.bound_host} and answers only to "
+                    f"loopback host names, not {host[:100]!r}",
+                )
         origin = headers.get("origin")
         if origin is not None:
             try:
@@ -86,8 +90,12 @@ class Guard:
             except ValueError:
                 own = False
             if not own:
-                return error(403, "PERMISSION_DENIED", f"requests from web pages of {origin[:100]!r} are refused: "
-                                                       "call the gateway from a program, not a browser")
+                return error(
+                    403,
+                    "PERMISSION_DENIED",
+                    f"requests from web pages of {origin[:100]!r} are refused: "
+                    "call the gateway from a program, not a browser",
+                )
         return None
 
     def refuse_caller(self, headers: Headers, needs: str) -> JSONResponse | None:
@@ -97,15 +105,24 @@ class Guard:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         challenge = {"WWW-Authenticate": 'Bearer realm="mlops serving gateway"'}
         if scheme.lower() != "bearer" or not token.strip():
-            return error(401, "UNAUTHENTICATED", "send a token: Authorization: Bearer <token> (create one with "
-                                                 "`mlops token create --scope query`)", challenge)
+            return error(
+                401,
+                "UNAUTHENTICATED",
+                "send a token: Authorization: Bearer <token> (create one with "
+                "`mlops token create --scope query`)",
+                challenge,
+            )
         found = self.tokens.verify(token.strip())
         if found is None:
             log.info("refused a request with an unknown or revoked token")  # never the token itself
             return error(401, "UNAUTHENTICATED", "Invalid access token.", challenge)
         if not allows(found.scope, needs):
-            return error(403, "PERMISSION_DENIED", f"token {found.name!r} has scope {found.scope}; this API needs "
-                                                   f"a {needs} token (mlops token create --scope {needs})")
+            return error(
+                403,
+                "PERMISSION_DENIED",
+                f"token {found.name!r} has scope {found.scope}; this API needs "
+                f"a {needs} token (mlops token create --scope {needs})",
+            )
         return None
 
 

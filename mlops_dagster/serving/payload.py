@@ -45,14 +45,18 @@ def _shown(value: Any, limit: int = 60) -> str:
 
 def _number(column: Column, value: Any, row: int) -> float:
     if not _numeric(value):
-        raise BadRequest(f"column {column.name!r} expects a number ({column.type}), row {row} has {_shown(value)}")
+        raise BadRequest(
+            f"column {column.name!r} expects a number ({column.type}), row {row} has {_shown(value)}"
+        )
     try:
         number = float(value)
     except OverflowError:  # an integer beyond 1.8e308
         number = math.inf
     if math.isinf(number):
-        raise BadRequest(f"column {column.name!r} expects a finite number ({column.type}), row {row} has "
-                         f"{_shown(value)}", error_code="INVALID_PARAMETER_VALUE")
+        raise BadRequest(
+            f"column {column.name!r} expects a finite number ({column.type}), row {row} has {_shown(value)}",
+            error_code="INVALID_PARAMETER_VALUE",
+        )
     return number
 
 
@@ -84,14 +88,20 @@ def _from_records(records: Any, columns: list[Column], field: str) -> list[list[
 
 
 def _from_split(split: Any, columns: list[Column]) -> list[list[Any]]:
-    if not isinstance(split, dict) or not isinstance(split.get("columns"), list) or not isinstance(split.get("data"), list):
+    if (
+        not isinstance(split, dict)
+        or not isinstance(split.get("columns"), list)
+        or not isinstance(split.get("data"), list)
+    ):
         raise BadRequest('dataframe_split must be {"columns": [...], "data": [[...], ...]}')
     given = split["columns"]
     if not all(isinstance(name, str) for name in given):
         raise BadRequest("dataframe_split columns must be column names (strings)")
     missing = [c.name for c in columns if c.name not in given]
     if missing:
-        raise BadRequest(f"dataframe_split lacks column(s) {missing}; the model expects {[c.name for c in columns]}")
+        raise BadRequest(
+            f"dataframe_split lacks column(s) {missing}; the model expects {[c.name for c in columns]}"
+        )
     index = {name: i for i, name in enumerate(given)}
     rows = []
     for r, values in enumerate(split["data"]):
@@ -120,9 +130,13 @@ def _keyed_records(field: str, value: Any, columns: list[Column]) -> list[dict[s
     or the shape is wrong (the usual parsing then says what is wrong)."""
     names = [c.name for c in columns]
     if field == "dataframe_split":
-        if not (isinstance(value, dict) and isinstance(value.get("columns"), list)
-                and all(isinstance(name, str) for name in value["columns"]) and isinstance(value.get("data"), list)
-                and all(isinstance(r, list) and len(r) == len(value["columns"]) for r in value["data"])):
+        if not (
+            isinstance(value, dict)
+            and isinstance(value.get("columns"), list)
+            and all(isinstance(name, str) for name in value["columns"])
+            and isinstance(value.get("data"), list)
+            and all(isinstance(r, list) and len(r) == len(value["columns"]) for r in value["data"])
+        ):
             return None
         records = [dict(zip(value["columns"], row)) for row in value["data"]]
     elif isinstance(value, dict) and field in ("inputs", "instances"):
@@ -136,8 +150,12 @@ def _keyed_records(field: str, value: Any, columns: list[Column]) -> list[dict[s
     return records if any(n not in r for r in records for n in names) else None
 
 
-def parse_rows(body: bytes, columns: list[Column], max_rows: int = 10_000,
-               fill: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None) -> list[list[Any]]:
+def parse_rows(
+    body: bytes,
+    columns: list[Column],
+    max_rows: int = 10_000,
+    fill: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+) -> list[list[Any]]:
     """Rows (values in signature column order) from a request body, or a ``BadRequest``.
 
     ``fill`` completes row objects that lack model columns (feature lookup by entity key); values
@@ -156,8 +174,11 @@ def parse_rows(body: bytes, columns: list[Column], max_rows: int = 10_000,
     records = _keyed_records(field, value, columns) if fill is not None else None
     if records is not None:
         if len(records) > max_rows:
-            raise BadRequest(f"{len(records)} rows in one request; the limit is {max_rows}", status=413,
-                             error_code="REQUEST_LIMIT_EXCEEDED")
+            raise BadRequest(
+                f"{len(records)} rows in one request; the limit is {max_rows}",
+                status=413,
+                error_code="REQUEST_LIMIT_EXCEEDED",
+            )
         rows = _from_records(fill(records), columns, field)
     elif field == "dataframe_split":
         rows = _from_split(value, columns)
@@ -170,18 +191,26 @@ def parse_rows(body: bytes, columns: list[Column], max_rows: int = 10_000,
     elif isinstance(value, list) and value and all(isinstance(v, list) for v in value):
         rows = _from_split({"columns": [c.name for c in columns], "data": value}, columns)
     else:
-        raise BadRequest(f"{field} must be a list of row objects, a list of rows in signature order "
-                         f"{[c.name for c in columns]}, or an object of columns")
+        raise BadRequest(
+            f"{field} must be a list of row objects, a list of rows in signature order "
+            f"{[c.name for c in columns]}, or an object of columns"
+        )
     if not rows:
         raise BadRequest(f"{field} holds no rows")
     if len(rows) > max_rows:
-        raise BadRequest(f"{len(rows)} rows in one request; the limit is {max_rows}", status=413,
-                         error_code="REQUEST_LIMIT_EXCEEDED")
+        raise BadRequest(
+            f"{len(rows)} rows in one request; the limit is {max_rows}",
+            status=413,
+            error_code="REQUEST_LIMIT_EXCEEDED",
+        )
     empty = [i for i, row in enumerate(rows) if all(v is None for v in row)]
     if empty:  # nothing to score: the model would answer with its imputed averages
         shown = ", ".join(map(str, empty[:10])) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")
-        raise BadRequest(f"row(s) {shown} have no value in any of the model's columns {[c.name for c in columns]}: "
-                         "send at least one", error_code="INVALID_PARAMETER_VALUE")
+        raise BadRequest(
+            f"row(s) {shown} have no value in any of the model's columns {[c.name for c in columns]}: "
+            "send at least one",
+            error_code="INVALID_PARAMETER_VALUE",
+        )
     return rows
 
 
@@ -192,8 +221,9 @@ def _no_constant(name: str):
 def _finite(text: str) -> float:
     number = float(text)
     if math.isinf(number):
-        raise BadRequest(f"malformed JSON: {_shown(text)} is beyond the range of a number",
-                         error_code="MALFORMED_REQUEST")
+        raise BadRequest(
+            f"malformed JSON: {_shown(text)} is beyond the range of a number", error_code="MALFORMED_REQUEST"
+        )
     return number
 
 

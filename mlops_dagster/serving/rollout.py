@@ -10,15 +10,23 @@ from typing import Any
 
 
 def entity(model_name: str, version: str, workload_size: str, scale_to_zero: bool) -> dict[str, Any]:
-    return {"name": f"{model_name.split('.')[-1]}-{version}", "entity_name": model_name,
-            "entity_version": str(version), "workload_size": workload_size, "scale_to_zero_enabled": scale_to_zero}
+    return {
+        "name": f"{model_name.split('.')[-1]}-{version}",
+        "entity_name": model_name,
+        "entity_version": str(version),
+        "workload_size": workload_size,
+        "scale_to_zero_enabled": scale_to_zero,
+    }
 
 
 def config(entities: list[dict], percents: list[int], shadows: list[dict] | None = None) -> dict[str, Any]:
     return {
         "served_entities": entities,
-        "traffic_config": {"routes": [{"served_model_name": e["name"], "traffic_percentage": p}
-                                      for e, p in zip(entities, percents)]},
+        "traffic_config": {
+            "routes": [
+                {"served_model_name": e["name"], "traffic_percentage": p} for e, p in zip(entities, percents)
+            ]
+        },
         "shadow_routes": [{"served_model_name": e["name"], "mirror_percentage": 100} for e in shadows or []],
     }
 
@@ -45,8 +53,16 @@ def _same(a: dict[str, Any] | None, b: dict[str, Any]) -> bool:
     return key(a) == key(b)
 
 
-def plan(strategy: str, model_name: str, champion: str, challenger: str | None, current: dict[str, Any] | None,
-         canary_percent: int = 10, workload_size: str = "Small", scale_to_zero: bool = False) -> list[dict[str, Any]]:
+def plan(
+    strategy: str,
+    model_name: str,
+    champion: str,
+    challenger: str | None,
+    current: dict[str, Any] | None,
+    canary_percent: int = 10,
+    workload_size: str = "Small",
+    scale_to_zero: bool = False,
+) -> list[dict[str, Any]]:
     """Configs to apply in order (empty: the endpoint already is where it should be).
 
     ``challenger`` is only passed when it passed validation and differs from the champion.
@@ -63,8 +79,8 @@ def plan(strategy: str, model_name: str, champion: str, challenger: str | None, 
     if strategy == "blue_green" and live and live != str(champion):
         blue, green = make(live), make(champion)
         return [
-            config([blue, green], [100, 0]),   # green loads and is smoke-tested; blue still answers
-            config([blue, green], [0, 100]),   # switch
-            target,                            # retire blue
+            config([blue, green], [100, 0]),  # green loads and is smoke-tested; blue still answers
+            config([blue, green], [0, 100]),  # switch
+            target,  # retire blue
         ]
     return [target]

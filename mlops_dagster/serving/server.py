@@ -67,8 +67,11 @@ def build_gateway(project: Project) -> Gateway:
     lakehouse = LocalLakehouse(root=str(settings.root / "lakehouse"))
 
     def load(entity_name: str, entity_version: str) -> LoadedModel:
-        registry = ModelRegistry(tracking_uri=settings.mlflow.tracking_uri,
-                                 registry_uri=settings.mlflow.registry_uri, model_name=entity_name)
+        registry = ModelRegistry(
+            tracking_uri=settings.mlflow.tracking_uri,
+            registry_uri=settings.mlflow.registry_uri,
+            model_name=entity_name,
+        )
         model, columns, example, predict_fn = registry.load_for_serving(entity_version)
         return LoadedModel(model, [Column(n, t) for n, t in columns], example, predict_fn)
 
@@ -78,9 +81,13 @@ def build_gateway(project: Project) -> Gateway:
         frame = pd.DataFrame(rows)
         frame["request_time"] = pd.to_datetime(frame["request_time"], unit="s", utc=True)
         for endpoint, part in frame.groupby("endpoint"):
-            lakehouse.write(settings.inference_table(endpoint), part, "append",
-                            description=f"Inference table of serving endpoint {endpoint}: every request, "
-                                        "its served model, prediction, latency and status.")
+            lakehouse.write(
+                settings.inference_table(endpoint),
+                part,
+                "append",
+                description=f"Inference table of serving endpoint {endpoint}: every request, "
+                "its served model, prediction, latency and status.",
+            )
 
     store = build_online_store(settings)
     features = {u.serving.endpoint: found for u in project.use_cases if (found := online_features(u, store))}
@@ -94,8 +101,12 @@ def build_gateway(project: Project) -> Gateway:
 
 class BodyTooLarge(BadRequest):
     def __init__(self, size: int, limit: int):
-        super().__init__(f"request body of more than {limit} bytes (serving.max_body_bytes): {size} bytes "
-                         "declared or received", status=413, error_code="REQUEST_LIMIT_EXCEEDED")
+        super().__init__(
+            f"request body of more than {limit} bytes (serving.max_body_bytes): {size} bytes "
+            "declared or received",
+            status=413,
+            error_code="REQUEST_LIMIT_EXCEEDED",
+        )
         self.size = size
 
 
@@ -127,8 +138,10 @@ def _handlers(gateway: Gateway):
     async def json_object(request) -> dict:
         body = parse_json(await read_body(request, gateway.max_body_bytes), finite=True)
         if not isinstance(body, dict):
-            raise BadRequest(f"the body must be a JSON object, not {type(body).__name__}",
-                             error_code="INVALID_PARAMETER_VALUE")
+            raise BadRequest(
+                f"the body must be a JSON object, not {type(body).__name__}",
+                error_code="INVALID_PARAMETER_VALUE",
+            )
         return body
 
     async def invocations(request):
@@ -149,7 +162,9 @@ def _handlers(gateway: Gateway):
     async def create_endpoint(request):
         body = await json_object(request)
         if "config" not in body:
-            raise BadRequest("config is required: {\"served_entities\": [...]}", error_code="INVALID_PARAMETER_VALUE")
+            raise BadRequest(
+                'config is required: {"served_entities": [...]}', error_code="INVALID_PARAMETER_VALUE"
+            )
         return described(gateway.submit(body.get("name"), body["config"], create=True))
 
     def existing(request):
@@ -170,9 +185,11 @@ def _handlers(gateway: Gateway):
         "ping": lambda request: PlainTextResponse("\n"),
         "health": health,
         "openapi": lambda request: JSONResponse(document()),
-        "invocations": invocations, "mlflow_invocations": invocations,
+        "invocations": invocations,
+        "mlflow_invocations": invocations,
         "list_endpoints": lambda request: JSONResponse(
-            {"endpoints": [e.describe(gateway.capture_table(n)) for n, e in gateway.endpoints.items()]}),
+            {"endpoints": [e.describe(gateway.capture_table(n)) for n, e in gateway.endpoints.items()]}
+        ),
         "create_endpoint": create_endpoint,
         "get_endpoint": lambda request: described(gateway.endpoints[existing(request)]),
         "delete_endpoint": delete_endpoint,
@@ -193,8 +210,11 @@ def _route(handler, scope: str | None, guard: Guard):
         if request.method in ("POST", "PUT", "PATCH"):
             media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
             if media != "application/json":
-                return error(415, "BAD_REQUEST", f"send the body as JSON: Content-Type: application/json, "
-                                                 f"not {media[:60] or 'none'!r}")
+                return error(
+                    415,
+                    "BAD_REQUEST",
+                    f"send the body as JSON: Content-Type: application/json, not {media[:60] or 'none'!r}",
+                )
         try:
             answer = handler(request)
             return await answer if inspect.isawaitable(answer) else answer
@@ -222,14 +242,24 @@ def build_app(gateway: Gateway, guard: Guard, on_stop=None):
 
     async def no_such_api(request, exc):  # Databricks' shape for an unknown path or method too
         code = "ENDPOINT_NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST"
-        return error(exc.status_code, code, f"No API found for '{request.method} {request.url.path[:200]}'",
-                     getattr(exc, "headers", None))
+        return error(
+            exc.status_code,
+            code,
+            f"No API found for '{request.method} {request.url.path[:200]}'",
+            getattr(exc, "headers", None),
+        )
 
     handlers = _handlers(gateway)
-    routes = [Route(op.path, _route(handlers[op.operation_id], op.scope, guard), methods=[op.method])
-              for op in OPERATIONS]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BrowserGuard, guard=guard)],
-                     exception_handlers={404: no_such_api, 405: no_such_api})
+    routes = [
+        Route(op.path, _route(handlers[op.operation_id], op.scope, guard), methods=[op.method])
+        for op in OPERATIONS
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(BrowserGuard, guard=guard)],
+        exception_handlers={404: no_such_api, 405: no_such_api},
+    )
 
 
 def request_guard(auth: str, host: str, state: Path) -> Guard:
@@ -238,17 +268,21 @@ def request_guard(auth: str, host: str, state: Path) -> Guard:
     log = logging.getLogger(__name__)
     if auth == "none":
         if not is_loopback(host):
-            raise ConfigError(f"serving.auth: none would let anyone who reaches {host} manage and query the "
-                              "endpoints: it is allowed with a loopback serving.host (127.0.0.1) only. Remove "
-                              "serving.auth (tokens are the default) or serve on 127.0.0.1")
+            raise ConfigError(
+                f"serving.auth: none would let anyone who reaches {host} manage and query the "
+                "endpoints: it is allowed with a loopback serving.host (127.0.0.1) only. Remove "
+                "serving.auth (tokens are the default) or serve on 127.0.0.1"
+            )
         log.warning("serving.auth: none: no token needed; anyone on this machine can manage the endpoints")
         return Guard(None, host)
     tokens = TokenStore(state)
     if not is_loopback(host):
         if not tokens:
-            raise ConfigError(f"serving.host {host} is reachable from other machines, and this gateway has no "
-                              "token yet: create one first (mlops token create --scope query for callers that "
-                              "score, --scope manage for deployments), then start it again")
+            raise ConfigError(
+                f"serving.host {host} is reachable from other machines, and this gateway has no "
+                "token yet: create one first (mlops token create --scope query for callers that "
+                "score, --scope manage for deployments), then start it again"
+            )
         log.warning("serving on %s: reachable from the network; every API call needs a token", host)
     return Guard(tokens, host)
 
@@ -269,8 +303,16 @@ def serve(project: Project, host: str | None = None, port: int | None = None) ->
     logging.getLogger(__name__).info("serving gateway of %s on http://%s:%s", settings.root, host, port)
     # uvicorn re-raises SIGTERM after its graceful shutdown, so clean up in the app's shutdown.
     app = build_app(gateway, guard, on_stop=lambda: info.unlink(missing_ok=True))
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                loop="uvloop", http="httptools", timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+    )
 
 
 def is_up(url: str, timeout: float = 1.0) -> bool:
@@ -297,14 +339,21 @@ def check_owner(url: str, state: str | Path) -> None:
     if other is not None and Path(other) == mine:
         return
     port = urlsplit(url).port
-    owner = f"the serving gateway of {Path(other).parent}" if other else "a server that is not this project's gateway"
+    owner = (
+        f"the serving gateway of {Path(other).parent}"
+        if other
+        else "a server that is not this project's gateway"
+    )
     stop = f"stop it (MLOPS_HOME={Path(other).parent} mlops stop) or " if other else "stop it or "
     raise GatewayOwnedElsewhere(
         f"{url} is taken by {owner}, not by this project's (MLOPS_HOME {mine.parent}): {stop}give this project "
-        f"another port with serving.port in its config (port {port} now; 0 takes any free port)")
+        f"another port with serving.port in its config (port {port} now; 0 takes any free port)"
+    )
 
 
-def ensure_running(host: str, port: int, state: str | Path, settings_json: str, wait_seconds: float = 120.0) -> str:
+def ensure_running(
+    host: str, port: int, state: str | Path, settings_json: str, wait_seconds: float = 120.0
+) -> str:
     """The URL of this project's gateway: the one already answering (on ``port``, or with port 0
     wherever it said it serves), else a new one started as a detached background process. Another
     project's gateway on the port is an error (see ``check_owner``).
@@ -321,30 +370,39 @@ def ensure_running(host: str, port: int, state: str | Path, settings_json: str, 
     if recorded and recorded != url and is_up(recorded):
         with contextlib.suppress(GatewayOwnedElsewhere):  # then the file is stale: the port is another's now
             check_owner(recorded, state)
-            raise RuntimeError(f"this project's serving gateway runs on {recorded}, not on {url} as "
-                               "serving.port now says: stop it (mlops stop), then run again")
+            raise RuntimeError(
+                f"this project's serving gateway runs on {recorded}, not on {url} as "
+                "serving.port now says: stop it (mlops stop), then run again"
+            )
     state.mkdir(parents=True, exist_ok=True)
     info_file(state).unlink(missing_ok=True)  # a gateway that died without cleaning up
     settings_file = state / "gateway-settings.json"
     settings_file.write_text(settings_json)
     log_file = state / "gateway.log"
     with log_file.open("a") as logfile:
-        process = subprocess.Popen([sys.executable, "-m", "mlops_dagster.serving", str(settings_file)],
-                                   stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlops_dagster.serving", str(settings_file)],
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
             said = log_file.read_text(errors="replace").strip().splitlines()[-1:]
-            raise RuntimeError(f"the serving gateway exited with {process.returncode}"
-                               f"{': ' + said[0] if said else ''} (see {log_file})")
+            raise RuntimeError(
+                f"the serving gateway exited with {process.returncode}"
+                f"{': ' + said[0] if said else ''} (see {log_file})"
+            )
         url = gateway_url(host, port, state)
         if url and is_up(url):
             check_owner(url, state)  # another project's gateway may have taken the port meanwhile
             return url
         time.sleep(0.2)
-    raise TimeoutError(f"the serving gateway did not answer on {url or host} within {wait_seconds:.0f} s; "
-                       f"see {log_file}")
+    raise TimeoutError(
+        f"the serving gateway did not answer on {url or host} within {wait_seconds:.0f} s; see {log_file}"
+    )
 
 
 def stop(settings: Settings, wait_seconds: float = 60.0) -> bool:

@@ -110,8 +110,10 @@ class TokenStore:
             if name is None:
                 name = next(f"{scope}-{i}" for i in range(1, len(taken) + 2) if f"{scope}-{i}" not in taken)
             elif name in taken:
-                raise TokenError(f"a token named {name!r} exists: revoke it first (mlops token revoke {name}) "
-                                 "or choose another --name")
+                raise TokenError(
+                    f"a token named {name!r} exists: revoke it first (mlops token revoke {name}) "
+                    "or choose another --name"
+                )
             info = TokenInfo(name, scope, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             entries.append({**asdict(info), "sha256": _hash(token)})
         return info, token

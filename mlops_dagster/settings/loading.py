@@ -76,8 +76,15 @@ def _read_yaml(path: Path) -> dict:
 
 # Settings one project shares: a use case may not set these (one workspace, one store, one gateway).
 PROJECT_WIDE = {
-    "target": None, "root": None, "catalog": None, "schema": None, "spark": None, "databricks": None,
-    "mlflow": ("tracking_uri", "registry_uri"), "serving": ("host", "port"), "feature_store": ("online_store",),
+    "target": None,
+    "root": None,
+    "catalog": None,
+    "schema": None,
+    "spark": None,
+    "databricks": None,
+    "mlflow": ("tracking_uri", "registry_uri"),
+    "serving": ("host", "port"),
+    "feature_store": ("online_store",),
     "cost": None,
 }
 
@@ -89,7 +96,7 @@ class Project(SettingsModel):
     """The use cases in the order the configuration names them; the first is the default."""
 
     @model_validator(mode="after")
-    def _one_project(self) -> "Project":
+    def _one_project(self) -> Project:
         names = [u.name for u in self.use_cases]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
@@ -130,8 +137,9 @@ class Project(SettingsModel):
         return next((u for u in self.use_cases if u.serving.endpoint == endpoint), None)
 
 
-def load_settings(target: str | None = None, extra_file: str | Path | None = None,
-                  use_case: str | None = None) -> Settings:
+def load_settings(
+    target: str | None = None, extra_file: str | Path | None = None, use_case: str | None = None
+) -> Settings:
     """One use case's settings (default: the first) for ``target``; see ``load_project``."""
     return load_project(target, extra_file).use_case(use_case)
 
@@ -139,8 +147,11 @@ def load_settings(target: str | None = None, extra_file: str | Path | None = Non
 def _project_wide_keys_in(section: dict) -> list[str]:
     """The project-wide settings ``section`` sets, as dotted names (``serving.port``)."""
     shared, _ = _split_project_wide(section)
-    return [key if PROJECT_WIDE[key] is None else f"{key}.{sub}" for key, value in shared.items()
-            for sub in ([None] if PROJECT_WIDE[key] is None else value)]
+    return [
+        key if PROJECT_WIDE[key] is None else f"{key}.{sub}"
+        for key, value in shared.items()
+        for sub in ([None] if PROJECT_WIDE[key] is None else value)
+    ]
 
 
 def _check_use_case_sections(path: Path, layer: dict) -> None:
@@ -148,14 +159,18 @@ def _check_use_case_sections(path: Path, layer: dict) -> None:
     if sections is None:
         return
     if "name" in layer:
-        raise ConfigError(f"{path}: `name` belongs to a use case; with `use_cases`, each entry's key is its name")
+        raise ConfigError(
+            f"{path}: `name` belongs to a use case; with `use_cases`, each entry's key is its name"
+        )
     if not isinstance(sections, dict) or not all(isinstance(v, dict | None) for v in sections.values()):
         raise ConfigError(f"{path}: `use_cases` must map each use case's name to its settings")
     for use_case, section in sections.items():
         shared = _project_wide_keys_in(section or {})
         if shared:
-            raise ConfigError(f"{path}: use case {use_case!r} sets {', '.join(shared)}, which the whole project "
-                              "shares: set it at the top level")
+            raise ConfigError(
+                f"{path}: use case {use_case!r} sets {', '.join(shared)}, which the whole project "
+                "shares: set it at the top level"
+            )
 
 
 def _split_project_wide(own: dict) -> tuple[dict, dict]:
@@ -189,10 +204,16 @@ def _single_use_case(layers: list[dict]) -> list[dict]:
     dataset = (own.get("dataset") or {}).get("name")
     replaced = dataset is not None and dataset != ((sections[first] or {}).get("dataset") or {}).get("name")
     name = str(own["name"]) if "name" in own else (str(dataset) if replaced else first)
-    kept = () if replaced else (first,)
-    shipped = [{**{k: v for k, v in layer.items() if k != "use_cases"},
-                "use_cases": {name: section for u, section in (layer.get("use_cases") or {}).items() if u in kept}}
-               for layer in shipped]
+    shipped = [
+        {
+            **{k: v for k, v in layer.items() if k != "use_cases"},
+            # The demo's section, under the name it runs as; none when the file brings its own dataset.
+            "use_cases": {}
+            if replaced or first not in (layer.get("use_cases") or {})
+            else {name: layer["use_cases"][first]},
+        }
+        for layer in shipped
+    ]
     shared, use_case = _split_project_wide({k: v for k, v in own.items() if k != "name"})
     return [*shipped, {**shared, "use_cases": {name: use_case}}]
 
@@ -229,12 +250,15 @@ def load_project(target: str | None = None, extra_file: str | Path | None = None
         top = deep_merge(top, {k: v for k, v in layer.items() if k != "use_cases"})
     missing = [k for k in ("catalog", "schema") if not isinstance(top.get(k), str)]
     if missing:
-        raise ConfigError(f"invalid configuration for target {target!r} ({sources}): {', '.join(missing)} "
-                          "must be set, as text")
+        raise ConfigError(
+            f"invalid configuration for target {target!r} ({sources}): {', '.join(missing)} "
+            "must be set, as text"
+        )
     use_case_names = list(dict.fromkeys(n for layer in layers for n in (layer.get("use_cases") or {})))
     if not use_case_names:
-        raise ConfigError(f"invalid configuration for target {target!r} ({sources}): no use case; add one "
-                          "under `use_cases`")
+        raise ConfigError(
+            f"invalid configuration for target {target!r} ({sources}): no use case; add one under `use_cases`"
+        )
     use_cases = []
     for name in use_case_names:
         # The shared top level of every layer, then this use case's section of every layer: the
@@ -243,14 +267,17 @@ def load_project(target: str | None = None, extra_file: str | Path | None = None
         # merged, so a key written `{name}_features` in one and `sales_features` in another (use
         # case sales) is one key.
         names = {"name": str(name), "catalog": top["catalog"], "schema": top["schema"]}
-        parts = [*({k: v for k, v in layer.items() if k != "use_cases"} for layer in layers),
-                 *((layer.get("use_cases") or {}).get(name) or {} for layer in layers)]
+        parts = [
+            *({k: v for k, v in layer.items() if k != "use_cases"} for layer in layers),
+            *((layer.get("use_cases") or {}).get(name) or {} for layer in layers),
+        ]
         raw: dict = {}
         for part in parts:
             raw = deep_merge(raw, _expand_names(part, names))
         try:
             use_cases.append(Settings.model_validate({**raw, "name": name}))
         except ValidationError as exc:
-            raise ConfigError(f"invalid configuration for target {target!r}, use case {name!r} "
-                              f"({sources}):\n{exc}") from None
+            raise ConfigError(
+                f"invalid configuration for target {target!r}, use case {name!r} ({sources}):\n{exc}"
+            ) from None
     return Project(use_cases=use_cases)

@@ -118,5 +118,3 @@ class Names:
     def model_performance(self) -> str:
         """The performance asset and its history table."""
         return f"{self.use_case}_model_performance"
-
-

@@ -28,8 +28,13 @@ from .schema_operations import RoleRights
 COMMAND = "python -m mlops_dagster.settings.reference --write"
 PAGE = Path(__file__).parents[2] / "docs" / "reference" / "configuration.md"
 # What the key of a map of sections stands for (`dataset.columns.<column>.type`).
-_PLACEHOLDERS = {ColumnRule: "column", FeatureSpec: "feature", FeatureTableSettings: "table", Bound: "metric",
-                 RoleRights: "role"}
+_PLACEHOLDERS = {
+    ColumnRule: "column",
+    FeatureSpec: "feature",
+    FeatureTableSettings: "table",
+    Bound: "metric",
+    RoleRights: "role",
+}
 _TYPE_NAMES = {str: "text", int: "integer", float: "number", bool: "boolean", Path: "path", Any: "any"}
 _BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
 
@@ -73,7 +78,7 @@ def _without_none(annotation: Any) -> Any:
     """``X | None`` as ``X`` (a union of several sections stays a union)."""
     if get_origin(annotation) in (Union, types.UnionType):
         args = [a for a in get_args(annotation) if a is not type(None)]
-        return args[0] if len(args) == 1 else Union[tuple(args)]
+        return args[0] if len(args) == 1 else Union[tuple(args)]  # noqa: UP007 (made from a runtime tuple)
     return annotation
 
 
@@ -107,7 +112,9 @@ def _literals(annotation: Any) -> list[Any]:
 def _allowed(field: FieldInfo) -> str:
     parts = [", ".join(f"`{v}`" for v in _literals(field.annotation))]
     for constraint in field.metadata:
-        parts += [f"{sign} {getattr(constraint, name)}" for name, sign in _BOUNDS if hasattr(constraint, name)]
+        parts += [
+            f"{sign} {getattr(constraint, name)}" for name, sign in _BOUNDS if hasattr(constraint, name)
+        ]
         if getattr(constraint, "min_length", None) is not None:
             parts.append(f"length >= {constraint.min_length}")
         if getattr(constraint, "max_length", None) is not None:
@@ -139,17 +146,33 @@ def _described(field: FieldInfo) -> str:
 
 
 def _row(key: str, field: FieldInfo, kind: str = "") -> Row:
-    return Row(key, _type_text(field.annotation), _default(field), _allowed(field), _scope(key),
-               f"{kind}{_described(field)}")
+    return Row(
+        key,
+        _type_text(field.annotation),
+        _default(field),
+        _allowed(field),
+        _scope(key),
+        f"{kind}{_described(field)}",
+    )
 
 
 def _kinds(key: str, discriminator: str, sections: tuple[type[BaseModel], ...]) -> list[Row]:
     """A discriminated union's keys: which kind it is, then each kind's own keys."""
     kinds = {get_args(s.model_fields[discriminator].annotation)[0]: s for s in sections}
-    found = [Row(f"{key}.{discriminator}", "text", "required", ", ".join(f"`{k}`" for k in kinds), _scope(key),
-                 " ".join(f"`{k}`: {_described(s.model_fields[discriminator])}" for k, s in kinds.items()))]
+    found = [
+        Row(
+            f"{key}.{discriminator}",
+            "text",
+            "required",
+            ", ".join(f"`{k}`" for k in kinds),
+            _scope(key),
+            " ".join(f"`{k}`: {_described(s.model_fields[discriminator])}" for k, s in kinds.items()),
+        )
+    ]
     for kind, section in kinds.items():
-        found += [r for r in rows(section, f"{key}.", f"(kind `{kind}`) ") if r.key != f"{key}.{discriminator}"]
+        found += [
+            r for r in rows(section, f"{key}.", f"(kind `{kind}`) ") if r.key != f"{key}.{discriminator}"
+        ]
     return found
 
 
@@ -183,12 +206,23 @@ def _table(section: list[Row]) -> list[str]:
 def markdown() -> str:
     """The reference page: the introduction, the top-level keys, then one table per section."""
     every = rows()
-    lines = [INTRODUCTION, "## Top level", "", *_table([r for r in every if "." not in r.key and r.type != "mapping"])]
+    lines = [
+        INTRODUCTION,
+        "## Top level",
+        "",
+        *_table([r for r in every if "." not in r.key and r.type != "mapping"]),
+    ]
     for name, field in Settings.model_fields.items():
         key = field.alias or name
         if _is_section(_without_none(field.annotation)):
-            lines += ["", f"## `{key}`", "", _described(field), "",
-                      *_table([r for r in every if r.key.startswith(f"{key}.")])]
+            lines += [
+                "",
+                f"## `{key}`",
+                "",
+                _described(field),
+                "",
+                *_table([r for r in every if r.key.startswith(f"{key}.")]),
+            ]
     return "\n".join(lines) + "\n"
 
 

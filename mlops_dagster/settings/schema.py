@@ -13,8 +13,14 @@ from .constants import INGESTED_AT, PROBLEM_METRICS
 from .names import Names, capture_prefix
 from .schema_data import ColumnRule, DatasetSettings, FeatureSettings, FeatureStoreSettings
 from .schema_databricks import CostSettings, DatabricksSettings
-from .schema_model import (InferenceSettings, MlflowSettings, MonitoringSettings, ServingSettings, TrainingSettings,
-                           ValidationSettings)
+from .schema_model import (
+    InferenceSettings,
+    MlflowSettings,
+    MonitoringSettings,
+    ServingSettings,
+    TrainingSettings,
+    ValidationSettings,
+)
 from .schema_operations import AutomationSettings, GovernanceSettings
 
 
@@ -89,7 +95,9 @@ class Settings(SettingsModel):
             tables[features] = {"keys": [key], "timestamp_key": INGESTED_AT, **tables[features]}
         store["tables"] = tables
         if not store.get("training_lookups"):
-            store["training_lookups"] = [{"table": features, "lookup_key": [key], "timestamp_lookup_key": INGESTED_AT}]
+            store["training_lookups"] = [
+                {"table": features, "lookup_key": [key], "timestamp_lookup_key": INGESTED_AT}
+            ]
         return {**raw, "feature_store": store}
 
     @model_validator(mode="before")
@@ -107,11 +115,12 @@ class Settings(SettingsModel):
         return {**raw, "root": str(root), "mlflow": mlflow}
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Settings":
+    def _consistent(self) -> Settings:
         if not (self.mlflow.tracking_uri and self.mlflow.registry_uri):
             raise ValueError("mlflow.tracking_uri and mlflow.registry_uri are required")
         unknown = [
-            c for c in [*self.features.categorical, *self.features.numerical]
+            c
+            for c in [*self.features.categorical, *self.features.numerical]
             if c not in self.dataset.columns and c not in self.features.derived
         ]
         if unknown:
@@ -126,48 +135,71 @@ class Settings(SettingsModel):
         unknown = [c for c in mon.max_slice_gaps if c not in mon.slices]
         if unknown:
             raise ValueError(f"monitoring.max_slice_gaps names {unknown}, which are not in monitoring.slices")
-        judged = {*PROBLEM_METRICS[self.problem_type], *(("brier_score", "positive_rate") if self.classifies else ())}
+        judged = {
+            *PROBLEM_METRICS[self.problem_type],
+            *(("brier_score", "positive_rate") if self.classifies else ()),
+        }
         unknown = sorted({m for gaps in mon.max_slice_gaps.values() for m in gaps if m not in judged})
         if unknown:
-            raise ValueError(f"monitoring.max_slice_gaps names {unknown}; a {self.problem_type} model's figures are "
-                             f"{', '.join(sorted(judged))}")
+            raise ValueError(
+                f"monitoring.max_slice_gaps names {unknown}; a {self.problem_type} model's figures are "
+                f"{', '.join(sorted(judged))}"
+            )
         if mon.ground_truth.time_column in (ds.key, ds.label):
-            raise ValueError(f"monitoring.ground_truth.time_column {mon.ground_truth.time_column!r} is the dataset's "
-                             "key or label: name the outcome files' time column")
+            raise ValueError(
+                f"monitoring.ground_truth.time_column {mon.ground_truth.time_column!r} is the dataset's "
+                "key or label: name the outcome files' time column"
+            )
 
     def _fits_the_problem_type(self) -> None:
         metrics = PROBLEM_METRICS[self.problem_type]
         ds, val = self.dataset, self.validation
         if self.classifies and ds.positive_label is None:
-            raise ValueError(f"dataset.positive_label is required for classification: which value of {ds.label} "
-                             "is the positive class")
+            raise ValueError(
+                f"dataset.positive_label is required for classification: which value of {ds.label} "
+                "is the positive class"
+            )
         if not self.classifies and ds.columns[ds.label].type not in ("double", "long"):
-            raise ValueError(f"dataset.columns.{ds.label} is the label of a regression: its type must be double "
-                             f"or long, not {ds.columns[ds.label].type}")
+            raise ValueError(
+                f"dataset.columns.{ds.label} is the label of a regression: its type must be double "
+                f"or long, not {ds.columns[ds.label].type}"
+            )
         unknown = [m for m in [*val.thresholds, val.compare_metric] if m not in metrics]
         if unknown:
-            raise ValueError(f"validation names {sorted(set(unknown))}, which a {self.problem_type} model does not "
-                             f"report (it reports {', '.join(metrics)}): set validation.thresholds and "
-                             "validation.compare_metric for this use case")
+            raise ValueError(
+                f"validation names {sorted(set(unknown))}, which a {self.problem_type} model does not "
+                f"report (it reports {', '.join(metrics)}): set validation.thresholds and "
+                "validation.compare_metric for this use case"
+            )
 
     def _feature_table_matches_the_features_asset(self) -> None:
         """``<name>_features`` is written by the features asset: its registry entry must describe it."""
         features = self.names.features
         declared = self.feature_store.tables.get(features)
         if declared is None:
-            raise ValueError(f"feature_store.tables must declare {features} (the table the features asset writes; "
-                             "'{name}_features' in the config names it)")
+            raise ValueError(
+                f"feature_store.tables must declare {features} (the table the features asset writes; "
+                "'{name}_features' in the config names it)"
+            )
         where = f"feature_store.tables.{features}"
         if declared.keys != [self.dataset.key]:
             raise ValueError(f"{where}.keys must be [{self.dataset.key}] (dataset.key), not {declared.keys}")
         if declared.timestamp_key != INGESTED_AT:
-            raise ValueError(f"{where}.timestamp_key must be {INGESTED_AT}: each feature row is stamped "
-                             "with the ingestion time of the raw row it was computed from")
+            raise ValueError(
+                f"{where}.timestamp_key must be {INGESTED_AT}: each feature row is stamped "
+                "with the ingestion time of the raw row it was computed from"
+            )
         for name, spec in declared.columns.items():
             # A description of a feature this config does not compute (a lower layer's) is unused.
-            if name in self.features.columns and spec.dtype is not None and spec.dtype != self.feature_dtype(name):
-                raise ValueError(f"{where}.columns.{name}.dtype is {spec.dtype!r} but the features asset "
-                                 f"writes it as {self.feature_dtype(name)!r}")
+            if (
+                name in self.features.columns
+                and spec.dtype is not None
+                and spec.dtype != self.feature_dtype(name)
+            ):
+                raise ValueError(
+                    f"{where}.columns.{name}.dtype is {spec.dtype!r} but the features asset "
+                    f"writes it as {self.feature_dtype(name)!r}"
+                )
 
     @property
     def classifies(self) -> bool:
@@ -204,7 +236,11 @@ class Settings(SettingsModel):
 
     def feature_names(self, table: str) -> list[str]:
         """The features of a registry table: the model's for the features asset's, else those declared."""
-        return self.features.columns if table == self.names.features else list(self.feature_store.tables[table].columns)
+        return (
+            self.features.columns
+            if table == self.names.features
+            else list(self.feature_store.tables[table].columns)
+        )
 
     def feature_table(self, name: str) -> str:
         """A registry table's three-level name: short names live in this catalog and schema."""
@@ -230,8 +266,11 @@ class Settings(SettingsModel):
     def ground_truth_rules(self) -> dict[str, ColumnRule]:
         """The outcome files' contract: the dataset's key and label rules, and the outcome's time."""
         ds = self.dataset
-        return {ds.key: ds.columns[ds.key], ds.label: ds.columns[ds.label],
-                self.monitoring.ground_truth.time_column: ColumnRule(type="timestamp")}
+        return {
+            ds.key: ds.columns[ds.key],
+            ds.label: ds.columns[ds.label],
+            self.monitoring.ground_truth.time_column: ColumnRule(type="timestamp"),
+        }
 
     @property
     def evidently_path(self) -> str:
@@ -256,5 +295,3 @@ class Settings(SettingsModel):
     def table(self, name: str) -> str:
         """The three-level Unity Catalog name of one of this project's tables."""
         return f"{self.catalog}.{self.schema_}.{name}"
-
-

@@ -25,8 +25,10 @@ class ColumnRule(SettingsModel):
     """The largest value a number may have (unset: no upper bound)."""
 
     @model_validator(mode="after")
-    def _timestamps_are_only_parsed(self) -> "ColumnRule":
-        if self.type == "timestamp" and (self.allowed is not None or self.min is not None or self.max is not None):
+    def _timestamps_are_only_parsed(self) -> ColumnRule:
+        if self.type == "timestamp" and (
+            self.allowed is not None or self.min is not None or self.max is not None
+        ):
             raise ValueError("a timestamp column takes no allowed, min or max (only nullable)")
         return self
 
@@ -47,16 +49,20 @@ class CsvOptions(SettingsModel):
     contract's columns (`columns`) in their order."""
 
     @model_validator(mode="after")
-    def _known_encoding(self) -> "CsvOptions":
+    def _known_encoding(self) -> CsvOptions:
         import codecs
 
         try:
             codecs.lookup(self.encoding)
         except LookupError:
-            raise ValueError(f"csv.encoding {self.encoding!r} is not a codec Python knows "
-                             "(e.g. utf-8, latin-1, cp1252, utf-16)") from None
+            raise ValueError(
+                f"csv.encoding {self.encoding!r} is not a codec Python knows "
+                "(e.g. utf-8, latin-1, cp1252, utf-16)"
+            ) from None
         if self.delimiter == self.quote or "\n" in (self.delimiter, self.quote):
-            raise ValueError("csv.delimiter and csv.quote must be two different characters, neither a line break")
+            raise ValueError(
+                "csv.delimiter and csv.quote must be two different characters, neither a line break"
+            )
         return self
 
 
@@ -105,7 +111,7 @@ class PostgresSourceSettings(SettingsModel):
     """How many rows are fetched at a time."""
 
     @model_validator(mode="after")
-    def _table_or_query(self) -> "PostgresSourceSettings":
+    def _table_or_query(self) -> PostgresSourceSettings:
         if (self.table is None) == (self.query is None):
             raise ValueError("a postgres source names exactly one of `table` or `query`")
         return self
@@ -129,7 +135,7 @@ class DatasetSettings(LandingFormat):
     """The landing file contract, one rule per column; replaced as a whole by an upper layer."""
 
     @model_validator(mode="after")
-    def _key_and_label_are_columns(self) -> "DatasetSettings":
+    def _key_and_label_are_columns(self) -> DatasetSettings:
         for role, column in (("key", self.key), ("label", self.label)):
             if column not in self.columns:
                 raise ValueError(f"dataset.{role} {column!r} is not one of dataset.columns")
@@ -222,23 +228,29 @@ class FeatureStoreSettings(SettingsModel):
     """Where online features are published."""
 
     @model_validator(mode="after")
-    def _lookups_name_declared_features(self) -> "FeatureStoreSettings":
+    def _lookups_name_declared_features(self) -> FeatureStoreSettings:
         for i, lookup in enumerate(self.training_lookups):
             table = self.tables.get(lookup.table)
             where = f"feature_store.training_lookups[{i}]"
             if table is None:
-                raise ValueError(f"{where}.table {lookup.table!r} is not declared in feature_store.tables "
-                                 f"(declared: {sorted(self.tables)})")
+                raise ValueError(
+                    f"{where}.table {lookup.table!r} is not declared in feature_store.tables "
+                    f"(declared: {sorted(self.tables)})"
+                )
             if len(lookup.lookup_key) != len(table.keys):
-                raise ValueError(f"{where}.lookup_key {lookup.lookup_key} must name one label column per key "
-                                 f"of {lookup.table} {table.keys}")
+                raise ValueError(
+                    f"{where}.lookup_key {lookup.lookup_key} must name one label column per key "
+                    f"of {lookup.table} {table.keys}"
+                )
             if lookup.timestamp_lookup_key and not table.timestamp_key:
-                raise ValueError(f"{where} has a timestamp_lookup_key but {lookup.table} has no timestamp_key: "
-                                 "a table without history has no point in time to look up")
+                raise ValueError(
+                    f"{where} has a timestamp_lookup_key but {lookup.table} has no timestamp_key: "
+                    "a table without history has no point in time to look up"
+                )
             unknown = [f for f in lookup.feature_names or [] if f not in table.columns]
             if unknown:
-                raise ValueError(f"{where}.feature_names {unknown} are not features of {lookup.table} "
-                                 f"(declared: {sorted(table.columns)})")
+                raise ValueError(
+                    f"{where}.feature_names {unknown} are not features of {lookup.table} "
+                    f"(declared: {sorted(table.columns)})"
+                )
         return self
-
-

@@ -45,7 +45,10 @@ class Bound(SettingsModel):
 
 def bound_text(min_value: float | None, max_value: float | None) -> str:
     """``>= 0.75``, ``<= 0.55`` or both, for messages and the UI."""
-    parts = [f">= {min_value}" if min_value is not None else "", f"<= {max_value}" if max_value is not None else ""]
+    parts = [
+        f">= {min_value}" if min_value is not None else "",
+        f"<= {max_value}" if max_value is not None else "",
+    ]
     return " and ".join(p for p in parts if p)
 
 

@@ -58,7 +58,12 @@ class AutomationSettings(SettingsModel):
     """Alerts (drift, decay, failed runs) are POSTed here as JSON (Slack- and Teams-compatible
     `text`) and always appended to the project's `alerts` table."""
     alert_on: list[Literal["drift", "decay", "bias", "run_failure", "budget"]] = [
-        "drift", "decay", "bias", "run_failure", "budget"]
+        "drift",
+        "decay",
+        "bias",
+        "run_failure",
+        "budget",
+    ]
     """Which kinds of alert are sent to the webhook."""
 
 
@@ -68,7 +73,8 @@ class RoleRights(SettingsModel):
     catalogs: dict[str, Literal["NONE", "READ", "READ_WRITE"]] = Field(default_factory=dict)
     """Target to the role's rights on that target's catalog."""
     registry: list[Literal["read", "register", "approve", "promote", "restore", "rollback", "grant"]] = Field(
-        default_factory=list)
+        default_factory=list
+    )
     """The model registry actions the role may take."""
 
 

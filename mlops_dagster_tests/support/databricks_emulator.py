@@ -44,13 +44,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 RUNTIME_VERSION = "15.4.x-emulator"
 DBU_PER_NODE_HOUR = {"i3.xlarge": 1.0, "i3.2xlarge": 2.0}  # the emulated workspace's own rates
-LIST_PRICES = {"PREMIUM_JOBS_COMPUTE": 0.15, "PREMIUM_ALL_PURPOSE_COMPUTE": 0.55,
-               "PREMIUM_SERVERLESS_REAL_TIME_INFERENCE": 0.07}
+LIST_PRICES = {
+    "PREMIUM_JOBS_COMPUTE": 0.15,
+    "PREMIUM_ALL_PURPOSE_COMPUTE": 0.55,
+    "PREMIUM_SERVERLESS_REAL_TIME_INFERENCE": 0.07,
+}
 
 
 @dataclass
@@ -74,8 +78,14 @@ class EmulatedRun:
 
 
 class DatabricksEmulator:
-    def __init__(self, root: Path, token: str, project=None, run_env: dict[str, str] | None = None,
-                 volumes: list[Path] | None = None):
+    def __init__(
+        self,
+        root: Path,
+        token: str,
+        project=None,
+        run_env: dict[str, str] | None = None,
+        volumes: list[Path] | None = None,
+    ):
         self.root = Path(root)
         self.dbfs_root = self.root / "dbfs"
         self.dbfs_root.mkdir(parents=True, exist_ok=True)
@@ -91,9 +101,9 @@ class DatabricksEmulator:
         self.usage: list[dict[str, Any]] = []  # system.billing.usage records
         self.warehouses: set[str] = set()
         self.clusters: dict[str, dict[str, Any]] = {}
-        self.catalogs: dict[str, dict[str, Any]] = {}     # name -> CatalogInfo
-        self.schemas: dict[str, dict[str, Any]] = {}      # full name -> SchemaInfo
-        self.uc_volumes: dict[str, dict[str, Any]] = {}   # full name -> VolumeInfo
+        self.catalogs: dict[str, dict[str, Any]] = {}  # name -> CatalogInfo
+        self.schemas: dict[str, dict[str, Any]] = {}  # full name -> SchemaInfo
+        self.uc_volumes: dict[str, dict[str, Any]] = {}  # full name -> VolumeInfo
         self.folders: set[str] = {"/", "/Users", "/Shared"}  # workspace folders
         self.statements: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1001)
@@ -108,8 +118,13 @@ class DatabricksEmulator:
         self.url = ""
 
     # ---- fault injection -------------------------------------------------------------------
-    def fail_next_calls(self, status: int, count: int, path_prefix: str | None = None,
-                        message: str = "Unexpected error: injected by the emulator") -> None:
+    def fail_next_calls(
+        self,
+        status: int,
+        count: int,
+        path_prefix: str | None = None,
+        message: str = "Unexpected error: injected by the emulator",
+    ) -> None:
         """The next ``count`` calls (under ``path_prefix``) answer ``status``."""
         with self._lock:
             self._faults.extend([(status, path_prefix, message)] * count)
@@ -134,7 +149,7 @@ class DatabricksEmulator:
         self.secrets.setdefault(scope, {})[key] = value
 
     # ---- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> "DatabricksEmulator":
+    def start(self) -> DatabricksEmulator:
         import socket
 
         import uvicorn
@@ -164,7 +179,7 @@ class DatabricksEmulator:
             self._server.should_exit = True
             self._thread.join(timeout=10)
 
-    def __enter__(self) -> "DatabricksEmulator":
+    def __enter__(self) -> DatabricksEmulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -188,16 +203,20 @@ class DatabricksEmulator:
                 path = request.url.path
                 if request.headers.get("authorization") != f"Bearer {emulator.token}":
                     emulator.calls.append((request.method, path, 401))
-                    return JSONResponse({"error_code": "UNAUTHENTICATED", "message": "Invalid access token."},
-                                        status_code=401)
+                    return JSONResponse(
+                        {"error_code": "UNAUTHENTICATED", "message": "Invalid access token."}, status_code=401
+                    )
                 fault = emulator._take_fault(path)
                 if fault is not None:
                     status, message = fault
                     emulator.calls.append((request.method, path, status))
                     codes = {429: "REQUEST_LIMIT_EXCEEDED", 503: "TEMPORARILY_UNAVAILABLE"}
                     headers = {"Retry-After": "1"} if status in (429, 503) else {}
-                    return JSONResponse({"error_code": codes.get(status, "INTERNAL_ERROR"), "message": message},
-                                        status_code=status, headers=headers)
+                    return JSONResponse(
+                        {"error_code": codes.get(status, "INTERNAL_ERROR"), "message": message},
+                        status_code=status,
+                        headers=headers,
+                    )
                 response = await call_next(request)
                 emulator.calls.append((request.method, path, response.status_code))
                 return response
@@ -214,6 +233,7 @@ class DatabricksEmulator:
                     return JSONResponse(handler(payload))
                 except ApiError as exc:
                     return JSONResponse({"error_code": exc.code, "message": str(exc)}, status_code=exc.status)
+
             return endpoint
 
         routes = [
@@ -226,10 +246,16 @@ class DatabricksEmulator:
             Route("/api/2.0/dbfs/mkdirs", api(self._dbfs_mkdirs), methods=["POST"]),
             Route("/api/2.0/dbfs/delete", api(self._dbfs_delete), methods=["POST"]),
             Route("/api/2.0/dbfs/list", api(self._dbfs_list), methods=["GET"]),
-            Route("/api/2.0/permissions/{object_type}/{object_id}", api(self._permissions),
-                  methods=["GET", "PATCH", "PUT"]),
-            Route("/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}", api(self._grants),
-                  methods=["GET", "PATCH"]),
+            Route(
+                "/api/2.0/permissions/{object_type}/{object_id}",
+                api(self._permissions),
+                methods=["GET", "PATCH", "PUT"],
+            ),
+            Route(
+                "/api/2.1/unity-catalog/permissions/{securable_type}/{full_name}",
+                api(self._grants),
+                methods=["GET", "PATCH"],
+            ),
             Route("/api/2.0/fs/directories/{path:path}", api(self._list_directory), methods=["GET"]),
             Route("/api/2.1/clusters/get", api(self._get_cluster), methods=["GET"]),
             Route("/api/2.1/unity-catalog/catalogs/{name}", api(self._get_catalog), methods=["GET"]),
@@ -272,7 +298,7 @@ class DatabricksEmulator:
         """A DBFS path (``dbfs:/x``, ``/x`` or ``/dbfs/x``) on the emulator's disk."""
         for prefix in ("dbfs:", "/dbfs"):
             if path.startswith(prefix):
-                path = path[len(prefix):]
+                path = path[len(prefix) :]
         resolved = (self.dbfs_root / path.lstrip("/")).resolve()
         if not str(resolved).startswith(str(self.dbfs_root.resolve())):
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"path {path} leaves DBFS")
@@ -287,7 +313,9 @@ class DatabricksEmulator:
     def _dbfs_create(self, p):
         local = self.local_path(p["path"])
         if local.exists() and not p.get("overwrite"):
-            raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"A file or directory already exists at {p['path']}.")
+            raise ApiError(
+                400, "RESOURCE_ALREADY_EXISTS", f"A file or directory already exists at {p['path']}."
+            )
         handle = next(self._ids)
         self._handles[handle] = (local, bytearray())
         return {"handle": handle}
@@ -307,7 +335,9 @@ class DatabricksEmulator:
     def _dbfs_put(self, p):
         local = self.local_path(p["path"])
         if local.exists() and not p.get("overwrite"):
-            raise ApiError(400, "RESOURCE_ALREADY_EXISTS", f"A file or directory already exists at {p['path']}.")
+            raise ApiError(
+                400, "RESOURCE_ALREADY_EXISTS", f"A file or directory already exists at {p['path']}."
+            )
         local.parent.mkdir(parents=True, exist_ok=True)
         local.write_bytes(base64.b64decode(p.get("contents", "")))
         return {}
@@ -322,8 +352,12 @@ class DatabricksEmulator:
 
     def _status(self, local: Path) -> dict[str, Any]:
         stat = local.stat()
-        return {"path": "/" + str(local.relative_to(self.dbfs_root.resolve())), "is_dir": local.is_dir(),
-                "file_size": 0 if local.is_dir() else stat.st_size, "modification_time": int(stat.st_mtime * 1000)}
+        return {
+            "path": "/" + str(local.relative_to(self.dbfs_root.resolve())),
+            "is_dir": local.is_dir(),
+            "file_size": 0 if local.is_dir() else stat.st_size,
+            "modification_time": int(stat.st_mtime * 1000),
+        }
 
     def _dbfs_status(self, p):
         return self._status(self._existing(p["path"]))
@@ -352,19 +386,32 @@ class DatabricksEmulator:
         folder = Path("/" + p["path"]).resolve()
         if not any(folder == v or v in folder.parents for v in self.volumes) or not folder.is_dir():
             raise ApiError(404, "NOT_FOUND", f"The directory being accessed is not found: /{p['path']}")
-        return {"contents": [
-            {"path": str(e), "name": e.name, "is_directory": e.is_dir(),
-             **({} if e.is_dir() else {"file_size": e.stat().st_size,
-                                        "last_modified": int(e.stat().st_mtime * 1000)})}
-            for e in sorted(folder.iterdir())]}
+        return {
+            "contents": [
+                {
+                    "path": str(e),
+                    "name": e.name,
+                    "is_directory": e.is_dir(),
+                    **(
+                        {}
+                        if e.is_dir()
+                        else {"file_size": e.stat().st_size, "last_modified": int(e.stat().st_mtime * 1000)}
+                    ),
+                }
+                for e in sorted(folder.iterdir())
+            ]
+        }
 
     # ---- permissions ---------------------------------------------------------------------------
     def _permissions(self, p):
         key = (p["object_type"], p["object_id"])
         for entry in p.get("access_control_list", []):
             self.permissions.setdefault(key, []).append(entry)
-        return {"object_id": f"/{key[0]}/{key[1]}", "object_type": key[0][:-1],
-                "access_control_list": self.permissions.get(key, [])}
+        return {
+            "object_id": f"/{key[0]}/{key[1]}",
+            "object_type": key[0][:-1],
+            "access_control_list": self.permissions.get(key, []),
+        }
 
     def _grants(self, p):
         held = self.grants.setdefault((p["securable_type"], p["full_name"]), {})
@@ -373,9 +420,13 @@ class DatabricksEmulator:
             privileges.update(change.get("add", []))
             privileges.difference_update(change.get("remove", []))
         wanted = p.get("principal")
-        return {"privilege_assignments": [{"principal": who, "privileges": sorted(privs)}
-                                          for who, privs in sorted(held.items())
-                                          if privs and wanted in (None, who)]}
+        return {
+            "privilege_assignments": [
+                {"principal": who, "privileges": sorted(privs)}
+                for who, privs in sorted(held.items())
+                if privs and wanted in (None, who)
+            ]
+        }
 
     # ---- jobs ----------------------------------------------------------------------------------
     def _submit(self, p):
@@ -384,8 +435,14 @@ class DatabricksEmulator:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "the emulator runs one spark_python_task per run")
         task = tasks[0]
         cluster = task.get("new_cluster") or {"existing_cluster_id": task.get("existing_cluster_id")}
-        run = EmulatedRun(run_id=next(self._ids), job_id=next(self._ids), run_name=p.get("run_name") or "",
-                          task=task, libraries=task.get("libraries", []), cluster=cluster)
+        run = EmulatedRun(
+            run_id=next(self._ids),
+            job_id=next(self._ids),
+            run_name=p.get("run_name") or "",
+            task=task,
+            libraries=task.get("libraries", []),
+            cluster=cluster,
+        )
         self.runs[run.run_id] = run
         threading.Thread(target=self._execute, args=(run,), name=f"run-{run.run_id}", daemon=True).start()
         return {"run_id": run.run_id}
@@ -396,12 +453,22 @@ class DatabricksEmulator:
             state["result_state"] = run.result_state
         cluster_id = f"emulated-{run.run_id}"
         return {
-            "run_id": run.run_id, "job_id": run.job_id, "run_name": run.run_name,
-            "state": state, "start_time": run.start_time, "end_time": run.end_time,
+            "run_id": run.run_id,
+            "job_id": run.job_id,
+            "run_name": run.run_name,
+            "state": state,
+            "start_time": run.start_time,
+            "end_time": run.end_time,
             "run_page_url": f"{self.url}/#job/{run.job_id}/run/{run.run_id}",
             "cluster_instance": {"cluster_id": cluster_id},
-            "tasks": [{"task_key": run.task.get("task_key", "task"), "run_id": run.run_id, "state": state,
-                       "cluster_instance": {"cluster_id": cluster_id}}],
+            "tasks": [
+                {
+                    "task_key": run.task.get("task_key", "task"),
+                    "run_id": run.run_id,
+                    "state": state,
+                    "cluster_instance": {"cluster_id": cluster_id},
+                }
+            ],
         }
 
     def _run(self, p) -> EmulatedRun:
@@ -454,7 +521,9 @@ class DatabricksEmulator:
     @staticmethod
     def _uc_create(kind: str, store: dict[str, dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
         if info["full_name"] in store:
-            raise ApiError(409, f"{kind.upper()}_ALREADY_EXISTS", f"{kind} '{info['full_name']}' already exists")
+            raise ApiError(
+                409, f"{kind.upper()}_ALREADY_EXISTS", f"{kind} '{info['full_name']}' already exists"
+            )
         store[info["full_name"]] = info
         return info
 
@@ -473,9 +542,15 @@ class DatabricksEmulator:
     def _create_volume(self, p):
         schema = f"{p['catalog_name']}.{p['schema_name']}"
         self._get_schema({"full_name": schema})
-        return self._uc_create("Volume", self.uc_volumes, {
-            **{k: p[k] for k in ("catalog_name", "schema_name", "name", "volume_type")},
-            "full_name": f"{schema}.{p['name']}", "comment": p.get("comment", "")})
+        return self._uc_create(
+            "Volume",
+            self.uc_volumes,
+            {
+                **{k: p[k] for k in ("catalog_name", "schema_name", "name", "volume_type")},
+                "full_name": f"{schema}.{p['name']}",
+                "comment": p.get("comment", ""),
+            },
+        )
 
     def _get_volume(self, p):
         return self._uc_get("Volume", self.uc_volumes, p["name"])
@@ -494,53 +569,97 @@ class DatabricksEmulator:
     def _list_secrets(self, p):
         if p["scope"] not in self.secrets:
             raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Scope {p['scope']} does not exist!")
-        return {"secrets": [{"key": key, "last_updated_timestamp": 0} for key in sorted(self.secrets[p["scope"]])]}
+        return {
+            "secrets": [{"key": key, "last_updated_timestamp": 0} for key in sorted(self.secrets[p["scope"]])]
+        }
 
     # ---- billing -------------------------------------------------------------------------------
     def _bill(self, run: EmulatedRun) -> None:
         """The usage record of a run's cluster time (a new cluster: its tags; an existing one: all-purpose)."""
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         new = "existing_cluster_id" not in run.cluster
         workers = (run.cluster.get("autoscale") or {}).get("min_workers", run.cluster.get("num_workers", 0))
         hours = (run.end_time - run.ran_from) / 3_600_000
-        self.bill("PREMIUM_JOBS_COMPUTE" if new else "PREMIUM_ALL_PURPOSE_COMPUTE",
-                  (1 + workers) * hours * DBU_PER_NODE_HOUR.get(run.cluster.get("node_type_id"), 1.0),
-                  dict(run.cluster.get("custom_tags") or {}) if new else {},
-                  span=tuple(datetime.fromtimestamp(t / 1000, timezone.utc) for t in (run.ran_from, run.end_time)),
-                  cluster_id=f"emulated-{run.run_id}", job_id=str(run.job_id), job_run_id=str(run.run_id))
+        self.bill(
+            "PREMIUM_JOBS_COMPUTE" if new else "PREMIUM_ALL_PURPOSE_COMPUTE",
+            (1 + workers) * hours * DBU_PER_NODE_HOUR.get(run.cluster.get("node_type_id"), 1.0),
+            dict(run.cluster.get("custom_tags") or {}) if new else {},
+            span=tuple(datetime.fromtimestamp(t / 1000, UTC) for t in (run.ran_from, run.end_time)),
+            cluster_id=f"emulated-{run.run_id}",
+            job_id=str(run.job_id),
+            job_run_id=str(run.run_id),
+        )
 
-    def bill(self, sku_name: str, dbus: float, custom_tags: dict[str, str] | None = None,
-             endpoint_name: str | None = None, span: tuple | None = None, **usage_metadata: str) -> None:
+    def bill(
+        self,
+        sku_name: str,
+        dbus: float,
+        custom_tags: dict[str, str] | None = None,
+        endpoint_name: str | None = None,
+        span: tuple | None = None,
+        **usage_metadata: str,
+    ) -> None:
         """A usage record: of a run's cluster (``_bill``), or of compute the emulator does not run
         (a serving endpoint's uptime, another project's cluster), billed over ``span`` (default now)."""
-        from datetime import datetime, timezone
+        from datetime import datetime
 
-        start, end = span or (datetime.now(timezone.utc),) * 2
-        meta = {"cluster_id": None, "job_id": None, "job_run_id": None, **usage_metadata, "endpoint_name": endpoint_name}
-        self.usage.append({
-            "record_id": f"usage-{next(self._ids)}", "sku_name": sku_name, "cloud": "AWS", "usage_start_time": start,
-            "usage_end_time": end, "usage_date": start.date(), "custom_tags": dict(custom_tags or {}),
-            "usage_unit": "DBU", "usage_quantity": dbus, "usage_metadata": meta,
-        })
+        start, end = span or (datetime.now(UTC),) * 2
+        meta = {
+            "cluster_id": None,
+            "job_id": None,
+            "job_run_id": None,
+            **usage_metadata,
+            "endpoint_name": endpoint_name,
+        }
+        self.usage.append(
+            {
+                "record_id": f"usage-{next(self._ids)}",
+                "sku_name": sku_name,
+                "cloud": "AWS",
+                "usage_start_time": start,
+                "usage_end_time": end,
+                "usage_date": start.date(),
+                "custom_tags": dict(custom_tags or {}),
+                "usage_unit": "DBU",
+                "usage_quantity": dbus,
+                "usage_metadata": meta,
+            }
+        )
 
     def _statement(self, p):
         if p.get("warehouse_id") not in self.warehouses:
-            raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Warehouse {p.get('warehouse_id')} does not exist.")
+            raise ApiError(
+                404, "RESOURCE_DOES_NOT_EXIST", f"Warehouse {p.get('warehouse_id')} does not exist."
+            )
         statement_id = f"statement-{next(self._ids)}"
         try:
             frame = self._sql(p["statement"], p.get("parameters") or [])
             rows = [[None if v is None else str(v) for v in row] for row in frame.collect()]
-            columns = [{"name": f.name, "position": i, "type_name": f.dataType.typeName().upper()}
-                       for i, f in enumerate(frame.schema.fields)]
-            answer = {"statement_id": statement_id, "status": {"state": "SUCCEEDED"},
-                      "manifest": {"format": "JSON_ARRAY", "schema": {"column_count": len(columns), "columns": columns},
-                                   "total_chunk_count": 1, "total_row_count": len(rows),
-                                   "chunks": [{"chunk_index": 0, "row_offset": 0, "row_count": len(rows)}]},
-                      "result": {"chunk_index": 0, "row_offset": 0, "row_count": len(rows), "data_array": rows}}
+            columns = [
+                {"name": f.name, "position": i, "type_name": f.dataType.typeName().upper()}
+                for i, f in enumerate(frame.schema.fields)
+            ]
+            answer = {
+                "statement_id": statement_id,
+                "status": {"state": "SUCCEEDED"},
+                "manifest": {
+                    "format": "JSON_ARRAY",
+                    "schema": {"column_count": len(columns), "columns": columns},
+                    "total_chunk_count": 1,
+                    "total_row_count": len(rows),
+                    "chunks": [{"chunk_index": 0, "row_offset": 0, "row_count": len(rows)}],
+                },
+                "result": {"chunk_index": 0, "row_offset": 0, "row_count": len(rows), "data_array": rows},
+            }
         except Exception as exc:  # what the warehouse says about a statement it cannot run
-            answer = {"statement_id": statement_id,
-                      "status": {"state": "FAILED", "error": {"error_code": "BAD_REQUEST", "message": str(exc)[:500]}}}
+            answer = {
+                "statement_id": statement_id,
+                "status": {
+                    "state": "FAILED",
+                    "error": {"error_code": "BAD_REQUEST", "message": str(exc)[:500]},
+                },
+            }
         self.statements[statement_id] = answer
         return answer
 
@@ -559,26 +678,46 @@ class DatabricksEmulator:
         from mlops_dagster.resources.spark import SparkResource
         from mlops_dagster.settings import CONF_DIR
 
-        spark = SparkResource(spark_config=yaml.safe_load((CONF_DIR / "local.yaml").read_text())["spark"]).session()
-        meta = T.StructType([T.StructField(n, T.StringType()) for n in ("cluster_id", "job_id", "job_run_id", "endpoint_name")])
-        usage = T.StructType([
-            T.StructField("record_id", T.StringType()), T.StructField("sku_name", T.StringType()),
-            T.StructField("cloud", T.StringType()), T.StructField("usage_start_time", T.TimestampType()),
-            T.StructField("usage_end_time", T.TimestampType()), T.StructField("usage_date", T.DateType()),
-            T.StructField("custom_tags", T.MapType(T.StringType(), T.StringType())),
-            T.StructField("usage_unit", T.StringType()), T.StructField("usage_quantity", T.DoubleType()),
-            T.StructField("usage_metadata", meta)])
-        spark.createDataFrame([[r[f.name] for f in usage.fields] for r in self.usage], usage) \
-            .createOrReplaceTempView("emulated_billing_usage")
-        spark.sql("SELECT sku_name, 'AWS' AS cloud, 'DBU' AS usage_unit, 'USD' AS currency_code, "
-                  "TIMESTAMP'2020-01-01 00:00:00' AS price_start_time, CAST(NULL AS TIMESTAMP) AS price_end_time, "
-                  "named_struct('default', price) AS pricing FROM VALUES "
-                  + ", ".join(f"('{sku}', {price})" for sku, price in LIST_PRICES.items())
-                  + " AS prices(sku_name, price)").createOrReplaceTempView("emulated_billing_list_prices")
-        args = {p["name"]: date.fromisoformat(p["value"]) if p.get("type") == "DATE" else p.get("value")
-                for p in parameters}
-        sql = statement.replace("system.billing.usage", "emulated_billing_usage") \
-            .replace("system.billing.list_prices", "emulated_billing_list_prices")
+        spark = SparkResource(
+            spark_config=yaml.safe_load((CONF_DIR / "local.yaml").read_text())["spark"]
+        ).session()
+        meta = T.StructType(
+            [
+                T.StructField(n, T.StringType())
+                for n in ("cluster_id", "job_id", "job_run_id", "endpoint_name")
+            ]
+        )
+        usage = T.StructType(
+            [
+                T.StructField("record_id", T.StringType()),
+                T.StructField("sku_name", T.StringType()),
+                T.StructField("cloud", T.StringType()),
+                T.StructField("usage_start_time", T.TimestampType()),
+                T.StructField("usage_end_time", T.TimestampType()),
+                T.StructField("usage_date", T.DateType()),
+                T.StructField("custom_tags", T.MapType(T.StringType(), T.StringType())),
+                T.StructField("usage_unit", T.StringType()),
+                T.StructField("usage_quantity", T.DoubleType()),
+                T.StructField("usage_metadata", meta),
+            ]
+        )
+        spark.createDataFrame(
+            [[r[f.name] for f in usage.fields] for r in self.usage], usage
+        ).createOrReplaceTempView("emulated_billing_usage")
+        spark.sql(
+            "SELECT sku_name, 'AWS' AS cloud, 'DBU' AS usage_unit, 'USD' AS currency_code, "
+            "TIMESTAMP'2020-01-01 00:00:00' AS price_start_time, CAST(NULL AS TIMESTAMP) AS price_end_time, "
+            "named_struct('default', price) AS pricing FROM VALUES "
+            + ", ".join(f"('{sku}', {price})" for sku, price in LIST_PRICES.items())
+            + " AS prices(sku_name, price)"
+        ).createOrReplaceTempView("emulated_billing_list_prices")
+        args = {
+            p["name"]: date.fromisoformat(p["value"]) if p.get("type") == "DATE" else p.get("value")
+            for p in parameters
+        }
+        sql = statement.replace("system.billing.usage", "emulated_billing_usage").replace(
+            "system.billing.list_prices", "emulated_billing_list_prices"
+        )
         return spark.sql(sql, args=args)
 
     def _execute(self, run: EmulatedRun) -> None:
@@ -593,16 +732,25 @@ class DatabricksEmulator:
         workdir = self.root / "runs" / str(run.run_id)
         workdir.mkdir(parents=True)
         run.stdout_path, run.stderr_path = str(workdir / "stdout"), str(workdir / "stderr")
-        spec = {"dbfs_root": str(self.dbfs_root), "python_file": str(self.local_path(spark_task["python_file"])),
-                "parameters": spark_task.get("parameters", []), "secrets": self.secrets,
-                "spark_conf": (run.cluster or {}).get("spark_conf") or {}}
+        spec = {
+            "dbfs_root": str(self.dbfs_root),
+            "python_file": str(self.local_path(spark_task["python_file"])),
+            "parameters": spark_task.get("parameters", []),
+            "secrets": self.secrets,
+            "spark_conf": (run.cluster or {}).get("spark_conf") or {},
+        }
         env = {k: os.environ[k] for k in ("PATH", "HOME", "JAVA_HOME", "LANG", "TMPDIR") if k in os.environ}
         env.update(self.run_env)
         env["DATABRICKS_RUNTIME_VERSION"] = RUNTIME_VERSION
         with open(run.stdout_path, "wb") as out, open(run.stderr_path, "wb") as err:
             process = subprocess.Popen(
                 [sys.executable, str(Path(__file__).with_name("databricks_runtime.py"))],
-                stdin=subprocess.PIPE, stdout=out, stderr=err, cwd=workdir, env=env, start_new_session=True,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=err,
+                cwd=workdir,
+                env=env,
+                start_new_session=True,
             )
             run.pid = process.pid
             run.life_cycle_state, run.ran_from = "RUNNING", int(time.time() * 1000)
@@ -612,7 +760,9 @@ class DatabricksEmulator:
         elif process.returncode == 0:
             self._finish(run, "TERMINATED", "SUCCESS", "")
         else:
-            tail = Path(run.stderr_path).read_text(errors="replace").strip().splitlines()[-1:] or ["no stderr"]
+            tail = Path(run.stderr_path).read_text(errors="replace").strip().splitlines()[-1:] or [
+                "no stderr"
+            ]
             self._finish(run, "TERMINATED", "FAILED", f"Workload failed: {tail[0]}")
 
 

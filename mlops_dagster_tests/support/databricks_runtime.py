@@ -71,7 +71,7 @@ def main() -> None:
     def to_local(path: str) -> str:
         for prefix in ("dbfs:", "/dbfs"):
             if path.startswith(prefix):
-                return os.path.join(root, path[len(prefix):].lstrip("/"))
+                return os.path.join(root, path[len(prefix) :].lstrip("/"))
         return path
 
     from pyspark.sql import SparkSession
@@ -82,19 +82,30 @@ def main() -> None:
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # The emulated cluster's JVM starts like a local session's (class archive, quiet logging): what
     # is emulated is the workspace, not how long a JVM takes to start.
-    builder = (SparkSession.builder.master("local[1]").appName("databricks-emulator")
-               .config("spark.driver.extraJavaOptions", java_options())
-               .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
-               .config("spark.sql.shuffle.partitions", "2").config("spark.sql.session.timeZone", "UTC"))
+    builder = (
+        SparkSession.builder.master("local[1]")
+        .appName("databricks-emulator")
+        .config("spark.driver.extraJavaOptions", java_options())
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.session.timeZone", "UTC")
+    )
     for key, value in spec["spark_conf"].items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     script = spec["python_file"]
     sys.argv = [script, *(to_local(p) for p in spec["parameters"])]
     try:
-        runpy.run_path(script, init_globals={"spark": spark, "sc": spark.sparkContext,
-                                             "dbutils": DBUtils(to_local, spec["secrets"])},
-                       run_name="__main__")
+        runpy.run_path(
+            script,
+            init_globals={
+                "spark": spark,
+                "sc": spark.sparkContext,
+                "dbutils": DBUtils(to_local, spec["secrets"]),
+            },
+            run_name="__main__",
+        )
     finally:
         spark.stop()
 
