@@ -63,18 +63,24 @@ class Load:
 # The estimators: "fast", a logistic regression (one call scores hundreds of rows in about the time
 # of one: the event loop's HTTP work is the limit); "slow", k nearest neighbours among 20,000 rows
 # (each row costs a few ms: the model is the limit, and its queue is what the bound holds).
-MODELS = {"fast": ("sklearn.linear_model.LogisticRegression", 2000),
-          "slow": ("sklearn.neighbors.KNeighborsClassifier", 20_000)}
+MODELS = {
+    "fast": ("sklearn.linear_model.LogisticRegression", 2000),
+    "slow": ("sklearn.neighbors.KNeighborsClassifier", 20_000),
+}
 CELLS = (  # (model, max_queued_requests, load)
-    ("fast", 256, Load(64)), ("fast", 256, Load(512, waits=False)),
-    ("fast", 256, Load(2000, rate=2000)), ("fast", 1_000_000, Load(2000, rate=2000)),
-    ("slow", 256, Load(2000, rate=600)), ("slow", 1_000_000, Load(2000, rate=600)),
+    ("fast", 256, Load(64)),
+    ("fast", 256, Load(512, waits=False)),
+    ("fast", 256, Load(2000, rate=2000)),
+    ("fast", 1_000_000, Load(2000, rate=2000)),
+    ("slow", 256, Load(2000, rate=600)),
+    ("slow", 1_000_000, Load(2000, rate=600)),
 )
 CATEGORIES = ["a", "b", "c", "d"]
 REQUEST_TIMEOUT_S = 30.0
 
 
 # --- the gateway process (`overload.py --serve PORT ROOT BOUND`) ------------------------------------
+
 
 def _model(kind: str):
     """The project's training pipeline (``ml.training.build_pipeline``: impute, one-hot, scale,
@@ -88,8 +94,9 @@ def _model(kind: str):
 
     rng = np.random.default_rng(0)
     estimator, rows = MODELS[kind]
-    frame = pd.DataFrame({**{c: rng.choice(CATEGORIES, rows) for c in STRINGS},
-                          **{c: rng.normal(size=rows) for c in NUMBERS}})
+    frame = pd.DataFrame(
+        {**{c: rng.choice(CATEGORIES, rows) for c in STRINGS}, **{c: rng.normal(size=rows) for c in NUMBERS}}
+    )
     label = (frame["n0"] + (frame["s0"] == "a") > 0.5).astype(int)
     model = build_pipeline(estimator, {}, STRINGS, NUMBERS).fit(frame, label)
     columns = [Column(c, "string") for c in STRINGS] + [Column(c, "double") for c in NUMBERS]
@@ -109,17 +116,35 @@ def serve(port: int, root: str, bound: int, kind: str) -> None:
     model, columns, example = _model(kind)
     lakehouse = LocalLakehouse(root=str(Path(root, "lakehouse")))
     capture = InferenceCapture(lambda rows: lakehouse.write(TABLE, pd.DataFrame(rows), "append")).start()
-    gateway = Gateway(lambda name, version: LoadedModel(model, columns, example), capture, lambda name: TABLE,
-                      max_queued_requests=bound)
-    uvicorn.run(build_app(gateway, Guard(None, HOST)), host=HOST, port=port, log_level="warning",
-                access_log=False, loop="uvloop", http="httptools", timeout_graceful_shutdown=30)
+    gateway = Gateway(
+        lambda name, version: LoadedModel(model, columns, example),
+        capture,
+        lambda name: TABLE,
+        max_queued_requests=bound,
+    )
+    uvicorn.run(
+        build_app(gateway, Guard(None, HOST)),
+        host=HOST,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=30,
+    )
 
 
 # --- the load generator --------------------------------------------------------------------------
 
+
 def _bodies() -> list[bytes]:
-    rows = [{**{c: CATEGORIES[(k + i) % 4] for i, c in enumerate(STRINGS)},
-             **{c: (k % 7 - 3) / 3 for c in NUMBERS}} for k in range(50)]
+    rows = [
+        {
+            **{c: CATEGORIES[(k + i) % 4] for i, c in enumerate(STRINGS)},
+            **{c: (k % 7 - 3) / 3 for c in NUMBERS},
+        }
+        for k in range(50)
+    ]
     return [json.dumps({"dataframe_records": [row]}).encode() for row in rows]
 
 
@@ -132,9 +157,12 @@ async def _send(session, url: str, body: bytes, answers: list) -> dict:
         async with session.post(url, data=body) as response:
             payload = await response.read()
             status: int | str = response.status
-            kept = {"id": response.headers.get("x-request-id"), "retry": response.headers.get("retry-after"),
-                    "code": json.loads(payload).get("error_code") if status != 200 else None}
-    except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+            kept = {
+                "id": response.headers.get("x-request-id"),
+                "retry": response.headers.get("retry-after"),
+                "code": json.loads(payload).get("error_code") if status != 200 else None,
+            }
+    except (TimeoutError, aiohttp.ClientError) as exc:
         status, kept = type(exc).__name__, {}
     answers.append((status, time.perf_counter() - started, kept))
     return kept
@@ -146,8 +174,12 @@ async def _load(url: str, load: Load, requests: int, seconds: float) -> list[tup
 
     bodies, answers, end = _bodies(), [], time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=load.connections)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
-                                     headers={"Content-Type": "application/json"}) as session:
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
+        headers={"Content-Type": "application/json"},
+    ) as session:
+
         async def client(i: int) -> None:  # back to back
             while len(answers) < requests and time.perf_counter() < end:
                 kept = await _send(session, url, bodies[i % len(bodies)], answers)
@@ -178,6 +210,7 @@ async def _load(url: str, load: Load, requests: int, seconds: float) -> list[tup
 
 # --- orchestration -------------------------------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
@@ -185,16 +218,26 @@ def _free_port() -> int:
 
 
 def _call(url: str, method: str = "GET", body: dict | None = None) -> dict:
-    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=json.dumps(body).encode() if body else None,
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read() or b"{}")
 
 
 def _start(port: int, root: Path, bound: int, kind: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    process = subprocess.Popen([sys.executable, __file__, "--serve", str(port), str(root), str(bound), kind],
-                               env=env, start_new_session=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(port), str(root), str(bound), kind],
+        env=env,
+        start_new_session=True,
+    )
     url, deadline = f"http://{HOST}:{port}", time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -204,8 +247,11 @@ def _start(port: int, root: Path, bound: int, kind: str) -> subprocess.Popen:
             break
         except OSError:
             time.sleep(0.2)
-    _call(f"{url}/api/2.0/serving-endpoints", "POST",
-          {"name": "ep", "config": {"served_entities": [{"entity_name": "m", "entity_version": "1"}]}})
+    _call(
+        f"{url}/api/2.0/serving-endpoints",
+        "POST",
+        {"name": "ep", "config": {"served_entities": [{"entity_name": "m", "entity_version": "1"}]}},
+    )
     while _call(f"{url}/api/2.0/serving-endpoints/ep")["state"]["config_update"] == "IN_PROGRESS":
         if time.monotonic() > deadline:
             raise TimeoutError("the endpoint did not become ready")
@@ -237,8 +283,9 @@ def cell(work: Path, kind: str, bound: int, load: Load, requests: int, seconds: 
     process = _start(port, root, bound, kind)
     try:
         started = time.perf_counter()
-        answers = asyncio.run(_load(f"http://{HOST}:{port}/serving-endpoints/ep/invocations", load, requests,
-                                    seconds))
+        answers = asyncio.run(
+            _load(f"http://{HOST}:{port}/serving-endpoints/ep/invocations", load, requests, seconds)
+        )
         took = time.perf_counter() - started
     finally:
         _stop(process)
@@ -246,17 +293,26 @@ def cell(work: Path, kind: str, bound: int, load: Load, requests: int, seconds: 
     refused = [a for a in answers if a[0] == 429]
     captured = LocalLakehouse(root=str(root / "lakehouse")).read(TABLE)
     sent = {kept["id"]: status for status, _, kept in answers if kept.get("id")}
-    inside = {code: captured.loc[captured["status_code"] == code, "latency_ms"].tolist() for code in (200, 429)}
+    inside = {
+        code: captured.loc[captured["status_code"] == code, "latency_ms"].tolist() for code in (200, 429)
+    }
     return {
-        "bound": bound, "load": str(load), "sent": len(answers), "seconds": took,
-        "gateway_p99_200_ms": _percentile(inside[200], 99), "gateway_p99_429_ms": _percentile(inside[429], 99),
+        "bound": bound,
+        "load": str(load),
+        "sent": len(answers),
+        "seconds": took,
+        "gateway_p99_200_ms": _percentile(inside[200], 99),
+        "gateway_p99_429_ms": _percentile(inside[429], 99),
         "statuses": dict(statuses),
-        "refusals_well_formed": all(k["retry"] and k["retry"].isdigit() and k["code"] == "REQUEST_LIMIT_EXCEEDED"
-                                    for _, _, k in refused),
+        "refusals_well_formed": all(
+            k["retry"] and k["retry"].isdigit() and k["code"] == "REQUEST_LIMIT_EXCEEDED"
+            for _, _, k in refused
+        ),
         "p50_200_ms": _percentile([s * 1000 for st, s, _ in answers if st == 200], 50),
         "p99_200_ms": _percentile([s * 1000 for st, s, _ in answers if st == 200], 99),
         "p99_429_ms": _percentile([s * 1000 for st, s, _ in refused], 99),
-        "captured": len(captured), "captured_statuses": dict(Counter(int(s) for s in captured["status_code"])),
+        "captured": len(captured),
+        "captured_statuses": dict(Counter(int(s) for s in captured["status_code"])),
         "captured_matches": dict(zip(captured["request_id"], captured["status_code"].astype(int))) == sent,
     }
 
@@ -270,22 +326,30 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000, help="at most this many requests per cell")
     parser.add_argument("--seconds", type=float, default=10.0, help="at most this long per cell")
     args = parser.parse_args()
-    print(f"machine: {os.cpu_count()} cores; at most {args.requests} requests or {args.seconds:.0f} s per cell\n")
-    print("| model | max_queued_requests | load | sent | s | 200 | 429 | other | 200/s | client: 200 p50 / p99 ms | "
-          "client: 429 p99 ms | gateway: 200 / 429 p99 ms | 429s well formed | inference table rows | "
-          "rows = answers, per request |")
+    print(
+        f"machine: {os.cpu_count()} cores; at most {args.requests} requests or {args.seconds:.0f} s per cell\n"
+    )
+    print(
+        "| model | max_queued_requests | load | sent | s | 200 | 429 | other | 200/s | client: 200 p50 / p99 ms | "
+        "client: 429 p99 ms | gateway: 200 / 429 p99 ms | 429s well formed | inference table rows | "
+        "rows = answers, per request |"
+    )
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="overload-") as work:
         for kind, bound, load in CELLS:
             r = cell(Path(work), kind, bound, load, args.requests, args.seconds)
             st = r["statuses"]
             other = r["sent"] - st.get(200, 0) - st.get(429, 0)
-            print(f"| {kind} | {bound:,} | {load} | {r['sent']:,} | {r['seconds']:.1f} | {st.get(200, 0):,} "
-                  f"| {st.get(429, 0):,} | {other} | {st.get(200, 0) / r['seconds']:,.0f} "
-                  f"| {_ms(r['p50_200_ms'])} / {_ms(r['p99_200_ms'])} | {_ms(r['p99_429_ms'])} "
-                  f"| {_ms(r['gateway_p99_200_ms'])} / {_ms(r['gateway_p99_429_ms'])} "
-                  f"| {'yes' if r['refusals_well_formed'] else 'NO'} | {r['captured']:,} {r['captured_statuses']} "
-                  f"| {'yes' if r['captured_matches'] else 'NO'} |", flush=True)
+            print(
+                f"| {kind} | {bound:,} | {load} | {r['sent']:,} | {r['seconds']:.1f} | {st.get(200, 0):,} "
+                f"| {st.get(429, 0):,} | {other} | {st.get(200, 0) / r['seconds']:,.0f} "
+                f"| {_ms(r['p50_200_ms'])} / {_ms(r['p99_200_ms'])} | {_ms(r['p99_429_ms'])} "
+                f"| {_ms(r['gateway_p99_200_ms'])} / {_ms(r['gateway_p99_429_ms'])} "
+                f"| {'yes' if r['refusals_well_formed'] else 'NO'} | {r['captured']:,} {r['captured_statuses']} "
+                f"| {'yes' if r['captured_matches'] else 'NO'} |",
+                flush=True,
+            )
+
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:

@@ -499,8 +499,11 @@ def main(argv: list[str] | None = None) -> int:
     boot.add_argument("--target", required=True, choices=[t for t in TARGETS if t != "local"])
     features = command("features", help="the feature registry: tables, features, owners, versions, users")
     features.add_argument("--table", help="one table (short or catalog.schema.table name)")
-    migrate = command("migrate", help="move an MLOPS_HOME of the previous release (tables in schema churn, "
-                                      "landing files flat in landing/) to today's format")
+    migrate = command(
+        "migrate",
+        help="move an MLOPS_HOME of the previous release (tables in schema churn, "
+        "landing files flat in landing/) to today's format",
+    )
     migrate.add_argument("--dry-run", action="store_true", help="print what would move, move nothing")
     args = parser.parse_args(argv)
 

@@ -16,10 +16,10 @@ from mlops_dagster.serving.admission import RETRY_AFTER_MAX_SECONDS, Admission, 
 
 from .test_gateway import CountingModel, Server
 
-BOUND = 4            # requests the endpoint holds at once
-DELAY = 0.05         # seconds added to each model call: at most 20 calls (of <= BOUND requests) a second
-CLIENTS = 32         # concurrent callers
-REQUESTS = 480       # sent in all (bounded: the test stops by itself in a few seconds)
+BOUND = 4  # requests the endpoint holds at once
+DELAY = 0.05  # seconds added to each model call: at most 20 calls (of <= BOUND requests) a second
+CLIENTS = 32  # concurrent callers
+REQUESTS = 480  # sent in all (bounded: the test stops by itself in a few seconds)
 
 
 def test_past_the_bound_requests_get_a_quick_429_and_every_one_is_captured(tmp_path):
@@ -38,7 +38,10 @@ def test_past_the_bound_requests_get_a_quick_429_and_every_one_is_captured(tmp_p
         for status, body, headers in answers:
             if status == 429:
                 assert body["error_code"] == "REQUEST_LIMIT_EXCEEDED", body
-                assert f"limit of {BOUND} requests" in body["message"] and "max_queued_requests" in body["message"]
+                assert (
+                    f"limit of {BOUND} requests" in body["message"]
+                    and "max_queued_requests" in body["message"]
+                )
                 assert headers["retry-after"].isdigit() and 1 <= int(headers["retry-after"]) <= 60, headers
                 assert "served-model-name" not in headers
             else:
@@ -57,11 +60,13 @@ def test_past_the_bound_requests_get_a_quick_429_and_every_one_is_captured(tmp_p
     assert refused["latency_ms"].median() < DELAY * 1000 / 5  # answered without waiting for a model call
     by_status = Counter(mine["status_code"])
     ok = mine.loc[mine["status_code"] == 200, "latency_ms"]
-    print(f"\noverload: {REQUESTS} requests from {CLIENTS} clients in {seconds:.2f} s, bound {BOUND}, "
-          f"{DELAY * 1000:.0f} ms per model call ({calls} calls): {statuses[200]} x 200, "
-          f"{statuses[429]} x 429; inference table: {len(mine)} rows ({by_status[200]} x 200, "
-          f"{by_status[429]} x 429); latency p50 of a 429 {refused['latency_ms'].median():.2f} ms "
-          f"(max {refused['latency_ms'].max():.1f}), of a 200 {ok.median():.1f} ms (max {ok.max():.1f})")
+    print(
+        f"\noverload: {REQUESTS} requests from {CLIENTS} clients in {seconds:.2f} s, bound {BOUND}, "
+        f"{DELAY * 1000:.0f} ms per model call ({calls} calls): {statuses[200]} x 200, "
+        f"{statuses[429]} x 429; inference table: {len(mine)} rows ({by_status[200]} x 200, "
+        f"{by_status[429]} x 429); latency p50 of a 429 {refused['latency_ms'].median():.2f} ms "
+        f"(max {refused['latency_ms'].max():.1f}), of a 200 {ok.median():.1f} ms (max {ok.max():.1f})"
+    )
 
 
 def test_databricks_sdk_waits_the_retry_after_and_its_retry_is_answered(tmp_path):
@@ -101,7 +106,9 @@ def test_each_endpoint_has_its_own_bound_from_its_use_case(tmp_path):
         server.gateway.max_queued_requests, server.gateway.queue_bounds = 7, {"other": 3}
         server.deploy({"1": 100}, create=True)
         config = {"served_entities": [{"entity_name": "m", "entity_version": "1"}]}
-        assert server.call("POST", "/api/2.0/serving-endpoints", {"name": "other", "config": config})[0] == 200
+        assert (
+            server.call("POST", "/api/2.0/serving-endpoints", {"name": "other", "config": config})[0] == 200
+        )
         assert {n: e.admission.bound for n, e in server.gateway.endpoints.items()} == {"ep": 7, "other": 3}
         before = server.gateway.endpoints["ep"].admission
         server.deploy({"1": 100})  # a config swap keeps the endpoint's count
@@ -116,7 +123,10 @@ def test_admission_counts_refuses_and_says_when_to_retry():
         with pytest.raises(Overloaded) as refused, admission.admit():
             pass
         assert (refused.value.status, refused.value.error_code, refused.value.retry_after) == (
-            429, "REQUEST_LIMIT_EXCEEDED", 1)
+            429,
+            "REQUEST_LIMIT_EXCEEDED",
+            1,
+        )
     assert (admission.held, admission.refused) == (0, 1)
     with pytest.raises(RuntimeError), admission.admit():
         raise RuntimeError("the model failed")

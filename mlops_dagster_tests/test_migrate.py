@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,14 +23,20 @@ from mlops_dagster.settings import load_project
 
 CATALOG = "ml_dev_catalog"
 # The tables of a format-1 home after a few runs (names unchanged since; only the schema moved).
-OLD_TABLES = {"raw_customers": 5, "raw_customers_quarantine": 1, "churn_features": 10, "churn_predictions": 5,
-              "audit_log": 7}
+OLD_TABLES = {
+    "raw_customers": 5,
+    "raw_customers_quarantine": 1,
+    "churn_features": 10,
+    "churn_predictions": 5,
+    "audit_log": 7,
+}
 CUSTOMER_FILES = ("customers_7043_seed42.csv", "customers_drifted_7043_seed7.csv")
 
 
 def _csv(path: Path, columns: list[str], rows: int) -> None:
-    path.write_text(",".join(columns) + "\n" + "".join(",".join(f"{c}{i}" for c in columns) + "\n"
-                                                      for i in range(rows)))
+    path.write_text(
+        ",".join(columns) + "\n" + "".join(",".join(f"{c}{i}" for c in columns) + "\n" for i in range(rows))
+    )
 
 
 def old_home(root: Path, tables: bool = True) -> Path:
@@ -48,21 +54,36 @@ def old_home(root: Path, tables: bool = True) -> Path:
     schema = root / "lakehouse" / CATALOG / "churn"
     for name, rows in OLD_TABLES.items():
         write_deltalake(str(schema / name), pa.table({"id": pa.array(range(rows // 2 + 1), pa.int64())}))
-        write_deltalake(str(schema / name), pa.table({"id": pa.array(range(rows // 2 + 1, rows), pa.int64())}),
-                        mode="append")
+        write_deltalake(
+            str(schema / name),
+            pa.table({"id": pa.array(range(rows // 2 + 1, rows), pa.int64())}),
+            mode="append",
+        )
     # As that release's ingestion logged its files: the listing's path, size and mtime, and the run.
     files = sorted(landing.iterdir())
-    mtimes = [datetime.fromtimestamp(f.stat().st_mtime, tz=timezone.utc) for f in files]
-    write_deltalake(str(schema / "landing_file_log"), pa.table({
-        "file_path": [str(f.resolve()) for f in files], "size_bytes": [f.stat().st_size for f in files],
-        "modified_at": pa.array(mtimes, pa.timestamp("us", tz="UTC")), "rows_loaded": [3] * len(files),
-        "dagster_run_id": ["run-1"] * len(files)}))
+    mtimes = [datetime.fromtimestamp(f.stat().st_mtime, tz=UTC) for f in files]
+    write_deltalake(
+        str(schema / "landing_file_log"),
+        pa.table(
+            {
+                "file_path": [str(f.resolve()) for f in files],
+                "size_bytes": [f.stat().st_size for f in files],
+                "modified_at": pa.array(mtimes, pa.timestamp("us", tz="UTC")),
+                "rows_loaded": [3] * len(files),
+                "dagster_run_id": ["run-1"] * len(files),
+            }
+        ),
+    )
     return root
 
 
 def tree(root: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``root`` with its size and modification time."""
-    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def new_table(root: Path, name: str) -> Path:
@@ -74,29 +95,50 @@ def test_migrate_moves_every_table_and_landing_file(local_root, capsys):
     assert main(["migrate"]) == 0
     out = capsys.readouterr().out
     assert f"MLOPS_HOME {home} is in the previous format" in out
-    assert "raw_customers" in out and "lakehouse/ml_dev_catalog/churn/ -> lakehouse/ml_dev_catalog/mlops/" in out
+    assert (
+        "raw_customers" in out and "lakehouse/ml_dev_catalog/churn/ -> lakehouse/ml_dev_catalog/mlops/" in out
+    )
     assert "landing/" in out and "landing/churn/" in out and "2 file(s)" in out
 
     for name, rows in {**OLD_TABLES, "landing_file_log": 2}.items():
         table = DeltaTable(str(new_table(home, name)))
         assert table.count() == rows, name
-        assert DeltaTable(str(new_table(home, name)), version=0).to_pyarrow_table().num_rows > 0  # history kept
+        assert (
+            DeltaTable(str(new_table(home, name)), version=0).to_pyarrow_table().num_rows > 0
+        )  # history kept
         assert f"{name}" in out
     assert not (home / "lakehouse" / CATALOG / "churn").exists()
     assert sorted(p.name for p in (home / "landing" / "churn").iterdir()) == sorted(CUSTOMER_FILES)
     assert not any(p.is_file() for p in (home / "landing").iterdir())
     # The ingestion log names the files where they are now: the next run does not ingest them again.
-    logged = DeltaTable(str(new_table(home, "landing_file_log"))).to_pyarrow_table().column("file_path").to_pylist()
+    logged = (
+        DeltaTable(str(new_table(home, "landing_file_log")))
+        .to_pyarrow_table()
+        .column("file_path")
+        .to_pylist()
+    )
     assert sorted(logged) == sorted(str((home / "landing" / "churn" / f).resolve()) for f in CUSTOMER_FILES)
     assert "landing_file_log: 2 row(s) now name their file's new path" in out
     # and today's ingestion, asked for every new or changed file, finds none but a file added since.
     churn = load_project().use_case("churn")
-    source = Source("customers", churn.landing_path, churn.dataset, {}, "customerID", "raw_customers",
-                    "raw_customers_quarantine", "churn_ingestion", "", required=True)
+    source = Source(
+        "customers",
+        churn.landing_path,
+        churn.dataset,
+        {},
+        "customerID",
+        "raw_customers",
+        "raw_customers_quarantine",
+        "churn_ingestion",
+        "",
+        required=True,
+    )
     lakehouse = LocalLakehouse(root=str(home / "lakehouse"))
     assert files_to_ingest(lakehouse, churn, source, []) == []
     _csv(home / "landing" / "churn" / "customers_new.csv", list(churn.dataset.columns), 1)
-    assert [Path(f["file_path"]).name for f in files_to_ingest(lakehouse, churn, source, [])] == ["customers_new.csv"]
+    assert [Path(f["file_path"]).name for f in files_to_ingest(lakehouse, churn, source, [])] == [
+        "customers_new.csv"
+    ]
     assert json.loads((home / "format.json").read_text()) == {"format": 2}
     assert (home / "mlflow" / "mlflow.db").read_bytes() == b"sqlite"  # untouched: its names did not change
     check_home(load_project())  # today's code reads it
@@ -188,7 +230,10 @@ def test_bootstrap_tells_a_schema_of_another_format():
             return SimpleNamespace(properties={"mlops_dagster.format": "1"})
 
     outcome = _schema(SimpleNamespace(schemas=Schemas()), "ml_dev_catalog", "mlops", LookupError)
-    assert outcome.result == "exists" and "mlops_dagster.format is 1, this release writes format 2" in outcome.detail
+    assert (
+        outcome.result == "exists"
+        and "mlops_dagster.format is 1, this release writes format 2" in outcome.detail
+    )
 
 
 def test_runs_from_dagster_are_refused_when_the_lakehouse_is_set_up(local_root):
@@ -223,9 +268,11 @@ def _as_format_1(home: Path) -> None:
             moved[str(path.resolve())] = str(path.rename(home / "landing" / path.name).resolve())
     log = DeltaTable(str(tables / "churn" / "landing_file_log")).to_pyarrow_table()
     paths = [moved.get(p, p) for p in log.column("file_path").to_pylist()]
-    write_deltalake(str(tables / "churn" / "landing_file_log"),
-                    log.set_column(log.schema.get_field_index("file_path"), "file_path", pa.array(paths)),
-                    mode="overwrite")
+    write_deltalake(
+        str(tables / "churn" / "landing_file_log"),
+        log.set_column(log.schema.get_field_index("file_path"), "file_path", pa.array(paths)),
+        mode="overwrite",
+    )
     (home / "format.json").unlink()
 
 
@@ -252,7 +299,9 @@ def test_ingestion_and_features_go_on_after_a_migration_without_ingesting_anythi
         assert not refused.success
         told = " ".join(f"{e.message} {e.event_specific_data}" for e in refused.all_events)
         assert f"MLOPS_HOME {project.root} is in the previous format" in told
-        assert {k: v for k, v in tree(project.root).items() if k.startswith(("lakehouse", "landing"))} == before
+        assert {
+            k: v for k, v in tree(project.root).items() if k.startswith(("lakehouse", "landing"))
+        } == before
 
         assert migrate(project.use_cases) == 0
         again = project.run("lifecycle_job", selection=stages)

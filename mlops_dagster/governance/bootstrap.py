@@ -64,9 +64,11 @@ def bootstrap(
     try:
         workspace.catalogs.get(catalog)
     except NotFound:
-        raise BootstrapError(f"catalog {catalog} does not exist: a metastore admin creates it "
-                             f"(CREATE CATALOG {catalog}) and grants this identity USE_CATALOG and "
-                             "CREATE_SCHEMA on it; then run bootstrap again") from None
+        raise BootstrapError(
+            f"catalog {catalog} does not exist: a metastore admin creates it "
+            f"(CREATE CATALOG {catalog}) and grants this identity USE_CATALOG and "
+            "CREATE_SCHEMA on it; then run bootstrap again"
+        ) from None
     outcomes = [_schema(workspace, catalog, schema, NotFound)]
     outcomes += [_volume(workspace, catalog, schema, name, NotFound) for name in VOLUMES]
     chosen = project.select(use_case)
@@ -97,13 +99,22 @@ def _schema(workspace, catalog: str, schema: str, not_found) -> Outcome:
     try:
         found = workspace.schemas.get(name)
     except not_found:
-        workspace.schemas.create(name=schema, catalog_name=catalog, properties={FORMAT_PROPERTY: str(HOME_FORMAT)},
-                                 comment="mlops_dagster: tables, models, inference tables")
+        workspace.schemas.create(
+            name=schema,
+            catalog_name=catalog,
+            properties={FORMAT_PROPERTY: str(HOME_FORMAT)},
+            comment="mlops_dagster: tables, models, inference tables",
+        )
         return Outcome("schema", name, "created", f"format {HOME_FORMAT} ({FORMAT_PROPERTY})")
     recorded = (found.properties or {}).get(FORMAT_PROPERTY)
     if recorded is not None and recorded != str(HOME_FORMAT):
-        return Outcome("schema", name, "exists", f"its {FORMAT_PROPERTY} is {recorded}, this release writes "
-                                                 f"format {HOME_FORMAT}: see the Upgrading page of the docs")
+        return Outcome(
+            "schema",
+            name,
+            "exists",
+            f"its {FORMAT_PROPERTY} is {recorded}, this release writes "
+            f"format {HOME_FORMAT}: see the Upgrading page of the docs",
+        )
     return Outcome("schema", name, "exists")
 
 

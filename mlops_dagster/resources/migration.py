@@ -17,9 +17,10 @@ import fnmatch
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..settings import ConfigError
 from ..settings.constants import HOME_FORMAT, HOME_FORMAT_FILE
@@ -61,7 +62,7 @@ class Plan:
         return not (self.tables or self.files)
 
 
-def home_of(project: "Project") -> Path | None:
+def home_of(project: Project) -> Path | None:
     """The home holding the project's local state (None: Unity Catalog tables and volumes)."""
     return project.default.root
 
@@ -74,8 +75,9 @@ def recorded_format(home: Path) -> int | None:
     try:
         return int(json.loads(path.read_text())["format"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise HomeFormatError(f"{path} is not a format file ({exc}): it should read "
-                              f'{{"format": {HOME_FORMAT}}}') from None
+        raise HomeFormatError(
+            f'{path} is not a format file ({exc}): it should read {{"format": {HOME_FORMAT}}}'
+        ) from None
 
 
 def record_format(home: Path) -> Path:
@@ -89,17 +91,21 @@ def record_format(home: Path) -> Path:
 
 
 def _newer(home: Path, found: int) -> HomeFormatError:
-    return HomeFormatError(f"MLOPS_HOME {home} is in format {found}, written by a newer release of mlops_dagster "
-                           f"(this one reads format {HOME_FORMAT}): upgrade, or use another MLOPS_HOME")
+    return HomeFormatError(
+        f"MLOPS_HOME {home} is in format {found}, written by a newer release of mlops_dagster "
+        f"(this one reads format {HOME_FORMAT}): upgrade, or use another MLOPS_HOME"
+    )
 
 
 def _previous(home: Path) -> HomeFormatError:
-    return HomeFormatError(f"MLOPS_HOME {home} is in the previous format (tables in schema {OLD_SCHEMA}, landing "
-                           "files flat in landing/), which this release does not read: run `mlops migrate` "
-                           "to move it forward (`mlops migrate --dry-run` shows what it would move)")
+    return HomeFormatError(
+        f"MLOPS_HOME {home} is in the previous format (tables in schema {OLD_SCHEMA}, landing "
+        "files flat in landing/), which this release does not read: run `mlops migrate` "
+        "to move it forward (`mlops migrate --dry-run` shows what it would move)"
+    )
 
 
-def check_home(project: "Project") -> None:
+def check_home(project: Project) -> None:
     """Before anything writes: refuse a home this code cannot read, else record today's format in
     a home used for the first time. Nothing to check on a target without a local home."""
     home = home_of(project)
@@ -141,7 +147,7 @@ def check_lakehouse_home(lakehouse_root: str) -> None:
         record_format(home)
 
 
-def in_previous_format(project: "Project") -> bool:
+def in_previous_format(project: Project) -> bool:
     """Format 1's layout is there: a Delta table in the old schema's folder, or a landing file of a
     use case flat in ``landing/``."""
     old, new = _table_folders(project)
@@ -150,7 +156,7 @@ def in_previous_format(project: "Project") -> bool:
     return any(_flat_files(project))
 
 
-def _table_folders(project: "Project") -> tuple[Path, Path]:
+def _table_folders(project: Project) -> tuple[Path, Path]:
     shared = project.default
     lakehouse = shared.root / "lakehouse" / shared.catalog
     return lakehouse / OLD_SCHEMA, lakehouse / shared.schema_
@@ -164,22 +170,24 @@ def _delta_tables(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and DeltaTable.is_deltatable(str(p)))
 
 
-def _landing_use_cases(project: "Project") -> list["Settings"]:
+def _landing_use_cases(project: Project) -> list[Settings]:
     """The use cases reading landing files from their default folder, ``landing/<use case>``."""
     return [u for u in project.use_cases if u.landing is None and u.dataset.source is None]
 
 
-def _landing_root(project: "Project") -> Path:
+def _landing_root(project: Project) -> Path:
     return Path(project.default.volume_path("landing"))
 
 
-def _flat_files(project: "Project") -> list[Path]:
+def _flat_files(project: Project) -> list[Path]:
     """Files directly in ``landing/`` that a use case's ``file_pattern`` matches."""
     root = _landing_root(project)
     patterns = [u.dataset.file_pattern for u in _landing_use_cases(project)]
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_file() and any(fnmatch.fnmatch(p.name, s) for s in patterns))
+    return sorted(
+        p for p in root.iterdir() if p.is_file() and any(fnmatch.fnmatch(p.name, s) for s in patterns)
+    )
 
 
 def rows(table: Path) -> int:
@@ -188,7 +196,7 @@ def rows(table: Path) -> int:
     return DeltaTable(str(table)).count()
 
 
-def _owner_of_table(project: "Project", table: str) -> str:
+def _owner_of_table(project: Project, table: str) -> str:
     for use in project.use_cases:
         names = use.names
         if table in (names.raw, names.quarantine) or table.startswith(f"{use.name}_"):
@@ -196,7 +204,7 @@ def _owner_of_table(project: "Project", table: str) -> str:
     return "project"
 
 
-def _header_fits(use: "Settings", path: Path) -> bool:
+def _header_fits(use: Settings, path: Path) -> bool:
     """The CSV file's first line names every column of the use case's contract."""
     options = use.dataset.csv
     if not options.header:
@@ -209,7 +217,7 @@ def _header_fits(use: "Settings", path: Path) -> bool:
     return set(use.dataset.columns) <= {h.strip() for h in header}
 
 
-def _file_owner(project: "Project", path: Path, old_tables: Path, forced: str | None) -> "Settings | str | None":
+def _file_owner(project: Project, path: Path, old_tables: Path, forced: str | None) -> Settings | str | None:
     """Whose flat landing file ``path`` is: a use case, a problem (text), or None (not one of
     ``forced``'s files, left in place). Several patterns may match (the shipped demos' are both
     ``*.csv``): the old home's own tables tell, then the file's header against each contract."""
@@ -223,11 +231,13 @@ def _file_owner(project: "Project", path: Path, old_tables: Path, forced: str | 
         found = [u for u in found if _header_fits(u, path)] or found
     if len(found) == 1:
         return found[0]
-    return (f"cannot tell whose landing file landing/{path.name} is (it suits {', '.join(u.name for u in found)}): "
-            "name its use case with mlops migrate --use-case NAME")
+    return (
+        f"cannot tell whose landing file landing/{path.name} is (it suits {', '.join(u.name for u in found)}): "
+        "name its use case with mlops migrate --use-case NAME"
+    )
 
 
-def _landing_moves(project: "Project", plan: Plan, forced: str | None) -> None:
+def _landing_moves(project: Project, plan: Plan, forced: str | None) -> None:
     owners = set()
     for path in _flat_files(project):
         owner = _file_owner(project, path, plan.old_tables, forced)
@@ -243,15 +253,20 @@ def _landing_moves(project: "Project", plan: Plan, forced: str | None) -> None:
         return
     candidates = [forced] if forced else sorted(owners)
     if len(candidates) != 1:
-        plan.problems.append(f"cannot tell whose outcome files landing/{GROUND_TRUTH}/ holds: name its use case "
-                             "with mlops migrate --use-case NAME")
+        plan.problems.append(
+            f"cannot tell whose outcome files landing/{GROUND_TRUTH}/ holds: name its use case "
+            "with mlops migrate --use-case NAME"
+        )
         return
     use = project.use_case(candidates[0])
-    plan.files += [Move(p, Path(use.ground_truth_path) / p.name, use.name)
-                   for p in sorted(outcomes.iterdir()) if p.is_file()]
+    plan.files += [
+        Move(p, Path(use.ground_truth_path) / p.name, use.name)
+        for p in sorted(outcomes.iterdir())
+        if p.is_file()
+    ]
 
 
-def plan_migration(project: "Project", use_case: str | None = None) -> Plan:
+def plan_migration(project: Project, use_case: str | None = None) -> Plan:
     """What migrating the project's home moves, nothing moved yet: every Delta table of the old
     schema into the project's schema, every flat landing file into its use case's folder."""
     old, new = _table_folders(project)
@@ -259,14 +274,22 @@ def plan_migration(project: "Project", use_case: str | None = None) -> Plan:
     if use_case is not None:
         project.use_case(use_case)  # an unknown name is a ConfigError naming the use cases
     if old != new:
-        plan.tables = [Move(t, new / t.name, _owner_of_table(project, t.name), rows(t)) for t in _delta_tables(old)]
-        kept = sorted(p.name for p in old.iterdir() if p not in {m.source for m in plan.tables}) if old.is_dir() else []
+        plan.tables = [
+            Move(t, new / t.name, _owner_of_table(project, t.name), rows(t)) for t in _delta_tables(old)
+        ]
+        kept = (
+            sorted(p.name for p in old.iterdir() if p not in {m.source for m in plan.tables})
+            if old.is_dir()
+            else []
+        )
         plan.left += [f"{old.relative_to(plan.home)}/{name} (not a Delta table)" for name in kept]
     _landing_moves(project, plan, use_case)
     for move in [*plan.tables, *plan.files]:
         if move.target.exists():
-            plan.problems.append(f"{move.target} already exists: {move.source.relative_to(plan.home)} would "
-                                 "overwrite it (move or remove one of them, then migrate again)")
+            plan.problems.append(
+                f"{move.target} already exists: {move.source.relative_to(plan.home)} would "
+                "overwrite it (move or remove one of them, then migrate again)"
+            )
     return plan
 
 
@@ -295,12 +318,17 @@ def describe(plan: Plan) -> str:
         lines += [f"  {m.source.name:<40} {m.rows:>10,} rows  ({m.use_case})" for m in plan.tables]
     if plan.files:
         lines.append("Landing files:")
-        lines += [f"  {_folder(home, source):<28} -> {_folder(home, target):<34} {count:>5} file(s) "
-                  f"(it holds {_files_in(target)} now)" for (source, target), count in _file_groups(plan).items()]
+        lines += [
+            f"  {_folder(home, source):<28} -> {_folder(home, target):<34} {count:>5} file(s) "
+            f"(it holds {_files_in(target)} now)"
+            for (source, target), count in _file_groups(plan).items()
+        ]
     log = _landing_log(plan)
     if log is not None and plan.files:
-        lines.append(f"{LANDING_LOG}: {_repointed(log, _moved_paths(plan))} row(s) will name their file's new path "
-                     "(so the next run does not ingest the moved files again)")
+        lines.append(
+            f"{LANDING_LOG}: {_repointed(log, _moved_paths(plan))} row(s) will name their file's new path "
+            "(so the next run does not ingest the moved files again)"
+        )
     if plan.left:
         lines += ["Left in place:", *(f"  {left}" for left in plan.left)]
     return "\n".join(lines)
@@ -334,8 +362,12 @@ def _repointed(log: Path, moved: dict[str, str], write: bool = False) -> int:
     if write and changed:
         index = data.schema.get_field_index("file_path")
         data = data.set_column(index, data.schema.field(index), pa.array(now, data.schema.field(index).type))
-        write_deltalake(str(log), data, mode="overwrite",
-                        commit_properties=CommitProperties(custom_metadata={"mlops.migrate": "landing files moved"}))
+        write_deltalake(
+            str(log),
+            data,
+            mode="overwrite",
+            commit_properties=CommitProperties(custom_metadata={"mlops.migrate": "landing files moved"}),
+        )
     return changed
 
 
@@ -352,8 +384,10 @@ def apply(plan: Plan) -> str:
         shutil.move(str(move.source), str(move.target))
         after = rows(move.target)
         if after != move.rows:
-            raise HomeFormatError(f"{move.target} counts {after} rows after the move, {move.rows} before: "
-                                  "nothing else was moved; compare it with a backup before going on")
+            raise HomeFormatError(
+                f"{move.target} counts {after} rows after the move, {move.rows} before: "
+                "nothing else was moved; compare it with a backup before going on"
+            )
         lines.append(f"  {move.target.relative_to(plan.home)!s:<60} {after:>10,} rows (was {move.rows:,})")
     # The log first: should the moves stop half-way, a second migrate moves the rest of the files,
     # and the log already names where they go.
@@ -362,8 +396,10 @@ def apply(plan: Plan) -> str:
     for move in plan.files:
         move.target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(move.source), str(move.target))
-    lines += [f"  {_folder(plan.home, target):<60} {_files_in(target):>10,} file(s) (was {before})"
-              for target, before in targets.items()]
+    lines += [
+        f"  {_folder(plan.home, target):<60} {_files_in(target):>10,} file(s) (was {before})"
+        for target, before in targets.items()
+    ]
     if repointed:
         lines.append(f"{LANDING_LOG}: {repointed} row(s) now name their file's new path")
     if plan.old_tables.is_dir() and not any(plan.old_tables.iterdir()):
@@ -371,15 +407,18 @@ def apply(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def migrate(project: "Project", dry_run: bool = False, use_case: str | None = None,
-            say: Callable[[str], None] = print) -> int:
+def migrate(
+    project: Project, dry_run: bool = False, use_case: str | None = None, say: Callable[[str], None] = print
+) -> int:
     """``mlops migrate``: move the project's home from the previous format to today's and record
     the format; a home already in today's format is left alone. Nothing moves when anything is in
     the way (a table or file already in the new place, a landing file whose use case is unclear)."""
     home = home_of(project)
     if home is None:
-        say("mlops migrate moves a local home (MLOPS_HOME); this target keeps its tables in Unity Catalog: "
-            "see the Upgrading page of the docs")
+        say(
+            "mlops migrate moves a local home (MLOPS_HOME); this target keeps its tables in Unity Catalog: "
+            "see the Upgrading page of the docs"
+        )
         return 1
     found = recorded_format(home)
     if found == HOME_FORMAT:
@@ -389,8 +428,10 @@ def migrate(project: "Project", dry_run: bool = False, use_case: str | None = No
         check_home(project)  # the error says a newer release wrote it
     plan = plan_migration(project, use_case)
     if plan.empty and not plan.problems:
-        say(f"MLOPS_HOME {home} holds nothing in the previous format"
-            + ("" if dry_run else f": format {HOME_FORMAT} recorded in {record_format(home)}"))
+        say(
+            f"MLOPS_HOME {home} holds nothing in the previous format"
+            + ("" if dry_run else f": format {HOME_FORMAT} recorded in {record_format(home)}")
+        )
         return 0
     say(describe(plan))
     if plan.problems:

@@ -23,9 +23,12 @@ class Overloaded(BadRequest):
     """The endpoint holds as many requests as it may: a 429 with ``Retry-After`` seconds."""
 
     def __init__(self, endpoint: str, bound: int, retry_after: int):
-        super().__init__(f"endpoint {endpoint!r} is at its limit of {bound} requests waiting or being scored "
-                         f"(serving.max_queued_requests): retry after {retry_after} s",
-                         status=429, error_code="REQUEST_LIMIT_EXCEEDED")
+        super().__init__(
+            f"endpoint {endpoint!r} is at its limit of {bound} requests waiting or being scored "
+            f"(serving.max_queued_requests): retry after {retry_after} s",
+            status=429,
+            error_code="REQUEST_LIMIT_EXCEEDED",
+        )
         self.retry_after = retry_after
 
 
@@ -39,9 +42,9 @@ class Admission:
         if bound < 1:
             raise ValueError(f"the bound must be at least 1 request, not {bound}")
         self.endpoint, self.bound, self.smoothing = endpoint, bound, smoothing
-        self.held = 0            # admitted and not answered yet: waiting, parsed, or being scored
+        self.held = 0  # admitted and not answered yet: waiting, parsed, or being scored
         self.refused = 0
-        self.seconds = 0.0       # a moving average of how long an admitted request is held
+        self.seconds = 0.0  # a moving average of how long an admitted request is held
 
     def retry_after(self) -> int:
         """Whole seconds, at least 1: a request refused now finds room about when the requests

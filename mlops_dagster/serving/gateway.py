@@ -390,8 +390,9 @@ class Gateway:
                 f"endpoint {name!r} does not exist", status=404, error_code="RESOURCE_DOES_NOT_EXIST"
             )
         if endpoint is None:
-            endpoint = self.endpoints[name] = Endpoint(name, max_queued_requests=self.queue_bounds.get(
-                name, self.max_queued_requests))
+            endpoint = self.endpoints[name] = Endpoint(
+                name, max_queued_requests=self.queue_bounds.get(name, self.max_queued_requests)
+            )
         elif endpoint.config_update == "IN_PROGRESS":
             raise BadRequest(
                 f"endpoint {name!r} has an update in progress", status=409, error_code="RESOURCE_CONFLICT"
@@ -468,13 +469,20 @@ class Gateway:
             served = config.pick(self.rng)
             size = len(body) if size is None else size
             if size > self.max_body_bytes:
-                raise BadRequest(f"request body of {size} bytes exceeds the limit of {self.max_body_bytes}",
-                                 status=413, error_code="REQUEST_LIMIT_EXCEEDED")
+                raise BadRequest(
+                    f"request body of {size} bytes exceeds the limit of {self.max_body_bytes}",
+                    status=413,
+                    error_code="REQUEST_LIMIT_EXCEEDED",
+                )
             with endpoint.admission.admit():  # past the bound: Overloaded, a 429 before any work
                 predictions = await self._score(endpoint, config, served, body, request_id)
             status, response, error = 200, {"predictions": predictions}, None
         except BadRequest as exc:
-            status, response, error = exc.status, {"error_code": exc.error_code, "message": str(exc)}, str(exc)
+            status, response, error = (
+                exc.status,
+                {"error_code": exc.error_code, "message": str(exc)},
+                str(exc),
+            )
             retry_after = exc.retry_after if isinstance(exc, Overloaded) else None
         except Exception as exc:  # the model itself failed: a server error, still captured
             log.exception("endpoint %s: scoring failed", name)
@@ -492,21 +500,27 @@ class Gateway:
             headers["retry-after"] = str(retry_after)
         return status, response, headers
 
-    async def _score(self, endpoint: Endpoint, config: Config, served: ServedModel, body: bytes, request_id: str):
+    async def _score(
+        self, endpoint: Endpoint, config: Config, served: ServedModel, body: bytes, request_id: str
+    ):
         """Parse ``body`` (with online features if the endpoint has them), mirror it, score it on ``served``."""
         features = self.features.get(endpoint.name)
         if features is None:
             rows = parse_rows(body, served.loaded.columns, self.max_rows)
         else:
             rows = await asyncio.get_running_loop().run_in_executor(
-                self.lookups, parse_rows, body, served.loaded.columns, self.max_rows, features.fill)
+                self.lookups, parse_rows, body, served.loaded.columns, self.max_rows, features.fill
+            )
         for shadow, percent in config.shadows:
             if shadow != served.name and self.rng.random() * 100 < percent:
                 asyncio.get_running_loop().create_task(
-                    self._mirror(endpoint, config.served[shadow], rows, body, request_id))
+                    self._mirror(endpoint, config.served[shadow], rows, body, request_id)
+                )
         return await served.batcher.predict(rows)
 
-    async def _mirror(self, endpoint: Endpoint, shadow: ServedModel, rows, body: bytes, request_id: str) -> None:
+    async def _mirror(
+        self, endpoint: Endpoint, shadow: ServedModel, rows, body: bytes, request_id: str
+    ) -> None:
         """Score a copy on the shadow model. It takes a place under the endpoint's bound like a
         request (the shadow shares the model thread): with none free it is skipped, captured as 429."""
         started = time.perf_counter()
@@ -517,8 +531,17 @@ class Gateway:
             status, response, error = 429, {"error_code": exc.error_code, "message": str(exc)}, str(exc)
         except Exception as exc:
             status, response, error = 500, {}, f"{type(exc).__name__}: {exc}"
-        self._capture(endpoint.name, request_id, shadow, status, (time.perf_counter() - started) * 1000, body,
-                      response, error, mirrored=True)
+        self._capture(
+            endpoint.name,
+            request_id,
+            shadow,
+            status,
+            (time.perf_counter() - started) * 1000,
+            body,
+            response,
+            error,
+            mirrored=True,
+        )
 
     def _capture(self, name, request_id, served, status, latency, body, response, error, mirrored) -> None:
         if self.capture is None:

@@ -94,9 +94,17 @@ def build_gateway(project: Project) -> Gateway:
     recorder = InferenceCapture(write, cfg.capture_batch_size, cfg.capture_flush_seconds).start()
     state = state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
-    return Gateway(load, recorder, settings.inference_table, state / "endpoints.json",
-                   cfg.max_body_bytes, cfg.max_rows, features=features, max_queued_requests=cfg.max_queued_requests,
-                   queue_bounds={u.serving.endpoint: u.serving.max_queued_requests for u in project.use_cases})
+    return Gateway(
+        load,
+        recorder,
+        settings.inference_table,
+        state / "endpoints.json",
+        cfg.max_body_bytes,
+        cfg.max_rows,
+        features=features,
+        max_queued_requests=cfg.max_queued_requests,
+        queue_bounds={u.serving.endpoint: u.serving.max_queued_requests for u in project.use_cases},
+    )
 
 
 class BodyTooLarge(BadRequest):

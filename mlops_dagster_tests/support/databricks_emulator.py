@@ -532,9 +532,17 @@ class DatabricksEmulator:
 
     def _create_schema(self, p):
         self._get_catalog({"name": p["catalog_name"]})
-        return self._uc_create("Schema", self.schemas, {
-            "name": p["name"], "catalog_name": p["catalog_name"], "full_name": f"{p['catalog_name']}.{p['name']}",
-            "comment": p.get("comment", ""), "properties": p.get("properties") or {}})
+        return self._uc_create(
+            "Schema",
+            self.schemas,
+            {
+                "name": p["name"],
+                "catalog_name": p["catalog_name"],
+                "full_name": f"{p['catalog_name']}.{p['name']}",
+                "comment": p.get("comment", ""),
+                "properties": p.get("properties") or {},
+            },
+        )
 
     def _get_schema(self, p):
         return self._uc_get("Schema", self.schemas, p["full_name"])
