@@ -108,8 +108,9 @@ def serve(port: int, root: str, bound: int, kind: str) -> None:
     import uvicorn
 
     from mlops_dagster.resources.lakehouse import LocalLakehouse
+    from mlops_dagster.serving.batching import LoadedModel
     from mlops_dagster.serving.capture import InferenceCapture
-    from mlops_dagster.serving.gateway import Gateway, LoadedModel
+    from mlops_dagster.serving.gateway import Gateway
     from mlops_dagster.serving.guard import Guard
     from mlops_dagster.serving.server import build_app
 

@@ -19,9 +19,10 @@ from urllib.parse import urlsplit
 from starlette.responses import PlainTextResponse
 
 from ..settings import ConfigError, Project, Settings
-from .gateway import BadRequest, Gateway, LoadedModel
+from .batching import LoadedModel
+from .gateway import Gateway
 from .guard import BrowserGuard, Guard, JSONResponse, error, is_loopback
-from .payload import Column, parse_json
+from .payload import BadRequest, Column, parse_json
 from .tokens import TokenStore
 
 
