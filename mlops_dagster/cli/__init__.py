@@ -30,7 +30,7 @@ from pathlib import Path
 
 def _demo(settings):
     """The use case's demo generator, if it has one and its contract is still the generator's."""
-    from .data import demo
+    from ..data import demo
 
     found = demo(settings.demo) if settings.demo else None
     return found if found and list(settings.dataset.columns) == found.columns else None
@@ -49,8 +49,8 @@ def generate(
     """Write a demo's synthetic landing file into its use case's landing folder (default: the first
     use case with a demo), or with ``outcomes`` an outcome file for the customers such a file held
     into its ground-truth folder; returns its path."""
-    from .resources.migration import check_home
-    from .settings import ConfigError, load_project
+    from ..resources.migration import check_home
+    from ..settings import ConfigError, load_project
 
     project = load_project()
     check_home(project)
@@ -74,8 +74,8 @@ def write_outcomes(
     and drifted flag, into the use case's ground-truth folder."""
     from datetime import datetime
 
-    from .data import demo
-    from .settings import ConfigError
+    from ..data import demo
+    from ..settings import ConfigError
 
     generator = demo(settings.demo)
     if generator.outcomes is None or settings.monitoring.ground_truth.time_column != "label_time":
@@ -96,7 +96,7 @@ def write_demo(
     settings, rows: int | None, seed: int, drifted: bool, name: str | None = None, landing: str | None = None
 ) -> Path:
     """A landing file of ``settings``' demo (its landing folder unless ``landing`` says otherwise)."""
-    from .data import demo
+    from ..data import demo
 
     generator = demo(settings.demo or "telco")
     rows = rows or generator.rows
@@ -107,7 +107,7 @@ def write_demo(
 
 
 def _summary(result, seconds: float, settings) -> str:
-    from .settings import PROBLEM_METRICS
+    from ..settings import PROBLEM_METRICS
 
     names, ds = settings.names, settings.dataset
     meta = {}
@@ -212,9 +212,9 @@ def _summary(result, seconds: float, settings) -> str:
 
 def manage_tokens(args) -> int:
     """`mlops token create | list | revoke` on the local serving gateway of this MLOPS_HOME."""
-    from .serving.server import state_dir
-    from .serving.tokens import TokenError, TokenStore
-    from .settings import load_project
+    from ..serving.server import state_dir
+    from ..serving.tokens import TokenError, TokenStore
+    from ..settings import load_project
 
     store = TokenStore(state_dir(load_project().default))
     try:
@@ -245,7 +245,7 @@ def manage_tokens(args) -> int:
 def job_named(name: str):
     """The code location's job ``name``: how a run's job is rebuilt in another process (a step
     launched on a Databricks cluster reconstructs it from here)."""
-    from .definitions import defs
+    from ..definitions import defs
 
     return defs.resolve_job_def(name)
 
@@ -272,8 +272,8 @@ def _executed(name: str, run_config: dict | None = None):
 def run(job: str, use_case: str | None = None, run_config: dict | None = None) -> int:
     """Run job ``job`` (``lifecycle``, ``training``, ``approve_model_version``, ...; a trailing
     ``_job`` is allowed) of one use case, or of each in turn; print a summary per run."""
-    from .resources.migration import check_home
-    from .settings import load_project
+    from ..resources.migration import check_home
+    from ..settings import load_project
 
     kind = job.removesuffix("_job")
     failed = 0
@@ -306,9 +306,9 @@ def _run_op(op: str, settings, config: dict) -> int:
 def bootstrap_target(target: str, use_case: str | None = None) -> int:
     """`mlops bootstrap`: the target's workspace objects (of one use case, or of each), then its
     grants through the grants job."""
-    from .governance.bootstrap import BootstrapError, bootstrap, report
-    from .resources.databricks import workspace_client
-    from .settings import load_project
+    from ..governance.bootstrap import BootstrapError, bootstrap, report
+    from ..resources.databricks import workspace_client
+    from ..settings import load_project
 
     os.environ["MLOPS_TARGET"] = target  # the grants job, run from here, loads this target
     project = load_project(target)
@@ -328,10 +328,10 @@ def bootstrap_target(target: str, use_case: str | None = None) -> int:
 
 
 def print_lineage(version: str | None, use_case: str | None) -> int:
-    from .definitions import defs
-    from .governance.lineage import format_lineage, model_lineage
-    from .resources.registry import CHAMPION
-    from .settings import load_settings
+    from ..definitions import defs
+    from ..governance.lineage import format_lineage, model_lineage
+    from ..resources.registry import CHAMPION
+    from ..settings import load_settings
 
     settings = load_settings(use_case=use_case)
     resources = defs.resources
@@ -348,8 +348,8 @@ def print_lineage(version: str | None, use_case: str | None) -> int:
 
 
 def print_features(table: str | None, use_case: str | None) -> int:
-    from .feature_store.registry import format_registry
-    from .settings import load_project
+    from ..feature_store.registry import format_registry
+    from ..settings import load_project
 
     project = load_project()
     use_cases = project.select(use_case)
@@ -375,9 +375,9 @@ def _registry_here(settings, use_cases) -> list[dict]:
     """Locally: the registry read straight from the tables under MLOPS_HOME."""
     from mlflow import MlflowClient
 
-    from .feature_store.registry import feature_registry
-    from .resources.lakehouse import LocalLakehouse
-    from .resources.online_store import build_online_store
+    from ..feature_store.registry import feature_registry
+    from ..resources.lakehouse import LocalLakehouse
+    from ..resources.online_store import build_online_store
 
     lakehouse = LocalLakehouse(root=str(settings.root / "lakehouse"))
     store = build_online_store(settings)
@@ -393,7 +393,7 @@ def _registry_here(settings, use_cases) -> list[dict]:
 def _registry_on_cluster(use_cases) -> list[dict]:
     """On a Databricks target: each use case's feature_registry job, whose op runs on a cluster
     (Unity Catalog tables are read there), hands the listing back as output metadata."""
-    from .jobs.feature_store import ENTRIES
+    from ..jobs.feature_store import ENTRIES
 
     entries = []
     for use in use_cases:
@@ -427,7 +427,7 @@ def default_dagster_home() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .settings import TARGETS, ConfigError
+    from ..settings import TARGETS, ConfigError
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.splitlines()[0])
@@ -520,17 +520,17 @@ def _dispatch(args) -> int:
     if args.command == "features":
         return print_features(args.table, args.use_case)
     if args.command == "migrate":
-        from .resources.migration import migrate
-        from .settings import load_project
+        from ..resources.migration import migrate
+        from ..settings import load_project
 
         return migrate(load_project(), args.dry_run, args.use_case)
     if args.command == "prepare-spark":
-        from .resources.spark_jvm import build_class_archive
+        from ..resources.spark_jvm import build_class_archive
 
         build_class_archive()
         return 0
     if args.command == "approve":
-        from .settings import ConfigError, load_project
+        from ..settings import ConfigError, load_project
 
         project = load_project()
         if args.use_case is None and len(project.use_cases) > 1:
@@ -541,7 +541,7 @@ def _dispatch(args) -> int:
             {"version": args.version, "comment": args.comment},
         )
     if args.command == "promote":
-        from .settings import load_project
+        from ..settings import load_project
 
         failed = [
             _run_op("promote_to_next_environment", settings, {"reason": args.reason})
@@ -553,8 +553,8 @@ def _dispatch(args) -> int:
     if args.command == "token":
         return manage_tokens(args)
     if args.command in ("serve", "stop"):
-        from .serving.server import serve, stop
-        from .settings import load_project
+        from ..serving.server import serve, stop
+        from ..settings import load_project
 
         project = load_project()
         if args.command == "serve":
@@ -587,6 +587,3 @@ def console() -> int:
         # lifecycle run) to free memory that the end of the process frees anyway.
         gc.freeze()
 
-
-if __name__ == "__main__":
-    sys.exit(console())
