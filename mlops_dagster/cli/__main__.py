@@ -1,0 +1,7 @@
+"""``python -m mlops_dagster.cli``: the ``mlops`` command."""
+
+import sys
+
+from . import console
+
+sys.exit(console())

@@ -1,0 +1,109 @@
+"""The ``mlops`` command line: one function per group of commands, in the order ``--help`` lists them."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+Command = Callable[..., argparse.ArgumentParser]  # adds a command that takes --use-case
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlops", description=description)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--use-case", help="the use case to act on (its name in the config's use_cases)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, **kwargs):
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    _data_commands(command)
+    _serving_commands(command)
+    _model_commands(command)
+    _project_commands(command)
+    return parser
+
+
+def _data_commands(command: Command) -> None:
+    """``generate`` demo data, ``run`` a job."""
+    gen = command("generate", help="write a demo's synthetic landing file into its use case's landing folder")
+    gen.add_argument("--rows", type=int, help="default: the demo's (7,043 telco customers, 5,000 houses)")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--drifted", action="store_true", help="after a price rise and a contract-mix shift")
+    gen.add_argument("--name", help="file name in the landing volume")
+    gen.add_argument(
+        "--outcomes",
+        action="store_true",
+        help="instead: the outcome (the label, observed now) of each entity that file holds, "
+        "into the use case's ground-truth folder",
+    )
+    gen.add_argument(
+        "--changed-world",
+        action="store_true",
+        help="outcomes from a world whose reasons for the label changed: the champion decays "
+        "(implies --outcomes)",
+    )
+    runner = command("run", help="run a job headless on the current target and print a summary")
+    runner.add_argument(
+        "--job",
+        default="lifecycle",
+        help="lifecycle, training, batch_inference, monitoring or a governance job",
+    )
+
+
+def _serving_commands(command: Command) -> None:
+    """``serve`` and ``stop`` the local serving gateway, manage its ``token``s."""
+    command("serve", help="run the local serving gateway in the foreground (Ctrl-C stops it)")
+    command("stop", help="stop the local serving gateway started in the background")
+    token = command("token", help="the local serving gateway's access tokens (Authorization: Bearer <token>)")
+    tokens = token.add_subparsers(dest="action", required=True)
+    create = tokens.add_parser("create", help="a new token, printed once (the gateway keeps only its hash)")
+    create.add_argument(
+        "--scope",
+        required=True,
+        choices=["query", "manage"],
+        help="query: score and read endpoints; manage: also create, update and delete them",
+    )
+    create.add_argument("--name", help="a name to list and revoke it by (default: <scope>-<n>)")
+    tokens.add_parser("list", help="the tokens' names, scopes and creation times (never the tokens)")
+    revoke = tokens.add_parser("revoke", help="revoke a token: the gateway refuses it from its next request")
+    revoke.add_argument("name")
+
+
+def _model_commands(command: Command) -> None:
+    """A model version's ``lineage``; ``approve`` and ``promote`` it."""
+    lineage = command("lineage", help="where a model version came from and where it is used")
+    lineage.add_argument("--version", help="model version (default: the champion)")
+    approve = command("approve", help="approve a validated model version for promotion (audited)")
+    approve.add_argument("--version", required=True, help="a version number, or an alias such as challenger")
+    approve.add_argument("--comment", required=True)
+    promote = command(
+        "promote",
+        help="move the champion on to the next environment with the configured "
+        "pattern (deploy_code | deploy_model; audited)",
+    )
+    promote.add_argument("--reason", required=True, help="why it moves on (release, ticket)")
+
+
+def _project_commands(command: Command) -> None:
+    """``prepare-spark``, ``bootstrap`` a Databricks target, list the ``features``, ``migrate`` a home."""
+    from ..settings import TARGETS
+
+    command(
+        "prepare-spark",
+        help="build the JVM class archive that makes local Spark start faster (make install does it)",
+    )
+    boot = command(
+        "bootstrap",
+        help="create what a Databricks target needs (schema, volumes, experiments, "
+        "registered models, grants) and check its secret keys; idempotent",
+    )
+    boot.add_argument("--target", required=True, choices=[t for t in TARGETS if t != "local"])
+    features = command("features", help="the feature registry: tables, features, owners, versions, users")
+    features.add_argument("--table", help="one table (short or catalog.schema.table name)")
+    migrate = command(
+        "migrate",
+        help="move an MLOPS_HOME of the previous release (tables in schema churn, "
+        "landing files flat in landing/) to today's format",
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="print what would move, move nothing")
