@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the PostgreSQL launcher lives with the tests
 
 from mlops_dagster.data.telco import generate_customers  # noqa: E402
-from mlops_dagster.resources.online_store import PostgresOnlineStore, SqliteOnlineStore  # noqa: E402
+from mlops_dagster.resources.postgres_online_store import PostgresOnlineStore  # noqa: E402
+from mlops_dagster.resources.sqlite_online_store import SqliteOnlineStore  # noqa: E402
 from mlops_dagster.settings import load_settings  # noqa: E402
 from mlops_dagster_tests.postgres import postgres_bin, running_postgres  # noqa: E402
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from mlops_dagster.resources.online_store import SqliteOnlineStore
+from mlops_dagster.resources.sqlite_online_store import SqliteOnlineStore
 
 BATCH = 50_000
 

@@ -107,7 +107,7 @@ def serve(port: int, root: str, bound: int, kind: str) -> None:
     import pandas as pd
     import uvicorn
 
-    from mlops_dagster.resources.lakehouse import LocalLakehouse
+    from mlops_dagster.resources.local_lakehouse import LocalLakehouse
     from mlops_dagster.serving.batching import LoadedModel
     from mlops_dagster.serving.capture import InferenceCapture
     from mlops_dagster.serving.gateway import Gateway
@@ -278,7 +278,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 
 def cell(work: Path, kind: str, bound: int, load: Load, requests: int, seconds: float) -> dict:
     """One gateway, one load, one graceful stop, and the inference table compared with the answers."""
-    from mlops_dagster.resources.lakehouse import LocalLakehouse
+    from mlops_dagster.resources.local_lakehouse import LocalLakehouse
 
     root, port = work / f"{kind}-b{bound}-c{load.connections}-{load.waits}-{load.rate}", _free_port()
     process = _start(port, root, bound, kind)

@@ -482,7 +482,7 @@ def main() -> None:
         stop_mlflow()
 
         # 3. soak on our gateway, then a graceful stop, then count the inference table
-        from mlops_dagster.resources.lakehouse import LocalLakehouse
+        from mlops_dagster.resources.local_lakehouse import LocalLakehouse
 
         lakehouse = LocalLakehouse(root=str(home / "lakehouse"))
         time.sleep(3)  # > capture_flush_seconds: everything before the soak is in the table

@@ -13,7 +13,7 @@ from dagster import AssetKey, DagsterInstance
 
 from mlops_dagster.cli import write_demo
 from mlops_dagster.definitions import build_definitions
-from mlops_dagster.resources.lakehouse import LocalLakehouse
+from mlops_dagster.resources.local_lakehouse import LocalLakehouse
 from mlops_dagster.resources.registry import ModelRegistry
 from mlops_dagster.serving.server import stop as stop_gateway
 from mlops_dagster.settings import Project as UseCases

@@ -25,7 +25,7 @@ import yaml
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from mlops_dagster.cli import generate
-from mlops_dagster.resources.lakehouse import LocalLakehouse
+from mlops_dagster.resources.local_lakehouse import LocalLakehouse
 from mlops_dagster.resources.registry import ModelRegistry
 from mlops_dagster.serving.server import stop as stop_gateway
 from mlops_dagster.settings import load_settings

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from mlops_dagster.resources.lakehouse import LocalLakehouse
+from mlops_dagster.resources.local_lakehouse import LocalLakehouse
 from mlops_dagster.settings import deep_merge, load_project
 
 from .project import project_at

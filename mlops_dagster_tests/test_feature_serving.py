@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mlops_dagster.resources.online_store import PostgresOnlineStore, SqliteOnlineStore
+from mlops_dagster.resources.postgres_online_store import PostgresOnlineStore
+from mlops_dagster.resources.sqlite_online_store import SqliteOnlineStore
 from mlops_dagster.serving.features import OnlineFeatures, OnlineLookup
 
 from .test_gateway import CountingModel, Server

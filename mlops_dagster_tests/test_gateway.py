@@ -15,7 +15,7 @@ import pandas as pd
 import uvicorn
 from sklearn.linear_model import LogisticRegression
 
-from mlops_dagster.resources.lakehouse import LocalLakehouse
+from mlops_dagster.resources.local_lakehouse import LocalLakehouse
 from mlops_dagster.serving.batching import LoadedModel
 from mlops_dagster.serving.capture import InferenceCapture
 from mlops_dagster.serving.gateway import Gateway

@@ -25,7 +25,7 @@ from mlops_dagster.governance.recovery import (
 )
 from mlops_dagster.governance.registration import challenger_card, challenger_description, training_data
 from mlops_dagster.ml.evaluation import validate
-from mlops_dagster.resources.lakehouse import LocalLakehouse
+from mlops_dagster.resources.local_lakehouse import LocalLakehouse
 from mlops_dagster.resources.registry import CHALLENGER, CHAMPION, VALIDATION_TAG, ModelRegistry
 from mlops_dagster.settings import load_settings
 

@@ -9,7 +9,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from mlops_dagster.resources.lakehouse import LocalLakehouse, TableInfo, TableNotFoundError
+from mlops_dagster.resources.lakehouse import TableInfo, TableNotFoundError
+from mlops_dagster.resources.local_lakehouse import LocalLakehouse
 
 NAME = "ml_dev_catalog.churn.customers"
 

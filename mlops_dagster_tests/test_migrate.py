@@ -17,7 +17,7 @@ from deltalake import DeltaTable, write_deltalake
 from mlops_dagster.assets.ingestion import files_to_ingest
 from mlops_dagster.assets.sources import Source
 from mlops_dagster.cli import main
-from mlops_dagster.resources.lakehouse import LocalLakehouse
+from mlops_dagster.resources.local_lakehouse import LocalLakehouse
 from mlops_dagster.resources.migration import check_home
 from mlops_dagster.settings import load_project
 

@@ -6,11 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mlops_dagster.resources.online_store import (
-    OnlineTableNotFoundError,
-    PostgresOnlineStore,
-    SqliteOnlineStore,
-)
+from mlops_dagster.resources.online_store import OnlineTableNotFoundError
+from mlops_dagster.resources.postgres_online_store import PostgresOnlineStore
+from mlops_dagster.resources.sqlite_online_store import SqliteOnlineStore
 
 TABLE = "ml.fs.customer_features"
 FRAME = pd.DataFrame(

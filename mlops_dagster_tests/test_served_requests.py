@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from mlops_dagster.assets.monitoring import served_requests
-from mlops_dagster.resources.lakehouse import LocalLakehouse
+from mlops_dagster.resources.local_lakehouse import LocalLakehouse
 from mlops_dagster.settings import load_settings
 
 

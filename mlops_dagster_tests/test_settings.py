@@ -339,7 +339,8 @@ def test_descriptions_of_features_a_config_does_not_compute_are_unused(local_roo
 
 @pytest.mark.parametrize("target", ["dev", "staging", "prod"])
 def test_databricks_targets_use_a_postgres_online_store(local_root, target):
-    from mlops_dagster.resources.online_store import PostgresOnlineStore, build_online_store
+    from mlops_dagster.resources.online_store import build_online_store
+    from mlops_dagster.resources.postgres_online_store import PostgresOnlineStore
 
     store = build_online_store(load_settings(target))
     assert isinstance(store, PostgresOnlineStore) and store.dsn_env == "MLOPS_ONLINE_STORE_DSN"

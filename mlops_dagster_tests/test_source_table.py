@@ -8,7 +8,7 @@ import pytest
 from dagster import build_sensor_context
 from deltalake import DeltaTable, write_deltalake
 
-from mlops_dagster.resources.lakehouse import LocalLakehouse
+from mlops_dagster.resources.local_lakehouse import LocalLakehouse
 
 from .project import project_at
 from .support.subscribers import SUBSCRIBERS, subscribers

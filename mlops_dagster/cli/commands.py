@@ -115,7 +115,7 @@ def _registry_here(settings, use_cases) -> list[dict]:
     from mlflow import MlflowClient
 
     from ..feature_store.registry import feature_registry
-    from ..resources.lakehouse import LocalLakehouse
+    from ..resources.local_lakehouse import LocalLakehouse
     from ..resources.online_store import build_online_store
 
     lakehouse = LocalLakehouse(root=str(settings.root / "lakehouse"))

@@ -14,8 +14,9 @@ from dagster import FilesystemIOManager, ResourceDefinition
 
 from ..settings import Project
 from .billing import DatabricksBilling, NoBilling
-from .lakehouse import Lakehouse, LocalLakehouse
+from .lakehouse import Lakehouse
 from .landing import LocalLandingVolume
+from .local_lakehouse import LocalLakehouse
 from .mlflow_tracking import mlflow_tracking_resource
 from .online_store import OnlineStore, build_online_store
 from .registry import ModelRegistry

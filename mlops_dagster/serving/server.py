@@ -57,7 +57,7 @@ def _free_port(host: str) -> int:
 
 def build_gateway(project: Project) -> Gateway:
     """The gateway of a project: every use case's endpoint, each with its own online features."""
-    from ..resources.lakehouse import LocalLakehouse
+    from ..resources.local_lakehouse import LocalLakehouse
     from ..resources.online_store import build_online_store
     from ..resources.registry import ModelRegistry
     from .capture import InferenceCapture
