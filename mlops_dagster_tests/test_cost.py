@@ -5,12 +5,20 @@ the Jobs API's times, system.billing.usage) is in test_databricks_target.py, on 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
 from dagster import AssetCheckSeverity, build_sensor_context
 
-from mlops_dagster.ml.cost import Compute, cluster_compute, estimate
+from mlops_dagster.ml.cost import (
+    Compute,
+    billed_by_day,
+    cluster_compute,
+    estimate,
+    spent_on,
+    window_start,
+    window_totals,
+)
 from mlops_dagster.settings import ClusterSettings, CostSettings
 
 from .project import project_at
@@ -39,6 +47,37 @@ def test_an_estimate_is_nodes_times_hours_times_rate_times_price():
     assert unknown.cost is None and "cost.dbu_per_node_hour.m6gd.large" in unknown.problem
     assert estimate(Compute("local"), 3600, RATES) == estimate(Compute("local"), 1, RATES)
     assert estimate(Compute("local"), 3600, RATES).cost == 0.0
+
+
+def test_the_report_window_days_totals_and_todays_spend():
+    import pandas as pd
+
+    now = datetime(2026, 3, 10, 14, 30, 5, 123, tzinfo=UTC)
+    assert window_start(now, 7) == datetime(2026, 3, 3, tzinfo=UTC)  # from midnight, 7 days back
+
+    assert (
+        billed_by_day(None) == {} and billed_by_day(pd.DataFrame(columns=["usage_date", "cost_actual"])) == {}
+    )
+    bill = pd.DataFrame(
+        {
+            "usage_date": [date(2026, 3, 9), date(2026, 3, 10), date(2026, 3, 10)],
+            "cost_actual": [1.0, 0.25, 0.5],
+        }
+    )
+    billed = billed_by_day(bill)
+    assert billed == {"2026-03-09": 1.0, "2026-03-10": 0.75}
+
+    # The larger figure counts: the bill lags, the estimate leaves out the endpoints.
+    assert spent_on("2026-03-10", {"2026-03-10": 0.5}, billed) == 0.75
+    assert spent_on("2026-03-10", {"2026-03-10": 2.0}, billed) == 2.0
+    assert spent_on("2026-03-11", {}, billed) == 0.0
+
+    records = pd.DataFrame(
+        {"cost_estimated": [0.1, 0.2], "dbus_estimated": [1.0, 2.0], "seconds": [1800.0, 5400.0]}
+    )
+    assert window_totals(records) == pytest.approx(
+        {"cost_window": 0.3, "dbus_window": 3.0, "compute_hours_window": 2.0}
+    )
 
 
 def _tick(project, cursor=None):

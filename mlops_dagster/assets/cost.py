@@ -1,6 +1,6 @@
 """Group `governance`: what compute costs, per day, stage, asset, use case and target."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dagster import (
@@ -14,12 +14,12 @@ from dagster import (
     asset,
 )
 
-from ..ml.cost import daily_totals, totals_by
+from ..ml.cost import billed_by_day, daily_totals, spent_on, totals_by, window_start, window_totals
 from ..monitoring.alerts import ALERTS_TABLE, raise_alert
 from ..resources.billing import Billing, BillingError
 from ..resources.lakehouse import Lakehouse
 from ..resources.step_launcher import StepLauncherParam
-from ..settings import Project
+from ..settings import CostSettings, Project, Settings
 from .metadata import markdown_table
 
 COSTS_TABLE = "run_costs"
@@ -66,31 +66,13 @@ class CostRecords(Config):
 
 def cost_assets(project: Project):
     settings = project.default
-    rates = settings.cost
-    table = settings.table(COSTS_TABLE)
     endpoints = [u.serving.endpoint for u in project.use_cases]
-    budget_checks = (
-        [
-            AssetCheckSpec(
-                BUDGET_CHECK,
-                asset="cost_report",
-                description=f"Today's (UTC) compute cost stays within cost.daily_budget ({rates.daily_budget} {rates.currency}).",
-            )
-        ]
-        if rates.daily_budget
-        else []
-    )
 
     @asset(
         group_name="governance",
         kinds={"delta"},
-        check_specs=budget_checks,
-        description=(
-            f"Compute cost of every run's steps (recorded in `{table}` by cost_sensor): totals by day, stage, asset, "
-            f"use case and target over the last {rates.report_days} days, estimated from the cluster spec, the Jobs "
-            "API's time and the rates in `cost`; on Databricks with cost.warehouse_id, compared with the actual "
-            "usage in system.billing.usage. Crossing cost.daily_budget alerts once a day."
-        ),
+        check_specs=_budget_checks(settings.cost),
+        description=_description(settings),
     )
     def cost_report(
         context: AssetExecutionContext,
@@ -99,69 +81,114 @@ def cost_assets(project: Project):
         billing: Billing,
         step_launcher: StepLauncherParam,
     ):
-        import pandas as pd
-
-        new = _frame([record.model_dump() for record in config.records])
-        if len(new):
-            lakehouse.merge(
-                table,
-                new,
-                ["dagster_run_id", "step_key"],
-                description="One row per step of every finished run: where it ran, how long, what it "
-                "was estimated to cost (cost_sensor -> cost_report).",
-            )
-            context.log.info(
-                f"recorded {len(new)} steps of {new['dagster_run_id'].nunique()} runs in {table}"
-            )
-        now = datetime.now(UTC)
-        since = (now - timedelta(days=rates.report_days)).replace(hour=0, minute=0, second=0, microsecond=0)
-        records = lakehouse.read(table) if lakehouse.exists(table) else _frame([])
-        records = records[records["finished_at"] >= pd.Timestamp(since)]
-        source = billing.source
-        try:
-            actual = billing.usage(since.date(), endpoints)
-        except BillingError as exc:  # the estimates are recorded; the actual figures wait for the next report
-            actual, source = None, f"failed: {exc}"
-            context.log.warning(f"no actual usage in this report: {exc}")
-        today = f"{now:%Y-%m-%d}"
-        estimated, billed = daily_totals(records), _billed_by_day(actual)
-        spent = max(estimated.get(today, 0.0), billed.get(today, 0.0))
-        text = _report(settings.target, rates, records, actual, source, since, spent, estimated, billed)
-        path = Path(settings.reports_path, "cost", f"cost_{now:%Y%m%dT%H%M%S}.md")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        metadata = {
-            "currency": rates.currency,
-            "window_days": rates.report_days,
-            "steps_added": len(new),
-            "runs_in_window": int(records["dagster_run_id"].nunique()),
-            "cost_today": round(spent, 6),
-            "cost_window": round(float(records["cost_estimated"].sum()), 6),
-            "dbus_window": round(float(records["dbus_estimated"].sum()), 6),
-            "compute_hours_window": round(float(records["seconds"].sum()) / 3600, 4),
-            "actual_usage_from": source,
-            "report": MetadataValue.md(text),
-            "report_path": MetadataValue.path(str(path)),
-        }
-        if actual is not None:
-            metadata["cost_actual_window"] = round(float(actual["cost_actual"].sum()), 6)
-        yield MaterializeResult(metadata=metadata)
-        if rates.daily_budget:
-            over = spent > rates.daily_budget
-            if over:
-                _alert_once(context, lakehouse, settings, today, spent)
-            yield AssetCheckResult(
-                check_name=BUDGET_CHECK,
-                passed=not over,
-                severity=AssetCheckSeverity.WARN,
-                metadata={
-                    "spent_today": round(spent, 6),
-                    "daily_budget": rates.daily_budget,
-                    "currency": rates.currency,
-                },
-            )
+        yield from report_costs(context, settings, endpoints, config.records, lakehouse, billing)
 
     return [cost_report]
+
+
+def _budget_checks(rates: CostSettings) -> list[AssetCheckSpec]:
+    if not rates.daily_budget:
+        return []
+    return [
+        AssetCheckSpec(
+            BUDGET_CHECK,
+            asset="cost_report",
+            description=f"Today's (UTC) compute cost stays within cost.daily_budget ({rates.daily_budget} {rates.currency}).",
+        )
+    ]
+
+
+def _description(settings: Settings) -> str:
+    return (
+        f"Compute cost of every run's steps (recorded in `{settings.table(COSTS_TABLE)}` by cost_sensor): totals "
+        f"by day, stage, asset, use case and target over the last {settings.cost.report_days} days, estimated "
+        "from the cluster spec, the Jobs API's time and the rates in `cost`; on Databricks with "
+        "cost.warehouse_id, compared with the actual usage in system.billing.usage. Crossing "
+        "cost.daily_budget alerts once a day."
+    )
+
+
+def report_costs(
+    context: AssetExecutionContext,
+    settings: Settings,
+    endpoints: list[str],
+    records: list[CostRecord],
+    lakehouse: Lakehouse,
+    billing: Billing,
+):
+    """The `cost_report` asset: record the new step records, then report on the window (and check
+    today's cost against the daily budget)."""
+    import pandas as pd
+
+    rates, table = settings.cost, settings.table(COSTS_TABLE)
+    new = _record(context, lakehouse, table, records)
+    now = datetime.now(UTC)
+    since = window_start(now, rates.report_days)
+    records = lakehouse.read(table) if lakehouse.exists(table) else _frame([])
+    records = records[records["finished_at"] >= pd.Timestamp(since)]
+    source = billing.source
+    try:
+        actual = billing.usage(since.date(), endpoints)
+    except BillingError as exc:  # the estimates are recorded; the actual figures wait for the next report
+        actual, source = None, f"failed: {exc}"
+        context.log.warning(f"no actual usage in this report: {exc}")
+    today = f"{now:%Y-%m-%d}"
+    estimated, billed = daily_totals(records), billed_by_day(actual)
+    spent = spent_on(today, estimated, billed)
+    text = _report(settings.target, rates, records, actual, source, since, spent, estimated, billed)
+    path = Path(settings.reports_path, "cost", f"cost_{now:%Y%m%dT%H%M%S}.md")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    metadata = {
+        "currency": rates.currency,
+        "window_days": rates.report_days,
+        "steps_added": len(new),
+        "runs_in_window": int(records["dagster_run_id"].nunique()),
+        "cost_today": round(spent, 6),
+        **window_totals(records),
+        "actual_usage_from": source,
+        "report": MetadataValue.md(text),
+        "report_path": MetadataValue.path(str(path)),
+    }
+    if actual is not None:
+        metadata["cost_actual_window"] = round(float(actual["cost_actual"].sum()), 6)
+    yield MaterializeResult(metadata=metadata)
+    if rates.daily_budget:
+        yield _budget_check(context, lakehouse, settings, today, spent)
+
+
+def _record(context: AssetExecutionContext, lakehouse: Lakehouse, table: str, records: list[CostRecord]):
+    """Merge the sensor's step records into the costs table; the new rows as a frame."""
+    new = _frame([record.model_dump() for record in records])
+    if len(new):
+        lakehouse.merge(
+            table,
+            new,
+            ["dagster_run_id", "step_key"],
+            description="One row per step of every finished run: where it ran, how long, what it "
+            "was estimated to cost (cost_sensor -> cost_report).",
+        )
+        context.log.info(f"recorded {len(new)} steps of {new['dagster_run_id'].nunique()} runs in {table}")
+    return new
+
+
+def _budget_check(
+    context, lakehouse: Lakehouse, settings: Settings, today: str, spent: float
+) -> AssetCheckResult:
+    rates = settings.cost
+    over = spent > rates.daily_budget
+    if over:
+        _alert_once(context, lakehouse, settings, today, spent)
+    return AssetCheckResult(
+        check_name=BUDGET_CHECK,
+        passed=not over,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "spent_today": round(spent, 6),
+            "daily_budget": rates.daily_budget,
+            "currency": rates.currency,
+        },
+    )
 
 
 def _frame(rows: list[dict]):
@@ -234,16 +261,6 @@ def _report(target, rates, records, actual, source, since, spent, estimated, bil
     if actual is not None:
         parts.append(_versus(records, actual, c))
     return "\n\n".join(parts) + "\n"
-
-
-def _billed_by_day(actual) -> dict[str, float]:
-    """Billed cost (steps and endpoints) per day (``YYYY-MM-DD``); empty without a bill."""
-    if actual is None or actual.empty:
-        return {}
-    return {
-        day: float(v)
-        for day, v in actual.groupby(actual["usage_date"].astype(str))["cost_actual"].sum().items()
-    }
 
 
 def _by_day(estimated: dict[str, float], billed: dict[str, float] | None, currency: str) -> list[dict]:

@@ -9,6 +9,7 @@ that part cheaper, not the DBUs.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..settings import ClusterSettings, CostSettings
@@ -100,3 +101,35 @@ def totals_by(records, by: str) -> list[dict[str, Any]]:
         }
         for key, row in grouped.iterrows()
     ]
+
+
+def window_start(now: datetime, days: int) -> datetime:
+    """The first instant a report on the last ``days`` days covers: midnight (in ``now``'s time
+    zone) ``days`` days before ``now``."""
+    return (now - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def billed_by_day(actual) -> dict[str, float]:
+    """Billed cost (steps and endpoints) per day (``YYYY-MM-DD``) of a frame of actual usage with
+    ``usage_date`` and ``cost_actual``; empty without a bill (None or no rows)."""
+    if actual is None or actual.empty:
+        return {}
+    return {
+        day: float(v)
+        for day, v in actual.groupby(actual["usage_date"].astype(str))["cost_actual"].sum().items()
+    }
+
+
+def spent_on(day: str, estimated: dict[str, float], billed: dict[str, float]) -> float:
+    """What ``day`` cost so far: the larger of the estimate and the bill (the bill lags by hours;
+    the estimate leaves out the serving endpoints)."""
+    return max(estimated.get(day, 0.0), billed.get(day, 0.0))
+
+
+def window_totals(records) -> dict[str, float]:
+    """Estimated cost, DBUs and compute hours of a frame of records (a report's window)."""
+    return {
+        "cost_window": round(float(records["cost_estimated"].sum()), 6),
+        "dbus_window": round(float(records["dbus_estimated"].sum()), 6),
+        "compute_hours_window": round(float(records["seconds"].sum()) / 3600, 4),
+    }

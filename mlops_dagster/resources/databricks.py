@@ -148,97 +148,101 @@ def _tagged(run_config: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
     return {**run_config, "cluster": {"new": {**new, "custom_tags": {**new["custom_tags"], **tags}}}}
 
 
+class _CostedLaunches:
+    """The methods of CostedStepLauncher (see there), kept at module level so that the class
+    itself is built only in _launcher_class, where dagster-databricks is imported."""
+
+    def __init__(self, *args, project: Project, **kwargs):
+        from ..runtime.interrupts import raise_if_interrupted
+
+        super().__init__(*args, **kwargs)
+        self._project, self._settings = project, project.default
+        self._launched: int | None = None
+        # Steps run in threads, where dagster-databricks' wait for a cluster run is not
+        # interruptible (it relies on a signal handler of the main thread): the wait checks
+        # before each poll instead, and on a terminated run the launcher cancels the cluster run.
+        client = self.databricks_runner.client
+        poll = client.poll_run_state
+
+        def poll_unless_terminated(*args, **kwargs):
+            raise_if_interrupted()
+            return poll(*args, **kwargs)
+
+        client.poll_run_state = poll_unless_terminated
+
+    def launch_step(self, step_context):
+        # Steps run at once, in threads sharing this launcher: each step's cluster tags and
+        # Databricks run id are kept on a copy of its own.
+        launcher = copy.copy(self)
+        run, step = step_context.dagster_run, step_context.step.key
+        launcher.run_config = _tagged(
+            self.run_config,
+            {
+                RUN_TAG: run.run_id,
+                STEP_TAG: step,
+                USE_CASE_CLUSTER_TAG: self._project.owner_of_step(step, run.tags),
+            },
+        )
+        return launcher._launch(step_context)
+
+    def _launch(self, step_context):
+        try:
+            yield from super().launch_step(step_context)
+        except Exception:
+            yield from self._compute_event(step_context)  # a failed run's cluster was paid for too
+            raise
+        yield from self._compute_event(step_context)
+
+    def get_databricks_run_dagster_event(self, context, databricks_run_id: int):
+        self._launched = databricks_run_id
+        return super().get_databricks_run_dagster_event(context, databricks_run_id)
+
+    def _compute_event(self, step_context):
+        from ..ml.cost import cluster_compute, compute_fields, estimate
+        from ..runtime.dagster_internals import step_engine_event
+
+        if self._launched is None:
+            return
+        run_id, self._launched = self._launched, None
+        try:
+            run = self.databricks_runner.client.workspace_client.jobs.get_run(run_id)
+            seconds = max(0, (run.end_time or 0) - (run.start_time or 0)) / 1000.0
+        except Exception as exc:  # the cost record must not fail the step
+            step_context.log.warning(f"no compute record for Databricks run {run_id}: {type(exc).__name__}")
+            return
+        compute = cluster_compute(self._settings.databricks.cluster)
+        rates = self._settings.cost
+        figure = estimate(compute, seconds, rates)
+        metadata: dict[str, Any] = {
+            COST_EVENT: "launched step",
+            "databricks_run_id": run_id,
+            "seconds": round(seconds, 3),
+            **compute_fields(compute),
+            "currency": rates.currency,
+        }
+        if figure.cost is None:
+            metadata["cost_problem"] = figure.problem
+            shown = figure.problem
+        else:
+            metadata.update(dbus_estimated=round(figure.dbus, 6), cost_estimated=round(figure.cost, 6))
+            shown = f"{figure.dbus:.3f} DBU, about {figure.cost:.4f} {rates.currency}"
+        yield step_engine_event(
+            step_context,
+            (
+                f"Databricks run {run_id}: {compute.nodes} x {compute.node_type} ({compute.kind}) "
+                f"for {seconds:.0f} s, {shown}"
+            ),
+            metadata,
+        )
+
+
 def _launcher_class():
     from dagster_databricks.databricks_pyspark_step_launcher import DatabricksPySparkStepLauncher
 
-    from ..ml.cost import cluster_compute, compute_fields, estimate
-    from ..runtime.dagster_internals import step_engine_event
-    from ..runtime.interrupts import raise_if_interrupted
-
-    class CostedStepLauncher(DatabricksPySparkStepLauncher):
+    class CostedStepLauncher(_CostedLaunches, DatabricksPySparkStepLauncher):
         """dagster-databricks' step launcher, plus: each launched cluster tagged with the Dagster
         run, step and use case, and, when the step ends, one engine event with the compute it asked
         for, its submit-to-terminate time from the Jobs API and the estimated cost."""
-
-        def __init__(self, *args, project: Project, **kwargs):
-            super().__init__(*args, **kwargs)
-            self._project, self._settings = project, project.default
-            self._launched: int | None = None
-            # Steps run in threads, where dagster-databricks' wait for a cluster run is not
-            # interruptible (it relies on a signal handler of the main thread): the wait checks
-            # before each poll instead, and on a terminated run the launcher cancels the cluster run.
-            client = self.databricks_runner.client
-            poll = client.poll_run_state
-
-            def poll_unless_terminated(*args, **kwargs):
-                raise_if_interrupted()
-                return poll(*args, **kwargs)
-
-            client.poll_run_state = poll_unless_terminated
-
-        def launch_step(self, step_context):
-            # Steps run at once, in threads sharing this launcher: each step's cluster tags and
-            # Databricks run id are kept on a copy of its own.
-            launcher = copy.copy(self)
-            run, step = step_context.dagster_run, step_context.step.key
-            launcher.run_config = _tagged(
-                self.run_config,
-                {
-                    RUN_TAG: run.run_id,
-                    STEP_TAG: step,
-                    USE_CASE_CLUSTER_TAG: self._project.owner_of_step(step, run.tags),
-                },
-            )
-            return launcher._launch(step_context)
-
-        def _launch(self, step_context):
-            try:
-                yield from super().launch_step(step_context)
-            except Exception:
-                yield from self._compute_event(step_context)  # a failed run's cluster was paid for too
-                raise
-            yield from self._compute_event(step_context)
-
-        def get_databricks_run_dagster_event(self, context, databricks_run_id: int):
-            self._launched = databricks_run_id
-            return super().get_databricks_run_dagster_event(context, databricks_run_id)
-
-        def _compute_event(self, step_context):
-            if self._launched is None:
-                return
-            run_id, self._launched = self._launched, None
-            try:
-                run = self.databricks_runner.client.workspace_client.jobs.get_run(run_id)
-                seconds = max(0, (run.end_time or 0) - (run.start_time or 0)) / 1000.0
-            except Exception as exc:  # the cost record must not fail the step
-                step_context.log.warning(
-                    f"no compute record for Databricks run {run_id}: {type(exc).__name__}"
-                )
-                return
-            compute = cluster_compute(self._settings.databricks.cluster)
-            rates = self._settings.cost
-            figure = estimate(compute, seconds, rates)
-            metadata: dict[str, Any] = {
-                COST_EVENT: "launched step",
-                "databricks_run_id": run_id,
-                "seconds": round(seconds, 3),
-                **compute_fields(compute),
-                "currency": rates.currency,
-            }
-            if figure.cost is None:
-                metadata["cost_problem"] = figure.problem
-                shown = figure.problem
-            else:
-                metadata.update(dbus_estimated=round(figure.dbus, 6), cost_estimated=round(figure.cost, 6))
-                shown = f"{figure.dbus:.3f} DBU, about {figure.cost:.4f} {rates.currency}"
-            yield step_engine_event(
-                step_context,
-                (
-                    f"Databricks run {run_id}: {compute.nodes} x {compute.node_type} ({compute.kind}) "
-                    f"for {seconds:.0f} s, {shown}"
-                ),
-                metadata,
-            )
 
     return CostedStepLauncher
 
