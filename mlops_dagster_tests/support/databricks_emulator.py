@@ -196,7 +196,7 @@ class DatabricksEmulator:
 
         emulator = self
 
-        class Guard(BaseHTTPMiddleware):
+        class WorkspaceAuth(BaseHTTPMiddleware):
             """Authentication, then injected faults, then the call; every call is recorded."""
 
             async def dispatch(self, request: Request, call_next):
@@ -277,13 +277,16 @@ class DatabricksEmulator:
                 Route(f"/api/{version}/jobs/runs/cancel", api(self._cancel_run), methods=["POST"]),
             ]
         if self.project is not None:
-            from mlops_dagster.serving.guard import Guard
+            from mlops_dagster.serving.guard import Guard as GatewayGuard
             from mlops_dagster.serving.server import build_app, build_gateway
 
             self._gateway = build_gateway(self.project)
-            # The workspace's token is checked by Guard (below), as Databricks checks it: no gateway tokens.
-            routes.append(Mount("/", app=build_app(self._gateway, Guard(tokens=None, bound_host=None))))
-        return Starlette(routes=routes, middleware=[Middleware(Guard)])
+            # The workspace's token is checked by WorkspaceAuth (below), as Databricks checks it: no
+            # gateway tokens. (One name for both classes once made the import shadow the middleware.)
+            routes.append(
+                Mount("/", app=build_app(self._gateway, GatewayGuard(tokens=None, bound_host=None)))
+            )
+        return Starlette(routes=routes, middleware=[Middleware(WorkspaceAuth)])
 
     def _take_fault(self, path: str) -> tuple[int, str] | None:
         with self._lock:
