@@ -13,11 +13,10 @@ from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..runtime.progress import Progress
 from ..settings import INGESTED_AT, SOURCE_FILE, Settings
+from ..settings.constants import LANDING_LOG
 from .metadata import audit_log, commit_info, markdown_table, table_metadata
 from .source_tables import source_table_assets
 from .sources import Source, load_checked, specs
-
-LANDING_LOG = "landing_file_log"  # every landing file ingested: size, mtime, rows loaded and quarantined
 
 
 class IngestConfig(Config):

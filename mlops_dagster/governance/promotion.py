@@ -47,9 +47,12 @@ def promotion_verdict(
     challenger's check did not run (e.g. a hand-picked selection in the UI)."""
     from ..ml.evaluation import compare_to_champion
 
-    recorded = registry.validation_status(registry.version(version))
-    if recorded != "passed":
-        return False, f"version {version} has not passed validation (status: {recorded})"
+    found = registry.version(version)
+    if not registry.is_validated(found):
+        return (
+            False,
+            f"version {version} has not passed validation (status: {registry.validation_status(found)})",
+        )
     if settings.governance.require_approval and not is_approved(lakehouse, settings, version):
         return False, (
             f"version {version} has no approval record (mlops approve --version {version} --comment '...')"

@@ -23,13 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..settings import ConfigError
-from ..settings.constants import HOME_FORMAT, HOME_FORMAT_FILE
+from ..settings.constants import FORMAT_1_SCHEMA, HOME_FORMAT, HOME_FORMAT_FILE, LANDING_LOG
 
 if TYPE_CHECKING:
     from ..settings import Project, Settings
 
-OLD_SCHEMA = "churn"  # format 1's schema: every table of the project
-LANDING_LOG = "landing_file_log"  # the ingested files by path: repointed when their files move
 GROUND_TRUTH = "ground_truth"
 
 
@@ -99,7 +97,7 @@ def _newer(home: Path, found: int) -> HomeFormatError:
 
 def _previous(home: Path) -> HomeFormatError:
     return HomeFormatError(
-        f"MLOPS_HOME {home} is in the previous format (tables in schema {OLD_SCHEMA}, landing "
+        f"MLOPS_HOME {home} is in the previous format (tables in schema {FORMAT_1_SCHEMA}, landing "
         "files flat in landing/), which this release does not read: run `mlops migrate` "
         "to move it forward (`mlops migrate --dry-run` shows what it would move)"
     )
@@ -141,7 +139,7 @@ def check_lakehouse_home(lakehouse_root: str) -> None:
     catalogs = [c for c in root.iterdir() if c.is_dir()] if root.is_dir() else []
     landing = home / "landing"
     flat = landing.is_dir() and any(p.is_file() for p in landing.iterdir())
-    if found is not None or any(_delta_tables(c / OLD_SCHEMA) for c in catalogs):
+    if found is not None or any(_delta_tables(c / FORMAT_1_SCHEMA) for c in catalogs):
         raise _previous(home)
     if not flat:
         record_format(home)
@@ -159,7 +157,7 @@ def in_previous_format(project: Project) -> bool:
 def _table_folders(project: Project) -> tuple[Path, Path]:
     shared = project.default
     lakehouse = shared.root / "lakehouse" / shared.catalog
-    return lakehouse / OLD_SCHEMA, lakehouse / shared.schema_
+    return lakehouse / FORMAT_1_SCHEMA, lakehouse / shared.schema_
 
 
 def _delta_tables(folder: Path) -> list[Path]:

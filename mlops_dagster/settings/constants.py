@@ -6,6 +6,8 @@ CONF_DIR = Path(__file__).parent.parent / "conf"
 TARGETS = ("local", "dev", "staging", "prod")
 # When a raw row was ingested: a column of the raw table, and the feature table's timestamp key.
 INGESTED_AT = "_ingested_at"
+# The table of every landing file ingested (size, mtime, rows loaded and quarantined), by path.
+LANDING_LOG = "landing_file_log"
 # Which landing file a raw row came from.
 SOURCE_FILE = "_source_file"
 # The run tag naming the use case a run works for (set on every use case job).
@@ -27,8 +29,10 @@ def reported_metrics(problem_type: str, classifies: bool) -> tuple[str, ...]:
 # A remote step's environment variable holding its run's resolved project (see load_project).
 SETTINGS_JSON_ENV = "MLOPS_SETTINGS_JSON"
 # The format of local state under a home (MLOPS_HOME): 1 was the release before use cases (tables
-# in schema `churn`, landing files flat in `landing/`), 2 is today's. Recorded in the home's
+# in schema FORMAT_1_SCHEMA, landing files flat in `landing/`), 2 is today's. Recorded in the home's
 # `format.json`, and on a Databricks target as a property of the project's schema (`mlops bootstrap`).
 HOME_FORMAT = 2
 HOME_FORMAT_FILE = "format.json"
 FORMAT_PROPERTY = "mlops_dagster.format"
+# Format 1 kept every table of the project in this schema, whatever the configuration said.
+FORMAT_1_SCHEMA = "churn"
