@@ -310,6 +310,21 @@ def test_dagster_internals_sigint_in_execution_raises_the_error_steps_raise_when
     assert isinstance(outcome["raised"], DagsterExecutionInterruptedError)
 
 
+def test_dagster_internals_interrupt_requested_tells_of_a_captured_termination_and_keeps_it():
+    """A run waiting for its use case's pool (``run_lock``) stops when terminated: the signal is
+    captured while Dagster executes a run, and asking does not take it from the plan."""
+    from dagster._utils.interrupts import capture_interrupts, pop_captured_interrupt
+
+    assert internals.interrupt_requested() is False
+    with capture_interrupts():
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 5
+        while not internals.interrupt_requested() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert internals.interrupt_requested() is True
+        assert pop_captured_interrupt() is True  # still there for the plan's check_for_interrupts
+
+
 def test_dagster_internals_is_the_only_module_that_imports_dagsters_private_api():
     package = Path(mlops_dagster.__file__).parent
     adapter = Path(internals.__file__).resolve()

@@ -170,3 +170,13 @@ def step_engine_event(step_context, message: str, metadata: Mapping[str, Any]):
         message=message,
         event_specific_data=EngineEventData(metadata=metadata),
     )
+
+
+def interrupt_requested() -> bool:
+    """Whether the run has been asked to stop (terminated from the UI, Ctrl-C) while Dagster captures
+    termination signals, without taking the request (the plan's ``check_for_interrupts`` still sees it).
+
+    Relies on ``dagster._utils.interrupts.check_captured_interrupt``."""
+    from dagster._utils.interrupts import check_captured_interrupt
+
+    return check_captured_interrupt()

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dagster import DagsterExecutionInterruptedError, Executor, Field, executor
 
 from . import dagster_internals as internals
+from . import run_lock
 
 # Results of a step's thread, after its events: it ended, or it raised past Dagster's own handling.
 _ENDED = "ended"
@@ -89,14 +90,21 @@ class ThreadedExecutor(Executor):
             f"Executing steps in threads of process {os.getpid()}, at most {self.max_concurrent} at once",
             keys,
         )
-        # step_dependency_config: Executor's default, as for Dagster's in-process executor.
-        yield from internals.execute_plan_in_this_process(
-            plan_context,
-            self.step_dependency_config,
-            lambda job_context, execution_plan: _steps_in_threads(
-                job_context, execution_plan, self.max_concurrent, self.import_ahead
-            ),
-        )
+        # One run of a use case at a time, waited for before the run's resources (Spark) start.
+        instance, run = plan_context.instance, plan_context.dagster_run
+        for message in run_lock.acquire(instance, run, internals.interrupt_requested):
+            yield internals.process_event(plan_context, message, keys)
+        try:
+            # step_dependency_config: Executor's default, as for Dagster's in-process executor.
+            yield from internals.execute_plan_in_this_process(
+                plan_context,
+                self.step_dependency_config,
+                lambda job_context, execution_plan: _steps_in_threads(
+                    job_context, execution_plan, self.max_concurrent, self.import_ahead
+                ),
+            )
+        finally:
+            run_lock.release(instance, run)
         yield internals.process_event(plan_context, f"Finished steps in process {os.getpid()}", keys)
 
 
