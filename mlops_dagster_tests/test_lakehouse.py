@@ -344,3 +344,25 @@ def test_changes_since_a_version_come_from_the_files_added_since_unless_rows_may
     assert lakehouse.read_spark_changes(spark, NAME, 3) is None
     lakehouse.write(NAME, frame([9], ["z"]))  # an overwrite, too
     assert lakehouse.read_spark_changes(spark, NAME, 4) is None
+
+
+def test_an_append_written_once_is_not_written_again(spark, lakehouse):
+    """A run replaying its appends after a crash (``once``: Delta's transaction identifier) adds
+    nothing; another identifier appends; a table's first write carries it too."""
+    import pyarrow.parquet as pq
+
+    first = lakehouse.write(NAME, frame([1], ["a"]), "append", once="batch-1")
+    again = lakehouse.write(NAME, frame([1], ["a"]), "append", once="batch-1")
+    assert (first.version, again.version, again.operation) == (0, 0, "NONE (written before)")
+    lakehouse.write(NAME, frame([2], ["b"]), "append", once="batch-2")
+    with lakehouse.staging_dir() as staging:
+        path = Path(staging, "c.parquet")
+        pq.write_table(pa.Table.from_pandas(frame([3], ["c"]), preserve_index=False), path)
+        lakehouse.write_files(NAME, [str(path)], "append", once="batch-3")
+        assert lakehouse.write_files(NAME, [str(path)], "append", once="batch-3").version == 2
+    df = spark.createDataFrame(frame([4], ["d"]))
+    lakehouse.write_spark(NAME, df, "append", once="batch-4")
+    lakehouse.write_spark(NAME, df, "append", once="batch-4")
+    lakehouse.write_spark(NAME, df, "append", once="batch-2")
+    assert rows(lakehouse.read(NAME)) == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+    assert lakehouse.version(NAME) == 3

@@ -55,7 +55,8 @@ def _description(settings: Settings) -> str:
         f"replaces Delta table `{settings.table(names.predictions)}` (earlier batches stay readable by Delta "
         "version) and stamps every row with the model name, version and scoring time. The same rows are appended "
         f"to `{settings.table(names.prediction_log)}` (key, output, the slice features, model version, time, "
-        "`source` batch): the history that outcomes arriving later are joined to."
+        "`source` batch), once per model version and features version: the history that outcomes arriving "
+        "later are joined to."
     )
 
 
@@ -141,5 +142,8 @@ def _write_predictions(
             "append",
             commit_info={**commit_info(context), "model_version": version},
             description=f"Every batch prediction of {model_name}, appended per scoring run.",
+            # One batch per model version and features version: a run scoring again after a crash
+            # (or the same champion on unchanged features) does not log its predictions twice.
+            once=f"mlops_dagster/prediction_log/{model_name}/v{version}/features_v{feature_version}",
         )
     return info, log_info, written

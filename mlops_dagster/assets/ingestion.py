@@ -1,6 +1,7 @@
 """Stage `ingestion`: landing files (the dataset's, and the outcomes that later judge and teach the
 model) -> their raw tables, bad rows -> quarantine, checked on Spark."""
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -195,6 +196,7 @@ def load_landing_files(
             batch,
             {**commit, "landing_files": files},
             f"landing files ({source.folder})",
+            json.dumps([[c["file_path"], c["size_bytes"], str(c["modified_at"])] for c in candidates]),
         )
     lakehouse.write(
         settings.table(LANDING_LOG),

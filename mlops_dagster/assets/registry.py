@@ -20,7 +20,7 @@ from ..feature_store.registry import FEATURE_LOOKUPS_TAG
 from ..governance.access import authorize
 from ..governance.approvals import is_approved
 from ..resources.lakehouse import Lakehouse
-from ..resources.registry import CHALLENGER, CHAMPION, VALIDATION_TAG, ModelRegistry
+from ..resources.registry import CHALLENGER, CHAMPION, REGISTERED_BY_TAG, VALIDATION_TAG, ModelRegistry
 from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings, bound_text
@@ -57,6 +57,10 @@ def register_challenger(
     from ..ml.evaluation import validate
 
     registry = registry.for_use_case(settings)
+    for abandoned in registry.abandon_unvalidated(context.run.run_id):
+        context.log.warning(
+            f"version {abandoned} was registered by a run that ended before validating it: tagged abandoned"
+        )
     validation = validate(trained.metrics, settings.validation.thresholds)
     mv = registry.register(
         trained.model_uri,
@@ -147,7 +151,7 @@ def _registration_tags(trained: TrainedModel, run_id: str) -> dict[str, str]:
         "training_set": trained.training_set,
         "training_set_version": str(trained.training_set_version),
         FEATURE_LOOKUPS_TAG: trained.feature_lookups,
-        "dagster_run_id": run_id,
+        REGISTERED_BY_TAG: run_id,
         **{f"metric.{k}": f"{v:.6f}" for k, v in trained.metrics.items()},
     }
 

@@ -3,6 +3,7 @@ the version read last, or a PostgreSQL table or query, read past a watermark. Ei
 are checked by the dataset contract on Spark like a landing file's, and every read is recorded in
 the project's `source_table_log` (what was read, why whole, how many rows)."""
 
+import json
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -235,7 +236,9 @@ def _load_read(
     [f] = batch.files
     warn, message = file_message(f, key, read.label)
     (context.log.warning if warn else context.log.info)(message)
-    raw_info, quarantine_info = load_checked(lakehouse, settings, dataset, batch, commit, origin.name)
+    raw_info, quarantine_info = load_checked(
+        lakehouse, settings, dataset, batch, commit, origin.name, json.dumps([read.label, about], default=str)
+    )
     lakehouse.write(
         settings.table(SOURCE_LOG),
         pd.DataFrame(

@@ -53,9 +53,15 @@ def specs(settings: Settings, source: Source) -> list[AssetSpec]:
     ]
 
 
-def load_checked(lakehouse: Lakehouse, settings: Settings, source: Source, batch, commit: dict, origin: str):
+def load_checked(
+    lakehouse: Lakehouse, settings: Settings, source: Source, batch, commit: dict, origin: str, read: str
+):
     """Valid rows merged into the raw table on the key (created empty when every row was refused),
-    refused rows appended to the quarantine table. Returns both tables' infos (None: not written)."""
+    refused rows appended to the quarantine table. Returns both tables' infos (None: not written).
+
+    ``read`` names what was read (the files with their sizes and times, the source version): a run
+    that reads it again after a crash merges the same rows again (the same table) and appends its
+    refused rows once (the append's Delta transaction identifier is made from ``read``)."""
     from ..ml.landing_tasks import QUARANTINE_SCHEMA, valid_schema
 
     raw_table, quarantine_table = settings.table(source.raw), settings.table(source.quarantine)
@@ -80,7 +86,12 @@ def load_checked(lakehouse: Lakehouse, settings: Settings, source: Source, batch
     description = f"Rows refused by the {source.what} contract, with reasons."
     if batch.quarantine_files:
         quarantine_info = lakehouse.write_files(
-            quarantine_table, batch.quarantine_files, "append", commit_info=commit, description=description
+            quarantine_table,
+            batch.quarantine_files,
+            "append",
+            commit_info=commit,
+            description=description,
+            once=once_key("quarantine", source.quarantine, read),
         )
     elif not lakehouse.exists(quarantine_table):  # an empty table, so its checks can read it
         quarantine_info = lakehouse.write(
@@ -91,3 +102,10 @@ def load_checked(lakehouse: Lakehouse, settings: Settings, source: Source, batch
             description=description,
         )
     return raw_info, quarantine_info
+
+
+def once_key(kind: str, table: str, read: str) -> str:
+    """The Delta transaction identifier of an append that must happen once for what was read."""
+    import hashlib
+
+    return f"mlops_dagster/{kind}/{table}/{hashlib.sha256(read.encode()).hexdigest()[:24]}"

@@ -62,11 +62,15 @@ class Lakehouse(ConfigurableResource, ABC):
         description: str | None = None,
         properties: dict[str, str] | None = None,
         commit_info: dict[str, str] | None = None,
+        once: str | None = None,
     ) -> TableInfo:
         """Write an Arrow table / batch reader / pandas frame; returns the new version.
 
         ``description`` and ``properties`` are the table comment and TBLPROPERTIES; ``commit_info``
-        is stamped on the Delta commit (who wrote it, from what)."""
+        is stamped on the Delta commit (who wrote it, from what). ``once`` makes an append
+        idempotent: it is the commit's Delta transaction identifier (``txnAppId``), and a table that
+        already holds a commit with it is left as it is, so a run replaying a write after a crash
+        does not write its rows twice."""
 
     @abstractmethod
     def merge(
@@ -128,7 +132,9 @@ class Lakehouse(ConfigurableResource, ABC):
         description: str | None = None,
         properties: dict[str, str] | None = None,
         commit_info: dict[str, str] | None = None,
-    ) -> TableInfo: ...
+        once: str | None = None,
+    ) -> TableInfo:
+        """Write Spark output (``once``: as for ``write``)."""
 
     @abstractmethod
     def merge_spark(
@@ -166,8 +172,10 @@ class Lakehouse(ConfigurableResource, ABC):
         description: str | None = None,
         properties: dict[str, str] | None = None,
         commit_info: dict[str, str] | None = None,
+        once: str | None = None,
     ) -> TableInfo:
-        """Commit Parquet files written into a ``staging_dir`` (same columns in each) as one write."""
+        """Commit Parquet files written into a ``staging_dir`` (same columns in each) as one write
+        (``once``: as for ``write``)."""
 
     @abstractmethod
     def merge_files(

@@ -49,10 +49,15 @@ def _delta_safe(data: Any) -> Any:
     return data.cast(pa.schema(fields), safe=False)
 
 
-def _commit(commit_info: dict[str, str] | None):
-    from deltalake import CommitProperties
+def _commit(commit_info: dict[str, str] | None, once: str | None = None):
+    """The commit's properties: its metadata, and ``once`` as its transaction identifier."""
+    from deltalake import CommitProperties, Transaction
 
-    return CommitProperties(custom_metadata=commit_info) if commit_info else None
+    if not commit_info and not once:
+        return None
+    return CommitProperties(
+        custom_metadata=commit_info, app_transactions=[Transaction(once, 1)] if once else None
+    )
 
 
 class LocalLakehouse(Lakehouse):
@@ -105,9 +110,17 @@ class LocalLakehouse(Lakehouse):
             operation=operation,
         )
 
-    def write(self, name, data, mode="overwrite", *, description=None, properties=None, commit_info=None):
+    def _written(self, name: str, once: str | None) -> bool:
+        """Whether ``once`` names a commit the table already holds (Delta's transaction identifiers)."""
+        return bool(once) and self.exists(name) and self._table(name).transaction_version(once) is not None
+
+    def write(
+        self, name, data, mode="overwrite", *, description=None, properties=None, commit_info=None, once=None
+    ):
         from deltalake import write_deltalake
 
+        if self._written(name, once):
+            return self._info(name, "NONE (written before)")
         location = self.location(name)
         Path(location).parent.mkdir(parents=True, exist_ok=True)
         write_deltalake(
@@ -117,7 +130,7 @@ class LocalLakehouse(Lakehouse):
             name=name,
             description=description,
             schema_mode="overwrite" if mode == "overwrite" else "merge",
-            commit_properties=_commit(commit_info),
+            commit_properties=_commit(commit_info, once),
         )
         self._annotate(name, description, properties)
         return self._info(name, mode.upper())
@@ -247,6 +260,7 @@ class LocalLakehouse(Lakehouse):
         properties=None,
         commit_info=None,
         column_comments=None,
+        once=None,
     ):
         import pyarrow.parquet as pq
         from deltalake import DeltaTable
@@ -255,6 +269,8 @@ class LocalLakehouse(Lakehouse):
 
         if not files:
             raise ValueError(f"nothing to write to {name}: no Parquet files were given")
+        if self._written(name, once):
+            return self._info(name, "NONE (written before)")
         schema = _nullable(pq.read_schema(files[0]), column_comments or {})
         location = self.location(name)
         if (
@@ -270,6 +286,7 @@ class LocalLakehouse(Lakehouse):
                 description=description,
                 properties=properties,
                 commit_info=commit_info,
+                once=once,
             )
         Path(location).mkdir(parents=True, exist_ok=True)
         actions = [_adopt(location, f) for f in files]
@@ -281,11 +298,11 @@ class LocalLakehouse(Lakehouse):
                 mode="error",
                 name=name,
                 description=description,
-                commit_properties=_commit(commit_info),
+                commit_properties=_commit(commit_info, once),
             )
         else:
             DeltaTable(location).create_write_transaction(
-                actions, mode, Schema.from_arrow(schema), commit_properties=_commit(commit_info)
+                actions, mode, Schema.from_arrow(schema), commit_properties=_commit(commit_info, once)
             )
         self._annotate(name, description, properties)
         return self._info(name, mode.upper())
@@ -316,7 +333,11 @@ class LocalLakehouse(Lakehouse):
             info = self._info(name, info.operation)
         return info
 
-    def write_spark(self, name, df, mode="overwrite", *, description=None, properties=None, commit_info=None):
+    def write_spark(
+        self, name, df, mode="overwrite", *, description=None, properties=None, commit_info=None, once=None
+    ):
+        if self._written(name, once):  # before Spark computes anything
+            return self._info(name, "NONE (written before)")
         with self.staging_dir() as staging:
             return self.write_files(
                 name,
@@ -325,6 +346,7 @@ class LocalLakehouse(Lakehouse):
                 description=description,
                 properties=properties,
                 commit_info=commit_info,
+                once=once,
             )
 
     def merge_spark(

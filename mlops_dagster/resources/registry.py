@@ -16,8 +16,12 @@ if TYPE_CHECKING:
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
-# The tag that records a version's validation outcome: "passed", "failed" or "unvalidated".
+# The tag that records a version's validation outcome: "passed", "failed", "unvalidated", or
+# "abandoned" (its run died before validating it).
 VALIDATION_TAG = "validation_status"
+ABANDONED = "abandoned"
+# The tag naming the Dagster run that registered a version.
+REGISTERED_BY_TAG = "dagster_run_id"
 
 
 class ModelRegistry(ConfigurableResource):
@@ -74,6 +78,24 @@ class ModelRegistry(ConfigurableResource):
             tags=tags,
             description=description,
         )
+
+    def abandon_unvalidated(self, run_id: str) -> list[str]:
+        """Tag ``abandoned`` every version another run registered without recording its validation:
+        that run died between the two (one run of a use case at a time, so it is not running now).
+        Such a version is never promoted nor served. Returns their numbers."""
+        client, found = self.client(), []
+        for mv in client.search_model_versions(f"name='{self.model_name}'"):
+            registered_by = mv.tags.get(REGISTERED_BY_TAG)
+            if registered_by and registered_by != run_id and self.validation_status(mv) is None:
+                self.set_tags(
+                    mv.version,
+                    {
+                        VALIDATION_TAG: ABANDONED,
+                        "validation_details": f"registered by run {registered_by}, which ended before validating it",
+                    },
+                )
+                found.append(str(mv.version))
+        return found
 
     def by_alias(self, alias: str) -> ModelVersion | None:
         from mlflow.exceptions import MlflowException

@@ -74,8 +74,10 @@ class UnityCatalogLakehouse(Lakehouse):
             operation=operation,
         )
 
-    def _writer(self, df: SparkDataFrame, mode: str, commit_info: dict[str, str] | None):
+    def _writer(self, df: SparkDataFrame, mode: str, commit_info: dict[str, str] | None, once: str | None):
         writer = df.write.format("delta").mode(mode)
+        if once:  # Delta's idempotent writes: a table that holds this transaction already is left as it is
+            writer = writer.option("txnAppId", once).option("txnVersion", 1)
         if mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
         else:
@@ -110,7 +112,9 @@ class UnityCatalogLakehouse(Lakehouse):
             "_change_type", "_commit_version", "_commit_timestamp"
         )
 
-    def write(self, name, data, mode="overwrite", *, description=None, properties=None, commit_info=None):
+    def write(
+        self, name, data, mode="overwrite", *, description=None, properties=None, commit_info=None, once=None
+    ):
         return self.write_spark(
             name,
             self._to_spark(data),
@@ -118,10 +122,13 @@ class UnityCatalogLakehouse(Lakehouse):
             description=description,
             properties=properties,
             commit_info=commit_info,
+            once=once,
         )
 
-    def write_spark(self, name, df, mode="overwrite", *, description=None, properties=None, commit_info=None):
-        self._writer(df, mode, commit_info).saveAsTable(_quoted(name))
+    def write_spark(
+        self, name, df, mode="overwrite", *, description=None, properties=None, commit_info=None, once=None
+    ):
+        self._writer(df, mode, commit_info, once).saveAsTable(_quoted(name))
         self._annotate(name, description, properties)
         return self._info(name, mode.upper())
 
@@ -173,7 +180,7 @@ class UnityCatalogLakehouse(Lakehouse):
         return staging_folder(self.staging_root)
 
     def write_files(
-        self, name, files, mode="overwrite", *, description=None, properties=None, commit_info=None
+        self, name, files, mode="overwrite", *, description=None, properties=None, commit_info=None, once=None
     ):
         # Managed tables own their storage: staged files are read and written by Spark.
         return self.write_spark(
@@ -183,6 +190,7 @@ class UnityCatalogLakehouse(Lakehouse):
             description=description,
             properties=properties,
             commit_info=commit_info,
+            once=once,
         )
 
     def merge_files(

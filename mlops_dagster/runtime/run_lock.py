@@ -57,7 +57,7 @@ def acquire(instance, run, interrupted: Callable[[], bool]) -> Iterator[str]:
             holders = storage.get_concurrency_info(pool).active_run_ids - {run.run_id}
             freed = list(release_abandoned(instance, holders))
             yield from freed
-            if not freed and holders != told:
+            if holders and not freed and holders != told:
                 told = holders
                 yield (
                     f"waiting for run {', '.join(sorted(holders))} to finish: pool {pool} lets one run "
@@ -70,8 +70,8 @@ def acquire(instance, run, interrupted: Callable[[], bool]) -> Iterator[str]:
                 raise DagsterExecutionInterruptedError(
                     f"the run was terminated while it waited for pool {pool}"
                 )
-            if not freed:
-                time.sleep(POLL_SECONDS)
+            if not freed:  # just freed by its holder (or another waiter is first in line): soon
+                time.sleep(POLL_SECONDS if holders else 0.2)
 
 
 def release(instance, run) -> None:
