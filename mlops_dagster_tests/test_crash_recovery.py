@@ -132,6 +132,13 @@ def test_a_version_registered_by_a_killed_run_is_abandoned_never_promoted(home):
     assert (
         first.status == second.status == DagsterRunStatus.FAILURE and third.status == DagsterRunStatus.SUCCESS
     )
+    # Their MLflow runs, left RUNNING by the kills, were ended KILLED when the next run started.
+    client = registry.client()
+    experiment = client.get_experiment_by_name(home.project.settings.mlflow.experiment)
+    status = {
+        r.data.tags["dagster_run_id"]: r.info.status for r in client.search_runs([experiment.experiment_id])
+    }
+    assert [status[r.run_id] for r in (first, second, third)] == ["KILLED", "KILLED", "FINISHED"]
     assert len(home.table(home.project.settings.names.raw)) == 7043  # still each customer once
 
 

@@ -39,6 +39,21 @@ def run_use_cases(run, use_cases: list[str]) -> list[str]:
     return [u for u in use_cases if u in prefixes] or use_cases[:1]
 
 
+def end_abandoned_runs(tracking_uri: str, experiment_id: str, instance) -> list[str]:
+    """End ``KILLED`` the experiment's MLflow runs still RUNNING whose Dagster run has ended: the
+    process died before dagster-mlflow's hook could end them (a killed run is reported failed by the
+    next run of its use case, before that run's resources start). Returns their ids."""
+    from mlflow import MlflowClient
+
+    client, ended = MlflowClient(tracking_uri=tracking_uri), []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=100):
+        dagster_run = instance.get_run_by_id(run.data.tags.get("dagster_run_id", ""))
+        if dagster_run is not None and dagster_run.is_finished:
+            client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+    return ended
+
+
 def mlflow_tracking_resource(
     tracking_uri: str,
     registry_uri: str,
@@ -63,7 +78,11 @@ def mlflow_tracking_resource(
         experiment = experiments[use_case]
         if artifact_root is not None:
             Path(artifact_root).mkdir(parents=True, exist_ok=True)
-        ensure_experiment(tracking_uri, experiment, artifact_root)
+        experiment_id = ensure_experiment(tracking_uri, experiment, artifact_root)
+        for ended in end_abandoned_runs(tracking_uri, experiment_id, init_context.instance):
+            init_context.log.warning(
+                f"MLflow run {ended} of a Dagster run that died unfinished: ended KILLED"
+            )
         config = {
             "experiment_name": experiment,
             "mlflow_tracking_uri": tracking_uri,
