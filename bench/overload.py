@@ -116,7 +116,10 @@ def serve(port: int, root: str, bound: int, kind: str) -> None:
 
     model, columns, example = _model(kind)
     lakehouse = LocalLakehouse(root=str(Path(root, "lakehouse")))
-    capture = InferenceCapture(lambda rows: lakehouse.write(TABLE, pd.DataFrame(rows), "append")).start()
+    capture = InferenceCapture(
+        lambda rows, once: lakehouse.write(TABLE, pd.DataFrame(rows), "append", once=once),
+        journal=Path(root, "capture"),
+    ).start()
     gateway = Gateway(
         lambda name, version: LoadedModel(model, columns, example),
         capture,

@@ -166,3 +166,62 @@ def test_two_runs_after_a_crash_in_scoring_wait_for_each_other_and_log_each_pred
     key = home.project.settings.dataset.key
     assert len(log) == log[key].nunique() == 7043  # one batch: the same champion and features
     assert len(predictions) == predictions[key].nunique() == 7043
+
+
+def _capture(tmp_path: Path, flush_seconds: float = 3600.0):
+    """The gateway's inference capture as ``server.build_gateway`` makes it: a journal folder and a
+    real Delta inference table, each batch appended once."""
+    import pandas as pd
+
+    from mlops_dagster.resources.local_lakehouse import LocalLakehouse
+    from mlops_dagster.serving.capture import InferenceCapture
+
+    lakehouse = LocalLakehouse(root=str(tmp_path / "lakehouse"))
+    table = "ml_dev_catalog.mlops.ep_payload"
+
+    def write(rows, once):
+        lakehouse.write(table, pd.DataFrame(rows), "append", once=once)
+
+    capture = InferenceCapture(write, 100_000, flush_seconds, journal=tmp_path / "capture")
+    return capture, lambda: lakehouse.read(table) if lakehouse.exists(table) else pd.DataFrame()
+
+
+_KILLED_GATEWAY = """
+import os, signal, sys
+sys.path[:0] = [{root!r}]
+from mlops_dagster_tests.test_crash_recovery import _capture
+from pathlib import Path
+capture, _ = _capture(Path({folder!r}))
+capture.start()
+for i in range(250):
+    capture.record({{"request_id": f"r{{i}}", "status_code": 200, "latency_ms": 1.5}})
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_requests_captured_by_a_gateway_killed_before_its_flush_are_committed_by_the_next(tmp_path):
+    script = _KILLED_GATEWAY.format(root=str(ROOT), folder=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-3000:]
+    capture, table = _capture(tmp_path, flush_seconds=0.1)
+    assert capture.recovered == 250 and table().empty  # nothing was committed before the kill
+    capture.start().close()
+    assert sorted(table()["request_id"]) == sorted(f"r{i}" for i in range(250))
+    assert not list((tmp_path / "capture").iterdir())  # every journal file committed and removed
+
+
+def test_a_batch_committed_just_before_a_kill_is_not_committed_again(tmp_path):
+    capture, table = _capture(tmp_path)
+    for i in range(10):
+        capture.record({"request_id": f"r{i}", "status_code": 200, "latency_ms": 1.0})
+    [journal] = (tmp_path / "capture").glob("*.jsonl")
+    kept = journal.read_text()
+    capture.start().close()
+    assert len(table()) == 10
+    # Killed after the commit and before the journal file was removed: the file is still there,
+    # with a last record cut short by the kill.
+    journal.write_text(kept + '{"request_id": "r1')
+    again, table = _capture(tmp_path)
+    assert again.recovered == 10
+    again.start().close()
+    assert sorted(table()["request_id"]) == sorted(f"r{i}" for i in range(10))

@@ -67,9 +67,10 @@ class Server:
         self.token = self.tokens.create("manage")[1] if auth == "token" else None
         self.lakehouse = LocalLakehouse(root=str(tmp_path / "lakehouse"))
         capture = InferenceCapture(
-            lambda rows: self.lakehouse.write(TABLE, pd.DataFrame(rows), "append"),
+            lambda rows, once: self.lakehouse.write(TABLE, pd.DataFrame(rows), "append", once=once),
             batch_size=500,
             flush_seconds=0.2,
+            journal=tmp_path / "capture",
         ).start()
         self.gateway = Gateway(
             self._load,

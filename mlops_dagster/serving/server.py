@@ -76,7 +76,7 @@ def build_gateway(project: Project) -> Gateway:
         model, columns, example, predict_fn = registry.load_for_serving(entity_version)
         return LoadedModel(model, [Column(n, t) for n, t in columns], example, predict_fn)
 
-    def write(rows: list[dict]) -> None:
+    def write(rows: list[dict], once: str) -> None:
         import pandas as pd
 
         frame = pd.DataFrame(rows)
@@ -88,13 +88,21 @@ def build_gateway(project: Project) -> Gateway:
                 "append",
                 description=f"Inference table of serving endpoint {endpoint}: every request, "
                 "its served model, prediction, latency and status.",
+                once=once,
             )
 
     store = build_online_store(settings)
     features = {u.serving.endpoint: found for u in project.use_cases if (found := online_features(u, store))}
-    recorder = InferenceCapture(write, cfg.capture_batch_size, cfg.capture_flush_seconds).start()
     state = state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
+    recorder = InferenceCapture(
+        write, cfg.capture_batch_size, cfg.capture_flush_seconds, journal=state / "capture"
+    ).start()
+    if recorder.recovered:
+        logging.getLogger(__name__).warning(
+            "%d captured requests of a gateway that ended without flushing them: committing them",
+            recorder.recovered,
+        )
     return Gateway(
         load,
         recorder,
