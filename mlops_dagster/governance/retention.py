@@ -37,6 +37,20 @@ def housekept_tables(settings) -> list[TablePolicy]:
     ]
 
 
+def measured_tables(settings) -> list[str]:
+    """Every table of the use case whose disk use housekeeping reports."""
+    names = settings.names
+    own = [
+        names.raw,
+        names.features,
+        names.labels,
+        names.training_set,
+        names.predictions,
+        names.ground_truth,
+    ]
+    return [settings.table(n) for n in own] + [p.table for p in housekept_tables(settings)]
+
+
 def cutoff(now: datetime, keep_days: int | None) -> datetime | None:
     """Rows (or files) older than this are past ``keep_days``; None keeps everything."""
     return None if keep_days is None else now - timedelta(days=keep_days)
@@ -59,6 +73,14 @@ def oldest_restorable(history: list[dict], now: datetime, keep_days: int) -> int
     commits = {int(c["version"]): _as_datetime(c["timestamp"]) for c in history}
     current = max(commits)
     return min(v for v in commits if v == current or (v + 1 in commits and commits[v + 1] >= edge))
+
+
+def restorable_from(settings, table: str, history: list[dict], now: datetime) -> int:
+    """The oldest version of ``table`` a restore may bring back: 0 for a table housekeeping never
+    vacuums, else as ``oldest_restorable`` under ``retention.table_versions_days``."""
+    if table not in {p.table for p in housekept_tables(settings)}:
+        return 0
+    return oldest_restorable(history, now, settings.retention.table_versions_days)
 
 
 @dataclass(frozen=True)
