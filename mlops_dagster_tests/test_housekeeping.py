@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -170,3 +172,28 @@ def test_a_restore_past_the_retained_versions_is_refused_naming_the_oldest_resto
         f"the oldest version still restorable is {current}" in message  # 0 days: only the current one
     )
     assert lake.version(table) == current
+
+
+def test_mlops_housekeeping_dry_run_prints_what_would_go_and_the_disk_use(project, tmp_path):
+    fill_tables(project)
+    inference = project.settings.inference_table()
+    version = project.lakehouse.version(inference)
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(project.root),
+        "MLOPS_CONFIG": str(project.root / "override.yaml"),
+        "DAGSTER_HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "mlops_dagster.cli", "housekeeping", "--dry-run", "--use-case", "churn"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"Housekeeping:      would delete {(DAYS - 30) * 4} rows, 0 MLflow runs, 0 reports" in done.stdout
+    assert f"| {inference} | {DAYS} |" in done.stdout  # its disk use: DAYS files
+    assert "| MLflow store |" in done.stdout
+    assert project.lakehouse.version(inference) == version

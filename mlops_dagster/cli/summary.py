@@ -12,7 +12,7 @@ def run_summary(result, seconds: float, settings) -> str:
     lines += _data_lines(meta, settings)
     lines += _model_lines(meta, settings)
     lines += _monitoring_lines(meta, settings)
-    lines += _housekeeping_lines(meta.get(settings.names.housekeeping))
+    lines += _housekeeping_lines(meta.get(settings.names.housekeeping)) or _disk_lines(settings)
     lines += _failure_lines(result)
     return "\n".join(lines)
 
@@ -139,6 +139,26 @@ def _housekeeping_lines(m: dict | None) -> list[str]:
         f"Disk use ({m['disk_bytes_total']} bytes):",
         m["disk_use"],
     ]
+
+
+def _disk_lines(settings) -> list[str]:
+    """How much disk the use case's tables and the MLflow store take (under ``root``, where they
+    can be listed from here), so growth is seen run after run."""
+    if settings.root is None:
+        return []
+    from ..assets.housekeeping import disk_use
+    from ..resources.local_lakehouse import LocalLakehouse
+
+    rows = disk_use(LocalLakehouse(root=str(settings.root / "lakehouse")), settings)
+    tables = [r for r in rows if r["what"] != "MLflow store"]
+    store = next((r for r in rows if r["what"] == "MLflow store"), None)
+    line = (
+        f"Disk use:          tables {sum(r['bytes'] for r in tables) / 2**20:.1f} MB "
+        f"({sum(r['files'] for r in tables)} data files, {len(tables)} tables)"
+    )
+    if store:
+        line += f", MLflow store {store['bytes'] / 2**20:.1f} MB"
+    return ["", line + " (mlops housekeeping applies the retention)"]
 
 
 def _failure_lines(result) -> list[str]:
