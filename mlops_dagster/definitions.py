@@ -7,6 +7,7 @@ from dagster import Definitions
 from .assets.cost import cost_assets
 from .assets.features import feature_assets
 from .assets.governance import governance_assets
+from .assets.housekeeping import housekeeping_assets
 from .assets.inference import inference_assets
 from .assets.ingestion import ingestion_assets
 from .assets.monitoring import monitoring_assets
@@ -15,9 +16,10 @@ from .assets.quality_checks import quality_checks
 from .assets.registry import registry_assets
 from .assets.serving import serving_assets
 from .assets.training import training_assets
-from .automation import automation_definitions, cost_definitions, failure_definitions
+from .automation import automation_definitions, cost_definitions, failure_definitions, housekeeping_schedule
 from .jobs.feature_store import feature_registry_job
 from .jobs.governance import governance_jobs
+from .jobs.housekeeping import housekeeping_job
 from .jobs.lifecycle import build_jobs
 from .resources import build_resources
 from .runtime.executor import threaded_executor
@@ -39,14 +41,16 @@ def build_definitions(project: Project) -> Definitions:
             *inference_assets(settings),
             *monitoring_assets(settings),
             *performance_assets(settings),
+            *housekeeping_assets(settings),
         ]
         checks += quality_checks(settings)
         use_case_jobs = build_jobs(settings)
         more_sensors, more_schedules = automation_definitions(settings, use_case_jobs)
         sensors += more_sensors
-        schedules += more_schedules
-        lifecycle_jobs += use_case_jobs.all
-        jobs += [*use_case_jobs.all, *governance_jobs(settings), feature_registry_job(settings)]
+        housekeeping = housekeeping_job(settings)
+        schedules += [*more_schedules, housekeeping_schedule(settings, housekeeping)]
+        lifecycle_jobs += [*use_case_jobs.all, housekeeping]
+        jobs += [*use_case_jobs.all, housekeeping, *governance_jobs(settings), feature_registry_job(settings)]
     cost_jobs, cost_sensors = cost_definitions(project)
     return Definitions(
         assets=[*assets, *governance_assets(project.default), *cost_assets(project)],

@@ -33,6 +33,7 @@ def _stages(use_case: str, dataset: str) -> dict[str, set[str]]:
         "serving": [f"{use_case}_endpoint"],
         "inference": [f"{use_case}_predictions"],
         "monitoring": [f"{use_case}_drift_report", f"{use_case}_model_performance"],
+        "housekeeping": [f"{use_case}_housekeeping"],
     }
     return {f"{use_case}_{stage}": {f"{use_case}/{a}" for a in names} for stage, names in assets.items()}
 
@@ -58,7 +59,7 @@ def test_assets_sit_in_stage_groups_with_descriptions(local_root):
 
 def test_jobs_and_checks_exist(local_root):
     defs = build_definitions(load_project())
-    for job in ("lifecycle_job", "training_job", "batch_inference_job", "monitoring_job"):
+    for job in ("lifecycle_job", "training_job", "batch_inference_job", "monitoring_job", "housekeeping_job"):
         assert defs.resolve_job_def(f"churn_{job}") is not None
     checks = {(k.asset_key.to_user_string(), k.name) for k in defs.resolve_asset_graph().asset_check_keys}
     assert {

@@ -700,3 +700,32 @@ def test_an_all_purpose_cluster_that_does_not_idle_out_is_named_with_the_fix(tmp
         assert "to 30 minutes or less" in problem("0101-late")
         assert problem("0101-idles-out") is None
         assert ("GET", "/api/2.1/clusters/get", 200) in emulator.calls
+
+
+def test_housekeeping_runs_on_a_cluster(workspace):
+    """The housekeeping job on `dev`: its step is a job run on the emulator's cluster, which deletes
+    the inference table's rows past their retention and compacts the table."""
+    import pandas as pd
+
+    ws = workspace
+    table, now = ws.settings.inference_table(), pd.Timestamp.now(tz="UTC")
+    for age in (45, 40, 2, 1):  # days; 30 are kept
+        rows = pd.DataFrame(
+            {"request_id": [f"{age}-{i}" for i in range(3)], "request_time": now - pd.Timedelta(days=age)}
+        )
+        ws.lakehouse.write(table, rows, "append")
+
+    out = ws.dagster("job", "execute", "-j", "churn_housekeeping_job")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+
+    [run] = [r for r in ws.emulator.runs.values() if step_of(r) == "churn__churn_housekeeping"]
+    assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "SUCCESS"), run.state_message
+    assert sorted(ws.lakehouse.read(table)["request_id"]) == ["1-0", "1-1", "1-2", "2-0", "2-1", "2-2"]
+    assert ws.lakehouse.size(table).files == 1
+    with ws.instance() as instance:
+        event = instance.get_latest_materialization_event(AssetKey(["churn", "churn_housekeeping"]))
+        metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    assert event.dagster_event.pid == run.pid  # materialized by the cluster process
+    assert (metadata["rows_deleted"], metadata["dry_run"]) == (6, False)
+    audit = ws.lakehouse.read(ws.table("audit_log")).query("action == 'housekept' and object == @table")
+    assert len(audit) == 1

@@ -284,7 +284,12 @@ def test_default_status_follows_the_target(local_root):
         "lifecycle_failure_sensor": "RUNNING",
         "cost_sensor": "STOPPED",
     }
-    crons = {"training": "0 3 * * *", "batch_inference": "0 * * * *", "monitoring": "30 4 * * *"}
+    crons = {
+        "training": "0 3 * * *",
+        "batch_inference": "0 * * * *",
+        "monitoring": "30 4 * * *",
+        "housekeeping": "0 2 * * *",
+    }
     assert {s.name: (s.default_status.value, s.cron_schedule) for s in local.schedule_defs} == {
         f"{u}_{kind}_schedule": ("STOPPED", cron) for u in demos for kind, cron in crons.items()
     }

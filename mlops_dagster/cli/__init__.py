@@ -10,8 +10,9 @@
     mlops features [--table NAME]                                     # the feature registry
     mlops prepare-spark                                               # JVM class archive (make install)
     mlops migrate [--dry-run]                                         # move an older MLOPS_HOME forward
+    mlops housekeeping [--dry-run]                                    # retention, compaction, vacuum
 
-Every command takes ``--use-case NAME``: ``run`` and ``features`` act on every use case without it,
+Every command takes ``--use-case NAME``: ``run``, ``features`` and ``housekeeping`` act on every use case without it,
 ``approve`` needs it when the project has several, ``migrate`` takes it to say whose flat landing
 files are, the others default to the first.
 

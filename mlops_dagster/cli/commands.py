@@ -184,6 +184,22 @@ def dispatch(args) -> int:
             for settings in load_project().select(args.use_case)
         ]
         return 1 if any(failed) else 0
+    if args.command == "housekeeping":
+        from ..settings import load_project
+
+        failed = [
+            run(
+                "housekeeping",
+                settings.name,
+                {
+                    "ops": {
+                        settings.names.op(settings.names.housekeeping): {"config": {"dry_run": args.dry_run}}
+                    }
+                },
+            )
+            for settings in load_project().select(args.use_case)
+        ]
+        return 1 if any(failed) else 0
     if args.command == "lineage":
         return print_lineage(args.version, args.use_case)
     if args.command == "token":

@@ -86,7 +86,8 @@ def _model_commands(command: Command) -> None:
 
 
 def _project_commands(command: Command) -> None:
-    """``prepare-spark``, ``bootstrap`` a Databricks target, list the ``features``, ``migrate`` a home."""
+    """``prepare-spark``, ``bootstrap`` a Databricks target, list the ``features``, ``migrate`` a home,
+    ``housekeeping``."""
     from ..settings import TARGETS
 
     command(
@@ -107,3 +108,9 @@ def _project_commands(command: Command) -> None:
         "landing files flat in landing/) to today's format",
     )
     migrate.add_argument("--dry-run", action="store_true", help="print what would move, move nothing")
+    housekeeping = command(
+        "housekeeping",
+        help="apply the retention policy: delete rows, reports, runs and model versions past their "
+        "age, compact and vacuum tables; print what it did and each table's disk use (audited)",
+    )
+    housekeeping.add_argument("--dry-run", action="store_true", help="print what would go, change nothing")

@@ -12,6 +12,7 @@ def run_summary(result, seconds: float, settings) -> str:
     lines += _data_lines(meta, settings)
     lines += _model_lines(meta, settings)
     lines += _monitoring_lines(meta, settings)
+    lines += _housekeeping_lines(meta.get(settings.names.housekeeping)) or _disk_lines(settings)
     lines += _failure_lines(result)
     return "\n".join(lines)
 
@@ -120,6 +121,44 @@ def _monitoring_lines(meta: dict, settings) -> list[str]:
         if "report_path" in m:
             lines.append(f"Performance report: {m['report_path']}")
     return lines
+
+
+def _housekeeping_lines(m: dict | None) -> list[str]:
+    """What housekeeping removed (or would), and the disk use of each table and the MLflow store."""
+    if m is None:
+        return []
+    verb = "would delete" if m["dry_run"] else "deleted"
+    return [
+        f"Housekeeping:      {verb} {m['rows_deleted']} rows, {m['runs_deleted']} MLflow runs, "
+        f"{m['reports_deleted']} reports; files {m['files_before']} -> {m['files_after']}, "
+        f"{m['bytes_freed']} bytes freed",
+        "Tables:",
+        m["tables"],
+        "Model versions:",
+        m["model_versions"],
+        f"Disk use ({m['disk_bytes_total']} bytes):",
+        m["disk_use"],
+    ]
+
+
+def _disk_lines(settings) -> list[str]:
+    """How much disk the use case's tables and the MLflow store take (under ``root``, where they
+    can be listed from here), so growth is seen run after run."""
+    if settings.root is None:
+        return []
+    from ..assets.housekeeping import disk_use
+    from ..resources.local_lakehouse import LocalLakehouse
+
+    rows = disk_use(LocalLakehouse(root=str(settings.root / "lakehouse")), settings)
+    tables = [r for r in rows if r["what"] != "MLflow store"]
+    store = next((r for r in rows if r["what"] == "MLflow store"), None)
+    line = (
+        f"Disk use:          tables {sum(r['bytes'] for r in tables) / 2**20:.1f} MB "
+        f"({sum(r['files'] for r in tables)} data files, {len(tables)} tables)"
+    )
+    if store:
+        line += f", MLflow store {store['bytes'] / 2**20:.1f} MB"
+    return ["", line + " (mlops housekeeping applies the retention)"]
 
 
 def _failure_lines(result) -> list[str]:

@@ -27,6 +27,9 @@ ACTIONS = (
     "rolled_back",
     "restored",
     "granted",
+    "housekept",
+    "archived",
+    "deleted",
 )
 
 

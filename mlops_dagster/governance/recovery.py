@@ -21,12 +21,18 @@ def rollback_target(registry, champion, to_version: str) -> tuple[str, str | Non
     return target, None
 
 
-def restore_refusal(table: str, version: int, current: int) -> str | None:
-    """Why ``table`` cannot be restored to ``version`` (its current version is ``current``), or None:
-    only an earlier version can be brought back."""
-    if 0 <= version < current:
-        return None
-    return f"{table} has versions 0..{current}; choose an earlier one than the current {current}"
+def restore_refusal(table: str, version: int, current: int, oldest: int = 0) -> str | None:
+    """Why ``table`` cannot be restored to ``version`` (its current version is ``current``; the oldest
+    version its retention keeps is ``oldest``), or None: only an earlier, retained version can be
+    brought back."""
+    if not 0 <= version < current:
+        return f"{table} has versions 0..{current}; choose an earlier one than the current {current}"
+    if version < oldest:
+        return (
+            f"{table} version {version} is past its retention (retention.table_versions_days): "
+            f"the oldest version still restorable is {oldest}"
+        )
+    return None
 
 
 def is_registered(registry, version: str) -> bool:

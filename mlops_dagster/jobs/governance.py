@@ -5,6 +5,8 @@ champion back and redeploy; apply the access matrix as Unity Catalog grants. Sma
 Each op's body is a module-level function (the governance decisions it applies live in
 ``governance/``); ``governance_jobs`` only declares the ops and jobs of a use case."""
 
+from datetime import UTC, datetime
+
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
 
 from ..assets.metadata import audit_log, markdown_table
@@ -14,6 +16,7 @@ from ..governance.approvals import approvable_version, record_approval
 from ..governance.model_card import with_approval
 from ..governance.promotion import champion_to_move_on, move_to_next_environment
 from ..governance.recovery import is_registered, last_registration, restore_refusal, rollback_target
+from ..governance.retention import restorable_from
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION, VALIDATION_TAG, ModelRegistry
 from ..resources.serving import ServingBackend
@@ -87,7 +90,8 @@ def restore_table_version(
     name = config.table if config.table.count(".") == 2 else settings.table(config.table)
     authorize(settings, lakehouse, "restore", name, context.run.run_id)
     current = lakehouse.version(name)
-    refusal = restore_refusal(name, config.version, current)
+    oldest = restorable_from(settings, name, lakehouse.history(name), datetime.now(UTC))
+    refusal = restore_refusal(name, config.version, current, oldest)
     if refusal:
         raise Failure(refusal)
     info = lakehouse.restore(name, config.version)

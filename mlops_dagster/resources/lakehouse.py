@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # heavy imports stay out of the code location's load path
     from pyspark.sql import SparkSession
 
 
+LOG_RETENTION = "delta.logRetentionDuration"  # how long a table's log keeps its entries
+
+
 class TableNotFoundError(LookupError):
     """A table that should exist does not; the message names it and says what creates it."""
 
@@ -41,6 +44,16 @@ class TableInfo:
     num_rows: int
     columns: list[tuple[str, str]] = field(default_factory=list)
     operation: str = ""
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """How much of the disk a table takes: its current version's data files, and (where the storage
+    can be listed) everything in its folder: older versions' files not yet vacuumed, and the log."""
+
+    files: int
+    bytes: int
+    disk_bytes: int | None = None
 
 
 class Lakehouse(ConfigurableResource, ABC):
@@ -190,6 +203,24 @@ class Lakehouse(ConfigurableResource, ABC):
         column_comments: dict[str, str] | None = None,
     ) -> TableInfo:
         """Upsert the rows of staged Parquet files on ``keys`` (the table is created if needed)."""
+
+    @abstractmethod
+    def size(self, name: str) -> TableSize: ...
+
+    @abstractmethod
+    def delete_older_than(self, name: str, column: str, cutoff: datetime, dry_run: bool = False) -> int:
+        """Delete the rows whose ``column`` is before ``cutoff`` (one commit); the number of rows
+        deleted, or with ``dry_run`` the number that would be (nothing is written)."""
+
+    @abstractmethod
+    def compact(self, name: str, target_mb: int, zorder_by: str | None = None) -> None:
+        """Rewrite the table's small files into files of about ``target_mb`` (Z-ordered by
+        ``zorder_by`` when given); every row is kept, the old files stay until vacuumed."""
+
+    @abstractmethod
+    def vacuum(self, name: str, retain_hours: int, dry_run: bool = False) -> int:
+        """Delete the files no version of the last ``retain_hours`` reads; how many were deleted (or
+        with ``dry_run``, would be)."""
 
     @abstractmethod
     def mlflow_dataset_source(self, name: str, version: int):

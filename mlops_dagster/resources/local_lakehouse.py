@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .lakehouse import (
+    LOG_RETENTION,
     Lakehouse,
     TableInfo,
     TableNotFoundError,
+    TableSize,
     adds_or_updates_only,
     is_path,
     parquet_batches,
@@ -212,6 +214,40 @@ class LocalLakehouse(Lakehouse):
             for f in self._table(name).schema().fields
             if "comment" in (f.metadata or {})
         }
+
+    def size(self, name):
+        actions = self._table(name).get_add_actions(flatten=True)
+        sizes = actions.column("size_bytes").to_pylist() if actions.num_rows else []
+        disk = sum(p.stat().st_size for p in Path(self.location(name)).rglob("*") if p.is_file())
+        return TableSize(files=len(sizes), bytes=sum(sizes), disk_bytes=disk)
+
+    def delete_older_than(self, name, column, cutoff, dry_run=False):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        dt = self._table(name)
+        edge = pa.scalar(cutoff, pa.timestamp("us", tz="UTC"))
+        count = dt.to_pyarrow_dataset().count_rows(filter=pc.field(column) < edge)
+        if count and not dry_run:
+            dt.delete(f"`{column}` < '{cutoff.isoformat()}'")
+        return count
+
+    def compact(self, name, target_mb, zorder_by=None):
+        optimize = self._table(name).optimize
+        target = target_mb * 1024 * 1024
+        if zorder_by:
+            optimize.z_order([zorder_by], target_size=target)
+        else:
+            optimize.compact(target_size=target)
+
+    def vacuum(self, name, retain_hours, dry_run=False):
+        dt = self._table(name)
+        files = dt.vacuum(retention_hours=retain_hours, dry_run=dry_run, enforce_retention_duration=False)
+        if not dry_run:
+            # The log keeps what the data keeps: entries older than that (and a checkpoint) go too.
+            self._annotate(name, None, {LOG_RETENTION: f"interval {int(retain_hours)} hours"})
+            self._table(name).cleanup_metadata()
+        return len(files)
 
     def mlflow_dataset_source(self, name, version):
         from mlflow.data.delta_dataset_source import DeltaDatasetSource

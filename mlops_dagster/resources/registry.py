@@ -6,6 +6,7 @@ target; only the URIs differ.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource
@@ -109,6 +110,59 @@ class ModelRegistry(ConfigurableResource):
 
     def version(self, version: str | int) -> ModelVersion:
         return self.client().get_model_version(self.model_name, str(version))
+
+    def versions(self) -> list[ModelVersion]:
+        """Every registered version of the model (none when it is not registered yet)."""
+        return list(self.client().search_model_versions(f"name = '{self.model_name}'"))
+
+    def aliases(self) -> dict[str, str]:
+        """Alias to version number (empty when the model is not registered yet)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return dict(self.client().get_registered_model(self.model_name).aliases)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                return {}
+            raise
+
+    def delete_version(self, version: str | int) -> None:
+        self.client().delete_model_version(self.model_name, str(version))
+
+    def runs_started_before(self, experiment: str, before: datetime) -> list[tuple[str, datetime]]:
+        """The active runs of ``experiment`` (id, start) started before ``before``."""
+        from datetime import UTC
+        from datetime import datetime as dt
+
+        client = self.client()
+        found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        runs = client.search_runs(
+            [found.experiment_id],
+            f"attributes.start_time < {int(before.timestamp() * 1000)}",
+            max_results=50_000,
+        )
+        return [(r.info.run_id, dt.fromtimestamp(r.info.start_time / 1000, UTC)) for r in runs]
+
+    def delete_runs(self, run_ids: list[str]) -> None:
+        """Delete runs; on a local SQLite store their rows and artifacts are purged at once (a
+        Databricks workspace purges deleted runs itself)."""
+        import subprocess
+        import sys
+
+        client = self.client()
+        for run_id in run_ids:
+            client.delete_run(run_id)
+        if run_ids and self.tracking_uri.startswith("sqlite:"):
+            store = ["--backend-store-uri", self.tracking_uri, "--tracking-uri", self.tracking_uri]
+            gc = subprocess.run(
+                [sys.executable, "-m", "mlflow", "gc", *store, "--run-ids", ",".join(run_ids)],
+                capture_output=True,
+                text=True,
+            )
+            if gc.returncode:
+                raise RuntimeError(f"mlflow gc could not purge the deleted runs: {gc.stderr.strip()[-2000:]}")
 
     def set_alias(self, alias: str, version: str | int) -> None:
         self.client().set_registered_model_alias(self.model_name, alias, str(version))

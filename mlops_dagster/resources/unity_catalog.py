@@ -14,7 +14,16 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from .lakehouse import Lakehouse, TableInfo, TableNotFoundError, adds_or_updates_only, is_path, staging_folder
+from .lakehouse import (
+    LOG_RETENTION,
+    Lakehouse,
+    TableInfo,
+    TableNotFoundError,
+    TableSize,
+    adds_or_updates_only,
+    is_path,
+    staging_folder,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
@@ -289,6 +298,42 @@ class UnityCatalogLakehouse(Lakehouse):
         current = self.properties(name)
         if properties and any(current.get(k) != v for k, v in properties.items()):
             self.set_properties(name, properties)
+
+    def size(self, name):
+        self._require(name)
+        [detail] = self._spark().sql(f"DESCRIBE DETAIL {_quoted(name)}").collect()
+        return TableSize(files=int(detail["numFiles"]), bytes=int(detail["sizeInBytes"]))
+
+    def delete_older_than(self, name, column, cutoff, dry_run=False):
+        condition = f"`{column}` < TIMESTAMP {_sql_string(cutoff.isoformat())}"
+        count = self.read_spark(self._spark(), name).where(condition).count()
+        if count and not dry_run:
+            self._spark().sql(f"DELETE FROM {_quoted(name)} WHERE {condition}")
+        return count
+
+    def compact(self, name, target_mb, zorder_by=None):
+        self._require(name)
+        spark = self._spark()
+        spark.conf.set("spark.databricks.delta.optimize.maxFileSize", str(target_mb * 1024 * 1024))
+        spark.sql(f"OPTIMIZE {_quoted(name)}" + (f" ZORDER BY (`{zorder_by}`)" if zorder_by else ""))
+
+    def vacuum(self, name, retain_hours, dry_run=False):
+        self._require(name)
+        spark = self._spark()
+        # Delta refuses a retention under 7 days unless told that no reader needs older files.
+        spark.conf.set(
+            "spark.databricks.delta.retentionDurationCheck.enabled", str(retain_hours >= 168).lower()
+        )
+        if not dry_run:  # Databricks cleans the log up to this age at its checkpoints
+            self._annotate(name, None, {LOG_RETENTION: f"interval {int(retain_hours)} hours"})
+        rows = spark.sql(
+            f"VACUUM {_quoted(name)} RETAIN {int(retain_hours)} HOURS" + (" DRY RUN" if dry_run else "")
+        ).collect()
+        return (
+            len(rows)
+            if dry_run
+            else self.history(name, 1)[0].get("operationMetrics", {}).get("numDeletedFiles", 0)
+        )
 
     def mlflow_dataset_source(self, name, version):
         from mlflow.data.delta_dataset_source import DeltaDatasetSource

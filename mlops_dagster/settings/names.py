@@ -118,3 +118,8 @@ class Names:
     def model_performance(self) -> str:
         """The performance asset and its history table."""
         return f"{self.use_case}_model_performance"
+
+    @property
+    def housekeeping(self) -> str:
+        """The asset that applies retention, compaction and vacuum to the use case's tables and models."""
+        return f"{self.use_case}_housekeeping"

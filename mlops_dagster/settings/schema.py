@@ -22,6 +22,7 @@ from .schema_model import (
     ValidationSettings,
 )
 from .schema_operations import AutomationSettings, GovernanceSettings
+from .schema_retention import RetentionSettings
 
 
 class Settings(SettingsModel):
@@ -77,6 +78,8 @@ class Settings(SettingsModel):
     """The feature registry and the online store."""
     cost: CostSettings = CostSettings()
     """What compute costs."""
+    retention: RetentionSettings = RetentionSettings()
+    """How long rows, table versions, reports, runs and model versions are kept; compaction."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

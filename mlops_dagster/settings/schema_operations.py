@@ -37,6 +37,8 @@ class ScheduleSettings(SettingsModel):
     """When the batch inference job runs."""
     monitoring: str = "30 4 * * *"
     """When the monitoring job runs."""
+    housekeeping: str = "0 2 * * *"
+    """When the housekeeping job runs (retention, compaction, vacuum)."""
 
 
 class AutomationSettings(SettingsModel):
