@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"assets"},  # assets and asset checks: wiring of the layers below
     {"jobs"},  # jobs and the ops of governance and feature-registry jobs
     {"automation"},  # sensors and schedules
+    {"components"},  # use cases as Dagster Components, and the Definitions they and the code location build
     {"definitions"},  # the code location
     {"cli"},  # the `mlops` command
 ]

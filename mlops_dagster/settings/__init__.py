@@ -21,7 +21,7 @@ from .constants import (
     USE_CASE_TAG,
     reported_metrics,
 )
-from .loading import Project, deep_merge, load_project, load_settings
+from .loading import PROJECT_WIDE, Project, deep_merge, load_project, load_settings, load_use_case
 from .names import Names, capture_prefix
 from .schema import Settings
 from .schema_data import (
@@ -123,4 +123,6 @@ __all__ = [
     "deep_merge",
     "load_project",
     "load_settings",
+    "load_use_case",
+    "PROJECT_WIDE",
 ]

@@ -1,0 +1,140 @@
+"""Use cases as Dagster Components, from a real defs folder loaded by Dagster's component tree
+(``create_defs_folder_sandbox``: the folder a ``dg`` project has, ``dg`` itself not involved)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+import yaml
+from dagster.components.component_scaffolding import scaffold_object
+from dagster.components.testing import create_defs_folder_sandbox
+
+import mlops_dagster
+from mlops_dagster.definitions import build_definitions
+from mlops_dagster.settings import CONF_DIR, load_project
+
+warnings.filterwarnings("ignore", module="dagster")
+
+
+def _names(defs) -> dict[str, set]:
+    repo = defs.get_repository_def()
+    return {
+        "assets": {key.to_user_string() for key in repo.assets_defs_by_key},
+        "checks": {key.to_user_string() for key in repo.asset_graph.asset_check_keys},
+        "jobs": set(repo.job_names),
+        "sensors": {s.name for s in repo.sensor_defs},
+        "schedules": {s.name for s in repo.schedule_defs},
+        "resources": set(repo.get_top_level_resources()),
+    }
+
+
+def _declare(sandbox, name: str, attributes: dict) -> None:
+    """A ``defs/<name>/defs.yaml`` declaring the use case ``name``."""
+    folder = sandbox.defs_folder_path / name
+    folder.mkdir()
+    document = {"type": "mlops_dagster.UseCase", "attributes": {"name": name, **attributes}}
+    (folder / "defs.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+
+
+def _load_error(attributes: dict, monkeypatch, tmp_path) -> tuple[str, str]:
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    with create_defs_folder_sandbox() as sandbox:
+        _declare(sandbox, "churn", attributes)
+        with pytest.raises(Exception) as raised, sandbox.build_all_defs() as defs:
+            defs.get_repository_def()
+        # Dagster's error draws the defs folder's tree, the failing file marked; its cause is ours.
+        assert "defs.yaml (UseCase) (error)" in str(raised.value)
+        return str(raised.value.__cause__), str(sandbox.defs_folder_path / "churn" / "defs.yaml")
+
+
+def _shipped(name: str) -> dict:
+    return yaml.safe_load((CONF_DIR / "base.yaml").read_text())["use_cases"][name]
+
+
+# The component ---------------------------------------------------------------------------------
+
+
+def test_use_case_is_importable_from_the_top_level_without_importing_dagster():
+    assert mlops_dagster.UseCase.__name__ == "UseCase" and "UseCase" in dir(mlops_dagster)
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, mlops_dagster; print('dagster' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip() == "False"
+
+
+def test_two_use_case_components_build_what_the_code_location_builds(monkeypatch, tmp_path):
+    """The shipped demos declared as two defs.yaml files: the same assets, checks, jobs, sensors,
+    schedules and resources as the repository's code location, with the project's parts once."""
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    with create_defs_folder_sandbox() as sandbox:
+        _declare(sandbox, "churn", _shipped("churn"))
+        _declare(sandbox, "house_prices", _shipped("house_prices"))
+        with sandbox.build_all_defs() as defs:
+            from_components = _names(defs)
+    from_code_location = _names(build_definitions(load_project()))
+    assert from_components == from_code_location
+    assert {"churn/raw_customers", "house_prices/house_prices_model"} <= from_components["assets"]
+    assert "lifecycle_failure_sensor" in from_components["sensors"]
+
+
+def test_scaffolded_use_case_loads_as_written(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    with create_defs_folder_sandbox() as sandbox:
+        # What `dg scaffold defs mlops_dagster.UseCase retention` calls.
+        path = sandbox.defs_folder_path / "retention"
+        scaffold_object(path, "mlops_dagster.UseCase", None, "yaml", sandbox.project_root)
+        written = yaml.safe_load((path / "defs.yaml").read_text())
+        assert written["type"] == "mlops_dagster.UseCase"
+        assert written["attributes"]["name"] == "retention"
+        assert written["attributes"]["dataset"]["columns"] == _shipped("churn")["dataset"]["columns"]
+        with sandbox.build_all_defs() as defs:
+            names = _names(defs)
+    assert {"retention/raw_customers", "retention/retention_model"} <= names["assets"]
+    assert "retention_lifecycle_job" in names["jobs"]
+
+
+def test_project_settings_file_sets_what_the_project_shares(monkeypatch, tmp_path):
+    shared = tmp_path / "mlops.yaml"
+    shared.write_text(f"catalog: team_catalog\nroot: {tmp_path / 'home'}\nserving: {{port: 9123}}\n")
+    monkeypatch.setenv("MLOPS_CONFIG", str(shared))
+    with create_defs_folder_sandbox() as sandbox:
+        _declare(sandbox, "churn", _shipped("churn"))
+        with sandbox.build_component_tree() as tree:
+            [use_case] = tree.get_all_components(of_type=mlops_dagster.UseCase)
+            settings = use_case.settings()
+    assert (settings.catalog, settings.serving.port) == ("team_catalog", 9123)
+    assert settings.table("raw_customers") == "team_catalog.mlops.raw_customers"
+    assert str(settings.root) == str(tmp_path / "home")
+
+
+def test_an_unknown_key_fails_naming_the_key_and_the_file(monkeypatch, tmp_path):
+    message, path = _load_error({**_shipped("churn"), "datset": {}}, monkeypatch, tmp_path)
+    assert "attributes.datset" in message and path in message and "Extra inputs" in message
+
+
+def test_a_wrong_nested_key_fails_with_the_settings_schema_error(monkeypatch, tmp_path):
+    churn = _shipped("churn")
+    message, path = _load_error(
+        {**churn, "dataset": {**churn["dataset"], "colums": {}}}, monkeypatch, tmp_path
+    )
+    assert "invalid configuration for target 'local', use case 'churn'" in message and path in message
+    assert "dataset.colums" in message and "Extra inputs are not permitted" in message
+
+
+def test_a_wrong_type_fails_naming_the_key_and_the_allowed_values(monkeypatch, tmp_path):
+    message, path = _load_error({**_shipped("churn"), "problem_type": "ranking"}, monkeypatch, tmp_path)
+    assert message.startswith("1 validation error for UseCase\nproblem_type\n")
+    assert "'classification' or 'regression'" in message and "ranking" in message
+
+
+def test_a_project_wide_key_in_a_use_case_is_refused(monkeypatch, tmp_path):
+    message, path = _load_error({**_shipped("churn"), "serving": {"port": 9000}}, monkeypatch, tmp_path)
+    assert message == (
+        f"{path}: use case 'churn' sets serving.port, which the whole project shares: set it at the top level"
+    )
