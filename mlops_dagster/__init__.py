@@ -3,12 +3,7 @@
 ``mlops_dagster.UseCase`` is the Dagster Component of one use case (``type: mlops_dagster.UseCase`` in
 a ``defs.yaml``); it is imported when first asked for, so ``import mlops_dagster`` stays light."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("mlops_dagster")
-except PackageNotFoundError:  # a checkout that is not installed
-    __version__ = "0+unknown"
+from .version import __version__
 
 __all__ = ["UseCase", "__version__"]
 

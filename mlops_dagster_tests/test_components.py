@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import yaml
@@ -137,4 +138,18 @@ def test_a_project_wide_key_in_a_use_case_is_refused(monkeypatch, tmp_path):
     message, path = _load_error({**_shipped("churn"), "serving": {"port": 9000}}, monkeypatch, tmp_path)
     assert message == (
         f"{path}: use case 'churn' sets serving.port, which the whole project shares: set it at the top level"
+    )
+
+
+# The package ------------------------------------------------------------------------------------
+
+
+def test_mlops_version_prints_the_package_version():
+    printed = subprocess.run(
+        [sys.executable, "-m", "mlops_dagster.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert printed.stdout.strip() == f"mlops {mlops_dagster.__version__}"
+    assert (
+        f"## {mlops_dagster.__version__}\n"
+        in (Path(mlops_dagster.__file__).parent.parent / "CHANGELOG.md").read_text()
     )

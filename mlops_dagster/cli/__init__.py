@@ -10,6 +10,7 @@
     mlops features [--table NAME]                                     # the feature registry
     mlops prepare-spark                                               # JVM class archive (make install)
     mlops migrate [--dry-run]                                         # move an older MLOPS_HOME forward
+    mlops --version                                                   # the installed package's version
 
 Every command takes ``--use-case NAME``: ``run`` and ``features`` act on every use case without it,
 ``approve`` needs it when the project has several, ``migrate`` takes it to say whose flat landing

@@ -9,7 +9,10 @@ Command = Callable[..., argparse.ArgumentParser]  # adds a command that takes --
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
+    from ..version import __version__
+
     parser = argparse.ArgumentParser(prog="mlops", description=description)
+    parser.add_argument("--version", action="version", version=f"mlops {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--use-case", help="the use case to act on (its name in the config's use_cases)")
     sub = parser.add_subparsers(dest="command", required=True)
