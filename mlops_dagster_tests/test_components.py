@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import warnings
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from dagster.components.testing import create_defs_folder_sandbox
 
 import mlops_dagster
 from mlops_dagster.definitions import build_definitions
-from mlops_dagster.settings import CONF_DIR, load_project
+from mlops_dagster.settings import CONF_DIR, DatasetSettings, load_project
 
 warnings.filterwarnings("ignore", module="dagster")
 
@@ -152,4 +154,105 @@ def test_mlops_version_prints_the_package_version():
     assert (
         f"## {mlops_dagster.__version__}\n"
         in (Path(mlops_dagster.__file__).parent.parent / "CHANGELOG.md").read_text()
+    )
+
+
+# mlops infer-contract ---------------------------------------------------------------------------
+
+ROWS = 12
+SAMPLE = {
+    "id": [f"c{i}" for i in range(ROWS)],
+    "plan": [["basic", "plus", "pro"][i % 3] for i in range(ROWS)],
+    "months": list(range(ROWS)),
+    "spend": [None if i % 5 == 0 else 10.5 + i for i in range(ROWS)],
+    "signup": [None if i == 3 else date(2024, 1, 1 + i) for i in range(ROWS)],
+    "active": [i % 2 == 0 for i in range(ROWS)],
+}
+INFERRED = {
+    "id": {"type": "string"},
+    "plan": {"type": "string", "allowed": ["basic", "plus", "pro"]},
+    "months": {"type": "long", "min": 0, "max": 11},
+    "spend": {"type": "double", "nullable": True, "min": 11.5, "max": 21.5},
+    "signup": {"type": "timestamp", "nullable": True},
+    "active": {"type": "boolean"},
+}
+
+
+def _write(path: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [dict(zip(SAMPLE, values)) for values in zip(*SAMPLE.values())]
+    if path.suffix == ".parquet":
+        pq.write_table(pa.table(SAMPLE), path)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(row, default=str) + "\n" for row in rows))
+    else:
+        text = [",".join(SAMPLE)]
+        text += [
+            ",".join(
+                "" if v is None else str(v).lower() if isinstance(v, bool) else str(v) for v in r.values()
+            )
+            for r in rows
+        ]
+        path.write_text("\n".join(text) + "\n")
+    return path
+
+
+def _infer(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_dagster.cli", "infer-contract", *args], capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize("name", ["sample.csv", "sample.parquet", "sample.jsonl"])
+def test_infer_contract_prints_a_contract_the_settings_accept(tmp_path, name):
+    printed = _infer(str(_write(tmp_path / name)))
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.startswith(f"# dataset.columns inferred from the first {ROWS} rows of {name}")
+    columns = yaml.safe_load(printed.stdout)["columns"]
+    assert columns == INFERRED
+    assert DatasetSettings(name="s", key="id", label="plan", columns=columns).columns["plan"].allowed == [
+        "basic",
+        "plus",
+        "pro",
+    ]
+
+
+def test_infer_contract_reads_a_bounded_sample(tmp_path):
+    path = _write(tmp_path / "sample.csv")
+    printed = _infer(str(path), "--rows", "3")
+    columns = yaml.safe_load(printed.stdout)["columns"]
+    assert "first 3 rows" in printed.stdout
+    assert columns["months"] == {"type": "long", "min": 0, "max": 2}
+    assert "nullable" not in columns["signup"]  # its empty cell is the 4th row, past the sample
+
+
+def test_infer_contract_names_what_it_cannot_read(tmp_path):
+    unknown = _infer(str(tmp_path / "sample.xlsx"))
+    assert unknown.returncode == 2
+    assert "cannot tell the format of" in unknown.stderr and "--format csv | json | parquet" in unknown.stderr
+    missing = _infer(str(tmp_path / "missing.csv"))
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2,
+        f"mlops infer-contract: {tmp_path / 'missing.csv'} is not a file",
+    )
+
+
+def test_infer_contract_stops_reading_after_its_sample(tmp_path):
+    """A 4 MB file whose last line would break the read: a 10-row sample never gets there."""
+    path = tmp_path / "large.csv"
+    with path.open("w") as out:
+        out.write("id,plan,months\n")
+        out.writelines(f"c{i},basic,{i % 7}\n" for i in range(300_000))
+        out.write("a line with one field\n")
+    assert path.stat().st_size > 4_000_000
+    sampled = _infer(str(path), "--rows", "10")
+    assert sampled.returncode == 0, sampled.stderr
+    assert yaml.safe_load(sampled.stdout)["columns"]["months"] == {"type": "long", "min": 0, "max": 6}
+    whole = _infer(str(path), "--rows", "400000")
+    assert (
+        whole.returncode == 2
+        and "cannot read" in whole.stderr
+        and "Expected 3 columns, got 1" in whole.stderr
     )

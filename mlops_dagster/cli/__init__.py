@@ -2,6 +2,7 @@
 
     mlops generate [--rows N] [--seed S] [--drifted] [--name FILE]   # a demo landing file
     mlops generate --outcomes [--changed-world]                      # what became of those customers
+    mlops infer-contract FILE [--rows N]                              # a dataset.columns contract from a file
     mlops run [--job lifecycle]                                       # run a job, print a summary
     mlops serve | mlops stop                                          # the local serving gateway
     mlops token create --scope query|manage [--name N] | list | revoke NAME   # the gateway's tokens

@@ -28,7 +28,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
 
 
 def _data_commands(command: Command) -> None:
-    """``generate`` demo data, ``run`` a job."""
+    """``generate`` demo data, ``infer-contract`` from a file, ``run`` a job."""
     gen = command("generate", help="write a demo's synthetic landing file into its use case's landing folder")
     gen.add_argument("--rows", type=int, help="default: the demo's (7,043 telco customers, 5,000 houses)")
     gen.add_argument("--seed", type=int, default=42)
@@ -46,6 +46,14 @@ def _data_commands(command: Command) -> None:
         help="outcomes from a world whose reasons for the label changed: the champion decays "
         "(implies --outcomes)",
     )
+    infer = command(
+        "infer-contract",
+        help="print a dataset.columns contract (types, nullability, allowed values, ranges) inferred "
+        "from the first rows of a CSV, JSON lines or Parquet file",
+    )
+    infer.add_argument("file")
+    infer.add_argument("--rows", type=int, default=100_000, help="how many rows to sample (default 100000)")
+    infer.add_argument("--format", default="auto", choices=["auto", "csv", "json", "parquet"])
     runner = command("run", help="run a job headless on the current target and print a summary")
     runner.add_argument(
         "--job",
