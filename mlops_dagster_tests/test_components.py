@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -256,3 +258,187 @@ def test_infer_contract_stops_reading_after_its_sample(tmp_path):
         and "cannot read" in whole.stderr
         and "Expected 3 columns, got 1" in whole.stderr
     )
+
+
+# A project made by create-dagster ---------------------------------------------------------------
+#
+# Real: `python -m build` makes the wheel and sdist from this checkout; `create-dagster project` makes
+# the project; its own virtual environment gets the wheel by `pip install`; `dg scaffold defs`,
+# `dg check defs`, `dg list defs` and `dg launch` run in that environment, and the runs are Dagster
+# runs of the installed package (Spark, Delta, MLflow, the gateway) on the demo's data. One shortcut,
+# to keep minutes of downloads out of the suite: the project's environment reaches the libraries the
+# package needs (dagster, pyspark, mlflow, ...) and dg itself from the test's environment (a .pth
+# file), and the project's own source through a .pth file as an editable install would.
+
+
+def _run(command: list, cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _project_environment(project: Path, wheel: Path) -> dict:
+    subprocess.run([sys.executable, "-m", "venv", project / ".venv"], check=True)
+    site = next((project / ".venv" / "lib").glob("python*")) / "site-packages"
+    libraries = [p for p in sys.path if p.endswith("site-packages")]
+    (site / "test_environment.pth").write_text("".join(f"{p}\n" for p in [*libraries, project / "src"]))
+    installed = _run(
+        [project / ".venv/bin/python", "-m", "pip", "install", "--no-deps", "--ignore-installed", wheel],
+        project,
+        None,
+    )
+    assert installed.returncode == 0, installed.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "DAGSTER_", "PYTHONPATH"))}
+    return {
+        **env,
+        "VIRTUAL_ENV": str(project / ".venv"),
+        "PATH": f"{project / '.venv/bin'}{os.pathsep}{env['PATH']}",
+        "DAGSTER_HOME": str(project.parent / "dagster_home"),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+    }
+
+
+@pytest.fixture(scope="module")
+def dg_project(tmp_path_factory):
+    """A create-dagster project with the wheel installed, the churn demo scaffolded by dg and the house
+    prices demo declared by hand, each with its landing files; the gateway its runs start is stopped."""
+    root = tmp_path_factory.mktemp("dg")
+    checkout = Path(mlops_dagster.__file__).parent.parent
+    built = _run([sys.executable, "-m", "build", "--outdir", root / "dist", checkout], root, None)
+    assert built.returncode == 0, built.stderr[-3000:]
+    created = _run(
+        [Path(sys.executable).parent / "create-dagster", "project", "--no-uv-sync", "ml_team"], root, None
+    )
+    assert created.returncode == 0, created.stderr
+    project = root / "ml_team"
+    env = _project_environment(project, next((root / "dist").glob("*.whl")))
+    python = str(project / ".venv/bin/python")
+
+    def dg(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+        return _run([python, Path(sys.executable).parent / "dg", *args], project, env, timeout)
+
+    scaffolded = dg("scaffold", "defs", "mlops_dagster.UseCase", "churn")
+    assert scaffolded.returncode == 0, scaffolded.stderr
+    houses = project / "src/ml_team/defs/house_prices"
+    houses.mkdir()
+    (houses / "defs.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "type": "mlops_dagster.UseCase",
+                "attributes": {"name": "house_prices", **_shipped("house_prices")},
+            }
+        )
+    )
+    for use_case in ("churn", "house_prices"):
+        generated = _run(
+            [
+                "mlops",
+                "generate",
+                "--use-case",
+                use_case,
+                "--rows",
+                "1500",
+                "--landing",
+                f".mlops/landing/{use_case}",
+            ],
+            project,
+            env,
+        )
+        assert generated.returncode == 0, generated.stderr
+    try:
+        yield SimpleNamespace(root=root, path=project, env=env, dg=dg, python=python)
+    finally:
+        _run(["mlops", "stop"], project, env)
+
+
+@pytest.mark.integration
+def test_the_wheel_and_sdist_hold_the_configuration_and_the_demo_generators(dg_project):
+    import tarfile
+    import zipfile
+
+    [wheel], [sdist] = (list((dg_project.root / "dist").glob(pattern)) for pattern in ("*.whl", "*.tar.gz"))
+    assert wheel.name == f"mlops_dagster-{mlops_dagster.__version__}-py3-none-any.whl"
+    in_wheel = set(zipfile.ZipFile(wheel).namelist())
+    in_sdist = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
+    for path in [
+        "conf/base.yaml",
+        "conf/local.yaml",
+        "conf/prod.yaml",
+        "conf/log4j2.properties",
+        "data/telco.py",
+        "components.py",
+    ]:
+        assert f"mlops_dagster/{path}" in in_wheel and f"mlops_dagster/{path}" in in_sdist
+    imported = _run(
+        [dg_project.python, "-c", "import mlops_dagster; print(mlops_dagster.__file__)"],
+        dg_project.path,
+        dg_project.env,
+    )
+    assert imported.stdout.startswith(
+        str(dg_project.path / ".venv")
+    )  # the installed wheel, not this checkout
+    version = _run(["mlops", "--version"], dg_project.path, dg_project.env)
+    assert version.stdout.strip() == f"mlops {mlops_dagster.__version__}"
+
+
+@pytest.mark.integration
+def test_dg_checks_and_lists_the_use_cases(dg_project):
+    checked = dg_project.dg("check", "defs")
+    assert checked.returncode == 0, checked.stderr
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = dg_project.dg("list", "defs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    defs = json.loads(listed.stdout)
+    assets = {a["asset_key"] for a in defs["assets"]}
+    assert {
+        "churn/raw_customers",
+        "churn/churn_model",
+        "house_prices/raw_houses",
+        "house_prices/house_prices_model",
+    } <= assets
+    assert {
+        "churn/churn_labels:both_classes_present",
+        "house_prices/house_prices_labels:labels_are_numbers",
+    } <= {c["key"] for c in defs["asset_checks"]}
+    assert {"churn_lifecycle_job", "house_prices_lifecycle_job"} <= {j["name"] for j in defs["jobs"]}
+    assert {"churn_landing_file_sensor", "house_prices_landing_file_sensor", "lifecycle_failure_sensor"} <= {
+        s["name"] for s in defs["sensors"]
+    }
+    [source] = {a["source"] for a in defs["assets"] if a["asset_key"] == "churn/raw_customers"}
+    assert source.startswith("src/ml_team/defs/churn/defs.yaml")
+
+
+@pytest.mark.integration
+def test_a_wrong_key_fails_dg_check_naming_the_key_and_the_file(dg_project):
+    broken = dg_project.path / "src/ml_team/defs/broken"
+    broken.mkdir()
+    (broken / "defs.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "type": "mlops_dagster.UseCase",
+                "attributes": {"name": "broken", **_shipped("churn"), "featurs": {}},
+            }
+        )
+    )
+    try:
+        checked = dg_project.dg("check", "defs")
+    finally:
+        (broken / "defs.yaml").unlink()
+        broken.rmdir()
+    said = checked.stdout + checked.stderr
+    assert checked.returncode != 0
+    assert "featurs" in said and "src/ml_team/defs/broken/defs.yaml" in said
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("use_case, raw", [("churn", "raw_customers"), ("house_prices", "raw_houses")])
+def test_each_use_case_runs_its_lifecycle_from_the_project(dg_project, use_case, raw):
+    from deltalake import DeltaTable
+
+    launched = dg_project.dg("launch", "--job", f"{use_case}_lifecycle_job", timeout=900)
+    said = launched.stdout + launched.stderr
+    assert (
+        launched.returncode == 0
+        and f'RUN_SUCCESS - Finished execution of run for "{use_case}_lifecycle_job"' in said
+    ), said[-3000:]
+    tables = dg_project.path / ".mlops/lakehouse/ml_dev_catalog/mlops"
+    for table in (raw, f"{use_case}_features", f"{use_case}_training_set", f"{use_case}_predictions"):
+        assert DeltaTable(str(tables / table)).to_pyarrow_table().num_rows == 1500, table

@@ -236,6 +236,7 @@ def dispatch(args) -> int:
                 args.seed,
                 args.drifted,
                 args.name,
+                landing=args.landing,
                 use_case=args.use_case,
                 outcomes=args.outcomes,
                 changed_world=args.changed_world,

@@ -35,6 +35,11 @@ def _data_commands(command: Command) -> None:
     gen.add_argument("--drifted", action="store_true", help="after a price rise and a contract-mix shift")
     gen.add_argument("--name", help="file name in the landing volume")
     gen.add_argument(
+        "--landing",
+        help="write into this folder instead of the use case's landing folder (for a use case declared "
+        "as a Dagster component: $MLOPS_HOME/landing/<its name>)",
+    )
+    gen.add_argument(
         "--outcomes",
         action="store_true",
         help="instead: the outcome (the label, observed now) of each entity that file holds, "
