@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -104,18 +105,38 @@ def test_scaffolded_use_case_loads_as_written(monkeypatch, tmp_path):
     assert "retention_lifecycle_job" in names["jobs"]
 
 
-def test_project_settings_file_sets_what_the_project_shares(monkeypatch, tmp_path):
-    shared = tmp_path / "mlops.yaml"
-    shared.write_text(f"catalog: team_catalog\nroot: {tmp_path / 'home'}\nserving: {{port: 9123}}\n")
-    monkeypatch.setenv("MLOPS_CONFIG", str(shared))
+def _settings_with(shared: str, monkeypatch, tmp_path, via_env: bool):
+    """The churn demo's settings in a project whose settings file says ``shared`` (found at the
+    project's root, or named by MLOPS_CONFIG)."""
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
     with create_defs_folder_sandbox() as sandbox:
+        path = (tmp_path if via_env else sandbox.project_root) / "mlops.yaml"
+        path.write_text(shared)
+        if via_env:
+            monkeypatch.setenv("MLOPS_CONFIG", str(path))
         _declare(sandbox, "churn", _shipped("churn"))
         with sandbox.build_component_tree() as tree:
             [use_case] = tree.get_all_components(of_type=mlops_dagster.UseCase)
-            settings = use_case.settings()
-    assert (settings.catalog, settings.serving.port) == ("team_catalog", 9123)
+            return use_case.settings()
+
+
+@pytest.mark.parametrize("via_env", [False, True], ids=["mlops.yaml", "MLOPS_CONFIG"])
+def test_project_settings_file_sets_what_the_project_shares(monkeypatch, tmp_path, via_env):
+    home = tmp_path / "home"
+    settings = _settings_with(
+        f"catalog: team_catalog\nroot: {home}\nserving: {{port: 9123}}\n", monkeypatch, tmp_path, via_env
+    )
+    assert (settings.catalog, settings.serving.port, str(settings.root)) == ("team_catalog", 9123, str(home))
     assert settings.table("raw_customers") == "team_catalog.mlops.raw_customers"
-    assert str(settings.root) == str(tmp_path / "home")
+
+
+def test_project_settings_file_declares_no_use_case(monkeypatch, tmp_path):
+    with pytest.raises(Exception) as raised:
+        _settings_with("use_cases: {churn: {}}\n", monkeypatch, tmp_path, via_env=True)
+    assert str(raised.value) == (
+        f"{tmp_path / 'mlops.yaml'}: the project settings file holds what every use case shares; declare "
+        "each use case as an mlops_dagster.UseCase component (a defs.yaml), not under `use_cases`"
+    )
 
 
 def test_an_unknown_key_fails_naming_the_key_and_the_file(monkeypatch, tmp_path):
@@ -141,7 +162,8 @@ def test_a_wrong_type_fails_naming_the_key_and_the_allowed_values(monkeypatch, t
 def test_a_project_wide_key_in_a_use_case_is_refused(monkeypatch, tmp_path):
     message, path = _load_error({**_shipped("churn"), "serving": {"port": 9000}}, monkeypatch, tmp_path)
     assert message == (
-        f"{path}: use case 'churn' sets serving.port, which the whole project shares: set it at the top level"
+        f"{path}: use case 'churn' sets serving.port, which the whole project shares: set it in the project "
+        "settings file (mlops.yaml at the project's root, or MLOPS_CONFIG)"
     )
 
 
@@ -300,20 +322,23 @@ def _project_environment(project: Path, wheel: Path) -> dict:
 def dg_project(tmp_path_factory):
     """A create-dagster project with the wheel installed, the churn demo scaffolded by dg and the house
     prices demo declared by hand, each with its landing files; the gateway its runs start is stopped."""
+    tools = Path(sys.executable).parent
+    missing = [t for t in ("create-dagster", "dg") if not (tools / t).exists()]
+    missing += [] if importlib.util.find_spec("build") else ["build"]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not installed: install the test extra (make install)")
     root = tmp_path_factory.mktemp("dg")
     checkout = Path(mlops_dagster.__file__).parent.parent
     built = _run([sys.executable, "-m", "build", "--outdir", root / "dist", checkout], root, None)
     assert built.returncode == 0, built.stderr[-3000:]
-    created = _run(
-        [Path(sys.executable).parent / "create-dagster", "project", "--no-uv-sync", "ml_team"], root, None
-    )
+    created = _run([tools / "create-dagster", "project", "--no-uv-sync", "ml_team"], root, None)
     assert created.returncode == 0, created.stderr
     project = root / "ml_team"
     env = _project_environment(project, next((root / "dist").glob("*.whl")))
     python = str(project / ".venv/bin/python")
 
     def dg(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-        return _run([python, Path(sys.executable).parent / "dg", *args], project, env, timeout)
+        return _run([python, tools / "dg", *args], project, env, timeout)
 
     scaffolded = dg("scaffold", "defs", "mlops_dagster.UseCase", "churn")
     assert scaffolded.returncode == 0, scaffolded.stderr

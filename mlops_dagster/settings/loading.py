@@ -154,7 +154,7 @@ def _project_wide_keys_in(section: dict) -> list[str]:
     ]
 
 
-def _check_use_case_sections(path: Path, layer: dict) -> None:
+def _check_use_case_sections(path: Path, layer: dict, shared_in: str = "at the top level") -> None:
     sections = layer.get("use_cases")
     if sections is None:
         return
@@ -169,7 +169,7 @@ def _check_use_case_sections(path: Path, layer: dict) -> None:
         if shared:
             raise ConfigError(
                 f"{path}: use case {use_case!r} sets {', '.join(shared)}, which the whole project "
-                "shares: set it at the top level"
+                f"shares: set it {shared_in}"
             )
 
 
@@ -277,7 +277,11 @@ def load_use_case(
             "use case as an mlops_dagster.UseCase component (a defs.yaml), not under `use_cases`"
         )
     own = {"use_cases": {name: _expand_env(section)}}
-    _check_use_case_sections(Path(declared_in), own)
+    _check_use_case_sections(
+        Path(declared_in),
+        own,
+        "in the project settings file (mlops.yaml at the project's root, or MLOPS_CONFIG)",
+    )
     shared = [{k: v for k, v in layer.items() if k != "use_cases"} for layer in layers]
     return _project(target, " + ".join(str(f) for f in [*files, declared_in]), [*shared, own]).default
 
