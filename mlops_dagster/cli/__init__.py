@@ -1,6 +1,6 @@
 """``mlops``: generate demo data and run the lifecycle headless with a readable summary.
 
-    mlops generate [--rows N] [--seed S] [--drifted] [--name FILE]   # a demo landing file
+    mlops generate [--rows N] [--seed S] [--drifted] [--name FILE] [--landing DIR]   # a demo landing file
     mlops generate --outcomes [--changed-world]                      # what became of those customers
     mlops infer-contract FILE [--rows N]                              # a dataset.columns contract from a file
     mlops run [--job lifecycle]                                       # run a job, print a summary
