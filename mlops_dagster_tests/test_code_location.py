@@ -195,3 +195,33 @@ def test_an_instance_pool_replaces_the_node_type_in_the_cluster_a_step_asks_for(
         assert ("aws_attributes" in config["cluster"]["new"]) == (
             "node_types" in nodes
         )  # a pool sets its own
+
+
+def test_predictions_and_features_are_late_past_their_freshness_window(tmp_path, local_root):
+    """Each use case's predictions and feature table carry a freshness policy (the UI shows them late
+    past it), from `automation.freshness`; null removes it."""
+    from datetime import timedelta
+
+    def windows(project) -> dict[str, timedelta]:
+        graph = build_definitions(project).get_repository_def().asset_graph
+        return {
+            key.to_user_string(): graph.get(key).freshness_policy.fail_window.to_timedelta()
+            for key in graph.get_all_asset_keys()
+            if graph.get(key).freshness_policy is not None
+        }
+
+    assert windows(load_project()) == {
+        "churn/churn_predictions": timedelta(hours=2),
+        "churn/churn_features": timedelta(hours=26),
+        "house_prices/house_prices_predictions": timedelta(hours=2),
+        "house_prices/house_prices_features": timedelta(hours=26),
+    }
+    config = tmp_path / "late.yaml"
+    config.write_text(
+        "use_cases:\n  churn: {automation: {freshness: {predictions_hours: 0.5, features_hours: null}}}\n"
+    )
+    assert windows(load_project(extra_file=config)) == {
+        "churn/churn_predictions": timedelta(minutes=30),
+        "house_prices/house_prices_predictions": timedelta(hours=2),
+        "house_prices/house_prices_features": timedelta(hours=26),
+    }

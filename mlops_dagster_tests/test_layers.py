@@ -14,12 +14,13 @@ PACKAGE = Path(mlops_dagster.__file__).parent
 
 # Bottom to top. Lazy imports inside functions count as much as those at the top of a module.
 LAYERS: list[set[str]] = [
-    {"settings"},  # the configuration schema, names and loading: imports nothing of ours
+    {"settings", "version"},  # the configuration schema, names and loading; the version: nothing of ours
     {"ml", "data", "runtime"},  # pure ML logic, demo data generators, run machinery
     {"resources", "serving", "monitoring", "governance", "feature_store"},  # services and stores
     {"assets"},  # assets and asset checks: wiring of the layers below
     {"jobs"},  # jobs and the ops of governance and feature-registry jobs
     {"automation"},  # sensors and schedules
+    {"components"},  # use cases as Dagster Components, and the Definitions they and the code location build
     {"definitions"},  # the code location
     {"cli"},  # the `mlops` command
 ]

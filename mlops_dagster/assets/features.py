@@ -10,7 +10,7 @@ from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..runtime.progress import Progress
 from ..settings import INGESTED_AT, Settings
-from .metadata import audit_log, commit_info, table_metadata
+from .metadata import audit_log, commit_info, freshness, table_metadata
 
 
 def feature_assets(settings: Settings):
@@ -69,6 +69,7 @@ def _table_specs(settings: Settings) -> list[AssetSpec]:
                 f"`{features_table}`, owned by {registered.owner}; its version is the feature version."
             ),
             metadata={"dagster/table_name": features_table},
+            freshness_policy=freshness(settings.automation.freshness.features_hours),
         ),
         AssetSpec(
             names.key(names.labels),

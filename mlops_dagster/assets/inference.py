@@ -8,7 +8,7 @@ from ..resources.spark import SparkResource
 from ..resources.step_launcher import StepLauncherParam
 from ..runtime.progress import Progress
 from ..settings import INGESTED_AT, Settings
-from .metadata import audit_log, commit_info, table_metadata
+from .metadata import audit_log, commit_info, freshness, table_metadata
 
 
 class NoChampionError(RuntimeError):
@@ -25,6 +25,7 @@ def inference_assets(settings: Settings):
         deps=[names.key(names.features), names.key("champion_model_version")],
         kinds={"spark", "delta"},
         automation_condition=AutomationCondition.eager(),
+        freshness_policy=freshness(settings.automation.freshness.predictions_hours),
         description=_description(settings),
         metadata={"dagster/table_name": settings.table(names.predictions)},
     )

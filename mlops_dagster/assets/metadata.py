@@ -1,11 +1,18 @@
-"""Metadata shown in the Dagster UI for what assets write: one shape for every table."""
+"""Metadata shown in the Dagster UI for what assets write (one shape for every table), and when an
+asset is late."""
 
+from datetime import timedelta
 from typing import Any
 
-from dagster import MetadataValue, TableColumn, TableSchema
+from dagster import FreshnessPolicy, MetadataValue, TableColumn, TableSchema
 
 from ..governance.audit import AuditLog
 from ..resources.lakehouse import TableInfo
+
+
+def freshness(hours: float | None) -> FreshnessPolicy | None:
+    """An asset is late (failing its freshness policy, in the UI) when older than ``hours``."""
+    return None if hours is None else FreshnessPolicy.time_window(fail_window=timedelta(hours=hours))
 
 
 def table_metadata(info: TableInfo, **extra: Any) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """``mlops``: generate demo data and run the lifecycle headless with a readable summary.
 
-    mlops generate [--rows N] [--seed S] [--drifted] [--name FILE]   # a demo landing file
+    mlops generate [--rows N] [--seed S] [--drifted] [--name FILE] [--landing DIR]   # a demo landing file
     mlops generate --outcomes [--changed-world]                      # what became of those customers
+    mlops infer-contract FILE [--rows N]                              # a dataset.columns contract from a file
     mlops run [--job lifecycle]                                       # run a job, print a summary
     mlops serve | mlops stop                                          # the local serving gateway
     mlops token create --scope query|manage [--name N] | list | revoke NAME   # the gateway's tokens
@@ -11,6 +12,7 @@
     mlops prepare-spark                                               # JVM class archive (make install)
     mlops migrate [--dry-run]                                         # move an older MLOPS_HOME forward
     mlops housekeeping [--dry-run]                                    # retention, compaction, vacuum
+    mlops --version                                                   # the installed package's version
 
 Every command takes ``--use-case NAME``: ``run``, ``features`` and ``housekeeping`` act on every use case without it,
 ``approve`` needs it when the project has several, ``migrate`` takes it to say whose flat landing

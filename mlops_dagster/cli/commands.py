@@ -1,5 +1,5 @@
 """The commands besides ``generate`` and ``run``: the gateway's tokens, bootstrap, lineage, the
-feature registry, and the dispatch of parsed arguments to each command."""
+feature registry, a contract inferred from a file, and the dispatch of parsed arguments to each command."""
 
 from __future__ import annotations
 
@@ -86,6 +86,35 @@ def print_lineage(version: str | None, use_case: str | None) -> int:
     return 0
 
 
+def print_contract(path: str, rows: int, file_format: str) -> int:
+    """`mlops infer-contract FILE`: a ``dataset.columns`` contract from the file's first rows."""
+    from pathlib import Path
+
+    from ..ml.contract_inference import contract_yaml, infer_contract
+    from ..ml.landing_formats import EXTENSIONS
+    from ..ml.landing_formats import file_format as format_of
+    from ..settings import ConfigError
+
+    found = format_of(path, file_format)
+    if found is None:
+        raise ConfigError(
+            f"cannot tell the format of {path} from its extension (known: {', '.join(sorted(EXTENSIONS))}): "
+            "say it with --format csv | json | parquet"
+        )
+    if not Path(path).is_file():
+        raise ConfigError(f"{path} is not a file")
+    try:
+        columns, sampled = infer_contract(path, found, rows)
+    except (ValueError, OSError) as exc:  # Arrow's errors name the file, line and column it could not read
+        raise ConfigError(f"cannot read {path} as {found}: {exc}") from None
+    print(
+        f"# dataset.columns inferred from the first {sampled} rows of {Path(path).name}: widen min, max "
+        "and allowed to what later files may hold"
+    )
+    print(contract_yaml(columns), end="")
+    return 0
+
+
 def print_features(table: str | None, use_case: str | None) -> int:
     from ..feature_store.registry import format_registry
     from ..settings import load_project
@@ -155,6 +184,8 @@ def dispatch(args) -> int:
         return bootstrap_target(args.target, args.use_case)
     if args.command == "features":
         return print_features(args.table, args.use_case)
+    if args.command == "infer-contract":
+        return print_contract(args.file, args.rows, args.format)
     if args.command == "migrate":
         from ..resources.migration import migrate
         from ..settings import load_project
@@ -221,6 +252,7 @@ def dispatch(args) -> int:
                 args.seed,
                 args.drifted,
                 args.name,
+                landing=args.landing,
                 use_case=args.use_case,
                 outcomes=args.outcomes,
                 changed_world=args.changed_world,

@@ -9,7 +9,10 @@ Command = Callable[..., argparse.ArgumentParser]  # adds a command that takes --
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
+    from ..version import __version__
+
     parser = argparse.ArgumentParser(prog="mlops", description=description)
+    parser.add_argument("--version", action="version", version=f"mlops {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--use-case", help="the use case to act on (its name in the config's use_cases)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -25,12 +28,17 @@ def build_parser(description: str) -> argparse.ArgumentParser:
 
 
 def _data_commands(command: Command) -> None:
-    """``generate`` demo data, ``run`` a job."""
+    """``generate`` demo data, ``infer-contract`` from a file, ``run`` a job."""
     gen = command("generate", help="write a demo's synthetic landing file into its use case's landing folder")
     gen.add_argument("--rows", type=int, help="default: the demo's (7,043 telco customers, 5,000 houses)")
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--drifted", action="store_true", help="after a price rise and a contract-mix shift")
     gen.add_argument("--name", help="file name in the landing volume")
+    gen.add_argument(
+        "--landing",
+        help="write into this folder instead of the use case's landing folder (for a use case declared "
+        "as a Dagster component: $MLOPS_HOME/landing/<its name>)",
+    )
     gen.add_argument(
         "--outcomes",
         action="store_true",
@@ -43,6 +51,14 @@ def _data_commands(command: Command) -> None:
         help="outcomes from a world whose reasons for the label changed: the champion decays "
         "(implies --outcomes)",
     )
+    infer = command(
+        "infer-contract",
+        help="print a dataset.columns contract (types, nullability, allowed values, ranges) inferred "
+        "from the first rows of a CSV, JSON lines or Parquet file",
+    )
+    infer.add_argument("file")
+    infer.add_argument("--rows", type=int, default=100_000, help="how many rows to sample (default 100000)")
+    infer.add_argument("--format", default="auto", choices=["auto", "csv", "json", "parquet"])
     runner = command("run", help="run a job headless on the current target and print a summary")
     runner.add_argument(
         "--job",

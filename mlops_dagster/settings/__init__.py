@@ -21,7 +21,7 @@ from .constants import (
     USE_CASE_TAG,
     reported_metrics,
 )
-from .loading import Project, deep_merge, load_project, load_settings
+from .loading import PROJECT_WIDE, Project, deep_merge, load_project, load_settings, load_use_case
 from .names import Names, capture_prefix
 from .schema import Settings
 from .schema_data import (
@@ -61,6 +61,7 @@ from .schema_operations import (
     AccessSettings,
     AutomationSettings,
     FileSensorSettings,
+    FreshnessSettings,
     GovernanceSettings,
     NextEnvironment,
     PromotionSettings,
@@ -97,6 +98,7 @@ __all__ = [
     "FeatureStoreSettings",
     "FeatureTableSettings",
     "FileSensorSettings",
+    "FreshnessSettings",
     "GovernanceSettings",
     "GroundTruthSettings",
     "InferenceSettings",
@@ -123,4 +125,6 @@ __all__ = [
     "deep_merge",
     "load_project",
     "load_settings",
+    "load_use_case",
+    "PROJECT_WIDE",
 ]

@@ -154,7 +154,7 @@ def _project_wide_keys_in(section: dict) -> list[str]:
     ]
 
 
-def _check_use_case_sections(path: Path, layer: dict) -> None:
+def _check_use_case_sections(path: Path, layer: dict, shared_in: str = "at the top level") -> None:
     sections = layer.get("use_cases")
     if sections is None:
         return
@@ -169,7 +169,7 @@ def _check_use_case_sections(path: Path, layer: dict) -> None:
         if shared:
             raise ConfigError(
                 f"{path}: use case {use_case!r} sets {', '.join(shared)}, which the whole project "
-                "shares: set it at the top level"
+                f"shares: set it {shared_in}"
             )
 
 
@@ -218,6 +218,13 @@ def _single_use_case(layers: list[dict]) -> list[dict]:
     return [*shipped, {**shared, "use_cases": {name: use_case}}]
 
 
+def _target(target: str | None) -> str:
+    target = target or os.environ.get("MLOPS_TARGET") or "local"
+    if target not in TARGETS:
+        raise ConfigError(f"MLOPS_TARGET={target!r} is not a target; choose one of {', '.join(TARGETS)}")
+    return target
+
+
 def load_project(target: str | None = None, extra_file: str | Path | None = None) -> Project:
     """Every use case of the project for ``target`` (default: ``MLOPS_TARGET`` or ``local``).
 
@@ -232,19 +239,55 @@ def load_project(target: str | None = None, extra_file: str | Path | None = None
     shipped = os.environ.get(SETTINGS_JSON_ENV)
     if shipped and target is None and extra_file is None:
         return Project.model_validate_json(shipped)
-    target = target or os.environ.get("MLOPS_TARGET") or "local"
-    if target not in TARGETS:
-        raise ConfigError(f"MLOPS_TARGET={target!r} is not a target; choose one of {', '.join(TARGETS)}")
+    target = _target(target)
     extra_file = extra_file or os.environ.get("MLOPS_CONFIG") or None
     files = [CONF_DIR / "base.yaml", CONF_DIR / f"{target}.yaml"]
     if extra_file:
         files.append(Path(extra_file))
     layers = [_expand_env(_read_yaml(path)) for path in files]
-    sources = " + ".join(str(f) for f in files)
     for path, layer in zip(files, layers):
         _check_use_case_sections(path, layer)
     if extra_file and "use_cases" not in layers[-1]:
         layers = _single_use_case(layers)
+    return _project(target, " + ".join(str(f) for f in files), layers)
+
+
+def load_use_case(
+    name: str,
+    section: dict,
+    declared_in: str | Path,
+    project_file: str | Path | None = None,
+    target: str | None = None,
+) -> Settings:
+    """One use case declared on its own (an ``mlops_dagster.UseCase`` component's attributes, from
+    the file ``declared_in``): ``section`` holds the keys of one ``use_cases.<name>`` entry, laid over
+    the shared defaults of ``conf/base.yaml``, ``conf/<target>.yaml`` and the project settings file
+    ``project_file`` (the shipped use cases are not part of it). Checked as ``load_project`` checks
+    a use case, with the same errors."""
+    target = _target(target)
+    files = [
+        CONF_DIR / "base.yaml",
+        CONF_DIR / f"{target}.yaml",
+        *([Path(project_file)] if project_file else []),
+    ]
+    layers = [_expand_env(_read_yaml(path)) for path in files]
+    if project_file and "use_cases" in layers[-1]:
+        raise ConfigError(
+            f"{project_file}: the project settings file holds what every use case shares; declare each "
+            "use case as an mlops_dagster.UseCase component (a defs.yaml), not under `use_cases`"
+        )
+    own = {"use_cases": {name: _expand_env(section)}}
+    _check_use_case_sections(
+        Path(declared_in),
+        own,
+        "in the project settings file (mlops.yaml at the project's root, or MLOPS_CONFIG)",
+    )
+    shared = [{k: v for k, v in layer.items() if k != "use_cases"} for layer in layers]
+    return _project(target, " + ".join(str(f) for f in [*files, declared_in]), [*shared, own]).default
+
+
+def _project(target: str, sources: str, layers: list[dict]) -> Project:
+    """The project ``layers`` (each a file's settings, upper over lower) describe, each use case checked."""
     top: dict = {}
     for layer in layers:
         top = deep_merge(top, {k: v for k, v in layer.items() if k != "use_cases"})

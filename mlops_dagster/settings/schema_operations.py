@@ -41,6 +41,17 @@ class ScheduleSettings(SettingsModel):
     """When the housekeeping job runs (retention, compaction, vacuum)."""
 
 
+class FreshnessSettings(SettingsModel):
+    """When an asset is late: its freshness policy, shown in the UI (unset: none)."""
+
+    predictions_hours: float | None = Field(2, gt=0)
+    """The batch predictions are late when their newest materialization is older than this (the
+    batch inference schedule runs hourly by default)."""
+    features_hours: float | None = Field(26, gt=0)
+    """The feature table is late when its newest materialization is older than this (it follows new
+    landing files, expected at least daily by default)."""
+
+
 class AutomationSettings(SettingsModel):
     """Sensors, schedules and alerts."""
 
@@ -56,6 +67,8 @@ class AutomationSettings(SettingsModel):
     """The sensor that retrains when the champion's performance decayed."""
     schedules: ScheduleSettings = ScheduleSettings()
     """The jobs' schedules."""
+    freshness: FreshnessSettings = FreshnessSettings()
+    """When the predictions and the feature table are late."""
     alert_webhook: str | None = None
     """Alerts (drift, decay, failed runs) are POSTed here as JSON (Slack- and Teams-compatible
     `text`) and always appended to the project's `alerts` table."""
