@@ -83,7 +83,9 @@ def project_definitions(project: Project) -> Definitions:
     """What every use case of ``project`` shares: the resources, the executor, the governance and cost
     assets, the failure sensor (watching every use case's lifecycle jobs) and the cost sensor."""
     lifecycle_jobs = [
-        job for settings in project.use_cases for job in [*build_jobs(settings).all, housekeeping_job(settings)]
+        job
+        for settings in project.use_cases
+        for job in [*build_jobs(settings).all, housekeeping_job(settings)]
     ]
     cost_jobs, cost_sensors = cost_definitions(project)
     return Definitions(
