@@ -70,8 +70,10 @@ format: install
 	$(BIN)/ruff format .
 
 ## test: lint, the docs build, then the full suite (unit + integration: real Dagster runs, Spark, Delta, MLflow)
+## (TEST_WORKERS processes, each test file in one of them: TEST_WORKERS=0 runs it in this process)
+TEST_WORKERS ?= 2
 test: install lint docs
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## test-fast: unit tests only
 test-fast: install
