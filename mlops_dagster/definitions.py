@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from .assets.cost import cost_assets
+from .assets.estimation import estimation_assets
 from .assets.features import feature_assets
 from .assets.governance import governance_assets
 from .assets.housekeeping import housekeeping_assets
@@ -41,6 +42,7 @@ def build_definitions(project: Project) -> Definitions:
             *inference_assets(settings),
             *monitoring_assets(settings),
             *performance_assets(settings),
+            *estimation_assets(settings),
             *housekeeping_assets(settings),
         ]
         checks += quality_checks(settings)

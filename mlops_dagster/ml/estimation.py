@@ -174,3 +174,50 @@ def estimate_dle(
     """DLE on a batch: its rows' losses predicted by ``model``, then ``dle``."""
     inputs = model.inputs(frame, prediction)
     return dle(model.absolute.predict(inputs), model.squared.predict(inputs), model, z)
+
+
+ALL = ("all", "all")
+
+
+def per_group(
+    frame: pd.DataFrame, slices: Sequence[str], min_rows: int, measure
+) -> dict[tuple[str, str], object]:
+    """``measure`` of the whole ``frame`` (slice and group ``all``), then of each group of each slice
+    column with at least ``min_rows`` rows: (slice, group as text) -> what ``measure`` returned."""
+    found = {ALL: measure(frame)}
+    for column in slices:
+        for value, part in frame.groupby(column):
+            if len(part) >= min_rows:
+                found[(column, str(value))] = measure(part)
+    return found
+
+
+def history(
+    estimates: dict[tuple[str, str], dict[str, Estimate]],
+    realized: dict[tuple[str, str], object],
+    base: dict,
+    metric: str,
+    validated: float | None,
+) -> pd.DataFrame:
+    """Rows of the estimated-performance history: one per slice group and estimated metric, the
+    realized figure beside it when outcomes judged the group (``realized``: group -> ``Figures``),
+    and the validated figure beside the whole batch's ``metric``."""
+    rows = [
+        {
+            **base,
+            "slice": group[0],
+            "group": group[1],
+            "metric": name,
+            "estimated": e.value,
+            "lower": e.lower,
+            "upper": e.upper,
+            "rows": e.rows,
+            "realized": realized[group].metrics.get(name) if group in realized else None,
+            "labelled_rows": realized[group].rows if group in realized else 0,
+            "validated": validated if group == ALL and name == metric else None,
+        }
+        for group, by_metric in estimates.items()
+        for name, e in by_metric.items()
+    ]
+    types = {"realized": "float64", "validated": "float64", "rows": "int64", "labelled_rows": "int64"}
+    return pd.DataFrame(rows).astype(types)

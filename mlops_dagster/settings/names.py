@@ -120,6 +120,11 @@ class Names:
         return f"{self.use_case}_model_performance"
 
     @property
+    def estimated_performance(self) -> str:
+        """The asset estimating the champion's performance before outcomes, and its history table."""
+        return f"{self.use_case}_estimated_performance"
+
+    @property
     def housekeeping(self) -> str:
         """The asset that applies retention, compaction and vacuum to the use case's tables and models."""
         return f"{self.use_case}_housekeeping"
