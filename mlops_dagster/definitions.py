@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from .assets.cost import cost_assets
+from .assets.data_quality import data_quality_assets
 from .assets.estimation import estimation_assets
 from .assets.features import feature_assets
 from .assets.governance import governance_assets
@@ -43,6 +44,7 @@ def build_definitions(project: Project) -> Definitions:
             *monitoring_assets(settings),
             *performance_assets(settings),
             *estimation_assets(settings),
+            *data_quality_assets(settings),
             *housekeeping_assets(settings),
         ]
         checks += quality_checks(settings)

@@ -36,6 +36,7 @@ def _stages(use_case: str, dataset: str) -> dict[str, set[str]]:
             f"{use_case}_drift_report",
             f"{use_case}_model_performance",
             f"{use_case}_estimated_performance",
+            f"{use_case}_data_quality",
         ],
         "housekeeping": [f"{use_case}_housekeeping"],
     }

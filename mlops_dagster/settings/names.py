@@ -125,6 +125,11 @@ class Names:
         return f"{self.use_case}_estimated_performance"
 
     @property
+    def data_quality(self) -> str:
+        """The asset profiling each ingested batch, and its history table."""
+        return f"{self.use_case}_data_quality"
+
+    @property
     def housekeeping(self) -> str:
         """The asset that applies retention, compaction and vacuum to the use case's tables and models."""
         return f"{self.use_case}_housekeeping"
