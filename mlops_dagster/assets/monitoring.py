@@ -24,6 +24,7 @@ from ..resources.registry import CHAMPION, ModelRegistry
 from ..runtime.executor import IMPORTS_TAG
 from ..runtime.progress import Progress
 from ..settings import Settings
+from .drift_history import drift_over_time
 from .metadata import commit_info, markdown_table
 
 if TYPE_CHECKING:
@@ -125,14 +126,26 @@ def measure_drift(context: AssetExecutionContext, settings: Settings):
         report_path,
         run_id,
     )
+    over_time = drift_over_time(context, settings, session, result, current, now)
     alert = _alert(context, settings, lakehouse, result, reference, source, str(champion.version))
     context.log.info(
         f"drift report: {result.verdict}, {result.drifted_columns}/{len(result.columns)} columns drifted"
     )
     yield MaterializeResult(
-        metadata=_metadata(
-            settings, result, reference, current, source, str(champion.version), report_path, run_id, alert
-        )
+        metadata={
+            **_metadata(
+                settings,
+                result,
+                reference,
+                current,
+                source,
+                str(champion.version),
+                report_path,
+                run_id,
+                alert,
+            ),
+            **over_time,
+        }
     )
     yield AssetCheckResult(
         check_name=DRIFT_CHECK,

@@ -101,6 +101,11 @@ class Names:
         return f"{self.use_case}_drift_metrics"
 
     @property
+    def drift_columns(self) -> str:
+        """Drift per feature column over time, against the champion's training data and the batch before."""
+        return f"{self.use_case}_drift_columns"
+
+    @property
     def ground_truth(self) -> str:
         """Outcomes that arrived after the predictions (asset and table)."""
         return f"{self.use_case}_ground_truth"
