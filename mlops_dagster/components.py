@@ -33,6 +33,8 @@ from dagster import (
 from pydantic import BaseModel, Field, PrivateAttr, create_model
 
 from .assets.cost import cost_assets
+from .assets.data_quality import data_quality_assets
+from .assets.estimation import estimation_assets
 from .assets.features import feature_assets
 from .assets.governance import governance_assets
 from .assets.housekeeping import housekeeping_assets
@@ -70,6 +72,8 @@ def use_case_definitions(settings: Settings) -> Definitions:
             *inference_assets(settings),
             *monitoring_assets(settings),
             *performance_assets(settings),
+            *estimation_assets(settings),
+            *data_quality_assets(settings),
             *housekeeping_assets(settings),
         ],
         asset_checks=quality_checks(settings),

@@ -32,7 +32,12 @@ def _stages(use_case: str, dataset: str) -> dict[str, set[str]]:
         "registry": ["challenger_model_version", "champion_model_version"],
         "serving": [f"{use_case}_endpoint"],
         "inference": [f"{use_case}_predictions"],
-        "monitoring": [f"{use_case}_drift_report", f"{use_case}_model_performance"],
+        "monitoring": [
+            f"{use_case}_drift_report",
+            f"{use_case}_model_performance",
+            f"{use_case}_estimated_performance",
+            f"{use_case}_data_quality",
+        ],
         "housekeeping": [f"{use_case}_housekeeping"],
     }
     return {f"{use_case}_{stage}": {f"{use_case}/{a}" for a in names} for stage, names in assets.items()}

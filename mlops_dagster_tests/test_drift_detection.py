@@ -48,3 +48,17 @@ def test_drift_is_detected_on_drifted_data_and_not_on_a_fresh_sample(tmp_path):
         assert check.severity.value == "WARN"
         history = project.lakehouse.read(project.table("churn_drift_metrics")).sort_values("report_time")
         assert history["dataset_drift"].tolist() == [False, False, True]
+
+        # Per column over time, against both references: the first report had no batch before it.
+        columns = project.lakehouse.read(project.table("churn_drift_columns"))
+        reports = columns.groupby("report_time")["reference"].apply(set).sort_index().tolist()
+        both = {"champion_training", "previous_batch"}
+        assert reports == [{"champion_training"}, both, both]
+        newest = columns[columns["report_time"] == columns["report_time"].max()]
+        consecutive = newest[newest["reference"] == "previous_batch"].set_index("column")
+        assert consecutive.loc["contract", "drifted"] and consecutive.loc["monthlyCharges", "drifted"]
+        assert drifted["previous_batch_drift_share"] == pytest.approx(consecutive["drifted"].mean())
+        # Against the fresh sample of the same world before it, the fresh batch did not drift.
+        middle = columns[columns["report_time"] == sorted(columns["report_time"].unique())[1]]
+        assert middle[middle["reference"] == "previous_batch"]["drifted"].mean() < 0.5
+        assert "previous_batch_drift_share" in fresh

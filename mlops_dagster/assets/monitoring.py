@@ -24,6 +24,7 @@ from ..resources.registry import CHAMPION, ModelRegistry
 from ..runtime.executor import IMPORTS_TAG
 from ..runtime.progress import Progress
 from ..settings import Settings
+from .drift_history import drift_over_time
 from .metadata import commit_info, markdown_table
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def measure_drift(context: AssetExecutionContext, settings: Settings):
     )
     add_snapshot(settings.evidently_path, settings.name, result.snapshot, settings.problem_type)
     run_id = _log_to_mlflow(result, report_path, reference.frame, current, str(champion.version))
-    _append_history(
+    over_time = _append_history(
         context,
         settings,
         lakehouse,
@@ -129,11 +130,10 @@ def measure_drift(context: AssetExecutionContext, settings: Settings):
     context.log.info(
         f"drift report: {result.verdict}, {result.drifted_columns}/{len(result.columns)} columns drifted"
     )
-    yield MaterializeResult(
-        metadata=_metadata(
-            settings, result, reference, current, source, str(champion.version), report_path, run_id, alert
-        )
+    metadata = _metadata(
+        settings, result, reference, current, source, str(champion.version), report_path, run_id, alert
     )
+    yield MaterializeResult(metadata={**metadata, **over_time})
     yield AssetCheckResult(
         check_name=DRIFT_CHECK,
         passed=not result.dataset_drift,
@@ -293,8 +293,9 @@ def _append_history(
     model_version: str,
     report_path: Path,
     run_id: str,
-) -> None:
-    """One row of the drift history: the verdict in figures, both sides and where the report is."""
+) -> dict:
+    """One row of the drift history (the verdict in figures, both sides and where the report is) and
+    its rows per column (`drift_over_time`); the latter's metadata."""
     import pandas as pd
 
     row = {
@@ -317,6 +318,7 @@ def _append_history(
         commit_info=commit_info(context),
         description="One row per drift report: verdict, drift share and where the report is.",
     )
+    return drift_over_time(context, settings, context.resources.spark.session(), result, current, now)
 
 
 def _alert(

@@ -71,6 +71,7 @@ def build_jobs(settings: Settings) -> Jobs:
                         names.ground_truth,
                         names.ground_truth_quarantine,
                         names.model_performance,
+                        names.estimated_performance,
                     )
                 )
             ),

@@ -186,3 +186,33 @@ def _shared_categories(current: pd.DataFrame, reference: pd.DataFrame, categoric
         categories = pd.CategoricalDtype(union_categoricals(sides, ignore_order=True).categories)
         current[column], reference[column] = (side.astype(categories) for side in sides)
     return current, reference
+
+
+def previous_batch(features: DataFrame) -> DataFrame | None:
+    """The rows of the ingestion before the newest in a feature table (Spark); None when there is one batch."""
+    from pyspark.sql import functions as F
+
+    times = features.select(INGESTED_AT).distinct().orderBy(F.desc(INGESTED_AT)).limit(2).collect()
+    if len(times) < 2:
+        return None
+    return features.where(F.col(INGESTED_AT) == F.lit(times[1][0]))
+
+
+def column_history(result: DriftResult, reference: str, base: dict[str, Any]) -> pd.DataFrame:
+    """A row per feature column of ``result`` (and one for the model's output when measured):
+    its score, threshold and verdict against ``reference`` (what the current data was compared with)."""
+    columns = [*result.columns, *([result.prediction] if result.prediction else [])]
+    return pd.DataFrame(
+        [
+            {
+                **base,
+                "reference": reference,
+                "column": c.column,
+                "method": c.method,
+                "score": float(c.score),
+                "threshold": float(c.threshold),
+                "drifted": bool(c.drifted),
+            }
+            for c in columns
+        ]
+    )

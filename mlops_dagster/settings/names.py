@@ -101,6 +101,11 @@ class Names:
         return f"{self.use_case}_drift_metrics"
 
     @property
+    def drift_columns(self) -> str:
+        """Drift per feature column over time, against the champion's training data and the batch before."""
+        return f"{self.use_case}_drift_columns"
+
+    @property
     def ground_truth(self) -> str:
         """Outcomes that arrived after the predictions (asset and table)."""
         return f"{self.use_case}_ground_truth"
@@ -118,6 +123,16 @@ class Names:
     def model_performance(self) -> str:
         """The performance asset and its history table."""
         return f"{self.use_case}_model_performance"
+
+    @property
+    def estimated_performance(self) -> str:
+        """The asset estimating the champion's performance before outcomes, and its history table."""
+        return f"{self.use_case}_estimated_performance"
+
+    @property
+    def data_quality(self) -> str:
+        """The asset profiling each ingested batch, and its history table."""
+        return f"{self.use_case}_data_quality"
 
     @property
     def housekeeping(self) -> str:

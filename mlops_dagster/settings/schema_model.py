@@ -99,6 +99,14 @@ class MonitoringSettings(SettingsModel):
     max_performance_drop: float = Field(0.05, ge=0)
     """Decay: the champion's `validation.compare_metric` on labelled predictions is worse than on its
     validation holdout by more than this (e.g. 0.05 ROC AUC)."""
+    estimation_band: float = Field(3.0, gt=0)
+    """Performance estimated before outcomes (CBPE, DLE) is given with a band of this many standard
+    errors of sampling around it."""
+    max_quality_change: float = Field(0.02, ge=0)
+    """Data quality: a column's null share, or a batch's share of rows refused by the contract, may
+    rise by at most this much from the previous batch before the warn check fails."""
+    max_categories: int = Field(1000, ge=1)
+    """Data quality: at most this many distinct values of a categorical column are kept per batch."""
     min_labelled_rows: int = Field(100, ge=1)
     """A model version's figures need at least this many labelled predictions to be judged."""
     performance_rows: int = Field(1_000_000, ge=100)

@@ -72,9 +72,10 @@ class AutomationSettings(SettingsModel):
     alert_webhook: str | None = None
     """Alerts (drift, decay, failed runs) are POSTed here as JSON (Slack- and Teams-compatible
     `text`) and always appended to the project's `alerts` table."""
-    alert_on: list[Literal["drift", "decay", "bias", "run_failure", "budget"]] = [
+    alert_on: list[Literal["drift", "decay", "estimated_decay", "bias", "run_failure", "budget"]] = [
         "drift",
         "decay",
+        "estimated_decay",
         "bias",
         "run_failure",
         "budget",
