@@ -5,7 +5,9 @@ served on 127.0.0.1 (random port) by a real HTTP server, doing the work for real
   local folder (the emulator's DBFS root).
 - Jobs 2.1 and 2.2: runs/submit / get / get-output / cancel. A ``spark_python_task`` runs in a
   subprocess (``databricks_runtime``) with local Spark, ``/dbfs/`` mapped to the DBFS root and
-  ``spark`` / ``sc`` / ``dbutils`` in the script's globals. Its state moves PENDING -> RUNNING ->
+  ``spark`` / ``sc`` / ``dbutils`` in the script's globals, files under ``/dbfs/`` opened from the
+  emulator's DBFS root and a new cluster's ``spark_env_vars`` in its environment (how Dagster Pipes
+  passes its parameters, its context and messages going through DBFS). Its state moves PENDING -> RUNNING ->
   TERMINATED with SUCCESS / FAILED / CANCELED, or INTERNAL_ERROR when its "cluster" fails.
 - Permissions 2.0: PATCH / GET on jobs and clusters; Unity Catalog grants 2.1: GET / PATCH.
 - Files 2.0: directory listings of volumes, each volume a local folder (``volumes``).
@@ -749,9 +751,13 @@ class DatabricksEmulator:
             "parameters": spark_task.get("parameters", []),
             "secrets": self.secrets,
             "spark_conf": (run.cluster or {}).get("spark_conf") or {},
+            "cluster_id": f"emulated-{run.run_id}",
         }
-        env = {k: os.environ[k] for k in ("PATH", "HOME", "JAVA_HOME", "LANG", "TMPDIR") if k in os.environ}
+        # PYTHONPATH: the cluster's runtime imports this checkout's package, like the code under test.
+        keep = ("PATH", "HOME", "JAVA_HOME", "LANG", "TMPDIR", "PYTHONPATH")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
         env.update(self.run_env)
+        env.update((run.cluster or {}).get("spark_env_vars") or {})  # Pipes' bootstrap parameters among them
         env["DATABRICKS_RUNTIME_VERSION"] = RUNTIME_VERSION
         with open(run.stdout_path, "wb") as out, open(run.stderr_path, "wb") as err:
             process = subprocess.Popen(
