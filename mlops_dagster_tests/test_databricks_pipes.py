@@ -1,6 +1,7 @@
-"""Target `dev` with ``databricks.launch: pipes`` against the workspace emulator: each Spark step is a
-job run submitted by dagster-databricks' ``PipesDatabricksClient``, whose entry point reports back
-through Pipes messages on DBFS (the emulator's cluster process really runs it)."""
+"""Target `dev` with ``databricks.launch: pipes`` and ``serverless`` against the workspace emulator:
+each Spark step is a job run submitted by dagster-databricks' ``PipesDatabricksClient`` (messages on
+DBFS) or ``PipesDatabricksServerlessClient`` (messages in a volume), whose entry point reports back
+through Pipes messages (the emulator's cluster process really runs it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import signal
 import subprocess
 import time
+from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterRunStatus
@@ -142,3 +145,34 @@ def test_pipes_cancelling_the_dagster_run_cancels_the_remote_run(pipes_workspace
     with ws.instance() as instance:
         [dagster_run] = instance.get_runs()
         assert dagster_run.status in (DagsterRunStatus.CANCELED, DagsterRunStatus.FAILURE)
+
+
+def test_serverless_steps_run_in_our_environment_and_report_through_a_volume(seeded, tmp_path):
+    root, _ = seeded
+    ws = Workspace(root, tmp_path, {"databricks": {"launch": "serverless"}})
+    io = Path(ws.settings.io_path).resolve()
+    ws.emulator.volumes.append(io)
+    raw = ws.lakehouse.read(ws.table("raw_customers"))
+    with ws.emulator:
+        out = ws.materialize("churn_features,churn_labels")
+        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+        runs = {step_of(r): r for r in ws.emulator.runs.values()}
+        assert set(runs) == {"churn__build_feature_tables", "churn_features_checks", "churn_labels_checks"}
+        for run in runs.values():
+            assert run.result_state == "SUCCESS", run.state_message
+            # No cluster: the run's environment, with our pinned libraries, and the entry point in the volume.
+            dependencies = run.cluster["serverless_environment"]["dependencies"]
+            assert f"dagster-pipes=={version('dagster-pipes')}" in dependencies
+            assert Path(run.task["spark_python_task"]["python_file"]).is_relative_to(io)
+        # Pipes' context and messages went through the Files API, not DBFS.
+        paths = {path for _, path, _ in ws.emulator.calls}
+        assert any(p.startswith(f"/api/2.0/fs/files{io}/_pipes/") for p in paths)
+        assert not any(p.startswith("/api/2.0/dbfs/") for p in paths)
+        with ws.instance() as instance:
+            [dagster_run] = instance.get_runs()
+            assert dagster_run.status == DagsterRunStatus.SUCCESS
+            event = instance.get_latest_materialization_event(AssetKey(["churn", "churn_features"]))
+            assert event.dagster_event.pid == runs["churn__build_feature_tables"].pid
+            assert event.asset_materialization.metadata["dagster/row_count"].value == len(raw)
+        assert [u["sku_name"] for u in ws.emulator.usage] == ["PREMIUM_JOBS_SERVERLESS_COMPUTE"] * 3
+    assert_no_token_anywhere(ws)

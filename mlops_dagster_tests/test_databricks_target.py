@@ -192,8 +192,10 @@ def run_text(instance: DagsterInstance, run_id: str) -> str:
 
 def step_of(run) -> str:
     """The Dagster step of a job run: its step reference's folder (step launcher), else its run name (Pipes)."""
-    parameters = run.task["spark_python_task"].get("parameters")
-    return Path(parameters[0]).parent.name if parameters else run.run_name.rsplit(" ", 1)[-1]
+    task = run.task["spark_python_task"]
+    if task["python_file"].endswith("databricks_step_main.py"):
+        return Path(task["parameters"][0]).parent.name
+    return run.run_name.rsplit(" ", 1)[-1]
 
 
 def test_spark_assets_run_as_databricks_job_runs(workspace, seeded):
@@ -470,7 +472,7 @@ def test_missing_credentials_give_one_clear_error(workspace, missing, named):
     assert workspace.emulator.runs == {}
 
 
-@pytest.mark.parametrize("launch", ["step_launcher", "pipes"])
+@pytest.mark.parametrize("launch", ["step_launcher", "pipes", "serverless"])
 def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(seeded, tmp_path, launch):
     """lifecycle_job on `dev`, in each launch mode: every step a job run; the endpoint is created
     through the serving API with auto-capture, by the cluster, with the token it got from the secret
@@ -481,6 +483,7 @@ def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(
 
     root, _ = seeded
     ws = Workspace(root, tmp_path, {"databricks": {"launch": launch}}, serving=True)
+    ws.emulator.volumes.append(Path(ws.settings.io_path).resolve())  # where serverless steps stage
     generate(400, 11, False, "dev_batch.csv", landing=ws.settings.landing_path)
     with ws.emulator:
         out = ws.dagster("job", "execute", "-j", "churn_lifecycle_job")

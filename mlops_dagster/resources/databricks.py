@@ -263,7 +263,7 @@ def idle_cluster_problem(workspace, cluster: ClusterSettings) -> str | None:
 
 def step_launcher_resource(project: Project) -> ResourceDefinition:
     """dagster-databricks' ``databricks_pyspark_step_launcher`` (``databricks.launch: step_launcher``)
-    or the Pipes launcher (``pipes``: ``databricks_pipes.py``), configured from the target.
+    or the Pipes launcher (``pipes``, ``serverless``: ``databricks_pipes.py``), configured from the target.
 
     In the Dagster process it checks the credentials first, then launches each step as a job run.
     On the cluster (where the launched step itself runs) it is None: the step runs right there.
@@ -288,7 +288,7 @@ def step_launcher_resource(project: Project) -> ResourceDefinition:
             db.host_env: creds["host"],  # the workspace URL is not a secret; tokens come from secrets
         }
         with _package_snapshot() as code:
-            if db.launch == "pipes":
+            if db.launch in ("pipes", "serverless"):
                 from .databricks_pipes import PipesStepLauncher
 
                 yield PipesStepLauncher(project, workspace_client(db), code, env)

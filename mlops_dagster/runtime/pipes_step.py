@@ -1,8 +1,8 @@
-"""The entry point of a step launched through Dagster Pipes (``databricks.launch: pipes``).
+"""The entry point of a step launched through Dagster Pipes (``databricks.launch: pipes`` or ``serverless``).
 
 It runs as the ``spark_python_task`` of a Databricks job run and starts with nothing but
-dagster-pipes: it opens the Pipes session the orchestrating process injected (its context on
-DBFS, its messages back to DBFS), unpacks the project's code shipped with the step, runs the step
+dagster-pipes: it opens the Pipes session the orchestrating process injected (its context and its
+messages back on DBFS, or in a Unity Catalog volume on serverless compute), unpacks the project's code shipped with the step, runs the step
 and reports, as they happen, every Dagster event of the step (materializations with their
 metadata, asset check results, outputs, its success or its failure with the remote traceback) as
 a Pipes custom message, and the step's log lines as Pipes log messages.
@@ -20,9 +20,12 @@ import zipfile
 EVENT_MESSAGE = "mlops/step_event"  # the custom message carrying one serialized EventLogEntry
 
 
-def fuse_path(dbfs_path: str) -> str:
-    """``dbfs:/x`` as the cluster's DBFS mount sees it (``/dbfs/x``)."""
-    return "/dbfs/" + dbfs_path.removeprefix("dbfs:").lstrip("/")
+VOLUMES_FLAG = "--mlops-pipes-volumes"  # the task's argument on serverless: context and messages in a volume
+
+
+def fuse_path(path: str) -> str:
+    """``dbfs:/x`` as the cluster's DBFS mount sees it (``/dbfs/x``); a volume's path as it is."""
+    return "/dbfs/" + path.removeprefix("dbfs:").lstrip("/") if path.startswith("dbfs:") else path
 
 
 def forward(pipes, record) -> None:
@@ -36,21 +39,21 @@ def forward(pipes, record) -> None:
 
 
 def main() -> None:
-    from dagster_pipes import (
-        PipesCliArgsParamsLoader,
-        PipesDbfsContextLoader,
-        PipesDbfsMessageWriter,
-        PipesEnvVarParamsLoader,
-        open_dagster_pipes,
-    )
+    import dagster_pipes as dp
 
-    # A job cluster gets the Pipes parameters as environment variables, an existing cluster as arguments.
-    cli = PipesCliArgsParamsLoader()
+    # A job cluster gets the Pipes parameters as environment variables, an existing cluster and
+    # serverless compute as arguments; serverless compute reaches no DBFS root, so a volume instead.
+    cli = dp.PipesCliArgsParamsLoader()
+    volumes = VOLUMES_FLAG in sys.argv
     with (
-        open_dagster_pipes(
-            params_loader=cli if cli.is_dagster_pipes_process() else PipesEnvVarParamsLoader(),
-            context_loader=PipesDbfsContextLoader(),
-            message_writer=PipesDbfsMessageWriter(),
+        dp.open_dagster_pipes(
+            params_loader=cli if cli.is_dagster_pipes_process() else dp.PipesEnvVarParamsLoader(),
+            context_loader=dp.PipesUnityCatalogVolumesContextLoader()
+            if volumes
+            else dp.PipesDbfsContextLoader(),
+            message_writer=dp.PipesUnityCatalogVolumesMessageWriter()
+            if volumes
+            else dp.PipesDbfsMessageWriter(),
         ) as pipes,
         tempfile.TemporaryDirectory(prefix="mlops-dagster-code-") as code,
     ):
