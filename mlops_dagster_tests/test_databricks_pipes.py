@@ -82,8 +82,9 @@ def test_pipes_steps_run_as_job_runs_and_report_their_events(pipes_workspace, se
         ]
         assert checks and all(c.pid in {r.pid for r in runs.values()} for c in checks)
         assert all(c.event_specific_data.passed for c in checks if c.step_key == "churn_labels_checks")
-        # Pipes' own log lines: the job run's state transitions, in this run's event log.
+        # Pipes' own log lines (the job run's state transitions) and the step's, logged on the cluster.
         assert any("observed state transition to" in e.message and "TERMINATED" in e.message for e in logs)
+        assert any("raw rows featurized" in e.message for e in logs)
 
     predictions = ws.lakehouse.read(ws.table("churn_predictions"))
     assert sorted(predictions["customerID"]) == sorted(raw["customerID"])
