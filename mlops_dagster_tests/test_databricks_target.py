@@ -191,7 +191,11 @@ def run_text(instance: DagsterInstance, run_id: str) -> str:
 
 
 def step_of(run) -> str:
-    return Path(run.task["spark_python_task"]["parameters"][0]).parent.name
+    """The Dagster step of a job run: its step reference's folder (step launcher), else its run name (Pipes)."""
+    task = run.task["spark_python_task"]
+    if task["python_file"].endswith("databricks_step_main.py"):
+        return Path(task["parameters"][0]).parent.name
+    return run.run_name.rsplit(" ", 1)[-1]
 
 
 def test_spark_assets_run_as_databricks_job_runs(workspace, seeded):
@@ -468,15 +472,18 @@ def test_missing_credentials_give_one_clear_error(workspace, missing, named):
     assert workspace.emulator.runs == {}
 
 
-def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(seeded, tmp_path):
-    """lifecycle_job on `dev`: every step a job run; the endpoint is created through the serving
-    API with auto-capture, by the cluster, with the token it got from the secret scope."""
+@pytest.mark.parametrize("launch", ["step_launcher", "pipes", "serverless"])
+def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(seeded, tmp_path, launch):
+    """lifecycle_job on `dev`, in each launch mode: every step a job run; the endpoint is created
+    through the serving API with auto-capture, by the cluster, with the token it got from the secret
+    scope."""
     from databricks.sdk import WorkspaceClient
 
     from mlops_dagster.cli import generate
 
     root, _ = seeded
-    ws = Workspace(root, tmp_path, serving=True)
+    ws = Workspace(root, tmp_path, {"databricks": {"launch": launch}}, serving=True)
+    ws.emulator.volumes.append(Path(ws.settings.io_path).resolve())  # where serverless steps stage
     generate(400, 11, False, "dev_batch.csv", landing=ws.settings.landing_path)
     with ws.emulator:
         out = ws.dagster("job", "execute", "-j", "churn_lifecycle_job")

@@ -262,7 +262,8 @@ def idle_cluster_problem(workspace, cluster: ClusterSettings) -> str | None:
 
 
 def step_launcher_resource(project: Project) -> ResourceDefinition:
-    """dagster-databricks' ``databricks_pyspark_step_launcher``, configured from the target.
+    """dagster-databricks' ``databricks_pyspark_step_launcher`` (``databricks.launch: step_launcher``)
+    or the Pipes launcher (``pipes``, ``serverless``: ``databricks_pipes.py``), configured from the target.
 
     In the Dagster process it checks the credentials first, then launches each step as a job run.
     On the cluster (where the launched step itself runs) it is None: the step runs right there.
@@ -280,7 +281,18 @@ def step_launcher_resource(project: Project) -> ResourceDefinition:
             problem = idle_cluster_problem(workspace_client(db), db.cluster)
             if problem:
                 init_context.log.warning(problem)
+        env = {
+            **db.env_variables,
+            "MLOPS_TARGET": settings.target,
+            SETTINGS_JSON_ENV: project.model_dump_json(by_alias=True),
+            db.host_env: creds["host"],  # the workspace URL is not a secret; tokens come from secrets
+        }
         with _package_snapshot() as code:
+            if db.launch in ("pipes", "serverless"):
+                from .databricks_pipes import PipesStepLauncher
+
+                yield PipesStepLauncher(project, workspace_client(db), code, env)
+                return
             yield _launcher_class()(
                 project=project,
                 run_config=submit_run_config(settings),
@@ -293,12 +305,7 @@ def step_launcher_resource(project: Project) -> ResourceDefinition:
                     else None
                 ),
                 secrets_to_env_variables=[s.model_dump() for s in db.secrets_to_env_variables],
-                env_variables={
-                    **db.env_variables,
-                    "MLOPS_TARGET": settings.target,
-                    SETTINGS_JSON_ENV: project.model_dump_json(by_alias=True),
-                    db.host_env: creds["host"],  # the workspace URL is not a secret; tokens come from secrets
-                },
+                env_variables=env,
                 staging_prefix=db.staging_prefix,
                 wait_for_logs=False,
                 max_completion_wait_time_seconds=db.max_wait_seconds,

@@ -180,3 +180,37 @@ def interrupt_requested() -> bool:
     from dagster._utils.interrupts import check_captured_interrupt
 
     return check_captured_interrupt()
+
+
+def step_run_ref(step_context, package_dir: str):
+    """What a remote process needs to run this step (``StepRunRef``, picklable), the job's code
+    pointer made relative to ``package_dir`` (the code shipped with the step).
+
+    Relies on ``dagster._core.execution.plan.external_step.step_context_to_step_run_ref``."""
+    from dagster._core.execution.plan.external_step import step_context_to_step_run_ref
+
+    return step_context_to_step_run_ref(step_context, package_dir)
+
+
+def run_step_from_ref(ref, on_record: Callable[[Any], None]) -> None:
+    """Run the step ``ref`` names in this process, on an ephemeral instance that hands each
+    ``EventLogEntry`` to ``on_record`` as it is written (a failure of the step's code is a
+    ``STEP_FAILURE`` record, not an exception).
+
+    Relies on ``external_instance_from_step_run_ref`` and ``run_step_from_ref``
+    (``dagster._core.execution.plan.external_step``)."""
+    from dagster._core.execution.plan import external_step
+
+    instance = external_step.external_instance_from_step_run_ref(ref, event_listener_fn=on_record)
+    for _ in external_step.run_step_from_ref(ref, instance):
+        pass
+
+
+def op_context(step_context):
+    """The ``OpExecutionContext`` of a step, which a Pipes client's ``run`` takes, built from the
+    ``StepExecutionContext`` a step launcher is given.
+
+    Relies on ``OpExecutionContext(step_execution_context)`` taking the internal context."""
+    from dagster import OpExecutionContext
+
+    return OpExecutionContext(step_context)

@@ -85,6 +85,12 @@ class DatabricksSettings(SettingsModel):
     """The environment variable holding an OAuth service principal's client id (instead of a token)."""
     client_secret_env: str = "DATABRICKS_CLIENT_SECRET"
     """The environment variable holding that service principal's secret."""
+    launch: Literal["step_launcher", "pipes", "serverless"] = "step_launcher"
+    """How each step that touches data runs on Databricks: ``step_launcher`` (dagster-databricks'
+    step launcher), ``pipes`` (a job run on a job cluster submitted through Dagster Pipes, whose entry
+    point needs only dagster-pipes and reports logs and events back through Pipes messages) or
+    ``serverless`` (the same on serverless jobs compute, our libraries as its environment, messages
+    through the io volume). See docs/databricks.md, "Launch modes"."""
     cluster: ClusterSettings = ClusterSettings()
     """The cluster remote steps run on."""
     libraries: list[dict[str, Any]] = Field(default_factory=list)

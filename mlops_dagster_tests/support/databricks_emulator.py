@@ -5,10 +5,14 @@ served on 127.0.0.1 (random port) by a real HTTP server, doing the work for real
   local folder (the emulator's DBFS root).
 - Jobs 2.1 and 2.2: runs/submit / get / get-output / cancel. A ``spark_python_task`` runs in a
   subprocess (``databricks_runtime``) with local Spark, ``/dbfs/`` mapped to the DBFS root and
-  ``spark`` / ``sc`` / ``dbutils`` in the script's globals. Its state moves PENDING -> RUNNING ->
+  ``spark`` / ``sc`` / ``dbutils`` in the script's globals; a serverless task (no cluster) must name
+  one of the run's ``environments`` (recorded as its ``cluster``); the script may be in a volume; files under ``/dbfs/`` opened from the
+  emulator's DBFS root and a new cluster's ``spark_env_vars`` in its environment (how Dagster Pipes
+  passes its parameters, its context and messages going through DBFS). Its state moves PENDING -> RUNNING ->
   TERMINATED with SUCCESS / FAILED / CANCELED, or INTERNAL_ERROR when its "cluster" fails.
 - Permissions 2.0: PATCH / GET on jobs and clusters; Unity Catalog grants 2.1: GET / PATCH.
-- Files 2.0: directory listings of volumes, each volume a local folder (``volumes``).
+- Files 2.0: files (upload / download / delete) and directories (create / list / delete) of
+  volumes, each volume a local folder (``volumes``).
 - Serving endpoints: create / get / update config / delete / invocations, answered by the
   project's serving gateway (the same Databricks serving API), when built with ``project``.
 - Billing: every run that ran on a new cluster leaves a ``system.billing.usage`` record (its
@@ -54,6 +58,7 @@ LIST_PRICES = {
     "PREMIUM_JOBS_COMPUTE": 0.15,
     "PREMIUM_ALL_PURPOSE_COMPUTE": 0.55,
     "PREMIUM_SERVERLESS_REAL_TIME_INFERENCE": 0.07,
+    "PREMIUM_JOBS_SERVERLESS_COMPUTE": 0.35,
 }
 
 
@@ -228,7 +233,7 @@ class DatabricksEmulator:
                 else:
                     raw = await request.body()
                     payload = json.loads(raw) if raw else {}
-                payload.update(request.path_params)
+                payload.update(request.path_params, _method=request.method)
                 try:
                     return JSONResponse(handler(payload))
                 except ApiError as exc:
@@ -257,6 +262,10 @@ class DatabricksEmulator:
                 methods=["GET", "PATCH"],
             ),
             Route("/api/2.0/fs/directories/{path:path}", api(self._list_directory), methods=["GET"]),
+            Route(
+                "/api/2.0/fs/directories/{path:path}", api(self._change_directory), methods=["PUT", "DELETE"]
+            ),
+            Route("/api/2.0/fs/files/{path:path}", self._file_endpoint(), methods=["GET", "PUT", "DELETE"]),
             Route("/api/2.1/clusters/get", api(self._get_cluster), methods=["GET"]),
             Route("/api/2.1/unity-catalog/catalogs/{name}", api(self._get_catalog), methods=["GET"]),
             Route("/api/2.1/unity-catalog/schemas", api(self._create_schema), methods=["POST"]),
@@ -385,9 +394,48 @@ class DatabricksEmulator:
         return {"files": [self._status(e.resolve()) for e in entries]}
 
     # ---- Files API ----------------------------------------------------------------------------
+    def _in_volume(self, path: str) -> Path | None:
+        """A path of a volume (``volumes``) on the emulator's disk, or None."""
+        local = Path("/" + path.lstrip("/")).resolve()
+        return local if any(local == v or v in local.parents for v in self.volumes) else None
+
+    def _change_directory(self, p):
+        folder = self._in_volume(p["path"])
+        if folder is None:
+            raise ApiError(404, "NOT_FOUND", f"/{p['path']} is not in a volume")
+        if "PUT" == p.get("_method"):
+            folder.mkdir(parents=True, exist_ok=True)
+        elif folder.is_dir():
+            folder.rmdir()  # refused when not empty, as the API refuses
+        return {}
+
+    def _file_endpoint(self):
+        from starlette.responses import JSONResponse, Response
+
+        async def endpoint(request):
+            path = request.path_params["path"]
+            local = self._in_volume(path)
+            if request.method == "PUT" and local is not None:
+                if local.exists() and request.query_params.get("overwrite", "").lower() != "true":
+                    return JSONResponse(
+                        {"error_code": "ALREADY_EXISTS", "message": f"/{path}"}, status_code=409
+                    )
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(await request.body())
+                return Response(status_code=204)
+            if local is None or not local.is_file():
+                message = f"The file being accessed is not found: /{path}"
+                return JSONResponse({"error_code": "NOT_FOUND", "message": message}, status_code=404)
+            if request.method == "DELETE":
+                local.unlink()
+                return Response(status_code=204)
+            return Response(local.read_bytes(), media_type="application/octet-stream")
+
+        return endpoint
+
     def _list_directory(self, p):
-        folder = Path("/" + p["path"]).resolve()
-        if not any(folder == v or v in folder.parents for v in self.volumes) or not folder.is_dir():
+        folder = self._in_volume(p["path"])
+        if folder is None or not folder.is_dir():
             raise ApiError(404, "NOT_FOUND", f"The directory being accessed is not found: /{p['path']}")
         return {
             "contents": [
@@ -437,7 +485,17 @@ class DatabricksEmulator:
         if len(tasks) != 1 or "spark_python_task" not in tasks[0]:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", "the emulator runs one spark_python_task per run")
         task = tasks[0]
-        cluster = task.get("new_cluster") or {"existing_cluster_id": task.get("existing_cluster_id")}
+        if task.get("new_cluster") or task.get("existing_cluster_id"):
+            cluster = task.get("new_cluster") or {"existing_cluster_id": task["existing_cluster_id"]}
+        else:  # serverless: the task names one of the run's environments
+            environments = {e["environment_key"]: e["spec"] for e in p.get("environments", [])}
+            if task.get("environment_key") not in environments:
+                raise ApiError(
+                    400,
+                    "INVALID_PARAMETER_VALUE",
+                    "A serverless python task needs an environment_key naming one of the run's environments",
+                )
+            cluster = {"serverless_environment": environments[task["environment_key"]]}
         run = EmulatedRun(
             run_id=next(self._ids),
             job_id=next(self._ids),
@@ -592,8 +650,9 @@ class DatabricksEmulator:
         new = "existing_cluster_id" not in run.cluster
         workers = (run.cluster.get("autoscale") or {}).get("min_workers", run.cluster.get("num_workers", 0))
         hours = (run.end_time - run.ran_from) / 3_600_000
+        sku = "PREMIUM_JOBS_COMPUTE" if new else "PREMIUM_ALL_PURPOSE_COMPUTE"
         self.bill(
-            "PREMIUM_JOBS_COMPUTE" if new else "PREMIUM_ALL_PURPOSE_COMPUTE",
+            "PREMIUM_JOBS_SERVERLESS_COMPUTE" if "serverless_environment" in run.cluster else sku,
             (1 + workers) * hours * DBU_PER_NODE_HOUR.get(run.cluster.get("node_type_id"), 1.0),
             dict(run.cluster.get("custom_tags") or {}) if new else {},
             span=tuple(datetime.fromtimestamp(t / 1000, UTC) for t in (run.ran_from, run.end_time)),
@@ -745,13 +804,19 @@ class DatabricksEmulator:
         run.stdout_path, run.stderr_path = str(workdir / "stdout"), str(workdir / "stderr")
         spec = {
             "dbfs_root": str(self.dbfs_root),
-            "python_file": str(self.local_path(spark_task["python_file"])),
+            "python_file": str(
+                self._in_volume(spark_task["python_file"]) or self.local_path(spark_task["python_file"])
+            ),
             "parameters": spark_task.get("parameters", []),
             "secrets": self.secrets,
             "spark_conf": (run.cluster or {}).get("spark_conf") or {},
+            "cluster_id": f"emulated-{run.run_id}",
         }
-        env = {k: os.environ[k] for k in ("PATH", "HOME", "JAVA_HOME", "LANG", "TMPDIR") if k in os.environ}
+        # PYTHONPATH: the cluster's runtime imports this checkout's package, like the code under test.
+        keep = ("PATH", "HOME", "JAVA_HOME", "LANG", "TMPDIR", "PYTHONPATH")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
         env.update(self.run_env)
+        env.update((run.cluster or {}).get("spark_env_vars") or {})  # Pipes' bootstrap parameters among them
         env["DATABRICKS_RUNTIME_VERSION"] = RUNTIME_VERSION
         with open(run.stdout_path, "wb") as out, open(run.stderr_path, "wb") as err:
             process = subprocess.Popen(

@@ -1,7 +1,7 @@
 """The emulator's cluster: runs one ``spark_python_task`` as the Databricks runtime does.
 
 Reads its task from stdin (file, parameters, DBFS root, secrets), starts a local SparkSession,
-maps ``/dbfs/...`` parameters onto the emulator's DBFS root, puts ``spark``, ``sc`` and ``dbutils``
+maps ``/dbfs/...`` parameters and files opened under ``/dbfs/`` onto the emulator's DBFS root, puts ``spark``, ``sc`` and ``dbutils``
 into the script's globals and runs the script as ``__main__``. Exit code 0 is SUCCESS; an
 exception's traceback goes to stderr and the run FAILS, as on a cluster.
 """
@@ -64,6 +64,24 @@ class DBUtils:
         self.secrets = _Secrets(secrets)
 
 
+def mount_dbfs(to_local) -> None:
+    """The cluster's DBFS mount: ``open("/dbfs/x")`` opens the emulator's DBFS file ``x`` (what
+    Dagster Pipes' DBFS context loader and message writer do on a cluster)."""
+    import builtins
+    import io
+
+    real_open = builtins.open
+
+    def open_mounted(file, *args, **kwargs):
+        if isinstance(file, str) and file.startswith("/dbfs/"):
+            file = to_local(file)
+            if args[:1] and args[0][:1] in ("w", "a") or str(kwargs.get("mode", ""))[:1] in ("w", "a"):
+                os.makedirs(os.path.dirname(file), exist_ok=True)
+        return real_open(file, *args, **kwargs)
+
+    builtins.open = io.open = open_mounted
+
+
 def main() -> None:
     spec = json.loads(sys.stdin.read())
     root = spec["dbfs_root"]
@@ -73,6 +91,8 @@ def main() -> None:
             if path.startswith(prefix):
                 return os.path.join(root, path[len(prefix) :].lstrip("/"))
         return path
+
+    mount_dbfs(to_local)
 
     from pyspark.sql import SparkSession
 
@@ -90,6 +110,10 @@ def main() -> None:
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.shuffle.partitions", "2")
         .config("spark.sql.session.timeZone", "UTC")
+        # What the Databricks runtime sets on every cluster's session (Pipes' DBFS writer reads them).
+        .config("spark.databricks.clusterUsageTags.clusterId", spec["cluster_id"])
+        .config("spark.databricks.clusterUsageTags.clusterLogDeliveryEnabled", "false")
+        .config("spark.databricks.clusterUsageTags.clusterLogDestination", "")
     )
     for key, value in spec["spark_conf"].items():
         builder = builder.config(key, value)
