@@ -179,6 +179,21 @@ def _registry_on_cluster(use_cases) -> list[dict]:
     return entries
 
 
+def housekeeping(dry_run: bool, use_case: str | None) -> int:
+    """Run each use case's housekeeping job (or the one named), as a dry run when asked."""
+    from ..settings import load_project
+
+    failed = [
+        run(
+            "housekeeping",
+            settings.name,
+            {"ops": {settings.names.op(settings.names.housekeeping): {"config": {"dry_run": dry_run}}}},
+        )
+        for settings in load_project().select(use_case)
+    ]
+    return 1 if any(failed) else 0
+
+
 def dispatch(args) -> int:
     if args.command == "bootstrap":
         return bootstrap_target(args.target, args.use_case)
@@ -216,21 +231,7 @@ def dispatch(args) -> int:
         ]
         return 1 if any(failed) else 0
     if args.command == "housekeeping":
-        from ..settings import load_project
-
-        failed = [
-            run(
-                "housekeeping",
-                settings.name,
-                {
-                    "ops": {
-                        settings.names.op(settings.names.housekeeping): {"config": {"dry_run": args.dry_run}}
-                    }
-                },
-            )
-            for settings in load_project().select(args.use_case)
-        ]
-        return 1 if any(failed) else 0
+        return housekeeping(args.dry_run, args.use_case)
     if args.command == "lineage":
         return print_lineage(args.version, args.use_case)
     if args.command == "token":
