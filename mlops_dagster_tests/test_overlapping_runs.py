@@ -37,6 +37,18 @@ class HeldRuns:
             text=True,
         )
 
+    def start_behind(self) -> tuple[subprocess.Popen, subprocess.Popen]:
+        """A run whose step holds the use case, and a second run of it, up (its process tagged its
+        run) and waiting."""
+        first = self.start()
+        self.started(first)
+        second = self.start()
+        deadline = time.monotonic() + 60
+        while str(second.pid) not in self.runs():
+            assert time.monotonic() < deadline, "the second run never started"
+            time.sleep(0.2)
+        return first, second
+
     def started(self, process: subprocess.Popen, timeout: float = 120) -> float:
         return _wait_for(self.folder / f"{process.pid}.started", timeout)
 
@@ -80,14 +92,7 @@ def held(tmp_path) -> HeldRuns:
 
 
 def test_a_second_run_of_a_use_case_waits_for_the_first_and_says_for_which(held):
-    first = held.start()
-    held.started(first)
-    second = held.start()
-    # The second run is up (its process tagged its run) but its step has not started.
-    deadline = time.monotonic() + 60
-    while str(second.pid) not in held.runs():
-        assert time.monotonic() < deadline, "the second run never started"
-        time.sleep(0.2)
+    first, second = held.start_behind()
     time.sleep(3)
     assert not (held.folder / f"{second.pid}.started").exists(), "both runs of the use case ran at once"
     held.release()
@@ -153,13 +158,7 @@ def test_only_a_process_known_gone_on_this_host_counts_as_dead():
 
 
 def test_a_run_terminated_while_it_waits_ends_and_leaves_no_claim(held):
-    first = held.start()
-    held.started(first)
-    waiting = held.start()
-    deadline = time.monotonic() + 60
-    while str(waiting.pid) not in held.runs():
-        assert time.monotonic() < deadline, "the second run never started"
-        time.sleep(0.2)
+    first, waiting = held.start_behind()
     time.sleep(1)
     waiting.send_signal(signal.SIGINT)  # what terminating a run from the UI sends its process
     out, _ = waiting.communicate(timeout=60)
