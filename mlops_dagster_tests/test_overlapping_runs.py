@@ -106,9 +106,10 @@ def test_a_second_run_of_a_use_case_waits_for_the_first_and_says_for_which(held)
 
 
 def test_runs_of_different_use_cases_do_not_wait_for_each_other(held):
-    churn, houses = held.start("churn"), held.start("houses")
+    churn = held.start("churn")
     held.started(churn)
-    held.started(houses)  # both steps run at once: neither waited for the other's release
+    houses = held.start("houses")
+    held.started(houses)  # while churn's step holds its run: houses did not wait for it
     held.release()
     _finish(churn)
     _finish(houses)
