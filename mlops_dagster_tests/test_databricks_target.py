@@ -472,49 +472,6 @@ def test_missing_credentials_give_one_clear_error(workspace, missing, named):
     assert workspace.emulator.runs == {}
 
 
-@pytest.mark.parametrize("launch", ["step_launcher", "pipes", "serverless"])
-def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(seeded, tmp_path, launch):
-    """lifecycle_job on `dev`, in each launch mode: every step a job run; the endpoint is created
-    through the serving API with auto-capture, by the cluster, with the token it got from the secret
-    scope."""
-    from databricks.sdk import WorkspaceClient
-
-    from mlops_dagster.cli import generate
-
-    root, _ = seeded
-    ws = Workspace(root, tmp_path, {"databricks": {"launch": launch}}, serving=True)
-    ws.emulator.volumes.append(Path(ws.settings.io_path).resolve())  # where serverless steps stage
-    generate(400, 11, False, "dev_batch.csv", landing=ws.settings.landing_path)
-    with ws.emulator:
-        out = ws.dagster("job", "execute", "-j", "churn_lifecycle_job")
-        assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-        with ws.instance() as instance:
-            [dagster_run] = instance.get_runs()
-            assert dagster_run.status == DagsterRunStatus.SUCCESS
-            steps = {
-                e.step_key
-                for e in instance.all_logs(dagster_run.run_id)
-                if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_SUCCESS
-            }
-        runs = {step_of(r): r for r in ws.emulator.runs.values()}
-        assert set(runs) == steps and len(steps) >= 12
-        assert all(r.result_state == "SUCCESS" and r.pid != os.getpid() for r in runs.values())
-
-        client = WorkspaceClient(host=ws.emulator.url, token=TOKEN, auth_type="pat")
-        endpoint = client.api_client.do("GET", "/api/2.0/serving-endpoints/churn-endpoint")
-        served = [e["entity_version"] for e in endpoint["config"]["served_entities"]]
-        predictions = ws.lakehouse.read(ws.table("churn_predictions"))
-        assert served == sorted(set(predictions["model_version"]))
-        assert endpoint["auto_capture_config"]["enabled"]
-        frame = ws.lakehouse.read(ws.table("churn_features")).head(3)[ws.settings.features.columns]
-        answer = client.serving_endpoints.query("churn-endpoint", dataframe_records=frame.to_dict("records"))
-        assert len(answer.predictions) == 3
-        raw = ws.lakehouse.read(ws.table("raw_customers"))
-        assert len(predictions) == len(raw) and "dev_batch.csv" in " ".join(raw["_source_file"].unique())
-        assert Path(ws.settings.reports_path).is_dir() and any(Path(ws.settings.reports_path).iterdir())
-    assert_no_token_anywhere(ws)
-
-
 def test_mlops_features_reads_the_registry_on_a_cluster(workspace):
     """On a Databricks target the tables are Unity Catalog's: `mlops features` runs the use case's
     feature_registry job, whose op reads them on a cluster, and prints what it handed back."""
