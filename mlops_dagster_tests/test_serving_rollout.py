@@ -163,14 +163,18 @@ def test_rollouts_on_the_local_gateway(tmp_path):
         # Monitoring can take "current" data from what the endpoint was asked to score.
         served = project.rebuild({"monitoring": {"current": "inference_table"}})
         result = served.run("monitoring_job")
-        assert result.success, served.failures(result)
+        # The champion (v4) lost its artifacts above: its performance cannot be estimated, and the
+        # run says which version to restore or replace; the drift report still comes.
+        [failure] = served.failures(result)
+        assert failure.startswith("churn__churn_estimated_performance: ")
+        assert "churn_model v4, the champion, could not be loaded" in failure
+        assert "No such artifact" in failure and "train and promote a version that loads" in failure
         report = project.metadata("churn_drift_report")
         served = 5 + 5 + 60 + 10 * 2 + 1
         assert report["current_rows"] == served
         assert report["current_source"].startswith(f"the newest {served} rows of ")
         assert report["current_source"].endswith(" requests to churn-endpoint")
-        # The champion (v4) lost its artifacts above: the data drift report still comes, without
-        # the prediction drift it cannot measure, and says so.
+        # Without the prediction drift it cannot measure, and says so.
         assert report["prediction_drift"] == "not measured: the champion could not be loaded"
 
 

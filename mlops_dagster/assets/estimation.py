@@ -10,6 +10,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -78,7 +79,14 @@ def estimate_performance(context: AssetExecutionContext, settings: Settings):
         problem_type(settings.problem_type),
         settings.monitoring,
     )
-    model = registry.load_sklearn(champion.version)
+    try:
+        model = registry.load_sklearn(champion.version)
+    except Exception as exc:
+        raise Failure(
+            f"{settings.mlflow.model_name} v{champion.version}, the {CHAMPION}, could not be loaded "
+            f"({type(exc).__name__}: {exc}): its performance cannot be estimated without its outputs. "
+            "Restore its artifacts, or train and promote a version that loads (training_job)."
+        ) from None
     reference = _reference(settings, lakehouse, session, champion, problem)
     batch = _newest_batch(settings, lakehouse, session)
     for frame in (reference, batch):

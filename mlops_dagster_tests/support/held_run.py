@@ -14,13 +14,20 @@ from mlops_dagster.runtime.executor import threaded_executor
 from mlops_dagster.settings import USE_CASE_TAG
 
 
+def _mark(folder: Path, event: str) -> None:
+    """``FOLDER/<pid>.<event>`` holding the time, whole when it appears (the tests poll for it)."""
+    partial = folder / f"{os.getpid()}.{event}.partial"
+    partial.write_text(str(time.time()))
+    partial.rename(folder / f"{os.getpid()}.{event}")
+
+
 @asset
 def held() -> None:
     folder = Path(os.environ["HELD_RUN_FOLDER"])
-    (folder / f"{os.getpid()}.started").write_text(str(time.time()))
+    _mark(folder, "started")
     while not (folder / "release").exists():
         time.sleep(0.1)
-    (folder / f"{os.getpid()}.ended").write_text(str(time.time()))
+    _mark(folder, "ended")
 
 
 def held_job():
