@@ -81,6 +81,59 @@ def fill_reports(project) -> tuple[Path, Path]:
     return old, new
 
 
+def fill_landing(project) -> dict[str, Path]:
+    """Landing files and the landing file log as ingestion leaves them: one ingested 40 days ago
+    (and an outcome file as old), one ingested 40 days ago but changed since, one ingested
+    yesterday, one never ingested."""
+    s = project.settings
+    landing, outcomes = Path(s.landing_path), Path(s.ground_truth_path)
+    outcomes.mkdir(parents=True, exist_ok=True)
+    files = {
+        "old": landing / "old.csv",
+        "changed": landing / "changed.csv",
+        "recent": landing / "recent.csv",
+        "new": landing / "new.csv",
+        "old_outcomes": outcomes / "outcomes.csv",
+    }
+    log = []
+    for name, path in files.items():
+        path.write_text("customerID,x\n1,2\n")
+        stat = path.stat()
+        ingested = ago(1 if name == "recent" else DAYS)
+        if name != "new":
+            log.append(
+                {
+                    "file_path": str(path.resolve()),
+                    "size_bytes": stat.st_size + (1 if name == "changed" else 0),
+                    "modified_at": datetime.fromtimestamp(stat.st_mtime, UTC),
+                    "ingested_at": ingested,
+                }
+            )
+    project.lakehouse.write(s.table("landing_file_log"), pd.DataFrame(log), "append")
+    return files
+
+
+def fill_snapshots(project) -> None:
+    """Two Evidently snapshots of the use case: one taken 100 days ago, one now."""
+    from evidently import Report
+    from evidently.presets import DataSummaryPreset
+
+    from mlops_dagster.monitoring.evidently_workspace import add_snapshot
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    for taken in (ago(100), NOW):
+        snapshot = Report([DataSummaryPreset()]).run(frame, None, timestamp=taken.replace(tzinfo=None))
+        add_snapshot(project.settings.evidently_path, project.settings.name, snapshot, "classification")
+
+
+def snapshots(project) -> int:
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace.create(project.settings.evidently_path)
+    [found] = workspace.search_project(project.settings.name)
+    return len(workspace.list_runs(found.id))
+
+
 def housekeeping(project, dry_run: bool):
     job = project.defs.resolve_job_def(project.job("housekeeping"))
     op = project.settings.names.op(project.settings.names.housekeeping)
@@ -109,6 +162,8 @@ def test_housekeeping_removes_what_is_past_its_age_and_nothing_else(project):
     tables = fill_tables(project)
     client, runs = fill_registry(project)
     old_report, new_report = fill_reports(project)
+    landing = fill_landing(project)
+    fill_snapshots(project)
     before = state(project, tables, client, runs)
     inference, log = s.inference_table(), s.table(s.names.prediction_log)
     kept = {
@@ -119,9 +174,15 @@ def test_housekeeping_removes_what_is_past_its_age_and_nothing_else(project):
     # A dry run reports and changes nothing.
     planned = housekeeping(project, dry_run=True)
     assert state(project, tables, client, runs) == before
-    assert old_report.exists()
+    assert old_report.exists() and all(path.exists() for path in landing.values())
+    assert snapshots(project) == 2
     assert planned["rows_deleted"] == (DAYS - 30) * 4
-    assert (planned["runs_deleted"], planned["reports_deleted"]) == (1, 1)
+    assert (planned["runs_deleted"], planned["reports_deleted"], planned["evidently_snapshots_deleted"]) == (
+        1,
+        1,
+        1,
+    )
+    assert planned["landing_files_removed"] == 2
     assert "| 1 | delete | archived more than 730 days ago |" in planned["model_versions"]
     assert "| 2 | keep | holds alias champion |" in planned["model_versions"]
 
@@ -145,11 +206,33 @@ def test_housekeeping_removes_what_is_past_its_age_and_nothing_else(project):
         "v3": "active",
     }
     assert not old_report.exists() and new_report.exists()
+    assert snapshots(project) == 1 and done["evidently_snapshots_deleted"] == 1
+    # Landing files whose present content was ingested 40 days ago go to a dated archive folder;
+    # the changed, the recent and the never-ingested ones stay where ingestion lists them.
+    day = ago(DAYS).date().isoformat()
+    for name in ("old", "old_outcomes"):
+        path = landing[name]
+        assert not path.exists() and (path.parent / "archive" / day / path.name).read_text().startswith(
+            "customerID"
+        )
+    assert all(landing[name].exists() for name in ("changed", "recent", "new"))
     assert "MLflow store" in done["disk_use"] and done["disk_bytes_total"] > 0
 
     audit = lake.read(s.table("audit_log"))
     assert set(audit.query("action == 'housekept'")["object"]) >= {inference, log}
     assert list(audit.query("action == 'deleted'")["object"]) == [f"{s.mlflow.model_name} v1"]
+    archived = set(audit.query("action == 'archived'")["object"])
+    assert {str(landing["old"].resolve()), str(landing["old_outcomes"].resolve())} <= archived
+
+
+def test_landing_files_can_be_deleted_instead_of_archived(tmp_path):
+    with project_at(tmp_path / "mlops", {"retention": {"landing_action": "delete"}}) as project:
+        landing = fill_landing(project)
+        done = housekeeping(project, dry_run=False)
+        assert done["landing_files_removed"] == 2
+        assert not landing["old"].exists() and not landing["old_outcomes"].exists()
+        assert not (landing["old"].parent / "archive").exists()
+        assert all(landing[name].exists() for name in ("changed", "recent", "new"))
 
 
 def test_a_restore_past_the_retained_versions_is_refused_naming_the_oldest_restorable(project):

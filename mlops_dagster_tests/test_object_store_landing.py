@@ -124,3 +124,30 @@ def test_an_unreachable_store_fails_naming_the_landing_folder(tmp_path, bucket, 
         assert not result.success
         [failure] = project.failures(result)
         assert f"cannot list the landing folder {prefix}" in failure and "AWS_ENDPOINT_URL" in failure
+
+
+def test_housekeeping_puts_a_landing_file_aside_in_a_bucket(bucket):
+    from mlops_dagster.resources.landing import landing_files, put_aside
+
+    name, client, _ = bucket
+    folder = f"s3://{name}/landing/cancellation"
+    for key in ("subs_a.csv", "subs_b.csv", "archive/2026-11-01/subs_a.csv"):
+        client.put_object(Bucket=name, Key=f"landing/cancellation/{key}", Body=f"{key}\n".encode())
+
+    moved = put_aside(folder, f"{folder}/subs_a.csv", "2026-11-01")
+    # The archive already held a file of that name: the new one gets a numbered suffix, nothing is overwritten.
+    assert moved == f"{folder}/archive/2026-11-01/subs_a-1.csv"
+    assert (
+        client.get_object(Bucket=name, Key="landing/cancellation/archive/2026-11-01/subs_a.csv")[
+            "Body"
+        ].read()
+        == b"archive/2026-11-01/subs_a.csv\n"
+    )
+    assert (
+        client.get_object(Bucket=name, Key="landing/cancellation/archive/2026-11-01/subs_a-1.csv")[
+            "Body"
+        ].read()
+        == b"subs_a.csv\n"
+    )
+    assert put_aside(folder, f"{folder}/subs_b.csv", None) is None
+    assert landing_files(folder, "subs_*") == []  # out of the listing ingestion reads

@@ -14,6 +14,7 @@ from mlops_dagster.governance.recovery import restore_refusal
 from mlops_dagster.governance.retention import (
     VersionFacts,
     files_to_delete,
+    landing_files_to_tidy,
     oldest_restorable,
     runs_to_delete,
     version_verdicts,
@@ -64,6 +65,21 @@ def test_runs_past_their_age_that_registered_nothing_are_deleted():
     runs = [("young", days_ago(29)), ("old", days_ago(31)), ("registered", days_ago(400))]
     assert runs_to_delete(runs, {"registered"}, NOW, 30) == ["old"]
     assert runs_to_delete(runs, set(), NOW, None) == []
+
+
+def test_landing_files_are_tidied_only_when_their_present_content_was_ingested_past_the_age():
+    def listed(name, size=10):
+        return {"file_path": f"/landing/{name}", "size_bytes": size, "modified_at": days_ago(50)}
+
+    ingested = {
+        ("/landing/old.csv", 10, pd.Timestamp(days_ago(50))): pd.Timestamp(days_ago(40)),
+        ("/landing/young.csv", 10, pd.Timestamp(days_ago(50))): pd.Timestamp(days_ago(29)),
+        ("/landing/changed.csv", 10, pd.Timestamp(days_ago(50))): pd.Timestamp(days_ago(40)),
+    }
+    files = [listed("old.csv"), listed("young.csv"), listed("changed.csv", size=11), listed("never.csv")]
+    tidy = landing_files_to_tidy(files, ingested, NOW, 30)
+    assert [(f["file_path"], at) for f, at in tidy] == [("/landing/old.csv", days_ago(40))]
+    assert landing_files_to_tidy(files, ingested, NOW, None) == []  # kept forever
 
 
 def test_files_past_their_age_are_deleted():

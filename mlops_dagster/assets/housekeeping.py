@@ -17,15 +17,19 @@ from ..governance.retention import (
     cutoff,
     files_to_delete,
     housekept_tables,
+    landing_files_to_tidy,
     measured_tables,
     runs_to_delete,
     version_verdicts,
 )
+from ..monitoring.evidently_workspace import prune_snapshots
 from ..resources.lakehouse import Lakehouse
+from ..resources.landing import landing_files, put_aside
 from ..resources.registry import ModelRegistry
 from ..resources.serving import ServingBackend
 from ..resources.step_launcher import StepLauncherParam
 from ..settings import Settings
+from ..settings.constants import LANDING_LOG
 from .metadata import audit_log, markdown_table
 
 APPROVED_TAG = "approved_by"
@@ -44,8 +48,9 @@ def housekeeping_assets(settings: Settings) -> list:
         key_prefix=names.prefix,
         group_name=names.group("housekeeping"),
         description="Deletes rows past their retention from the tables written in small appends (inference "
-        "table, prediction log, history tables, quarantines), compacts and vacuums them; deletes old reports "
-        "and MLflow runs that registered nothing; archives, then deletes, old model versions (never one with an "
+        "table, prediction log, history tables, quarantines), compacts and vacuums them; deletes old reports, "
+        "Evidently snapshots and MLflow runs that registered nothing; archives (or deletes) landing files "
+        "ingested long ago; archives, then deletes, old model versions (never one with an "
         "alias, serving traffic or the newest approved). Metadata: what it removed, files and bytes before and "
         "after, and the disk use of each table and of the MLflow store (retention in the config).",
     )
@@ -73,15 +78,19 @@ def tidy(context, settings: Settings, dry_run: bool, lakehouse, registry, servin
     versions = tidy_versions(registry, served_versions(serving, settings), settings, now, dry_run)
     runs = tidy_runs(registry, settings, now, dry_run, {v["version_run_id"] for v in versions})
     reports = tidy_reports(settings, now, dry_run)
+    edge = cutoff(now, settings.retention.reports_days)
+    snapshots = 0 if edge is None else prune_snapshots(settings.evidently_path, settings.name, edge, dry_run)
+    landing = tidy_landing(lakehouse, settings, now, dry_run)
     disk = disk_use(lakehouse, settings)
     verb = "would remove" if dry_run else "removed"
     context.log.info(
         f"housekeeping{' (dry run)' if dry_run else ''}: {verb} {sum(t['rows_deleted'] for t in tables)} rows, "
-        f"{len(runs)} runs, {len(reports)} reports; "
+        f"{len(runs)} runs, {len(reports)} reports, {snapshots} Evidently snapshots; {len(landing)} landing files to "
+        f"{settings.retention.landing_action}; "
         f"{sum(v['action'] != 'keep' for v in versions)} model versions to archive or delete"
     )
     if not dry_run:
-        _audit(context, settings, tables, versions, runs, reports)
+        _audit(context, settings, tables, versions, runs, reports, snapshots, landing)
     return MaterializeResult(
         metadata={
             "dry_run": dry_run,
@@ -95,6 +104,9 @@ def tidy(context, settings: Settings, dry_run: bool, lakehouse, registry, servin
             ),
             "runs_deleted": len(runs),
             "reports_deleted": len(reports),
+            "evidently_snapshots_deleted": snapshots,
+            "landing_files_removed": len(landing),
+            "landing_files": markdown_table(landing),
             "disk_use": markdown_table(disk),
             "disk_bytes_total": sum(d["bytes"] for d in disk),
         }
@@ -212,6 +224,26 @@ def tidy_reports(settings: Settings, now, dry_run) -> list[str]:
     return doomed
 
 
+def tidy_landing(lakehouse, settings: Settings, now, dry_run) -> list[dict[str, Any]]:
+    """Archive (or delete) the landing files whose present content was ingested past its age: the
+    dataset's and the outcomes'. What the landing file log does not show ingested is left alone."""
+    keep, log = settings.retention, settings.table(LANDING_LOG)
+    if keep.landing_days is None or not lakehouse.exists(log):
+        return []
+    rows = lakehouse.read(log, columns=["file_path", "size_bytes", "modified_at", "ingested_at"])
+    ingested = rows.groupby(["file_path", "size_bytes", "modified_at"])["ingested_at"].max().to_dict()
+    folders = [(settings.monitoring.ground_truth.file_pattern, settings.ground_truth_path)]
+    if settings.dataset.source is None:
+        folders.append((settings.dataset.file_pattern, settings.landing_path))
+    done = []
+    for pattern, folder in folders:
+        for f, at in landing_files_to_tidy(landing_files(folder, pattern), ingested, now, keep.landing_days):
+            day = at.date().isoformat() if keep.landing_action == "archive" else None
+            moved = f["file_path"] if dry_run else put_aside(folder, f["file_path"], day)
+            done.append({"file": f["file_path"], "ingested_at": at.isoformat(), "now_at": moved or "deleted"})
+    return done
+
+
 def disk_use(lakehouse, settings: Settings) -> list[dict[str, Any]]:
     """Files and bytes of each table of the use case, and of the local MLflow store."""
     rows = []
@@ -227,7 +259,7 @@ def disk_use(lakehouse, settings: Settings) -> list[dict[str, Any]]:
     return rows
 
 
-def _audit(context, settings: Settings, tables, versions, runs, reports) -> None:
+def _audit(context, settings: Settings, tables, versions, runs, reports, snapshots, landing) -> None:
     audit = audit_log(context, settings)
     model = settings.mlflow.model_name
     events = [
@@ -246,4 +278,15 @@ def _audit(context, settings: Settings, tables, versions, runs, reports) -> None
         events.append(audit.event("housekept", f"experiment {settings.mlflow.experiment}", runs_deleted=runs))
     if reports:
         events.append(audit.event("housekept", settings.reports_path, reports_deleted=len(reports)))
+    if snapshots:
+        events.append(audit.event("housekept", settings.evidently_path, snapshots_deleted=snapshots))
+    events += [
+        audit.event(
+            "archived" if f["now_at"] != "deleted" else "deleted",
+            f["file"],
+            reason=f"landing file ingested {f['ingested_at']}",
+            now_at=f["now_at"],
+        )
+        for f in landing
+    ]
     audit.record_events(events)

@@ -130,7 +130,8 @@ def _housekeeping_lines(m: dict | None) -> list[str]:
     verb = "would delete" if m["dry_run"] else "deleted"
     return [
         f"Housekeeping:      {verb} {m['rows_deleted']} rows, {m['runs_deleted']} MLflow runs, "
-        f"{m['reports_deleted']} reports; files {m['files_before']} -> {m['files_after']}, "
+        f"{m['reports_deleted']} reports, {m['evidently_snapshots_deleted']} Evidently snapshots; "
+        f"{m['landing_files_removed']} landing files archived or deleted; files {m['files_before']} -> {m['files_after']}, "
         f"{m['bytes_freed']} bytes freed",
         "Tables:",
         m["tables"],

@@ -141,3 +141,22 @@ def files_to_delete(files: list[tuple[str, datetime]], now: datetime, keep_days:
     """Files (path, modified) older than ``keep_days``."""
     edge = cutoff(now, keep_days)
     return [] if edge is None else [path for path, modified in files if modified < edge]
+
+
+def landing_files_to_tidy(
+    files: list[dict], ingested: dict[tuple, datetime], now: datetime, keep_days: int | None
+) -> list[tuple[dict, datetime]]:
+    """The landing files (``file_path``, ``size_bytes``, ``modified_at``) whose present content was
+    ingested more than ``keep_days`` ago, each with when: ``ingested`` maps (path, size, mtime) to
+    the newest ingestion of that content. A file never ingested, or changed since, is not among them."""
+    import pandas as pd
+
+    edge = cutoff(now, keep_days)
+    if edge is None:
+        return []
+    tidy = []
+    for f in files:
+        at = ingested.get((f["file_path"], f["size_bytes"], pd.Timestamp(f["modified_at"])))
+        if at is not None and _as_datetime(at) < edge:
+            tidy.append((f, _as_datetime(at)))
+    return tidy

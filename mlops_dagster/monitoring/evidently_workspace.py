@@ -5,6 +5,8 @@ performance over time: ``evidently ui --workspace $MLOPS_HOME/evidently`` (``mak
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
+from pathlib import Path
 
 # One snapshot added at a time in this process. Opening the workspace reads every snapshot file,
 # and Evidently writes them in place: a run's drift report and performance report (steps in threads
@@ -33,6 +35,30 @@ def add_snapshot(folder: str, use_case: str, snapshot, problem_type: str) -> str
         project = found[0] if found else _new_project(workspace, use_case, problem_type)
         workspace.add_run(project.id, snapshot, include_data=False)
     return str(project.id)
+
+
+def prune_snapshots(folder: str, use_case: str, before: datetime, dry_run: bool) -> int:
+    """Delete ``use_case``'s snapshots taken before ``before`` from the workspace at ``folder`` (none
+    in a dry run); how many are (or would be) deleted."""
+    if not Path(folder).is_dir():
+        return 0
+    from evidently.ui.workspace import Workspace
+
+    with _ADDING:
+        workspace = Workspace.create(folder)
+        found = workspace.search_project(use_case)
+        if not found:
+            return 0
+        project, old = found[0], []
+        for snapshot_id in workspace.list_runs(project.id):
+            snapshot = workspace.get_run(project.id, snapshot_id)
+            taken = snapshot.timestamp  # naive local time, as Evidently stamps it
+            if (taken.astimezone(UTC) if taken.tzinfo is None else taken) < before:
+                old.append(snapshot_id)
+        if not dry_run:
+            for snapshot_id in old:
+                workspace.delete_run(project.id, snapshot_id)
+    return len(old)
 
 
 def _new_project(workspace, use_case: str, problem_type: str):

@@ -78,6 +78,44 @@ def _object_store_files(folder: str, pattern: str) -> list[dict]:
     return sorted(found, key=lambda f: (f["modified_at"], f["file_path"]))
 
 
+ARCHIVE = "archive"
+
+
+def put_aside(folder: str, file_path: str, day: str | None) -> str | None:
+    """Move landing file ``file_path`` out of ``folder``'s listing, to ``archive/<day>/`` in it
+    (a name already there gets a numbered suffix); delete it when ``day`` is None. Returns where it
+    went. Works on a local folder, a volume mounted on the cluster and an object store URI."""
+    name = file_path.rstrip("/").rsplit("/", 1)[-1]
+    if is_uri(folder):
+        import pyarrow.fs as pafs
+
+        fs, source = pafs.FileSystem.from_uri(file_path)
+        if day is None:
+            fs.delete_file(source)
+            return None
+        _, target_dir = pafs.FileSystem.from_uri(f"{folder.rstrip('/')}/{ARCHIVE}/{day}")
+        fs.create_dir(target_dir, recursive=True)
+        target = _free_name(target_dir, name, lambda p: fs.get_file_info(p).type != pafs.FileType.NotFound)
+        fs.move(source, target)
+        return f"{folder.split('://', 1)[0]}://{target}"
+    if day is None:
+        Path(file_path).unlink(missing_ok=True)
+        return None
+    target_dir = Path(folder, ARCHIVE, day)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = _free_name(str(target_dir), name, os.path.exists)
+    os.replace(file_path, target)
+    return target
+
+
+def _free_name(directory: str, name: str, exists) -> str:
+    stem, dot, suffix = name.partition(".")
+    candidate, n = f"{directory}/{name}", 1
+    while exists(candidate):
+        candidate, n = f"{directory}/{stem}-{n}{dot}{suffix}", n + 1
+    return candidate
+
+
 class LandingVolume(ConfigurableResource, ABC):
     """Where landing folders are listed from (each use case has its own folder)."""
 

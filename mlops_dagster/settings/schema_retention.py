@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from .base import SettingsModel
@@ -47,7 +49,14 @@ class RetentionSettings(SettingsModel):
     """Old Delta versions of those tables (time travel): files no version of the last this many days
     reads are vacuumed, and a restore to an older version is refused."""
     reports_days: int | None = Field(90, ge=1)
-    """HTML drift and performance reports of the use case."""
+    """HTML drift and performance reports of the use case, and their snapshots in the Evidently
+    workspace (its monitoring UI)."""
+    landing_days: int | None = Field(30, ge=1)
+    """Landing files (the dataset's and the outcomes') ingested this many days ago and unchanged
+    since: archived (or deleted, `landing_action`). A file still to ingest is never touched."""
+    landing_action: Literal["archive", "delete"] = "archive"
+    """`archive`: move the file to `archive/<day ingested>/` in its landing folder (out of the
+    folder ingestion lists; move it back to ingest it again). `delete`: remove it."""
     unregistered_runs_days: int | None = Field(30, ge=1)
     """MLflow runs of the use case's experiment that produced no registered version (deleted)."""
     model_versions: ModelVersionRetention = ModelVersionRetention()
