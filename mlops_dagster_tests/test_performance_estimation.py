@@ -11,8 +11,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from dagster import DefaultSensorStatus, build_sensor_context
 from sklearn.metrics import roc_auc_score
 
+from mlops_dagster.automation.retraining import estimated_decay_sensor
 from mlops_dagster.cli import write_outcomes
 from mlops_dagster.data.csv_files import write_csv
 from mlops_dagster.data.houses import generate_houses
@@ -31,6 +33,7 @@ from mlops_dagster.ml.estimation import (
 from .project import project_at
 
 SCORES = [0.9, 0.8, 0.3, 0.1]
+STOPPED = DefaultSensorStatus.STOPPED
 
 
 def test_expected_roc_auc_counts_each_pair_by_its_chances():
@@ -154,6 +157,13 @@ def test_cbpe_sees_the_mix_move_before_outcomes_but_not_a_changed_world(tmp_path
         assert before["labelled_rows"] == 0 and np.isnan(before["realized"])
         assert before["upper"] < validated, (before.to_dict(), validated)
         assert [c.passed for c in project.check_evaluations(result, "no_estimated_decay")] == [False]
+        # With `automation.decay_sensor.on_estimates`, the estimate alone asks for a retraining.
+        sensor = estimated_decay_sensor(
+            project.settings, project.defs.resolve_job_def(project.job("lifecycle")), STOPPED
+        )
+        [request] = sensor.evaluate_tick(build_sensor_context(instance=project.instance)).run_requests
+        assert request.tags["mlops/trigger"] == "estimated_decay"
+        assert float(request.tags["mlops/decay_estimated"]) == pytest.approx(before["estimated"], abs=1e-4)
         sliced = project.lakehouse.read(project.table("churn_estimated_performance"))
         assert {"contract", "gender"} <= set(sliced["slice"])
 

@@ -11,7 +11,7 @@ import pytest
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, DefaultSensorStatus, build_sensor_context
 
 from mlops_dagster.automation.file_arrival import file_arrival_sensor, outcome_file_sensor
-from mlops_dagster.automation.retraining import decay_sensor, drift_sensor
+from mlops_dagster.automation.retraining import decay_sensor, drift_sensor, estimated_decay_sensor
 from mlops_dagster.definitions import build_definitions
 from mlops_dagster.jobs.lifecycle import build_jobs
 from mlops_dagster.resources.landing import LocalLandingVolume
@@ -263,6 +263,55 @@ def test_decay_sensor_retrains_once_per_decay_and_not_after_a_model_learned_from
     requests, skip, _ = _tick(sensor, instance, cursor)
     assert requests == [] and "already trained after the newest data arrived" in skip
     assert "decay (roc_auc 0.690 on outcomes vs 0.840 at validation)" in skip
+
+
+def _estimate(instance, decayed: bool | None):
+    figures = (
+        {}
+        if decayed is None
+        else {"estimated_roc_auc": 0.71, "estimated_drop": 0.13, "estimated_decay": decayed}
+    )
+    instance.report_runless_asset_event(
+        AssetMaterialization(
+            AssetKey(["churn", "churn_estimated_performance"]),
+            metadata={"method": "CBPE", "champion_version": "3", **figures},
+        )
+    )
+
+
+def test_the_estimated_decay_sensor_retrains_on_an_estimate_only_when_asked_to(
+    local_root, tmp_path, instance
+):
+    names = {s.name for s in build_definitions(load_project("local")).get_repository_def().sensor_defs}
+    assert "churn_estimated_decay_retraining_sensor" not in names  # off by default: estimates only warn
+    extra = tmp_path / "on.yaml"
+    extra.write_text(
+        json.dumps({"automation": {"decay_sensor": {"on_estimates": True, "cooldown_minutes": 0}}})
+    )
+    project = load_project("local", extra_file=extra)
+    names = {s.name for s in build_definitions(project).get_repository_def().sensor_defs}
+    assert "churn_estimated_decay_retraining_sensor" in names
+
+    sensor = estimated_decay_sensor(project.default, LIFECYCLE, STOPPED)
+    _, skip, cursor = _tick(sensor, instance, None)
+    assert skip == "no performance estimate yet"
+    _estimate(instance, None)  # no validation figure to compare with
+    _, skip, cursor = _tick(sensor, instance, cursor)
+    assert skip == "latest report: no estimated decay (roc_auc not estimated or not validated)"
+    _ingestion(instance, 800)
+    _estimate(instance, True)
+    [request], _, cursor = _tick(sensor, instance, cursor)
+    assert {k: v for k, v in request.tags.items() if k.startswith("mlops/")} == {
+        "mlops/trigger": "estimated_decay",
+        "mlops/estimated_decay_report_run": request.tags["mlops/estimated_decay_report_run"],
+        "mlops/decay_metric": "roc_auc",
+        "mlops/decay_estimated": "0.7100",
+        "mlops/decay_model_version": "3",
+    }
+    instance.report_runless_asset_event(AssetMaterialization(AssetKey(["churn", "churn_model"])))  # retrained
+    _estimate(instance, True)
+    requests, skip, _ = _tick(sensor, instance, cursor)
+    assert requests == [] and "already trained after the newest data arrived" in skip
 
 
 def test_default_status_follows_the_target(local_root):

@@ -14,7 +14,7 @@ from ..settings import Project, Settings
 from .cost import cost_sensor
 from .failures import failure_sensor
 from .file_arrival import file_arrival_sensor, outcome_file_sensor
-from .retraining import decay_sensor, drift_sensor
+from .retraining import decay_sensor, drift_sensor, estimated_decay_sensor
 from .source_table import source_table_sensor
 
 
@@ -68,6 +68,11 @@ def automation_definitions(settings: Settings, jobs: Jobs) -> tuple[list, list]:
         outcome_file_sensor(settings, jobs.monitoring, sensor_status),
         drift_sensor(settings, jobs.lifecycle, sensor_status),
         decay_sensor(settings, jobs.lifecycle, sensor_status),
+        *(
+            [estimated_decay_sensor(settings, jobs.lifecycle, sensor_status)]
+            if settings.automation.decay_sensor.on_estimates
+            else []
+        ),
         AutomationConditionSensorDefinition(
             names.automation("follow_new_champion"),
             target=AssetSelection.assets(*followers),

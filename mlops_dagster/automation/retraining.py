@@ -32,7 +32,7 @@ def _latest_data_arrival(instance, loaded: list[str]) -> float | None:
 class _Signal:
     """What one retraining sensor watches."""
 
-    trigger: str  # the run's mlops/trigger tag: drift | decay
+    trigger: str  # the run's mlops/trigger tag: drift | decay | estimated_decay
     sensor: str
     report_name: str  # what the report is called in messages
     report: str  # the asset whose newest materialization is the signal
@@ -113,6 +113,48 @@ def decay_sensor(settings: Settings, job, default_status):
             f"Requests a `{job.name}` run when the latest `{names.model_performance}` found that the champion's "
             f"{metric} on outcomes fell more than {settings.monitoring.max_performance_drop:g} below its validation "
             "figure"
+        ),
+    )
+
+
+def estimated_decay_sensor(settings: Settings, job, default_status):
+    """Retrain on the champion's estimated performance (before outcomes): only with
+    ``automation.decay_sensor.on_estimates``."""
+    names, metric = settings.names, settings.validation.compare_metric
+
+    def read(metadata):
+        if "estimated_drop" not in metadata:
+            return False, f"{metric} not estimated or not validated", {}
+        estimated, fell = metadata[f"estimated_{metric}"].value, metadata["estimated_drop"].value
+        return (
+            bool(metadata["estimated_decay"].value),
+            f"estimated {metric} {estimated:.3f} ({metadata['method'].value}), {fell:.3f} below validation",
+            {
+                "mlops/decay_metric": metric,
+                "mlops/decay_estimated": f"{estimated:.4f}",
+                "mlops/decay_model_version": str(metadata["champion_version"].value),
+            },
+        )
+
+    signal = _Signal(
+        "estimated_decay",
+        "estimated_decay_retraining_sensor",
+        "performance estimate",
+        names.estimated_performance,
+        names.raw,
+        settings.automation.decay_sensor,
+        read,
+        "no estimated decay",
+    )
+    return _retraining_sensor(
+        settings,
+        job,
+        default_status,
+        signal,
+        (
+            f"Requests a `{job.name}` run when the latest `{names.estimated_performance}` estimated (before "
+            f"outcomes) that the champion's {metric} fell more than {settings.monitoring.max_performance_drop:g} "
+            "below its validation figure"
         ),
     )
 

@@ -28,6 +28,16 @@ class RetrainSensorSettings(SettingsModel):
     """At most one retraining is requested by this sensor in this many minutes."""
 
 
+class DecaySensorSettings(RetrainSensorSettings):
+    """The sensor that requests a retraining when the champion decayed."""
+
+    on_estimates: bool = False
+    """Also retrain when the champion's *estimated* performance on the newest batch (CBPE or DLE,
+    before any outcome) fell more than `monitoring.max_performance_drop` below its validation figure
+    (a sensor of its own, `estimated_decay_retraining_sensor`, with this cool-down). Off: an estimate
+    only warns and alerts, and outcomes decide."""
+
+
 class ScheduleSettings(SettingsModel):
     """When the jobs run on their own: cron expressions in `automation.timezone`."""
 
@@ -63,7 +73,7 @@ class AutomationSettings(SettingsModel):
     """The landing file sensor."""
     drift_sensor: RetrainSensorSettings = RetrainSensorSettings()
     """The sensor that retrains when the data drifted."""
-    decay_sensor: RetrainSensorSettings = RetrainSensorSettings()
+    decay_sensor: DecaySensorSettings = DecaySensorSettings()
     """The sensor that retrains when the champion's performance decayed."""
     schedules: ScheduleSettings = ScheduleSettings()
     """The jobs' schedules."""
