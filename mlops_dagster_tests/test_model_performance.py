@@ -284,10 +284,33 @@ def test_every_report_is_a_snapshot_in_evidentlys_own_ui(scored):
     performance_runs = judged[(judged["slice"] == "all") & judged["is_champion"] & judged["reason"].eq("")][
         "evaluated_at"
     ].nunique()
-    assert len(workspace.list_runs(churn.id)) == drift_runs + performance_runs
+    snapshots = [workspace.get_run(churn.id, s) for s in workspace.list_runs(churn.id)]
+    assert sum(not s.tags for s in snapshots) == drift_runs + performance_runs
+    # Our own figures, one snapshot per run of the asset that computed them: plotted from the first
+    # day, before any outcome.
+    figures = {
+        tag: [s for s in snapshots if tag in s.tags] for tag in ("estimated_performance", "data_quality")
+    }
+    lake = project.lakehouse
+    estimates = lake.read(project.table("churn_estimated_performance"))
+    assert len(figures["estimated_performance"]) == estimates["estimated_at"].nunique() >= 1
+    profiles = lake.read(project.table("churn_data_quality"))
+    assert len(figures["data_quality"]) == profiles["profiled_at"].nunique() >= 1
+    whole = estimates[(estimates["slice"] == "all") & (estimates["metric"] == "roc_auc")]
+    plotted = {
+        result.metric_value_location.metric.params["column"]: result.value
+        for snapshot in figures["estimated_performance"]
+        for result in snapshot.metric_results.values()
+    }  # one column per figure: what the estimate panel's lines read
+    assert plotted["estimated_roc_auc"] in set(whole["estimated"])
+    assert plotted["estimated_roc_auc_lower"] in set(whole["lower"])
     assert {p.title for p in workspace.get_dashboard(churn.id).panels} >= {
         "Share of drifted feature columns",
+        "Share of drifted feature columns against the previous batch",
+        "Data quality of the newest batch",
+        "Rows per batch",
         "ROC AUC on outcomes",
+        "ROC AUC estimated before outcomes (CBPE), realized once they arrive",
     }
     port = free_port()
     ui = subprocess.Popen(

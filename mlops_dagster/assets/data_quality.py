@@ -14,6 +14,7 @@ from dagster import (
     asset,
 )
 
+from ..monitoring.evidently_workspace import add_figures
 from ..resources.lakehouse import Lakehouse
 from ..settings import INGESTED_AT, Settings
 from ..settings.constants import LANDING_LOG
@@ -83,6 +84,12 @@ def profile_batch(context: AssetExecutionContext, settings: Settings):
         commit_info=commit_info(context),
         description="Data quality per ingested batch and column: nulls, contract, range, categories.",
     )
+    figures = {
+        "rows": current["rows"].iloc[0],
+        "null_share": current["null_share"].mean(),
+        "outside_contract_share": current["outside_contract_share"].iloc[0],
+    }
+    add_figures(settings.evidently_path, settings.name, "data_quality", figures, settings.problem_type)
     found = changes(current, previous, settings.monitoring.max_quality_change)
     for change in found:
         context.log.warning(f"data quality: {change}")

@@ -5,6 +5,7 @@ slow slide shows as well as a jump. Called by the drift report; the arithmetic i
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ..monitoring.evidently_workspace import add_figures
 from ..resources.lakehouse import Lakehouse
 from ..settings import Settings
 from .metadata import commit_info
@@ -52,6 +53,14 @@ def drift_over_time(
             "previous_batch_drift_share": consecutive.drift_share,
             "previous_batch_drifted": ", ".join(consecutive.drifted()) or "none",
         }
+        figures = {"previous_batch_drift_share": consecutive.drift_share}
+        add_figures(
+            settings.evidently_path,
+            settings.name,
+            "drift_against_previous_batch",
+            figures,
+            settings.problem_type,
+        )
     lakehouse.write(
         settings.table(settings.names.drift_columns),
         pd.concat(rows, ignore_index=True),

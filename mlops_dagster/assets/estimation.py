@@ -17,6 +17,7 @@ from dagster import (
 )
 
 from ..monitoring.alerts import raise_alert
+from ..monitoring.evidently_workspace import add_figures
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION
 from ..runtime.executor import IMPORTS_TAG
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ESTIMATE_CHECK = "no_estimated_decay"
+_BAND = (("", "estimated"), ("_lower", "lower"), ("_upper", "upper"))
 SCORE = "_score"
 
 
@@ -116,6 +118,21 @@ def estimate_performance(context: AssetExecutionContext, settings: Settings):
         commit_info=commit_info(context),
         description="The champion's performance estimated per scored batch, model version and slice group "
         "(CBPE or DLE, with a band), the realized figure beside it once outcomes judged the batch.",
+    )
+    whole = rows[rows["slice"] == "all"]
+    add_figures(
+        settings.evidently_path,
+        settings.name,
+        "estimated_performance",
+        {
+            **{
+                f"estimated_{r.metric}{end}": getattr(r, col)
+                for r in whole.itertuples()
+                for end, col in _BAND
+            },
+            **{f"realized_{r.metric}": r.realized for r in whole.itertuples()},
+        },
+        settings.problem_type,
     )
     yield from _results(context, settings, lakehouse, rows, str(champion.version), len(reference))
 

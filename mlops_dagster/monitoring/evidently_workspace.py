@@ -12,15 +12,43 @@ from pathlib import Path
 # and Evidently writes them in place: a run's drift report and performance report (steps in threads
 # of one process) would otherwise read each other's half-written JSON (JSONDecodeError).
 _ADDING = threading.Lock()
+_ESTIMATE_LINES = [
+    ("estimated_", "", "estimated"),
+    ("estimated_", "_lower", "band, lower"),
+    ("estimated_", "_upper", "band, upper"),
+    ("realized_", "", "realized"),
+]
+# title -> [(Evidently metric, its labels, legend)]: what the dashboard plots over time, per kind.
+# `MeanValue` of a one-row column is a figure one of our assets computed (`add_figures`).
 _PANELS = {
-    # title -> (Evidently metric, its labels): what the dashboard plots over time, per problem type
-    "drift": [("Share of drifted feature columns", "DriftedColumnsCount", {"value_type": "share"})],
-    "classification": [
-        ("ROC AUC on outcomes", "RocAuc", {}),
-        ("Recall on outcomes", "Recall", {}),
-        ("Precision on outcomes", "Precision", {}),
-    ],
-    "regression": [("RMSE on outcomes", "RMSE", {}), ("MAE on outcomes", "MAE", {})],
+    "drift": {
+        "Share of drifted feature columns": [
+            ("DriftedColumnsCount", {"value_type": "share"}, "against the champion's training data")
+        ],
+        "Share of drifted feature columns against the previous batch": [
+            ("MeanValue", {"column": "previous_batch_drift_share"}, "against the batch before")
+        ],
+        "Data quality of the newest batch": [
+            ("MeanValue", {"column": "null_share"}, "null share (mean over columns)"),
+            ("MeanValue", {"column": "outside_contract_share"}, "share outside the contract"),
+        ],
+        "Rows per batch": [("MeanValue", {"column": "rows"}, "rows")],
+    },
+    "classification": {
+        "ROC AUC on outcomes": [("RocAuc", {}, "ROC AUC")],
+        "Recall on outcomes": [("Recall", {}, "recall")],
+        "Precision on outcomes": [("Precision", {}, "precision")],
+        "ROC AUC estimated before outcomes (CBPE), realized once they arrive": [
+            ("MeanValue", {"column": f"{kind}roc_auc{end}"}, legend) for kind, end, legend in _ESTIMATE_LINES
+        ],
+    },
+    "regression": {
+        "RMSE on outcomes": [("RMSE", {}, "RMSE")],
+        "MAE on outcomes": [("MAE", {}, "MAE")],
+        "RMSE estimated before outcomes (DLE), realized once they arrive": [
+            ("MeanValue", {"column": f"{kind}rmse{end}"}, legend) for kind, end, legend in _ESTIMATE_LINES
+        ],
+    },
 }
 
 
@@ -32,9 +60,26 @@ def add_snapshot(folder: str, use_case: str, snapshot, problem_type: str) -> str
     with _ADDING:
         workspace = Workspace.create(folder)
         found = workspace.search_project(use_case)
-        project = found[0] if found else _new_project(workspace, use_case, problem_type)
+        project = found[0] if found else _new_project(workspace, use_case)
+        _add_missing_panels(workspace, project, problem_type)
         workspace.add_run(project.id, snapshot, include_data=False)
     return str(project.id)
+
+
+def add_figures(folder: str, use_case: str, kind: str, figures: dict[str, float], problem_type: str) -> None:
+    """Figures one of our assets computed (a performance estimate, a batch's data quality, drift
+    against the previous batch) as a snapshot of their own, tagged ``kind``, one ``MeanValue`` of a
+    one-row column each, so the dashboard plots them over time beside Evidently's own metrics. NaN
+    figures are left out (a line with a gap)."""
+    import pandas as pd
+    from evidently import Report
+    from evidently.metrics import MeanValue
+
+    known = {name: float(value) for name, value in figures.items() if value == value}
+    if known:
+        frame = pd.DataFrame({name: [value] for name, value in known.items()})
+        snapshot = Report([MeanValue(column=name) for name in known]).run(frame, None, tags=[kind])
+        add_snapshot(folder, use_case, snapshot, problem_type)
 
 
 def prune_snapshots(folder: str, use_case: str, before: datetime, dry_run: bool) -> int:
@@ -61,19 +106,24 @@ def prune_snapshots(folder: str, use_case: str, before: datetime, dry_run: bool)
     return len(old)
 
 
-def _new_project(workspace, use_case: str, problem_type: str):
+def _new_project(workspace, use_case: str):
+    return workspace.create_project(
+        use_case,
+        description=f"mlops_dagster use case {use_case}: drift, data quality and model performance, "
+        "estimated before outcomes and realized on them, one snapshot per report",
+    )
+
+
+def _add_missing_panels(workspace, project, problem_type: str) -> None:
+    """The panels of ``_PANELS`` the project's dashboard lacks (all for a new project; the newer
+    ones for a project an older version made)."""
     from evidently.sdk.models import PanelMetric
     from evidently.sdk.panels import line_plot_panel
 
-    project = workspace.create_project(
-        use_case,
-        description=f"mlops_dagster use case {use_case}: drift and "
-        "model performance on outcomes, one snapshot per report",
-    )
-    for title, metric, labels in [*_PANELS["drift"], *_PANELS[problem_type]]:
-        project.dashboard.add_panel(
-            line_plot_panel(
-                title, [PanelMetric(metric=metric, metric_labels=labels, legend=title)], size="half"
-            )
-        )
-    return project
+    shown = {panel.title for panel in workspace.get_dashboard(project.id).panels}
+    for title, lines in {**_PANELS["drift"], **_PANELS[problem_type]}.items():
+        if title not in shown:
+            metrics = [
+                PanelMetric(metric=m, metric_labels=labels, legend=legend) for m, labels, legend in lines
+            ]
+            project.dashboard.add_panel(line_plot_panel(title, metrics, size="half"))
