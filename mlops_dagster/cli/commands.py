@@ -236,6 +236,8 @@ def dispatch(args) -> int:
         return print_lineage(args.version, args.use_case)
     if args.command == "token":
         return manage_tokens(args)
+    if args.command == "spark-connect":
+        return spark_connect(args.action, args.port)
     if args.command in ("serve", "stop"):
         from ..serving.server import serve, stop
         from ..settings import load_project
@@ -245,6 +247,8 @@ def dispatch(args) -> int:
             serve(project)
             return 0
         print("serving gateway stopped" if stop(project.default) else "no serving gateway was running")
+        if project.default.root is not None and spark_connect("stop", 0, quiet=True) == 0:
+            print("Spark Connect server stopped")
         return 0
     if args.command == "generate":
         print(
@@ -261,3 +265,32 @@ def dispatch(args) -> int:
         )
         return 0
     return run(args.job, args.use_case)
+
+
+def spark_connect(action: str, port: int, quiet: bool = False) -> int:
+    """``mlops spark-connect start|stop|status``: the Spark Connect server of the local target's home."""
+    from ..resources import spark_connect as server
+    from ..settings import load_project
+
+    root = load_project().default.root
+    if root is None:
+        print(
+            "mlops spark-connect: only on the local target (a Databricks target has its clusters)",
+            file=sys.stderr,
+        )
+        return 2
+    if action == "start":
+        info = server.start(root, port)
+        print(f"Spark Connect server at {info['url']} (Spark UI {info['ui']}, log {info['log']})")
+        print(
+            f'use it: spark: {{spark.remote: "{info["url"]}"}} in your config, or SPARK_REMOTE={info["url"]}'
+        )
+        return 0
+    if action == "stop":
+        stopped = server.stop(root)
+        if not quiet:
+            print("Spark Connect server stopped" if stopped else "no Spark Connect server was running")
+        return 0 if stopped else 1
+    info = server.running(root)
+    print(f"running at {info['url']} (pid {info['pid']})" if info else "not running")
+    return 0

@@ -70,7 +70,13 @@ def _data_commands(command: Command) -> None:
 def _serving_commands(command: Command) -> None:
     """``serve`` and ``stop`` the local serving gateway, manage its ``token``s."""
     command("serve", help="run the local serving gateway in the foreground (Ctrl-C stops it)")
-    command("stop", help="stop the local serving gateway started in the background")
+    command("stop", help="stop the local serving gateway and Spark Connect server started in the background")
+    connect = command(
+        "spark-connect",
+        help="a local Spark Connect server that outlives runs (set spark.remote to its URL to use it)",
+    )
+    connect.add_argument("action", choices=["start", "stop", "status"])
+    connect.add_argument("--port", type=int, default=15002, help="its gRPC port (default 15002)")
     token = command("token", help="the local serving gateway's access tokens (Authorization: Bearer <token>)")
     tokens = token.add_subparsers(dest="action", required=True)
     create = tokens.add_parser("create", help="a new token, printed once (the gateway keeps only its hash)")

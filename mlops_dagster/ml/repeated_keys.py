@@ -37,7 +37,7 @@ def rows_sharing_keys(df: DataFrame, columns: list[str], rows: int) -> DataFrame
     if rows <= GROUPED_UP_TO:
         return _grouped(df, columns)
     hashed = df.withColumn(HASH, F.xxhash64(*columns))
-    tasks = max(spark.sparkContext.defaultParallelism, -(-rows // ROWS_PER_TASK))
+    tasks = max(_parallelism(spark), -(-rows // ROWS_PER_TASK))
     repeated = hashed.select(HASH).repartition(tasks, HASH).mapInArrow(repeated_hashes, f"{HASH} long")
     seen = repeated.limit(_SENT + 1).collect()
     if not seen:
@@ -45,6 +45,14 @@ def rows_sharing_keys(df: DataFrame, columns: list[str], rows: int) -> DataFrame
     # Usually a few: sent to every task, so the rows are not shuffled to meet them.
     found = F.broadcast(spark.createDataFrame(seen, f"{HASH} long")) if len(seen) <= _SENT else repeated
     return hashed.join(found, HASH, "left_semi").drop(HASH)
+
+
+def _parallelism(spark) -> int:
+    """How many tasks the session runs at once: its SparkContext's, or (a Spark Connect client has
+    none) the server's shuffle partitions."""
+    if type(spark).__module__.startswith("pyspark.sql.connect"):
+        return int(spark.conf.get("spark.sql.shuffle.partitions"))
+    return spark.sparkContext.defaultParallelism
 
 
 def _grouped(df: DataFrame, columns: list[str]) -> DataFrame | None:

@@ -7,6 +7,7 @@ runs on the job cluster, where ``getOrCreate`` returns the cluster's session. da
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -26,6 +27,8 @@ _shipped: set[int] = set()  # SparkContexts that already have this package
 
 
 _warming = False  # a warm-up was started in this process
+_sessions: dict[str, SparkSession] = {}  # this process's Spark Connect sessions, by server
+_connecting = threading.Lock()
 
 
 class SparkResource(ConfigurableResource):
@@ -34,9 +37,15 @@ class SparkResource(ConfigurableResource):
     spark_config: dict[str, str] = {}
 
     @property
+    def remote(self) -> str | None:
+        """The Spark Connect server steps use instead of a session of their own (``spark.remote``
+        in the ``spark`` settings, or pyspark's ``SPARK_REMOTE``), if any."""
+        return self.spark_config.get("spark.remote") or os.environ.get("SPARK_REMOTE") or None
+
+    @property
     def _local(self) -> bool:
-        """Local mode (this machine), not a cluster."""
-        return self.spark_config.get("spark.master", "").startswith("local")
+        """Local mode (a JVM of this process on this machine), not a cluster or a Connect server."""
+        return not self.remote and self.spark_config.get("spark.master", "").startswith("local")
 
     def setup_for_execution(self, context) -> None:
         # Local mode: start the JVM and Spark's Python workers while the run sets up its other
@@ -85,6 +94,9 @@ class SparkResource(ConfigurableResource):
 
         from .databricks import on_databricks_cluster
 
+        remote = self.remote
+        if remote:
+            return _connect(remote)
         # Python workers must run this interpreter (the project's venv), not whatever is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         config = dict(self.spark_config)
@@ -99,6 +111,42 @@ class SparkResource(ConfigurableResource):
         if on_databricks_cluster():
             _ship_package(spark)
         return spark
+
+
+def _connect(url: str) -> SparkSession:
+    """This process's Spark Connect session to ``url`` (one per server: ``getOrCreate`` would hand
+    back a session to whichever server came first), with a clear error when nothing answers there."""
+    from pyspark.errors import PySparkException
+    from pyspark.sql import SparkSession
+
+    with _connecting:
+        if url in _sessions:
+            return _sessions[url]
+        try:
+            _reachable(url)  # the client retries an unreachable server for minutes
+            spark = SparkSession.builder.remote(url).create()
+            spark.range(1).collect()  # Connect is lazy: the first call tells whether the server answers
+        except (PySparkException, OSError) as exc:
+            raise RuntimeError(
+                f"no Spark Connect server answers at {url} (spark.remote): start one with "
+                f"`mlops spark-connect start`, or remove spark.remote to start Spark in the run "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from None
+        # Ended before the interpreter's own exit, while the server still answers: a client left
+        # open releases its work on the server at exit, and retries for minutes if it is gone.
+        atexit.register(spark.stop)
+        _sessions[url] = spark
+        return spark
+
+
+def _reachable(url: str, timeout: float = 10) -> None:
+    """Raise OSError unless something accepts connections at the host and port of ``url``
+    (``sc://host:port/;params``; port 15002 when not given)."""
+    import socket
+    from urllib.parse import urlparse
+
+    address = urlparse(url.split("/;", 1)[0])
+    socket.create_connection((address.hostname or "localhost", address.port or 15002), timeout).close()
 
 
 def _import_modules(modules: tuple[str, ...], batches):
