@@ -9,12 +9,15 @@ import os
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from mlops_dagster.resources import spark_connect
+from mlops_dagster.resources.local_lakehouse import LocalLakehouse
+from mlops_dagster.settings import load_settings
 
-from .project import free_port, project_at
+from .project import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +27,6 @@ def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("connect")
     info = spark_connect.start(home, port=free_port())
     yield info
-    from mlops_dagster.resources.spark import _sessions
-
-    _sessions.pop(info["url"]).stop()  # this process's client: ended before its server
     assert spark_connect.stop(home)
     assert spark_connect.running(home) is None
 
@@ -38,14 +38,37 @@ def _server_jobs(info: dict) -> int:
         return len(json.load(response))
 
 
+def _mlops_run(home: Path, remote: str) -> subprocess.CompletedProcess:
+    """``mlops run --use-case churn`` as a user runs it, with ``SPARK_REMOTE`` set. In a process of its
+    own: pyspark marks a process that made a Connect session as Connect-only, for good."""
+    env = {
+        **os.environ,
+        "MLOPS_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "SPARK_REMOTE": remote,
+    }
+    env.pop("MLOPS_CONFIG", None)
+    (home / "dagster").mkdir(parents=True)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "mlops_dagster.cli", "run", "--use-case", "churn"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "mlops_dagster.cli", "stop"], env=env, capture_output=True, timeout=120
+        )
+
+
 def test_spark_connect_the_lifecycle_runs_its_spark_work_on_the_server(server, tmp_path):
     before = _server_jobs(server)
-    with project_at(tmp_path / "home", {"spark": {"spark.remote": server["url"]}}) as project:
-        project.land(7043, seed=42)
-        result = project.run("lifecycle_job")
-        assert result.success, project.failures(result)
-        assert project.lakehouse.row_count(project.table("churn_predictions")) == 7043
-        assert project.registry.by_alias("champion") is not None
+    done = _mlops_run(tmp_path / "home", server["url"])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    lake = LocalLakehouse(root=str(tmp_path / "home" / "lakehouse"))
+    assert len(lake.read(load_settings("local").table("churn_predictions"))) == 7043
     assert (
         _server_jobs(server) > before + 10
     )  # ingestion, features, training set, scoring, checks: on the server
@@ -53,13 +76,11 @@ def test_spark_connect_the_lifecycle_runs_its_spark_work_on_the_server(server, t
 
 def test_spark_connect_an_unreachable_server_is_named_with_the_fix(tmp_path):
     url = f"sc://127.0.0.1:{free_port()}"
-    with project_at(tmp_path / "home", {"spark": {"spark.remote": url}}) as project:
-        project.land(200, seed=1)
-        result = project.run("lifecycle_job")
-        assert not result.success
-        failures = " ".join(project.failures(result))
-        assert f"no Spark Connect server answers at {url} (spark.remote)" in failures
-        assert "mlops spark-connect start" in failures
+    done = _mlops_run(tmp_path / "home", url)
+    assert done.returncode != 0
+    out = done.stdout + done.stderr
+    assert f"no Spark Connect server answers at {url} (spark.remote)" in out, out[-3000:]
+    assert "mlops spark-connect start" in out
 
 
 def test_spark_connect_the_cli_starts_finds_and_stops_the_homes_server(tmp_path):
