@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from ..resources.spark_connect import DEFAULT_PORT
+
 Command = Callable[..., argparse.ArgumentParser]  # adds a command that takes --use-case
 
 
@@ -76,7 +78,9 @@ def _serving_commands(command: Command) -> None:
         help="a local Spark Connect server that outlives runs (set spark.remote to its URL to use it)",
     )
     connect.add_argument("action", choices=["start", "stop", "status"])
-    connect.add_argument("--port", type=int, default=15002, help="its gRPC port (default 15002)")
+    connect.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"its gRPC port (default {DEFAULT_PORT})"
+    )
     token = command("token", help="the local serving gateway's access tokens (Authorization: Bearer <token>)")
     tokens = token.add_subparsers(dest="action", required=True)
     create = tokens.add_parser("create", help="a new token, printed once (the gateway keeps only its hash)")

@@ -50,7 +50,9 @@ def rows_sharing_keys(df: DataFrame, columns: list[str], rows: int) -> DataFrame
 def _parallelism(spark) -> int:
     """How many tasks the session runs at once: its SparkContext's, or (a Spark Connect client has
     none) the server's shuffle partitions."""
-    if type(spark).__module__.startswith("pyspark.sql.connect"):
+    from pyspark.sql.utils import is_remote
+
+    if is_remote():
         return int(spark.conf.get("spark.sql.shuffle.partitions"))
     return spark.sparkContext.defaultParallelism
 

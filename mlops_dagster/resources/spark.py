@@ -141,12 +141,14 @@ def _connect(url: str) -> SparkSession:
 
 def _reachable(url: str, timeout: float = 10) -> None:
     """Raise OSError unless something accepts connections at the host and port of ``url``
-    (``sc://host:port/;params``; port 15002 when not given)."""
+    (``sc://host:port/;params``; Spark Connect's default port when not given)."""
     import socket
     from urllib.parse import urlparse
 
+    from .spark_connect import DEFAULT_PORT
+
     address = urlparse(url.split("/;", 1)[0])
-    socket.create_connection((address.hostname or "localhost", address.port or 15002), timeout).close()
+    socket.create_connection((address.hostname or "localhost", address.port or DEFAULT_PORT), timeout).close()
 
 
 def _import_modules(modules: tuple[str, ...], batches):

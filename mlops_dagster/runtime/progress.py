@@ -49,8 +49,11 @@ class Progress:
         self._previous: dict[str, str | None] = {}
 
     def __enter__(self) -> Progress:
-        if not _classic(self.spark):
-            self.spark = None  # Spark Connect: no job groups or stage status from the client
+        if self.spark is not None:
+            from pyspark.sql.utils import is_remote
+
+            if is_remote():
+                self.spark = None  # Spark Connect: no job groups or stage status from the client
         if self.spark is not None:
             # Spark keeps a job group per Python thread: jobs this thread starts from here are ours.
             context = self.spark.sparkContext
@@ -88,11 +91,6 @@ class Progress:
             parts.append(f"{self.rows:,}{total} rows ({rate:,.0f} rows/s)")
         parts += _spark_stages(self.spark, self._group)
         return f"{self.what}: {', '.join(parts) or 'working'} ({elapsed:.0f} s)"
-
-
-def _classic(spark) -> bool:
-    """A session with a SparkContext in this process (not a Spark Connect client)."""
-    return spark is not None and not type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 def _spark_stages(spark, group: str) -> list[str]:
