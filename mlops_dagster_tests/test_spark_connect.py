@@ -25,7 +25,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("connect")
-    info = spark_connect.start(home, port=free_port())
+    with pytest.MonkeyPatch.context() as patch:
+        # What an in-process run leaves behind (dagster-mlflow exports its URIs): not the server's.
+        patch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{home / 'another-registry.db'}")
+        info = spark_connect.start(home, port=free_port())
     yield info
     assert spark_connect.stop(home)
     assert spark_connect.running(home) is None

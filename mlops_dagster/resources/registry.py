@@ -192,12 +192,24 @@ class ModelRegistry(ConfigurableResource):
         import mlflow
         import mlflow.pyfunc
 
-        # spark_udf resolves models:/ URIs through MLflow's process-wide URIs.
+        # spark_udf resolves models:/ URIs through MLflow's process-wide URIs, here and, through
+        # extra_env, in the Python workers: a Spark Connect server's workers were started with the
+        # server's environment, not this run's.
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.registry_uri)
+        uris = {"MLFLOW_TRACKING_URI": self.tracking_uri, "MLFLOW_REGISTRY_URI": self.registry_uri}
         return mlflow.pyfunc.spark_udf(
-            spark, self.model_uri(version), result_type="double", env_manager="local"
+            spark, self._udf_model_uri(version), result_type="double", env_manager="local", extra_env=uris
         )
+
+    def _udf_model_uri(self, version: str | int) -> str:
+        """Where Spark's workers load a version from. A Databricks registry: ``models:/``, which its
+        workers resolve with the workspace's credentials. Any other: the version's own artifact
+        location, because MLflow caches a model a Spark Connect server's long-lived worker loaded
+        under its URI, and ``models:/churn_model/1`` of a reset home is another model."""
+        if self.registry_uri.startswith("databricks"):
+            return self.model_uri(version)
+        return self.client().get_model_version_download_uri(self.model_name, str(version))
 
     def load_for_serving(self, version: str | int):
         """(model, [(column, type)], example rows, predict method) of a version: what a serving

@@ -76,7 +76,10 @@ def start(home: Path, port: int = DEFAULT_PORT, ui_port: int = 0, timeout: float
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]
     command.append("spark-internal")
-    env = {**os.environ, "SPARK_HOME": str(spark_home), "PYSPARK_PYTHON": sys.executable}
+    # The server outlives the process that starts it and serves every run of the home: no run's
+    # MLflow URIs (dagster-mlflow exports them into its process) may become the workers' defaults.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env.update(SPARK_HOME=str(spark_home), PYSPARK_PYTHON=sys.executable)
     env["SPARK_LOCAL_IP"] = "127.0.0.1"
     log = folder / "server.log"
     with open(log, "wb") as out:
