@@ -27,9 +27,10 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 run: install $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/mlops run
 
-## dev: the Dagster UI (http://127.0.0.1:3000) with this code location and a persistent DAGSTER_HOME
+## dev: the Dagster UI (http://127.0.0.1:3000) with this code location and a persistent DAGSTER_HOME; its
+## runs' Spark is one warm Spark Connect server (make stop stops it); make dev ARGS=--cold: a JVM per run
 dev: install $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/mlops dev $(ARGS)
 
 ## monitor-ui: Evidently's UI (http://127.0.0.1:8000) on every drift and performance report, per use case
 monitor-ui: install
@@ -39,7 +40,8 @@ monitor-ui: install
 mlflow-ui: install
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$${MLOPS_HOME:-.mlops}/mlflow/mlflow.db" --host 127.0.0.1 --port 5000
 
-## serve: the local serving gateway in the foreground; stop: stop the one `make run` left running
+## serve: the local serving gateway in the foreground; stop: stop the one `make run` left running, and the
+## Spark Connect server of `make dev`
 serve: install
 	$(BIN)/mlops serve
 

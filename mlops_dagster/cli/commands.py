@@ -264,7 +264,42 @@ def dispatch(args) -> int:
             )
         )
         return 0
+    if args.command == "dev":
+        return dev(args.port, None if args.cold else args.connect_port)
+    if args.warm:
+        warm_spark(args.connect_port)
     return run(args.job, args.use_case)
+
+
+def warm_spark(port: int) -> None:
+    """Runs of this process and of the processes it starts use this home's Spark Connect server
+    (started if need be) instead of each starting a Spark JVM: ``SPARK_REMOTE``, which the ``spark``
+    resource reads when ``spark.remote`` is not set."""
+    from ..resources import spark_connect as server
+    from ..settings import load_project
+
+    root = load_project().default.root
+    if root is None:
+        raise SystemExit("mlops: --warm is for the local target (a Databricks target has its clusters)")
+    info = server.start(root, port)
+    os.environ["SPARK_REMOTE"] = info["url"]
+    print(f"warm Spark: the Spark Connect server at {info['url']} (mlops stop stops it)", file=sys.stderr)
+
+
+def dev(port: int, connect_port: int | None) -> int:
+    """``mlops dev``: ``dagster dev`` on this project, warm unless ``connect_port`` is None."""
+    from pathlib import Path
+
+    from .runs import default_dagster_home
+
+    default_dagster_home()
+    if connect_port is not None:
+        warm_spark(connect_port)
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    where = (
+        ["-w", "workspace.yaml"] if Path("workspace.yaml").is_file() else ["-m", "mlops_dagster.definitions"]
+    )
+    os.execv(dagster, [dagster, "dev", *where, "-h", "127.0.0.1", "-p", str(port)])
 
 
 def spark_connect(action: str, port: int, quiet: bool = False) -> int:

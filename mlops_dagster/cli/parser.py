@@ -30,7 +30,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
 
 
 def _data_commands(command: Command) -> None:
-    """``generate`` demo data, ``infer-contract`` from a file, ``run`` a job."""
+    """``generate`` demo data, ``infer-contract`` from a file, ``run`` a job, ``dev``: the UI."""
     gen = command("generate", help="write a demo's synthetic landing file into its use case's landing folder")
     gen.add_argument("--rows", type=int, help="default: the demo's (7,043 telco customers, 5,000 houses)")
     gen.add_argument("--seed", type=int, default=42)
@@ -66,6 +66,27 @@ def _data_commands(command: Command) -> None:
         "--job",
         default="lifecycle",
         help="lifecycle, training, batch_inference, monitoring or a governance job",
+    )
+    _warm_arguments(runner, "run Spark on this home's Spark Connect server, started if need be")
+    dev = command(
+        "dev",
+        help="the Dagster UI (dagster dev) on this project, its runs' Spark on this home's Spark "
+        "Connect server, started if need be (mlops stop / make stop stops it)",
+    )
+    dev.add_argument("--port", type=int, default=3000, help="the UI's port (default 3000)")
+    dev.add_argument("--cold", action="store_true", help="each run starts a Spark of its own instead")
+    _warm_arguments(dev, None)
+
+
+def _warm_arguments(parser: argparse.ArgumentParser, warm_help: str | None) -> None:
+    """``--warm`` (when ``warm_help``) and the port of the home's Spark Connect server."""
+    if warm_help:
+        parser.add_argument("--warm", action="store_true", help=warm_help)
+    parser.add_argument(
+        "--connect-port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"the Spark Connect server's port, if it has to be started (default {DEFAULT_PORT})",
     )
 
 
