@@ -1,18 +1,24 @@
 """The whole lifecycle on target `dev` against the workspace emulator, once per launch mode
-(``databricks.launch``): every step a job run, the endpoint created through the serving API. A file
-of its own, so that the test runner can run it beside the rest of the emulator's tests."""
+(``databricks.launch``): every step a job run, the endpoint created through the serving API. Each
+mode's lifecycle runs once and every test of that mode reads it (the launcher's job runs, Pipes'
+events, serverless environments, costs). A file of its own, so that the test runner can run it
+beside the rest of the emulator's tests."""
 
 from __future__ import annotations
 
 import os
+import zipfile
+from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from dagster import DagsterEventType, DagsterRunStatus
+from dagster import AssetKey, DagsterEventType, DagsterRun, DagsterRunStatus
 
 from .test_databricks_target import (  # noqa: F401 - `seeded` is a fixture
     TOKEN,
     Workspace,
+    assert_costs_recorded,
     assert_no_token_anywhere,
     seeded,
     step_of,
@@ -20,18 +26,26 @@ from .test_databricks_target import (  # noqa: F401 - `seeded` is a fixture
 
 pytestmark = pytest.mark.integration
 
+LAUNCHES = ("step_launcher", "pipes", "serverless")
 
-@pytest.mark.parametrize("launch", ["step_launcher", "pipes", "serverless"])
-def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(seeded, tmp_path, launch):
-    """lifecycle_job on `dev`, in each launch mode: every step a job run; the endpoint is created
-    through the serving API with auto-capture, by the cluster, with the token it got from the secret
-    scope."""
-    from databricks.sdk import WorkspaceClient
 
+@dataclass
+class Lifecycle:
+    launch: str
+    ws: Workspace
+    dagster_run: DagsterRun
+    runs: dict  # step key -> the emulator's job run of that step
+    logs: list  # the Dagster run's event log
+
+
+@pytest.fixture(scope="module", params=LAUNCHES)
+def lifecycle(request, seeded, tmp_path_factory):
+    """lifecycle_job on `dev` with ``databricks.launch: <mode>`` and a new landing file, once per
+    mode for every test of the module; the emulator stays up (its endpoint answers) for them."""
     from mlops_dagster.cli import generate
 
-    root, _ = seeded
-    ws = Workspace(root, tmp_path, {"databricks": {"launch": launch}}, serving=True)
+    launch, (root, _) = request.param, seeded
+    ws = Workspace(root, tmp_path_factory.mktemp(launch), {"databricks": {"launch": launch}}, serving=True)
     ws.emulator.volumes.append(Path(ws.settings.io_path).resolve())  # where serverless steps stage
     generate(400, 11, False, "dev_batch.csv", landing=ws.settings.landing_path)
     with ws.emulator:
@@ -39,26 +53,140 @@ def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(
         assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
         with ws.instance() as instance:
             [dagster_run] = instance.get_runs()
-            assert dagster_run.status == DagsterRunStatus.SUCCESS
-            steps = {
-                e.step_key
-                for e in instance.all_logs(dagster_run.run_id)
-                if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_SUCCESS
-            }
+            logs = instance.all_logs(dagster_run.run_id)
         runs = {step_of(r): r for r in ws.emulator.runs.values()}
-        assert set(runs) == steps and len(steps) >= 12
-        assert all(r.result_state == "SUCCESS" and r.pid != os.getpid() for r in runs.values())
-
-        client = WorkspaceClient(host=ws.emulator.url, token=TOKEN, auth_type="pat")
-        endpoint = client.api_client.do("GET", "/api/2.0/serving-endpoints/churn-endpoint")
-        served = [e["entity_version"] for e in endpoint["config"]["served_entities"]]
-        predictions = ws.lakehouse.read(ws.table("churn_predictions"))
-        assert served == sorted(set(predictions["model_version"]))
-        assert endpoint["auto_capture_config"]["enabled"]
-        frame = ws.lakehouse.read(ws.table("churn_features")).head(3)[ws.settings.features.columns]
-        answer = client.serving_endpoints.query("churn-endpoint", dataframe_records=frame.to_dict("records"))
-        assert len(answer.predictions) == 3
-        raw = ws.lakehouse.read(ws.table("raw_customers"))
-        assert len(predictions) == len(raw) and "dev_batch.csv" in " ".join(raw["_source_file"].unique())
-        assert Path(ws.settings.reports_path).is_dir() and any(Path(ws.settings.reports_path).iterdir())
+        yield Lifecycle(launch, ws, dagster_run, runs, logs)
     assert_no_token_anywhere(ws)
+
+
+def _materialization(lifecycle: Lifecycle, asset: str):
+    """The Dagster event of the asset's one materialization in the lifecycle's run."""
+    [event] = [
+        e.dagster_event
+        for e in lifecycle.logs
+        if e.dagster_event
+        and e.dagster_event.event_type == DagsterEventType.ASSET_MATERIALIZATION
+        and e.dagster_event.asset_key == AssetKey(["churn", asset])
+    ]
+    return event
+
+
+def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(lifecycle):
+    """lifecycle_job on `dev`, in each launch mode: every step a job run; the endpoint is created
+    through the serving API with auto-capture, by the cluster, with the token it got from the secret
+    scope."""
+    from databricks.sdk import WorkspaceClient
+
+    ws, runs = lifecycle.ws, lifecycle.runs
+    assert lifecycle.dagster_run.status == DagsterRunStatus.SUCCESS
+    steps = {
+        e.step_key
+        for e in lifecycle.logs
+        if e.dagster_event and e.dagster_event.event_type == DagsterEventType.STEP_SUCCESS
+    }
+    assert set(runs) == steps and len(steps) >= 12
+    assert all(r.result_state == "SUCCESS" and r.pid != os.getpid() for r in runs.values())
+
+    client = WorkspaceClient(host=ws.emulator.url, token=TOKEN, auth_type="pat")
+    endpoint = client.api_client.do("GET", "/api/2.0/serving-endpoints/churn-endpoint")
+    served = [e["entity_version"] for e in endpoint["config"]["served_entities"]]
+    predictions = ws.lakehouse.read(ws.table("churn_predictions"))
+    assert served == sorted(set(predictions["model_version"]))
+    assert endpoint["auto_capture_config"]["enabled"]
+    frame = ws.lakehouse.read(ws.table("churn_features")).head(3)[ws.settings.features.columns]
+    answer = client.serving_endpoints.query("churn-endpoint", dataframe_records=frame.to_dict("records"))
+    assert len(answer.predictions) == 3
+    raw = ws.lakehouse.read(ws.table("raw_customers"))
+    assert len(predictions) == len(raw) and "dev_batch.csv" in " ".join(raw["_source_file"].unique())
+    assert sorted(predictions["customerID"]) == sorted(raw["customerID"])
+    assert predictions["churn_probability"].between(0, 1).all()
+    features = ws.lakehouse.read(ws.table("churn_features"))
+    assert sorted(features["customerID"]) == sorted(raw["customerID"])
+    for asset, step in (
+        ("churn_features", "churn__build_feature_tables"),
+        ("churn_predictions", "churn__churn_predictions"),
+    ):
+        event = _materialization(lifecycle, asset)
+        # Materialized by the emulator's cluster process, streamed back into this instance.
+        assert event.pid == runs[step].pid
+        assert event.event_specific_data.materialization.metadata["dagster/row_count"].value == len(raw)
+    history = ws.lakehouse.history(ws.table("churn_predictions"), 5)
+    assert history[0]["dagster_run_id"] == lifecycle.dagster_run.run_id
+    assert Path(ws.settings.reports_path).is_dir() and any(Path(ws.settings.reports_path).iterdir())
+
+
+def test_each_launch_mode_runs_its_steps_its_own_way(lifecycle):
+    """What is particular to the mode: the step launcher ships the project to a cluster per step
+    (and its costs are reported beside the bill); Pipes passes its context to a cluster and streams
+    back events; serverless runs in our environment and reports through a volume."""
+    {
+        "step_launcher": _step_launcher_ships_the_project_to_a_cluster_per_step,
+        "pipes": _pipes_steps_report_their_events_from_the_cluster,
+        "serverless": _serverless_steps_run_in_our_environment_and_report_through_a_volume,
+    }[lifecycle.launch](lifecycle)
+
+
+def _step_launcher_ships_the_project_to_a_cluster_per_step(lifecycle: Lifecycle) -> None:
+    ws, runs = lifecycle.ws, lifecycle.runs
+    assert {"churn__build_feature_tables", "churn_features_checks", "churn_labels_checks"} <= set(runs)
+    for run in runs.values():
+        assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "SUCCESS"), run.state_message
+        assert run.task["spark_python_task"]["python_file"].endswith("databricks_step_main.py")
+        assert any(lib.get("pypi", {}).get("package", "").startswith("dagster==") for lib in run.libraries)
+        assert run.cluster["spark_version"] == ws.settings.databricks.cluster.spark_version
+        assert run.cluster["autoscale"] == {"min_workers": 1, "max_workers": 2}
+        assert ws.emulator.permissions[("jobs", str(run.job_id))][0]["group_name"] == "ml-engineers"
+        # The launcher uploaded the project's code; the cluster unpacked it.
+        code = ws.emulator.local_path(run.task["spark_python_task"]["parameters"][2])
+        assert "mlops_dagster/definitions.py" in zipfile.ZipFile(code).namelist()
+    urls = [
+        e.dagster_event.engine_event_data.metadata["databricks_run_url"].value
+        for e in lifecycle.logs
+        if e.dagster_event
+        and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT
+        and "databricks_run_url" in e.dagster_event.engine_event_data.metadata
+    ]
+    assert len(urls) == len(runs) and all(u.startswith(ws.emulator.url) for u in urls)
+    assert any("Captured stdout for step churn__build_feature_tables" in e.message for e in lifecycle.logs)
+    assert_costs_recorded(ws, lifecycle.dagster_run, runs)
+
+
+def _pipes_steps_report_their_events_from_the_cluster(lifecycle: Lifecycle) -> None:
+    runs = lifecycle.runs
+    for run in runs.values():
+        assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "SUCCESS"), run.state_message
+        assert run.task["spark_python_task"]["python_file"].endswith("pipes_step.py")
+        # Pipes' bootstrap parameters reach the job cluster as environment variables.
+        assert "DAGSTER_PIPES_CONTEXT" in run.cluster["spark_env_vars"]
+        packages = {lib["pypi"]["package"].split("==")[0] for lib in run.libraries if "pypi" in lib}
+        assert {"dagster-pipes", "dagster"} <= packages
+        assert run.cluster["custom_tags"]["dagster_step"] == step_of(run)
+    checks = [
+        e.dagster_event
+        for e in lifecycle.logs
+        if e.dagster_event and e.dagster_event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION
+    ]
+    # Reported by the cluster processes through Pipes messages.
+    assert checks and all(c.pid in {r.pid for r in runs.values()} for c in checks)
+    assert all(c.event_specific_data.passed for c in checks if c.step_key == "churn_labels_checks")
+    # Pipes' own log lines (the job run's state transitions) and the step's, logged on the cluster.
+    messages = [e.message for e in lifecycle.logs]
+    assert any("observed state transition to" in m and "TERMINATED" in m for m in messages)
+    assert any("raw rows featurized" in m for m in messages)
+
+
+def _serverless_steps_run_in_our_environment_and_report_through_a_volume(lifecycle: Lifecycle) -> None:
+    ws, runs = lifecycle.ws, lifecycle.runs
+    io = Path(ws.settings.io_path).resolve()
+    for run in runs.values():
+        assert run.result_state == "SUCCESS", run.state_message
+        # No cluster: the run's environment, with our pinned libraries, and the entry point in the volume.
+        dependencies = run.cluster["serverless_environment"]["dependencies"]
+        assert f"dagster-pipes=={version('dagster-pipes')}" in dependencies
+        assert Path(run.task["spark_python_task"]["python_file"]).is_relative_to(io)
+    # Pipes' context and messages went through the Files API, not DBFS.
+    paths = {path for _, path, _ in ws.emulator.calls}
+    assert any(p.startswith(f"/api/2.0/fs/files{io}/_pipes/") for p in paths)
+    assert not any(p.startswith("/api/2.0/dbfs/") for p in paths)
+    billed = [u["sku_name"] for u in ws.emulator.usage if u["usage_metadata"]["job_run_id"]]
+    assert billed == ["PREMIUM_JOBS_SERVERLESS_COMPUTE"] * len(runs)

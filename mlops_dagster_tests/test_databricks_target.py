@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import uuid
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -196,69 +195,6 @@ def step_of(run) -> str:
     if task["python_file"].endswith("databricks_step_main.py"):
         return Path(task["parameters"][0]).parent.name
     return run.run_name.rsplit(" ", 1)[-1]
-
-
-def test_spark_assets_run_as_databricks_job_runs(workspace, seeded):
-    ws, (_, champion) = workspace, seeded
-    raw = ws.lakehouse.read(ws.table("raw_customers"))
-
-    out = ws.materialize()
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-
-    # The emulator ran one job run per step (the asset checks are steps too), in processes of its
-    # own, all successful.
-    runs = {step_of(r): r for r in ws.emulator.runs.values()}
-    assert set(runs) == {
-        "churn__build_feature_tables",
-        "churn__churn_predictions",
-        "churn_features_checks",
-        "churn_labels_checks",
-    }
-    for run in runs.values():
-        assert (run.life_cycle_state, run.result_state) == ("TERMINATED", "SUCCESS"), run.state_message
-        assert run.pid and run.pid != os.getpid()
-        assert run.task["spark_python_task"]["python_file"].endswith("databricks_step_main.py")
-        assert any(lib.get("pypi", {}).get("package", "").startswith("dagster==") for lib in run.libraries)
-        assert run.cluster["spark_version"] == ws.settings.databricks.cluster.spark_version
-        assert run.cluster["autoscale"] == {"min_workers": 1, "max_workers": 2}
-        assert ws.emulator.permissions[("jobs", str(run.job_id))][0]["group_name"] == "ml-engineers"
-        # The launcher uploaded the project's code; the cluster unpacked it.
-        code = ws.emulator.local_path(run.task["spark_python_task"]["parameters"][2])
-        assert "mlops_dagster/definitions.py" in zipfile.ZipFile(code).namelist()
-
-    with ws.instance() as instance:
-        [dagster_run] = instance.get_runs()
-        assert dagster_run.status == DagsterRunStatus.SUCCESS
-        for asset, step in (
-            ("churn_features", "churn__build_feature_tables"),
-            ("churn_predictions", "churn__churn_predictions"),
-        ):
-            event = instance.get_latest_materialization_event(AssetKey(["churn", asset]))
-            assert event.run_id == dagster_run.run_id
-            # Materialized by the emulator's cluster process, streamed back into this instance.
-            assert event.dagster_event.pid == runs[step].pid
-            assert event.asset_materialization.metadata["dagster/row_count"].value == len(raw)
-        logs = instance.all_logs(dagster_run.run_id)
-        urls = [
-            e.dagster_event.engine_event_data.metadata["databricks_run_url"].value
-            for e in logs
-            if e.dagster_event
-            and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT
-            and "databricks_run_url" in e.dagster_event.engine_event_data.metadata
-        ]
-        assert len(urls) == len(runs) and all(u.startswith(ws.emulator.url) for u in urls)
-        assert any("Captured stdout for step churn__build_feature_tables" in e.message for e in logs)
-
-    # The tables hold the right rows, written by this run.
-    features = ws.lakehouse.read(ws.table("churn_features"))
-    assert sorted(features["customerID"]) == sorted(raw["customerID"])
-    predictions = ws.lakehouse.read(ws.table("churn_predictions"))
-    assert sorted(predictions["customerID"]) == sorted(raw["customerID"])
-    assert set(predictions["model_version"]) == {champion}
-    assert predictions["churn_probability"].between(0, 1).all()
-    assert ws.lakehouse.history(ws.table("churn_predictions"), 5)[0]["dagster_run_id"] == dagster_run.run_id
-
-    assert_costs_recorded(ws, dagster_run, runs)
 
 
 def assert_costs_recorded(ws: Workspace, dagster_run, runs: dict) -> None:

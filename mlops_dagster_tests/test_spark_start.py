@@ -92,3 +92,27 @@ def test_idle_python_workers_import_modules_in_the_background_on_local_spark(spa
         )
         is None
     )
+
+
+def test_on_a_cluster_the_package_shipped_to_executors_is_removed_when_the_process_ends(tmp_path: Path):
+    """On a Databricks cluster the session ships this package to the executors (a zip in a temporary
+    folder); the folder lasts as long as the process, not longer: an all-purpose cluster's driver
+    runs one step's process after another."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import glob, tempfile\n"
+        "from mlops_dagster.resources.spark import SparkResource\n"
+        "spark = SparkResource(spark_config={'spark.master': 'local[1]', 'spark.ui.enabled': 'false'}).session()\n"
+        "print(len(glob.glob(tempfile.gettempdir() + '/mlops-dagster-pyfiles-*/mlops_dagster.zip')))\n"
+        "spark.stop()\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path), "DATABRICKS_RUNTIME_VERSION": "15.4"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "1"  # shipped while the process ran
+    assert not list(tmp_path.glob("mlops-dagster-pyfiles-*"))  # and gone with it

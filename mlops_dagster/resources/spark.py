@@ -175,8 +175,10 @@ def _ship_package(spark: SparkSession) -> None:
     if id(context) in _shipped:
         return
     package = Path(__file__).resolve().parents[1]
-    # Kept for the life of the process: executors may fetch the archive whenever a task needs it.
+    # Kept for the life of the process (executors may fetch the archive whenever a task needs it),
+    # then removed: an all-purpose cluster's driver runs many steps' processes.
     folder = tempfile.mkdtemp(prefix="mlops-dagster-pyfiles-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     archive = shutil.make_archive(
         str(Path(folder, package.name)), "zip", root_dir=package.parent, base_dir=package.name
     )
