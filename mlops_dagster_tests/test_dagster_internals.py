@@ -7,12 +7,14 @@ as the threaded executor does in threads, and records what it was handed."""
 
 import ast
 import os
+import pickle
 import signal
 import time
 from pathlib import Path
 
 import pytest
 from dagster import (
+    AssetKey,
     DagsterEvent,
     DagsterEventType,
     DagsterExecutionInterruptedError,
@@ -20,6 +22,7 @@ from dagster import (
     Definitions,
     Executor,
     Field,
+    OpExecutionContext,
     asset,
     define_asset_job,
     executor,
@@ -157,6 +160,96 @@ def harness_run():
         hooks={on_success, on_failure},
     )
     return result, seen
+
+
+# What the Pipes and serverless launch modes use: a step's StepRunRef (shipped to the cluster), the
+# step run again from it in another process, and the OpExecutionContext a Pipes client takes. A
+# StepRunRef needs a reconstructable job, so these pins run one of their own: the job below, with
+# an executor that records what the adapter gives for each step.
+_PINNED: dict = {}
+REPO = Path(__file__).resolve().parents[1]
+
+
+@asset
+def pinned() -> int:
+    return 7
+
+
+@asset
+def pinned_broken() -> None:
+    raise ValueError("broken on purpose")
+
+
+def _pinned_loop(job_context, execution_plan):
+    with internals.active_execution(job_context, execution_plan, 1) as active:
+        while not active.is_complete:
+            for step in active.get_steps_to_execute():
+                step_context = job_context.for_step(step, active.get_known_state())
+                if step.key == "pinned":
+                    context = internals.op_context(step_context)
+                    _PINNED["op_context"] = (
+                        type(context),
+                        context.run_id,
+                        context.asset_key,
+                        context.op.name,
+                    )
+                ref = internals.step_run_ref(step_context, str(REPO))
+                _PINNED.setdefault("refs", {})[step.key] = pickle.dumps(ref)
+                for event in internals.step_events(step_context):
+                    yield event
+                    active.handle_event(event)
+                active.verify_complete(job_context, step.key)
+                yield from active.plan_events_iterator(job_context)
+
+
+@executor(name="pinning")
+def _pinning(_init_context):
+    return _Harness(_pinned_loop)
+
+
+def pinned_job():
+    return Definitions(
+        assets=[pinned, pinned_broken], jobs=[define_asset_job("pinned_job")], executor=_pinning
+    ).resolve_job_def("pinned_job")
+
+
+@pytest.fixture(scope="module")
+def pinned_run(tmp_path_factory):
+    from dagster import execute_job, reconstructable
+
+    with DagsterInstance.local_temp(str(tmp_path_factory.mktemp("pinned"))) as instance:
+        result = execute_job(reconstructable(pinned_job), instance=instance, raise_on_error=False)
+        assert not result.success  # pinned_broken
+        yield result, instance
+
+
+def test_dagster_internals_op_context_is_the_public_context_of_the_step(pinned_run):
+    result, _ = pinned_run
+    kind, run_id, asset_key, op_name = _PINNED["op_context"]
+    assert kind is OpExecutionContext and run_id == result.run_id
+    assert asset_key == AssetKey("pinned") and op_name == "pinned"
+
+
+def test_dagster_internals_a_step_run_ref_is_picklable_and_names_the_step_and_run(pinned_run):
+    result, _ = pinned_run
+    ref = pickle.loads(_PINNED["refs"]["pinned"])
+    assert ref.step_key == "pinned" and ref.dagster_run.run_id == result.run_id
+    assert ref.recon_job.get_definition().name == "pinned_job"  # what the remote side rebuilds
+
+
+def test_dagster_internals_a_step_runs_again_from_its_ref_and_hands_over_each_record(pinned_run):
+    records: list = []
+    internals.run_step_from_ref(pickle.loads(_PINNED["refs"]["pinned"]), records.append)
+    events = [r.dagster_event for r in records if r.dagster_event]
+    types = [e.event_type for e in events]
+    assert types.index(DagsterEventType.STEP_START) < types.index(DagsterEventType.STEP_SUCCESS)
+    [materialized] = [e for e in events if e.event_type == DagsterEventType.ASSET_MATERIALIZATION]
+    assert materialized.asset_key == AssetKey("pinned") and materialized.step_key == "pinned"
+    # A failure of the step's code is a record, not an exception (what the Pipes entry point forwards).
+    records.clear()
+    internals.run_step_from_ref(pickle.loads(_PINNED["refs"]["pinned_broken"]), records.append)
+    [failure] = [r.dagster_event for r in records if r.dagster_event and r.dagster_event.is_step_failure]
+    assert "broken on purpose" in failure.step_failure_data.error.cause.message
 
 
 def _of_step(result, key: str) -> list[str]:
