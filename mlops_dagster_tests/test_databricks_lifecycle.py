@@ -86,6 +86,9 @@ def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(
     }
     assert set(runs) == steps and len(steps) >= 12
     assert all(r.result_state == "SUCCESS" and r.pid != os.getpid() for r in runs.values())
+    # The package each step shipped to its executors was removed when its process ended (an
+    # all-purpose cluster's driver runs step after step).
+    assert not list(ws.cluster_tmp.glob("mlops-dagster-pyfiles-*"))
 
     client = WorkspaceClient(host=ws.emulator.url, token=TOKEN, auth_type="pat")
     endpoint = client.api_client.do("GET", "/api/2.0/serving-endpoints/churn-endpoint")
@@ -100,16 +103,19 @@ def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(
     assert len(predictions) == len(raw) and "dev_batch.csv" in " ".join(raw["_source_file"].unique())
     assert sorted(predictions["customerID"]) == sorted(raw["customerID"])
     assert predictions["churn_probability"].between(0, 1).all()
+    # A time-series feature table (key + ingestion time): every customer, each ingestion of it once.
+    # The lifecycles of this module share a project and land the same file again: more rows than raw.
     features = ws.lakehouse.read(ws.table("churn_features"))
-    assert sorted(features["customerID"]) == sorted(raw["customerID"])
-    for asset, step in (
-        ("churn_features", "churn__build_feature_tables"),
-        ("churn_predictions", "churn__churn_predictions"),
+    assert set(features["customerID"]) == set(raw["customerID"])
+    assert not features.duplicated(["customerID", "_ingested_at"]).any()
+    for asset, step, table in (
+        ("churn_features", "churn__build_feature_tables", features),
+        ("churn_predictions", "churn__churn_predictions", predictions),
     ):
         event = _materialization(lifecycle, asset)
         # Materialized by the emulator's cluster process, streamed back into this instance.
         assert event.pid == runs[step].pid
-        assert event.event_specific_data.materialization.metadata["dagster/row_count"].value == len(raw)
+        assert event.event_specific_data.materialization.metadata["dagster/row_count"].value == len(table)
     history = ws.lakehouse.history(ws.table("churn_predictions"), 5)
     assert history[0]["dagster_run_id"] == lifecycle.dagster_run.run_id
     assert Path(ws.settings.reports_path).is_dir() and any(Path(ws.settings.reports_path).iterdir())

@@ -66,6 +66,8 @@ class Workspace:
         self.root, self.work = root, work
         self.home = work / "dagster_home"
         self.home.mkdir(parents=True, exist_ok=True)
+        self.cluster_tmp = work / "cluster-tmp"
+        self.cluster_tmp.mkdir(parents=True, exist_ok=True)
         m = f"sqlite:///{root}/mlflow/mlflow.db"
         self.config = work / "dev.yaml"
         self.reconfigure(
@@ -99,7 +101,8 @@ class Workspace:
             work / "emulator",
             TOKEN,
             project=self.project if serving else None,
-            run_env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"},
+            # The "cluster" processes' temporary files, for the tests to see what they leave behind.
+            run_env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TMPDIR": str(self.cluster_tmp)},
         )
         self.emulator.put_secret("mlops", "token", TOKEN)
         self.emulator.add_warehouse(WAREHOUSE)
