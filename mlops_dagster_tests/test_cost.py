@@ -1,6 +1,7 @@
 """Compute cost: estimates by hand, run records through cost_sensor into run_costs, the report,
 and a budget that alerts once a day (to a real webhook). The Databricks side (launched clusters,
-the Jobs API's times, system.billing.usage) is in test_databricks_target.py, on the emulator."""
+the Jobs API's times, system.billing.usage) is in test_databricks_target.py and
+test_databricks_lifecycle.py (every launch mode), on the emulator."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from dagster import AssetCheckSeverity, build_sensor_context
 
 from mlops_dagster.ml.cost import (
+    SERVERLESS,
     Compute,
     billed_by_day,
     cluster_compute,
@@ -47,6 +49,10 @@ def test_an_estimate_is_nodes_times_hours_times_rate_times_price():
     assert unknown.cost is None and "cost.dbu_per_node_hour.m6gd.large" in unknown.problem
     assert estimate(Compute("local"), 3600, RATES) == estimate(Compute("local"), 1, RATES)
     assert estimate(Compute("local"), 3600, RATES).cost == 0.0
+    # Serverless compute: Databricks sizes it, so no estimate; the bill has the figure.
+    serverless = estimate(Compute(SERVERLESS), 3600, RATES)
+    assert serverless.cost is None and serverless.dbus is None
+    assert "system.billing.usage" in serverless.problem and "cost.warehouse_id" in serverless.problem
 
 
 def test_the_report_window_days_totals_and_todays_spend():

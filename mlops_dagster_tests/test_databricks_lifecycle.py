@@ -20,6 +20,8 @@ from .test_databricks_target import (  # noqa: F401 - `seeded` is a fixture
     Workspace,
     assert_costs_recorded,
     assert_no_token_anywhere,
+    compute_records,
+    report_costs,
     seeded,
     step_of,
 )
@@ -124,7 +126,8 @@ def test_the_whole_lifecycle_runs_on_clusters_and_deploys_a_databricks_endpoint(
 def test_each_launch_mode_runs_its_steps_its_own_way(lifecycle):
     """What is particular to the mode: the step launcher ships the project to a cluster per step
     (and its costs are reported beside the bill); Pipes passes its context to a cluster and streams
-    back events; serverless runs in our environment and reports through a volume."""
+    back events; serverless runs in our environment, reports through a volume, and its bill is found
+    by job run."""
     {
         "step_launcher": _step_launcher_ships_the_project_to_a_cluster_per_step,
         "pipes": _pipes_steps_report_their_events_from_the_cluster,
@@ -179,6 +182,9 @@ def _pipes_steps_report_their_events_from_the_cluster(lifecycle: Lifecycle) -> N
     messages = [e.message for e in lifecycle.logs]
     assert any("observed state transition to" in m and "TERMINATED" in m for m in messages)
     assert any("raw rows featurized" in m for m in messages)
+    # Each step's job cluster is costed as the step launcher's are.
+    for record in compute_records(lifecycle.ws, lifecycle.dagster_run, runs).values():
+        assert record["compute_kind"] == "jobs" and record["cost_estimated"] > 0
 
 
 def _serverless_steps_run_in_our_environment_and_report_through_a_volume(lifecycle: Lifecycle) -> None:
@@ -194,5 +200,18 @@ def _serverless_steps_run_in_our_environment_and_report_through_a_volume(lifecyc
     paths = {path for _, path, _ in ws.emulator.calls}
     assert any(p.startswith(f"/api/2.0/fs/files{io}/_pipes/") for p in paths)
     assert not any(p.startswith("/api/2.0/dbfs/") for p in paths)
-    billed = [u["sku_name"] for u in ws.emulator.usage if u["usage_metadata"]["job_run_id"]]
-    assert billed == ["PREMIUM_JOBS_SERVERLESS_COMPUTE"] * len(runs)
+    launched = {str(r.run_id) for r in runs.values()}
+    usage = [u for u in ws.emulator.usage if u["usage_metadata"]["job_run_id"] in launched]
+    assert [u["sku_name"] for u in usage] == ["PREMIUM_JOBS_SERVERLESS_COMPUTE"] * len(runs)
+    assert not any(u["custom_tags"] for u in usage)  # no cluster to carry the tags
+    # Each step's compute is recorded but not estimated (Databricks sizes serverless compute); the
+    # report finds its usage by job run and counts it at the serverless list price (0.35 a DBU).
+    for record in compute_records(ws, lifecycle.dagster_run, runs).values():
+        assert record["compute_kind"] == "serverless" and "cost_estimated" not in record
+        assert "known only from system.billing.usage" in record["cost_problem"]
+    costs, metadata = report_costs(ws, lifecycle.dagster_run, runs)
+    assert set(costs["compute_kind"]) == {"serverless"} and costs["cost_estimated"].isna().all()
+    billed = sum(u["usage_quantity"] for u in usage)
+    assert billed > 0
+    assert metadata["cost_actual_window"] == pytest.approx(billed * 0.35 + 2.0 * 0.07, abs=1e-5)
+    assert "| not estimated |" in metadata["report"]

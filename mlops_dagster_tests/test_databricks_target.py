@@ -217,46 +217,18 @@ def assert_costs_recorded(ws: Workspace, dagster_run, runs: dict) -> None:
             }
             == run.cluster["custom_tags"]
         )
-    with ws.instance() as instance:
-        compute = {
-            e.step_key: {k: v.value for k, v in e.dagster_event.engine_event_data.metadata.items()}
-            for e in instance.all_logs(dagster_run.run_id)
-            if e.dagster_event
-            and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT
-            and "mlops/compute" in e.dagster_event.engine_event_data.metadata
-        }
-        assert set(compute) == set(runs)
-        for step, record in compute.items():
-            run = runs[step]
-            assert record["databricks_run_id"] == run.run_id
-            assert record["seconds"] == pytest.approx((run.end_time - run.start_time) / 1000, abs=0.01)
-            nodes = 1 + ws.settings.databricks.cluster.max_workers  # i3.xlarge: 1 DBU per node-hour
-            assert (record["compute_nodes"], record["compute_node_type"]) == (nodes, "i3.xlarge")
-            assert record["cost_estimated"] == pytest.approx(
-                nodes * 1.0 * record["seconds"] / 3600 * rates.dbu_price.jobs, abs=1e-6
-            )
-
-        from dagster import build_sensor_context
-
-        from mlops_dagster.definitions import build_definitions
-
-        defs = build_definitions(ws.project)
-        tick = defs.get_sensor_def("cost_sensor").evaluate_tick(
-            build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+    compute = compute_records(ws, dagster_run, runs)
+    for record in compute.values():
+        nodes = 1 + ws.settings.databricks.cluster.max_workers  # i3.xlarge: 1 DBU per node-hour
+        assert (record["compute_kind"], record["compute_nodes"], record["compute_node_type"]) == (
+            "jobs",
+            nodes,
+            "i3.xlarge",
         )
-        [request] = tick.run_requests
-    # Usage the report must count (the use case's endpoint) and must not (another target's cluster).
-    endpoint = ws.settings.serving.endpoint
-    ws.emulator.bill("PREMIUM_SERVERLESS_REAL_TIME_INFERENCE", 2.0, endpoint_name=endpoint)
-    ws.emulator.bill("PREMIUM_JOBS_COMPUTE", 50.0, {"project": "mlops_dagster", "target": "prod"})
-    ws.emulator.bill("PREMIUM_SERVERLESS_REAL_TIME_INFERENCE", 9.0, endpoint_name="someone-elses-endpoint")
-    config = ws.work / "cost_report.yaml"
-    config.write_text(yaml.safe_dump(request.run_config))
-    out = ws.dagster("job", "execute", "-j", "cost_report_job", "-c", str(config))
-    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-
-    costs = ws.lakehouse.read(ws.table("run_costs")).set_index("step_key")
-    assert set(costs.index) == set(runs)
+        assert record["cost_estimated"] == pytest.approx(
+            nodes * 1.0 * record["seconds"] / 3600 * rates.dbu_price.jobs, abs=1e-6
+        )
+    costs, metadata = report_costs(ws, dagster_run, runs)
     for step, run in runs.items():
         assert (
             costs.loc[step, "databricks_run_id"] == run.run_id and costs.loc[step, "compute_kind"] == "jobs"
@@ -268,18 +240,66 @@ def assert_costs_recorded(ws: Workspace, dagster_run, runs: dict) -> None:
         if u["custom_tags"].get("dagster_run_id") == dagster_run.run_id
     )
     assert billed > 0
+    # The emulator's list prices: 0.15 per jobs DBU, 0.07 per serving DBU.
+    assert metadata["cost_actual_window"] == pytest.approx(billed * 0.15 + 2.0 * 0.07, abs=1e-5)
+
+
+def compute_records(ws: Workspace, dagster_run, runs: dict) -> dict[str, dict]:
+    """Each launched step's compute record (the launcher's engine event), by step: one per job run,
+    with the run's id and its time from the Jobs API."""
+    with ws.instance() as instance:
+        compute = {
+            e.step_key: {k: v.value for k, v in e.dagster_event.engine_event_data.metadata.items()}
+            for e in instance.all_logs(dagster_run.run_id)
+            if e.dagster_event
+            and e.dagster_event.event_type == DagsterEventType.ENGINE_EVENT
+            and "mlops/compute" in e.dagster_event.engine_event_data.metadata
+        }
+    assert set(compute) == set(runs)
+    for step, record in compute.items():
+        run = runs[step]
+        assert record["databricks_run_id"] == run.run_id
+        assert record["seconds"] == pytest.approx((run.end_time - run.start_time) / 1000, abs=0.01)
+    return compute
+
+
+def report_costs(ws: Workspace, dagster_run, runs: dict) -> tuple:
+    """cost_sensor's request run as cost_report_job, with usage billed beside the launched runs' that
+    the report must count (the use case's endpoint: 2 DBU) and must not (another target's cluster,
+    another endpoint): the run's run_costs rows by step, and the report's metadata."""
+    from dagster import build_sensor_context
+
+    from mlops_dagster.definitions import build_definitions
+
+    with ws.instance() as instance:
+        defs = build_definitions(ws.project)
+        tick = defs.get_sensor_def("cost_sensor").evaluate_tick(
+            build_sensor_context(instance=instance, repository_def=defs.get_repository_def())
+        )
+        [request] = tick.run_requests
+    endpoint = ws.settings.serving.endpoint
+    ws.emulator.bill("PREMIUM_SERVERLESS_REAL_TIME_INFERENCE", 2.0, endpoint_name=endpoint)
+    ws.emulator.bill("PREMIUM_JOBS_COMPUTE", 50.0, {"project": "mlops_dagster", "target": "prod"})
+    ws.emulator.bill("PREMIUM_SERVERLESS_REAL_TIME_INFERENCE", 9.0, endpoint_name="someone-elses-endpoint")
+    config = ws.work / "cost_report.yaml"
+    config.write_text(yaml.safe_dump(request.run_config))
+    out = ws.dagster("job", "execute", "-j", "cost_report_job", "-c", str(config))
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+
+    costs = ws.lakehouse.read(ws.table("run_costs"))
+    costs = costs[costs["dagster_run_id"] == dagster_run.run_id].set_index("step_key")
+    assert set(costs.index) == set(runs)
     with ws.instance() as instance:
         report = instance.get_latest_materialization_event(AssetKey("cost_report")).asset_materialization
         metadata = {k: v.value for k, v in report.metadata.items()}
     assert metadata["actual_usage_from"] == f"system.billing.usage (SQL warehouse {WAREHOUSE})"
-    # The emulator's list prices: 0.15 per jobs DBU, 0.07 per serving DBU.
-    assert metadata["cost_actual_window"] == pytest.approx(billed * 0.15 + 2.0 * 0.07, abs=1e-5)
     assert f"| {endpoint} | 2.0 | 0.14 |" in metadata["report"]
     assert "Launched steps: estimated" in metadata["report"]
     assert all(f"| {run.run_id} |" in metadata["report"] for run in runs.values())
     assert any(
         method == "POST" and path == "/api/2.0/sql/statements/" for method, path, _ in ws.emulator.calls
     )
+    return costs, metadata
 
 
 def test_a_remote_failure_surfaces_its_traceback_and_stderr(seeded, tmp_path):

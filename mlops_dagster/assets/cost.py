@@ -128,7 +128,8 @@ def report_costs(
     records = records[records["finished_at"] >= pd.Timestamp(since)]
     source = billing.source
     try:
-        actual = billing.usage(since.date(), endpoints)
+        launched = sorted({int(r) for r in records["databricks_run_id"] if r > 0})
+        actual = billing.usage(since.date(), endpoints, launched)
     except BillingError as exc:  # the estimates are recorded; the actual figures wait for the next report
         actual, source = None, f"failed: {exc}"
         context.log.warning(f"no actual usage in this report: {exc}")
@@ -278,23 +279,27 @@ def _by_day(estimated: dict[str, float], billed: dict[str, float] | None, curren
 
 
 def _versus(records, actual, currency: str) -> str:
-    """Estimate next to actual, per launched step; the endpoints' actual usage."""
+    """Estimate next to actual, per launched step (its job run's usage: a cluster's, or serverless
+    compute's, which has no cluster tags); the endpoints' actual usage."""
+    import pandas as pd
+
+    runs = actual.assign(databricks_run_id=pd.to_numeric(actual["databricks_run_id"], errors="coerce"))
     steps = (
-        actual[actual["dagster_run_id"].notna()]
-        .groupby(["dagster_run_id", "step_key"])
+        runs[runs["databricks_run_id"].notna()]
+        .groupby("databricks_run_id")
         .agg(dbus_actual=("dbus_actual", "sum"), cost_actual=("cost_actual", "sum"))
         .reset_index()
     )
     launched = records[records["databricks_run_id"] > 0]
-    joined = launched.merge(steps, on=["dagster_run_id", "step_key"], how="left")
+    joined = launched.merge(steps, on="databricks_run_id", how="left")
     rows = [
         {
             "run": r.dagster_run_id[:8],
             "step": r.step_key,
             "databricks run": int(r.databricks_run_id),
-            "DBU est.": round(float(r.dbus_estimated), 4),
+            "DBU est.": _shown(r.dbus_estimated, "not estimated"),
             "DBU actual": _shown(r.dbus_actual),
-            f"{currency} est.": round(float(r.cost_estimated), 4),
+            f"{currency} est.": _shown(r.cost_estimated, "not estimated"),
             f"{currency} actual": _shown(r.cost_actual),
         }
         for r in joined.itertuples()
@@ -325,8 +330,8 @@ def _versus(records, actual, currency: str) -> str:
     )
 
 
-def _shown(value) -> object:
-    return "not billed yet" if value != value or value is None else round(float(value), 4)
+def _shown(value, missing: str = "not billed yet") -> object:
+    return missing if value is None or value != value else round(float(value), 4)
 
 
 def _alert_once(context, lakehouse: Lakehouse, settings, today: str, spent: float) -> None:

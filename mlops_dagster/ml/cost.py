@@ -15,12 +15,14 @@ from typing import Any
 from ..settings import ClusterSettings, CostSettings
 
 LOCAL = "local"
+SERVERLESS = "serverless"
 
 
 @dataclass(frozen=True)
 class Compute:
     """Where a step ran: ``kind`` is ``jobs`` (a job cluster), ``all_purpose`` (an existing
-    cluster) or ``local`` (the Dagster process: no DBUs)."""
+    cluster), ``serverless`` (serverless jobs compute: Databricks sizes it) or ``local`` (the
+    Dagster process: no DBUs)."""
 
     kind: str
     node_type: str = ""
@@ -51,6 +53,13 @@ def estimate(compute: Compute, seconds: float, rates: CostSettings) -> Estimate:
     """DBUs and cost of ``compute`` used for ``seconds``."""
     if compute.kind == LOCAL:
         return Estimate(0.0, 0.0)
+    if compute.kind == SERVERLESS:
+        return Estimate(
+            None,
+            None,
+            "serverless jobs compute: Databricks sizes it, so its DBUs are known only from "
+            "system.billing.usage (set cost.warehouse_id to read them)",
+        )
     per_node = rates.dbu_per_node_hour.get(compute.node_type)
     if per_node is None:
         return Estimate(

@@ -1,7 +1,9 @@
 """Actual compute usage: what the workspace billed, read from Databricks' system tables.
 
 ``system.billing.usage`` holds one record per hour of compute with the cluster's custom tags (the
-step launcher tags every cluster with the Dagster run, step and use case) or the serving endpoint;
+launchers tag every cluster with the Dagster run, step and use case), the job run (serverless jobs
+compute has no cluster to tag: its records are found by the launched steps' job runs) or the
+serving endpoint;
 ``system.billing.list_prices`` prices each SKU. They are read through the SQL Statement Execution
 API (databricks-sdk) on the SQL warehouse named by ``cost.warehouse_id``. On ``local`` there is no
 bill: the compute is this machine.
@@ -30,7 +32,8 @@ from .databricks import (
 if TYPE_CHECKING:
     import pandas as pd
 
-# The launched runs' usage (by their cluster tags) and the endpoints' usage, priced at list price.
+# The launched runs' usage (by their cluster tags, or by job run for serverless compute) and the
+# endpoints' usage, priced at list price.
 USAGE_SQL = f"""
 SELECT u.custom_tags['{RUN_TAG}'] AS dagster_run_id,
        u.custom_tags['{STEP_TAG}'] AS step_key,
@@ -48,7 +51,8 @@ LEFT JOIN system.billing.list_prices p
  AND (p.price_end_time IS NULL OR u.usage_start_time < p.price_end_time)
 WHERE u.usage_date >= :since
   AND ((u.custom_tags['{PROJECT_TAG}'] = '{PROJECT}' AND u.custom_tags['{TARGET_TAG}'] = :target)
-       OR array_contains(split(:endpoints, ','), u.usage_metadata.endpoint_name))
+       OR array_contains(split(:endpoints, ','), u.usage_metadata.endpoint_name)
+       OR array_contains(split(:job_runs, ','), u.usage_metadata.job_run_id))
 GROUP BY ALL
 """
 USAGE_COLUMNS = [
@@ -70,8 +74,9 @@ class BillingError(RuntimeError):
 
 class Billing(ConfigurableResource, ABC):
     @abstractmethod
-    def usage(self, since: date, endpoints: list[str]) -> pd.DataFrame | None:
-        """Usage records since ``since`` (``USAGE_COLUMNS``), or None where there is no bill."""
+    def usage(self, since: date, endpoints: list[str], job_runs: list[int]) -> pd.DataFrame | None:
+        """Usage records since ``since`` (``USAGE_COLUMNS``) of the project's tagged clusters, the
+        ``endpoints`` and the launched steps' ``job_runs``; None where there is no bill."""
 
     @property
     @abstractmethod
@@ -82,7 +87,7 @@ class Billing(ConfigurableResource, ABC):
 class NoBilling(Billing):
     """``local``: no DBUs are billed."""
 
-    def usage(self, since, endpoints):
+    def usage(self, since, endpoints, job_runs):
         return None
 
     @property
@@ -105,7 +110,7 @@ class DatabricksBilling(Billing):
             return "none: set cost.warehouse_id to read system.billing.usage"
         return f"system.billing.usage (SQL warehouse {self.warehouse_id})"
 
-    def usage(self, since, endpoints):
+    def usage(self, since, endpoints, job_runs):
         if not self.warehouse_id:
             return None
         from databricks.sdk.errors import DatabricksError
@@ -121,6 +126,7 @@ class DatabricksBilling(Billing):
                     StatementParameterListItem(name="since", value=since.isoformat(), type="DATE"),
                     StatementParameterListItem(name="target", value=self.target),
                     StatementParameterListItem(name="endpoints", value=",".join(endpoints)),
+                    StatementParameterListItem(name="job_runs", value=",".join(map(str, job_runs))),
                 ],
             )
         except DatabricksError as exc:

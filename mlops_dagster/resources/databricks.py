@@ -11,6 +11,7 @@ import copy
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -198,42 +199,53 @@ class _CostedLaunches:
         return super().get_databricks_run_dagster_event(context, databricks_run_id)
 
     def _compute_event(self, step_context):
-        from ..ml.cost import cluster_compute, compute_fields, estimate
-        from ..runtime.dagster_internals import step_engine_event
+        from ..ml.cost import cluster_compute
 
         if self._launched is None:
             return
         run_id, self._launched = self._launched, None
-        try:
-            run = self.databricks_runner.client.workspace_client.jobs.get_run(run_id)
-            seconds = max(0, (run.end_time or 0) - (run.start_time or 0)) / 1000.0
-        except Exception as exc:  # the cost record must not fail the step
-            step_context.log.warning(f"no compute record for Databricks run {run_id}: {type(exc).__name__}")
-            return
-        compute = cluster_compute(self._settings.databricks.cluster)
-        rates = self._settings.cost
-        figure = estimate(compute, seconds, rates)
-        metadata: dict[str, Any] = {
-            COST_EVENT: "launched step",
-            "databricks_run_id": run_id,
-            "seconds": round(seconds, 3),
-            **compute_fields(compute),
-            "currency": rates.currency,
-        }
-        if figure.cost is None:
-            metadata["cost_problem"] = figure.problem
-            shown = figure.problem
-        else:
-            metadata.update(dbus_estimated=round(figure.dbus, 6), cost_estimated=round(figure.cost, 6))
-            shown = f"{figure.dbus:.3f} DBU, about {figure.cost:.4f} {rates.currency}"
-        yield step_engine_event(
+        yield from compute_event(
             step_context,
-            (
-                f"Databricks run {run_id}: {compute.nodes} x {compute.node_type} ({compute.kind}) "
-                f"for {seconds:.0f} s, {shown}"
-            ),
-            metadata,
+            self._settings,
+            self.databricks_runner.client.workspace_client,
+            run_id,
+            cluster_compute(self._settings.databricks.cluster),
         )
+
+
+def compute_event(step_context, settings: Settings, workspace, run_id: int, compute) -> Iterator:
+    """The engine event recording a launched step's compute (``COST_EVENT``): the Databricks run,
+    its time from the Jobs API, and the estimate of ``compute`` (a ``Compute``) for that time;
+    cost_sensor turns it into the step's cost record. Nothing when the run cannot be read: the
+    record must not fail the step."""
+    from ..ml.cost import compute_fields, estimate
+    from ..runtime.dagster_internals import step_engine_event
+
+    try:
+        run = workspace.jobs.get_run(run_id)
+        seconds = max(0, (run.end_time or 0) - (run.start_time or 0)) / 1000.0
+    except Exception as exc:  # noqa: BLE001 - the cost record must not fail the step
+        step_context.log.warning(f"no compute record for Databricks run {run_id}: {type(exc).__name__}")
+        return
+    rates = settings.cost
+    figure = estimate(compute, seconds, rates)
+    metadata: dict[str, Any] = {
+        COST_EVENT: "launched step",
+        "databricks_run_id": run_id,
+        "seconds": round(seconds, 3),
+        **compute_fields(compute),
+        "currency": rates.currency,
+    }
+    if figure.cost is None:
+        metadata["cost_problem"] = figure.problem
+        shown = figure.problem
+    else:
+        metadata.update(dbus_estimated=round(figure.dbus, 6), cost_estimated=round(figure.cost, 6))
+        shown = f"{figure.dbus:.3f} DBU, about {figure.cost:.4f} {rates.currency}"
+    size = f"{compute.nodes} x {compute.node_type} ({compute.kind})" if compute.nodes else compute.kind
+    yield step_engine_event(
+        step_context, f"Databricks run {run_id}: {size} for {seconds:.0f} s, {shown}", metadata
+    )
 
 
 def _launcher_class():

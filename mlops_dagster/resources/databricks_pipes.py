@@ -79,8 +79,10 @@ def _client_class(serverless: bool):
 
         interrupted = False
         session = None
+        run_id: int | None = None  # the job run, once submitted (its compute is recorded)
 
         def _get_run_state(self, run_id: int):
+            self.run_id = run_id
             if not self.interrupted:
                 try:
                     raise_if_interrupted()
@@ -149,23 +151,39 @@ class PipesStepLauncher(StepLauncher):
             poll_interval_seconds=db.poll_interval_seconds,
             **({"volume_path": stage} if serverless else {}),
         )
-        client.run(
-            task=jobs.SubmitTask.from_dict(task),
-            context=op_context(step_context),
-            extras={
-                "code": files["code"],
-                "step_run_ref": files["step_run_ref"],
-                "env": self._env,
-                "secrets": [s.model_dump() for s in db.secrets_to_env_variables],
-            },
-            submit_args=submit_args,
-        )
+        try:
+            client.run(
+                task=jobs.SubmitTask.from_dict(task),
+                context=op_context(step_context),
+                extras={
+                    "code": files["code"],
+                    "step_run_ref": files["step_run_ref"],
+                    "env": self._env,
+                    "secrets": [s.model_dump() for s in db.secrets_to_env_variables],
+                },
+                submit_args=submit_args,
+            )
+        except BaseException:  # a failed or cancelled run's compute was paid for too
+            yield from self._compute_event(step_context, client.run_id)
+            raise
+        yield from self._compute_event(step_context, client.run_id)
         raise_if_interrupted()  # the client cancelled the job run; the step stops here
         for message in client.session.get_custom_messages():
             if isinstance(message, dict) and message.get("kind") == EVENT_MESSAGE:
                 record = deserialize_value(message["record"])
                 step_context.instance.handle_new_event(record)
                 yield record.get_dagster_event()
+
+    def _compute_event(self, step_context, run_id: int | None) -> Iterator:
+        """The step's compute record (``compute_event``), once its job run was submitted."""
+        from ..ml.cost import SERVERLESS, Compute, cluster_compute
+        from .databricks import compute_event
+
+        if run_id is None:
+            return
+        db = self._settings.databricks
+        compute = Compute(SERVERLESS) if db.launch == "serverless" else cluster_compute(db.cluster)
+        yield from compute_event(step_context, self._settings, self._workspace, run_id, compute)
 
     def _tags(self, step_context) -> dict[str, str]:
         from .databricks import PROJECT, PROJECT_TAG, RUN_TAG, STEP_TAG, TARGET_TAG, USE_CASE_CLUSTER_TAG
