@@ -8,8 +8,12 @@
 2. A load generator in a separate process (aiohttp, N workers sending single-row requests back to
    back; a ~2 s warm-up is not counted) measures req/s, p50/p99 latency and errors at concurrency
    1, 8 and 32 against our gateway (`/serving-endpoints/churn-endpoint/invocations`) and against
-   `mlflow models serve` of `models:/churn_model/1` with MLflow's defaults (`/invocations`); the
-   two servers are measured back to back at each concurrency. CPU use of the server, the client
+   `mlflow models serve` of `models:/churn_model/1` with MLflow's defaults (`/invocations`), and
+   against Seldon's MLServer 1.7 serving the same scikit-learn pipeline (exported with joblib) with
+   adaptive batching (`max_batch_size` 32, `max_batch_time` 5 ms) and a worker per core, in a
+   virtual environment of its own (`bench/results/mlserver-venv`, made on first use, so our pins
+   are untouched), sent V2 requests with the pandas codec asking for `predict_proba`; the servers
+   are measured back to back at each concurrency. CPU use of the server, the client
    and everything else on the machine is recorded per cell (from /proc), to spot interference.
 3. A soak at concurrency 32 against our gateway, then a graceful `mlops stop`; the inference table
    must hold exactly one (non-mirrored) row per response the soak's client received.
@@ -43,6 +47,10 @@ TABLE = "ml_dev_catalog.mlops.churn_endpoint_payload"
 CONCURRENCY = (1, 8, 32)
 MAX_REQUESTS = 1_000_000  # per load-generator run: the count bound next to the time bound
 REQUEST_TIMEOUT_S = 30.0
+# MLServer's own environment. uvloop 0.22 made `asyncio.get_event_loop()` raise where no loop is set,
+# which MLServer 1.7.1's inference workers call first: with a newer uvloop its pool dies at start
+# ("There is no current event loop in thread 'MainThread'") and only `parallel_workers: 0` runs.
+MLSERVER_PINS = ("mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22")
 NUMERIC = ["seniorCitizen", "tenure", "monthlyCharges", "totalCharges", "avgMonthlySpend", "numAddonServices"]
 ADDONS = [
     "onlineSecurity",
@@ -87,7 +95,11 @@ async def _load(spec: dict) -> dict:
                         status: object = response.status
                     if status == 200:
                         try:
-                            predictions = json.loads(payload)["predictions"]
+                            answer = json.loads(payload)
+                            if spec.get("expect") == "v2":  # MLServer: one output, [1, 2] probabilities
+                                predictions = [answer["outputs"][0]["data"]]
+                            else:
+                                predictions = answer["predictions"]
                             if len(predictions) != 1 or len(predictions[0]) != 2:
                                 status = "bad_body"
                         except (ValueError, KeyError, TypeError):
@@ -164,23 +176,23 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _is_up(url: str) -> bool:
+def _is_up(url: str, path: str = "/ping") -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/ping", timeout=1.0) as response:
+        with urllib.request.urlopen(f"{url}{path}", timeout=1.0) as response:
             return response.status == 200
     except OSError:
         return False
 
 
-def _wait_up(url: str, seconds: float, process: subprocess.Popen | None = None) -> None:
+def _wait_up(url: str, seconds: float, process: subprocess.Popen | None = None, path: str = "/ping") -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if _is_up(url):
+        if _is_up(url, path):
             return
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"server for {url} exited with {process.returncode}")
         time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer /ping within {seconds:.0f} s")
+    raise TimeoutError(f"{url} did not answer {path} within {seconds:.0f} s")
 
 
 def _group_cpu_seconds(pgid: int) -> float:
@@ -268,6 +280,83 @@ def _request_bodies(n: int = 50, seed: int = 2024) -> list[str]:
     return [json.dumps({"dataframe_records": [record]}) for record in frame.to_dict(orient="records")]
 
 
+def _v2_bodies(bodies: list[str]) -> list[str]:
+    """The same rows as V2 inference requests for MLServer: one input per column, the pandas codec
+    (the pipeline gets a DataFrame, as ours does), and ``predict_proba`` as the one output."""
+
+    def datatype(value) -> str:
+        return "FP64" if isinstance(value, float) else "INT64" if isinstance(value, int) else "BYTES"
+
+    requests = []
+    for body in bodies:
+        [row] = json.loads(body)["dataframe_records"]
+        inputs = [{"name": k, "shape": [1], "datatype": datatype(v), "data": [v]} for k, v in row.items()]
+        requests.append(
+            json.dumps(
+                {
+                    "parameters": {"content_type": "pd"},
+                    "inputs": inputs,
+                    "outputs": [{"name": "predict_proba"}],
+                }
+            )
+        )
+    return requests
+
+
+def _mlserver_venv() -> Path:
+    """MLServer's virtual environment (made once, kept under bench/results/): its `bin` folder."""
+    from importlib.metadata import version
+
+    venv = REPO / "bench" / "results" / "mlserver-venv"
+    if not (venv / "bin" / "mlserver").exists():
+        print(f"making MLServer's environment in {venv} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pins = [*MLSERVER_PINS, f"scikit-learn=={version('scikit-learn')}"]  # the model's own version
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *pins], check=True, timeout=1200)
+    return venv / "bin"
+
+
+def _start_mlserver(work: Path, tracking_uri: str, log) -> tuple[subprocess.Popen, str]:
+    """The champion's pipeline exported with joblib and served by MLServer with adaptive batching and
+    a worker per core; returns the process and the V2 inference URL."""
+    import joblib
+
+    from mlops_dagster.resources.registry import ModelRegistry
+
+    bin_dir = _mlserver_venv()
+    registry = ModelRegistry(tracking_uri=tracking_uri, registry_uri=tracking_uri, model_name="churn_model")
+    folder = work / "mlserver"
+    (folder / "churn").mkdir(parents=True)
+    joblib.dump(registry.load_sklearn(1), folder / "churn" / "model.joblib")
+    model = {
+        "name": "churn",
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "max_batch_size": 32,
+        "max_batch_time": 0.005,
+        "parameters": {"uri": "./model.joblib"},
+    }
+    (folder / "churn" / "model-settings.json").write_text(json.dumps(model))
+    ports = [_free_port() for _ in range(3)]
+    settings = {
+        "host": HOST,
+        "http_port": ports[0],
+        "grpc_port": ports[1],
+        "metrics_port": ports[2],
+        "parallel_workers": os.cpu_count(),
+    }
+    (folder / "settings.json").write_text(json.dumps(settings))
+    process = subprocess.Popen(
+        [str(bin_dir / "mlserver"), "start", str(folder)],
+        cwd=folder,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://{HOST}:{ports[0]}"
+    _wait_up(url, 180, process, "/v2/models/churn/ready")
+    return process, f"{url}/v2/models/churn/infer"
+
+
 def _run_client(
     work: Path,
     name: str,
@@ -278,8 +367,10 @@ def _run_client(
     warmup: float,
     server_pgid: int | None,
     headers: dict | None = None,
+    expect: str = "predictions",
 ) -> dict:
     spec = {
+        "expect": expect,
         "url": url,
         "concurrency": concurrency,
         "seconds": seconds,
@@ -353,29 +444,29 @@ def main() -> None:
     gateway_started = False
     mlflow_proc: subprocess.Popen | None = None
     mlflow_log = None
+    mlserver_proc: subprocess.Popen | None = None
+    mlserver_log = None
     result: dict = {}
     print(f"work dir {tmp}", flush=True)
 
-    def stop_mlflow() -> None:
-        nonlocal mlflow_proc
-        if mlflow_proc is None:
+    def stop_group(process: subprocess.Popen | None) -> None:
+        """Stop a server and every process of its group (uvicorn's or MLServer's workers)."""
+        if process is None:
             return
         for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
             try:
-                os.killpg(mlflow_proc.pid, sig)
+                os.killpg(process.pid, sig)
             except ProcessLookupError:
                 break
             try:
-                mlflow_proc.wait(wait)
+                process.wait(wait)
                 break
             except subprocess.TimeoutExpired:
                 continue
-        # the uvicorn child shares the group: make sure nothing of it is left
         try:
-            os.killpg(mlflow_proc.pid, signal.SIGKILL)
+            os.killpg(process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        mlflow_proc = None
 
     def stop_gateway() -> float:
         began = time.perf_counter()
@@ -456,21 +547,27 @@ def main() -> None:
         _wait_up(mlflow_url, 180, mlflow_proc)
         mlflow_processes = _group_cmdlines(mlflow_proc.pid)
         print(f"mlflow models serve up on {mlflow_url}: {mlflow_processes}", flush=True)
+        mlserver_log = (tmp / "mlserver.log").open("w")
+        mlserver_proc, mlserver_url = _start_mlserver(tmp, tracking_uri, mlserver_log)
+        mlserver_processes = _group_cmdlines(mlserver_proc.pid)
+        print(f"MLServer up on {mlserver_url}: {len(mlserver_processes)} processes", flush=True)
 
         from mlops_dagster.serving.tokens import TokenStore
 
         ours_url = f"{gateway_url}/serving-endpoints/{ENDPOINT}/invocations"
         # Our gateway wants a token (as a Databricks endpoint does); MLflow's scoring server none.
         auth = {"Authorization": f"Bearer {TokenStore(home / 'serving').create('query', 'bench')[1]}"}
+        v2 = _v2_bodies(bodies)
         targets = [
-            ("ours", ours_url, gateway_pgid, auth),
-            ("mlflow", f"{mlflow_url}/invocations", mlflow_proc.pid, {}),
+            ("ours", ours_url, gateway_pgid, auth, bodies, "predictions"),
+            ("mlflow", f"{mlflow_url}/invocations", mlflow_proc.pid, {}, bodies, "predictions"),
+            ("mlserver", mlserver_url, mlserver_proc.pid, {}, v2, "v2"),
         ]
         for c in CONCURRENCY:
-            for server, url, pgid, headers in targets:
-                print(f"{server:<6} c={c:<3} ...", end=" ", flush=True)
+            for server, url, pgid, headers, sent, expect in targets:
+                print(f"{server:<8} c={c:<3} ...", end=" ", flush=True)
                 r = _run_client(
-                    tmp, f"{server}_c{c}", url, bodies, c, args.seconds, args.warmup, pgid, headers
+                    tmp, f"{server}_c{c}", url, sent, c, args.seconds, args.warmup, pgid, headers, expect
                 )
                 r["server"] = server
                 runs.append(r)
@@ -479,7 +576,8 @@ def main() -> None:
                     f"errors {r['errors']}",
                     flush=True,
                 )
-        stop_mlflow()
+        stop_group(mlflow_proc)
+        stop_group(mlserver_proc)
 
         # 3. soak on our gateway, then a graceful stop, then count the inference table
         from mlops_dagster.resources.local_lakehouse import LocalLakehouse
@@ -561,19 +659,32 @@ def main() -> None:
                 "processes": mlflow_processes,
                 "defaults": "--workers 1, --timeout 60 (MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT)",
             },
+            "mlserver": {
+                "url": mlserver_url,
+                "environment": list(MLSERVER_PINS),
+                "settings": "SKLearnModel, max_batch_size 32, max_batch_time 5 ms, a worker per core, "
+                "V2 requests with the pandas codec, output predict_proba",
+                "processes": mlserver_processes,
+            },
             "runs": [{k: v for k, v in r.items() if k not in ("wall_start", "wall_end")} for r in runs],
             "soak": soak_result,
         }
-        ratios = {}
-        for c in CONCURRENCY:
-            o = next(r for r in runs if r["server"] == "ours" and r["concurrency"] == c)
-            m = next(r for r in runs if r["server"] == "mlflow" and r["concurrency"] == c)
-            ratios[c] = {
-                "rps": o["rps"] / m["rps"] if m["rps"] else None,
-                "p50": o["p50_ms"] / m["p50_ms"] if o["p50_ms"] and m["p50_ms"] else None,
-                "p99": o["p99_ms"] / m["p99_ms"] if o["p99_ms"] and m["p99_ms"] else None,
-            }
-        result["ratio_ours_over_mlflow"] = {str(c): v for c, v in ratios.items()}
+
+        def ratios_against(other: str) -> dict:
+            out = {}
+            for c in CONCURRENCY:
+                o = next(r for r in runs if r["server"] == "ours" and r["concurrency"] == c)
+                m = next(r for r in runs if r["server"] == other and r["concurrency"] == c)
+                out[c] = {
+                    "rps": o["rps"] / m["rps"] if m["rps"] else None,
+                    "p50": o["p50_ms"] / m["p50_ms"] if o["p50_ms"] and m["p50_ms"] else None,
+                    "p99": o["p99_ms"] / m["p99_ms"] if o["p99_ms"] and m["p99_ms"] else None,
+                }
+            return out
+
+        ratios = {"MLflow": ratios_against("mlflow"), "MLServer": ratios_against("mlserver")}
+        result["ratio_ours_over_mlflow"] = {str(c): v for c, v in ratios["MLflow"].items()}
+        result["ratio_ours_over_mlserver"] = {str(c): v for c, v in ratios["MLServer"].items()}
         result["total_s"] = round(time.perf_counter() - started, 1)
 
         out_dir = REPO / "bench" / "results"
@@ -592,11 +703,14 @@ def main() -> None:
             )
         lines += [
             "",
-            "| concurrency | ours/MLflow req/s | ours/MLflow p50 | ours/MLflow p99 |",
-            "|---:|---:|---:|---:|",
+            "| against | concurrency | ours/it req/s | ours/it p50 | ours/it p99 |",
+            "|---|---:|---:|---:|---:|",
         ]
-        for c, v in ratios.items():
-            lines.append(f"| {c} | {_fmt(v['rps'], 2)}x | {_fmt(v['p50'], 2)}x | {_fmt(v['p99'], 2)}x |")
+        for other, by_c in ratios.items():
+            for c, v in by_c.items():
+                lines.append(
+                    f"| {other} | {c} | {_fmt(v['rps'], 2)}x | {_fmt(v['p50'], 2)}x | {_fmt(v['p99'], 2)}x |"
+                )
         s = soak_result
         lines += [
             "",
@@ -616,9 +730,11 @@ def main() -> None:
             f"Machine: {machine}. Each cell: {args.seconds:.0f} s measured after a {args.warmup:.0f} s warm-up; "
             f"load generator: 1 separate process, aiohttp on uvloop, single-row `dataframe_records` "
             f"requests (50 distinct rows), keep-alive connections, one per worker; the servers are "
-            f"measured back to back at each concurrency (ours, then MLflow).",
+            f"measured back to back at each concurrency (ours, MLflow, MLServer).",
             f"MLflow: `mlflow models serve -m models:/churn_model/1 --env-manager local` with its defaults "
             f"(--workers 1, --timeout 60) -> {'; '.join(mlflow_processes)}",
+            f"MLServer: {', '.join(MLSERVER_PINS)}; {result['mlserver']['settings']}; "
+            f"{len(mlserver_processes)} processes.",
             f"Total benchmark time {result['total_s']:.0f} s (setup `mlops run` {setup_s:.0f} s).",
         ]
         for r in runs + [dict(soak, server="soak")]:
@@ -627,9 +743,11 @@ def main() -> None:
         print()
         print("\n".join(lines))
     finally:
-        stop_mlflow()
-        if mlflow_log is not None:
-            mlflow_log.close()
+        stop_group(mlflow_proc)
+        stop_group(mlserver_proc)
+        for log in (mlflow_log, mlserver_log):
+            if log is not None:
+                log.close()
         if gateway_started:
             try:
                 stop_gateway()
