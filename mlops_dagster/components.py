@@ -147,14 +147,16 @@ def project_settings_file(project_root: Path | None) -> Path | None:
 
 
 class UseCaseScaffolder(Scaffolder):
-    """``dg scaffold defs mlops_dagster.UseCase NAME``: a ``defs.yaml`` holding the telco churn demo's
-    use case under the name ``NAME`` (the last part of the path), which runs as written on the demo's
-    landing files (``mlops generate --landing .mlops/landing/NAME``)."""
+    """``dg scaffold defs mlops_dagster.UseCase NAME``: a ``defs.yaml`` holding the first use case of
+    the package's configuration (``conf/base.yaml``: the telco demo) under the name ``NAME`` (the
+    last part of the path), which runs as written on the demo's landing files
+    (``mlops generate --landing .mlops/landing/NAME``)."""
 
     def scaffold(self, request: ScaffoldRequest) -> None:
         import yaml
 
-        demo = yaml.safe_load((CONF_DIR / "base.yaml").read_text())["use_cases"]["churn"]
+        use_cases = yaml.safe_load((CONF_DIR / "base.yaml").read_text())["use_cases"]
+        demo = next(iter(use_cases.values()))
         scaffold_component(request, {"name": request.target_path.name, **demo})
 
 

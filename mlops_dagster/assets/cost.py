@@ -127,8 +127,8 @@ def report_costs(
     records = lakehouse.read(table) if lakehouse.exists(table) else _frame([])
     records = records[records["finished_at"] >= pd.Timestamp(since)]
     source = billing.source
+    launched = sorted({int(r) for r in records["databricks_run_id"] if r > 0})
     try:
-        launched = sorted({int(r) for r in records["databricks_run_id"] if r > 0})
         actual = billing.usage(since.date(), endpoints, launched)
     except BillingError as exc:  # the estimates are recorded; the actual figures wait for the next report
         actual, source = None, f"failed: {exc}"

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from ..resources.spark_connect import DEFAULT_PORT
+from ..settings.constants import FORMAT_1_SCHEMA
 
 Command = Callable[..., argparse.ArgumentParser]  # adds a command that takes --use-case
 
@@ -151,7 +152,7 @@ def _project_commands(command: Command) -> None:
     features.add_argument("--table", help="one table (short or catalog.schema.table name)")
     migrate = command(
         "migrate",
-        help="move an MLOPS_HOME of the previous release (tables in schema churn, "
+        help=f"move an MLOPS_HOME of the previous release (tables in schema {FORMAT_1_SCHEMA}, "
         "landing files flat in landing/) to today's format",
     )
     migrate.add_argument("--dry-run", action="store_true", help="print what would move, move nothing")

@@ -91,8 +91,8 @@ def _ensure(get, create, kind: str, name: str, not_found: type[Exception]) -> Ou
 
 def _schema(workspace, catalog: str, schema: str, not_found) -> Outcome:
     """The project's schema, made with the format of its tables as a property: a release that
-    reads them differently can tell (the release before use cases kept them in schema ``churn``;
-    locally, ``format.json`` in MLOPS_HOME says the same)."""
+    reads them differently can tell (the release before use cases kept them in one fixed schema,
+    ``FORMAT_1_SCHEMA``; locally, ``format.json`` in MLOPS_HOME says the same)."""
     from ..settings.constants import FORMAT_PROPERTY, HOME_FORMAT
 
     name = f"{catalog}.{schema}"

@@ -199,27 +199,27 @@ class _CostedLaunches:
         return super().get_databricks_run_dagster_event(context, databricks_run_id)
 
     def _compute_event(self, step_context):
-        from ..ml.cost import cluster_compute
-
         if self._launched is None:
             return
         run_id, self._launched = self._launched, None
         yield from compute_event(
-            step_context,
-            self._settings,
-            self.databricks_runner.client.workspace_client,
-            run_id,
-            cluster_compute(self._settings.databricks.cluster),
+            step_context, self._settings, self.databricks_runner.client.workspace_client, run_id
         )
 
 
-def compute_event(step_context, settings: Settings, workspace, run_id: int, compute) -> Iterator:
+def compute_event(step_context, settings: Settings, workspace, run_id: int | None) -> Iterator:
     """The engine event recording a launched step's compute (``COST_EVENT``): the Databricks run,
-    its time from the Jobs API, and the estimate of ``compute`` (a ``Compute``) for that time;
-    cost_sensor turns it into the step's cost record. Nothing when the run cannot be read: the
-    record must not fail the step."""
-    from ..ml.cost import compute_fields, estimate
+    its time from the Jobs API, and the estimate for that time of the compute the target's launch
+    mode asks for (serverless compute, or ``databricks.cluster``); cost_sensor turns it into the
+    step's cost record. Nothing before a run was submitted (``run_id`` None), nor when the run
+    cannot be read: the record must not fail the step."""
+    from ..ml.cost import SERVERLESS, Compute, cluster_compute, compute_fields, estimate
     from ..runtime.dagster_internals import step_engine_event
+
+    if run_id is None:
+        return
+    db = settings.databricks
+    compute = Compute(SERVERLESS) if db.launch == "serverless" else cluster_compute(db.cluster)
 
     try:
         run = workspace.jobs.get_run(run_id)

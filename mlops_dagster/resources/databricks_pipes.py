@@ -115,6 +115,7 @@ class PipesStepLauncher(StepLauncher):
         from ..runtime.dagster_internals import op_context, step_run_ref
         from ..runtime.interrupts import raise_if_interrupted
         from ..runtime.pipes_step import EVENT_MESSAGE, VOLUMES_FLAG
+        from .databricks import compute_event
 
         db, run, step = self._settings.databricks, step_context.dagster_run, step_context.step.key
         serverless = db.launch == "serverless"
@@ -164,26 +165,15 @@ class PipesStepLauncher(StepLauncher):
                 submit_args=submit_args,
             )
         except BaseException:  # a failed or cancelled run's compute was paid for too
-            yield from self._compute_event(step_context, client.run_id)
+            yield from compute_event(step_context, self._settings, self._workspace, client.run_id)
             raise
-        yield from self._compute_event(step_context, client.run_id)
+        yield from compute_event(step_context, self._settings, self._workspace, client.run_id)
         raise_if_interrupted()  # the client cancelled the job run; the step stops here
         for message in client.session.get_custom_messages():
             if isinstance(message, dict) and message.get("kind") == EVENT_MESSAGE:
                 record = deserialize_value(message["record"])
                 step_context.instance.handle_new_event(record)
                 yield record.get_dagster_event()
-
-    def _compute_event(self, step_context, run_id: int | None) -> Iterator:
-        """The step's compute record (``compute_event``), once its job run was submitted."""
-        from ..ml.cost import SERVERLESS, Compute, cluster_compute
-        from .databricks import compute_event
-
-        if run_id is None:
-            return
-        db = self._settings.databricks
-        compute = Compute(SERVERLESS) if db.launch == "serverless" else cluster_compute(db.cluster)
-        yield from compute_event(step_context, self._settings, self._workspace, run_id, compute)
 
     def _tags(self, step_context) -> dict[str, str]:
         from .databricks import PROJECT, PROJECT_TAG, RUN_TAG, STEP_TAG, TARGET_TAG, USE_CASE_CLUSTER_TAG

@@ -1,8 +1,8 @@
 """The local home's format (``MLOPS_HOME``): the check before a run, and ``mlops migrate``, which
 moves a home of the previous format forward.
 
-Format 1, the release before use cases, kept every table in schema ``churn``
-(``lakehouse/<catalog>/churn/<table>``) and the landing files flat in ``landing/``. Format 2, today's,
+Format 1, the release before use cases, kept every table in one fixed schema (``FORMAT_1_SCHEMA``:
+``lakehouse/<catalog>/<that schema>/<table>``) and the landing files flat in ``landing/``. Format 2, today's,
 keeps them in the project's schema (``mlops`` unless configured) and each use case's landing files in
 ``landing/<use case>/`` (outcome files in its ``ground_truth/``), and says so in ``format.json``.
 Today's code reads a format-1 home as empty, so a run on one refuses to start and names the command
@@ -123,7 +123,7 @@ def check_lakehouse_home(lakehouse_root: str) -> None:
     """The same check when the local lakehouse is set up for a run (runs started from Dagster's UI
     or a sensor, which do not pass through ``mlops run``). The resource knows its folder, not the
     project, so it refuses on its folders' evidence alone: no format file and a Delta table in a
-    ``churn`` schema folder. (A project that configures schema ``churn`` today and only ever ran
+    ``FORMAT_1_SCHEMA`` folder. (A project that configures that schema today and only ever ran
     from the UI is refused too; ``mlops migrate`` then finds nothing to move and records the
     format.) Files flat in ``landing/`` may be format 1's or a use case's own ``landing`` folder:
     then the format is left for ``mlops run`` or ``mlops migrate`` to record."""

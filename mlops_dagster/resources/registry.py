@@ -206,7 +206,7 @@ class ModelRegistry(ConfigurableResource):
         """Where Spark's workers load a version from. A Databricks registry: ``models:/``, which its
         workers resolve with the workspace's credentials. Any other: the version's own artifact
         location, because MLflow caches a model a Spark Connect server's long-lived worker loaded
-        under its URI, and ``models:/churn_model/1`` of a reset home is another model."""
+        under its URI, and ``models:/<model>/1`` of a reset home is another model."""
         if self.registry_uri.startswith("databricks"):
             return self.model_uri(version)
         return self.client().get_model_version_download_uri(self.model_name, str(version))
