@@ -47,7 +47,10 @@ def lifecycle(request, seeded, tmp_path_factory):
     from mlops_dagster.cli import generate
 
     launch, (root, _) = request.param, seeded
-    ws = Workspace(root, tmp_path_factory.mktemp(launch), {"databricks": {"launch": launch}}, serving=True)
+    databricks = {"launch": launch}
+    if launch != "serverless":  # serverless steps have no cluster to give permissions on
+        databricks["permissions"] = {"cluster_permissions": {"CAN_RESTART": [{"group_name": "ml-engineers"}]}}
+    ws = Workspace(root, tmp_path_factory.mktemp(launch), {"databricks": databricks}, serving=True)
     ws.emulator.volumes.append(Path(ws.settings.io_path).resolve())  # where serverless steps stage
     generate(400, 11, False, "dev_batch.csv", landing=ws.settings.landing_path)
     with ws.emulator:
@@ -127,7 +130,16 @@ def test_each_launch_mode_runs_its_steps_its_own_way(lifecycle):
     """What is particular to the mode: the step launcher ships the project to a cluster per step
     (and its costs are reported beside the bill); Pipes passes its context to a cluster and streams
     back events; serverless runs in our environment, reports through a volume, and its bill is found
-    by job run."""
+    by job run. In every mode each job run gets the configured job permissions, and each job
+    cluster its cluster permissions."""
+    for run in lifecycle.runs.values():
+        [job_acl] = lifecycle.ws.emulator.permissions[("jobs", str(run.job_id))]
+        assert job_acl == {"permission_level": "CAN_MANAGE_RUN", "group_name": "ml-engineers"}
+        cluster_acl = lifecycle.ws.emulator.permissions.get(("clusters", f"emulated-{run.run_id}"))
+        if lifecycle.launch == "serverless":
+            assert cluster_acl is None
+        else:
+            assert cluster_acl == [{"permission_level": "CAN_RESTART", "group_name": "ml-engineers"}]
     {
         "step_launcher": _step_launcher_ships_the_project_to_a_cluster_per_step,
         "pipes": _pipes_steps_report_their_events_from_the_cluster,
@@ -144,7 +156,6 @@ def _step_launcher_ships_the_project_to_a_cluster_per_step(lifecycle: Lifecycle)
         assert any(lib.get("pypi", {}).get("package", "").startswith("dagster==") for lib in run.libraries)
         assert run.cluster["spark_version"] == ws.settings.databricks.cluster.spark_version
         assert run.cluster["autoscale"] == {"min_workers": 1, "max_workers": 2}
-        assert ws.emulator.permissions[("jobs", str(run.job_id))][0]["group_name"] == "ml-engineers"
         # The launcher uploaded the project's code; the cluster unpacked it.
         code = ws.emulator.local_path(run.task["spark_python_task"]["parameters"][2])
         assert "mlops_dagster/definitions.py" in zipfile.ZipFile(code).namelist()

@@ -505,9 +505,10 @@ def test_bootstrap_then_the_access_matrix_becomes_unity_catalog_grants(workspace
     assert len(granted) >= 7 and granted["details"].str.contains("MODIFY").any()
 
 
-def test_a_run_slower_than_max_wait_is_failed_and_cancelled(seeded, tmp_path):
+@pytest.mark.parametrize("launch", ["step_launcher", "pipes"])
+def test_a_run_slower_than_max_wait_is_failed_and_cancelled(seeded, tmp_path, launch):
     root, _ = seeded
-    ws = Workspace(root, tmp_path, {"databricks": {"max_wait_seconds": 3}})
+    ws = Workspace(root, tmp_path, {"databricks": {"max_wait_seconds": 3, "launch": launch}})
     with ws.emulator:
         ws.emulator.slow_runs(60)  # the cluster never comes up in time
         out = ws.materialize("churn_features,churn_labels")

@@ -228,6 +228,24 @@ def test_invalid_values_name_the_field_and_files(local_root, tmp_path, override,
     assert "base.yaml" in message and "local.yaml" in message and "override.yaml" in message
 
 
+@pytest.mark.parametrize(
+    "databricks, compute",
+    [
+        ({"launch": "serverless"}, "serverless compute"),
+        ({"cluster": {"existing_cluster_id": "c-1"}}, "an existing cluster"),
+    ],
+)
+def test_cluster_permissions_without_a_job_cluster_are_refused(local_root, tmp_path, databricks, compute):
+    permissions = {"cluster_permissions": {"CAN_RESTART": [{"group_name": "ml"}]}}
+    extra = write_yaml(tmp_path / "perm.yaml", {"databricks": {**databricks, "permissions": permissions}})
+    with pytest.raises(ConfigError, match=f"cluster_permissions apply to the job cluster.*run on {compute}"):
+        load_settings("dev", extra_file=extra)
+    jobs_only = write_yaml(
+        tmp_path / "jobs.yaml", {"databricks": {**databricks, "permissions": {"job_permissions": {}}}}
+    )
+    assert load_settings("dev", extra_file=jobs_only).databricks.permissions == {"job_permissions": {}}
+
+
 def test_key_must_be_a_column(local_root, tmp_path):
     extra = write_yaml(tmp_path / "key.yaml", {"dataset": {"key": "accountId"}})
     with pytest.raises(ConfigError, match="dataset.key 'accountId' is not one of dataset.columns"):

@@ -66,8 +66,18 @@ def serverless_environment(settings: Settings) -> dict[str, Any]:
     return {"environment_key": ENVIRONMENT, "spec": {"client": "2", "dependencies": dependencies}}
 
 
+def access_control_list(permissions: dict[str, list[dict[str, str]]]) -> list[dict[str, str]]:
+    """``{CAN_VIEW: [{group_name: g}]}`` -> the Permissions API's ``access_control_list``, as the step
+    launcher reads ``databricks.permissions``."""
+    return [
+        {"permission_level": level, **principal}
+        for level, principals in permissions.items()
+        for principal in principals
+    ]
+
+
 def _client_class(serverless: bool):
-    from dagster import DagsterExecutionInterruptedError
+    from dagster import DagsterExecutionInterruptedError, Failure
     from dagster_databricks.pipes import PipesDatabricksClient, PipesDatabricksServerlessClient
 
     from ..runtime.interrupts import raise_if_interrupted
@@ -75,13 +85,21 @@ def _client_class(serverless: bool):
     class StepPipesClient(PipesDatabricksServerlessClient if serverless else PipesDatabricksClient):
         """dagster-databricks' Pipes client for one step, plus: the step's thread checks before each
         poll whether the run was terminated (Dagster's interrupt reaches only the main thread), so
-        the client cancels the job run; and the Pipes session is kept for the step's events."""
+        the client cancels the job run; a run not finished within ``max_wait_seconds`` is cancelled
+        and fails the step; the job cluster gets ``cluster_permissions`` once it exists; and the
+        Pipes session is kept for the step's events."""
 
         interrupted = False
         session = None
         run_id: int | None = None  # the job run, once submitted (its compute is recorded)
+        max_wait_seconds: float = float("inf")
+        cluster_permissions: list[dict[str, str]] = []
+        _waiting_since: float | None = None
+        _cluster_done = False
 
         def _get_run_state(self, run_id: int):
+            import time
+
             self.run_id = run_id
             if not self.interrupted:
                 try:
@@ -89,7 +107,27 @@ def _client_class(serverless: bool):
                 except DagsterExecutionInterruptedError:
                     self.interrupted = True  # polls after this wait for the cancelled run to end
                     raise
-            return super()._get_run_state(run_id)
+                self._waiting_since = self._waiting_since or time.monotonic()
+                if time.monotonic() - self._waiting_since > self.max_wait_seconds:
+                    self.interrupted = True
+                    self.client.jobs.cancel_run(run_id)
+                    self._poll_til_terminating(run_id)
+                    raise Failure(
+                        f"Databricks run {run_id} took more than {self.max_wait_seconds:g}s "
+                        "(databricks.max_wait_seconds): it was cancelled and the step failed"
+                    )
+            run = self.client.jobs.get_run(run_id)
+            self._grant_cluster(run)
+            return run.state
+
+        def _grant_cluster(self, run) -> None:
+            cluster = run.cluster_instance.cluster_id if run.cluster_instance else None
+            if self.cluster_permissions and cluster and not self._cluster_done:
+                from databricks.sdk.service import iam
+
+                acl = [iam.AccessControlRequest.from_dict(a) for a in self.cluster_permissions]
+                self.client.permissions.update("clusters", cluster, access_control_list=acl)
+                self._cluster_done = True
 
         def _enrich_submit_task_dict(self, context, session, submit_task_dict, writer_index: int = 0):
             self.session = session
@@ -133,6 +171,10 @@ class PipesStepLauncher(StepLauncher):
         submit_args: dict[str, Any] = {"run_name": f"mlops_dagster {self._settings.target} {step}"}
         if db.timeout_seconds:
             submit_args["timeout_seconds"] = db.timeout_seconds
+        if job_permissions := db.permissions.get("job_permissions"):
+            submit_args["access_control_list"] = [
+                jobs.JobAccessControlRequest.from_dict(a) for a in access_control_list(job_permissions)
+            ]
         if serverless:
             task["environment_key"] = ENVIRONMENT
             submit_args["environments"] = [
@@ -152,6 +194,8 @@ class PipesStepLauncher(StepLauncher):
             poll_interval_seconds=db.poll_interval_seconds,
             **({"volume_path": stage} if serverless else {}),
         )
+        client.max_wait_seconds = db.max_wait_seconds
+        client.cluster_permissions = access_control_list(db.permissions.get("cluster_permissions", {}))
         try:
             client.run(
                 task=jobs.SubmitTask.from_dict(task),

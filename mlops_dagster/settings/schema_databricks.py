@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .base import SettingsModel
 
@@ -110,3 +110,15 @@ class DatabricksSettings(SettingsModel):
     """The DBFS folder for each step's code and events."""
     timeout_seconds: int = Field(0, ge=0)
     """Databricks cancels a launched run after this many seconds; 0: no limit."""
+
+    @model_validator(mode="after")
+    def _cluster_permissions_need_a_job_cluster(self) -> DatabricksSettings:
+        if self.permissions.get("cluster_permissions") and (
+            self.launch == "serverless" or self.cluster.existing_cluster_id
+        ):
+            what = "serverless compute" if self.launch == "serverless" else "an existing cluster"
+            raise ValueError(
+                f"databricks.permissions.cluster_permissions apply to the job cluster of each step, but "
+                f"steps run on {what}: remove cluster_permissions (job_permissions still apply)"
+            )
+        return self

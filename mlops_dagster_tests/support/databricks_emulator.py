@@ -10,7 +10,7 @@ served on 127.0.0.1 (random port) by a real HTTP server, doing the work for real
   emulator's DBFS root and a new cluster's ``spark_env_vars`` in its environment (how Dagster Pipes
   passes its parameters, its context and messages going through DBFS). Its state moves PENDING -> RUNNING ->
   TERMINATED with SUCCESS / FAILED / CANCELED, or INTERNAL_ERROR when its "cluster" fails.
-- Permissions 2.0: PATCH / GET on jobs and clusters; Unity Catalog grants 2.1: GET / PATCH.
+- Permissions 2.0: PATCH / GET on jobs and clusters, and a one-time run's ``access_control_list``; Unity Catalog grants 2.1: GET / PATCH.
 - Files 2.0: files (upload / download / delete) and directories (create / list / delete) of
   volumes, each volume a local folder (``volumes``).
 - Serving endpoints: create / get / update config / delete / invocations, answered by the
@@ -505,6 +505,9 @@ class DatabricksEmulator:
             cluster=cluster,
         )
         self.runs[run.run_id] = run
+        # A one-time run's permissions, given at submit (its job's, as the Permissions API keeps them).
+        for entry in p.get("access_control_list", []):
+            self.permissions.setdefault(("jobs", str(run.job_id)), []).append(entry)
         threading.Thread(target=self._execute, args=(run,), name=f"run-{run.run_id}", daemon=True).start()
         return {"run_id": run.run_id}
 
