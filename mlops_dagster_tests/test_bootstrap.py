@@ -74,8 +74,11 @@ def test_bootstrap_creates_what_dev_needs_and_a_second_run_changes_nothing(dev):
         ("schema", "ml_dev_catalog.mlops"),
         ("experiment", EXPERIMENT),
         ("registered model", "churn_model"),
+        ("database instance", "mlops-dev-features"),  # the online store, on Lakebase
         *(("volume", f"ml_dev_catalog.mlops.{v}") for v in VOLUMES),
     }
+    instance = emulator.database_instances["mlops-dev-features"]
+    assert (instance["capacity"], instance["state"]) == ("CU_1", "AVAILABLE")  # waited for
     assert set(emulator.uc_volumes) == {f"ml_dev_catalog.mlops.{v}" for v in VOLUMES}
     assert emulator.schemas["ml_dev_catalog.mlops"]["properties"] == {"mlops_dagster.format": "2"}
     assert {v["volume_type"] for v in emulator.uc_volumes.values()} == {"MANAGED"}
@@ -85,7 +88,7 @@ def test_bootstrap_creates_what_dev_needs_and_a_second_run_changes_nothing(dev):
     assert [o.result for o in outcomes if o.kind == "secret"] == ["exists", "exists"]
     assert grants_jobs == ["churn"]  # no group held its privileges yet: the grants job ran
     text, ready = report("dev", outcomes)
-    assert ready and "target dev: ready (8 changes made)" in text
+    assert ready and "target dev: ready (9 changes made)" in text
     assert "never-printed" not in text  # secret names are read, never values
 
     # The grants the job would have made are in place now; everything else exists already.
@@ -115,7 +118,16 @@ def test_a_missing_catalog_stops_bootstrap_and_missing_secrets_say_how_to_add_th
 
     emulator.add_catalog("ml_dev_catalog")
     emulator.put_secret("mlops", "other-key", "x")  # scope mlops exists without `token`; no scope `online`
+    from databricks.sdk.service.database import DatabaseInstance
+
+    workspace.database.create_database_instance(DatabaseInstance(name="mlops-dev-features"))
+    emulator.database_instances["mlops-dev-features"]["state"] = "STOPPED"  # someone stopped it
     outcomes = bootstrap(project, workspace, lambda settings: False)  # and the grants job fails
+    [instance] = [o for o in outcomes if o.kind == "database instance"]
+    assert (instance.result, instance.detail) == (
+        "failed",
+        "STOPPED, not AVAILABLE: the online publish needs it running (start it, then run bootstrap again)",
+    )
     missing = {o.name: o.detail for o in outcomes if o.result == "missing"}
     assert missing == {
         "mlops/token": "databricks secrets put-secret mlops token (the clusters read it as DATABRICKS_TOKEN)",
@@ -125,7 +137,7 @@ def test_a_missing_catalog_stops_bootstrap_and_missing_secrets_say_how_to_add_th
     [grants] = [o for o in outcomes if o.kind == "grants"]
     assert grants.result == "failed" and "churn_apply_access_grants_job failed" in grants.detail
     text, ready = report("dev", outcomes)
-    assert not ready and "target dev: not ready, 3 missing or failed" in text
+    assert not ready and "target dev: not ready, 4 missing or failed" in text
 
 
 def test_bootstrap_is_for_databricks_targets(local_root):

@@ -167,16 +167,19 @@ def workspace(seeded, tmp_path):
 
 
 def assert_no_token_anywhere(ws: Workspace) -> None:
-    """The token must not be in any log, event, metadata or file the runs left behind."""
-    assert all(TOKEN not in out for out in ws.outputs), "token printed by the Dagster CLI"
+    """The workspace token and every database credential the workspace handed out must not be in
+    any log, event, metadata or file the runs left behind."""
+    tokens = [TOKEN, *ws.emulator.database_tokens]
+    assert not any(t in out for out in ws.outputs for t in tokens), "token printed by the Dagster CLI"
     for folder in (ws.home, ws.root, ws.emulator.root):
         for path in folder.rglob("*"):
             if path.is_file():
-                assert TOKEN.encode() not in path.read_bytes(), f"token written to {path}"
+                content = path.read_bytes()
+                assert not any(t.encode() in content for t in tokens), f"token written to {path}"
     with ws.instance() as instance:
         for run in instance.get_runs():
             for entry in instance.all_logs(run.run_id):
-                assert TOKEN not in str(entry), "token in the Dagster event log"
+                assert not any(t in str(entry) for t in tokens), "token in the Dagster event log"
 
 
 def run_text(instance: DagsterInstance, run_id: str) -> str:

@@ -356,12 +356,23 @@ def test_descriptions_of_features_a_config_does_not_compute_are_unused(local_roo
 
 
 @pytest.mark.parametrize("target", ["dev", "staging", "prod"])
-def test_databricks_targets_use_a_postgres_online_store(local_root, target):
+def test_databricks_targets_use_a_lakebase_online_store(local_root, target):
+    from mlops_dagster.resources.lakebase_online_store import LakebaseOnlineStore
     from mlops_dagster.resources.online_store import build_online_store
-    from mlops_dagster.resources.postgres_online_store import PostgresOnlineStore
 
     store = build_online_store(load_settings(target))
-    assert isinstance(store, PostgresOnlineStore) and store.dsn_env == "MLOPS_ONLINE_STORE_DSN"
+    assert isinstance(store, LakebaseOnlineStore)
+    assert (store.instance, store.database, store.sslmode) == (
+        f"mlops-{target}-features",
+        "databricks_postgres",
+        "require",
+    )
+
+
+def test_a_lakebase_online_store_must_name_its_instance(local_root, tmp_path):
+    extra = write_yaml(tmp_path / "lakebase.yaml", {"feature_store": {"online_store": {"kind": "lakebase"}}})
+    with pytest.raises(ConfigError, match="kind lakebase needs feature_store.online_store.instance"):
+        load_settings("local", extra_file=extra)
 
 
 def test_sqlite_online_store_without_a_local_root_is_refused_clearly(local_root, tmp_path):

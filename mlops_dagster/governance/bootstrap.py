@@ -10,6 +10,8 @@ changes nothing and says so. In order:
   ``evidently``);
 - per use case, the MLflow experiment (its workspace folder first) and the registered model, made
   through MLflow on the target's tracking and registry URIs, where the lifecycle looks for them;
+- the online store's Lakebase database instance (``feature_store.online_store.kind: lakebase``),
+  created with its capacity when missing and waited for until it is available;
 - the secret-scope keys the clusters read (``databricks.secrets_to_env_variables``): names only,
   never values; a missing key is reported with the command that adds it;
 - the access matrix as Unity Catalog grants: when any group lacks a privilege (or holds one the
@@ -35,7 +37,7 @@ class BootstrapError(RuntimeError):
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str  # schema | volume | experiment | registered model | secret | grants
+    kind: str  # schema | volume | database instance | experiment | registered model | secret | grants
     name: str
     result: str  # created | exists | missing | applied | in place | failed
     detail: str = ""
@@ -71,6 +73,8 @@ def bootstrap(
         ) from None
     outcomes = [_schema(workspace, catalog, schema, NotFound)]
     outcomes += [_volume(workspace, catalog, schema, name, NotFound) for name in VOLUMES]
+    if shared.feature_store.online_store.kind == "lakebase":
+        outcomes.append(_database_instance(workspace, shared, NotFound))
     chosen = project.select(use_case)
     for settings in chosen:
         outcomes += [_experiment(workspace, settings, NotFound), _registered_model(settings)]
@@ -134,6 +138,38 @@ def _volume(workspace, catalog: str, schema: str, name: str, not_found) -> Outco
         f"{catalog}.{schema}.{name}",
         not_found,
     )
+
+
+def _database_instance(workspace, settings: Settings, not_found, wait_seconds: float = 1200) -> Outcome:
+    """The online store's Lakebase instance: created when missing, then waited for until AVAILABLE
+    (a new instance takes minutes to start)."""
+    import time
+
+    from databricks.sdk.service.database import DatabaseInstance, DatabaseInstanceState
+
+    cfg = settings.feature_store.online_store
+    outcome = _ensure(
+        lambda: workspace.database.get_database_instance(cfg.instance),
+        lambda: workspace.database.create_database_instance(
+            DatabaseInstance(name=cfg.instance, capacity=cfg.capacity)
+        ),
+        "database instance",
+        cfg.instance,
+        not_found,
+    )
+    deadline = time.monotonic() + wait_seconds
+    while (state := workspace.database.get_database_instance(cfg.instance).state) in (
+        DatabaseInstanceState.STARTING,
+        DatabaseInstanceState.UPDATING,
+    ):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    if state != DatabaseInstanceState.AVAILABLE:
+        shown = state.value if state else "unknown"
+        detail = f"{shown}, not AVAILABLE: the online publish needs it running (start it, then run bootstrap again)"
+        return Outcome(outcome.kind, outcome.name, "failed", detail)
+    return outcome
 
 
 def _tracking(settings: Settings):

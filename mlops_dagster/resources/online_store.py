@@ -3,8 +3,9 @@
 ``OnlineStore`` is the interface; ``SqliteOnlineStore`` (embedded, a file under the local root;
 ``sqlite_online_store.py``) and ``PostgresOnlineStore`` (a server; its DSN, password included, comes
 from an environment variable and is never logged or shown; ``postgres_online_store.py``) implement
-it, on the SQL they share (``sql_online_store.py``). A Databricks online table would be one more
-implementation. A publish is one transaction, so a reader sees either the old or the new version,
+it, on the SQL they share (``sql_online_store.py``); ``LakebaseOnlineStore`` is PostgreSQL on a
+Databricks Lakebase database instance, its credentials from the workspace
+(``lakebase_online_store.py``). A publish is one transaction, so a reader sees either the old or the new version,
 never a mix: a full publish replaces a table's rows, an incremental one upserts the rows that
 changed. Rows arrive as a stream of Arrow batches and are loaded batch by batch into a staging
 table, so a publish holds one batch in memory whatever the table's size; one short transaction
@@ -99,6 +100,17 @@ class OnlineStore(ConfigurableResource, ABC):
 def build_online_store(settings: Settings) -> OnlineStore:
     """The target's online store, from ``feature_store.online_store``."""
     cfg = settings.feature_store.online_store
+    if cfg.kind == "lakebase":
+        from .lakebase_online_store import LakebaseOnlineStore
+        from .section_config import to_config
+
+        return LakebaseOnlineStore(
+            databricks=to_config(settings.databricks),
+            instance=cfg.instance,
+            database=cfg.database,
+            port=cfg.port,
+            sslmode=cfg.sslmode,
+        )
     if cfg.kind == "postgres":
         from .postgres_online_store import PostgresOnlineStore
 

@@ -1,30 +1,25 @@
 """The online store on a PostgreSQL server; its DSN, password included, comes from an environment
-variable and is never logged or shown."""
+variable and is never logged or shown. ``PostgresConnection`` is what every PostgreSQL store shares
+(loading with ``COPY``, PostgreSQL's errors); a Lakebase instance is one more (its credentials from
+the workspace, ``lakebase_online_store.py``)."""
 
 from __future__ import annotations
 
 import os
+from abc import abstractmethod
 from typing import ClassVar
 
 from .sql_online_store import SqlOnlineStore, quote
 
 
-class PostgresOnlineStore(SqlOnlineStore):
-    """The online store on a PostgreSQL server. ``dsn_env`` names the environment variable holding
-    the DSN (``postgresql://user:password@host:port/db``); the DSN itself is never stored here."""
-
-    dsn_env: str
+class PostgresConnection(SqlOnlineStore):
+    """An online store on PostgreSQL, reached through the DSN ``_dsn()`` makes (never stored)."""
 
     placeholder: ClassVar[str] = "%s"
 
+    @abstractmethod
     def _dsn(self) -> str:
-        dsn = os.environ.get(self.dsn_env)
-        if not dsn:
-            raise RuntimeError(
-                f"the PostgreSQL online store needs its DSN in ${self.dsn_env} "
-                "(e.g. postgresql://user:password@host:5432/db)"
-            )
-        return dsn
+        """The connection string, password included: used to connect, never kept or shown."""
 
     def _connect(self):
         import psycopg
@@ -63,6 +58,22 @@ class PostgresOnlineStore(SqlOnlineStore):
         import psycopg
 
         return isinstance(exc, psycopg.errors.UniqueViolation)
+
+
+class PostgresOnlineStore(PostgresConnection):
+    """The online store on a PostgreSQL server. ``dsn_env`` names the environment variable holding
+    the DSN (``postgresql://user:password@host:port/db``); the DSN itself is never stored here."""
+
+    dsn_env: str
+
+    def _dsn(self) -> str:
+        dsn = os.environ.get(self.dsn_env)
+        if not dsn:
+            raise RuntimeError(
+                f"the PostgreSQL online store needs its DSN in ${self.dsn_env} "
+                "(e.g. postgresql://user:password@host:5432/db)"
+            )
+        return dsn
 
     def describe(self):
         from urllib.parse import urlsplit

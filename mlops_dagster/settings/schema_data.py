@@ -207,13 +207,33 @@ class FeatureLookupSettings(SettingsModel):
 class OnlineStoreSettings(SettingsModel):
     """Where the latest feature values are served from at low latency."""
 
-    kind: Literal["sqlite", "postgres"] = "sqlite"
+    kind: Literal["sqlite", "postgres", "lakebase"] = "sqlite"
     """sqlite: embedded, a file under `root` (or `path`); postgres: a server named by the DSN in the
-    environment variable `dsn_env`."""
+    environment variable `dsn_env`; lakebase: the Databricks Lakebase database instance `instance`,
+    its credentials from the workspace (Databricks targets)."""
     path: str | None = None
     """The SQLite file (unset: `online/features.db` under `root`)."""
     dsn_env: str = "MLOPS_ONLINE_STORE_DSN"
     """The environment variable holding the PostgreSQL DSN (it holds the password, so it never sits in config)."""
+    instance: str | None = None
+    """The Lakebase database instance (kind lakebase); `mlops bootstrap` creates it when missing."""
+    capacity: str = "CU_1"
+    """The capacity `mlops bootstrap` creates the Lakebase instance with (CU_1, CU_2, CU_4 or CU_8)."""
+    database: str = "databricks_postgres"
+    """The PostgreSQL database of the Lakebase instance that holds the online tables."""
+    port: int = Field(5432, ge=1, le=65535)
+    """The Lakebase instance's PostgreSQL port."""
+    sslmode: Literal["require", "verify-ca", "verify-full", "prefer"] = "require"
+    """TLS to the Lakebase instance (libpq's sslmode); Lakebase accepts TLS connections only."""
+
+    @model_validator(mode="after")
+    def _lakebase_names_its_instance(self) -> OnlineStoreSettings:
+        if self.kind == "lakebase" and not self.instance:
+            raise ValueError(
+                "feature_store.online_store.kind lakebase needs feature_store.online_store.instance: "
+                "the name of the Lakebase database instance (mlops bootstrap creates it)"
+            )
+        return self
 
 
 class FeatureStoreSettings(SettingsModel):

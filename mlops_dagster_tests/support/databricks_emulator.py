@@ -26,6 +26,11 @@ served on 127.0.0.1 (random port) by a real HTTP server, doing the work for real
   one is a metastore admin's job), schemas and volumes (get / create, refused when their parent is
   missing or they exist); workspace folders (mkdirs / get-status); secret scopes' key names
   (``list``, never values).
+- Lakebase (Database 2.0): database instances (create / get; a new one is STARTING, then
+  AVAILABLE) and credentials for them, on a real PostgreSQL server (``add_postgres``): each
+  instance's creator gets a login role owning ``databricks_postgres``, and each credential is a new
+  random password of that role, so only the newest token logs in. ``current_user.me`` names the
+  identity of the token (``USER_NAME``).
 - Secrets for ``dbutils.secrets.get``; a bearer token every call must carry.
 - Faults: ``fail_next_calls`` (429 / 500 / 503 for the next N calls), ``fail_next_run``,
   ``slow_runs`` (runs wait in PENDING, like a cluster starting).
@@ -54,6 +59,7 @@ from typing import Any
 
 RUNTIME_VERSION = "15.4.x-emulator"
 DBU_PER_NODE_HOUR = {"i3.xlarge": 1.0, "i3.2xlarge": 2.0}  # the emulated workspace's own rates
+USER_NAME = "mlops-ci@example.com"  # the identity of the workspace token
 LIST_PRICES = {
     "PREMIUM_JOBS_COMPUTE": 0.15,
     "PREMIUM_ALL_PURPOSE_COMPUTE": 0.55,
@@ -111,6 +117,9 @@ class DatabricksEmulator:
         self.uc_volumes: dict[str, dict[str, Any]] = {}  # full name -> VolumeInfo
         self.folders: set[str] = {"/", "/Users", "/Shared"}  # workspace folders
         self.statements: dict[str, dict[str, Any]] = {}
+        self.database_instances: dict[str, dict[str, Any]] = {}
+        self.database_tokens: list[str] = []  # every Lakebase credential handed out
+        self._postgres: str | None = None  # the admin DSN of the server behind the instances
         self._ids = itertools.count(1001)
         self._handles: dict[int, tuple[Path, bytearray]] = {}
         self._faults: list[tuple[int, str | None, str]] = []
@@ -149,6 +158,10 @@ class DatabricksEmulator:
 
     def add_warehouse(self, warehouse_id: str) -> None:
         self.warehouses.add(warehouse_id)
+
+    def add_postgres(self, admin_dsn: str) -> None:
+        """The PostgreSQL server every database instance's data lives on (its superuser's DSN)."""
+        self._postgres = admin_dsn
 
     def put_secret(self, scope: str, key: str, value: str) -> None:
         self.secrets.setdefault(scope, {})[key] = value
@@ -275,6 +288,10 @@ class DatabricksEmulator:
             Route("/api/2.0/workspace/mkdirs", api(self._mkdirs), methods=["POST"]),
             Route("/api/2.0/workspace/get-status", api(self._workspace_status), methods=["GET"]),
             Route("/api/2.0/secrets/list", api(self._list_secrets), methods=["GET"]),
+            Route("/api/2.0/database/instances", api(self._create_database_instance), methods=["POST"]),
+            Route("/api/2.0/database/instances/{name}", api(self._get_database_instance), methods=["GET"]),
+            Route("/api/2.0/database/credentials", api(self._database_credential), methods=["POST"]),
+            Route("/api/2.0/preview/scim/v2/Me", api(lambda p: {"userName": USER_NAME}), methods=["GET"]),
             Route("/api/2.0/sql/statements/", api(self._statement), methods=["POST"]),
             Route("/api/2.0/sql/statements/{statement_id}", api(self._get_statement), methods=["GET"]),
         ]
@@ -644,6 +661,71 @@ class DatabricksEmulator:
         return {
             "secrets": [{"key": key, "last_updated_timestamp": 0} for key in sorted(self.secrets[p["scope"]])]
         }
+
+    # ---- Lakebase database instances --------------------------------------------------------------
+    def _admin(self, sql: str, database: str = "postgres") -> None:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        dsn = make_conninfo(**{**conninfo_to_dict(self._postgres), "dbname": database})
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def _create_database_instance(self, p):
+        import re
+        from urllib.parse import urlsplit
+
+        name = p.get("name", "")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
+            raise ApiError(400, "INVALID_PARAMETER_VALUE", f"Invalid database instance name: {name!r}")
+        if name in self.database_instances:
+            raise ApiError(409, "RESOURCE_ALREADY_EXISTS", f"Database instance {name} already exists")
+        if self._postgres and not self.database_instances:
+            # One server behind every instance: the creator's role owns its database, as on Lakebase;
+            # a database an earlier emulator left on the server is replaced.
+            self._admin(
+                f'DO $$ BEGIN CREATE ROLE "{USER_NAME}" LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$'
+            )
+            self._admin("DROP DATABASE IF EXISTS databricks_postgres WITH (FORCE)")
+            self._admin(f'CREATE DATABASE databricks_postgres OWNER "{USER_NAME}"')
+        self.database_instances[name] = {
+            "name": name,
+            "capacity": p.get("capacity", "CU_1"),
+            "state": "STARTING",
+            "creator": USER_NAME,
+            "uid": f"{next(self._ids):08x}-emulated",
+            "pg_version": "PG_VERSION_16",
+            "read_write_dns": urlsplit(self._postgres).hostname
+            if self._postgres
+            else f"{name}.database.emulated",
+        }
+        return self.database_instances[name]
+
+    def _get_database_instance(self, p):
+        instance = self.database_instances.get(p["name"])
+        if instance is None:
+            raise ApiError(404, "NOT_FOUND", f"Database instance '{p['name']}' does not exist.")
+        shown = dict(instance)
+        if instance["state"] == "STARTING":
+            instance["state"] = "AVAILABLE"  # started by the time anyone asks again
+        return shown
+
+    def _database_credential(self, p):
+        import secrets
+        from datetime import datetime, timedelta
+
+        unknown = [n for n in p.get("instance_names", []) if n not in self.database_instances]
+        if unknown or not p.get("instance_names"):
+            raise ApiError(404, "NOT_FOUND", f"Database instances {unknown or '(none named)'} do not exist.")
+        if not self._postgres:
+            raise ApiError(
+                400, "INVALID_PARAMETER_VALUE", "the emulator has no PostgreSQL server (add_postgres)"
+            )
+        token = secrets.token_urlsafe(32)
+        self._admin(f"ALTER ROLE \"{USER_NAME}\" PASSWORD '{token}'")
+        self.database_tokens.append(token)
+        expires = datetime.now(UTC) + timedelta(hours=1)
+        return {"token": token, "expiration_time": expires.isoformat().replace("+00:00", "Z")}
 
     # ---- billing -------------------------------------------------------------------------------
     def _bill(self, run: EmulatedRun) -> None:
