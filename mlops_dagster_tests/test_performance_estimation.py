@@ -3,6 +3,7 @@ estimators against hand-computed figures, then on the demos as a user runs them.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from mlops_dagster.data.csv_files import write_csv
 from mlops_dagster.data.houses import generate_houses
 from mlops_dagster.data.telco import generate_customers
 from mlops_dagster.ml.estimation import (
+    ALL,
+    Estimate,
     LossModel,
     calibrator,
     cbpe,
@@ -28,9 +31,12 @@ from mlops_dagster.ml.estimation import (
     expected_roc_auc,
     loss_model,
     roc_auc_error,
+    window_history,
 )
+from mlops_dagster.ml.performance import Figures
 
 from .project import project_at
+from .test_model_performance import _ask_endpoint
 
 SCORES = [0.9, 0.8, 0.3, 0.1]
 STOPPED = DefaultSensorStatus.STOPPED
@@ -114,11 +120,68 @@ NEW_BATCH = [
 ]
 
 
+def test_endpoint_answers_are_estimated_per_version_and_window_with_the_realized_figure_beside():
+    at = pd.Timestamp("2026-12-01T00:00:00Z")
+    hour = pd.Timedelta(hours=1)
+    answers = pd.DataFrame(
+        {
+            "model_version": ["1"] * 5 + ["2"] * 2 + ["1"],
+            # v1: three answers in the window from 06:00 (one at its start), two in the one from 12:00,
+            # one alone from 18:00 (below the 2 rows asked for); v2: two from 06:00.
+            "scored_at": [at + 6 * hour, at + 7 * hour, at + 11.9 * hour, at + 12 * hour, at + 13 * hour]
+            + [at + 8 * hour, at + 9 * hour, at + 18 * hour],
+            "_score": [0.9, 0.2, 0.7, 0.6, 0.1, 0.8, 0.3, 0.5],
+        }
+    )
+    labelled = answers.iloc[[0, 1]].assign(label=[1, 0])  # outcomes judged two answers of v1 at 06:00
+    seen = []
+
+    def estimate(rows):
+        seen.append(sorted(rows["_score"]))
+        return {ALL: {"roc_auc": Estimate(float(rows["_score"].mean()), 0.0, 1.0, len(rows))}}
+
+    def judge(rows):
+        return Figures(len(rows), {"roc_auc": float(rows["label"].mean())})
+
+    rows = window_history(
+        answers, labelled, 6, 2, estimate, judge, {"method": "CBPE"}, "roc_auc", {"1": 0.75}
+    )
+    assert seen == [[0.2, 0.7, 0.9], [0.1, 0.6], [0.3, 0.8]]  # v1 06:00, v1 12:00, v2 06:00
+    assert list(zip(rows["model_version"], rows["window_start"], rows["window_end"])) == [
+        ("1", at + 6 * hour, at + 12 * hour),
+        ("1", at + 12 * hour, at + 18 * hour),
+        ("2", at + 6 * hour, at + 12 * hour),
+    ]
+    assert rows["estimated"].tolist() == pytest.approx([0.6, 0.35, 0.55])
+    assert rows["realized"].tolist()[0] == 0.5 and rows["realized"].isna().tolist() == [False, True, True]
+    assert rows["labelled_rows"].tolist() == [2, 0, 0] and rows["rows"].tolist() == [3, 2, 2]
+    assert rows["validated"].tolist()[:2] == [0.75, 0.75] and np.isnan(rows["validated"].iloc[2])
+    assert set(rows["method"]) == {"CBPE"}
+    empty = window_history(answers.iloc[:1], labelled.iloc[:0], 6, 2, estimate, judge, {}, "roc_auc", {})
+    assert empty.empty  # one answer is not a window worth estimating
+
+
 def _whole(project, metric: str) -> pd.Series:
     """The newest history row of ``metric`` for the whole batch."""
     rows = project.lakehouse.read(project.table("churn_estimated_performance"))
     rows = rows[(rows["slice"] == "all") & (rows["metric"] == metric)]
     return rows.sort_values("estimated_at").iloc[-1]
+
+
+def _plotted_last(project) -> dict[str, float]:
+    """The figures of the newest estimate snapshot in the use case's Evidently workspace, and the
+    dashboard's panel for the endpoint's windows."""
+    from evidently.ui.workspace import Workspace
+
+    workspace = Workspace(project.settings.evidently_path)
+    [churn] = workspace.search_project("churn")
+    titles = {p.title for p in workspace.get_dashboard(churn.id).panels}
+    assert "ROC AUC of the endpoint's newest window, estimated (CBPE) and realized" in titles
+    snapshots = [workspace.get_run(churn.id, s) for s in workspace.list_runs(churn.id)]
+    [newest] = sorted((s for s in snapshots if "estimated_performance" in s.tags), key=lambda s: s.timestamp)[
+        -1:
+    ]
+    return {r.metric_value_location.metric.params["column"]: r.value for r in newest.metric_results.values()}
 
 
 def _land_monthly_customers(project, seed: int) -> None:
@@ -140,6 +203,11 @@ def test_cbpe_sees_the_mix_move_before_outcomes_but_not_a_changed_world(tmp_path
         assert same["method"] == "CBPE" and same["labelled_rows"] == 0
         assert same["estimated_roc_auc_lower"] <= validated <= same["estimated_roc_auc_upper"]
 
+        # 300 of the customers are scored by the endpoint too (by key), before their outcomes arrive.
+        keys = project.lakehouse.read(project.table("churn_predictions"))["customerID"].head(300).tolist()
+        _ask_endpoint(project, keys)
+        time.sleep(1.1)  # outcomes are observed (to the second) after the answers
+
         # Outcomes of a world whose reasons to churn changed: the customers did not, so neither does
         # the estimate; only the realized figure shows it, below the band (what CBPE cannot see).
         write_outcomes(project.settings, 7043, 42, False, True, "changed_world.csv")
@@ -148,6 +216,19 @@ def test_cbpe_sees_the_mix_move_before_outcomes_but_not_a_changed_world(tmp_path
         changed = _whole(project, "roc_auc")
         assert changed["estimated"] == pytest.approx(same["estimated_roc_auc"])
         assert changed["labelled_rows"] == 7043 and changed["realized"] < changed["lower"], changed.to_dict()
+        # The endpoint's window alike: its estimate holds the validated figure, its realized one does not.
+        windows = project.lakehouse.read(project.table("churn_endpoint_estimated_performance"))
+        [window] = windows[(windows["slice"] == "all") & (windows["metric"] == "roc_auc")].itertuples()
+        assert window.model_version == "1" and window.method == "CBPE" and window.rows >= 300
+        assert window.lower <= validated <= window.upper, window
+        assert window.labelled_rows >= 300 and window.realized < window.lower, window
+        assert window.window_end - window.window_start == pd.Timedelta(hours=24)
+        assert {"contract", "gender"} <= set(windows["slice"])  # slices from the keys' features
+        shown = project.metadata("churn_estimated_performance")
+        assert shown["endpoint_windows"] == 1
+        assert shown["endpoint_estimated_roc_auc"] == pytest.approx(window.estimated)
+        assert shown["endpoint_realized_roc_auc"] == pytest.approx(window.realized)
+        assert _plotted_last(project)["endpoint_estimated_roc_auc"] == pytest.approx(window.estimated)
 
         # Only monthly customers this time, no outcome yet: the estimate falls below the validated figure.
         _land_monthly_customers(project, seed=9)

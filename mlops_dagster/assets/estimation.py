@@ -2,7 +2,7 @@
 
 Wiring only: CBPE, DLE, the groups and the history rows are in `ml/estimation.py`."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from dagster import (
@@ -66,7 +66,7 @@ def estimation_assets(settings: Settings):
 def estimate_performance(context: AssetExecutionContext, settings: Settings):
     """The `estimated_performance` asset: the champion's figures on the newest batch, estimated
     from its outputs, and realized beside them once outcomes judge the batch."""
-    from ..ml.estimation import history, per_group
+    from ..ml.estimation import CLASSIFICATION_ESTIMATES, REGRESSION_ESTIMATES, history, per_group
     from ..ml.performance import Judge
     from ..ml.problem import problem_type
     from .inference import NoChampionError
@@ -119,22 +119,37 @@ def estimate_performance(context: AssetExecutionContext, settings: Settings):
         description="The champion's performance estimated per scored batch, model version and slice group "
         "(CBPE or DLE, with a band), the realized figure beside it once outcomes judged the batch.",
     )
-    whole = rows[rows["slice"] == "all"]
+    windows = _endpoint_windows(
+        settings,
+        lakehouse,
+        session,
+        problem,
+        lambda part: per_group(part, settings.slices, mon.min_labelled_rows, measure),
+        judge,
+        base,
+        {str(champion.version): validated},
+    )
+    if len(windows):
+        lakehouse.write(
+            settings.table(settings.names.endpoint_estimates),
+            windows,
+            "append",
+            commit_info=commit_info(context),
+            description=f"Performance estimated per window of {mon.window_hours:g} hours of the endpoint's "
+            "answers, model version and slice group (CBPE or DLE, with a band), the realized figure of the "
+            "window beside it once outcomes judged its answers.",
+        )
+    whole, newest = rows[rows["slice"] == "all"], _newest_window(windows, str(champion.version))
+    plotted = CLASSIFICATION_ESTIMATES[0] if problem.classifies else REGRESSION_ESTIMATES[0]
     add_figures(
         settings.evidently_path,
         settings.name,
         "estimated_performance",
-        {
-            **{
-                f"estimated_{r.metric}{end}": getattr(r, col)
-                for r in whole.itertuples()
-                for end, col in _BAND
-            },
-            **{f"realized_{r.metric}": r.realized for r in whole.itertuples()},
-        },
+        {**_plotted(whole, ""), **_plotted(newest[newest["metric"] == plotted], "endpoint_")},
         settings.problem_type,
     )
-    yield from _results(context, settings, lakehouse, rows, str(champion.version), len(reference))
+    endpoint = _endpoint_metadata(windows, newest, metric)
+    yield from _results(context, settings, lakehouse, rows, str(champion.version), len(reference), endpoint)
 
 
 def _reference(settings: Settings, lakehouse: Lakehouse, session, champion, problem) -> "pd.DataFrame":
@@ -175,6 +190,90 @@ def _newest_batch(settings: Settings, lakehouse: Lakehouse, session) -> "pd.Data
         key,
     )
     return frame
+
+
+def _endpoint_windows(
+    settings: Settings, lakehouse: Lakehouse, session, problem, estimate, judge, base, validated
+):
+    """The endpoint's answers of the performance window (the newest `monitoring.sample_rows`
+    requests that named their key) estimated per served version and window of
+    `monitoring.window_hours`, with the window's realized figure once outcomes judged its answers.
+    The features of an answer (for DLE and the slices) are its key's newest in the feature table:
+    what a key-only request was scored with."""
+    import pandas as pd
+    from pyspark.sql import functions as F
+
+    from ..ml.estimation import window_history
+    from ..ml.feature_lookup import latest_per_key
+    from ..ml.performance import LABEL, SCORED_AT, labelled_predictions
+    from .performance import endpoint_answers
+
+    mon, ds, fs = settings.monitoring, settings.dataset, settings.features
+    answers = endpoint_answers(
+        settings, lakehouse, session, datetime.now(UTC) - timedelta(days=mon.performance_window_days)
+    )
+    if answers is None:
+        return pd.DataFrame()
+    answers = answers.withColumnRenamed(settings.score_column, SCORE)
+    keys = answers.select(ds.key).distinct()
+    features = lakehouse.read_spark(session, settings.table(settings.names.features)).join(
+        F.broadcast(keys), ds.key, "left_semi"
+    )
+    newest = latest_per_key(features, [ds.key], INGESTED_AT).select(ds.key, *fs.columns)
+    frame = answers.join(newest, ds.key, "left").toPandas()  # bounded: the newest sample_rows requests
+    labelled = pd.DataFrame()
+    truth = settings.table(settings.names.ground_truth)
+    if lakehouse.exists(truth):
+        labelled = (
+            labelled_predictions(
+                lakehouse.read_spark(session, truth),
+                answers,
+                ds.key,
+                ds.label,
+                mon.ground_truth.time_column,
+                mon.ground_truth.max_delay_days,
+                lambda column: problem.label(column, ds.positive_label),
+            )
+            .select(ds.key, LABEL, SCORE, "model_version", SCORED_AT)
+            .toPandas()
+        )  # at most the answers
+    metric = settings.validation.compare_metric
+    return window_history(
+        frame, labelled, mon.window_hours, mon.min_labelled_rows, estimate, judge, base, metric, validated
+    )
+
+
+def _newest_window(windows: "pd.DataFrame", champion: str) -> "pd.DataFrame":
+    """The whole-window rows (one per metric) of the champion's newest estimated endpoint window."""
+    if not len(windows):
+        return windows.assign(metric=[])
+    mine = windows[(windows["slice"] == "all") & (windows["model_version"] == champion)]
+    return mine[mine["window_start"] == mine["window_start"].max()]
+
+
+def _plotted(whole: "pd.DataFrame", prefix: str) -> dict[str, float]:
+    """The dashboard's figures of whole-batch (or whole-window) rows: each metric's estimate, its
+    band and the realized figure."""
+    return {
+        **{
+            f"{prefix}estimated_{r.metric}{end}": getattr(r, col)
+            for r in whole.itertuples()
+            for end, col in _BAND
+        },
+        **{f"{prefix}realized_{r.metric}": r.realized for r in whole.itertuples()},
+    }
+
+
+def _endpoint_metadata(windows: "pd.DataFrame", newest: "pd.DataFrame", metric: str) -> dict:
+    """How many endpoint windows were estimated, and the champion's newest one's figure."""
+    found = {"endpoint_windows": int(windows["window_start"].nunique()) if len(windows) else 0}
+    for row in newest[newest["metric"] == metric].itertuples():
+        found[f"endpoint_estimated_{metric}"] = MetadataValue.float(float(row.estimated))
+        found["endpoint_window_rows"] = int(row.rows)
+        found["endpoint_window_start"] = str(row.window_start)
+        if row.realized == row.realized:
+            found[f"endpoint_realized_{metric}"] = MetadataValue.float(float(row.realized))
+    return found
 
 
 def _estimator(settings: Settings, problem, reference: "pd.DataFrame"):
@@ -226,7 +325,13 @@ def _labelled(settings: Settings, lakehouse: Lakehouse, session, batch: "pd.Data
 
 
 def _results(
-    context, settings: Settings, lakehouse: Lakehouse, rows: "pd.DataFrame", version: str, reference: int
+    context,
+    settings: Settings,
+    lakehouse: Lakehouse,
+    rows: "pd.DataFrame",
+    version: str,
+    reference: int,
+    endpoint: dict,
 ):
     """The alert when the estimate fell too far, the metadata (plotted) and the warn check."""
     from ..ml.performance import drop
@@ -251,7 +356,9 @@ def _results(
         alert = raise_alert(lakehouse, settings, "estimated_decay", text, details, context.run.run_id)
         context.log.warning(f"estimated decay alert raised (webhook: {alert})")
     context.log.info(f"estimated performance: {text}")
-    yield MaterializeResult(metadata=_metadata(whole, version, reference, fell, decayed, alert))
+    yield MaterializeResult(
+        metadata={**_metadata(whole, version, reference, fell, decayed, alert), **endpoint}
+    )
     yield AssetCheckResult(
         check_name=ESTIMATE_CHECK,
         passed=not decayed,
@@ -295,5 +402,7 @@ def _description(settings: Settings) -> str:
         + f"), with a band of {mon.estimation_band:g} standard errors, overall and per slice group, on a seeded "
         f"sample of at most {mon.sample_rows:,} rows. Once outcomes judge the batch, the realized figure is "
         f"written beside the estimate. Appended to `{settings.table(settings.names.estimated_performance)}`. "
+        f"The endpoint's answers are estimated the same way per window of {mon.window_hours:g} hours and served "
+        f"version, into `{settings.table(settings.names.endpoint_estimates)}`. "
         "It sees changes of the inputs, not a world where the same inputs lead to other outcomes."
     )

@@ -210,13 +210,16 @@ def _predictions(settings: Settings, lakehouse: Lakehouse, session, since: datet
     (its inference table; the newest `monitoring.sample_rows` requests that named their key)."""
     log_table = settings.table(settings.names.prediction_log)
     batch = lakehouse.read_spark(session, log_table) if lakehouse.exists(log_table) else None
-    answered = _endpoint_answers(settings, lakehouse, session, since)
+    answered = endpoint_answers(settings, lakehouse, session, since)
     if batch is None:
         return answered
     return batch if answered is None else batch.unionByName(answered, allowMissingColumns=True)
 
 
-def _endpoint_answers(settings: Settings, lakehouse: Lakehouse, session, since: datetime):
+def endpoint_answers(settings: Settings, lakehouse: Lakehouse, session, since: datetime):
+    """The endpoint's answers since ``since`` to requests that named their key (the newest
+    `monitoring.sample_rows` requests), as predictions: a Spark frame of the key, the score column,
+    ``model_version``, ``scored_at``, ``model_name`` and ``source``; None when there are none."""
     from pyspark.sql import functions as F
 
     from ..ml.performance import endpoint_scores

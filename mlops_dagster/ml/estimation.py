@@ -221,3 +221,61 @@ def history(
     ]
     types = {"realized": "float64", "validated": "float64", "rows": "int64", "labelled_rows": "int64"}
     return pd.DataFrame(rows).astype(types)
+
+
+WINDOW_START = "window_start"
+
+
+def by_window(frame: pd.DataFrame, at: str, hours: float) -> list[tuple[str, pd.Timestamp, pd.DataFrame]]:
+    """``frame``'s rows per served model version and window of ``hours`` (each row's time ``at``
+    floored to a multiple of ``hours`` since the epoch, UTC): (version, window start, rows), in order."""
+    starts = pd.to_datetime(frame[at], utc=True).dt.floor(pd.Timedelta(hours=hours))
+    return [
+        (str(version), start, part.drop(columns=WINDOW_START))
+        for (version, start), part in frame.assign(**{WINDOW_START: starts}).groupby(
+            ["model_version", WINDOW_START], sort=True
+        )
+    ]
+
+
+def window_history(
+    answers: pd.DataFrame,
+    labelled: pd.DataFrame,
+    hours: float,
+    min_rows: int,
+    estimate,
+    judge,
+    base: dict,
+    metric: str,
+    validated: dict[str, float],
+) -> pd.DataFrame:
+    """The history rows of an endpoint's answers estimated per model version and window: each
+    window of ``answers`` (``model_version``, ``scored_at`` and what ``estimate`` reads) with at
+    least ``min_rows`` rows estimated by ``estimate(rows)`` (slice group -> estimates); the realized
+    figure of the whole window beside it from ``judge`` on the window's ``labelled`` answers (those
+    an outcome judged); the version's ``validated`` figure beside its ``metric``. Empty when no
+    window was estimated."""
+    realized = (
+        {(v, start): rows for v, start, rows in by_window(labelled, "scored_at", hours)}
+        if len(labelled)
+        else {}
+    )
+    parts = []
+    for version, start, rows in by_window(answers, "scored_at", hours):
+        if len(rows) < min_rows:
+            continue
+        judged = realized.get((version, start))
+        part = history(
+            estimate(rows),
+            {ALL: judge(judged)} if judged is not None else {},
+            {
+                **base,
+                "model_version": version,
+                WINDOW_START: start,
+                "window_end": start + pd.Timedelta(hours=hours),
+            },
+            metric,
+            validated.get(version),
+        )
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()

@@ -41,12 +41,20 @@ _PANELS = {
         "ROC AUC estimated before outcomes (CBPE), realized once they arrive": [
             ("MeanValue", {"column": f"{kind}roc_auc{end}"}, legend) for kind, end, legend in _ESTIMATE_LINES
         ],
+        "ROC AUC of the endpoint's newest window, estimated (CBPE) and realized": [
+            ("MeanValue", {"column": f"endpoint_{kind}roc_auc{end}"}, legend)
+            for kind, end, legend in _ESTIMATE_LINES
+        ],
     },
     "regression": {
         "RMSE on outcomes": [("RMSE", {}, "RMSE")],
         "MAE on outcomes": [("MAE", {}, "MAE")],
         "RMSE estimated before outcomes (DLE), realized once they arrive": [
             ("MeanValue", {"column": f"{kind}rmse{end}"}, legend) for kind, end, legend in _ESTIMATE_LINES
+        ],
+        "RMSE of the endpoint's newest window, estimated (DLE) and realized": [
+            ("MeanValue", {"column": f"endpoint_{kind}rmse{end}"}, legend)
+            for kind, end, legend in _ESTIMATE_LINES
         ],
     },
 }

@@ -130,6 +130,11 @@ class Names:
         return f"{self.use_case}_estimated_performance"
 
     @property
+    def endpoint_estimates(self) -> str:
+        """The history table of the performance estimated per window of the endpoint's answers."""
+        return f"{self.use_case}_endpoint_estimated_performance"
+
+    @property
     def data_quality(self) -> str:
         """The asset profiling each ingested batch, and its history table."""
         return f"{self.use_case}_data_quality"

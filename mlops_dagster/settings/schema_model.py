@@ -93,7 +93,8 @@ class MonitoringSettings(SettingsModel):
     """What "current" data is: the newest landing batch, or what the endpoint was asked to score
     (its inference table) over the last `window_hours`."""
     window_hours: float = Field(24, gt=0)
-    """How far back the inference table is read when `current` is `inference_table`."""
+    """The endpoint's window: how far back the inference table is read when `current` is
+    `inference_table`, and the length of the windows whose answers are estimated one by one."""
     ground_truth: GroundTruthSettings = GroundTruthSettings()
     """Outcome files and how they are matched to predictions."""
     max_performance_drop: float = Field(0.05, ge=0)
