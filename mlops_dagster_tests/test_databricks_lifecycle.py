@@ -226,3 +226,50 @@ def _serverless_steps_run_in_our_environment_and_report_through_a_volume(lifecyc
     assert billed > 0
     assert metadata["cost_actual_window"] == pytest.approx(billed * 0.35 + 2.0 * 0.07, abs=1e-5)
     assert "| not estimated |" in metadata["report"]
+
+
+def test_databricks_monitors_profile_the_prediction_log_and_are_read_back(lifecycle):
+    """In every mode the performance step makes the prediction log's inference-log monitor and starts
+    a refresh; the emulator's refresh profiles the real table, and the next performance run reads
+    the newest window back into its metadata. (Last in the module: it launches one more step.)"""
+    import time
+
+    import pandas as pd
+
+    ws = lifecycle.ws
+    settings, log_table = ws.settings, ws.table("churn_prediction_log")
+    monitor = ws.emulator.monitors[log_table]
+    assert monitor["inference_log"] == {
+        "timestamp_col": "scored_at",
+        "granularities": ["1 day"],
+        "model_id_col": "model_version",
+        "prediction_col": "prediction",
+        "prediction_proba_col": "churn_probability",
+        "problem_type": "PROBLEM_TYPE_CLASSIFICATION",
+    }
+    assert monitor["slicing_exprs"] == settings.slices and settings.slices
+    assert monitor["output_schema_name"] == f"{settings.catalog}.{settings.schema_}"
+    shown = _materialization(lifecycle, "churn_model_performance").event_specific_data.materialization
+    assert "| created |" in shown.metadata["databricks_monitors"].value  # made by this mode's run
+    deadline = time.monotonic() + 60
+    while ws.emulator.refreshes[log_table][-1]["state"] in ("PENDING", "RUNNING"):
+        assert time.monotonic() < deadline, "the monitor's refresh did not finish in 60 s"
+        time.sleep(0.2)
+    assert ws.emulator.refreshes[log_table][-1]["state"] == "SUCCESS"
+
+    out = ws.materialize("churn_model_performance")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    with ws.instance() as instance:
+        [record] = instance.fetch_materializations(
+            AssetKey(["churn", "churn_model_performance"]), limit=1
+        ).records
+        metadata = {k: v.value for k, v in record.asset_materialization.metadata.items()}
+    assert "| exists |" in metadata["databricks_monitors"]
+    log = ws.lakehouse.read(log_table)
+    day = pd.to_datetime(log["scored_at"], utc=True).dt.floor("1D")
+    newest = log[day == day.max()]
+    assert metadata["monitor_predictions"] == len(newest)
+    for served, rows in newest.groupby("model_version"):
+        assert metadata[f"monitor_prediction_mean_v{served}"] == pytest.approx(rows["prediction"].mean())
+    profile = ws.lakehouse.read(monitor["profile_metrics_table_name"])
+    assert set(profile["slice_key"].dropna()) == set(settings.slices)

@@ -103,6 +103,7 @@ class Workspace:
             project=self.project if serving else None,
             # The "cluster" processes' temporary files, for the tests to see what they leave behind.
             run_env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TMPDIR": str(self.cluster_tmp)},
+            tables_root=root / "lakehouse",  # the target's tables, which its monitors profile
         )
         self.emulator.put_secret("mlops", "token", TOKEN)
         self.emulator.add_warehouse(WAREHOUSE)

@@ -1,9 +1,9 @@
 """Resources per target: decided once here, so asset code never asks where it runs.
 
-``local``: delta-rs tables, local Spark, MLflow on SQLite, the local gateway, every step in the
-Dagster process. Databricks targets: Unity Catalog tables through Spark, ``databricks`` /
-``databricks-uc`` MLflow, Databricks serving endpoints, and every step that touches data launched
-on a job cluster by the step launcher (the Dagster process only orchestrates).
+``local``: delta-rs tables, local Spark, MLflow on SQLite, the local gateway, Evidently as the only
+monitor, every step in the Dagster process. Databricks targets: Unity Catalog tables through Spark,
+``databricks`` / ``databricks-uc`` MLflow, Databricks serving endpoints and monitors, and every step
+that touches data launched on Databricks compute (the Dagster process only orchestrates).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from .registry import ModelRegistry
 from .serving import LocalServingBackend, ServingBackend
 from .spark import SparkResource
 from .step_launcher import StepLauncherParam
+from .table_monitors import NoTableMonitors
 from .unity_catalog import UnityCatalogLakehouse
 
 __all__ = [
@@ -77,10 +78,12 @@ def build_resources(project: Project) -> dict[str, Any]:
             ),
             "landing_volume": LocalLandingVolume(),
             "billing": NoBilling(),
+            "table_monitors": NoTableMonitors(),
         }
     from .databricks import DatabricksServingBackend, step_launcher_resource
     from .landing import DatabricksLandingVolume
     from .section_config import to_config
+    from .table_monitors import DatabricksTableMonitors
 
     databricks = to_config(settings.databricks)
     return {
@@ -96,4 +99,5 @@ def build_resources(project: Project) -> dict[str, Any]:
         "billing": DatabricksBilling(
             databricks=databricks, target=settings.target, warehouse_id=settings.cost.warehouse_id
         ),
+        "table_monitors": DatabricksTableMonitors(databricks=databricks),
     }

@@ -82,6 +82,21 @@ class GroundTruthSettings(LandingFormat):
     """Whether retraining learns from outcomes too, each with its key's features as of `time_column`."""
 
 
+class DatabricksMonitorSettings(SettingsModel):
+    """Databricks' own monitors (data profiling) on the prediction log and the inference table."""
+
+    enabled: bool = True
+    """On Databricks targets, the performance asset creates each table's monitor when missing,
+    starts a refresh and reads its profile metrics back (no effect on `local`)."""
+    granularities: list[str] = Field(default_factory=lambda: ["1 day"], min_length=1)
+    """The monitors' time windows (Databricks' granularities: "1 hour", "1 day", "1 week", ...)."""
+    assets_dir: str = "/Shared/mlops_dagster/monitors"
+    """The workspace folder of the monitors' dashboards (one folder per table under it)."""
+    wait_seconds: int = Field(0, ge=0)
+    """How long the performance asset waits for the refresh it starts (0: it reads the metrics of
+    the newest finished refresh, and the new one is read by the next run)."""
+
+
 class MonitoringSettings(SettingsModel):
     """Drift, decay and fairness: how the champion and its data are watched."""
 
@@ -119,6 +134,8 @@ class MonitoringSettings(SettingsModel):
     max_slice_gaps: dict[str, dict[str, float]] = Field(default_factory=dict)
     """Per slice judged for fairness, the largest gap allowed between two of its groups, per metric
     (e.g. gender: {recall: 0.1, positive_rate: 0.1})."""
+    databricks_monitor: DatabricksMonitorSettings = DatabricksMonitorSettings()
+    """Databricks targets: its monitors on the prediction log and the inference table."""
 
 
 class ServingSettings(SettingsModel):

@@ -31,6 +31,14 @@ served on 127.0.0.1 (random port) by a real HTTP server, doing the work for real
   instance's creator gets a login role owning ``databricks_postgres``, and each credential is a new
   random password of that role, so only the newest token logs in. ``current_user.me`` names the
   identity of the token (``USER_NAME``).
+- Monitors (Unity Catalog quality monitors 2.1): create / get / run a refresh / get a refresh.
+  A monitor needs its table, read with delta-rs under ``tables_root`` (where the emulated target
+  keeps its tables); a refresh really profiles it and writes ``<table>_profile_metrics`` in the
+  output schema: per window of each granularity, model id (inference-log profiles), slice (the
+  whole table, and each value of a column named in ``slicing_exprs``) and column, a subset of
+  Databricks' columns (``window``, ``granularity``, ``log_type``, ``slice_key``, ``slice_value``,
+  ``column_name``, ``data_type``, ``count``, ``num_nulls``, ``percent_null``, ``avg``, ``min``,
+  ``max``, ``stddev``; ``:table`` is the whole row). No drift metrics table and no dashboard.
 - Secrets for ``dbutils.secrets.get``; a bearer token every call must carry.
 - Faults: ``fail_next_calls`` (429 / 500 / 503 for the next N calls), ``fail_next_run``,
   ``slow_runs`` (runs wait in PENDING, like a cluster starting).
@@ -96,6 +104,7 @@ class DatabricksEmulator:
         project=None,
         run_env: dict[str, str] | None = None,
         volumes: list[Path] | None = None,
+        tables_root: Path | None = None,
     ):
         self.root = Path(root)
         self.dbfs_root = self.root / "dbfs"
@@ -104,6 +113,9 @@ class DatabricksEmulator:
         self.project = project
         self.run_env = dict(run_env or {})
         self.volumes = [Path(v).resolve() for v in volumes or []]  # folders the Files API may list
+        self.tables_root = tables_root  # catalog/schema/table folders of the target's Delta tables
+        self.monitors: dict[str, dict[str, Any]] = {}  # table -> MonitorInfo
+        self.refreshes: dict[str, list[dict[str, Any]]] = {}  # table -> its refreshes, newest last
         self.runs: dict[int, EmulatedRun] = {}
         self.secrets: dict[str, dict[str, str]] = {}
         self.permissions: dict[tuple[str, str], list[dict]] = {}
@@ -292,6 +304,21 @@ class DatabricksEmulator:
             Route("/api/2.0/database/instances/{name}", api(self._get_database_instance), methods=["GET"]),
             Route("/api/2.0/database/credentials", api(self._database_credential), methods=["POST"]),
             Route("/api/2.0/preview/scim/v2/Me", api(lambda p: {"userName": USER_NAME}), methods=["GET"]),
+            Route(
+                "/api/2.1/unity-catalog/tables/{table}/monitor",
+                api(self._monitor),
+                methods=["GET", "POST"],
+            ),
+            Route(
+                "/api/2.1/unity-catalog/tables/{table}/monitor/refreshes",
+                api(self._run_refresh),
+                methods=["POST"],
+            ),
+            Route(
+                "/api/2.1/unity-catalog/tables/{table}/monitor/refreshes/{refresh_id}",
+                api(self._get_refresh),
+                methods=["GET"],
+            ),
             Route("/api/2.0/sql/statements/", api(self._statement), methods=["POST"]),
             Route("/api/2.0/sql/statements/{statement_id}", api(self._get_statement), methods=["GET"]),
         ]
@@ -727,6 +754,73 @@ class DatabricksEmulator:
         expires = datetime.now(UTC) + timedelta(hours=1)
         return {"token": token, "expiration_time": expires.isoformat().replace("+00:00", "Z")}
 
+    # ---- monitors (data profiling) ------------------------------------------------------------------
+    def _table_path(self, name: str) -> Path | None:
+        from deltalake import DeltaTable
+
+        path = Path(self.tables_root, *name.split(".")) if self.tables_root and name.count(".") == 2 else None
+        return path if path is not None and DeltaTable.is_deltatable(str(path)) else None
+
+    def _monitor(self, p):
+        table = p["table"]
+        if p["_method"] == "GET":
+            if table not in self.monitors:
+                raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Monitor for table '{table}' does not exist.")
+            return self.monitors[table]
+        if self._table_path(table) is None:
+            raise ApiError(404, "TABLE_DOES_NOT_EXIST", f"Table '{table}' does not exist.")
+        if table in self.monitors:
+            raise ApiError(409, "RESOURCE_ALREADY_EXISTS", f"Monitor for table '{table}' already exists.")
+        profiles = [k for k in ("inference_log", "time_series", "snapshot") if k in p]
+        if len(profiles) != 1 or not p.get("output_schema_name") or not p.get("assets_dir"):
+            raise ApiError(
+                400,
+                "INVALID_PARAMETER_VALUE",
+                "a monitor needs assets_dir, output_schema_name and one profile type",
+            )
+        short = table.rsplit(".", 1)[1]
+        self.monitors[table] = {
+            **{k: p[k] for k in ("assets_dir", "output_schema_name", profiles[0]) if k in p},
+            "slicing_exprs": p.get("slicing_exprs", []),
+            "table_name": table,
+            "status": "MONITOR_STATUS_ACTIVE",
+            "monitor_version": "1",
+            "profile_metrics_table_name": f"{p['output_schema_name']}.{short}_profile_metrics",
+            "drift_metrics_table_name": f"{p['output_schema_name']}.{short}_drift_metrics",
+            "dashboard_id": f"emulated-dashboard-{next(self._ids)}",
+        }
+        return self.monitors[table]
+
+    def _run_refresh(self, p):
+        monitor = self._monitor({"table": p["table"], "_method": "GET"})
+        refresh = {
+            "refresh_id": next(self._ids),
+            "state": "PENDING",
+            "start_time_ms": int(time.time() * 1000),
+        }
+        self.refreshes.setdefault(p["table"], []).append(refresh)
+        threading.Thread(target=self._refresh, args=(monitor, refresh), daemon=True).start()
+        return refresh
+
+    def _get_refresh(self, p):
+        for refresh in self.refreshes.get(p["table"], []):
+            if str(refresh["refresh_id"]) == p["refresh_id"]:
+                return refresh
+        raise ApiError(404, "RESOURCE_DOES_NOT_EXIST", f"Refresh {p['refresh_id']} does not exist.")
+
+    def _refresh(self, monitor: dict[str, Any], refresh: dict[str, Any]) -> None:
+        from deltalake import write_deltalake
+
+        refresh["state"] = "RUNNING"
+        try:
+            profile = monitor_profile(self._table_path(monitor["table_name"]), monitor)
+            target = Path(self.tables_root, *monitor["profile_metrics_table_name"].split("."))
+            write_deltalake(str(target), profile, mode="overwrite", schema_mode="overwrite")
+            refresh["state"] = "SUCCESS"
+        except Exception as exc:  # the refresh fails, as Databricks reports it
+            refresh["state"], refresh["message"] = "FAILED", f"{type(exc).__name__}: {exc}"
+        refresh["end_time_ms"] = int(time.time() * 1000)
+
     # ---- billing -------------------------------------------------------------------------------
     def _bill(self, run: EmulatedRun) -> None:
         """The usage record of a run's cluster time (a new cluster: its tags; an existing one: all-purpose)."""
@@ -925,6 +1019,87 @@ class DatabricksEmulator:
                 "no stderr"
             ]
             self._finish(run, "TERMINATED", "FAILED", f"Workload failed: {tail[0]}")
+
+
+_GRANULARITY = {"5 minutes": "5min", "30 minutes": "30min", "1 hour": "1h", "1 day": "1D", "1 week": "7D"}
+
+
+def monitor_profile(table: Path, monitor: dict[str, Any]):
+    """A monitor's profile metrics of a whole Delta table, as an Arrow table (see the module's doc)."""
+    import pandas as pd
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    frame = DeltaTable(str(table)).to_pandas()
+    kind = next(k for k in ("inference_log", "time_series") if k in monitor)
+    spec = monitor[kind]
+    model_id = spec.get("model_id_col")
+    at = pd.to_datetime(frame[spec["timestamp_col"]], utc=True)
+    measured = [c for c in frame.columns if c != spec["timestamp_col"]]
+    slices = [(None, None, frame.index)] + [
+        (column, str(value), part.index)
+        for column in monitor.get("slicing_exprs", [])
+        for value, part in frame.groupby(column)
+    ]
+    rows = []
+    for granularity in spec["granularities"]:
+        width = pd.Timedelta(_GRANULARITY[granularity])
+        starts = at.dt.floor(width)
+        for slice_key, slice_value, index in slices:
+            part = frame.loc[index].assign(_start=starts.loc[index])
+            groups = [model_id, "_start"] if model_id else ["_start"]
+            for keys, group in part.groupby(groups):
+                start = keys[-1]
+                base = {
+                    "window": {"start": start.to_pydatetime(), "end": (start + width).to_pydatetime()},
+                    "granularity": granularity,
+                    "log_type": "INPUT",
+                    "slice_key": slice_key,
+                    "slice_value": slice_value,
+                    **({model_id: str(keys[0])} if model_id else {}),
+                }
+                rows.append({**base, "column_name": ":table", "data_type": "table", "count": len(group)})
+                for column in measured:
+                    values = group[column]
+                    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+                    stats = values.astype(float).agg(["mean", "min", "max", "std"]) if numeric else None
+                    rows.append(
+                        {
+                            **base,
+                            "column_name": column,
+                            "data_type": str(values.dtype),
+                            "count": int(values.count()),
+                            "num_nulls": int(values.isna().sum()),
+                            "percent_null": float(values.isna().mean() * 100),
+                            **(
+                                {
+                                    "avg": stats["mean"],
+                                    "min": stats["min"],
+                                    "max": stats["max"],
+                                    "stddev": stats["std"],
+                                }
+                                if numeric
+                                else {}
+                            ),
+                        }
+                    )
+    fields = [
+        pa.field(
+            "window", pa.struct([("start", pa.timestamp("us", "UTC")), ("end", pa.timestamp("us", "UTC"))])
+        ),
+        pa.field("granularity", pa.string()),
+        pa.field("log_type", pa.string()),
+        pa.field("slice_key", pa.string()),
+        pa.field("slice_value", pa.string()),
+        *([pa.field(model_id, pa.string())] if model_id else []),
+        pa.field("column_name", pa.string()),
+        pa.field("data_type", pa.string()),
+        pa.field("count", pa.int64()),
+        pa.field("num_nulls", pa.int64()),
+        pa.field("percent_null", pa.float64()),
+        *(pa.field(name, pa.float64()) for name in ("avg", "min", "max", "stddev")),
+    ]
+    return pa.Table.from_pylist(rows, schema=pa.schema(fields))
 
 
 class ApiError(Exception):
