@@ -79,6 +79,35 @@ def test_spark_connect_an_unreachable_server_is_named_with_the_fix(tmp_path):
     assert "mlops spark-connect start" in out
 
 
+_UC_PROBE = """
+import json, sys
+from pyspark.sql import SparkSession
+from mlops_dagster.resources.unity_catalog import UnityCatalogLakehouse
+
+url, table = sys.argv[1], "spark_catalog.default.sensor_probe"
+lake = UnityCatalogLakehouse(staging_root="/unused", spark_config={"spark.remote": url})
+before = lake.exists(table)
+SparkSession.builder.remote(url).create().range(3).write.saveAsTable(table)
+print(json.dumps({"before": before, "after": lake.exists(table)}))
+"""
+
+
+def test_spark_connect_outside_databricks_compute_needs_a_server_and_never_shows_its_token(monkeypatch):
+    from mlops_dagster.resources.spark import connect_session
+    from mlops_dagster.resources.unity_catalog import UnityCatalogLakehouse
+
+    monkeypatch.delenv("SPARK_REMOTE", raising=False)
+    with pytest.raises(
+        RuntimeError, match="this process .* has none: set SPARK_REMOTE to a Databricks Connect URL"
+    ):
+        UnityCatalogLakehouse(staging_root="/unused").exists("main.mlops.churn_features")
+    url = f"sc://127.0.0.1:{free_port()}/;use_ssl=false;token=dapi-never-shown"
+    with pytest.raises(RuntimeError) as refused:  # nothing listens there: refused before any session
+        connect_session(url)
+    assert "no Spark Connect server answers at sc://127.0.0.1:" in str(refused.value)
+    assert "dapi-never-shown" not in str(refused.value) and "parameters not shown" in str(refused.value)
+
+
 def test_spark_connect_the_cli_starts_finds_and_stops_the_homes_server(tmp_path):
     home, port = tmp_path / "home", free_port()
     env = _env(home)
@@ -94,6 +123,17 @@ def test_spark_connect_the_cli_starts_finds_and_stops_the_homes_server(tmp_path)
         json.loads((home / "spark-connect" / "server.json").read_text())["url"]
     ).endswith(str(port))
     assert "running at" in mlops("status").stdout
+    # Reads from outside Databricks compute (a sensor in the daemon, `mlops lineage`) go through the
+    # target's Spark Connect server: the Unity Catalog lakehouse finds a table the server holds.
+    probe = subprocess.run(
+        [sys.executable, "-c", _UC_PROBE, f"sc://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert json.loads(probe.stdout.splitlines()[-1]) == {"before": False, "after": True}
     assert "Spark Connect server stopped" in mlops("stop").stdout
     assert "not running" in mlops("status").stdout
 

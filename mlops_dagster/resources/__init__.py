@@ -48,7 +48,9 @@ def build_resources(project: Project) -> dict[str, Any]:
         "lakehouse": (
             LocalLakehouse(root=str(settings.root / "lakehouse"))
             if settings.root
-            else UnityCatalogLakehouse(staging_root=f"{settings.io_path}/_staging")
+            else UnityCatalogLakehouse(
+                staging_root=f"{settings.io_path}/_staging", spark_config=settings.spark
+            )
         ),
         "spark": SparkResource(spark_config=settings.spark),
         "online_store": build_online_store(settings),

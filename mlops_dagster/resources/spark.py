@@ -31,6 +31,24 @@ _sessions: dict[str, SparkSession] = {}  # this process's Spark Connect sessions
 _connecting = threading.Lock()
 
 
+def spark_remote(spark_config: dict[str, str]) -> str | None:
+    """The Spark Connect server of a target (``spark.remote`` in the ``spark`` settings, or
+    pyspark's ``SPARK_REMOTE``, where a URL holding a token belongs), if any."""
+    return spark_config.get("spark.remote") or os.environ.get("SPARK_REMOTE") or None
+
+
+def shown_url(url: str) -> str:
+    """A Spark Connect URL without its parameters (``;token=...`` is a secret), safe to show."""
+    return url.split(";", 1)[0] + ("; parameters not shown" if ";" in url else "")
+
+
+def _without_secrets(text: str) -> str:
+    """``text`` with any ``token=...`` of a Spark Connect URL masked."""
+    import re
+
+    return re.sub(r"(token=)[^;\s]+", r"\1***", text)
+
+
 class SparkResource(ConfigurableResource):
     """The SparkSession assets compute with."""
 
@@ -38,9 +56,8 @@ class SparkResource(ConfigurableResource):
 
     @property
     def remote(self) -> str | None:
-        """The Spark Connect server steps use instead of a session of their own (``spark.remote``
-        in the ``spark`` settings, or pyspark's ``SPARK_REMOTE``), if any."""
-        return self.spark_config.get("spark.remote") or os.environ.get("SPARK_REMOTE") or None
+        """The Spark Connect server steps use instead of a session of their own, if any."""
+        return spark_remote(self.spark_config)
 
     @property
     def _local(self) -> bool:
@@ -96,7 +113,7 @@ class SparkResource(ConfigurableResource):
 
         remote = self.remote
         if remote:
-            return _connect(remote)
+            return connect_session(remote)
         # Python workers must run this interpreter (the project's venv), not whatever is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         config = dict(self.spark_config)
@@ -113,7 +130,7 @@ class SparkResource(ConfigurableResource):
         return spark
 
 
-def _connect(url: str) -> SparkSession:
+def connect_session(url: str) -> SparkSession:
     """This process's Spark Connect session to ``url`` (one per server: ``getOrCreate`` would hand
     back a session to whichever server came first), with a clear error when nothing answers there."""
     from pyspark.errors import PySparkException
@@ -128,9 +145,9 @@ def _connect(url: str) -> SparkSession:
             spark.range(1).collect()  # Connect is lazy: the first call tells whether the server answers
         except (PySparkException, OSError) as exc:
             raise RuntimeError(
-                f"no Spark Connect server answers at {url} (spark.remote): start one with "
+                f"no Spark Connect server answers at {shown_url(url)} (spark.remote): start one with "
                 f"`mlops spark-connect start`, or remove spark.remote to start Spark in the run "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+                f"({type(exc).__name__}: {_without_secrets(str(exc).splitlines()[0] if str(exc) else '')})"
             ) from None
         # Ended before the interpreter's own exit, while the server still answers: a client left
         # open releases its work on the server at exit, and retries for minutes if it is gone.

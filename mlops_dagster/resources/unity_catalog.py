@@ -44,16 +44,34 @@ def _sql_string(value: str) -> str:
 
 
 class UnityCatalogLakehouse(Lakehouse):
-    """Unity Catalog tables by three-level name, on the cluster's SparkSession."""
+    """Unity Catalog tables by three-level name, on the cluster's SparkSession; outside Databricks
+    compute (a sensor in the daemon, ``mlops lineage``), through the target's Spark Connect server
+    (Databricks Connect)."""
 
     # A folder on a Unity Catalog volume (``/Volumes/<catalog>/<schema>/io/_staging``): the driver
     # and every executor reach it, so Spark tasks can stage files there.
     staging_root: str
+    spark_config: dict[str, str] = {}
+    """The target's ``spark`` settings: ``spark.remote`` (or ``SPARK_REMOTE``) for reads from outside
+    Databricks compute."""
 
     def _spark(self) -> SparkSession:
         from pyspark.sql import SparkSession
 
-        return SparkSession.builder.getOrCreate()
+        from .databricks import on_databricks_cluster
+        from .spark import connect_session, spark_remote
+
+        if on_databricks_cluster():
+            return SparkSession.builder.getOrCreate()
+        remote = spark_remote(self.spark_config)
+        if remote is None:
+            raise RuntimeError(
+                "Unity Catalog tables are read on Databricks compute, and this process (a sensor in the "
+                "daemon, or the mlops command) has none: set SPARK_REMOTE to a Databricks Connect URL "
+                "(sc://<workspace host>:443/;use_ssl=true;token=<token>;x-databricks-cluster-id=<cluster id>) "
+                "where Dagster runs"
+            )
+        return connect_session(remote)
 
     def exists(self, name):
         if is_path(name):
