@@ -22,6 +22,7 @@ from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION
 from ..runtime.progress import Progress
 from ..settings import Settings, reported_metrics
+from .databricks_monitors import databricks_monitors
 from .metadata import commit_info, markdown_table
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def judge_model_performance(context: AssetExecutionContext, settings: Settings, 
 
     lakehouse: Lakehouse = context.resources.lakehouse
     champion = context.resources.registry.for_use_case(settings).by_alias(CHAMPION)
-    monitors = _monitors(context, settings)
+    monitors = databricks_monitors(context, settings)
     reason = _nothing_to_judge(settings, lakehouse, champion)
     if reason:
         context.log.info(f"model performance: {reason}")
@@ -117,67 +118,6 @@ def judge_model_performance(context: AssetExecutionContext, settings: Settings, 
         }
     )
     yield from _check_results(evaluation, checks)
-
-
-def _monitors(context: AssetExecutionContext, settings: Settings) -> dict:
-    """Databricks' monitors of the prediction log and the inference table (none on `local`): each
-    made when missing, a refresh started, and the newest window of its profile metrics read back
-    (those of the newest finished refresh). A table not written yet has no monitor yet."""
-    from ..resources.table_monitors import monitor_specs
-
-    cfg, lakehouse = settings.monitoring.databricks_monitor, context.resources.lakehouse
-    lines, figures = [], {}
-    for spec in monitor_specs(settings) if cfg.enabled else []:
-        if not lakehouse.exists(spec.table):
-            continue
-        monitored = context.resources.table_monitors.refresh(
-            spec, f"{settings.catalog}.{settings.schema_}", cfg.assets_dir, cfg.wait_seconds
-        )
-        if monitored is None:
-            return {}
-        newest = _newest_profile(context, lakehouse, monitored.profile_metrics_table, spec)
-        rows = newest["rows"] if newest else {}
-        lines.append(
-            {
-                "table": spec.table,
-                "monitor": "created" if monitored.created else "exists",
-                "refresh started": f"{monitored.refresh_state} ({monitored.refresh_id})",
-                "newest window": str(newest["window_start"]) if newest else "no metrics yet",
-                "rows per model version": ", ".join(f"{m}: {n:,}" for m, n in sorted(rows.items())) or "-",
-            }
-        )
-        kind = "predictions" if spec.inference else "requests"
-        if newest:
-            figures[f"monitor_{kind}"] = sum(rows.values())
-            for model, mean in newest["mean"].items():
-                figures[f"monitor_prediction_mean_v{model}"] = MetadataValue.float(mean)
-        context.log.info(f"Databricks monitor of {spec.table}: refresh {monitored.refresh_state}")
-    if not lines:
-        return {}
-    return {"databricks_monitors": markdown_table(lines), **figures}
-
-
-def _newest_profile(context, lakehouse: Lakehouse, table: str, spec) -> dict | None:
-    """The newest window of a monitor's profile metrics (whole table, no slice), or None before its
-    first refresh finished. Spark reads it; one window's few rows come back."""
-    if not lakehouse.exists(table):
-        return None
-    from pyspark.sql import functions as F
-
-    from ..ml.monitor_metrics import TABLE, newest_window
-
-    prediction = spec.inference.get("prediction_col")
-    profile = lakehouse.read_spark(context.resources.spark.session(), table).where(
-        F.col("slice_key").isNull() & F.col("column_name").isin(TABLE, prediction or TABLE)
-    )
-    start = profile.agg(F.max("window.start")).first()[0]
-    if start is None:
-        return None
-    return newest_window(
-        profile.where(F.col("window.start") == start).toPandas(),
-        spec.inference.get("model_id_col"),
-        prediction,
-    )
 
 
 def _nothing_to_judge(settings: Settings, lakehouse: Lakehouse, champion) -> str | None:
