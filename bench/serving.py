@@ -416,6 +416,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds before each measurement")
     parser.add_argument("--soak-seconds", type=float, default=60.0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary project (logs, tables)")
+    parser.add_argument(
+        "--model-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="our gateway's serving.model_processes (default: a process per core, as MLServer's workers)",
+    )
     parser.add_argument("--client", nargs=2, metavar=("SPEC", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
@@ -429,7 +435,9 @@ def main() -> None:
     gateway_port, mlflow_port = _free_port(), _free_port()
     while mlflow_port == gateway_port:
         mlflow_port = _free_port()
-    conf.write_text(f"serving:\n  port: {gateway_port}\n  host: {HOST}\n")
+    conf.write_text(
+        f"serving:\n  port: {gateway_port}\n  host: {HOST}\n  model_processes: {args.model_processes}\n"
+    )
     env = {
         **os.environ,
         "MLOPS_HOME": str(home),
@@ -652,6 +660,7 @@ def main() -> None:
                 "url": ours_url,
                 "capture": True,
                 "server": "mlops serve (uvicorn, uvloop, httptools, 1 process)",
+                "model_processes": args.model_processes,
             },
             "mlflow": {
                 "url": f"{mlflow_url}/invocations",

@@ -4,6 +4,8 @@ real Delta inference table: routing, batching, config swaps, failures and captur
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import urllib.error
@@ -47,6 +49,14 @@ class CountingModel:
         return self.model.predict_proba(frame[["x", "y"]].to_numpy(dtype=float))
 
 
+class ProcessModel(CountingModel):
+    """Answers the id of the process that scored each row as the positive class's "probability"."""
+
+    def predict_proba(self, frame: pd.DataFrame):
+        time.sleep(self.delay)
+        return np.array([[0.0, float(os.getpid())]] * len(frame))
+
+
 class BrokenModel:
     def predict_proba(self, frame):
         raise ValueError("weights file is corrupt")
@@ -61,7 +71,14 @@ class Server:
     """A gateway on a free 127.0.0.1 port; its calls carry a manage token made as `mlops token
     create --scope manage` makes one (``auth="none"``: the gateway wants none)."""
 
-    def __init__(self, tmp_path, models: dict[str, object], features=None, auth: str = "token"):
+    def __init__(
+        self,
+        tmp_path,
+        models: dict[str, object],
+        features=None,
+        auth: str = "token",
+        model_processes: int = 1,
+    ):
         self.models = models  # version -> model; features: endpoint -> OnlineFeatures
         self.tokens = TokenStore(tmp_path / "state")
         self.token = self.tokens.create("manage")[1] if auth == "token" else None
@@ -80,6 +97,7 @@ class Server:
             max_body_bytes=4096,
             seed=7,
             features=features,
+            model_processes=model_processes,
         )
         self.port = free_port()
         guard = Guard(self.tokens if auth == "token" else None, "127.0.0.1")
@@ -110,6 +128,7 @@ class Server:
     def __exit__(self, *exc):
         self.server.should_exit = True
         self.thread.join(30)
+        self.gateway.close()
 
     @property
     def url(self) -> str:
@@ -428,3 +447,20 @@ def test_mlflow_invocations_scores_on_the_only_endpoint_and_names_them_when_ther
             "/invocations is ambiguous: this gateway serves 2 endpoints (ep, other); POST to "
             "one of /serving-endpoints/ep/invocations, /serving-endpoints/other/invocations"
         )
+
+
+def test_model_processes_score_batches_at_once_and_a_killed_one_is_started_again(tmp_path):
+    with Server(tmp_path, {"1": ProcessModel(delay=0.2)}, model_processes=2) as server:
+        server.deploy({"1": 100}, create=True)
+        workers = set(server.gateway.processes.pids())
+        assert len(workers) == 2 and os.getpid() not in workers
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: server.invoke([(i, 0.0)]), range(16)))
+        assert [status for status, _, _ in answers] == [200] * 16
+        scored_by = {int(body["predictions"][0][1]) for _, body, _ in answers}
+        assert scored_by == workers  # both processes scored, at once (each batch sleeps 0.2 s)
+
+        os.kill(next(iter(workers)), signal.SIGKILL)
+        statuses = [server.invoke([(1.0, 0.0)])[0] for _ in range(4)]
+        assert statuses.count(200) >= 3 and statuses[-1] == 200  # at most the batch it held fails
+        assert len(set(server.gateway.processes.pids()) - workers) == 1  # started again

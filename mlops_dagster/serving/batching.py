@@ -4,6 +4,7 @@ queued for it together, one model call serving every request that arrived while 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -25,22 +26,34 @@ class LoadedModel:
 
 
 class Batcher:
-    """Scores queued requests for one model together, one model call at a time."""
+    """Scores queued requests for one model together: up to ``parallel`` model calls at a time
+    (each serving every request that queued while the others ran), by ``score(rows)`` (blocking,
+    e.g. a model worker process) or, without it, in this process."""
 
-    def __init__(self, model: LoadedModel, executor: ThreadPoolExecutor, max_rows: int = 4096):
+    def __init__(
+        self,
+        model: LoadedModel,
+        executor: ThreadPoolExecutor,
+        max_rows: int = 4096,
+        score: Callable[[list[list[Any]]], list] | None = None,
+        parallel: int = 1,
+    ):
         self.model, self.names, self.executor, self.max_rows = (
             model,
             [c.name for c in model.columns],
             executor,
             max_rows,
         )
+        self.score, self.parallel = score, parallel
         self.queue: list[tuple[list[list[Any]], asyncio.Future]] = []
-        self.running = False
+        self.running = 0
 
     def _predict(self, rows: list[list[Any]]) -> list:
         import pandas as pd
         import sklearn
 
+        if self.score is not None:
+            return self.score(rows)
         frame = pd.DataFrame(rows, columns=self.names)
         # A fitted model and inputs already checked against its signature: skip sklearn's
         # per-call parameter validation and finiteness scan (the imputers handle missing values).
@@ -50,8 +63,8 @@ class Batcher:
     async def predict(self, rows: list[list[Any]]) -> list:
         future = asyncio.get_running_loop().create_future()
         self.queue.append((rows, future))
-        if not self.running:
-            self.running = True
+        if self.running < self.parallel:
+            self.running += 1
             asyncio.get_running_loop().create_task(self._drain())
         return await future
 
@@ -79,4 +92,4 @@ class Batcher:
                         future.set_result(scores[offset : offset + len(rows)])
                     offset += len(rows)
         finally:
-            self.running = False
+            self.running -= 1

@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from .batching import Batcher, LoadedModel
 from .capture import InferenceCapture
 from .endpoints import MAX_QUEUED_REQUESTS, Config, Endpoint, ServedModel, check_name, validate_spec
 from .features import OnlineFeatures
+from .model_processes import ModelProcesses
 from .payload import BadRequest, Column, parse_rows
 
 log = logging.getLogger(__name__)
@@ -54,15 +56,18 @@ class Gateway:
         features: dict[str, OnlineFeatures] | None = None,
         max_queued_requests: int = MAX_QUEUED_REQUESTS,
         queue_bounds: dict[str, int] | None = None,
+        model_processes: int = 1,
     ):
         """``max_queued_requests``: each endpoint's bound on requests held at once, unless
-        ``queue_bounds`` names the endpoint (each use case's own ``serving.max_queued_requests``)."""
+        ``queue_bounds`` names the endpoint (each use case's own ``serving.max_queued_requests``).
+        ``model_processes`` > 1: batches are scored by that many worker processes at once."""
         self.loader, self.capture, self.capture_table = loader, capture, capture_table
         self.max_queued_requests, self.queue_bounds = max_queued_requests, queue_bounds or {}
         self.state_file, self.max_body_bytes, self.max_rows = state_file, max_body_bytes, max_rows
         self.endpoints: dict[str, Endpoint] = {}
         self.rng = random.Random(seed)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self.processes = ModelProcesses(model_processes) if model_processes > 1 else None
+        self.executor = ThreadPoolExecutor(max_workers=model_processes, thread_name_prefix="predict")
         # Online feature lookups (per endpoint: each use case its own) wait on a store, never on the event loop.
         self.features = features or {}
         self.lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="features") if features else None
@@ -90,11 +95,22 @@ class Gateway:
                     raise ValueError(f"{len(scores)} predictions for {len(loaded.example)} rows")
             except Exception as exc:
                 raise RuntimeError(f"smoke test of {ename} version {eversion} failed: {exc}") from exc
-            served[name] = ServedModel(name, ename, eversion, loaded, Batcher(loaded, self.executor))
+            served[name] = ServedModel(
+                name, ename, eversion, loaded, self._batcher(loaded, f"{ename}/{eversion}")
+            )
         version = (endpoint.active.version + 1) if endpoint.active else 1
         routes = [(r["served_model_name"], r["traffic_percentage"]) for r in spec["traffic_config"]["routes"]]
         shadows = [(s["served_model_name"], s["mirror_percentage"]) for s in spec["shadow_routes"]]
         return Config(version, spec, served, [r for r in routes if r[1] > 0], shadows)
+
+    def _batcher(self, loaded: LoadedModel, key: str) -> Batcher:
+        """The model's batcher: scoring in this process, or in the worker processes (given a copy)."""
+        if self.processes is None:
+            return Batcher(loaded, self.executor)
+        self.processes.add(key, loaded.model, loaded.predict_method, [c.name for c in loaded.columns])
+        return Batcher(
+            loaded, self.executor, score=partial(self.processes.predict, key), parallel=self.processes.count
+        )
 
     async def _apply(self, endpoint: Endpoint, spec: dict[str, Any]) -> None:
         try:
@@ -300,6 +316,8 @@ class Gateway:
         if self.capture is not None:
             self.capture.close()
         self.executor.shutdown(wait=True)
+        if self.processes is not None:
+            self.processes.close()
         if self.lookups is not None:
             self.lookups.shutdown(wait=True)
             for store in {id(f.store): f.store for f in self.features.values()}.values():

@@ -113,6 +113,7 @@ def build_gateway(project: Project) -> Gateway:
         features=features,
         max_queued_requests=cfg.max_queued_requests,
         queue_bounds={u.serving.endpoint: u.serving.max_queued_requests for u in project.use_cases},
+        model_processes=cfg.model_processes,
     )
 
 

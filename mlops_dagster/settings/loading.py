@@ -83,7 +83,7 @@ PROJECT_WIDE = {
     "spark": None,
     "databricks": None,
     "mlflow": ("tracking_uri", "registry_uri"),
-    "serving": ("host", "port"),
+    "serving": ("host", "port", "model_processes"),
     "feature_store": ("online_store",),
     "cost": None,
 }

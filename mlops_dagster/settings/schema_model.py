@@ -157,6 +157,10 @@ class ServingSettings(SettingsModel):
     """The address the local gateway listens on."""
     auth: Literal["token", "none"] = "token"
     """token: every call to the local gateway's APIs needs `Authorization: Bearer` (mlops token create); none: no token, allowed only on a loopback host (the gateway refuses to start otherwise)."""
+    model_processes: int = Field(1, ge=1, le=64)
+    """The local gateway's scoring processes: 1 scores in the gateway's own process; N > 1 spawns N
+    worker processes that each hold every served model and score batches at the same time (a core
+    each), while the gateway's process parses, routes and captures."""
     port: int = Field(8765, ge=0, le=65535)
     """The local gateway's port; 0: any free port, chosen when it starts."""
     capture_batch_size: int = Field(2000, ge=1)
