@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 
 from dagster import MetadataValue
 
-from ..ml.estimation import SCORE
 from ..resources.lakehouse import Lakehouse
 from ..settings import INGESTED_AT, Settings
 from .metadata import commit_info
 
 if TYPE_CHECKING:
     import pandas as pd
+
+SCORE = "_score"  # the model's output column, as the estimators read a frame (estimation.py's too)
 
 
 def estimate_endpoint(context, settings: Settings, problem, estimate, judge, base: dict, validated: dict):

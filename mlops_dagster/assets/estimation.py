@@ -16,14 +16,13 @@ from dagster import (
     asset,
 )
 
-from ..ml.estimation import SCORE
 from ..monitoring.alerts import raise_alert
 from ..monitoring.evidently_workspace import add_figures
 from ..resources.lakehouse import Lakehouse
 from ..resources.registry import CHAMPION
 from ..runtime.executor import IMPORTS_TAG
 from ..settings import INGESTED_AT, Settings
-from .endpoint_estimation import endpoint_metadata, estimate_endpoint, newest_window
+from .endpoint_estimation import SCORE, endpoint_metadata, estimate_endpoint, newest_window
 from .metadata import commit_info
 
 if TYPE_CHECKING:

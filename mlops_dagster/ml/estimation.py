@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-SCORE = "_score"  # the model's output column, as the estimators read a frame
 CLASSIFICATION_ESTIMATES = ("roc_auc", "precision", "recall", "accuracy")
 REGRESSION_ESTIMATES = ("rmse", "mae")
 

@@ -70,6 +70,9 @@ def start(home: Path, port: int = DEFAULT_PORT, ui_port: int = 0, timeout: float
         "spark.pyspark.python": sys.executable,
         "spark.ui.port": str(ui_port or _free_port()),
         "spark.sql.session.timeZone": "UTC",
+        # Tables made through the server without a path belong to the home, not to whatever folder
+        # the process that started it ran in.
+        "spark.sql.warehouse.dir": str(folder / "warehouse"),
     }
     command = [str(spark_home / "bin" / "spark-submit"), "--class", SERVER_CLASS, "--master", "local[*]"]
     command += ["--name", f"mlops Spark Connect ({home})"]
@@ -84,7 +87,7 @@ def start(home: Path, port: int = DEFAULT_PORT, ui_port: int = 0, timeout: float
     log = folder / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=folder, start_new_session=True
         )
     deadline = time.monotonic() + timeout
     while not _answers(port):
