@@ -44,11 +44,8 @@ class MonitorSpec:
 class Monitored:
     """A table's monitor after ``refresh``: where its metrics are, and the refresh it started."""
 
-    table: str
     created: bool
     profile_metrics_table: str
-    drift_metrics_table: str
-    dashboard_id: str | None
     refresh_id: str | None
     refresh_state: str
 
@@ -152,11 +149,8 @@ class DatabricksTableMonitors(TableMonitors):
             time.sleep(min(5.0, max(deadline - time.monotonic(), 0.1)))
             refresh = monitors.get_refresh(spec.table, str(refresh.refresh_id))
         return Monitored(
-            spec.table,
             created,
             info.profile_metrics_table_name,
-            info.drift_metrics_table_name,
-            info.dashboard_id,
             str(refresh.refresh_id) if refresh.refresh_id is not None else None,
             refresh.state.value if refresh.state else "UNKNOWN",
         )

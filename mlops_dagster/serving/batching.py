@@ -25,6 +25,18 @@ class LoadedModel:
         return getattr(self.model, self.predict_method)(frame)
 
 
+def score_rows(model: Any, method: str, names: list[str], rows: list[list[Any]]) -> list:
+    """``rows`` (columns ``names``) scored by ``model``'s ``method``, in this process. A fitted model
+    and inputs already checked against its signature: scikit-learn's per-call parameter validation
+    and finiteness scan are skipped (the imputers handle missing values)."""
+    import pandas as pd
+    import sklearn
+
+    frame = pd.DataFrame(rows, columns=names)
+    with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
+        return getattr(model, method)(frame).tolist()
+
+
 class Batcher:
     """Scores queued requests for one model together: up to ``parallel`` model calls at a time
     (each serving every request that queued while the others ran), by ``score(rows)`` (blocking,
@@ -49,16 +61,9 @@ class Batcher:
         self.running = 0
 
     def _predict(self, rows: list[list[Any]]) -> list:
-        import pandas as pd
-        import sklearn
-
         if self.score is not None:
             return self.score(rows)
-        frame = pd.DataFrame(rows, columns=self.names)
-        # A fitted model and inputs already checked against its signature: skip sklearn's
-        # per-call parameter validation and finiteness scan (the imputers handle missing values).
-        with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            return self.model.predict(frame).tolist()
+        return score_rows(self.model.model, self.model.predict_method, self.names, rows)
 
     async def predict(self, rows: list[list[Any]]) -> list:
         future = asyncio.get_running_loop().create_future()

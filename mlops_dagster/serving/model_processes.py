@@ -18,8 +18,7 @@ from typing import Any
 
 def _serve(conn) -> None:
     """A worker: load models, score batches, until told to stop (or its gateway is gone)."""
-    import pandas as pd
-    import sklearn
+    from .batching import score_rows
 
     models: dict[str, tuple[Any, str, list[str]]] = {}
     while True:
@@ -34,12 +33,8 @@ def _serve(conn) -> None:
             models[message[1]] = pickle.loads(message[2])
             conn.send(("ok", None))
             continue
-        model, method, names = models[message[1]]
         try:
-            frame = pd.DataFrame(message[2], columns=names)
-            # As in the gateway's own process: inputs are checked against the signature already.
-            with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-                conn.send(("ok", getattr(model, method)(frame).tolist()))
+            conn.send(("ok", score_rows(*models[message[1]], message[2])))
         except Exception as exc:  # the model failed on this batch: its callers hear why
             conn.send(("error", f"{type(exc).__name__}: {exc}"))
 
