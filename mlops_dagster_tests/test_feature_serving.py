@@ -8,7 +8,8 @@ import pytest
 
 from mlops_dagster.resources.postgres_online_store import PostgresOnlineStore
 from mlops_dagster.resources.sqlite_online_store import SqliteOnlineStore
-from mlops_dagster.serving.features import OnlineFeatures, OnlineLookup
+from mlops_dagster.serving.features import OnlineFeatures
+from mlops_dagster.serving.keyed_model import Lookup
 
 from .test_gateway import CountingModel, Server
 
@@ -24,7 +25,7 @@ def server(request, tmp_path, monkeypatch):
         monkeypatch.setenv("TEST_SERVING_DSN", request.getfixturevalue("postgres_dsn"))
         store = PostgresOnlineStore(dsn_env="TEST_SERVING_DSN")
     store.publish(TABLE, POINTS, ["id"], delta_version=2)
-    features = OnlineFeatures(store, [OnlineLookup(TABLE, ["id"], ["id"], ["x", "y"])])
+    features = OnlineFeatures(store, [Lookup(TABLE, ["id"], ["id"], ["x", "y"])])
     with Server(tmp_path, {"1": CountingModel()}, {"ep": features}) as server:
         server.deploy({"1": 100}, create=True)
         yield server
@@ -80,3 +81,34 @@ def test_unknown_keys_get_a_404_naming_them(server):
     assert status == 400 and "id must be a string or integer" in body["message"]
     captured = server.captured()
     assert sorted(captured["status_code"].value_counts().items()) == [(400, 2), (404, 1)]
+
+
+def test_a_keyed_model_without_an_online_store_scores_full_rows_and_says_what_key_only_rows_need(
+    tmp_path,
+):
+    """The keyed pyfunc flavor (``keyed_model``) as MLflow loads it: rows with every feature are
+    the pipeline's; rows it cannot complete get an error that says what to send."""
+    import mlflow.pyfunc
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+    from sklearn.linear_model import LogisticRegression
+
+    from mlops_dagster.serving import keyed_model
+
+    pipeline = LogisticRegression().fit(POINTS[["x", "y"]], [1, 0, 1])
+    lookups = [Lookup(TABLE, ["id"], ["id"], ["x", "y"], "ml__fs__points")]
+    keyed_model.save_model(
+        str(tmp_path / "model"),
+        Model(),
+        online_lookups=keyed_model.conf(["x", "y"], lookups, None),
+        sk_model=pipeline,
+        serialization_format="skops",
+        pyfunc_predict_fn="predict_proba",
+    )
+    model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    rows = pd.DataFrame({"y": [1.0, -3.0], "x": [2.0, -1.0]})
+    assert model.predict(rows).tolist() == pipeline.predict_proba(rows[["x", "y"]]).tolist()
+    with pytest.raises(MlflowException, match="no online store to look them up in"):
+        model.predict(pd.DataFrame({"id": ["up"]}))
+    with pytest.raises(MlflowException, match=r"rows lack the features \['y'\] and the entity key"):
+        model.predict(pd.DataFrame({"x": [1.0]}))

@@ -284,11 +284,10 @@ def _log_run(
     """Log parameters, metrics, the training rows as input, plots, the model and tags to the active
     MLflow run; returns the logged model's info."""
     import mlflow
-    from mlflow.models import infer_signature
 
-    from ..ml.training import LABEL, model_requirements, run_params, skops_trusted_types
+    from ..ml.training import LABEL, run_params
 
-    training_table, columns = settings.table(settings.names.training_set), settings.features.columns
+    training_table = settings.table(settings.names.training_set)
     context.resources.mlflow.log_params(
         run_params(
             settings,
@@ -306,16 +305,7 @@ def _log_run(
             fitted.test[LABEL], scores, plots_dir, settings.inference.decision_threshold
         ):
             mlflow.log_artifact(str(path), artifact_path="plots")
-    pipeline, example = fitted.pipeline, fitted.train[columns].head(5)
-    info = mlflow.sklearn.log_model(
-        pipeline,
-        name="model",
-        signature=infer_signature(example, getattr(pipeline, problem.predict_method)(example)),
-        input_example=example,
-        pyfunc_predict_fn=problem.predict_method,
-        skops_trusted_types=skops_trusted_types(pipeline),
-        pip_requirements=model_requirements(),
-    )
+    info = _log_model(settings, problem, fitted)
     mlflow.set_tags(
         {
             "mlops.stage": "training",
@@ -325,6 +315,51 @@ def _log_run(
         }
     )
     return info
+
+
+def _log_model(settings: Settings, problem, fitted: _Fitted):
+    """Log the fitted pipeline as the run's model: MLflow's sklearn flavor, signature, example and
+    declared requirements. A use case with online lookups logs it through ``keyed_model``, whose
+    pyfunc answers rows that carry only their entity key; with a Lakebase online store the model
+    names the instance as a Databricks resource, so Model Serving gives it credentials."""
+    import mlflow
+    from mlflow.models import Model, infer_signature
+
+    from ..ml.training import model_requirements, skops_trusted_types
+    from ..serving import keyed_model
+    from ..serving.features import online_lookups
+
+    pipeline, columns = fitted.pipeline, settings.features.columns
+    example = fitted.train[columns].head(5)
+    args = {
+        "name": "model",
+        "signature": infer_signature(example, getattr(pipeline, problem.predict_method)(example)),
+        "input_example": example,
+        "pyfunc_predict_fn": problem.predict_method,
+        "skops_trusted_types": skops_trusted_types(pipeline),
+    }
+    lookups = online_lookups(settings)
+    if not lookups:
+        return mlflow.sklearn.log_model(pipeline, pip_requirements=model_requirements(), **args)
+    store = settings.feature_store.online_store
+    lakebase = None
+    if store.kind == "lakebase":
+        from mlflow.models.resources import DatabricksLakebase
+
+        lakebase = {k: getattr(store, k) for k in ("instance", "database", "port", "sslmode")}
+        args["resources"] = [DatabricksLakebase(database_instance_name=store.instance)]
+    rules = settings.dataset.columns  # a request key is a label column: its type is in the contract
+    keys = {k: rules[k].type if k in rules else "string" for x in lookups for k in x.request_key}
+    args["signature"].inputs = keyed_model.optional_inputs(args["signature"].inputs.inputs, keys)
+    return Model.log(
+        artifact_path=None,
+        flavor=keyed_model,
+        flavor_name="sklearn",
+        sk_model=pipeline,
+        online_lookups=keyed_model.conf(columns, lookups, lakebase),
+        pip_requirements=model_requirements(keyed_model.REQUIREMENTS if lakebase else ()),
+        **args,
+    )
 
 
 def _log_training_input(

@@ -215,12 +215,13 @@ def rows_digest(training_set: str, version: int, seed: int, max_rows: int, rows:
 _MODEL_LIBRARIES = ("mlflow", "scikit-learn", "skops", "numpy", "scipy", "pandas")
 
 
-def model_requirements() -> list[str]:
-    """The logged model's pip requirements. Declared rather than left to MLflow, which infers them
-    by loading the model in a subprocess (about 6 s) and picks up whatever else that imports."""
+def model_requirements(extra: tuple[str, ...] = ()) -> list[str]:
+    """The logged model's pip requirements (``extra``: libraries its own code needs besides).
+    Declared rather than left to MLflow, which infers them by loading the model in a subprocess
+    (about 6 s) and picks up whatever else that imports."""
     from importlib.metadata import version
 
-    return [f"{name}=={version(name)}" for name in _MODEL_LIBRARIES]
+    return [f"{name}=={version(name)}" for name in (*_MODEL_LIBRARIES, *extra)]
 
 
 # What loading a logged model imports, in another process (MLflow's pyfunc loader, scikit-learn, skops).

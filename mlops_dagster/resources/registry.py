@@ -219,12 +219,20 @@ class ModelRegistry(ConfigurableResource):
         from mlflow.artifacts import download_artifacts
         from mlflow.models import Model
 
+        from ..serving.keyed_model import CONF
+
         uri = self.client().get_model_version_download_uri(self.model_name, str(version))
         local = download_artifacts(artifact_uri=uri)
         mlmodel = Model.load(local)
         if mlmodel.signature is None:
             raise ValueError(f"{self.model_name} version {version} has no signature: serving needs one")
-        columns = [(c.name, c.type.name) for c in mlmodel.signature.inputs.inputs]
+        # A keyed model's signature also names its entity keys: the gateway scores its features.
+        features = mlmodel.flavors.get("python_function", {}).get(CONF, {}).get("columns")
+        columns = [
+            (c.name, c.type.name)
+            for c in mlmodel.signature.inputs.inputs
+            if features is None or c.name in features
+        ]
         example = mlmodel.load_input_example(local)
         rows = example[[name for name, _ in columns]].values.tolist() if example is not None else []
         predict_fn = mlmodel.flavors.get("python_function", {}).get("predict_fn", "predict")

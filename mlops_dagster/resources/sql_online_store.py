@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import PrivateAttr
 
+from ..serving.keyed_model import quote, select_by_key
 from .online_store import OnlineStore, OnlineTableNotFoundError, PublishInfo, online_table_name
 
 if TYPE_CHECKING:
@@ -22,11 +23,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 CATALOG = "mlops_online_tables"  # which feature tables are published, from which Delta version
-
-
-def quote(identifier: str) -> str:
-    """A SQL identifier in double quotes (the same in SQLite and PostgreSQL)."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _batches(rows) -> pa.RecordBatchReader:
@@ -214,30 +210,19 @@ class SqlOnlineStore(OnlineStore, ABC):
         return _Transaction(conn)
 
     def lookup(self, table, keys, values, features):
-        if not values:
-            return {}
-        online, p = online_table_name(table), self.placeholder
-        selected = ", ".join(quote(c) for c in [*keys, *features])
-        if len(keys) == 1:
-            where = f"{quote(keys[0])} IN ({', '.join([p] * len(values))})"
-            params = [v[0] for v in values]
-        else:
-            row = "(" + ", ".join([p] * len(keys)) + ")"
-            where = f"({', '.join(map(quote, keys))}) IN (VALUES {', '.join([row] * len(values))})"
-            params = [part for v in values for part in v]
-        sql = f"SELECT {selected} FROM {quote(online)} WHERE {where}"
-        with self._lock:
-            try:
-                rows = self._query(sql, params)
-            except Exception as exc:
-                if self._missing_table(exc):
-                    raise OnlineTableNotFoundError(
-                        f"feature table {table} is not in the online store ({self.describe()}): "
-                        "materialize its online asset (<name>_features_online) first"
-                    ) from None
-                raise
-        n = len(keys)
-        return {tuple(r[:n]): dict(zip(features, r[n:])) for r in rows}
+        def query(sql: str, params: list) -> list[tuple]:
+            with self._lock:
+                try:
+                    return self._query(sql, params)
+                except Exception as exc:
+                    if self._missing_table(exc):
+                        raise OnlineTableNotFoundError(
+                            f"feature table {table} is not in the online store ({self.describe()}): "
+                            "materialize its online asset (<name>_features_online) first"
+                        ) from None
+                    raise
+
+        return select_by_key(query, online_table_name(table), keys, values, features, self.placeholder)
 
     def _query(self, sql: str, params: list) -> list[tuple]:
         cur = self._connection().cursor()
