@@ -63,7 +63,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 RUNTIME_VERSION = "15.4.x-emulator"
 DBU_PER_NODE_HOUR = {"i3.xlarge": 1.0, "i3.2xlarge": 2.0}  # the emulated workspace's own rates
@@ -991,34 +991,99 @@ class DatabricksEmulator:
             "spark_conf": (run.cluster or {}).get("spark_conf") or {},
             "cluster_id": f"emulated-{run.run_id}",
         }
-        # PYTHONPATH: the cluster's runtime imports this checkout's package, like the code under test.
-        keep = ("PATH", "HOME", "JAVA_HOME", "LANG", "TMPDIR", "PYTHONPATH")
-        env = {k: os.environ[k] for k in keep if k in os.environ}
+        env = {k: os.environ[k] for k in KEPT_ENV if k in os.environ}
         env.update(self.run_env)
         env.update((run.cluster or {}).get("spark_env_vars") or {})  # Pipes' bootstrap parameters among them
         env["DATABRICKS_RUNTIME_VERSION"] = RUNTIME_VERSION
-        with open(run.stdout_path, "wb") as out, open(run.stderr_path, "wb") as err:
-            process = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("databricks_runtime.py"))],
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=err,
-                cwd=workdir,
-                env=env,
-                start_new_session=True,
-            )
-            run.pid = process.pid
-            run.life_cycle_state, run.ran_from = "RUNNING", int(time.time() * 1000)
-            process.communicate(json.dumps(spec).encode())  # secrets travel on stdin, never on disk
+        # The run's own process, forked by the shared cluster pool; secrets travel on its pipe.
+        pool = ClusterPool.shared()
+        run.pid = pool.start(
+            {
+                "spec": spec,
+                "env": env,
+                "workdir": str(workdir),
+                "stdout": run.stdout_path,
+                "stderr": run.stderr_path,
+            }
+        )
+        run.life_cycle_state, run.ran_from = "RUNNING", int(time.time() * 1000)
+        returncode = pool.wait(run.pid)
         if run.cancel_requested:
             self._finish(run, "TERMINATED", "CANCELED", "Run cancelled.")
-        elif process.returncode == 0:
+        elif returncode == 0:
             self._finish(run, "TERMINATED", "SUCCESS", "")
         else:
             tail = Path(run.stderr_path).read_text(errors="replace").strip().splitlines()[-1:] or [
                 "no stderr"
             ]
             self._finish(run, "TERMINATED", "FAILED", f"Workload failed: {tail[0]}")
+
+
+# What a run's process keeps of this one's environment. PYTHONPATH: the cluster's runtime imports
+# this checkout's package, like the code under test.
+KEPT_ENV = ("PATH", "HOME", "JAVA_HOME", "LANG", "TMPDIR", "PYTHONPATH")
+
+
+class ClusterPool:
+    """The emulator's clusters: ``databricks_runtime.py --serve``, which imports what every run
+    imports once and forks each run's process. One per test process, shared by its emulators and
+    started on the first run (it outlives them; it stops when this process ends)."""
+
+    _shared: ClassVar[ClusterPool | None] = None
+    _guard = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> ClusterPool:
+        with cls._guard:
+            if cls._shared is None or cls._shared.closed:
+                cls._shared = cls()
+            return cls._shared
+
+    def __init__(self):
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("databricks_runtime.py")), "--serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env={k: os.environ[k] for k in KEPT_ENV if k in os.environ},
+            start_new_session=True,
+        )
+        self.closed, self._ids, self._changed = False, itertools.count(1), threading.Condition()
+        self._pids: dict[int, int] = {}  # task id -> its process
+        self._exits: dict[int, int] = {}  # process -> exit code (negative: the signal)
+        threading.Thread(target=self._read, name="cluster-pool", daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            message = json.loads(line)
+            with self._changed:
+                if "id" in message:
+                    self._pids[message["id"]] = message["pid"]
+                else:
+                    self._exits[message["pid"]] = message["exit"]
+                self._changed.notify_all()
+        with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
+    def _wait_for(self, found) -> None:
+        self._changed.wait_for(lambda: found() or self.closed)
+        if not found():
+            raise RuntimeError(f"the emulator's cluster pool exited ({self.process.poll()})")
+
+    def start(self, task: dict[str, Any]) -> int:
+        """Fork a process for ``task`` (spec, env, workdir, stdout, stderr); its process id."""
+        with self._changed:
+            task_id = next(self._ids)
+            self.process.stdin.write((json.dumps({**task, "id": task_id}) + "\n").encode())
+            self.process.stdin.flush()
+            self._wait_for(lambda: task_id in self._pids)
+            return self._pids.pop(task_id)
+
+    def wait(self, pid: int) -> int:
+        """The exit code of a process ``start`` forked, once it ends."""
+        with self._changed:
+            self._wait_for(lambda: pid in self._exits)
+            return self._exits.pop(pid)
 
 
 _GRANULARITY = {"5 minutes": "5min", "30 minutes": "30min", "1 hour": "1h", "1 day": "1D", "1 week": "7D"}

@@ -1,9 +1,15 @@
 """The emulator's cluster: runs one ``spark_python_task`` as the Databricks runtime does.
 
-Reads its task from stdin (file, parameters, DBFS root, secrets), starts a local SparkSession,
-maps ``/dbfs/...`` parameters and files opened under ``/dbfs/`` onto the emulator's DBFS root, puts ``spark``, ``sc`` and ``dbutils``
-into the script's globals and runs the script as ``__main__``. Exit code 0 is SUCCESS; an
-exception's traceback goes to stderr and the run FAILS, as on a cluster.
+Takes its task (file, parameters, DBFS root, secrets), starts a local SparkSession, maps
+``/dbfs/...`` parameters and files opened under ``/dbfs/`` onto the emulator's DBFS root, puts
+``spark``, ``sc`` and ``dbutils`` into the script's globals and runs the script as ``__main__``.
+Exit code 0 is SUCCESS; an exception's traceback goes to stderr and the run FAILS, as on a cluster.
+
+``python databricks_runtime.py`` runs the task it reads from stdin. ``--serve`` is the emulator's
+pool of clusters: it imports the libraries every task imports once, then forks a fresh process per
+task it is sent (its own session, environment, working folder, output files and Spark), so a run
+does not spend seconds importing what a cluster's image has ready. It reports each task's process
+id and then its exit code, one JSON line each; it never forks with a second thread alive.
 """
 
 from __future__ import annotations
@@ -11,9 +17,25 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import selectors
 import shutil
 import sys
 from pathlib import Path
+
+# What every task imports (Dagster, Pipes, MLflow, pandas, Arrow, scikit-learn, PySpark, delta-rs,
+# databricks-sdk): imported once by the pool, shared by each forked task. Nothing of the project,
+# whose settings a task reads from its own environment.
+PRELOADED = (
+    "dagster",
+    "dagster_pipes",
+    "mlflow",
+    "pandas",
+    "pyarrow",
+    "sklearn.pipeline",
+    "pyspark.sql",
+    "deltalake",
+    "databricks.sdk",
+)
 
 
 class _Secrets:
@@ -82,8 +104,7 @@ def mount_dbfs(to_local) -> None:
     builtins.open = io.open = open_mounted
 
 
-def main() -> None:
-    spec = json.loads(sys.stdin.read())
+def run_task(spec: dict) -> None:
     root = spec["dbfs_root"]
 
     def to_local(path: str) -> str:
@@ -132,6 +153,93 @@ def main() -> None:
         )
     finally:
         spark.stop()
+
+
+def _exit_code(exc: SystemExit) -> int:
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _run_forked(task: dict) -> None:
+    """In the forked process: become the task's own process (session, folder, environment, stdin
+    and output files, random state), run it, and exit with its code. Never returns."""
+    code = 1
+    try:
+        import atexit
+        import random
+        import tempfile
+        import traceback
+
+        os.setsid()
+        os.chdir(task["workdir"])
+        os.environ.clear()
+        os.environ.update(task["env"])
+        for fd, path, flags in (
+            (0, os.devnull, os.O_RDONLY),
+            (1, task["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+            (2, task["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+        ):
+            opened = os.open(path, flags, 0o644)
+            os.dup2(opened, fd)
+            os.close(opened)
+        random.seed()
+        tempfile.tempdir = None  # the task's TMPDIR, not the one the pool's imports may have read
+        try:
+            run_task(task["spec"])
+            code = 0
+        except SystemExit as exc:
+            code = _exit_code(exc)
+        except BaseException:
+            traceback.print_exc()
+        atexit._run_exitfuncs()  # what a process's normal exit runs (Spark's gateway, MLflow's runs)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def serve() -> None:
+    """The pool: one task per JSON line on stdin, ``{"id", "pid"}`` when forked and
+    ``{"pid", "exit"}`` when it ends, on stdout. Stops when stdin closes (the emulator is gone)."""
+    import importlib
+
+    for name in PRELOADED:
+        importlib.import_module(name)
+    selector = selectors.DefaultSelector()
+    selector.register(0, selectors.EVENT_READ)
+    pending, running = b"", set()
+
+    def say(message: dict) -> None:
+        os.write(1, (json.dumps(message) + "\n").encode())
+
+    while True:
+        if selector.select(timeout=0.05):
+            chunk = os.read(0, 1 << 20)
+            if not chunk:
+                return
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                task = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    _run_forked(task)
+                running.add(pid)
+                say({"id": task["id"], "pid": pid})
+        while running:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            running.discard(pid)
+            say({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
+
+
+def main() -> None:
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        run_task(json.loads(sys.stdin.read()))
 
 
 if __name__ == "__main__":
