@@ -117,6 +117,10 @@ def _client_class(serverless: bool):
                         "(databricks.max_wait_seconds): it was cancelled and the step failed"
                     )
             run = self.client.jobs.get_run(run_id)
+            if run.state is None:  # what dagster-databricks' own poll refuses too, said plainly
+                raise Failure(
+                    f"Databricks run {run_id} has no state in jobs.get_run: see it in the workspace"
+                )
             self._grant_cluster(run)
             return run.state
 

@@ -54,11 +54,11 @@ class Progress:
 
             if is_remote():
                 self.spark = None  # Spark Connect: no job groups or stage status from the client
-        if self.spark is not None:
-            # Spark keeps a job group per Python thread: jobs this thread starts from here are ours.
-            context = self.spark.sparkContext
-            self._previous = {key: context.getLocalProperty(key) for key in _JOB_GROUP_PROPERTIES}
-            context.setJobGroup(self._group, self.what)
+            else:
+                # Spark keeps a job group per Python thread: jobs this thread starts from here are ours.
+                context = self.spark.sparkContext
+                self._previous = {key: context.getLocalProperty(key) for key in _JOB_GROUP_PROPERTIES}
+                context.setJobGroup(self._group, self.what)
         self._thread.start()
         return self
 
