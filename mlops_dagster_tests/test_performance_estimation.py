@@ -228,6 +228,7 @@ def test_cbpe_sees_the_mix_move_before_outcomes_but_not_a_changed_world(tmp_path
         assert shown["endpoint_windows"] == 1
         assert shown["endpoint_estimated_roc_auc"] == pytest.approx(window.estimated)
         assert shown["endpoint_realized_roc_auc"] == pytest.approx(window.realized)
+        assert shown["endpoint_estimated_drop"] == pytest.approx(validated - window.estimated)
         assert _plotted_last(project)["endpoint_estimated_roc_auc"] == pytest.approx(window.estimated)
 
         # Only monthly customers this time, no outcome yet: the estimate falls below the validated figure.

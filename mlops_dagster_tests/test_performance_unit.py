@@ -22,6 +22,7 @@ from mlops_dagster.ml.performance import (
     count_judged,
     decay,
     endpoint_scores,
+    estimated_drops,
     evaluate,
     gap_text,
     history,
@@ -169,6 +170,16 @@ def test_decay_is_the_drop_from_the_validation_figure_whichever_way_the_metric_p
     assert decay(None, "rmse", 10.0) is None  # no prediction of the version was judged
     assert decay(Figures(3, {}, "too few"), "rmse", 10.0) is None
     assert decay(Figures(200, {"rmse": 8.0}), "rmse", None) is None  # no validation figure recorded
+
+
+def test_each_estimate_is_judged_against_the_validated_figure_and_missing_ones_are_not():
+    estimates = {"batch": 0.80, "endpoint window": 0.70, "nowhere": None}
+    assert estimated_drops("roc_auc", 0.84, estimates) == pytest.approx(
+        {"batch": 0.04, "endpoint window": 0.14}
+    )
+    assert estimated_drops("rmse", 10.0, {"batch": 12.0, "endpoint window": float("nan")}) == {"batch": 2.0}
+    assert estimated_drops("roc_auc", None, estimates) == {}  # no validation figure recorded
+    assert estimated_drops("roc_auc", float("nan"), estimates) == {}
 
 
 def test_figures_per_slice_group_and_per_day_leave_rows_without_the_value_out():

@@ -265,12 +265,9 @@ def test_decay_sensor_retrains_once_per_decay_and_not_after_a_model_learned_from
     assert "decay (roc_auc 0.690 on outcomes vs 0.840 at validation)" in skip
 
 
-def _estimate(instance, decayed: bool | None):
-    figures = (
-        {}
-        if decayed is None
-        else {"estimated_roc_auc": 0.71, "estimated_drop": 0.13, "estimated_decay": decayed}
-    )
+def _estimate(instance, decayed: bool | None, **figures):
+    if decayed is not None:
+        figures = {"estimated_roc_auc": 0.71, "estimated_drop": 0.13, "estimated_decay": decayed, **figures}
     instance.report_runless_asset_event(
         AssetMaterialization(
             AssetKey(["churn", "churn_estimated_performance"]),
@@ -306,12 +303,22 @@ def test_the_estimated_decay_sensor_retrains_on_an_estimate_only_when_asked_to(
         "mlops/estimated_decay_report_run": request.tags["mlops/estimated_decay_report_run"],
         "mlops/decay_metric": "roc_auc",
         "mlops/decay_estimated": "0.7100",
+        "mlops/decay_estimated_on": "batch",
         "mlops/decay_model_version": "3",
     }
     instance.report_runless_asset_event(AssetMaterialization(AssetKey(["churn", "churn_model"])))  # retrained
     _estimate(instance, True)
-    requests, skip, _ = _tick(sensor, instance, cursor)
+    requests, skip, cursor = _tick(sensor, instance, cursor)
     assert requests == [] and "already trained after the newest data arrived" in skip
+
+    # The batch held up, the endpoint's newest window did not: the window is what the request names.
+    _ingestion(instance, 900)
+    _estimate(
+        instance, True, estimated_drop=0.01, endpoint_estimated_roc_auc=0.69, endpoint_estimated_drop=0.15
+    )
+    [request], _, _ = _tick(sensor, instance, cursor)
+    assert request.tags["mlops/decay_estimated"] == "0.6900"
+    assert request.tags["mlops/decay_estimated_on"] == "endpoint window"
 
 
 def test_default_status_follows_the_target(local_root):

@@ -251,42 +251,54 @@ def _results(
     reference: int,
     endpoint: dict,
 ):
-    """The alert when the estimate fell too far, the metadata (plotted) and the warn check."""
-    from ..ml.performance import drop
+    """The alert when an estimate (the batch's, or the endpoint's newest window's) fell too far,
+    the metadata (plotted) and the warn check."""
+    from ..ml.performance import estimated_drops
 
     metric, allowed = settings.validation.compare_metric, settings.monitoring.max_performance_drop
     whole = rows[(rows["slice"] == "all")].set_index("metric")
-    found = bool(metric in whole.index and whole.loc[metric, "validated"] == whole.loc[metric, "validated"])
-    fell = (
-        float(drop(metric, whole.loc[metric, "validated"], whole.loc[metric, "estimated"])) if found else None
-    )
-    decayed = bool(fell is not None and fell > allowed)
+    validated = float(whole.loc[metric, "validated"]) if metric in whole.index else None
+    # What is judged against the validated figure: the batch, and the endpoint's newest window.
+    estimates = {
+        "batch": float(whole.loc[metric, "estimated"]) if metric in whole.index else None,
+        "endpoint window": endpoint[f"endpoint_estimated_{metric}"].value
+        if f"endpoint_estimated_{metric}" in endpoint
+        else None,
+    }
+    drops = estimated_drops(metric, validated, estimates)
+    decayed = any(fell > allowed for fell in drops.values())
+    method = whole["method"].iloc[0]
     text = (
-        f"{settings.mlflow.model_name} v{version} estimated {metric} {whole.loc[metric, 'estimated']:.3f} "
-        f"({whole['method'].iloc[0]}), {fell:.3f} below its validation figure "
-        f"{whole.loc[metric, 'validated']:.3f} (allowed drop {allowed:g})"
-        if found
+        f"{settings.mlflow.model_name} v{version} estimated {metric} ({method}): "
+        + "; ".join(f"{where} {estimates[where]:.3f} ({fell:.3f} below)" for where, fell in drops.items())
+        + f"; its validation figure {validated:.3f} (allowed drop {allowed:g})"
+        if drops
         else f"{metric} not estimated or not validated: nothing to compare"
     )
     alert = None
     if decayed:
-        details = {"model_version": version, "metric": metric, "drop": fell}
+        details = {"model_version": version, "metric": metric, "drop": max(drops.values()), "drops": drops}
         alert = raise_alert(lakehouse, settings, "estimated_decay", text, details, context.run.run_id)
         context.log.warning(f"estimated decay alert raised (webhook: {alert})")
     context.log.info(f"estimated performance: {text}")
+    fell = {
+        f"{prefix}estimated_drop": MetadataValue.float(drops[where])
+        for where, prefix in (("batch", ""), ("endpoint window", "endpoint_"))
+        if where in drops
+    }
     yield MaterializeResult(
-        metadata={**_metadata(whole, version, reference, fell, decayed, alert), **endpoint}
+        metadata={**_metadata(whole, version, reference, decayed, alert), **endpoint, **fell}
     )
     yield AssetCheckResult(
         check_name=ESTIMATE_CHECK,
         passed=not decayed,
         severity=AssetCheckSeverity.WARN,
-        metadata={"estimated_drop": MetadataValue.float(fell) if found else MetadataValue.text("n/a")},
+        metadata=fell or {"estimated_drop": MetadataValue.text("n/a")},
         description=text,
     )
 
 
-def _metadata(whole: "pd.DataFrame", version: str, reference: int, fell, decayed: bool, alert) -> dict:
+def _metadata(whole: "pd.DataFrame", version: str, reference: int, decayed: bool, alert) -> dict:
     figures = {}
     for metric, row in whole.iterrows():
         figures[f"estimated_{metric}"] = MetadataValue.float(float(row["estimated"]))
@@ -301,7 +313,6 @@ def _metadata(whole: "pd.DataFrame", version: str, reference: int, fell, decayed
         "labelled_rows": int(whole["labelled_rows"].iloc[0]),
         "reference_rows": reference,
         **figures,
-        **({"estimated_drop": MetadataValue.float(float(fell))} if fell is not None else {}),
         "estimated_decay": decayed,
         **({"estimated_decay_alert_webhook": alert} if alert else {}),
     }

@@ -123,15 +123,24 @@ def estimated_decay_sensor(settings: Settings, job, default_status):
     names, metric = settings.names, settings.validation.compare_metric
 
     def read(metadata):
-        if "estimated_drop" not in metadata:
+        # The batch's estimate and the endpoint's newest window's: the one that fell furthest speaks.
+        judged = [
+            (p, w)
+            for p, w in (("", "batch"), ("endpoint_", "endpoint window"))
+            if f"{p}estimated_drop" in metadata
+        ]
+        if not judged:
             return False, f"{metric} not estimated or not validated", {}
-        estimated, fell = metadata[f"estimated_{metric}"].value, metadata["estimated_drop"].value
+        prefix, where = max(judged, key=lambda j: metadata[f"{j[0]}estimated_drop"].value)
+        estimated = metadata[f"{prefix}estimated_{metric}"].value
+        fell = metadata[f"{prefix}estimated_drop"].value
         return (
             bool(metadata["estimated_decay"].value),
-            f"estimated {metric} {estimated:.3f} ({metadata['method'].value}), {fell:.3f} below validation",
+            f"{where}'s estimated {metric} {estimated:.3f} ({metadata['method'].value}), {fell:.3f} below validation",
             {
                 "mlops/decay_metric": metric,
                 "mlops/decay_estimated": f"{estimated:.4f}",
+                "mlops/decay_estimated_on": where,
                 "mlops/decay_model_version": str(metadata["champion_version"].value),
             },
         )

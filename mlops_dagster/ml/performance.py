@@ -196,6 +196,20 @@ def drop(metric: str, validated: float, now: float) -> float:
     return now - validated if metric in LOWER_IS_BETTER else validated - now
 
 
+def estimated_drops(
+    metric: str, validated: float | None, estimates: dict[str, float | None]
+) -> dict[str, float]:
+    """How far each estimate given is below ``validated`` (positive: worse), by where it was made;
+    nothing to judge without a validated figure."""
+    if validated is None or validated != validated:
+        return {}
+    return {
+        where: drop(metric, validated, value)
+        for where, value in estimates.items()
+        if value is not None and value == value
+    }
+
+
 class Decay(NamedTuple):
     """A model's figure on outcomes, its figure at validation, and the drop between (positive: worse)."""
 

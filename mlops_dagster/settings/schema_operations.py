@@ -32,8 +32,8 @@ class DecaySensorSettings(RetrainSensorSettings):
     """The sensor that requests a retraining when the champion decayed."""
 
     on_estimates: bool = False
-    """Also retrain when the champion's *estimated* performance on the newest batch (CBPE or DLE,
-    before any outcome) fell more than `monitoring.max_performance_drop` below its validation figure
+    """Also retrain when the champion's *estimated* performance on the newest batch or the
+    endpoint's newest window (CBPE or DLE, before any outcome) fell more than `monitoring.max_performance_drop` below its validation figure
     (a sensor of its own, `estimated_decay_retraining_sensor`, with this cool-down). Off: an estimate
     only warns and alerts, and outcomes decide."""
 
