@@ -253,17 +253,16 @@ def _results(
 ):
     """The alert when an estimate (the batch's, or the endpoint's newest window's) fell too far,
     the metadata (plotted) and the warn check."""
-    from ..ml.performance import estimated_drops
+    from ..ml.performance import ESTIMATED_ON, estimated_drops
 
     metric, allowed = settings.validation.compare_metric, settings.monitoring.max_performance_drop
     whole = rows[(rows["slice"] == "all")].set_index("metric")
     validated = float(whole.loc[metric, "validated"]) if metric in whole.index else None
     # What is judged against the validated figure: the batch, and the endpoint's newest window.
+    window = endpoint.get(f"{ESTIMATED_ON['endpoint window']}estimated_{metric}")
     estimates = {
         "batch": float(whole.loc[metric, "estimated"]) if metric in whole.index else None,
-        "endpoint window": endpoint[f"endpoint_estimated_{metric}"].value
-        if f"endpoint_estimated_{metric}" in endpoint
-        else None,
+        "endpoint window": window.value if window is not None else None,
     }
     drops = estimated_drops(metric, validated, estimates)
     decayed = any(fell > allowed for fell in drops.values())
@@ -281,11 +280,7 @@ def _results(
         alert = raise_alert(lakehouse, settings, "estimated_decay", text, details, context.run.run_id)
         context.log.warning(f"estimated decay alert raised (webhook: {alert})")
     context.log.info(f"estimated performance: {text}")
-    fell = {
-        f"{prefix}estimated_drop": MetadataValue.float(drops[where])
-        for where, prefix in (("batch", ""), ("endpoint window", "endpoint_"))
-        if where in drops
-    }
+    fell = {f"{ESTIMATED_ON[where]}estimated_drop": MetadataValue.float(d) for where, d in drops.items()}
     yield MaterializeResult(
         metadata={**_metadata(whole, version, reference, decayed, alert), **endpoint, **fell}
     )

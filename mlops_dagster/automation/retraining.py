@@ -123,15 +123,14 @@ def estimated_decay_sensor(settings: Settings, job, default_status):
     names, metric = settings.names, settings.validation.compare_metric
 
     def read(metadata):
+        from ..ml.performance import ESTIMATED_ON  # here: the code location does not import pandas
+
         # The batch's estimate and the endpoint's newest window's: the one that fell furthest speaks.
-        judged = [
-            (p, w)
-            for p, w in (("", "batch"), ("endpoint_", "endpoint window"))
-            if f"{p}estimated_drop" in metadata
-        ]
+        judged = [w for w, p in ESTIMATED_ON.items() if f"{p}estimated_drop" in metadata]
         if not judged:
             return False, f"{metric} not estimated or not validated", {}
-        prefix, where = max(judged, key=lambda j: metadata[f"{j[0]}estimated_drop"].value)
+        where = max(judged, key=lambda w: metadata[f"{ESTIMATED_ON[w]}estimated_drop"].value)
+        prefix = ESTIMATED_ON[where]
         estimated = metadata[f"{prefix}estimated_{metric}"].value
         fell = metadata[f"{prefix}estimated_drop"].value
         return (

@@ -196,6 +196,11 @@ def drop(metric: str, validated: float, now: float) -> float:
     return now - validated if metric in LOWER_IS_BETTER else validated - now
 
 
+# What an estimate is judged on, and the prefix of its metadata (`<prefix>estimated_<metric>`,
+# `<prefix>estimated_drop`): the newest landing batch, and the endpoint's newest window.
+ESTIMATED_ON = {"batch": "", "endpoint window": "endpoint_"}
+
+
 def estimated_drops(
     metric: str, validated: float | None, estimates: dict[str, float | None]
 ) -> dict[str, float]:

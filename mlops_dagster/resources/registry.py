@@ -226,8 +226,9 @@ class ModelRegistry(ConfigurableResource):
         mlmodel = Model.load(local)
         if mlmodel.signature is None:
             raise ValueError(f"{self.model_name} version {version} has no signature: serving needs one")
+        pyfunc = mlmodel.flavors.get("python_function", {})
         # A keyed model's signature also names its entity keys: the gateway scores its features.
-        features = mlmodel.flavors.get("python_function", {}).get(CONF, {}).get("columns")
+        features = pyfunc.get(CONF, {}).get("columns")
         columns = [
             (c.name, c.type.name)
             for c in mlmodel.signature.inputs.inputs
@@ -235,7 +236,7 @@ class ModelRegistry(ConfigurableResource):
         ]
         example = mlmodel.load_input_example(local)
         rows = example[[name for name, _ in columns]].values.tolist() if example is not None else []
-        predict_fn = mlmodel.flavors.get("python_function", {}).get("predict_fn", "predict")
+        predict_fn = pyfunc.get("predict_fn", "predict")
         return mlflow.sklearn.load_model(local), columns, rows, predict_fn
 
     def read_text(self, version: str | int, artifact_file: str) -> str | None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import PrivateAttr
 
-from ..serving.keyed_model import quote, select_by_key
+from ..serving.keyed_model import not_published, quote, select_by_key
 from .online_store import OnlineStore, OnlineTableNotFoundError, PublishInfo, online_table_name
 
 if TYPE_CHECKING:
@@ -216,10 +216,7 @@ class SqlOnlineStore(OnlineStore, ABC):
                     return self._query(sql, params)
                 except Exception as exc:
                     if self._missing_table(exc):
-                        raise OnlineTableNotFoundError(
-                            f"feature table {table} is not in the online store ({self.describe()}): "
-                            "materialize its online asset (<name>_features_online) first"
-                        ) from None
+                        raise OnlineTableNotFoundError(not_published(table, self.describe())) from None
                     raise
 
         return select_by_key(query, online_table_name(table), keys, values, features, self.placeholder)

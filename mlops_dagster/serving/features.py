@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .keyed_model import Lookup, LookupFailed, fill
+from .keyed_model import Lookup, LookupFailed, fill, store_failed
 from .payload import BadRequest
 
 
@@ -23,13 +23,9 @@ class OnlineFeatures:
         try:
             return self.store.lookup(lookup.table, lookup.table_key, keys, lookup.features)
         except OnlineTableNotFoundError as exc:
-            raise LookupFailed(str(exc), status=503, error_code="TEMPORARILY_UNAVAILABLE") from None
-        except Exception as exc:  # the store is down: say so, not "the model failed"
-            raise LookupFailed(
-                f"the online feature store ({self.store.describe()}) failed: {type(exc).__name__}: {exc}",
-                status=503,
-                error_code="TEMPORARILY_UNAVAILABLE",
-            ) from None
+            raise LookupFailed.unavailable(str(exc)) from None
+        except Exception as exc:  # the store is down
+            raise store_failed(self.store.describe(), exc) from None
 
     def fill(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         try:

@@ -48,6 +48,24 @@ class LookupFailed(Exception):
         super().__init__(message)
         self.status, self.error_code = status, error_code
 
+    @classmethod
+    def unavailable(cls, message: str) -> LookupFailed:
+        """The online store cannot answer now (a 503: try again, or publish first)."""
+        return cls(message, status=503, error_code="TEMPORARILY_UNAVAILABLE")
+
+
+def not_published(table: str, store: str) -> str:
+    """What to say when a feature table has no table in the online store ``store``."""
+    return (
+        f"feature table {table} is not in the online store ({store}): "
+        "materialize its online asset (<name>_features_online) first"
+    )
+
+
+def store_failed(store: str, exc: Exception) -> LookupFailed:
+    """The online store ``store`` failed: say so, not "the model failed"."""
+    return LookupFailed.unavailable(f"the online feature store ({store}) failed: {type(exc).__name__}: {exc}")
+
 
 class LakebaseNotReadyError(RuntimeError):
     """The database instance is missing or not available: the message says what to do."""
@@ -199,18 +217,9 @@ class _LakebaseRows:
                     self._query, lookup.online_table, lookup.table_key, keys, lookup.features, "%s"
                 )
             except psycopg.errors.UndefinedTable:
-                raise LookupFailed(
-                    f"feature table {lookup.table} is not in the online store ({where}): "
-                    "materialize its online asset (<name>_features_online) first",
-                    status=503,
-                    error_code="TEMPORARILY_UNAVAILABLE",
-                ) from None
+                raise LookupFailed.unavailable(not_published(lookup.table, where)) from None
             except (psycopg.Error, LakebaseNotReadyError) as exc:
-                raise LookupFailed(
-                    f"the online feature store ({where}) failed: {type(exc).__name__}: {exc}",
-                    status=503,
-                    error_code="TEMPORARILY_UNAVAILABLE",
-                ) from None
+                raise store_failed(where, exc) from None
 
 
 def _missing(value: Any) -> bool:
@@ -238,7 +247,8 @@ class KeyedModel:
                 raise MlflowException.invalid_parameter_value(
                     f"rows lack the features {missing} and the entity key to look them up: send one"
                 )
-            return data[self.columns]
+            # Batch scoring's frames are already the features in order: no copy of each batch.
+            return data if list(data.columns) == self.columns else data[self.columns]
         # A row with its key: what it lacks (absent or null in a frame of mixed rows) is looked up.
         records = [{k: v for k, v in r.items() if not _missing(v)} for r in data.to_dict("records")]
         if self.rows is None:
