@@ -49,6 +49,9 @@ def as_config(section: type[BaseModel]) -> type[Config]:
         __base__=(section, Config),
         __module__=section.__module__,
         __doc__=section.__doc__,
+        # the fields carry their descriptions: reading them from source again finds no class body
+        # to read and walks every frame of the import, each a scan of all loaded modules (seconds)
+        __cls_kwargs__={"use_attribute_docstrings": False},
         **fields,
     )
 
