@@ -287,7 +287,8 @@ def warm_spark(port: int) -> None:
 
 
 def dev(port: int, connect_port: int | None) -> int:
-    """``mlops dev``: ``dagster dev`` on this project, warm unless ``connect_port`` is None."""
+    """``mlops dev``: ``dagster dev`` on this project, warm unless ``connect_port`` is None: runs use
+    the home's Spark Connect server and fork from the warm run pool (``runtime/warm_launcher.py``)."""
     from pathlib import Path
 
     from .runs import default_dagster_home
@@ -295,6 +296,8 @@ def dev(port: int, connect_port: int | None) -> int:
     default_dagster_home()
     if connect_port is not None:
         warm_spark(connect_port)
+    else:
+        os.environ["MLOPS_WARM_RUNS"] = "0"
     dagster = str(Path(sys.executable).with_name("dagster"))
     where = (
         ["-w", "workspace.yaml"] if Path("workspace.yaml").is_file() else ["-m", "mlops_dagster.definitions"]

@@ -71,11 +71,13 @@ def _data_commands(command: Command) -> None:
     _warm_arguments(runner, "run Spark on this home's Spark Connect server, started if need be")
     dev = command(
         "dev",
-        help="the Dagster UI (dagster dev) on this project, its runs' Spark on this home's Spark "
-        "Connect server, started if need be (mlops stop / make stop stops it)",
+        help="the Dagster UI (dagster dev) on this project; its runs fork from a warm process and use "
+        "this home's Spark Connect server, started if need be (mlops stop / make stop stops it)",
     )
     dev.add_argument("--port", type=int, default=3000, help="the UI's port (default 3000)")
-    dev.add_argument("--cold", action="store_true", help="each run starts a Spark of its own instead")
+    dev.add_argument(
+        "--cold", action="store_true", help="each run starts a process and a Spark of its own instead"
+    )
     _warm_arguments(dev, None)
 
 

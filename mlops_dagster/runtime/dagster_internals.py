@@ -214,3 +214,45 @@ def op_context(step_context):
     from dagster import OpExecutionContext
 
     return OpExecutionContext(step_context)
+
+
+def execute_run_args(dagster_run, instance) -> str:
+    """What ``dagster api execute_run`` takes for ``dagster_run`` (serialized ``ExecuteRunArgs``):
+    the form every Dagster run launcher hands a run's process.
+
+    Relies on ``dagster._grpc.types.ExecuteRunArgs`` and ``dagster._serdes.serialize_value``."""
+    from dagster._grpc.types import ExecuteRunArgs
+    from dagster._serdes import serialize_value
+
+    return serialize_value(
+        ExecuteRunArgs(
+            job_origin=dagster_run.job_code_origin,
+            run_id=dagster_run.run_id,
+            instance_ref=instance.get_ref(),
+            set_exit_code_on_failure=True,
+        )
+    )
+
+
+def execute_run(serialized_args: str) -> int:
+    """Run a launched run in this process, as ``dagster api execute_run <serialized_args>`` does in
+    a new one (interrupts captured, events to the instance); the command's exit code.
+
+    Relies on ``dagster._cli.api.execute_run_command`` (the click command behind that CLI)."""
+    from dagster._cli.api import execute_run_command
+
+    try:
+        execute_run_command.main([serialized_args], standalone_mode=False)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0
+
+
+def run_worker_health(status: str, message: str | None = None):
+    """What a run launcher's ``check_run_worker_health`` returns: ``status`` is a ``WorkerStatus``
+    name (``RUNNING``, ``FAILED``, ...).
+
+    Relies on ``CheckRunHealthResult`` and ``WorkerStatus`` (``dagster._core.launcher``)."""
+    from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
+
+    return CheckRunHealthResult(WorkerStatus[status], message)
