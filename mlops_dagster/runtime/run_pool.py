@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 # What runs of this project import, heaviest first; a name that is not installed is skipped.
 PRELOADED = (
@@ -102,35 +103,64 @@ def _preload() -> None:
     plt.close(fig)
 
 
-def _run_forked(request: dict, control: socket.socket) -> None:
-    """In the forked process: become the run's own process and execute it; exits with the run's
-    code. Never returns."""
+def fork_process(child: Callable[[], int]) -> int:
+    """Fork a process that runs ``child`` and exits with the code it returns, after what a normal
+    exit runs (atexit functions: Spark's gateway, MLflow's runs; flushed output); in this process,
+    its id. Only call it with no second thread alive."""
+    pid = os.fork()
+    if pid:
+        return pid
     code = 1
     try:
         import atexit
-        import random
-        import tempfile
         import traceback
 
-        control.close()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        random.seed()
-        tempfile.tempdir = None  # the run's TMPDIR, not the one the pool's imports may have read
         try:
-            from .dagster_internals import execute_run
-
-            code = execute_run(request["args"])
+            code = child()
         except BaseException:
             traceback.print_exc()
-        atexit._run_exitfuncs()  # what a process's normal exit runs (Spark's gateway, MLflow's runs)
+        atexit._run_exitfuncs()
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def reap(running: set[int]) -> list[tuple[int, int]]:
+    """The processes of ``running`` that ended, with their exit codes (negative: the signal), taken
+    out of it, so that none lingers as a zombie."""
+    ended = []
+    while running:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            break
+        running.discard(pid)
+        ended.append((pid, os.waitstatus_to_exitcode(status)))
+    return ended
+
+
+def fresh_process(env: dict[str, str], cwd: str) -> None:
+    """In a forked process: the environment and working folder it was asked for, its own random
+    state, and the temporary folder of that environment (not the one the pool's imports read)."""
+    import random
+    import tempfile
+
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    random.seed()
+    tempfile.tempdir = None
+
+
+def _run(request: dict, control: socket.socket) -> int:
+    """In the forked process: become the run's own process and execute the run; its exit code."""
+    from .dagster_internals import execute_run
+
+    control.close()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    fresh_process(request["env"], request["cwd"])
+    return execute_run(request["args"])
 
 
 def serve(control: socket.socket) -> None:
@@ -152,9 +182,7 @@ def serve(control: socket.socket) -> None:
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
                 request = json.loads(line)
-                pid = os.fork()
-                if pid == 0:
-                    _run_forked(request, control)
+                pid = fork_process(lambda request=request: _run(request, control))
                 running.add(pid)
                 started = None
                 for _ in range(50):  # /proc has the child at once; a loaded machine may lag
@@ -162,11 +190,7 @@ def serve(control: socket.socket) -> None:
                         break
                     time.sleep(0.01)
                 say({"id": request["id"], "pid": pid, "started": started})
-        while running:  # reap the runs that ended, so none lingers as a zombie
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                break
-            running.discard(pid)
+        reap(running)
 
 
 def main() -> None:

@@ -162,48 +162,34 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-def _run_forked(task: dict) -> None:
-    """In the forked process: become the task's own process (session, folder, environment, stdin
-    and output files, random state), run it, and exit with its code. Never returns."""
-    code = 1
-    try:
-        import atexit
-        import random
-        import tempfile
-        import traceback
+def _run_forked(task: dict) -> int:
+    """In the forked process (``run_pool.fork_process``): become the task's own process (session,
+    folder, environment, stdin and output files, random state) and run it; its exit code."""
+    from mlops_dagster.runtime.run_pool import fresh_process
 
-        os.setsid()
-        os.chdir(task["workdir"])
-        os.environ.clear()
-        os.environ.update(task["env"])
-        for fd, path, flags in (
-            (0, os.devnull, os.O_RDONLY),
-            (1, task["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-            (2, task["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
-        ):
-            opened = os.open(path, flags, 0o644)
-            os.dup2(opened, fd)
-            os.close(opened)
-        random.seed()
-        tempfile.tempdir = None  # the task's TMPDIR, not the one the pool's imports may have read
-        try:
-            run_task(task["spec"])
-            code = 0
-        except SystemExit as exc:
-            code = _exit_code(exc)
-        except BaseException:
-            traceback.print_exc()
-        atexit._run_exitfuncs()  # what a process's normal exit runs (Spark's gateway, MLflow's runs)
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+    os.setsid()
+    fresh_process(task["env"], task["workdir"])
+    for fd, path, flags in (
+        (0, os.devnull, os.O_RDONLY),
+        (1, task["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+        (2, task["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+    ):
+        opened = os.open(path, flags, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
+    try:
+        run_task(task["spec"])
+    except SystemExit as exc:
+        return _exit_code(exc)
+    return 0
 
 
 def serve() -> None:
     """The pool: one task per JSON line on stdin, ``{"id", "pid"}`` when forked and
     ``{"pid", "exit"}`` when it ends, on stdout. Stops when stdin closes (the emulator is gone)."""
     import importlib
+
+    from mlops_dagster.runtime.run_pool import fork_process, reap
 
     for name in PRELOADED:
         importlib.import_module(name)
@@ -222,17 +208,11 @@ def serve() -> None:
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
                 task = json.loads(line)
-                pid = os.fork()
-                if pid == 0:
-                    _run_forked(task)
+                pid = fork_process(lambda task=task: _run_forked(task))
                 running.add(pid)
                 say({"id": task["id"], "pid": pid})
-        while running:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                break
-            running.discard(pid)
-            say({"pid": pid, "exit": os.waitstatus_to_exitcode(status)})
+        for pid, code in reap(running):
+            say({"pid": pid, "exit": code})
 
 
 def main() -> None:
