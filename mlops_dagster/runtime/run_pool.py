@@ -22,7 +22,6 @@ import selectors
 import signal
 import socket
 import sys
-import time
 from collections.abc import Callable
 
 # What runs of this project import, heaviest first; a name that is not installed is skipped.
@@ -184,12 +183,8 @@ def serve(control: socket.socket) -> None:
                 request = json.loads(line)
                 pid = fork_process(lambda request=request: _run(request, control))
                 running.add(pid)
-                started = None
-                for _ in range(50):  # /proc has the child at once; a loaded machine may lag
-                    if (started := process_started(pid)) is not None:
-                        break
-                    time.sleep(0.01)
-                say({"id": request["id"], "pid": pid, "started": started})
+                # None only when the run's process already ended: then it is reported gone at once
+                say({"id": request["id"], "pid": pid, "started": process_started(pid)})
         reap(running)
 
 

@@ -1,8 +1,9 @@
 """``WarmRunLauncher``: Dagster's default run launcher, with runs forked from the warm run pool
 (``run_pool.py``) once the pool is ready. ``dagster.yaml`` (what ``make dev`` uses) names it.
 
-The first run a ``dagster dev`` launches starts the pool and goes the default way (a process of the
-code server); later runs fork from the pool, so they do not pay a new interpreter and its imports.
+The first run a ``dagster dev`` launches goes the default way (a process of the code server); once
+it has ended the pool starts, and later runs fork from it, so they do not pay a new interpreter
+and its imports.
 ``MLOPS_WARM_RUNS=0`` (``make dev ARGS=--cold``) keeps every run on the default way. A run forked
 from the pool is tagged with its process (``mlops/run_pid``): terminating it sends that process
 SIGINT, as Ctrl-C would, and run monitoring fails it when the process is gone.
@@ -82,25 +83,17 @@ class WarmRunLauncher(DefaultRunLauncher):
     def __init__(self, inst_data=None):
         super().__init__(inst_data=inst_data)
         self._pool: _Pool | None = None
-        self._starting: threading.Thread | None = None
+        self._starting = False  # a thread waits to start the pool
         self._pool_lock = threading.Lock()
-
-    @classmethod
-    def from_config_value(cls, inst_data, config_value):
-        return cls(inst_data=inst_data)
 
     def _ready_pool(self) -> _Pool | None:
         """The pool if it is ready to fork, else None (and it is started once no run is going)."""
         if os.environ.get("MLOPS_WARM_RUNS", "1") == "0":
             return None
         with self._pool_lock:
-            if self._pool is not None and self._pool.process.poll() is not None:
-                self._pool = None  # it died: start another
-            if self._pool is None and self._starting is None:
-                self._starting = threading.Thread(
-                    target=self._start_when_idle, name="mlops-run-pool", daemon=True
-                )
-                self._starting.start()
+            if self._live_pool() is None and not self._starting:
+                self._starting = True
+                threading.Thread(target=self._start_when_idle, name="mlops-run-pool", daemon=True).start()
             return self._pool if self._pool is not None and self._pool.ready.is_set() else None
 
     def _start_when_idle(self) -> None:
@@ -112,7 +105,13 @@ class WarmRunLauncher(DefaultRunLauncher):
         with self._pool_lock:
             if self._pool is None:
                 self._pool = _Pool()
-            self._starting = None
+            self._starting = False
+
+    def _live_pool(self) -> _Pool | None:
+        """The pool unless there is none or it died (then forgotten, so that another starts)."""
+        if self._pool is not None and self._pool.process.poll() is not None:
+            self._pool = None
+        return self._pool
 
     def _going(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
@@ -121,7 +120,7 @@ class WarmRunLauncher(DefaultRunLauncher):
     def warm_up(self, timeout: float) -> bool:
         """Start the pool now, if need be, and wait up to ``timeout`` seconds for it to be ready."""
         with self._pool_lock:
-            if self._pool is None or self._pool.process.poll() is not None:
+            if self._live_pool() is None:
                 self._pool = _Pool()
             pool = self._pool
         return pool.ready.wait(timeout)
